@@ -1,0 +1,98 @@
+//! The command line, declared and nothing else: validation lives in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgstress",
+    version,
+    about = "Find how much concurrent load a PostgreSQL server takes before it stops responding",
+    after_help = "Exit codes: 0 the run completed (a breaking point found is a result), \
+                  1 pgstress could not do its job, 2 usage error, 130 interrupted by Ctrl-C."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the stepped ramp against a server (by default a throwaway one it starts itself).
+    Run(RunArgs),
+    /// Create the demo table `sharding` on a server and optionally write matching parameter CSVs.
+    Prepare(PrepareArgs),
+}
+
+/// Every option is also a key of the `--config` TOML file; the command line wins.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// TOML file whose keys are these options' long names (e.g. `steps = 10`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Target: libpq key=value string or postgres:// URL. Default: DATABASE_URL, then the
+    /// PG* variables when PGHOST is set, else a throwaway server started for this run.
+    #[arg(long, value_name = "DSN")]
+    pub dsn: Option<String>,
+
+    /// Number of steps in the ramp [default: 15].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u32>,
+
+    /// Requests added at each step: step i sends start + (i-1) * step [default: 50].
+    #[arg(long, value_name = "N")]
+    pub step: Option<u32>,
+
+    /// Requests of the first step [default: the value of --step].
+    #[arg(long, value_name = "N")]
+    pub start: Option<u32>,
+
+    /// SQL run by every request; $1 is bound to a value drawn from the data files.
+    #[arg(long, value_name = "SQL")]
+    pub query: Option<String>,
+
+    /// Folder whose *.csv files (no header) hold the parameter values [default: data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Zero-based CSV column holding the values [default: 0].
+    #[arg(long, value_name = "N")]
+    pub column: Option<usize>,
+
+    /// Folder for the run's log files [default: logs].
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+
+    /// Deadline of one request, connect plus query, e.g. 10s or 500ms [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// CPU sampling interval during a step [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    pub sample_every: Option<String>,
+
+    /// Stack size of each request thread in KiB [default: 256].
+    #[arg(long, value_name = "KIB")]
+    pub stack_kib: Option<usize>,
+
+    /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
+    #[arg(long = "server-setting", value_name = "KEY=VALUE")]
+    pub server_settings: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Target server: libpq key=value string or postgres:// URL (else DATABASE_URL / PG*).
+    #[arg(long, value_name = "DSN")]
+    pub dsn: Option<String>,
+
+    /// Rows in the demo table.
+    #[arg(long, value_name = "N", default_value_t = crate::demo::DEFAULT_ROWS)]
+    pub rows: u64,
+
+    /// Also write parameter CSVs whose values match the rows, into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub write_data: Option<PathBuf>,
+}

@@ -1,0 +1,565 @@
+//! The validated plan: command line, TOML file and environment merged and checked once, so
+//! that by the time a step runs every value is known good.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::{PrepareArgs, RunArgs};
+use crate::target::{ConnectTarget, TargetError};
+
+pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
+const DEFAULT_STEPS: u32 = 15;
+const DEFAULT_STEP: u32 = 50;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+const DEFAULT_STACK_KIB: usize = 256;
+/// Below this a request thread overflows its stack inside the postgres client.
+const MIN_STACK_KIB: usize = 64;
+const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check the path given to --config")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid {option} '{value}': {reason}")]
+    Invalid {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+fn invalid(option: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        option,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The keys a `--config` TOML file may hold: the long option names of `pgstress run`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    dsn: Option<String>,
+    steps: Option<u32>,
+    step: Option<u32>,
+    start: Option<u32>,
+    query: Option<String>,
+    data: Option<PathBuf>,
+    column: Option<usize>,
+    logs: Option<PathBuf>,
+    timeout: Option<String>,
+    sample_every: Option<String>,
+    stack_kib: Option<usize>,
+    server_settings: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
+            path: path.to_owned(),
+            // toml's message spans several lines (a source excerpt); keep the one that says why.
+            message: err.message().to_owned(),
+        })
+    }
+}
+
+/// Where the load goes.
+#[derive(Debug)]
+pub enum TargetChoice {
+    /// A server the user named.
+    Server(Box<ConnectTarget>),
+    /// A server pgstress starts for this run and removes afterwards.
+    Throwaway { settings: Vec<(String, String)> },
+}
+
+/// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPlan {
+    pub steps: u32,
+    pub start: u32,
+    pub step: u32,
+}
+
+impl StepPlan {
+    pub fn requests_at(&self, index: u32) -> u32 {
+        self.start + (index - 1) * self.step
+    }
+
+    pub fn largest(&self) -> u32 {
+        self.requests_at(self.steps)
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        (1..=self.steps)
+            .map(|i| u64::from(self.requests_at(i)))
+            .sum()
+    }
+}
+
+/// Everything `pgstress run` needs, validated.
+#[derive(Debug)]
+pub struct RunConfig {
+    pub target: TargetChoice,
+    pub plan: StepPlan,
+    pub query: String,
+    /// Whether the query takes `$1` (and so needs parameter data).
+    pub takes_parameter: bool,
+    pub data_dir: PathBuf,
+    pub column: usize,
+    pub logs_dir: PathBuf,
+    pub timeout: Duration,
+    pub sample_every: Duration,
+    pub stack_size: usize,
+}
+
+impl RunConfig {
+    pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let env = EnvTarget::from_process();
+        Self::merge(args, file, &env)
+    }
+
+    fn merge(args: RunArgs, file: FileConfig, env: &EnvTarget) -> Result<Self, ConfigError> {
+        let steps = args.steps.or(file.steps).unwrap_or(DEFAULT_STEPS);
+        let step = args.step.or(file.step).unwrap_or(DEFAULT_STEP);
+        let start = args.start.or(file.start).unwrap_or(step);
+        let plan = validate_plan(steps, step, start)?;
+
+        let query = args
+            .query
+            .or(file.query)
+            .unwrap_or_else(|| DEFAULT_QUERY.to_owned());
+        let takes_parameter = match highest_placeholder(&query) {
+            0 => false,
+            1 => true,
+            n => {
+                return Err(invalid(
+                    "--query",
+                    &query,
+                    format!("it uses ${n}, but pgstress binds one parameter ($1)"),
+                ));
+            }
+        };
+        if query.trim().is_empty() {
+            return Err(invalid(
+                "--query",
+                &query,
+                "give the SQL every request runs",
+            ));
+        }
+
+        let timeout = parse_duration(
+            "--timeout",
+            args.timeout.as_deref().or(file.timeout.as_deref()),
+            DEFAULT_TIMEOUT,
+        )?;
+        if timeout.is_zero() {
+            return Err(invalid(
+                "--timeout",
+                "0",
+                "a request needs a deadline above zero, e.g. 10s",
+            ));
+        }
+        let sample_every = parse_duration(
+            "--sample-every",
+            args.sample_every
+                .as_deref()
+                .or(file.sample_every.as_deref()),
+            DEFAULT_SAMPLE_EVERY,
+        )?;
+        if sample_every < MIN_SAMPLE_EVERY {
+            return Err(invalid(
+                "--sample-every",
+                humantime::format_duration(sample_every),
+                "sample at most every 10ms; the sampler would disturb the measurement",
+            ));
+        }
+        let stack_kib = args
+            .stack_kib
+            .or(file.stack_kib)
+            .unwrap_or(DEFAULT_STACK_KIB);
+        if stack_kib < MIN_STACK_KIB {
+            return Err(invalid("--stack-kib", stack_kib, "use at least 64 (KiB)"));
+        }
+
+        let settings = if args.server_settings.is_empty() {
+            file.server_settings.unwrap_or_default()
+        } else {
+            args.server_settings
+        };
+        let settings = settings
+            .iter()
+            .map(|s| parse_setting(s))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let dsn = args.dsn.or(file.dsn).or_else(|| env.dsn());
+        let target = match dsn {
+            Some(dsn) => {
+                if !settings.is_empty() {
+                    return Err(invalid(
+                        "--server-setting",
+                        &settings[0].0,
+                        "it applies to the throwaway server only; set it on your server instead",
+                    ));
+                }
+                TargetChoice::Server(Box::new(ConnectTarget::parse(
+                    &dsn,
+                    env.password.as_deref(),
+                )?))
+            }
+            None => TargetChoice::Throwaway { settings },
+        };
+
+        Ok(RunConfig {
+            target,
+            plan,
+            query,
+            takes_parameter,
+            data_dir: args
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            column: args.column.or(file.column).unwrap_or(0),
+            logs_dir: args
+                .logs
+                .or(file.logs)
+                .unwrap_or_else(|| PathBuf::from("logs")),
+            timeout,
+            sample_every,
+            stack_size: stack_kib * 1024,
+        })
+    }
+}
+
+fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigError> {
+    if steps == 0 {
+        return Err(invalid("--steps", steps, "run at least 1 step"));
+    }
+    if step == 0 {
+        return Err(invalid(
+            "--step",
+            step,
+            "each step must add at least 1 request",
+        ));
+    }
+    if start == 0 {
+        return Err(invalid(
+            "--start",
+            start,
+            "the first step needs at least 1 request",
+        ));
+    }
+    let largest = u64::from(start) + u64::from(steps - 1) * u64::from(step);
+    let limit = crate::engine::thread_limit();
+    if largest > limit {
+        return Err(invalid(
+            "--steps",
+            steps,
+            format!(
+                "the last step would need {largest} threads at once, above this process's \
+                 limit of {limit}; use fewer or smaller steps"
+            ),
+        ));
+    }
+    Ok(StepPlan { steps, start, step })
+}
+
+fn parse_duration(
+    option: &'static str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text.trim()).map_err(|_| {
+            invalid(
+                option,
+                text,
+                "expected a duration such as 10s, 1.5s or 500ms",
+            )
+        }),
+    }
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), ConfigError> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(invalid(
+            "--server-setting",
+            text,
+            "expected KEY=VALUE, e.g. max_connections=300",
+        )),
+    }
+}
+
+/// The highest `$N` placeholder in the SQL, skipping quoted literals and identifiers.
+pub fn highest_placeholder(sql: &str) -> u32 {
+    let bytes = sql.as_bytes();
+    let mut highest = 0;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if digits > 0 {
+                    let n = sql[i + 1..i + 1 + digits].parse().unwrap_or(u32::MAX);
+                    highest = highest.max(n);
+                    i += digits;
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    highest
+}
+
+/// The target named by the environment, the way libpq users expect.
+#[derive(Debug, Default)]
+pub struct EnvTarget {
+    database_url: Option<String>,
+    host: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    database: Option<String>,
+    password: Option<String>,
+}
+
+impl EnvTarget {
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        EnvTarget {
+            database_url: var("DATABASE_URL"),
+            host: var("PGHOST"),
+            port: var("PGPORT"),
+            user: var("PGUSER"),
+            database: var("PGDATABASE"),
+            password: var("PGPASSWORD"),
+        }
+    }
+
+    /// DATABASE_URL, else a key=value DSN from the PG* variables when PGHOST is set.
+    fn dsn(&self) -> Option<String> {
+        if let Some(url) = &self.database_url {
+            return Some(url.clone());
+        }
+        let host = self.host.as_ref()?;
+        let mut parts = vec![format!("host={}", quote_value(host))];
+        let keyed = [
+            ("port", &self.port),
+            ("user", &self.user),
+            ("dbname", &self.database),
+        ];
+        for (key, value) in keyed {
+            if let Some(value) = value {
+                parts.push(format!("{key}={}", quote_value(value)));
+            }
+        }
+        Some(parts.join(" "))
+    }
+}
+
+fn quote_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// What `pgstress prepare` needs.
+#[derive(Debug)]
+pub struct PrepareConfig {
+    pub target: ConnectTarget,
+    pub rows: u64,
+    pub write_data: Option<PathBuf>,
+}
+
+impl PrepareConfig {
+    pub fn from_args(args: PrepareArgs) -> Result<Self, ConfigError> {
+        let env = EnvTarget::from_process();
+        let Some(dsn) = args.dsn.or_else(|| env.dsn()) else {
+            return Err(invalid(
+                "--dsn",
+                "(none)",
+                "prepare needs a server: give --dsn, DATABASE_URL or PGHOST",
+            ));
+        };
+        if args.rows == 0 {
+            return Err(invalid("--rows", 0, "create at least 1 row"));
+        }
+        Ok(PrepareConfig {
+            target: ConnectTarget::parse(&dsn, env.password.as_deref())?,
+            rows: args.rows,
+            write_data: args.write_data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merge(args: RunArgs, toml_text: &str) -> Result<RunConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(toml_text).unwrap();
+        RunConfig::merge(args, file, &EnvTarget::default())
+    }
+
+    #[test]
+    fn defaults_are_the_original_ramp() {
+        let config = merge(RunArgs::default(), "").unwrap();
+        assert_eq!(
+            config.plan,
+            StepPlan {
+                steps: 15,
+                start: 50,
+                step: 50
+            }
+        );
+        assert_eq!(config.plan.largest(), 750);
+        assert!(config.takes_parameter);
+        assert!(matches!(config.target, TargetChoice::Throwaway { .. }));
+    }
+
+    #[test]
+    fn command_line_wins_over_file() {
+        let args = RunArgs {
+            steps: Some(3),
+            ..Default::default()
+        };
+        let config = merge(args, "steps = 7\nstep = 10\ntimeout = '2s'").unwrap();
+        assert_eq!(
+            config.plan,
+            StepPlan {
+                steps: 3,
+                start: 10,
+                step: 10
+            }
+        );
+        assert_eq!(config.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn start_sets_first_step_only() {
+        let args = RunArgs {
+            steps: Some(3),
+            step: Some(10),
+            start: Some(5),
+            ..Default::default()
+        };
+        let plan = merge(args, "").unwrap().plan;
+        assert_eq!(
+            (1..=3).map(|i| plan.requests_at(i)).collect::<Vec<_>>(),
+            vec![5, 15, 25]
+        );
+        assert_eq!(plan.total_requests(), 45);
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let err = toml::from_str::<FileConfig>("stepz = 3").unwrap_err();
+        assert!(err.message().contains("stepz"), "{}", err.message());
+    }
+
+    #[test]
+    fn zero_steps_names_the_option() {
+        let args = RunArgs {
+            steps: Some(0),
+            ..Default::default()
+        };
+        let err = merge(args, "").unwrap_err().to_string();
+        assert!(err.contains("--steps '0'"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_value() {
+        let args = RunArgs {
+            timeout: Some("ten".into()),
+            ..Default::default()
+        };
+        let err = merge(args, "").unwrap_err().to_string();
+        assert!(err.contains("--timeout 'ten'"), "{err}");
+    }
+
+    #[test]
+    fn second_placeholder_is_rejected() {
+        let args = RunArgs {
+            query: Some("SELECT $1, $2".into()),
+            ..Default::default()
+        };
+        assert!(merge(args, "").unwrap_err().to_string().contains("$2"));
+    }
+
+    #[test]
+    fn placeholders_inside_literals_do_not_count() {
+        assert_eq!(
+            highest_placeholder("SELECT '$2', \"$3\" FROM t WHERE a = $1"),
+            1
+        );
+        assert_eq!(highest_placeholder("SELECT 1"), 0);
+        assert_eq!(highest_placeholder("SELECT $12"), 12);
+    }
+
+    #[test]
+    fn pg_variables_build_a_dsn_when_pghost_is_set() {
+        let env = EnvTarget {
+            host: Some("127.0.0.1".into()),
+            port: Some("5433".into()),
+            user: Some("bob".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            env.dsn().unwrap(),
+            "host='127.0.0.1' port='5433' user='bob'"
+        );
+        let env = EnvTarget {
+            port: Some("5433".into()),
+            ..Default::default()
+        };
+        assert_eq!(env.dsn(), None);
+    }
+
+    #[test]
+    fn database_url_comes_before_pg_variables() {
+        let env = EnvTarget {
+            database_url: Some("postgres://a@127.0.0.1/db".into()),
+            host: Some("h".into()),
+            ..Default::default()
+        };
+        assert_eq!(env.dsn().unwrap(), "postgres://a@127.0.0.1/db");
+    }
+
+    #[test]
+    fn server_setting_needs_key_and_value() {
+        assert_eq!(
+            parse_setting("max_connections=20").unwrap(),
+            ("max_connections".into(), "20".into())
+        );
+        assert!(parse_setting("max_connections").is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Parameter files: every `*.csv` of a folder, read once before the run, drawn from at random.
+
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("cannot read data folder {dir}: {source}; give a folder of *.csv files with --data")]
+    Folder {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no *.csv file in {dir}; put parameter files there or give another folder with --data")]
+    NoFiles { dir: PathBuf },
+    #[error("cannot read {file}: {message}")]
+    Read { file: PathBuf, message: String },
+    #[error("{file} has no value in column {column}; check --column (zero-based) or the file")]
+    NoValues { file: PathBuf, column: usize },
+}
+
+/// One parameter file's values.
+#[derive(Debug)]
+pub struct ParamFile {
+    pub path: PathBuf,
+    pub values: Vec<String>,
+}
+
+/// All parameter files of a run.
+#[derive(Debug)]
+pub struct ParamData {
+    files: Vec<ParamFile>,
+}
+
+impl ParamData {
+    /// Reads every `*.csv` in `dir` (no header), keeping column `column` of each row.
+    pub fn load(dir: &Path, column: usize) -> Result<Self, DataError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| DataError::Folder {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "csv"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(DataError::NoFiles {
+                dir: dir.to_owned(),
+            });
+        }
+        let files = paths
+            .into_iter()
+            .map(|path| read_column(&path, column).map(|values| ParamFile { path, values }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ParamData { files })
+    }
+
+    pub fn files(&self) -> &[ParamFile] {
+        &self.files
+    }
+
+    pub fn total_values(&self) -> usize {
+        self.files.iter().map(|f| f.values.len()).sum()
+    }
+
+    /// One step's parameters: one file picked at random, one random value per request,
+    /// as the original did.
+    pub fn draw_step<R: Rng + ?Sized>(&self, requests: usize, rng: &mut R) -> Vec<String> {
+        let file = self
+            .files
+            .choose(rng)
+            .expect("load() guarantees at least one file");
+        (0..requests)
+            .map(|_| {
+                file.values
+                    .choose(rng)
+                    .expect("load() guarantees values")
+                    .clone()
+            })
+            .collect()
+    }
+}
+
+fn read_column(path: &Path, column: usize) -> Result<Vec<String>, DataError> {
+    let read_error = |message: String| DataError::Read {
+        file: path.to_owned(),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|err| read_error(err.to_string()))?;
+    let mut values = Vec::new();
+    for record in reader.records() {
+        let record =
+            record.map_err(|err| read_error(format!("{err}; the file must be UTF-8 CSV")))?;
+        if let Some(value) = record.get(column) {
+            values.push(value.to_owned());
+        }
+    }
+    if values.is_empty() {
+        return Err(DataError::NoValues {
+            file: path.to_owned(),
+            column,
+        });
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_the_chosen_column_of_every_csv() {
+        let dir = folder(&[
+            ("a.csv", "x,1\ny,2\n"),
+            ("b.csv", "z,3\n"),
+            ("notes.txt", "ignored\n"),
+        ]);
+        let data = ParamData::load(dir.path(), 1).unwrap();
+        assert_eq!(data.files().len(), 2);
+        assert_eq!(data.files()[0].values, vec!["1", "2"]);
+        assert_eq!(data.total_values(), 3);
+    }
+
+    #[test]
+    fn a_step_draws_from_one_file() {
+        let dir = folder(&[("a.csv", "a1\na2\n"), ("b.csv", "b1\nb2\n")]);
+        let data = ParamData::load(dir.path(), 0).unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let values = data.draw_step(10, &mut rng);
+            assert_eq!(values.len(), 10);
+            let prefix = &values[0][..1];
+            assert!(values.iter().all(|v| v.starts_with(prefix)), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn values_with_quotes_survive() {
+        let dir = folder(&[("q.csv", "\"it's \"\"quoted\"\"\"\n")]);
+        let data = ParamData::load(dir.path(), 0).unwrap();
+        assert_eq!(data.files()[0].values, vec!["it's \"quoted\""]);
+    }
+
+    #[test]
+    fn missing_folder_names_it() {
+        let err = ParamData::load(Path::new("/no/such/dir"), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/no/such/dir"), "{err}");
+    }
+
+    #[test]
+    fn empty_folder_and_empty_file_are_errors() {
+        let empty = folder(&[]);
+        assert!(matches!(
+            ParamData::load(empty.path(), 0),
+            Err(DataError::NoFiles { .. })
+        ));
+        let blank = folder(&[("e.csv", "")]);
+        assert!(matches!(
+            ParamData::load(blank.path(), 0),
+            Err(DataError::NoValues { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_column_is_an_error() {
+        let dir = folder(&[("a.csv", "x\ny\n")]);
+        let err = ParamData::load(dir.path(), 3).unwrap_err().to_string();
+        assert!(err.contains("column 3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.csv"), [0xff, 0xfe, b'\n']).unwrap();
+        let err = ParamData::load(dir.path(), 0).unwrap_err().to_string();
+        assert!(err.contains("UTF-8"), "{err}");
+    }
+}

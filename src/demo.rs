@@ -1,0 +1,76 @@
+//! The demo data set: the original's table `sharding`, rows generated deterministically so that
+//! the hex hashes in `data/*.csv` match on every server they are created on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use postgres::Client;
+
+use crate::config::PrepareConfig;
+
+pub const DEFAULT_ROWS: u64 = 100_000;
+/// Every `SAMPLE_EVERY`-th row goes into the parameter CSVs...
+const SAMPLE_EVERY: u64 = 20;
+/// ...in files of this many values.
+const VALUES_PER_FILE: usize = 1_000;
+
+/// Creates the table and its rows 1..=rows (idempotent: existing rows are kept) and the index.
+pub fn seed(client: &mut Client, rows: u64) -> Result<(), postgres::Error> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS sharding (id bigserial PRIMARY KEY, url text NOT NULL, url_hash bytea NOT NULL)",
+    )?;
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    // Row n is https://example.com/page/n and its hash is the md5 of that URL.
+    client.execute(
+        "INSERT INTO sharding (id, url, url_hash)
+         SELECT n, 'https://example.com/page/' || n, decode(md5('https://example.com/page/' || n), 'hex')
+         FROM generate_series(1, $1::bigint) AS n
+         ON CONFLICT (id) DO NOTHING",
+        &[&rows],
+    )?;
+    client.batch_execute(
+        "CREATE INDEX IF NOT EXISTS sharding_url_hash_idx ON sharding (url_hash);
+         SELECT setval(pg_get_serial_sequence('sharding', 'id'), greatest((SELECT max(id) FROM sharding), 1));
+         ANALYZE sharding;",
+    )
+}
+
+/// Writes the hex hashes of every `SAMPLE_EVERY`-th row into `sharding_<k>.csv` files.
+pub fn write_data(client: &mut Client, dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let rows = client.query(
+        "SELECT encode(url_hash, 'hex') FROM sharding WHERE id % $1 = 0 ORDER BY id",
+        &[&(SAMPLE_EVERY as i64)],
+    )?;
+    let values: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    for (index, chunk) in values.chunks(VALUES_PER_FILE).enumerate() {
+        let path = dir.join(format!("sharding_{}.csv", index + 1));
+        let mut writer = csv::Writer::from_path(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        for value in chunk {
+            writer.write_record([value])?;
+        }
+        writer.flush()?;
+    }
+    Ok(values.len())
+}
+
+/// `pgstress prepare`: the demo table on the user's server, and matching CSVs if asked.
+pub fn prepare(config: &PrepareConfig) -> anyhow::Result<()> {
+    let mut client = config
+        .target
+        .connect(Duration::from_secs(30), "pgstress-prepare")
+        .with_context(|| format!("cannot connect to {}", config.target.redacted()))?;
+    seed(&mut client, config.rows).context("cannot create the demo table")?;
+    println!(
+        "demo table sharding ready on {} ({} rows)",
+        config.target.redacted(),
+        config.rows
+    );
+    if let Some(dir) = &config.write_data {
+        let written = write_data(&mut client, dir)?;
+        println!("wrote {written} parameter values to {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Ctrl-C: the first asks the run to stop after the step in flight; the second exits at once,
+//! killing any throwaway server, leaving what was already written intact.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the handler once per process; later calls are no-ops.
+pub fn install() {
+    // Err means a handler is already installed (a second run in the same process): keep it.
+    let _ = ctrlc::set_handler(|| {
+        if REQUESTED.swap(true, Ordering::SeqCst) {
+            crate::server::kill_all_now();
+            eprintln!("\ninterrupted again: exiting now; logs of finished steps are on disk");
+            std::process::exit(i32::from(crate::Status::Interrupted.code()));
+        }
+        eprintln!("\ninterrupted: finishing the step in flight (Ctrl-C again to exit at once)");
+    });
+}
+
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}

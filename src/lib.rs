@@ -1,0 +1,54 @@
+//! pgstress: find how much concurrent load a PostgreSQL server takes before it stops
+//! responding, and prove the load generator was not the limit.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod demo;
+pub mod engine;
+pub mod interrupt;
+pub mod logs;
+pub mod printer;
+pub mod runner;
+pub mod sampler;
+pub mod server;
+pub mod stats;
+pub mod target;
+
+use cli::{Cli, Command};
+
+/// How a command ended, as the process exit code a script can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The command did its job (a breaking point found is a result, not an error).
+    Completed,
+    /// pgstress could not do its job: bad target, bad input, I/O.
+    Failed,
+    /// Ctrl-C: what was measured is on disk.
+    Interrupted,
+}
+
+impl Status {
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Completed => 0,
+            Status::Failed => 1,
+            Status::Interrupted => 130,
+        }
+    }
+}
+
+/// Runs one parsed command line; the binary's `main` only prints the error and exits.
+pub fn run(cli: Cli) -> anyhow::Result<Status> {
+    match cli.command {
+        Command::Run(args) => {
+            let plan = config::RunConfig::from_args(args)?;
+            runner::run(plan)
+        }
+        Command::Prepare(args) => {
+            let prepare = config::PrepareConfig::from_args(args)?;
+            demo::prepare(&prepare)?;
+            Ok(Status::Completed)
+        }
+    }
+}

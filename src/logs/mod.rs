@@ -1,0 +1,128 @@
+//! The run's log files, one writer per file, all sharing the run's timestamp. Each step's rows
+//! are written and flushed as soon as the step ends, so a crash loses at most the step in flight.
+
+mod cpu;
+mod original;
+mod steps;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::sampler::CpuSample;
+use crate::stats::StepResult;
+
+pub use steps::STEPS_HEADER;
+
+/// The run timestamp format of the original tool's file names.
+pub const TIMESTAMP_FORMAT: &str = "%m%d%Y_%H%M%S";
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("cannot write logs in {dir}: {source}; give a writable folder with --logs")]
+    Folder { dir: PathBuf, source: io::Error },
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Checks that the logs folder exists (creating it) and is writable, before anything is sent.
+pub fn check_writable(dir: &Path) -> Result<(), LogError> {
+    let folder_error = |source| LogError::Folder {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(folder_error)?;
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(folder_error)
+}
+
+/// Opens a new file for writing; never overwrites an earlier run's logs.
+fn create(path: PathBuf) -> Result<(PathBuf, BufWriter<File>), LogError> {
+    match OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(file) => Ok((path, BufWriter::new(file))),
+        Err(source) => Err(LogError::Create { path, source }),
+    }
+}
+
+/// All the log files of one run.
+pub struct RunLogs {
+    original: original::OriginalLogs,
+    steps: steps::StepsCsv,
+    cpu: cpu::CpuCsv,
+}
+
+impl RunLogs {
+    /// Creates `<dir>/<timestamp>_*.csv`.
+    pub fn create(dir: &Path, timestamp: &str) -> Result<Self, LogError> {
+        let path = |suffix: &str| dir.join(format!("{timestamp}_{suffix}"));
+        Ok(RunLogs {
+            original: original::OriginalLogs::create(
+                path("log.csv"),
+                path("log_execution_time.csv"),
+            )?,
+            steps: steps::StepsCsv::create(path("steps.csv"))?,
+            cpu: cpu::CpuCsv::create(path("cpu.csv"))?,
+        })
+    }
+
+    /// Writes and flushes one finished step in every file.
+    pub fn write_step(&mut self, step: &StepResult, samples: &[CpuSample]) -> Result<(), LogError> {
+        self.original.write_step(step)?;
+        self.steps.write_step(step)?;
+        self.cpu.write_samples(samples)
+    }
+
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut paths = self.original.paths();
+        paths.push(self.steps.path());
+        paths.push(self.cpu.path());
+        paths
+    }
+}
+
+/// A CSV file that is flushed after every step.
+struct CsvFile {
+    path: PathBuf,
+    writer: csv::Writer<BufWriter<File>>,
+}
+
+impl CsvFile {
+    fn create(path: PathBuf, header: Option<&[&str]>) -> Result<Self, LogError> {
+        let (path, file) = create(path)?;
+        let writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        let mut csv_file = CsvFile { path, writer };
+        if let Some(header) = header {
+            csv_file.write_row(header.iter().map(|h| h.to_string()))?;
+            csv_file.flush()?;
+        }
+        Ok(csv_file)
+    }
+
+    fn write_row(&mut self, fields: impl IntoIterator<Item = String>) -> Result<(), LogError> {
+        self.writer
+            .write_record(fields)
+            .map_err(|err| LogError::Write {
+                path: self.path.clone(),
+                source: err.into(),
+            })
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        self.writer.flush().map_err(|source| LogError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// A number with fixed decimals, or an empty field when there is no value.
+fn fixed(value: Option<f64>, decimals: usize) -> String {
+    value.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
+}

@@ -1,0 +1,156 @@
+//! Cumulative CPU counters read from the kernel. Percentages come from the difference of two
+//! readings, so a sample covers exactly the time since the previous one.
+//!
+//! Why not sysinfo's percentages for everything: sysinfo skips host CPU refreshes closer than
+//! 200 ms (its MINIMUM_CPU_UPDATE_INTERVAL), which would repeat stale values at the default
+//! 100 ms interval; and it only sees processes alive at both refreshes, while a backend of a
+//! connection-per-request load lives a few milliseconds. The postmaster's cutime/cstime
+//! account for every backend it has reaped, so the server's CPU is complete.
+
+use std::fs;
+
+/// Clock ticks per second for /proc times (USER_HZ, 100 on every Linux we run on).
+fn ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |ticks| ticks as f64)
+}
+
+/// The whole host's CPU time: busy and total ticks over all cores, from /proc/stat.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostTicks {
+    pub busy: u64,
+    pub total: u64,
+}
+
+impl HostTicks {
+    pub fn read() -> Option<Self> {
+        let text = fs::read_to_string("/proc/stat").ok()?;
+        Self::parse(text.lines().next()?)
+    }
+
+    /// Parses the aggregate `cpu ...` line; idle and iowait are the idle time.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let values: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        if values.len() < 5 {
+            return None;
+        }
+        let total: u64 = values.iter().sum();
+        let idle = values[3] + values[4];
+        Some(HostTicks {
+            busy: total - idle,
+            total,
+        })
+    }
+
+    /// Busy share of all cores between two readings, in percent.
+    pub fn percent_since(&self, earlier: &HostTicks) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let busy = self.busy.checked_sub(earlier.busy)?;
+        (total > 0).then(|| busy as f64 * 100.0 / total as f64)
+    }
+}
+
+/// CPU seconds used by a process; with `children`, also by every child it has reaped and every
+/// child still alive (the postmaster and all its backends).
+pub fn process_cpu_seconds(pid: u32, children: bool) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let times = StatTimes::parse(&stat)?;
+    let mut ticks = times.utime + times.stime;
+    if children {
+        ticks += times.cutime + times.cstime;
+        let list =
+            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in list.split_whitespace() {
+            let child_stat = fs::read_to_string(format!("/proc/{child}/stat")).ok();
+            if let Some(child) = child_stat.as_deref().and_then(StatTimes::parse) {
+                ticks += child.utime + child.stime;
+            }
+        }
+    }
+    Some(ticks as f64 / ticks_per_second())
+}
+
+/// The time fields of /proc/PID/stat.
+#[derive(Debug, PartialEq, Eq)]
+struct StatTimes {
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+impl StatTimes {
+    fn parse(stat: &str) -> Option<Self> {
+        // The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // after_name starts at field 3 (state); utime is field 14.
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(StatTimes {
+            utime: field(14)?,
+            stime: field(15)?,
+            cutime: field(16)?,
+            cstime: field(17)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_line_counts_idle_and_iowait_as_idle() {
+        let ticks = HostTicks::parse("cpu  100 0 50 800 50 0 0 0 0 0").unwrap();
+        assert_eq!(
+            ticks,
+            HostTicks {
+                busy: 150,
+                total: 1000
+            }
+        );
+        let later = HostTicks {
+            busy: 250,
+            total: 1200,
+        };
+        assert_eq!(later.percent_since(&ticks), Some(50.0));
+    }
+
+    #[test]
+    fn per_core_line_is_not_the_host_line() {
+        assert_eq!(HostTicks::parse("cpu0 1 2 3 4 5"), None);
+    }
+
+    #[test]
+    fn stat_times_survive_odd_command_names() {
+        let stat = "42 (post gres) x) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 11 13 20 0 1 0";
+        assert_eq!(
+            StatTimes::parse(stat),
+            Some(StatTimes {
+                utime: 7,
+                stime: 3,
+                cutime: 11,
+                cstime: 13
+            })
+        );
+    }
+
+    #[test]
+    fn own_process_has_cpu_time() {
+        let mut spin = 0u64;
+        for i in 0..5_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        assert!(process_cpu_seconds(std::process::id(), false).is_some());
+    }
+}

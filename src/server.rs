@@ -1,0 +1,336 @@
+//! The throwaway server: a PostgreSQL cluster of this machine's own server binaries, created in
+//! a temporary folder, listening on a free loopback port, and removed when the run ends.
+
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{Pid, User};
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use tempfile::TempDir;
+use thiserror::Error;
+
+use crate::target::ConnectTarget;
+
+/// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
+const INITDB_DEADLINE: Duration = Duration::from_secs(120);
+/// Time for the postmaster to accept connections after it is launched.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// Time for a fast shutdown before the server's processes are killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(
+        "no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin; \
+         install them (Debian/Ubuntu: apt-get install postgresql) or give your server with --dsn"
+    )]
+    NotFound,
+    #[error("cannot prepare the throwaway server's folder: {0}")]
+    Folder(std::io::Error),
+    #[error(
+        "pgstress runs as root and initdb refuses root, but there is no 'postgres' OS user to run \
+         the throwaway server as; create one (useradd postgres) or give your server with --dsn"
+    )]
+    NoPostgresUser,
+    #[error("initdb failed: {0}")]
+    Initdb(String),
+    #[error("the throwaway server did not start: {0}")]
+    Start(String),
+}
+
+/// Data folders and postmasters of the servers alive in this process, for the second Ctrl-C,
+/// which exits at once and has no time for a fast shutdown.
+static LIVE: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// A running throwaway cluster; dropping it stops the server and removes its folder.
+pub struct ThrowawayServer {
+    folder: Option<TempDir>,
+    child: Child,
+    port: u16,
+    password: String,
+    bin_dir: PathBuf,
+}
+
+impl ThrowawayServer {
+    /// `settings` are passed to the server as `-c KEY=VALUE`.
+    pub fn start(settings: &[(String, String)]) -> Result<Self, ServerError> {
+        let bin_dir = find_binaries().ok_or(ServerError::NotFound)?;
+        let owner = server_owner()?;
+        let folder = tempfile::Builder::new()
+            .prefix("pgstress-")
+            .tempdir()
+            .map_err(ServerError::Folder)?;
+        let root = folder.path().to_owned();
+        let password: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let password_file = root.join("pwfile");
+        fs::write(&password_file, &password).map_err(ServerError::Folder)?;
+        if let Some(user) = &owner {
+            for path in [&root, &password_file] {
+                nix::unistd::chown(path, Some(user.uid), Some(user.gid))
+                    .map_err(|err| ServerError::Folder(err.into()))?;
+            }
+        }
+
+        let data = root.join("data");
+        let mut initdb = Command::new(bin_dir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .arg("--pwfile")
+            .arg(&password_file)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ]);
+        run_to_end(initdb, &owner, &root.join("initdb.log"), INITDB_DEADLINE)
+            .map_err(ServerError::Initdb)?;
+        let _ = fs::remove_file(&password_file);
+
+        let port = free_port().map_err(ServerError::Folder)?;
+        let log = root.join("server.log");
+        let mut postgres = Command::new(bin_dir.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-c")
+            .arg("listen_addresses=127.0.0.1")
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", root.display()));
+        for (key, value) in settings {
+            postgres.arg("-c").arg(format!("{key}={value}"));
+        }
+        let child =
+            spawn_as(postgres, &owner, &log).map_err(|err| ServerError::Start(err.to_string()))?;
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((child.id(), root.clone()));
+        let mut server = ThrowawayServer {
+            folder: Some(folder),
+            child,
+            port,
+            password,
+            bin_dir,
+        };
+        server.wait_until_ready(&log)?;
+        Ok(server)
+    }
+
+    fn wait_until_ready(&mut self, log: &Path) -> Result<(), ServerError> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let target = self.target();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(ServerError::Start(format!(
+                    "postgres exited ({status}): {}",
+                    last_lines(log)
+                )));
+            }
+            match target.connect(Duration::from_secs(2), "pgstress-setup") {
+                Ok(_) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(ServerError::Start(format!(
+                        "no connection within {READY_DEADLINE:?}: {err}; {}",
+                        last_lines(log)
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// How to reach the server (the password is generated for this run only).
+    pub fn target(&self) -> ConnectTarget {
+        let mut config = postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .password(&self.password)
+            .dbname("postgres");
+        ConnectTarget::from_config(config)
+    }
+
+    /// The connection string, password included: for tests and tools that need a DSN.
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres password={} dbname=postgres",
+            self.port, self.password
+        )
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn postmaster_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn folder(&self) -> &Path {
+        self.folder.as_ref().map_or(Path::new(""), |f| f.path())
+    }
+
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// Fast shutdown (SIGINT), then SIGKILL of the whole process group past the deadline;
+    /// then the folder is removed.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(folder) = self.folder.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(self.child.id() as i32);
+        // A stopped server (SIGSTOP) would never see the shutdown request.
+        let _ = signal::killpg(pid, Signal::SIGCONT);
+        let _ = signal::kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Backends orphaned by a killed postmaster are still in its process group.
+        let _ = signal::killpg(pid, Signal::SIGKILL);
+        let _ = self.child.wait();
+        forget_live(self.child.id());
+        let _ = folder.close();
+    }
+}
+
+impl Drop for ThrowawayServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn forget_live(pid: u32) {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(live, _)| *live != pid);
+}
+
+/// Kills every throwaway server of this process at once and removes its folder: the second
+/// Ctrl-C's cleanup, when there is no time for a fast shutdown.
+pub fn kill_all_now() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for (pid, folder) in live {
+        let _ = signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = fs::remove_dir_all(folder);
+    }
+}
+
+/// The OS user the server runs as: `postgres` when we are root (initdb refuses root), else us.
+fn server_owner() -> Result<Option<User>, ServerError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(user)),
+        _ => Err(ServerError::NoPostgresUser),
+    }
+}
+
+/// A folder holding initdb and postgres: PATH first, else the newest /usr/lib/postgresql/*/bin.
+pub fn find_binaries() -> Option<PathBuf> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir))
+    {
+        return Some(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| has_both(bin))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn_as(mut command: Command, owner: &Option<User>, log: &Path) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log_file = File::create(log)?;
+    if let Some(user) = owner {
+        nix::unistd::chown(log, Some(user.uid), Some(user.gid))?;
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    if let Some(parent) = log.parent() {
+        command.current_dir(parent);
+    }
+    // Its own process group: a Ctrl-C in the terminal reaches pgstress, which then stops the
+    // server in order, instead of the server dying under the step in flight.
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+}
+
+/// Runs a setup command to its end within a deadline; the error holds the end of its output.
+fn run_to_end(
+    command: Command,
+    owner: &Option<User>,
+    log: &Path,
+    deadline: Duration,
+) -> Result<(), String> {
+    let mut child = spawn_as(command, owner, log).map_err(|err| err.to_string())?;
+    let give_up = Instant::now() + deadline;
+    loop {
+        match child.try_wait().map_err(|err| err.to_string())? {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => return Err(format!("{status}: {}", last_lines(log))),
+            None if Instant::now() >= give_up => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "no result within {deadline:?}: {}",
+                    last_lines(log)
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The last lines of a log, joined on one line for an error message.
+fn last_lines(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
