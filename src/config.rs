@@ -22,10 +22,10 @@ const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}; check the path given to --config")]
+    #[error("cannot read config file {path}: {cause}; check the path given to --config")]
     ReadFile {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("invalid config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
@@ -67,9 +67,9 @@ struct FileConfig {
 
 impl FileConfig {
     fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::ReadFile {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
             path: path.to_owned(),

@@ -8,11 +8,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DataError {
-    #[error("cannot read data folder {dir}: {source}; give a folder of *.csv files with --data")]
-    Folder {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read data folder {dir}: {cause}; give a folder of *.csv files with --data")]
+    Folder { dir: PathBuf, cause: std::io::Error },
     #[error("no *.csv file in {dir}; put parameter files there or give another folder with --data")]
     NoFiles { dir: PathBuf },
     #[error("cannot read {file}: {message}")]
@@ -37,9 +34,9 @@ pub struct ParamData {
 impl ParamData {
     /// Reads every `*.csv` in `dir` (no header), keeping column `column` of each row.
     pub fn load(dir: &Path, column: usize) -> Result<Self, DataError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| DataError::Folder {
+        let entries = std::fs::read_dir(dir).map_err(|cause| DataError::Folder {
             dir: dir.to_owned(),
-            source,
+            cause,
         })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|e| e.path()))

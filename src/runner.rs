@@ -57,10 +57,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         None => None,
     };
 
-    let timestamp = chrono::Local::now()
-        .format(logs::TIMESTAMP_FORMAT)
-        .to_string();
-    let mut logs = RunLogs::create(&config.logs_dir, &timestamp)?;
+    let mut logs = RunLogs::create_now(&config.logs_dir)?;
     printer.header(&Header {
         plan: &config.plan,
         target: target.redacted(),

@@ -21,19 +21,19 @@ pub const TIMESTAMP_FORMAT: &str = "%m%d%Y_%H%M%S";
 
 #[derive(Debug, Error)]
 pub enum LogError {
-    #[error("cannot write logs in {dir}: {source}; give a writable folder with --logs")]
-    Folder { dir: PathBuf, source: io::Error },
-    #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write logs in {dir}: {cause}; give a writable folder with --logs")]
+    Folder { dir: PathBuf, cause: io::Error },
+    #[error("cannot create {path}: {cause}")]
+    Create { path: PathBuf, cause: io::Error },
+    #[error("cannot write {path}: {cause}")]
+    Write { path: PathBuf, cause: io::Error },
 }
 
 /// Checks that the logs folder exists (creating it) and is writable, before anything is sent.
 pub fn check_writable(dir: &Path) -> Result<(), LogError> {
-    let folder_error = |source| LogError::Folder {
+    let folder_error = |cause| LogError::Folder {
         dir: dir.to_owned(),
-        source,
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(folder_error)?;
     tempfile::NamedTempFile::new_in(dir)
@@ -45,7 +45,7 @@ pub fn check_writable(dir: &Path) -> Result<(), LogError> {
 fn create(path: PathBuf) -> Result<(PathBuf, BufWriter<File>), LogError> {
     match OpenOptions::new().write(true).create_new(true).open(&path) {
         Ok(file) => Ok((path, BufWriter::new(file))),
-        Err(source) => Err(LogError::Create { path, source }),
+        Err(cause) => Err(LogError::Create { path, cause }),
     }
 }
 
@@ -57,6 +57,23 @@ pub struct RunLogs {
 }
 
 impl RunLogs {
+    /// Creates the files under the current second's timestamp. A run that starts within the
+    /// same second as an earlier one in the same folder waits for the next second rather than
+    /// overwrite it or break the original's file names.
+    pub fn create_now(dir: &Path) -> Result<Self, LogError> {
+        loop {
+            let now = chrono::Local::now();
+            let timestamp = now.format(TIMESTAMP_FORMAT).to_string();
+            if !dir.join(format!("{timestamp}_log.csv")).exists() {
+                return Self::create(dir, &timestamp);
+            }
+            let into_second = u64::from(now.timestamp_subsec_millis());
+            std::thread::sleep(std::time::Duration::from_millis(
+                1001 - into_second.min(1000),
+            ));
+        }
+    }
+
     /// Creates `<dir>/<timestamp>_*.csv`.
     pub fn create(dir: &Path, timestamp: &str) -> Result<Self, LogError> {
         let path = |suffix: &str| dir.join(format!("{timestamp}_{suffix}"));
@@ -110,14 +127,14 @@ impl CsvFile {
             .write_record(fields)
             .map_err(|err| LogError::Write {
                 path: self.path.clone(),
-                source: err.into(),
+                cause: err.into(),
             })
     }
 
     fn flush(&mut self) -> Result<(), LogError> {
-        self.writer.flush().map_err(|source| LogError::Write {
+        self.writer.flush().map_err(|cause| LogError::Write {
             path: self.path.clone(),
-            source,
+            cause,
         })
     }
 }

@@ -1,0 +1,156 @@
+//! Bad input ends with a one-line error naming the bad value and a non-zero exit, and sends
+//! nothing to any server.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::*;
+
+fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn malformed_dsn_is_a_one_line_error() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", "host=127.0.0.1 port=notaport"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("invalid DSN"), "{error}");
+}
+
+#[test]
+fn unreachable_port_fails_fast_with_the_cause() {
+    let logs = tempfile::tempdir().unwrap();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres password=hunter2",
+        unused_port()
+    );
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &dsn])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(
+        error.contains("cannot connect") && error.contains("refused"),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "password leaked: {error}");
+    assert_eq!(
+        std::fs::read_dir(logs.path()).unwrap().count(),
+        0,
+        "no logs for a run that never started"
+    );
+}
+
+#[test]
+fn wrong_password_is_reported_without_it() {
+    let logs = tempfile::tempdir().unwrap();
+    let dsn = shared_dsn();
+    let wrong = format!(
+        "{} password=WrongPassw0rd",
+        dsn.rsplit_once(" password=").unwrap().0
+    );
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &wrong])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("28P01"), "{error}");
+    assert!(!error.contains("WrongPassw0rd"), "password leaked: {error}");
+}
+
+#[test]
+fn missing_data_folder_is_named() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--data", "/no/such/folder"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("/no/such/folder"));
+}
+
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .arg("--stepz")
+        .arg("3")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--stepz"));
+}
+
+#[test]
+fn zero_steps_is_refused_before_any_server_starts() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--steps", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("--steps '0'"));
+    assert!(
+        output.stdout.is_empty(),
+        "nothing may start: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "stepz = 3\n").unwrap();
+    let output = pgstress_run(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("stepz"));
+}
+
+#[test]
+fn query_that_does_not_prepare_shows_the_server_error() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--query",
+            "SELEC * FROM sharding WHERE url = $1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(
+        error.contains("syntax error") && error.contains("42601"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unwritable_logs_folder_fails_before_the_run() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let output = pgstress_run(&file.path().join("logs"))
+        .args(["--dsn", &shared_dsn()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("--logs"));
+    assert!(output.stdout.is_empty());
+}

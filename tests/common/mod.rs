@@ -1,0 +1,127 @@
+//! Shared helpers: one throwaway PostgreSQL cluster per test binary, and readers for the logs.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use pgstress::server::ThrowawayServer;
+
+static SERVER: Mutex<Option<ThrowawayServer>> = Mutex::new(None);
+
+extern "C" fn stop_shared_server() {
+    if let Some(server) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        server.stop();
+    }
+}
+
+/// The DSN of this test binary's cluster (started on first use, seeded with the demo table,
+/// stopped and removed when the test binary exits).
+pub fn shared_dsn() -> String {
+    static DSN: OnceLock<String> = OnceLock::new();
+    DSN.get_or_init(|| {
+        let server = start_server(&[]);
+        let dsn = server.dsn();
+        *SERVER.lock().unwrap() = Some(server);
+        // The test harness ends with exit(), which runs atexit handlers but no destructors.
+        unsafe { libc::atexit(stop_shared_server) };
+        dsn
+    })
+    .clone()
+}
+
+/// A cluster of this test's own (for tests that change or break the server), seeded.
+pub fn start_server(settings: &[(&str, &str)]) -> ThrowawayServer {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let server = ThrowawayServer::start(&settings).unwrap_or_else(|err| {
+        panic!("these tests need PostgreSQL server binaries (apt-get install postgresql): {err}")
+    });
+    let mut client = server
+        .target()
+        .connect(Duration::from_secs(10), "pgstress-test")
+        .unwrap();
+    pgstress::demo::seed(&mut client, pgstress::demo::DEFAULT_ROWS).unwrap();
+    server
+}
+
+/// `pgstress run` from the repo's root (so the default `data/` folder is the demo data),
+/// writing into the given logs folder, with no target from the environment.
+pub fn pgstress_run(logs: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pgstress").unwrap();
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .env_remove("PGPASSWORD");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("run")
+        .arg("--logs")
+        .arg(logs);
+    cmd
+}
+
+/// The one file in `dir` whose name ends with `suffix`.
+pub fn log_file(dir: &Path, suffix: &str) -> PathBuf {
+    let matches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().ends_with(suffix))
+        .collect();
+    assert_eq!(
+        matches.len(),
+        1,
+        "expected one *{suffix} in {}: {matches:?}",
+        dir.display()
+    );
+    matches.into_iter().next().unwrap()
+}
+
+/// The rows of a CSV file as maps from header to value.
+pub fn read_csv_with_header(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+pub fn read_csv_without_header(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+pub fn number(row: &std::collections::HashMap<String, String>, column: &str) -> u64 {
+    row[column]
+        .parse()
+        .unwrap_or_else(|_| panic!("column {column} = {:?}", row[column]))
+}
+
+/// stderr of a failed command: exactly one line, starting with "Error:".
+pub fn one_line_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr).trim().to_owned();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "expected a one-line error, got:\n{text}"
+    );
+    assert!(text.starts_with("Error: "), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}

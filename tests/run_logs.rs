@@ -1,0 +1,216 @@
+//! A small run against a real cluster writes the four log files, with the right names,
+//! headers and one row per step, and its counts add up.
+
+mod common;
+
+use common::*;
+use pgstress::target::FailureClass;
+
+#[test]
+fn small_run_writes_the_four_log_files() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
+        .assert()
+        .success();
+
+    let names: Vec<String> = std::fs::read_dir(logs.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    let failures_log = log_file(logs.path(), "_log.csv");
+    let timestamp = &failures_log.file_name().unwrap().to_str().unwrap()[..15];
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(timestamp, "%m%d%Y_%H%M%S").is_ok(),
+        "timestamp {timestamp} is not %m%d%Y_%H%M%S"
+    );
+    for suffix in ["log.csv", "log_execution_time.csv", "steps.csv", "cpu.csv"] {
+        assert!(
+            names.contains(&format!("{timestamp}_{suffix}")),
+            "{suffix} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn original_logs_have_one_headerless_row_per_step() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
+        .assert()
+        .success();
+
+    let failures = read_csv_without_header(&log_file(logs.path(), "_log.csv"));
+    let requests: Vec<&str> = failures.iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(requests, ["10", "20", "30"]);
+    assert!(
+        failures.iter().all(|row| row.len() == 2 && row[1] == "0"),
+        "{failures:?}"
+    );
+
+    let times = read_csv_without_header(&log_file(logs.path(), "_log_execution_time.csv"));
+    assert_eq!(times.len(), 3);
+    for row in &times {
+        let seconds: f64 = row[1].parse().unwrap();
+        assert!(seconds > 0.0 && seconds < 60.0, "{row:?}");
+    }
+}
+
+#[test]
+fn steps_csv_counts_add_up_and_every_lookup_finds_its_row() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
+        .assert()
+        .success();
+
+    let path = log_file(logs.path(), "_steps.csv");
+    let header = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(header, pgstress::logs::STEPS_HEADER.join(","));
+    let rows = read_csv_with_header(&path);
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(number(row, "step"), i as u64 + 1);
+        assert_eq!(number(row, "requests"), 10 * (i as u64 + 1));
+        assert_eq!(
+            number(row, "ok") + number(row, "failed"),
+            number(row, "requests")
+        );
+        let by_class: u64 = FailureClass::ALL
+            .iter()
+            .map(|c| number(row, c.name()))
+            .sum();
+        assert_eq!(by_class, number(row, "failed"));
+        // data/*.csv holds hashes of the demo rows: a lookup that finds nothing is a bug.
+        assert_eq!(number(row, "no_row"), 0, "{row:?}");
+        assert!(
+            !row["latency_p99_ms"].is_empty() && !row["host_cpu_peak"].is_empty(),
+            "{row:?}"
+        );
+        assert!(
+            !row["server_cpu_mean"].is_empty(),
+            "a loopback server's CPU is visible: {row:?}"
+        );
+    }
+}
+
+#[test]
+fn cpu_csv_has_samples_for_every_step() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "2", "--step", "10"])
+        .assert()
+        .success();
+
+    let rows = read_csv_with_header(&log_file(logs.path(), "_cpu.csv"));
+    for step in 1..=2 {
+        let samples: Vec<_> = rows.iter().filter(|r| number(r, "step") == step).collect();
+        assert!(!samples.is_empty(), "no CPU sample for step {step}");
+        for sample in samples {
+            assert_eq!(number(sample, "requests"), 10 * step);
+            let host: f64 = sample["host_cpu_pct"].parse().unwrap();
+            assert!((0.0..=100.0).contains(&host), "{sample:?}");
+        }
+    }
+}
+
+#[test]
+fn parameter_with_quotes_is_bound_not_spliced() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("quotes.csv"),
+        "\"it's a \"\"quoted\"\"; DROP TABLE sharding; --\"\n",
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "5"])
+        .args([
+            "--query",
+            "SELECT $1::text WHERE $1::text LIKE 'it''s a \"quoted\"%'",
+        ])
+        .arg("--data")
+        .arg(data.path())
+        .assert()
+        .success();
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "ok"), 5, "{:?}", rows[0]);
+}
+
+#[test]
+fn query_without_parameter_needs_no_data() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "1",
+            "--step",
+            "4",
+            "--query",
+            "SELECT 1",
+        ])
+        .args(["--data", "/no/such/folder"])
+        .assert()
+        .success();
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "ok"), 4);
+}
+
+#[test]
+fn config_file_sets_the_plan_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgstress.toml");
+    std::fs::write(&config, "steps = 4\nstep = 3\nstart = 2\n").unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "2"])
+        .arg("--config")
+        .arg(&config)
+        .assert()
+        .success();
+    let rows = read_csv_without_header(&log_file(logs.path(), "_log.csv"));
+    let requests: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(requests, ["2", "5"]);
+}
+
+#[test]
+fn failing_query_is_classified_as_query() {
+    let logs = tempfile::tempdir().unwrap();
+    // Prepares fine, fails at run time for every value: a division by zero.
+    pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "3"])
+        .args(["--query", "SELECT 1 / (length($1) - length($1))"])
+        .assert()
+        .success();
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "query"), 3, "{:?}", rows[0]);
+}
+
+#[test]
+fn statement_timeout_is_classified_as_timeout() {
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "1",
+            "--step",
+            "2",
+            "--timeout",
+            "300ms",
+        ])
+        .args(["--query", "SELECT pg_sleep(5), $1"])
+        .assert()
+        .success();
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "timeout"), 2, "{:?}", rows[0]);
+}
