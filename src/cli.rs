@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Find how much concurrent load a PostgreSQL server takes before it stops responding",
     after_help = "Exit codes: 0 the run completed (a breaking point found is a result), \
-                  1 pgstress could not do its job, 2 usage error, 130 interrupted by Ctrl-C."
+                  1 pgstress could not do its job, 2 usage error, 3 a --fail-if gate was breached, \
+                  130 interrupted by Ctrl-C."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -20,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the stepped ramp against a server (by default a throwaway one it starts itself).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the demo table `sharding` on a server and optionally write matching parameter CSVs.
     Prepare(PrepareArgs),
 }
@@ -76,6 +77,40 @@ pub struct RunArgs {
     /// Stack size of each request thread in KiB [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
+
+    /// Latency objective: a step whose p99 exceeds it was not handled, e.g. 250ms.
+    #[arg(long, value_name = "DURATION")]
+    pub slo_p99: Option<String>,
+
+    /// Stop after a step whose failure rate reaches this share [default: 0.5].
+    #[arg(long, value_name = "F")]
+    pub stop_failure_rate: Option<f64>,
+
+    /// Stop after a step whose p99 latency exceeds this [default: off].
+    #[arg(long, value_name = "DURATION")]
+    pub stop_p99: Option<String>,
+
+    /// Run every step: no stop rule, not even "the server stopped responding".
+    #[arg(long)]
+    pub no_stop: bool,
+
+    /// Exit 3 when the run breaches this gate, e.g. "capacity<200", "p99>250ms@100",
+    /// "failure-rate>0.01" (repeatable).
+    #[arg(long = "fail-if", value_name = "GATE")]
+    pub fail_if: Vec<String>,
+
+    /// launch-spread flag: first-to-last request start above this [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    pub spread_max: Option<String>,
+
+    /// launch-spread flag: first-to-last request start above this share of the step's wall
+    /// time [default: 0.1].
+    #[arg(long, value_name = "F")]
+    pub spread_ratio: Option<f64>,
+
+    /// CPU peak (percent) from which the client or the server counts as saturated [default: 90].
+    #[arg(long, value_name = "PCT")]
+    pub saturated_cpu: Option<f64>,
 
     /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
     #[arg(long = "server-setting", value_name = "KEY=VALUE")]

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{PrepareArgs, RunArgs};
+use crate::flags::Thresholds;
+use crate::gate::{Gate, GateError};
 use crate::target::{ConnectTarget, TargetError};
+use crate::verdict::StopRules;
 
 pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
 const DEFAULT_STEPS: u32 = 15;
@@ -37,6 +40,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
 
 fn invalid(option: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
@@ -63,6 +68,14 @@ struct FileConfig {
     sample_every: Option<String>,
     stack_kib: Option<usize>,
     server_settings: Option<Vec<String>>,
+    slo_p99: Option<String>,
+    stop_failure_rate: Option<f64>,
+    stop_p99: Option<String>,
+    no_stop: Option<bool>,
+    fail_if: Option<Vec<String>>,
+    spread_max: Option<String>,
+    spread_ratio: Option<f64>,
+    saturated_cpu: Option<f64>,
 }
 
 impl FileConfig {
@@ -126,6 +139,11 @@ pub struct RunConfig {
     pub timeout: Duration,
     pub sample_every: Duration,
     pub stack_size: usize,
+    /// A step whose p99 exceeds this was not handled.
+    pub slo_p99: Option<Duration>,
+    pub stop: StopRules,
+    pub gates: Vec<Gate>,
+    pub thresholds: Thresholds,
 }
 
 impl RunConfig {
@@ -139,6 +157,7 @@ impl RunConfig {
     }
 
     fn merge(args: RunArgs, file: FileConfig, env: &EnvTarget) -> Result<Self, ConfigError> {
+        let judging = Judging::merge(&args, &file)?;
         let steps = args.steps.or(file.steps).unwrap_or(DEFAULT_STEPS);
         let step = args.step.or(file.step).unwrap_or(DEFAULT_STEP);
         let start = args.start.or(file.start).unwrap_or(step);
@@ -246,6 +265,88 @@ impl RunConfig {
             timeout,
             sample_every,
             stack_size: stack_kib * 1024,
+            slo_p99: judging.slo_p99,
+            stop: judging.stop,
+            gates: judging.gates,
+            thresholds: judging.thresholds,
+        })
+    }
+}
+
+/// How the steps are judged: SLO, stop rules, gates, flag thresholds.
+struct Judging {
+    slo_p99: Option<Duration>,
+    stop: StopRules,
+    gates: Vec<Gate>,
+    thresholds: Thresholds,
+}
+
+impl Judging {
+    fn merge(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let optional_duration =
+            |option: &'static str, cli: &Option<String>, file: &Option<String>| {
+                cli.as_deref()
+                    .or(file.as_deref())
+                    .map(|text| parse_duration(option, Some(text), Duration::ZERO))
+                    .transpose()
+            };
+        let share = |option: &'static str, value: Option<f64>, default: f64| match value {
+            None => Ok(default),
+            Some(v) if (0.0..=1.0).contains(&v) => Ok(v),
+            Some(v) => Err(invalid(option, v, "give a share between 0 and 1, e.g. 0.5")),
+        };
+        let slo_p99 = optional_duration("--slo-p99", &args.slo_p99, &file.slo_p99)?;
+        let stop_p99 = optional_duration("--stop-p99", &args.stop_p99, &file.stop_p99)?;
+        let failure_rate = share(
+            "--stop-failure-rate",
+            args.stop_failure_rate.or(file.stop_failure_rate),
+            0.5,
+        )?;
+        let stop = if args.no_stop || file.no_stop == Some(true) {
+            StopRules::none()
+        } else {
+            StopRules {
+                failure_rate: Some(failure_rate),
+                p99: stop_p99,
+                unresponsive: true,
+            }
+        };
+        let gate_texts = if args.fail_if.is_empty() {
+            file.fail_if.clone().unwrap_or_default()
+        } else {
+            args.fail_if.clone()
+        };
+        let gates = gate_texts
+            .iter()
+            .map(|text| text.parse())
+            .collect::<Result<Vec<Gate>, _>>()?;
+        let defaults = Thresholds::default();
+        let saturated_cpu_pct = match args.saturated_cpu.or(file.saturated_cpu) {
+            None => defaults.saturated_cpu_pct,
+            Some(pct) if pct > 0.0 && pct <= 100.0 => pct,
+            Some(pct) => {
+                return Err(invalid(
+                    "--saturated-cpu",
+                    pct,
+                    "give a percentage above 0, at most 100",
+                ));
+            }
+        };
+        let thresholds = Thresholds {
+            saturated_cpu_pct,
+            spread_ratio: share(
+                "--spread-ratio",
+                args.spread_ratio.or(file.spread_ratio),
+                defaults.spread_ratio,
+            )?,
+            spread_max: optional_duration("--spread-max", &args.spread_max, &file.spread_max)?
+                .unwrap_or(defaults.spread_max),
+        };
+        Ok(Judging {
+            slo_p99,
+            stop,
+            gates,
+            thresholds,
         })
     }
 }
@@ -552,6 +653,59 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(env.dsn().unwrap(), "postgres://a@127.0.0.1/db");
+    }
+
+    #[test]
+    fn stop_rules_default_to_half_failed_and_no_stop_clears_them() {
+        let config = merge(RunArgs::default(), "").unwrap();
+        assert_eq!(
+            config.stop,
+            StopRules {
+                failure_rate: Some(0.5),
+                p99: None,
+                unresponsive: true
+            }
+        );
+        let args = RunArgs {
+            no_stop: true,
+            ..Default::default()
+        };
+        assert_eq!(merge(args, "").unwrap().stop, StopRules::none());
+        let config = merge(
+            RunArgs::default(),
+            "stop-p99 = '2s'\nstop-failure-rate = 0.1",
+        )
+        .unwrap();
+        assert_eq!(config.stop.p99, Some(Duration::from_secs(2)));
+        assert_eq!(config.stop.failure_rate, Some(0.1));
+    }
+
+    #[test]
+    fn failure_rate_above_one_is_refused() {
+        let args = RunArgs {
+            stop_failure_rate: Some(1.5),
+            ..Default::default()
+        };
+        assert!(
+            merge(args, "")
+                .unwrap_err()
+                .to_string()
+                .contains("--stop-failure-rate '1.5'")
+        );
+    }
+
+    #[test]
+    fn bad_gate_is_named() {
+        let args = RunArgs {
+            fail_if: vec!["speed>3".into()],
+            ..Default::default()
+        };
+        assert!(
+            merge(args, "")
+                .unwrap_err()
+                .to_string()
+                .contains("--fail-if 'speed>3'")
+        );
     }
 
     #[test]

@@ -6,14 +6,20 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod engine;
+pub mod flags;
+pub mod gate;
 pub mod interrupt;
 pub mod logs;
 pub mod printer;
+pub mod run_facts;
 pub mod runner;
 pub mod sampler;
 pub mod server;
 pub mod stats;
 pub mod target;
+#[cfg(test)]
+mod test_support;
+pub mod verdict;
 
 use cli::{Cli, Command};
 
@@ -24,6 +30,8 @@ pub enum Status {
     Completed,
     /// pgstress could not do its job: bad target, bad input, I/O.
     Failed,
+    /// A `--fail-if` gate was breached.
+    GateBreached,
     /// Ctrl-C: what was measured is on disk.
     Interrupted,
 }
@@ -33,6 +41,7 @@ impl Status {
         match self {
             Status::Completed => 0,
             Status::Failed => 1,
+            Status::GateBreached => 3,
             Status::Interrupted => 130,
         }
     }
@@ -42,7 +51,7 @@ impl Status {
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Run(args) => {
-            let plan = config::RunConfig::from_args(args)?;
+            let plan = config::RunConfig::from_args(*args)?;
             runner::run(plan)
         }
         Command::Prepare(args) => {

@@ -4,38 +4,11 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::StepPlan;
+use crate::flags;
+use crate::run_facts::RunFacts;
 use crate::stats::{MeanPeak, StepResult};
 use crate::target::FailureClass;
-
-/// Facts read from the server before the first step.
-#[derive(Debug, Clone, Default)]
-pub struct ServerFacts {
-    pub version: String,
-    pub max_connections: u32,
-    pub superuser_reserved_connections: u32,
-}
-
-impl ServerFacts {
-    /// Connections the server accepts at once from a non-superuser.
-    pub fn usable_connections(&self) -> u32 {
-        self.max_connections
-            .saturating_sub(self.superuser_reserved_connections)
-    }
-}
-
-/// What the header describes.
-pub struct Header<'a> {
-    pub plan: &'a StepPlan,
-    pub target: &'a str,
-    pub throwaway: bool,
-    pub server: &'a ServerFacts,
-    pub query: &'a str,
-    pub data: Option<String>,
-    pub timeout: std::time::Duration,
-    pub server_cpu_visible: bool,
-    pub log_paths: Vec<&'a Path>,
-}
+use crate::verdict::Verdict;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -64,42 +37,62 @@ impl<W: Write> Printer<W> {
         self.line(text);
     }
 
-    pub fn header(&mut self, header: &Header<'_>) {
-        let plan = header.plan;
+    pub fn header(&mut self, facts: &RunFacts, log_paths: &[&Path]) {
+        let plan = &facts.plan;
         self.line(format!(
-            "pgstress {}: burst mode, {} steps of {} to {} concurrent requests (+{} per step), {} requests in all",
-            env!("CARGO_PKG_VERSION"),
+            "pgstress {}: {} mode, {} steps of {} to {} concurrent requests (+{} per step), {} requests in all",
+            facts.pgstress_version,
+            plan.mode,
             plan.steps,
             plan.start,
-            plan.largest(),
+            plan.largest_step,
             plan.step,
-            plan.total_requests()
+            plan.total_requests
         ));
-        let kind = if header.throwaway {
+        let kind = if facts.throwaway {
             " (throwaway server)"
         } else {
             ""
         };
-        self.line(format!("target:  {}{kind}", header.target));
-        let facts = header.server;
+        self.line(format!("target:  {}{kind}", facts.target));
+        let server = &facts.server;
         self.line(format!(
             "server:  PostgreSQL {}, max_connections {} ({} reserved for superusers)",
-            facts.version, facts.max_connections, facts.superuser_reserved_connections
+            server.version, server.max_connections, server.superuser_reserved_connections
         ));
-        self.line(format!("query:   {}", header.query));
-        if let Some(data) = &header.data {
+        self.line(format!("query:   {}", plan.query));
+        if let Some(data) = &plan.data {
             self.line(format!("data:    {data}"));
         }
-        let server_cpu = if header.server_cpu_visible {
-            "client and server"
-        } else {
-            "client only (server not local)"
+        let seen = match (facts.server_cpu_visible, facts.server_stats_visible) {
+            (true, true) => "client and server CPU, server statistics",
+            (true, false) => "client and server CPU",
+            (false, true) => {
+                "client CPU, server statistics (the server's CPU is not visible from here)"
+            }
+            (false, false) => "client CPU only",
         };
         self.line(format!(
-            "limits:  {} per request (connect + query); CPU sampled for {server_cpu}",
-            humantime::format_duration(header.timeout)
+            "limits:  {}ms per request (connect + query); sampled every {}ms: {seen}; client may use {} of {} cores",
+            plan.timeout_ms, plan.sample_every_ms, facts.client.allowed_cores, facts.client.host_cores
         ));
-        for path in &header.log_paths {
+        let mut stops = Vec::new();
+        if let Some(rate) = plan.stop_failure_rate {
+            stops.push(format!("failure rate >= {rate}"));
+        }
+        if let Some(p99) = plan.stop_p99_ms {
+            stops.push(format!("p99 > {p99}ms"));
+        }
+        if plan.stop_when_unresponsive {
+            stops.push("server unresponsive".to_owned());
+        }
+        let stops = if stops.is_empty() {
+            "none (--no-stop)".to_owned()
+        } else {
+            stops.join(", ")
+        };
+        self.line(format!("stop:    after a step with {stops}"));
+        for path in log_paths {
             self.line(format!("log:     {}", path.display()));
         }
     }
@@ -115,8 +108,13 @@ impl<W: Write> Printer<W> {
                 .collect();
             format!(" ({})", classes.join(", "))
         };
+        let flags = if result.flags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", flags::join(&result.flags))
+        };
         self.line(format!(
-            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}  wall {:.3}s  p50 {}  p99 {}  cpu client {}  server {}",
+            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}  wall {:.3}s  p50 {}  p99 {}  cpu client {}  server {}{flags}",
             result.step,
             result.requests,
             result.ok,
@@ -131,6 +129,13 @@ impl<W: Write> Printer<W> {
             if self.classes_explained.insert(*class) {
                 self.line(format!("         first {class}: {message}"));
             }
+        }
+    }
+
+    pub fn verdict(&mut self, verdict: &Verdict) {
+        self.line("");
+        for sentence in verdict.sentences() {
+            self.line(sentence);
         }
     }
 
@@ -151,7 +156,7 @@ impl<W: Write> Printer<W> {
         ));
         for r in results {
             self.line(format!(
-                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10}",
+                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10}  {}",
                 r.step,
                 r.requests,
                 r.ok,
@@ -162,6 +167,7 @@ impl<W: Write> Printer<W> {
                 cpu(r.cpu.host),
                 cpu(r.cpu.process),
                 cpu(r.cpu.server),
+                flags::join(&r.flags),
             ));
         }
     }

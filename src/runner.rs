@@ -1,6 +1,7 @@
 //! One `pgstress run`: check the input, reach (or start) the server, run the ramp step by step,
-//! writing each step's logs as soon as it ends, and clean up however the run ends.
+//! judging and writing each step as soon as it ends, and clean up however the run ends.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,44 +12,45 @@ use crate::Status;
 use crate::config::{RunConfig, TargetChoice};
 use crate::data::ParamData;
 use crate::engine::burst::{self, BurstSettings};
+use crate::flags::{self, ClientCpus};
 use crate::interrupt;
-use crate::logs::{self, RunLogs};
-use crate::printer::{Header, Printer, ServerFacts};
-use crate::sampler::{LocalServer, Sampler};
+use crate::logs::{self, RunLogs, RunSummary, StepSummary};
+use crate::printer::Printer;
+use crate::run_facts::{PlanFacts, RunFacts, ServerFacts};
+use crate::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
+use crate::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
+use crate::sampler::{Sampler, StepTag};
 use crate::server::ThrowawayServer;
 use crate::stats::StepResult;
 use crate::target::{ConnectTarget, RequestSpec};
+use crate::verdict::{self, StopReason, Verdict};
 
-/// Deadline of the pre-flight connection that reads the server's facts.
-const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of the setup, pre-flight and monitoring connections.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     interrupt::install();
     // Input first: nothing is sent to any server before it is known good.
-    let data = if config.takes_parameter {
-        Some(ParamData::load(&config.data_dir, config.column)?)
-    } else {
-        None
+    let data = match config.takes_parameter {
+        true => Some(ParamData::load(&config.data_dir, config.column)?),
+        false => None,
     };
     logs::check_writable(&config.logs_dir)?;
 
     let mut printer = Printer::new(std::io::stdout());
-    let (target, throwaway) = match config.target {
-        TargetChoice::Server(ref target) => ((**target).clone(), None),
-        TargetChoice::Throwaway { ref settings } => {
-            let server = start_throwaway(settings)?;
-            printer.note(format!(
-                "started a throwaway PostgreSQL server on 127.0.0.1:{} in {} (binaries: {}); it is removed after the run",
-                server.port(),
-                server.folder().display(),
-                server.bin_dir().display()
-            ));
-            (server.target(), Some(server))
-        }
+    let throwaway = match &config.target {
+        TargetChoice::Throwaway { settings } => Some(start_throwaway(settings, &mut printer)?),
+        TargetChoice::Server(_) => None,
+    };
+    let target = match (&config.target, &throwaway) {
+        (TargetChoice::Server(target), _) => (**target).clone(),
+        (_, Some(server)) => server.target(),
+        (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
 
     let run_start = Instant::now();
-    let (facts, backend_pid) = preflight(&target, &config)?;
+    let started_at = chrono::Local::now();
+    let (server, backend_pid) = preflight(&target, &config)?;
     let local_server = match &throwaway {
         Some(server) => Some(LocalServer {
             postmaster_pid: server.postmaster_pid(),
@@ -56,30 +58,47 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         None if target.is_loopback() => backend_pid.and_then(LocalServer::from_backend_pid),
         None => None,
     };
+    let monitor = match target.connect(SETUP_TIMEOUT, "pgstress-monitor") {
+        Ok(client) => Some(client),
+        Err(err) => {
+            printer.note(format!(
+                "note: no monitoring connection ({err}); carrying on without server statistics"
+            ));
+            None
+        }
+    };
+    let cpus = ClientCpus::of_this_process();
+    let facts = RunFacts {
+        pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: started_at.to_rfc3339(),
+        plan: plan_facts(&config, data.as_ref()),
+        target: target.redacted().to_owned(),
+        throwaway: throwaway.is_some(),
+        server,
+        server_cpu_visible: local_server.is_some(),
+        server_stats_visible: monitor.is_some(),
+        client: cpus.into(),
+    };
 
     let mut logs = RunLogs::create_now(&config.logs_dir)?;
-    printer.header(&Header {
-        plan: &config.plan,
-        target: target.redacted(),
-        throwaway: throwaway.is_some(),
-        server: &facts,
-        query: &config.query,
-        data: data.as_ref().map(|d| {
-            format!(
-                "$1 from {} values in {} files of {} (column {})",
-                d.total_values(),
-                d.files().len(),
-                config.data_dir.display(),
-                config.column
+    printer.header(&facts, &logs.paths());
+    let cpu_sampler: Sampler<CpuSample> = Sampler::start(
+        "pgstress-cpu",
+        config.sample_every,
+        CpuProbe::new(local_server, run_start),
+    )
+    .context("cannot start the CPU sampler")?;
+    let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
+        .map(|client| {
+            Sampler::start(
+                "pgstress-monitor",
+                config.sample_every,
+                ServerStatsProbe::new(client),
             )
-        }),
-        timeout: config.timeout,
-        server_cpu_visible: local_server.is_some(),
-        log_paths: logs.paths(),
-    });
+        })
+        .transpose()
+        .context("cannot start the server statistics sampler")?;
 
-    let sampler = Sampler::start(config.sample_every, local_server, run_start)
-        .context("cannot start the CPU sampler")?;
     let spec = Arc::new(RequestSpec {
         config: target.request_config(config.timeout, "pgstress"),
         query: config.query.clone(),
@@ -90,6 +109,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     };
     let mut rng = rand::rng();
     let mut results: Vec<StepResult> = Vec::new();
+    let mut summaries: Vec<StepSummary> = Vec::new();
+    let mut stopped: Option<(u32, StopReason)> = None;
     for index in 1..=config.plan.steps {
         if interrupt::requested() {
             break;
@@ -103,22 +124,74 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
                 .collect(),
             None => vec![None; requests as usize],
         };
-        sampler.begin_step(index, requests);
+        let tag = StepTag {
+            step: index,
+            requests,
+        };
+        cpu_sampler.begin_step(tag);
+        if let Some(sampler) = &stats_sampler {
+            sampler.begin_step(tag);
+        }
         let step_run = burst::run_step(&spec, params, &settings);
-        let samples = sampler.end_step();
-        let result = StepResult::from_run(index, &step_run, &samples);
-        logs.write_step(&result, &samples)?;
+        let cpu_samples = cpu_sampler.end_step();
+        let server_samples = stats_sampler
+            .as_ref()
+            .map(Sampler::end_step)
+            .unwrap_or_default();
+
+        let mut result = StepResult::from_run(index, &step_run, &cpu_samples, &server_samples);
+        result.flags = flags::diagnose(
+            &result,
+            Some(facts.server.usable_connections()),
+            &cpus,
+            &config.thresholds,
+        );
+        logs.write_step(&result, &cpu_samples)?;
         printer.step(&result, config.plan.steps);
+        stopped = verdict::stop_reason(&result, &config.stop).map(|reason| (index, reason));
+        summaries.push(StepSummary::of(&result));
         results.push(result);
+        let mut verdict = Verdict::judge(&results, config.plan.steps, config.slo_p99, stopped);
+        verdict.server_shares_host = facts.server_cpu_visible;
+        write_summary(&logs, &facts, &summaries, &verdict, &[], false)?;
+        if stopped.is_some() && index < config.plan.steps {
+            break;
+        }
     }
-    drop(sampler);
+    drop((cpu_sampler, stats_sampler));
+
+    let interrupted = interrupt::requested();
+    if let Some((step, reason)) = &stopped
+        && *step < config.plan.steps
+    {
+        printer.note(format!("stopped after step {step}: {}", reason.describe()));
+    }
+    let verdict = Verdict::judge(
+        &results,
+        config.plan.steps,
+        config.slo_p99,
+        stopped.filter(|(s, _)| *s < config.plan.steps),
+    );
+    let breaches: Vec<(String, Option<String>)> = config
+        .gates
+        .iter()
+        .map(|gate| (gate.to_string(), gate.breach(&verdict, &results)))
+        .collect();
+    write_summary(&logs, &facts, &summaries, &verdict, &breaches, !interrupted)?;
     printer.summary(&results);
+    printer.verdict(&verdict);
+    for (gate, breach) in &breaches {
+        match breach {
+            Some(why) => printer.note(format!("gate breached: {why}")),
+            None => printer.note(format!("gate passed: {gate}")),
+        }
+    }
 
     if let Some(server) = throwaway {
         server.stop();
         printer.note("throwaway server stopped and removed");
     }
-    if interrupt::requested() {
+    if interrupted {
         printer.note(format!(
             "interrupted after {} of {} steps; their logs are on disk",
             results.len(),
@@ -126,14 +199,82 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         ));
         return Ok(Status::Interrupted);
     }
+    if breaches.iter().any(|(_, breach)| breach.is_some()) {
+        return Ok(Status::GateBreached);
+    }
     Ok(Status::Completed)
 }
 
-fn start_throwaway(settings: &[(String, String)]) -> anyhow::Result<ThrowawayServer> {
+fn write_summary(
+    logs: &RunLogs,
+    facts: &RunFacts,
+    steps: &[StepSummary],
+    verdict: &Verdict,
+    gates: &[(String, Option<String>)],
+    complete: bool,
+) -> anyhow::Result<()> {
+    let gates = gates
+        .iter()
+        .map(|(gate, breached)| logs::GateResult {
+            gate: gate.clone(),
+            breached: breached.clone(),
+        })
+        .collect();
+    let summary = RunSummary {
+        facts,
+        complete,
+        interrupted: interrupt::requested(),
+        steps,
+        verdict,
+        verdict_text: verdict.sentences(),
+        gates,
+    };
+    Ok(logs.write_summary(&summary)?)
+}
+
+fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    PlanFacts {
+        mode: "burst".to_owned(),
+        steps: config.plan.steps,
+        start: config.plan.start,
+        step: config.plan.step,
+        largest_step: config.plan.largest(),
+        total_requests: config.plan.total_requests(),
+        query: config.query.clone(),
+        data: data.map(|d| describe_data(d, &config.data_dir, config.column)),
+        timeout_ms: ms(config.timeout),
+        sample_every_ms: ms(config.sample_every),
+        stop_failure_rate: config.stop.failure_rate,
+        stop_p99_ms: config.stop.p99.map(ms),
+        stop_when_unresponsive: config.stop.unresponsive,
+        slo_p99_ms: config.slo_p99.map(ms),
+    }
+}
+
+fn describe_data(data: &ParamData, dir: &Path, column: usize) -> String {
+    format!(
+        "$1 from {} values in {} files of {} (column {column})",
+        data.total_values(),
+        data.files().len(),
+        dir.display()
+    )
+}
+
+fn start_throwaway(
+    settings: &[(String, String)],
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<ThrowawayServer> {
     let server = ThrowawayServer::start(settings)?;
+    printer.note(format!(
+        "started a throwaway PostgreSQL server on 127.0.0.1:{} in {} (binaries: {}); it is removed after the run",
+        server.port(),
+        server.folder().display(),
+        server.bin_dir().display()
+    ));
     let mut client = server
         .target()
-        .connect(PREFLIGHT_TIMEOUT, "pgstress-setup")
+        .connect(SETUP_TIMEOUT, "pgstress-setup")
         .context("cannot connect to the throwaway server")?;
     crate::demo::seed(&mut client, crate::demo::DEFAULT_ROWS)
         .context("cannot create the demo data")?;
@@ -147,7 +288,7 @@ fn preflight(
     config: &RunConfig,
 ) -> anyhow::Result<(ServerFacts, Option<u32>)> {
     let mut client = target
-        .connect(PREFLIGHT_TIMEOUT, "pgstress-preflight")
+        .connect(SETUP_TIMEOUT, "pgstress-preflight")
         .map_err(|err| {
             anyhow::anyhow!(
                 "cannot connect to {}: {}",
@@ -161,14 +302,14 @@ fn preflight(
         .ok()
         .and_then(|row| u32::try_from(row.get::<_, i32>(0)).ok());
     let statement = client.prepare(&config.query).map_err(|err| {
+        let hint = if config.query == crate::config::DEFAULT_QUERY {
+            " or create the demo table with `pgstress prepare --dsn ...`"
+        } else {
+            ""
+        };
         anyhow::anyhow!(
-            "the query does not prepare on the server: {}; fix --query{}",
-            describe_error(&err),
-            if config.query == crate::config::DEFAULT_QUERY {
-                " or create the demo table with `pgstress prepare --dsn ...`"
-            } else {
-                ""
-            }
+            "the query does not prepare on the server: {}; fix --query{hint}",
+            describe_error(&err)
         )
     })?;
     let expected = usize::from(config.takes_parameter);
@@ -195,7 +336,7 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
     })
 }
 
-/// The server's message when there is one (with its SQLSTATE), else the client's.
+/// The server's message when there is one (with its SQLSTATE), else the client's chain of causes.
 fn describe_error(err: &postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),

@@ -6,7 +6,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::engine::StepRun;
-use crate::sampler::CpuSample;
+use crate::flags::Flag;
+use crate::sampler::cpu::CpuSample;
+use crate::sampler::server_stats::{ServerStatsSample, ServerStatsSummary};
 use crate::target::{FailureClass, RequestRecord};
 
 /// Latencies are recorded in microseconds, 3 significant digits, up to an hour (a value
@@ -77,6 +79,10 @@ pub struct StepResult {
     /// Connect time of every request that connected, in microseconds.
     pub connect: Histogram<u64>,
     pub cpu: CpuSummary,
+    /// What the server's own statistics showed; None without a monitoring connection.
+    pub server: Option<ServerStatsSummary>,
+    /// Diagnosis flags, set once the step is judged.
+    pub flags: Vec<Flag>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -90,7 +96,12 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl StepResult {
-    pub fn from_run(step: u32, run: &StepRun, samples: &[CpuSample]) -> Self {
+    pub fn from_run(
+        step: u32,
+        run: &StepRun,
+        cpu: &[CpuSample],
+        server: &[ServerStatsSample],
+    ) -> Self {
         let mut result = StepResult {
             step,
             requests: run.records.len() as u32,
@@ -103,7 +114,9 @@ impl StepResult {
             launch_spread: launch_spread(&run.records),
             latency: histogram(),
             connect: histogram(),
-            cpu: CpuSummary::of(samples),
+            cpu: CpuSummary::of(cpu),
+            server: ServerStatsSummary::of(server),
+            flags: Vec::new(),
         };
         for record in &run.records {
             result.add(record);
@@ -226,7 +239,7 @@ mod tests {
             failed(FailureClass::TooManyClients),
             failed(FailureClass::NoRow),
         ];
-        let result = StepResult::from_run(2, &run(records), &[]);
+        let result = StepResult::from_run(2, &run(records), &[], &[]);
         assert_eq!((result.requests, result.ok, result.failed), (5, 2, 3));
         assert_eq!(result.failures(FailureClass::TooManyClients), 2);
         assert_eq!(
@@ -241,7 +254,7 @@ mod tests {
     fn latency_percentiles_cover_successful_requests_only() {
         let mut records: Vec<_> = (1..=100).map(|ms| ok(0, ms)).collect();
         records.push(failed(FailureClass::Timeout));
-        let result = StepResult::from_run(1, &run(records), &[]);
+        let result = StepResult::from_run(1, &run(records), &[], &[]);
         let p50 = result.latency_ms(50.0).unwrap();
         let p99 = result.latency_ms(99.0).unwrap();
         assert!((49.0..=51.0).contains(&p50), "{p50}");
@@ -251,7 +264,7 @@ mod tests {
 
     #[test]
     fn no_success_means_no_latency() {
-        let result = StepResult::from_run(1, &run(vec![failed(FailureClass::Refused)]), &[]);
+        let result = StepResult::from_run(1, &run(vec![failed(FailureClass::Refused)]), &[], &[]);
         assert_eq!(result.latency_ms(50.0), None);
         assert_eq!(result.connect_ms(50.0), None);
     }
@@ -259,7 +272,7 @@ mod tests {
     #[test]
     fn launch_spread_ignores_requests_that_never_started() {
         let records = vec![ok(3, 10), ok(40, 10), failed(FailureClass::Spawn)];
-        let result = StepResult::from_run(1, &run(records), &[]);
+        let result = StepResult::from_run(1, &run(records), &[], &[]);
         assert_eq!(result.launch_spread, Duration::from_millis(37));
     }
 

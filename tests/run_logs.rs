@@ -1,4 +1,4 @@
-//! A small run against a real cluster writes the four log files, with the right names,
+//! A small run against a real cluster writes its log files, with the right names,
 //! headers and one row per step, and its counts add up.
 
 mod common;
@@ -7,7 +7,7 @@ use common::*;
 use pgstress::target::FailureClass;
 
 #[test]
-fn small_run_writes_the_four_log_files() {
+fn small_run_writes_every_log_file() {
     let logs = tempfile::tempdir().unwrap();
     pgstress_run(logs.path())
         .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
@@ -18,14 +18,14 @@ fn small_run_writes_the_four_log_files() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     let failures_log = log_file(logs.path(), "_log.csv");
     let timestamp = &failures_log.file_name().unwrap().to_str().unwrap()[..15];
     assert!(
         chrono::NaiveDateTime::parse_from_str(timestamp, "%m%d%Y_%H%M%S").is_ok(),
         "timestamp {timestamp} is not %m%d%Y_%H%M%S"
     );
-    for suffix in ["log.csv", "log_execution_time.csv", "steps.csv", "cpu.csv"] {
+    for suffix in ["log.csv", "log_execution_time.csv", "steps.csv", "cpu.csv", "summary.json"] {
         assert!(
             names.contains(&format!("{timestamp}_{suffix}")),
             "{suffix} missing from {names:?}"

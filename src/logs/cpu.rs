@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CsvFile, LogError, fixed};
-use crate::sampler::CpuSample;
+use super::{CsvFile, LogError};
+use crate::sampler::cpu::CpuSample;
 
 const HEADER: [&str; 6] = [
     "elapsed_ms",
@@ -42,4 +42,9 @@ impl CpuCsv {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
+}
+
+/// A percentage with one decimal, or an empty field when there is no value.
+fn fixed(value: Option<f64>, decimals: usize) -> String {
+    value.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 mod cpu;
 mod original;
 mod steps;
+mod summary;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
@@ -11,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::sampler::CpuSample;
+use crate::sampler::cpu::CpuSample;
 use crate::stats::StepResult;
 
-pub use steps::STEPS_HEADER;
+pub use steps::{STEPS_HEADER, StepRow};
+pub use summary::{GateResult, RunSummary, StepSummary};
 
 /// The run timestamp format of the original tool's file names.
 pub const TIMESTAMP_FORMAT: &str = "%m%d%Y_%H%M%S";
@@ -54,6 +56,7 @@ pub struct RunLogs {
     original: original::OriginalLogs,
     steps: steps::StepsCsv,
     cpu: cpu::CpuCsv,
+    summary: PathBuf,
 }
 
 impl RunLogs {
@@ -84,6 +87,7 @@ impl RunLogs {
             )?,
             steps: steps::StepsCsv::create(path("steps.csv"))?,
             cpu: cpu::CpuCsv::create(path("cpu.csv"))?,
+            summary: path("summary.json"),
         })
     }
 
@@ -94,10 +98,17 @@ impl RunLogs {
         self.cpu.write_samples(samples)
     }
 
+    /// Replaces the JSON summary (written whole to a temporary file, then renamed, so a
+    /// crash leaves the previous step's summary, never half a file).
+    pub fn write_summary(&self, summary: &RunSummary<'_>) -> Result<(), LogError> {
+        summary::write(&self.summary, summary)
+    }
+
     pub fn paths(&self) -> Vec<&Path> {
         let mut paths = self.original.paths();
         paths.push(self.steps.path());
         paths.push(self.cpu.path());
+        paths.push(&self.summary);
         paths
     }
 }
@@ -131,15 +142,17 @@ impl CsvFile {
             })
     }
 
+    fn serialize(&mut self, row: &impl serde::Serialize) -> Result<(), LogError> {
+        self.writer.serialize(row).map_err(|err| LogError::Write {
+            path: self.path.clone(),
+            cause: err.into(),
+        })
+    }
+
     fn flush(&mut self) -> Result<(), LogError> {
         self.writer.flush().map_err(|cause| LogError::Write {
             path: self.path.clone(),
             cause,
         })
     }
-}
-
-/// A number with fixed decimals, or an empty field when there is no value.
-fn fixed(value: Option<f64>, decimals: usize) -> String {
-    value.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
 }

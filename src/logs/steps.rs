@@ -1,13 +1,17 @@
-//! `<ts>_steps.csv`: one row per step with everything the step measured.
+//! `<ts>_steps.csv`: one row per step with everything the step measured. The same row, typed,
+//! is each step's entry in the JSON summary.
 
 use std::path::{Path, PathBuf};
 
-use super::{CsvFile, LogError, fixed};
+use serde::Serialize;
+
+use super::{CsvFile, LogError};
+use crate::flags;
 use crate::stats::{MeanPeak, StepResult};
 use crate::target::FailureClass;
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
-pub const STEPS_HEADER: [&str; 27] = [
+pub const STEPS_HEADER: [&str; 32] = [
     "step",
     "requests",
     "ok",
@@ -35,7 +39,99 @@ pub const STEPS_HEADER: [&str; 27] = [
     "process_cpu_peak",
     "server_cpu_mean",
     "server_cpu_peak",
+    "server_connections_peak",
+    "server_active_peak",
+    "server_xact_commit",
+    "server_xact_rollback",
+    "flags",
 ];
+
+/// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRow {
+    pub step: u32,
+    pub requests: u32,
+    pub ok: u32,
+    pub failed: u32,
+    pub refused: u32,
+    pub too_many_clients: u32,
+    pub auth: u32,
+    pub timeout: u32,
+    pub query: u32,
+    pub no_row: u32,
+    pub spawn: u32,
+    pub io: u32,
+    pub wall_s: f64,
+    pub throughput_rps: f64,
+    pub launch_spread_ms: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p90_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub connect_p50_ms: Option<f64>,
+    pub connect_p99_ms: Option<f64>,
+    pub host_cpu_mean: Option<f64>,
+    pub host_cpu_peak: Option<f64>,
+    pub process_cpu_mean: Option<f64>,
+    pub process_cpu_peak: Option<f64>,
+    pub server_cpu_mean: Option<f64>,
+    pub server_cpu_peak: Option<f64>,
+    pub server_connections_peak: Option<u32>,
+    pub server_active_peak: Option<u32>,
+    pub server_xact_commit: Option<i64>,
+    pub server_xact_rollback: Option<i64>,
+    /// Diagnosis flags joined with `;`.
+    pub flags: String,
+}
+
+/// Rounded for the log: a tenth of a percent, a microsecond.
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+impl StepRow {
+    pub fn of(step: &StepResult) -> Self {
+        let ms = |value: Option<f64>| value.map(|v| round(v, 3));
+        let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
+        let peak = |series: Option<MeanPeak>| series.map(|s| round(s.peak, 1));
+        let class = |c: FailureClass| step.failures(c);
+        StepRow {
+            step: step.step,
+            requests: step.requests,
+            ok: step.ok,
+            failed: step.failed,
+            refused: class(FailureClass::Refused),
+            too_many_clients: class(FailureClass::TooManyClients),
+            auth: class(FailureClass::Auth),
+            timeout: class(FailureClass::Timeout),
+            query: class(FailureClass::Query),
+            no_row: class(FailureClass::NoRow),
+            spawn: class(FailureClass::Spawn),
+            io: class(FailureClass::Io),
+            wall_s: round(step.wall.as_secs_f64(), 6),
+            throughput_rps: round(step.throughput(), 1),
+            launch_spread_ms: round(step.launch_spread.as_secs_f64() * 1000.0, 3),
+            latency_p50_ms: ms(step.latency_ms(50.0)),
+            latency_p90_ms: ms(step.latency_ms(90.0)),
+            latency_p99_ms: ms(step.latency_ms(99.0)),
+            latency_max_ms: ms(step.latency_max_ms()),
+            connect_p50_ms: ms(step.connect_ms(50.0)),
+            connect_p99_ms: ms(step.connect_ms(99.0)),
+            host_cpu_mean: mean(step.cpu.host),
+            host_cpu_peak: peak(step.cpu.host),
+            process_cpu_mean: mean(step.cpu.process),
+            process_cpu_peak: peak(step.cpu.process),
+            server_cpu_mean: mean(step.cpu.server),
+            server_cpu_peak: peak(step.cpu.server),
+            server_connections_peak: step.server.map(|s| s.connections_peak),
+            server_active_peak: step.server.map(|s| s.active_peak),
+            server_xact_commit: step.server.map(|s| s.xact_commit),
+            server_xact_rollback: step.server.map(|s| s.xact_rollback),
+            flags: flags::join(&step.flags),
+        }
+    }
+}
 
 pub struct StepsCsv {
     file: CsvFile,
@@ -49,7 +145,7 @@ impl StepsCsv {
     }
 
     pub fn write_step(&mut self, step: &StepResult) -> Result<(), LogError> {
-        self.file.write_row(row(step))?;
+        self.file.serialize(&StepRow::of(step))?;
         self.file.flush()
     }
 
@@ -58,37 +154,38 @@ impl StepsCsv {
     }
 }
 
-fn row(step: &StepResult) -> Vec<String> {
-    let ms = |value: Option<f64>| fixed(value, 3);
-    let cpu = |series: Option<MeanPeak>| {
-        [
-            fixed(series.map(|s| s.mean), 1),
-            fixed(series.map(|s| s.peak), 1),
-        ]
-    };
-    let mut row = vec![
-        step.step.to_string(),
-        step.requests.to_string(),
-        step.ok.to_string(),
-        step.failed.to_string(),
-    ];
-    row.extend(
-        FailureClass::ALL
-            .iter()
-            .map(|class| step.failures(*class).to_string()),
-    );
-    row.push(format!("{:.6}", step.wall.as_secs_f64()));
-    row.push(format!("{:.1}", step.throughput()));
-    row.push(format!("{:.3}", step.launch_spread.as_secs_f64() * 1000.0));
-    for percentile in [50.0, 90.0, 99.0] {
-        row.push(ms(step.latency_ms(percentile)));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::step_result;
+
+    #[test]
+    fn header_matches_the_row_fields() {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer
+            .serialize(StepRow::of(&step_result(1, 10, 2)))
+            .unwrap();
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), STEPS_HEADER.join(","));
     }
-    row.push(ms(step.latency_max_ms()));
-    row.push(ms(step.connect_ms(50.0)));
-    row.push(ms(step.connect_ms(99.0)));
-    row.extend(cpu(step.cpu.host));
-    row.extend(cpu(step.cpu.process));
-    row.extend(cpu(step.cpu.server));
-    debug_assert_eq!(row.len(), STEPS_HEADER.len());
-    row
+
+    #[test]
+    fn failure_columns_follow_the_class_order() {
+        let classes: Vec<&str> = FailureClass::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(&STEPS_HEADER[4..12], classes.as_slice());
+    }
+
+    #[test]
+    fn missing_values_are_empty_fields() {
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        writer
+            .serialize(StepRow::of(&step_result(1, 4, 4)))
+            .unwrap();
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        let fields: Vec<&str> = text.trim_end().split(',').collect();
+        assert_eq!(fields[5], "4", "too_many_clients");
+        assert_eq!(fields[17], "", "no p99 without a success: {text}");
+    }
 }

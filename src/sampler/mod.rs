@@ -1,103 +1,78 @@
-//! The CPU sampler: a thread that, while a step runs, records every `--sample-every` the host's
-//! CPU, this process's CPU and (when the server runs on this machine) the server's CPU.
+//! Samplers: threads that take readings every `--sample-every` while a step runs. One generic
+//! thread (this file) drives a `Probe`; the CPU probe and the server-statistics probe say what
+//! a reading is.
 
 mod counters;
+pub mod cpu;
+pub mod server_stats;
 
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-pub use counters::HostTicks;
-
-/// One reading, covering the time since the previous one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuSample {
-    /// Milliseconds since the run started.
-    pub elapsed_ms: u64,
+/// Which step a sample belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepTag {
     pub step: u32,
     pub requests: u32,
-    /// Busy share of all the host's cores.
-    pub host_cpu_pct: f64,
-    /// This process's share of all the host's cores.
-    pub process_cpu_pct: f64,
-    /// The server's share of all the host's cores; None when the server is not local.
-    pub server_cpu_pct: Option<f64>,
 }
 
-/// The local server whose CPU is sampled: its postmaster, whose children are the backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalServer {
-    pub postmaster_pid: u32,
+/// Something read periodically; a sample covers the time between two readings.
+pub trait Probe: Send + 'static {
+    type Reading: Send;
+    type Sample: Send + 'static;
+    fn read(&mut self) -> Self::Reading;
+    fn sample(
+        &mut self,
+        tag: StepTag,
+        before: &Self::Reading,
+        after: &Self::Reading,
+    ) -> Option<Self::Sample>;
 }
 
-impl LocalServer {
-    /// Finds the postmaster of a backend seen from a monitoring connection (pg_backend_pid()),
-    /// when that backend is a `postgres` process on this machine.
-    pub fn from_backend_pid(backend_pid: u32) -> Option<Self> {
-        let mut system = System::new().ok()?;
-        let pid = Pid::from_u32(backend_pid);
-        let is_postgres = |name: &std::ffi::OsStr| name.to_string_lossy().starts_with("postgres");
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[pid]),
-            true,
-            ProcessRefreshKind::nothing(),
-        );
-        let backend = system.process(pid)?;
-        let (parent, backend_is_postgres) = (backend.parent()?, is_postgres(backend.name()));
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[parent]),
-            true,
-            ProcessRefreshKind::nothing(),
-        );
-        let postmaster = system.process(parent)?;
-        (backend_is_postgres && is_postgres(postmaster.name())).then(|| LocalServer {
-            postmaster_pid: parent.as_u32(),
-        })
-    }
+enum Command<S> {
+    Begin(StepTag),
+    End(Sender<Vec<S>>),
 }
 
-enum Command {
-    Begin { step: u32, requests: u32 },
-    End(Sender<Vec<CpuSample>>),
-}
+/// The sampler answers within this; past it a step is logged without these samples.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+/// A probe stuck on a dead server is left behind rather than holding up the exit.
+const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Handle to the sampler thread; dropping it stops the thread.
-pub struct Sampler {
-    commands: Option<Sender<Command>>,
+/// Handle to a sampler thread; dropping it stops the thread.
+pub struct Sampler<S> {
+    commands: Option<Sender<Command<S>>>,
     handle: Option<JoinHandle<()>>,
 }
 
-/// The sampler answers within this; past it a step is logged without CPU samples.
-const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
-
-impl Sampler {
-    pub fn start(
+impl<S: Send + 'static> Sampler<S> {
+    pub fn start<P: Probe<Sample = S>>(
+        name: &str,
         every: Duration,
-        server: Option<LocalServer>,
-        run_start: Instant,
+        probe: P,
     ) -> std::io::Result<Self> {
         let (commands, inbox) = unbounded();
         let handle = thread::Builder::new()
-            .name("pgstress-sampler".into())
-            .spawn(move || SamplerThread::new(every, server, run_start).run(inbox))?;
+            .name(name.into())
+            .spawn(move || run_probe(probe, every, inbox))?;
         Ok(Sampler {
             commands: Some(commands),
             handle: Some(handle),
         })
     }
 
-    /// Starts sampling a step; the readings so far become the baseline.
-    pub fn begin_step(&self, step: u32, requests: u32) {
+    /// Starts sampling a step; the reading taken now is the baseline.
+    pub fn begin_step(&self, tag: StepTag) {
         if let Some(commands) = &self.commands {
-            let _ = commands.send(Command::Begin { step, requests });
+            let _ = commands.send(Command::Begin(tag));
         }
     }
 
     /// Ends the step with one last reading (so even a step shorter than the interval has
     /// one sample) and returns the step's samples.
-    pub fn end_step(&self) -> Vec<CpuSample> {
+    pub fn end_step(&self) -> Vec<S> {
         let (reply, answer) = bounded(1);
         match &self.commands {
             Some(commands) if commands.send(Command::End(reply)).is_ok() => {
@@ -108,137 +83,96 @@ impl Sampler {
     }
 }
 
-impl Drop for Sampler {
+impl<S> Drop for Sampler<S> {
     fn drop(&mut self) {
         self.commands.take();
         if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
+            let deadline = Instant::now() + JOIN_DEADLINE;
+            while !handle.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
         }
     }
 }
 
-/// The counters at one instant.
-#[derive(Debug, Clone, Copy)]
-struct Reading {
-    at: Instant,
-    host: Option<HostTicks>,
-    process_seconds: f64,
-    server_seconds: Option<f64>,
-}
-
-struct SamplerThread {
-    every: Duration,
-    server: Option<LocalServer>,
-    run_start: Instant,
-    system: Option<System>,
-    pid: Pid,
-    cores: f64,
-}
-
-impl SamplerThread {
-    fn new(every: Duration, server: Option<LocalServer>, run_start: Instant) -> Self {
-        SamplerThread {
-            every,
-            server,
-            run_start,
-            system: System::new().ok(),
-            pid: Pid::from_u32(std::process::id()),
-            cores: host_cores() as f64,
-        }
-    }
-
-    fn run(mut self, inbox: Receiver<Command>) {
-        let mut current: Option<(u32, u32)> = None;
-        let mut previous = self.read();
-        let mut samples = Vec::new();
-        loop {
-            match inbox.recv_timeout(self.every) {
-                Ok(Command::Begin { step, requests }) => {
-                    current = Some((step, requests));
-                    samples.clear();
-                    previous = self.read();
-                }
-                Ok(Command::End(reply)) => {
-                    if let Some(step) = current.take() {
-                        let now = self.read();
-                        samples.extend(self.sample(step, &previous, &now));
-                        previous = now;
-                    }
-                    let _ = reply.send(std::mem::take(&mut samples));
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = self.read();
-                    if let Some(step) = current {
-                        samples.extend(self.sample(step, &previous, &now));
-                    }
+fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P::Sample>>) {
+    let mut current: Option<StepTag> = None;
+    let mut previous = probe.read();
+    let mut samples = Vec::new();
+    loop {
+        match inbox.recv_timeout(every) {
+            Ok(Command::Begin(tag)) => {
+                current = Some(tag);
+                samples.clear();
+                previous = probe.read();
+            }
+            Ok(Command::End(reply)) => {
+                if let Some(tag) = current.take() {
+                    let now = probe.read();
+                    samples.extend(probe.sample(tag, &previous, &now));
                     previous = now;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                let _ = reply.send(std::mem::take(&mut samples));
             }
-        }
-    }
-
-    fn read(&mut self) -> Reading {
-        let process_seconds = match &mut self.system {
-            Some(system) => {
-                system.refresh_processes_specifics(
-                    ProcessesToUpdate::Some(&[self.pid]),
-                    false,
-                    ProcessRefreshKind::nothing().with_cpu(),
-                );
-                system
-                    .process(self.pid)
-                    .map_or(0.0, |p| p.accumulated_cpu_time() as f64 / 1000.0)
+            Err(RecvTimeoutError::Timeout) => {
+                let now = probe.read();
+                if let Some(tag) = current {
+                    samples.extend(probe.sample(tag, &previous, &now));
+                }
+                previous = now;
             }
-            None => 0.0,
-        };
-        Reading {
-            at: Instant::now(),
-            host: HostTicks::read(),
-            process_seconds,
-            server_seconds: self
-                .server
-                .and_then(|server| counters::process_cpu_seconds(server.postmaster_pid, true)),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-    }
-
-    fn sample(
-        &self,
-        (step, requests): (u32, u32),
-        before: &Reading,
-        after: &Reading,
-    ) -> Option<CpuSample> {
-        let wall = after.at.duration_since(before.at).as_secs_f64();
-        if wall <= 0.0 {
-            return None;
-        }
-        let share = |seconds: f64| (seconds / (wall * self.cores) * 100.0).clamp(0.0, 100.0);
-        Some(CpuSample {
-            elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
-            step,
-            requests,
-            host_cpu_pct: match (after.host, before.host) {
-                (Some(a), Some(b)) => a.percent_since(&b).unwrap_or(0.0),
-                _ => 0.0,
-            },
-            process_cpu_pct: share(after.process_seconds - before.process_seconds),
-            server_cpu_pct: match (after.server_seconds, before.server_seconds) {
-                (Some(a), Some(b)) => Some(share(a - b)),
-                _ => None,
-            },
-        })
     }
 }
 
-/// Cores the host has (not only those this process may use): the denominator of "% of all cores".
-fn host_cores() -> usize {
-    num_cpus::get().max(
-        std::fs::read_to_string("/proc/stat")
-            .map(|stat| {
-                stat.lines()
-                    .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-                    .count()
-            })
-            .unwrap_or(1),
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts readings; a sample is the number of readings between two.
+    struct Counter(u32);
+
+    impl Probe for Counter {
+        type Reading = u32;
+        type Sample = (StepTag, u32);
+        fn read(&mut self) -> u32 {
+            self.0 += 1;
+            self.0
+        }
+        fn sample(&mut self, tag: StepTag, before: &u32, after: &u32) -> Option<(StepTag, u32)> {
+            Some((tag, after - before))
+        }
+    }
+
+    #[test]
+    fn a_step_shorter_than_the_interval_still_has_one_sample() {
+        let sampler = Sampler::start("test", Duration::from_secs(60), Counter(0)).unwrap();
+        let tag = StepTag {
+            step: 1,
+            requests: 5,
+        };
+        sampler.begin_step(tag);
+        let samples = sampler.end_step();
+        assert_eq!(samples, vec![(tag, 1)]);
+    }
+
+    #[test]
+    fn samples_between_steps_are_not_kept() {
+        let sampler = Sampler::start("test", Duration::from_millis(10), Counter(0)).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert!(sampler.end_step().is_empty());
+        let tag = StepTag {
+            step: 2,
+            requests: 10,
+        };
+        sampler.begin_step(tag);
+        thread::sleep(Duration::from_millis(50));
+        let samples = sampler.end_step();
+        assert!(!samples.is_empty());
+        assert!(samples.iter().all(|(t, n)| *t == tag && *n == 1));
+    }
 }

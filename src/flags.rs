@@ -1,0 +1,258 @@
+//! Diagnosis flags: per step, whether the numbers describe the server or the load generator.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::stats::StepResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    /// The client host's CPU peaked at the threshold, or pgstress used that share of its cores.
+    ClientSaturated,
+    /// The requests of the step did not start together.
+    LaunchSpread,
+    /// The step has more requests than the server accepts at once.
+    OverMaxConnections,
+    /// The local server's CPU peaked at the threshold.
+    ServerSaturated,
+}
+
+impl Flag {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::ClientSaturated => "client-saturated",
+            Flag::LaunchSpread => "launch-spread",
+            Flag::OverMaxConnections => "over-max-connections",
+            Flag::ServerSaturated => "server-saturated",
+        }
+    }
+
+    /// Whether the flag says the load generator, not the server, may be the limit.
+    pub fn is_client_limit(self) -> bool {
+        matches!(self, Flag::ClientSaturated | Flag::LaunchSpread)
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The flags of a step, joined for a CSV field or a terminal line.
+pub fn join(flags: &[Flag]) -> String {
+    flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(";")
+}
+
+/// When a flag is raised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// CPU peak, in percent, from which a side counts as saturated.
+    pub saturated_cpu_pct: f64,
+    /// Launch spread above this share of the step's wall time...
+    pub spread_ratio: f64,
+    /// ...or above this duration raises `launch-spread`.
+    pub spread_max: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            saturated_cpu_pct: 90.0,
+            spread_ratio: 0.10,
+            spread_max: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The CPUs the client has and may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientCpus {
+    /// All the host's cores: the denominator of the logged percentages.
+    pub host_cores: f64,
+    /// The cores this process may run on: its affinity mask, capped by a cgroup CPU quota.
+    pub allowed_cores: f64,
+}
+
+impl ClientCpus {
+    pub fn of_this_process() -> Self {
+        let host_cores = crate::sampler::cpu::host_cores() as f64;
+        let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&i| set.is_set(i).unwrap_or(false))
+                    .count()
+            })
+            .unwrap_or(host_cores as usize);
+        let quota = std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
+            .ok()
+            .and_then(|text| cgroup_quota(&text));
+        ClientCpus {
+            host_cores,
+            allowed_cores: allowed_cores(affinity, quota),
+        }
+    }
+}
+
+/// Cores a process may use: its affinity count, capped by the cgroup quota when there is one.
+pub fn allowed_cores(affinity: usize, cgroup_quota: Option<f64>) -> f64 {
+    let affinity = affinity.max(1) as f64;
+    cgroup_quota
+        .map_or(affinity, |quota| affinity.min(quota))
+        .max(0.01)
+}
+
+/// The CPU quota in cores from cgroup v2's `cpu.max` ("max 100000" means none).
+pub fn cgroup_quota(cpu_max: &str) -> Option<f64> {
+    let mut fields = cpu_max.split_whitespace();
+    let quota: f64 = fields.next()?.parse().ok()?;
+    let period: f64 = fields.next()?.parse().ok()?;
+    (period > 0.0).then(|| quota / period)
+}
+
+/// The flags of one step.
+pub fn diagnose(
+    step: &StepResult,
+    usable_connections: Option<u32>,
+    cpus: &ClientCpus,
+    t: &Thresholds,
+) -> Vec<Flag> {
+    let mut flags = Vec::new();
+    let host_saturated = step
+        .cpu
+        .host
+        .is_some_and(|host| host.peak >= t.saturated_cpu_pct);
+    let process_saturated = step.cpu.process.is_some_and(|process| {
+        let cores_used = process.peak / 100.0 * cpus.host_cores;
+        cores_used >= t.saturated_cpu_pct / 100.0 * cpus.allowed_cores
+    });
+    if host_saturated || process_saturated {
+        flags.push(Flag::ClientSaturated);
+    }
+    let spread = step.launch_spread.as_secs_f64();
+    if spread > t.spread_max.as_secs_f64() || spread > t.spread_ratio * step.wall.as_secs_f64() {
+        flags.push(Flag::LaunchSpread);
+    }
+    if usable_connections.is_some_and(|usable| step.requests > usable) {
+        flags.push(Flag::OverMaxConnections);
+    }
+    if step
+        .cpu
+        .server
+        .is_some_and(|server| server.peak >= t.saturated_cpu_pct)
+    {
+        flags.push(Flag::ServerSaturated);
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{CpuSummary, MeanPeak};
+    use crate::test_support::step_result;
+
+    const TWO_CORES: ClientCpus = ClientCpus {
+        host_cores: 2.0,
+        allowed_cores: 2.0,
+    };
+
+    fn cpu(host: f64, process: f64, server: Option<f64>) -> CpuSummary {
+        let series = |peak: f64| {
+            Some(MeanPeak {
+                mean: peak / 2.0,
+                peak,
+            })
+        };
+        CpuSummary {
+            host: series(host),
+            process: series(process),
+            server: server.and_then(series),
+        }
+    }
+
+    fn step_with(cpu: CpuSummary, spread_ms: u64, wall_ms: u64, requests: u32) -> StepResult {
+        let mut step = step_result(1, requests, 0);
+        step.cpu = cpu;
+        step.launch_spread = Duration::from_millis(spread_ms);
+        step.wall = Duration::from_millis(wall_ms);
+        step
+    }
+
+    #[test]
+    fn quiet_step_has_no_flags() {
+        let step = step_with(cpu(40.0, 10.0, Some(30.0)), 5, 500, 50);
+        assert!(diagnose(&step, Some(97), &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn busy_host_saturates_the_client() {
+        let step = step_with(cpu(95.0, 10.0, None), 5, 500, 50);
+        assert_eq!(
+            diagnose(&step, None, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::ClientSaturated]
+        );
+    }
+
+    #[test]
+    fn process_pinned_to_one_core_is_saturated_at_half_the_host() {
+        // 46% of a 2-core host is 0.92 cores: saturated when pinned to one core, not otherwise.
+        let step = step_with(cpu(50.0, 46.0, None), 5, 500, 50);
+        let pinned = ClientCpus {
+            host_cores: 2.0,
+            allowed_cores: 1.0,
+        };
+        assert_eq!(
+            diagnose(&step, None, &pinned, &Thresholds::default()),
+            vec![Flag::ClientSaturated]
+        );
+        assert!(diagnose(&step, None, &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn cgroup_quota_caps_the_allowed_cores() {
+        assert_eq!(cgroup_quota("150000 100000"), Some(1.5));
+        assert_eq!(cgroup_quota("max 100000"), None);
+        assert_eq!(allowed_cores(4, Some(1.5)), 1.5);
+        assert_eq!(allowed_cores(2, None), 2.0);
+        assert_eq!(allowed_cores(1, Some(8.0)), 1.0);
+    }
+
+    #[test]
+    fn late_starts_raise_launch_spread() {
+        let thresholds = Thresholds::default();
+        // 120 ms is above the 100 ms bound even for a long step.
+        let long = step_with(cpu(10.0, 5.0, None), 120, 10_000, 50);
+        assert_eq!(
+            diagnose(&long, None, &TWO_CORES, &thresholds),
+            vec![Flag::LaunchSpread]
+        );
+        // 30 ms is above 10% of a 200 ms step.
+        let short = step_with(cpu(10.0, 5.0, None), 30, 200, 50);
+        assert_eq!(
+            diagnose(&short, None, &TWO_CORES, &thresholds),
+            vec![Flag::LaunchSpread]
+        );
+        let tight = step_with(cpu(10.0, 5.0, None), 10, 200, 50);
+        assert!(diagnose(&tight, None, &TWO_CORES, &thresholds).is_empty());
+    }
+
+    #[test]
+    fn step_above_usable_connections_is_flagged() {
+        let step = step_with(cpu(10.0, 5.0, None), 1, 500, 98);
+        assert_eq!(
+            diagnose(&step, Some(97), &TWO_CORES, &Thresholds::default()),
+            vec![Flag::OverMaxConnections]
+        );
+        assert!(diagnose(&step, Some(98), &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn busy_local_server_is_flagged() {
+        let step = step_with(cpu(60.0, 5.0, Some(92.0)), 1, 500, 10);
+        assert_eq!(
+            diagnose(&step, None, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::ServerSaturated]
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! `<ts>_summary.json`: the run's facts, every step's row with its latency histogram (HDR V2,
+//! base64, so runs from several machines can later be merged exactly), the verdict and the gates.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use serde::Serialize;
+
+use super::{LogError, StepRow};
+use crate::run_facts::RunFacts;
+use crate::stats::StepResult;
+use crate::verdict::Verdict;
+
+#[derive(Debug, Serialize)]
+pub struct StepSummary {
+    #[serde(flatten)]
+    pub row: StepRow,
+    pub flag_list: Vec<&'static str>,
+    /// Latency of the successful requests in microseconds, HDR histogram V2, base64.
+    pub latency_histogram_us: String,
+}
+
+impl StepSummary {
+    pub fn of(step: &StepResult) -> Self {
+        let mut bytes = Vec::new();
+        // Serializing into memory fails only for a histogram that cannot be encoded at all.
+        let encoded = V2Serializer::new()
+            .serialize(&step.latency, &mut bytes)
+            .map(|_| bytes);
+        StepSummary {
+            row: StepRow::of(step),
+            flag_list: step.flags.iter().map(|f| f.name()).collect(),
+            latency_histogram_us: encoded
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub breached: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunSummary<'a> {
+    #[serde(flatten)]
+    pub facts: &'a RunFacts,
+    /// False while the run is going on (the summary is rewritten after every step).
+    pub complete: bool,
+    pub interrupted: bool,
+    pub steps: &'a [StepSummary],
+    pub verdict: &'a Verdict,
+    pub verdict_text: Vec<String>,
+    pub gates: Vec<GateResult>,
+}
+
+pub fn write(path: &Path, summary: &RunSummary<'_>) -> Result<(), LogError> {
+    let error = |cause: std::io::Error| LogError::Write {
+        path: path.to_owned(),
+        cause,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
+    serde_json::to_writer_pretty(&mut file, summary).map_err(|err| error(err.into()))?;
+    file.write_all(b"\n").map_err(error)?;
+    // A temporary file is private (0600); the summary is as readable as the other logs.
+    let mut permissions = file.as_file().metadata().map_err(error)?.permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    file.as_file().set_permissions(permissions).map_err(error)?;
+    file.persist(path).map_err(|err| error(err.error))?;
+    Ok(())
+}

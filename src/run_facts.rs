@@ -1,0 +1,71 @@
+//! What a run is, fixed before step 1: the plan, the target, the server, the client. The
+//! terminal header and the JSON summary both describe a run from this.
+
+use serde::Serialize;
+
+use crate::flags::ClientCpus;
+
+/// Facts read from the server before the first step.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerFacts {
+    pub version: String,
+    pub max_connections: u32,
+    pub superuser_reserved_connections: u32,
+}
+
+impl ServerFacts {
+    /// Connections the server accepts at once from a non-superuser.
+    pub fn usable_connections(&self) -> u32 {
+        self.max_connections
+            .saturating_sub(self.superuser_reserved_connections)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanFacts {
+    pub mode: String,
+    pub steps: u32,
+    pub start: u32,
+    pub step: u32,
+    pub largest_step: u32,
+    pub total_requests: u64,
+    pub query: String,
+    /// Where `$1` comes from, when the query takes it.
+    pub data: Option<String>,
+    pub timeout_ms: f64,
+    pub sample_every_ms: f64,
+    pub stop_failure_rate: Option<f64>,
+    pub stop_p99_ms: Option<f64>,
+    pub stop_when_unresponsive: bool,
+    pub slo_p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFacts {
+    pub pgstress_version: String,
+    /// RFC 3339, local time.
+    pub started_at: String,
+    pub plan: PlanFacts,
+    /// The target with its password redacted.
+    pub target: String,
+    pub throwaway: bool,
+    pub server: ServerFacts,
+    pub server_cpu_visible: bool,
+    pub server_stats_visible: bool,
+    pub client: ClientFacts,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ClientFacts {
+    pub host_cores: f64,
+    pub allowed_cores: f64,
+}
+
+impl From<ClientCpus> for ClientFacts {
+    fn from(cpus: ClientCpus) -> Self {
+        ClientFacts {
+            host_cores: cpus.host_cores,
+            allowed_cores: cpus.allowed_cores,
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The verdict: which steps the server handled, where it broke and whose limit that was, and
+//! the stop rules, each judged on the step just finished, never cumulatively (a cumulative
+//! rate hides a step that failed completely).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::flags::Flag;
+use crate::stats::StepResult;
+use crate::target::FailureClass;
+
+/// The rules that end a run early. `--no-stop` turns all of them off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRules {
+    /// Stop when a step's failure rate reaches this share.
+    pub failure_rate: Option<f64>,
+    /// Stop when a step's p99 latency exceeds this.
+    pub p99: Option<Duration>,
+    /// Stop when every request of a step timed out or was refused.
+    pub unresponsive: bool,
+}
+
+impl StopRules {
+    pub fn none() -> Self {
+        StopRules {
+            failure_rate: None,
+            p99: None,
+            unresponsive: false,
+        }
+    }
+}
+
+/// Why a run stopped before its last step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum StopReason {
+    FailureRate { rate: f64, limit: f64 },
+    P99 { p99_ms: f64, limit_ms: f64 },
+    Unresponsive,
+}
+
+impl StopReason {
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::FailureRate { rate, limit } => {
+                format!("--stop-failure-rate {limit} (the step's failure rate was {rate:.2})")
+            }
+            StopReason::P99 { p99_ms, limit_ms } => {
+                format!("--stop-p99 {limit_ms}ms (the step's p99 was {p99_ms:.1}ms)")
+            }
+            StopReason::Unresponsive => {
+                "the server stopped responding (every request timed out or was refused)".to_owned()
+            }
+        }
+    }
+}
+
+pub fn failure_rate(step: &StepResult) -> f64 {
+    if step.requests == 0 {
+        0.0
+    } else {
+        f64::from(step.failed) / f64::from(step.requests)
+    }
+}
+
+/// The rule the step just finished breaks, if any.
+pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
+    let unanswered = step.failures(FailureClass::Timeout) + step.failures(FailureClass::Refused);
+    if rules.unresponsive && step.requests > 0 && unanswered == step.requests {
+        return Some(StopReason::Unresponsive);
+    }
+    let rate = failure_rate(step);
+    if let Some(limit) = rules.failure_rate
+        && step.requests > 0
+        && rate >= limit
+    {
+        return Some(StopReason::FailureRate { rate, limit });
+    }
+    if let Some(limit) = rules.p99
+        && let Some(p99) = step.latency_ms(99.0)
+        && p99 > limit.as_secs_f64() * 1000.0
+    {
+        return Some(StopReason::P99 {
+            p99_ms: p99,
+            limit_ms: limit.as_secs_f64() * 1000.0,
+        });
+    }
+    None
+}
+
+/// Whether the server handled a step: no failure and, with an SLO, p99 within it.
+pub fn handled(step: &StepResult, slo_p99: Option<Duration>) -> bool {
+    if step.failed > 0 {
+        return false;
+    }
+    match slo_p99 {
+        None => true,
+        Some(slo) => step
+            .latency_ms(99.0)
+            .is_some_and(|p99| p99 <= slo.as_secs_f64() * 1000.0),
+    }
+}
+
+/// The first step the server did not handle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakingPoint {
+    pub step: u32,
+    pub requests: u32,
+    pub failed: u32,
+    /// The most frequent failure class and its count.
+    pub dominant_failure: Option<(String, u32)>,
+    pub p99_ms: Option<f64>,
+}
+
+/// Whose limit the breaking point (or the end of the run) is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "side", rename_all = "kebab-case")]
+pub enum Limit {
+    Server,
+    /// A client flag appeared at or before the breaking point.
+    Client {
+        flag: String,
+        step: u32,
+        requests: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Requests of the largest step handled before the breaking point.
+    pub capacity: Option<u32>,
+    pub breaking_point: Option<BreakingPoint>,
+    pub limit: Option<Limit>,
+    /// The first step flagged client-saturated: from there on results measure pgstress too.
+    pub client_saturated_from: Option<u32>,
+    pub stopped: Option<(u32, StopReason)>,
+    pub steps_run: u32,
+    pub steps_planned: u32,
+    pub slo_p99_ms: Option<f64>,
+    /// The server runs on the client's machine, so the two compete for its cores.
+    pub server_shares_host: bool,
+}
+
+impl Verdict {
+    pub fn judge(
+        steps: &[StepResult],
+        steps_planned: u32,
+        slo_p99: Option<Duration>,
+        stopped: Option<(u32, StopReason)>,
+    ) -> Self {
+        let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
+        let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
+        let capacity = before_break.iter().map(|s| s.requests).max();
+        let breaking_point = breaking_index.map(|i| {
+            let step = &steps[i];
+            BreakingPoint {
+                step: step.step,
+                requests: step.requests,
+                failed: step.failed,
+                dominant_failure: step
+                    .failure_breakdown()
+                    .first()
+                    .map(|(class, n)| (class.name().to_owned(), *n)),
+                p99_ms: step.latency_ms(99.0),
+            }
+        });
+        let judged = &steps[..breaking_index.map_or(steps.len(), |i| i + 1)];
+        let first_client_flag = judged.iter().find_map(|step| {
+            step.flags
+                .iter()
+                .find(|f| f.is_client_limit())
+                .map(|flag| Limit::Client {
+                    flag: flag.name().to_owned(),
+                    step: step.step,
+                    requests: step.requests,
+                })
+        });
+        let limit = match (&breaking_point, first_client_flag) {
+            (_, Some(client)) => Some(client),
+            (Some(_), None) => Some(Limit::Server),
+            (None, None) => None,
+        };
+        Verdict {
+            capacity,
+            breaking_point,
+            limit,
+            client_saturated_from: steps
+                .iter()
+                .find(|s| s.flags.contains(&Flag::ClientSaturated))
+                .map(|s| s.step),
+            stopped,
+            steps_run: steps.len() as u32,
+            steps_planned,
+            slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
+            server_shares_host: false,
+        }
+    }
+
+    /// The verdict in sentences, the first one the answer.
+    pub fn sentences(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let capacity = match self.capacity {
+            Some(n) => format!("capacity: {n} concurrent requests"),
+            None => "capacity: none (the first step already failed)".to_owned(),
+        };
+        match &self.breaking_point {
+            Some(bp) => {
+                let mut why = format!("{} of {} failed", bp.failed, bp.requests);
+                if let Some((class, n)) = &bp.dominant_failure {
+                    why.push_str(&format!(", {n} {class}"));
+                }
+                if bp.failed == 0
+                    && let (Some(p99), Some(slo)) = (bp.p99_ms, self.slo_p99_ms)
+                {
+                    why = format!("p99 {p99:.1}ms over the {slo}ms SLO");
+                }
+                lines.push(format!(
+                    "breaking point: {} concurrent requests (step {}) — {why}; {capacity}",
+                    bp.requests, bp.step
+                ));
+            }
+            None => lines.push(format!(
+                "no breaking point: the server handled every step run ({} of {} steps); {capacity}",
+                self.steps_run, self.steps_planned
+            )),
+        }
+        match &self.limit {
+            Some(Limit::Server) => lines.push("whose limit: the server's (no client flag at or before the breaking point)".to_owned()),
+            Some(Limit::Client { flag, step, requests }) => lines.push(format!(
+                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
+                 the numbers from there on measure pgstress and this machine as much as the server"
+            )),
+            None => {}
+        }
+        if let Some(step) = self.client_saturated_from
+            && !matches!(&self.limit, Some(Limit::Client { flag, .. }) if flag == Flag::ClientSaturated.name())
+        {
+            lines.push(format!("the client was saturated from step {step}: results from there on measure pgstress as much as the server"));
+        }
+        if self.server_shares_host
+            && self
+                .limit
+                .as_ref()
+                .is_some_and(|l| matches!(l, Limit::Client { .. }))
+        {
+            lines.push(
+                "the server runs on this machine and shares its cores with pgstress: at the host's CPU \
+                 limit neither side's numbers stand alone; run pgstress from another machine for a clean answer"
+                    .to_owned(),
+            );
+        }
+        if let Some((step, reason)) = &self.stopped {
+            lines.push(format!(
+                "stopped after step {step} by {}",
+                reason.describe()
+            ));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{step_result, step_with_failures};
+
+    #[test]
+    fn breaking_point_is_the_first_step_with_failures() {
+        let steps = vec![
+            step_result(1, 50, 0),
+            step_result(2, 100, 0),
+            step_result(3, 150, 41),
+        ];
+        let verdict = Verdict::judge(&steps, 3, None, None);
+        assert_eq!(verdict.capacity, Some(100));
+        let bp = verdict.breaking_point.as_ref().unwrap();
+        assert_eq!((bp.step, bp.requests, bp.failed), (3, 150, 41));
+        assert_eq!(bp.dominant_failure, Some(("too_many_clients".into(), 41)));
+        assert_eq!(verdict.limit, Some(Limit::Server));
+        let first = &verdict.sentences()[0];
+        assert!(first.starts_with("breaking point: 150 concurrent requests (step 3) — 41 of 150 failed, 41 too_many_clients"), "{first}");
+    }
+
+    #[test]
+    fn capacity_ignores_handled_steps_after_the_break() {
+        let steps = vec![
+            step_result(1, 50, 0),
+            step_result(2, 100, 3),
+            step_result(3, 150, 0),
+        ];
+        assert_eq!(Verdict::judge(&steps, 3, None, None).capacity, Some(50));
+    }
+
+    #[test]
+    fn slo_breach_without_failures_is_a_breaking_point() {
+        let steps = vec![
+            step_with_failures(1, 10, 0, FailureClass::Io, 20),
+            step_with_failures(2, 20, 0, FailureClass::Io, 400),
+        ];
+        let verdict = Verdict::judge(&steps, 2, Some(Duration::from_millis(250)), None);
+        assert_eq!(verdict.breaking_point.unwrap().step, 2);
+        assert_eq!(verdict.capacity, Some(10));
+        assert!(
+            Verdict::judge(&steps, 2, None, None)
+                .breaking_point
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn client_flag_before_the_break_names_the_client() {
+        let mut steps = vec![
+            step_result(1, 50, 0),
+            step_result(2, 100, 0),
+            step_result(3, 150, 9),
+        ];
+        steps[1].flags = vec![Flag::ClientSaturated];
+        let verdict = Verdict::judge(&steps, 3, None, None);
+        assert_eq!(
+            verdict.limit,
+            Some(Limit::Client {
+                flag: "client-saturated".into(),
+                step: 2,
+                requests: 100
+            })
+        );
+        assert_eq!(verdict.client_saturated_from, Some(2));
+    }
+
+    #[test]
+    fn client_flag_after_the_break_leaves_it_the_servers() {
+        let mut steps = vec![
+            step_result(1, 50, 0),
+            step_result(2, 100, 5),
+            step_result(3, 150, 9),
+        ];
+        steps[2].flags = vec![Flag::LaunchSpread];
+        assert_eq!(
+            Verdict::judge(&steps, 3, None, None).limit,
+            Some(Limit::Server)
+        );
+    }
+
+    #[test]
+    fn no_failure_means_no_breaking_point() {
+        let steps = vec![step_result(1, 50, 0), step_result(2, 100, 0)];
+        let verdict = Verdict::judge(&steps, 15, None, None);
+        assert_eq!(
+            (verdict.capacity, verdict.breaking_point.clone()),
+            (Some(100), None)
+        );
+        assert!(verdict.sentences()[0].starts_with("no breaking point"));
+    }
+
+    #[test]
+    fn stop_rules_judge_the_step_alone() {
+        let rules = StopRules {
+            failure_rate: Some(0.5),
+            p99: None,
+            unresponsive: true,
+        };
+        assert_eq!(stop_reason(&step_result(3, 100, 49), &rules), None);
+        assert_eq!(
+            stop_reason(&step_result(3, 100, 50), &rules),
+            Some(StopReason::FailureRate {
+                rate: 0.5,
+                limit: 0.5
+            })
+        );
+        assert_eq!(
+            stop_reason(&step_result(3, 100, 100), &StopRules::none()),
+            None
+        );
+    }
+
+    #[test]
+    fn every_request_timed_out_or_refused_means_unresponsive() {
+        let rules = StopRules {
+            failure_rate: None,
+            p99: None,
+            unresponsive: true,
+        };
+        let step = step_with_failures(4, 20, 20, FailureClass::Timeout, 10);
+        assert_eq!(stop_reason(&step, &rules), Some(StopReason::Unresponsive));
+        let step = step_with_failures(4, 20, 20, FailureClass::TooManyClients, 10);
+        assert_eq!(stop_reason(&step, &rules), None);
+    }
+
+    #[test]
+    fn p99_rule_stops_a_slow_step() {
+        let rules = StopRules {
+            failure_rate: None,
+            p99: Some(Duration::from_millis(100)),
+            unresponsive: false,
+        };
+        let slow = step_with_failures(2, 10, 0, FailureClass::Io, 300);
+        assert!(matches!(
+            stop_reason(&slow, &rules),
+            Some(StopReason::P99 { .. })
+        ));
+        let fast = step_with_failures(2, 10, 0, FailureClass::Io, 30);
+        assert_eq!(stop_reason(&fast, &rules), None);
+    }
+}
