@@ -227,9 +227,13 @@ impl Verdict {
         }
         match &self.limit {
             Some(Limit::Server) => lines.push("whose limit: the server's (no client flag at or before the breaking point)".to_owned()),
-            Some(Limit::Client { flag, step, requests }) => lines.push(format!(
+            Some(Limit::Client { flag, step, requests }) if self.breaking_point.is_some() => lines.push(format!(
                 "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
                  the numbers from there on measure pgstress and this machine as much as the server"
+            )),
+            Some(Limit::Client { flag, step, requests }) => lines.push(format!(
+                "the ramp may have measured the client, not the server — {flag} from step {step} \
+                 ({requests} requests): the server's capacity may be higher than shown"
             )),
             None => {}
         }

@@ -25,7 +25,13 @@ fn small_run_writes_every_log_file() {
         chrono::NaiveDateTime::parse_from_str(timestamp, "%m%d%Y_%H%M%S").is_ok(),
         "timestamp {timestamp} is not %m%d%Y_%H%M%S"
     );
-    for suffix in ["log.csv", "log_execution_time.csv", "steps.csv", "cpu.csv", "summary.json"] {
+    for suffix in [
+        "log.csv",
+        "log_execution_time.csv",
+        "steps.csv",
+        "cpu.csv",
+        "summary.json",
+    ] {
         assert!(
             names.contains(&format!("{timestamp}_{suffix}")),
             "{suffix} missing from {names:?}"
