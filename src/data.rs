@@ -16,6 +16,39 @@ pub enum DataError {
     Read { file: PathBuf, message: String },
     #[error("{file} has no value in column {column}; check --column (zero-based) or the file")]
     NoValues { file: PathBuf, column: usize },
+    #[error(
+        "the *.csv files in {dir} total {total_mib} MiB, more than a quarter of the memory available \
+         ({available_mib} MiB); pgstress reads every value before the run: sample them into a smaller \
+         file (e.g. shuf -n 100000 big.csv > sample.csv) and give its folder with --data"
+    )]
+    TooLarge {
+        dir: PathBuf,
+        total_mib: u64,
+        available_mib: u64,
+    },
+}
+
+/// Refuses data that would not fit comfortably in memory once read (values as strings take
+/// two to four times their bytes in a file).
+pub fn check_fits(dir: &Path, total_bytes: u64, available_bytes: u64) -> Result<(), DataError> {
+    if total_bytes > available_bytes / 4 {
+        return Err(DataError::TooLarge {
+            dir: dir.to_owned(),
+            total_mib: total_bytes >> 20,
+            available_mib: available_bytes >> 20,
+        });
+    }
+    Ok(())
+}
+
+fn available_memory() -> u64 {
+    match sysinfo::System::new() {
+        Ok(mut system) => {
+            system.refresh_memory();
+            system.available_memory()
+        }
+        Err(_) => u64::MAX,
+    }
 }
 
 /// One parameter file's values.
@@ -48,6 +81,12 @@ impl ParamData {
                 dir: dir.to_owned(),
             });
         }
+        let total_bytes = paths
+            .iter()
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        check_fits(dir, total_bytes, available_memory())?;
         let files = paths
             .into_iter()
             .map(|path| read_column(&path, column).map(|values| ParamFile { path, values }))
@@ -182,6 +221,17 @@ mod tests {
         let dir = folder(&[("a.csv", "x\ny\n")]);
         let err = ParamData::load(dir.path(), 3).unwrap_err().to_string();
         assert!(err.contains("column 3"), "{err}");
+    }
+
+    #[test]
+    fn data_larger_than_a_quarter_of_memory_is_refused() {
+        let dir = Path::new("/data");
+        assert!(check_fits(dir, 100 << 20, 1 << 30).is_ok());
+        let err = check_fits(dir, 300 << 20, 1 << 30).unwrap_err().to_string();
+        assert!(
+            err.contains("300 MiB") && err.contains("1024 MiB") && err.contains("/data"),
+            "{err}"
+        );
     }
 
     #[test]

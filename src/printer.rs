@@ -92,6 +92,13 @@ impl<W: Write> Printer<W> {
             stops.join(", ")
         };
         self.line(format!("stop:    after a step with {stops}"));
+        let seconds =
+            |s: f64| humantime::format_duration(std::time::Duration::from_secs(s.round() as u64));
+        self.line(format!(
+            "bound:   the steps end within {} ({} per step at most, whatever the server does)",
+            seconds(plan.bound_s),
+            seconds(plan.bound_s / f64::from(plan.steps.max(1)))
+        ));
         for path in log_paths {
             self.line(format!("log:     {}", path.display()));
         }

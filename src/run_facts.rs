@@ -38,6 +38,8 @@ pub struct PlanFacts {
     pub stop_p99_ms: Option<f64>,
     pub stop_when_unresponsive: bool,
     pub slo_p99_ms: Option<f64>,
+    /// The longest the steps can take in all, start-up excluded.
+    pub bound_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

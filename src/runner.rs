@@ -22,7 +22,7 @@ use crate::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
 use crate::sampler::{Sampler, StepTag};
 use crate::server::ThrowawayServer;
 use crate::stats::StepResult;
-use crate::target::{ConnectTarget, RequestSpec};
+use crate::target::{ConnectTarget, RequestSpec, describe_error, within};
 use crate::verdict::{self, StopReason, Verdict};
 
 /// Deadline of the setup, pre-flight and monitoring connections.
@@ -249,6 +249,7 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
         stop_p99_ms: config.stop.p99.map(ms),
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
+        bound_s: (burst::step_bound(config.timeout) * config.plan.steps).as_secs_f64(),
     }
 }
 
@@ -282,27 +283,41 @@ fn start_throwaway(
 }
 
 /// One connection before step 1: reads the server's facts and prepares the query, so that a
-/// wrong target or a broken query fails fast with the server's own words.
+/// wrong target or a broken query fails fast with the server's own words, within a deadline.
 fn preflight(
     target: &ConnectTarget,
     config: &RunConfig,
 ) -> anyhow::Result<(ServerFacts, Option<u32>)> {
+    let deadline = SETUP_TIMEOUT * 2;
+    let redacted = target.redacted().to_owned();
+    let (target, query) = (target.clone(), config.query.clone());
+    let takes_parameter = config.takes_parameter;
+    match within(deadline, move || {
+        check_server(&target, &query, takes_parameter)
+    }) {
+        Some(result) => result,
+        None => bail!(
+            "no answer from {redacted} within {}: the server accepts connections but does not respond",
+            humantime::format_duration(deadline)
+        ),
+    }
+}
+
+fn check_server(
+    target: &ConnectTarget,
+    query: &str,
+    takes_parameter: bool,
+) -> anyhow::Result<(ServerFacts, Option<u32>)> {
     let mut client = target
         .connect(SETUP_TIMEOUT, "pgstress-preflight")
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "cannot connect to {}: {}",
-                target.redacted(),
-                describe_error(&err)
-            )
-        })?;
+        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
     let backend_pid = client
         .query_one("SELECT pg_backend_pid()", &[])
         .ok()
         .and_then(|row| u32::try_from(row.get::<_, i32>(0)).ok());
-    let statement = client.prepare(&config.query).map_err(|err| {
-        let hint = if config.query == crate::config::DEFAULT_QUERY {
+    let statement = client.prepare(query).map_err(|err| {
+        let hint = if query == crate::config::DEFAULT_QUERY {
             " or create the demo table with `pgstress prepare --dsn ...`"
         } else {
             ""
@@ -312,7 +327,7 @@ fn preflight(
             describe_error(&err)
         )
     })?;
-    let expected = usize::from(config.takes_parameter);
+    let expected = usize::from(takes_parameter);
     if statement.params().len() != expected {
         bail!(
             "the query takes {} parameters but pgstress binds {expected}; use $1 once for the drawn value",
@@ -334,20 +349,4 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
         max_connections: row.get::<_, i32>(1).max(0) as u32,
         superuser_reserved_connections: row.get::<_, i32>(2).max(0) as u32,
     })
-}
-
-/// The server's message when there is one (with its SQLSTATE), else the client's chain of causes.
-fn describe_error(err: &postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            text
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! The throwaway server: a PostgreSQL cluster of this machine's own server binaries, created in
 //! a temporary folder, listening on a free loopback port, and removed when the run ends.
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,6 +52,7 @@ static LIVE: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
 pub struct ThrowawayServer {
     folder: Option<TempDir>,
     child: Child,
+    postmaster: Postmaster,
     port: u16,
     password: String,
     bin_dir: PathBuf,
@@ -104,44 +105,54 @@ impl ThrowawayServer {
         let _ = fs::remove_file(&password_file);
 
         let port = free_port().map_err(ServerError::Folder)?;
-        let log = root.join("server.log");
-        let mut postgres = Command::new(bin_dir.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-c")
-            .arg("listen_addresses=127.0.0.1")
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", root.display()));
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            format!("unix_socket_directories={}", root.display()),
+        ];
         for (key, value) in settings {
-            postgres.arg("-c").arg(format!("{key}={value}"));
+            args.extend(["-c".to_owned(), format!("{key}={value}")]);
         }
-        let child =
-            spawn_as(postgres, &owner, &log).map_err(|err| ServerError::Start(err.to_string()))?;
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((child.id(), root.clone()));
+        let postmaster = Postmaster {
+            binary: bin_dir.join("postgres"),
+            args,
+            owner,
+            log: root.join("server.log"),
+        };
+        let child = postmaster.launch()?;
         let mut server = ThrowawayServer {
             folder: Some(folder),
             child,
+            postmaster,
             port,
             password,
             bin_dir,
         };
-        server.wait_until_ready(&log)?;
+        server.wait_until_ready()?;
         Ok(server)
     }
 
-    fn wait_until_ready(&mut self, log: &Path) -> Result<(), ServerError> {
+    /// Stops the server (fast shutdown) and starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.stop_postmaster();
+        self.child = self.postmaster.launch()?;
+        self.wait_until_ready()
+    }
+
+    fn wait_until_ready(&mut self) -> Result<(), ServerError> {
+        let log = self.postmaster.log.clone();
         let deadline = Instant::now() + READY_DEADLINE;
         let target = self.target();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(ServerError::Start(format!(
                     "postgres exited ({status}): {}",
-                    last_lines(log)
+                    last_lines(&log)
                 )));
             }
             match target.connect(Duration::from_secs(2), "pgstress-setup") {
@@ -149,7 +160,7 @@ impl ThrowawayServer {
                 Err(err) if Instant::now() >= deadline => {
                     return Err(ServerError::Start(format!(
                         "no connection within {READY_DEADLINE:?}: {err}; {}",
-                        last_lines(log)
+                        last_lines(&log)
                     )));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
@@ -207,6 +218,11 @@ impl ThrowawayServer {
         let Some(folder) = self.folder.take() else {
             return;
         };
+        self.stop_postmaster();
+        let _ = folder.close();
+    }
+
+    fn stop_postmaster(&mut self) {
         let pid = Pid::from_raw(self.child.id() as i32);
         // A stopped server (SIGSTOP) would never see the shutdown request.
         let _ = signal::killpg(pid, Signal::SIGCONT);
@@ -219,7 +235,28 @@ impl ThrowawayServer {
         let _ = signal::killpg(pid, Signal::SIGKILL);
         let _ = self.child.wait();
         forget_live(self.child.id());
-        let _ = folder.close();
+    }
+}
+
+/// How to launch the postmaster, kept for a restart.
+struct Postmaster {
+    binary: PathBuf,
+    args: Vec<String>,
+    owner: Option<User>,
+    log: PathBuf,
+}
+
+impl Postmaster {
+    fn launch(&self) -> Result<Child, ServerError> {
+        let mut command = Command::new(&self.binary);
+        command.args(&self.args);
+        let child = spawn_as(command, &self.owner, &self.log)
+            .map_err(|err| ServerError::Start(err.to_string()))?;
+        let folder = self.log.parent().map(Path::to_path_buf).unwrap_or_default();
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((child.id(), folder));
+        Ok(child)
     }
 }
 
@@ -284,7 +321,7 @@ fn free_port() -> std::io::Result<u16> {
 
 fn spawn_as(mut command: Command, owner: &Option<User>, log: &Path) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
-    let log_file = File::create(log)?;
+    let log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
     if let Some(user) = owner {
         nix::unistd::chown(log, Some(user.uid), Some(user.gid))?;
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());

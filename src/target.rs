@@ -91,14 +91,61 @@ impl ConnectTarget {
         config
     }
 
-    /// A connection for setup and monitoring, never counted in a step.
+    /// A connection for setup and monitoring, never counted in a step. `timeout` bounds the
+    /// whole connection, startup and authentication included, which `connect_timeout` alone
+    /// does not: a stopped server's kernel still accepts the TCP connection.
     pub fn connect(
         &self,
         timeout: Duration,
         application_name: &str,
-    ) -> Result<Client, postgres::Error> {
-        self.request_config(timeout, application_name)
-            .connect(NoTls)
+    ) -> Result<Client, ConnectError> {
+        let config = self.request_config(timeout, application_name);
+        match within(timeout, move || config.connect(NoTls)) {
+            Some(Ok(client)) => Ok(client),
+            Some(Err(err)) => Err(ConnectError::Server(err)),
+            None => Err(ConnectError::NoAnswer(timeout)),
+        }
+    }
+}
+
+/// Why a setup connection failed.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("{}", describe_error(.0))]
+    Server(postgres::Error),
+    #[error("no answer within {}: the server accepts connections but does not respond", humantime::format_duration(*.0))]
+    NoAnswer(Duration),
+}
+
+/// Runs `work` on a thread of its own and waits at most `deadline` for it. A thread still
+/// blocked on a server that stopped answering is left behind; it ends with the process.
+pub fn within<T: Send + 'static>(
+    deadline: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("pgstress-deadline".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .ok()?;
+    result.recv_timeout(deadline).ok()
+}
+
+/// The server's message when there is one (with its SQLSTATE), else the client's chain of causes.
+pub fn describe_error(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = err.to_string();
+            let mut source = StdError::source(err);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

@@ -18,6 +18,12 @@ pub const REPORT_GRACE: Duration = Duration::from_secs(2);
 /// How long finished threads get to exit before the next step; stragglers are detached.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The longest one step can take: launch, the request deadline, the report grace and the
+/// exit grace, plus the samplers' answers at the step's end.
+pub fn step_bound(timeout: Duration) -> Duration {
+    LAUNCH_ALLOWANCE + timeout + REPORT_GRACE + EXIT_GRACE + 2 * crate::sampler::ANSWER_DEADLINE
+}
+
 #[derive(Debug, Clone)]
 pub struct BurstSettings {
     pub stack_size: usize,

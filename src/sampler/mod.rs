@@ -37,7 +37,7 @@ enum Command<S> {
 }
 
 /// The sampler answers within this; past it a step is logged without these samples.
-const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// A probe stuck on a dead server is left behind rather than holding up the exit.
 const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
