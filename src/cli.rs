@@ -74,6 +74,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub sample_every: Option<String>,
 
+    /// Pause between steps, to let the server settle, e.g. 2s [default: 0s].
+    #[arg(long, value_name = "DURATION")]
+    pub pause: Option<String>,
+
     /// Stack size of each request thread in KiB [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,

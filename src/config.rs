@@ -66,6 +66,7 @@ struct FileConfig {
     logs: Option<PathBuf>,
     timeout: Option<String>,
     sample_every: Option<String>,
+    pause: Option<String>,
     stack_kib: Option<usize>,
     server_settings: Option<Vec<String>>,
     slo_p99: Option<String>,
@@ -138,6 +139,8 @@ pub struct RunConfig {
     pub logs_dir: PathBuf,
     pub timeout: Duration,
     pub sample_every: Duration,
+    /// Pause between two steps.
+    pub pause: Duration,
     pub stack_size: usize,
     /// A step whose p99 exceeds this was not handled.
     pub slo_p99: Option<Duration>,
@@ -212,6 +215,11 @@ impl RunConfig {
                 "sample at most every 10ms; the sampler would disturb the measurement",
             ));
         }
+        let pause = parse_duration(
+            "--pause",
+            args.pause.as_deref().or(file.pause.as_deref()),
+            Duration::ZERO,
+        )?;
         let stack_kib = args
             .stack_kib
             .or(file.stack_kib)
@@ -264,6 +272,7 @@ impl RunConfig {
                 .unwrap_or_else(|| PathBuf::from("logs")),
             timeout,
             sample_every,
+            pause,
             stack_size: stack_kib * 1024,
             slo_p99: judging.slo_p99,
             stop: judging.stop,

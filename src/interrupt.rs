@@ -4,12 +4,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Set by the second Ctrl-C: from then on nothing more is written, since the step in flight
+/// would carry failures caused by the exit itself.
+static ABANDONED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handler once per process; later calls are no-ops.
 pub fn install() {
     // Err means a handler is already installed (a second run in the same process): keep it.
     let _ = ctrlc::set_handler(|| {
         if REQUESTED.swap(true, Ordering::SeqCst) {
+            ABANDONED.store(true, Ordering::SeqCst);
             crate::server::kill_all_now();
             eprintln!("\ninterrupted again: exiting now; logs of finished steps are on disk");
             std::process::exit(i32::from(crate::Status::Interrupted.code()));
@@ -18,6 +22,22 @@ pub fn install() {
     });
 }
 
+pub fn abandoned() -> bool {
+    ABANDONED.load(Ordering::SeqCst)
+}
+
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Sleeps for `duration`, or less when Ctrl-C is pressed meanwhile.
+pub fn sleep(duration: std::time::Duration) {
+    let end = std::time::Instant::now() + duration;
+    while !requested() {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
 }

@@ -11,6 +11,7 @@ pub mod gate;
 pub mod interrupt;
 pub mod logs;
 pub mod printer;
+pub mod procfs;
 pub mod run_facts;
 pub mod runner;
 pub mod sampler;

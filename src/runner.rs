@@ -50,13 +50,12 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
-    let (server, backend_pid) = preflight(&target, &config)?;
+    let (server, visible_server) = preflight(&target, &config)?;
     let local_server = match &throwaway {
         Some(server) => Some(LocalServer {
             postmaster_pid: server.postmaster_pid(),
         }),
-        None if target.is_loopback() => backend_pid.and_then(LocalServer::from_backend_pid),
-        None => None,
+        None => visible_server,
     };
     let monitor = match target.connect(SETUP_TIMEOUT, "pgstress-monitor") {
         Ok(client) => Some(client),
@@ -112,6 +111,9 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     let mut summaries: Vec<StepSummary> = Vec::new();
     let mut stopped: Option<(u32, StopReason)> = None;
     for index in 1..=config.plan.steps {
+        if index > 1 {
+            interrupt::sleep(config.pause);
+        }
         if interrupt::requested() {
             break;
         }
@@ -249,7 +251,8 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
         stop_p99_ms: config.stop.p99.map(ms),
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
-        bound_s: (burst::step_bound(config.timeout) * config.plan.steps).as_secs_f64(),
+        bound_s: ((burst::step_bound(config.timeout) + config.pause) * config.plan.steps)
+            .as_secs_f64(),
     }
 }
 
@@ -287,7 +290,7 @@ fn start_throwaway(
 fn preflight(
     target: &ConnectTarget,
     config: &RunConfig,
-) -> anyhow::Result<(ServerFacts, Option<u32>)> {
+) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
     let deadline = SETUP_TIMEOUT * 2;
     let redacted = target.redacted().to_owned();
     let (target, query) = (target.clone(), config.query.clone());
@@ -307,11 +310,12 @@ fn check_server(
     target: &ConnectTarget,
     query: &str,
     takes_parameter: bool,
-) -> anyhow::Result<(ServerFacts, Option<u32>)> {
+) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
     let mut client = target
         .connect(SETUP_TIMEOUT, "pgstress-preflight")
         .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
+    // Looked up while this connection's backend is alive: its parent is the postmaster.
     let backend_pid = client
         .query_one("SELECT pg_backend_pid()", &[])
         .ok()
@@ -334,7 +338,11 @@ fn check_server(
             statement.params().len()
         );
     }
-    Ok((facts, backend_pid))
+    let visible_server = match target.is_loopback() {
+        true => backend_pid.and_then(LocalServer::from_backend_pid),
+        false => None,
+    };
+    Ok((facts, visible_server))
 }
 
 fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {

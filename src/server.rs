@@ -223,18 +223,17 @@ impl ThrowawayServer {
     }
 
     fn stop_postmaster(&mut self) {
-        let pid = Pid::from_raw(self.child.id() as i32);
+        let postmaster = self.child.id();
         // A stopped server (SIGSTOP) would never see the shutdown request.
-        let _ = signal::killpg(pid, Signal::SIGCONT);
-        let _ = signal::kill(pid, Signal::SIGINT);
+        signal_family(postmaster, Signal::SIGCONT);
+        let _ = signal::kill(Pid::from_raw(postmaster as i32), Signal::SIGINT);
         let deadline = Instant::now() + STOP_DEADLINE;
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Backends orphaned by a killed postmaster are still in its process group.
-        let _ = signal::killpg(pid, Signal::SIGKILL);
+        signal_family(postmaster, Signal::SIGKILL);
         let _ = self.child.wait();
-        forget_live(self.child.id());
+        forget_live(postmaster);
     }
 }
 
@@ -277,9 +276,18 @@ fn forget_live(pid: u32) {
 pub fn kill_all_now() {
     let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
     for (pid, folder) in live {
-        let _ = signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        std::thread::sleep(Duration::from_millis(50));
+        signal_family(pid, Signal::SIGKILL);
         let _ = fs::remove_dir_all(folder);
+    }
+}
+
+/// Signals the postmaster and each of its children. Every backend runs in a session of its
+/// own (postgres calls setsid), so a process-group signal would miss them.
+fn signal_family(postmaster: u32, signal: Signal) {
+    let mut family = crate::procfs::children(postmaster);
+    family.push(postmaster);
+    for pid in family {
+        let _ = signal::kill(Pid::from_raw(pid as i32), signal);
     }
 }
 

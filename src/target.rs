@@ -13,8 +13,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TargetError {
-    #[error("invalid DSN ({redacted}): {reason}; give a key=value string or a postgres:// URL")]
-    BadDsn { redacted: String, reason: String },
+    // The DSN itself is not repeated: a malformed one may hold a password in any shape.
+    #[error("invalid DSN: {reason}; give a key=value string or a postgres:// URL")]
+    BadDsn { reason: String },
 }
 
 /// A server to connect to, with its password kept out of everything printed.
@@ -36,8 +37,7 @@ impl ConnectTarget {
         let mut config: Config =
             dsn.parse()
                 .map_err(|err: postgres::Error| TargetError::BadDsn {
-                    redacted: redact_unparsed(dsn),
-                    reason: err.to_string(),
+                    reason: describe_error(&err),
                 })?;
         if config.get_hosts().is_empty() {
             config.host("localhost");
@@ -179,26 +179,6 @@ fn describe(config: &Config) -> String {
     text
 }
 
-/// A DSN that failed to parse, printable: anything that may be a password is masked.
-fn redact_unparsed(dsn: &str) -> String {
-    if let Some(rest) = dsn.split_once("://").map(|(_, rest)| rest)
-        && let Some((userinfo, _)) = rest.split_once('@')
-        && let Some((_, password)) = userinfo.split_once(':')
-    {
-        return dsn.replacen(&format!(":{password}@"), ":***@", 1);
-    }
-    let masked: Vec<String> = dsn
-        .split_whitespace()
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim().eq_ignore_ascii_case("password") => {
-                "password=***".to_owned()
-            }
-            _ => part.to_owned(),
-        })
-        .collect();
-    masked.join(" ")
-}
-
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureClass {
@@ -264,8 +244,9 @@ pub fn classify(err: &postgres::Error) -> FailureClass {
             "53300" => FailureClass::TooManyClients,
             "28P01" | "28000" => FailureClass::Auth,
             "57014" => FailureClass::Timeout,
-            // "the database system is starting up / shutting down": the server refuses us.
-            "57P03" => FailureClass::Refused,
+            // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
+            // or not yet accepting connections (57P03): it dropped or refused us.
+            "57P01" | "57P02" | "57P03" => FailureClass::Refused,
             _ => FailureClass::Query,
         };
     }
@@ -433,6 +414,14 @@ mod tests {
         assert!(!target.redacted().contains("s3cret"));
         assert!(target.redacted().contains("password=***"));
         assert!(target.is_loopback());
+    }
+
+    #[test]
+    fn bad_dsn_error_hides_a_quoted_password() {
+        let err = ConnectTarget::parse("host=x password='s3cret with spaces' port=no", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret") && !err.contains("spaces"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl RunLogs {
 
     /// Writes and flushes one finished step in every file.
     pub fn write_step(&mut self, step: &StepResult, samples: &[CpuSample]) -> Result<(), LogError> {
+        if crate::interrupt::abandoned() {
+            return Ok(());
+        }
         self.original.write_step(step)?;
         self.steps.write_step(step)?;
         self.cpu.write_samples(samples)
@@ -101,6 +104,9 @@ impl RunLogs {
     /// Replaces the JSON summary (written whole to a temporary file, then renamed, so a
     /// crash leaves the previous step's summary, never half a file).
     pub fn write_summary(&self, summary: &RunSummary<'_>) -> Result<(), LogError> {
+        if crate::interrupt::abandoned() {
+            return Ok(());
+        }
         summary::write(&self.summary, summary)
     }
 

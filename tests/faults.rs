@@ -1,0 +1,343 @@
+//! pgstress keeps working through the conditions it exists to provoke: each test breaks a real
+//! cluster of its own on purpose, and checks that the run ends, classified, with its logs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+/// Every run here ends well within this; past it the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+
+fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("pgstress"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .arg("run")
+        .arg("--logs")
+        .arg(logs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has logged `steps` steps.
+fn wait_for_steps(logs: &Path, steps: usize) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let logged = std::fs::read_dir(logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("_log.csv"))
+            .map_or(0, |p| std::fs::read_to_string(p).unwrap().lines().count());
+        if logged >= steps {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never logged {steps} steps"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("pgstress hung past {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn step_rows(logs: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    read_csv_with_header(&log_file(logs, "_steps.csv"))
+}
+
+/// Signals the postmaster and every backend (each runs in a session of its own).
+fn signal_server(postmaster: u32, signal: Signal) {
+    let mut pids = pgstress::procfs::children(postmaster);
+    pids.push(postmaster);
+    for pid in pids {
+        let _ = signal::kill(Pid::from_raw(pid as i32), signal);
+    }
+}
+
+fn throwaway_folder(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("started a throwaway"))
+        .expect("no throwaway line");
+    PathBuf::from(
+        line.split(" in ")
+            .nth(1)
+            .unwrap()
+            .split(" (binaries")
+            .next()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn killed_postmaster_ends_the_step_in_classified_failures_and_stops_the_run() {
+    let server = start_server(&[]);
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &server.dsn(),
+            "--steps",
+            "4",
+            "--step",
+            "5",
+            "--query",
+            "SELECT $1::text FROM pg_sleep(1.5)",
+        ],
+    );
+    wait_for_steps(logs.path(), 1);
+    std::thread::sleep(Duration::from_millis(500)); // step 2's requests are in pg_sleep
+    signal::kill(
+        Pid::from_raw(server.postmaster_pid() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+
+    let rows = step_rows(logs.path());
+    assert_eq!(
+        rows.len(),
+        2,
+        "step 1 and the broken step 2 are logged: {rows:?}"
+    );
+    assert_eq!(number(&rows[0], "failed"), 0);
+    let broken = &rows[1];
+    assert_eq!(number(broken, "failed"), 10, "{broken:?}");
+    assert_eq!(
+        number(broken, "refused") + number(broken, "io"),
+        10,
+        "{broken:?}"
+    );
+    assert!(stdout.contains("stopped after step 2"), "{stdout}");
+}
+
+#[test]
+fn stopped_server_times_requests_out_and_the_run_ends() {
+    let server = start_server(&[]);
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &server.dsn(),
+            "--steps",
+            "4",
+            "--step",
+            "5",
+            "--timeout",
+            "2s",
+            "--query",
+            "SELECT $1::text FROM pg_sleep(0.8)",
+        ],
+    );
+    wait_for_steps(logs.path(), 1);
+    let postmaster = server.postmaster_pid();
+    signal_server(postmaster, Signal::SIGSTOP);
+    let output = finish(run);
+    signal_server(postmaster, Signal::SIGCONT);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        number(&rows[1], "timeout"),
+        10,
+        "every request of step 2 timed out: {:?}",
+        rows[1]
+    );
+    assert!(
+        stdout.contains("stopped after step 2: the server stopped responding"),
+        "{stdout}"
+    );
+
+    let folder = server.folder().to_owned();
+    server.stop();
+    assert!(!folder.exists(), "{} was not removed", folder.display());
+}
+
+#[test]
+fn server_restarted_between_steps_serves_the_next_step() {
+    let mut server = start_server(&[]);
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &server.dsn(),
+            "--steps",
+            "2",
+            "--step",
+            "5",
+            "--pause",
+            "4s",
+            "--no-stop",
+        ],
+    );
+    wait_for_steps(logs.path(), 1);
+    server.restart().unwrap();
+    let output = finish(run);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        number(&rows[1], "ok"),
+        10,
+        "the step after the restart: {:?}",
+        rows[1]
+    );
+}
+
+#[test]
+fn threads_that_cannot_start_count_as_spawn_failures() {
+    let logs = tempfile::tempdir().unwrap();
+    // A 64 TiB stack cannot be mapped: every spawn fails, and the run goes on.
+    let output = pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "2",
+            "--step",
+            "3",
+            "--no-stop",
+            "--stack-kib",
+            "68719476736",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(number(&rows[0], "spawn"), 3, "{:?}", rows[0]);
+    assert_eq!(number(&rows[1], "spawn"), 6, "{:?}", rows[1]);
+}
+
+#[test]
+fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--steps",
+            "5",
+            "--step",
+            "5",
+            "--query",
+            "SELECT $1::text FROM pg_sleep(1)",
+        ],
+    );
+    wait_for_steps(logs.path(), 1);
+    signal::kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "step 1 and the step in flight: {rows:?}");
+    assert_eq!(
+        number(&rows[1], "ok"),
+        10,
+        "the step in flight ran to its end: {:?}",
+        rows[1]
+    );
+    assert!(!throwaway_folder(&stdout).exists());
+}
+
+#[test]
+fn second_ctrl_c_exits_at_once_leaving_the_logs_intact() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--steps",
+            "5",
+            "--step",
+            "5",
+            "--query",
+            "SELECT $1::text FROM pg_sleep(30)",
+            "--timeout",
+            "60s",
+        ],
+    );
+    // Step 1 takes 30 s: wait for the header, then interrupt twice.
+    let deadline = Instant::now() + RUN_DEADLINE;
+    while std::fs::read_dir(logs.path()).unwrap().count() < 4 {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = Pid::from_raw(run.id() as i32);
+    signal::kill(pid, Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    signal::kill(pid, Signal::SIGINT).unwrap();
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stderr).contains("exiting now"),
+        "{}",
+        text(&output.stderr)
+    );
+    // The files written so far are whole: the header rows, no half-written step.
+    let header = std::fs::read_to_string(log_file(logs.path(), "_steps.csv")).unwrap();
+    assert_eq!(header.lines().count(), 1, "{header}");
+    assert!(
+        !throwaway_folder(&stdout).exists(),
+        "the throwaway server's folder is removed"
+    );
+}
