@@ -38,6 +38,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DSN")]
     pub dsn: Option<String>,
 
+    /// TLS: disable, prefer, require, verify-ca or verify-full (libpq's sslmode; wins over the
+    /// DSN's) [default: prefer].
+    #[arg(long, value_name = "MODE")]
+    pub sslmode: Option<String>,
+
+    /// Root certificate (PEM) to verify the server with (libpq's sslrootcert).
+    #[arg(long, value_name = "FILE")]
+    pub sslrootcert: Option<PathBuf>,
+
     /// Number of steps in the ramp [default: 15].
     #[arg(long, value_name = "N")]
     pub steps: Option<u32>,

@@ -42,6 +42,8 @@ pub enum ConfigError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Gate(#[from] GateError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn invalid(option: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
@@ -57,6 +59,8 @@ fn invalid(option: &'static str, value: impl ToString, reason: impl Into<String>
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     dsn: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
     steps: Option<u32>,
     step: Option<u32>,
     start: Option<u32>,
@@ -238,6 +242,12 @@ impl RunConfig {
             .map(|s| parse_setting(s))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let sslmode = args
+            .sslmode
+            .or(file.sslmode)
+            .map(|m| m.parse())
+            .transpose()?;
+        let sslrootcert = args.sslrootcert.or(file.sslrootcert);
         let dsn = args.dsn.or(file.dsn).or_else(|| env.dsn());
         let target = match dsn {
             Some(dsn) => {
@@ -248,10 +258,15 @@ impl RunConfig {
                         "it applies to the throwaway server only; set it on your server instead",
                     ));
                 }
-                TargetChoice::Server(Box::new(ConnectTarget::parse(
-                    &dsn,
-                    env.password.as_deref(),
-                )?))
+                let target = ConnectTarget::parse(&dsn, env.password.as_deref())?;
+                TargetChoice::Server(Box::new(target.with_tls(sslmode, sslrootcert)?))
+            }
+            None if sslmode.is_some() || sslrootcert.is_some() => {
+                return Err(invalid(
+                    "--sslmode",
+                    sslmode.unwrap_or_default(),
+                    "TLS settings apply to a --dsn target; the throwaway server speaks plain TCP on loopback",
+                ));
             }
             None => TargetChoice::Throwaway { settings },
         };

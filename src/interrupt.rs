@@ -14,8 +14,8 @@ pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             ABANDONED.store(true, Ordering::SeqCst);
-            crate::server::kill_all_now();
             eprintln!("\ninterrupted again: exiting now; logs of finished steps are on disk");
+            crate::server::kill_all_now();
             std::process::exit(i32::from(crate::Status::Interrupted.code()));
         }
         eprintln!("\ninterrupted: finishing the step in flight (Ctrl-C again to exit at once)");

@@ -20,6 +20,7 @@ pub mod stats;
 pub mod target;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 pub mod verdict;
 
 use cli::{Cli, Command};

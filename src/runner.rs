@@ -100,6 +100,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 
     let spec = Arc::new(RequestSpec {
         config: target.request_config(config.timeout, "pgstress"),
+        connector: target.connector().clone(),
         query: config.query.clone(),
     });
     let settings = BurstSettings {

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use thiserror::Error;
 
 use crate::target::ConnectTarget;
+use crate::tls::{SslMode, TlsOptions};
 
 /// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
 const INITDB_DEADLINE: Duration = Duration::from_secs(120);
@@ -177,7 +178,12 @@ impl ThrowawayServer {
             .user("postgres")
             .password(&self.password)
             .dbname("postgres");
-        ConnectTarget::from_config(config)
+        // The throwaway server speaks plain TCP on loopback: no TLS negotiation per request.
+        let tls = TlsOptions {
+            mode: SslMode::Disable,
+            root_cert: None,
+        };
+        ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
     }
 
     /// The connection string, password included: for tests and tools that need a DSN.

@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use postgres::config::Host;
 use postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 use thiserror::Error;
+
+use crate::tls::{self, Connector, SslMode, TlsError, TlsOptions};
 
 #[derive(Debug, Error)]
 pub enum TargetError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     // The DSN itself is not repeated: a malformed one may hold a password in any shape.
     #[error("invalid DSN: {reason}; give a key=value string or a postgres:// URL")]
     BadDsn { reason: String },
@@ -23,6 +27,8 @@ pub enum TargetError {
 pub struct ConnectTarget {
     config: Config,
     redacted: String,
+    tls: TlsOptions,
+    connector: Connector,
 }
 
 impl fmt::Debug for ConnectTarget {
@@ -34,8 +40,9 @@ impl fmt::Debug for ConnectTarget {
 impl ConnectTarget {
     /// Parses a DSN; `fallback_password` (PGPASSWORD) applies when the DSN has none, as in libpq.
     pub fn parse(dsn: &str, fallback_password: Option<&str>) -> Result<Self, TargetError> {
+        let (rest, mode, root_cert) = tls::split_dsn(dsn);
         let mut config: Config =
-            dsn.parse()
+            rest.parse()
                 .map_err(|err: postgres::Error| TargetError::BadDsn {
                     reason: describe_error(&err),
                 })?;
@@ -50,12 +57,42 @@ impl ConnectTarget {
         {
             config.password(password);
         }
-        Ok(Self::from_config(config))
+        let mode = mode.map(|m| m.parse()).transpose()?.unwrap_or_default();
+        Self::from_config(config, TlsOptions { mode, root_cert })
     }
 
-    pub fn from_config(config: Config) -> Self {
-        let redacted = describe(&config);
-        ConnectTarget { config, redacted }
+    pub fn from_config(config: Config, tls: TlsOptions) -> Result<Self, TargetError> {
+        if let Some(path) = &tls.root_cert {
+            tls::check_root_cert(path)?;
+        }
+        let connector = Connector::build(&tls)?;
+        let redacted = describe(&config, &tls);
+        Ok(ConnectTarget {
+            config,
+            redacted,
+            tls,
+            connector,
+        })
+    }
+
+    /// The same target with the TLS settings given on the command line, which win over the DSN's.
+    pub fn with_tls(
+        self,
+        mode: Option<SslMode>,
+        root_cert: Option<std::path::PathBuf>,
+    ) -> Result<Self, TargetError> {
+        if mode.is_none() && root_cert.is_none() {
+            return Ok(self);
+        }
+        let tls = TlsOptions {
+            mode: mode.unwrap_or(self.tls.mode),
+            root_cert: root_cert.or(self.tls.root_cert),
+        };
+        Self::from_config(self.config, tls)
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// The target as it may be printed: no password, ever.
@@ -80,6 +117,7 @@ impl ConnectTarget {
     /// server (statement_timeout), tagged so that pg_stat_activity shows whose load it is.
     pub fn request_config(&self, timeout: Duration, application_name: &str) -> Config {
         let mut config = self.config.clone();
+        config.ssl_mode(Connector::wire_mode(self.tls.mode));
         config.connect_timeout(timeout);
         config.application_name(application_name);
         let statement_timeout = format!("-c statement_timeout={}", timeout.as_millis().max(1));
@@ -100,7 +138,8 @@ impl ConnectTarget {
         application_name: &str,
     ) -> Result<Client, ConnectError> {
         let config = self.request_config(timeout, application_name);
-        match within(timeout, move || config.connect(NoTls)) {
+        let connector = self.connector.clone();
+        match within(timeout, move || connector.connect(&config)) {
             Some(Ok(client)) => Ok(client),
             Some(Err(err)) => Err(ConnectError::Server(err)),
             None => Err(ConnectError::NoAnswer(timeout)),
@@ -153,7 +192,7 @@ fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "postgres".to_owned())
 }
 
-fn describe(config: &Config) -> String {
+fn describe(config: &Config, tls: &TlsOptions) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -175,6 +214,9 @@ fn describe(config: &Config) -> String {
     }
     if let Some(dbname) = config.get_dbname() {
         text.push_str(&format!(" dbname={dbname}"));
+    }
+    if tls.mode != SslMode::Prefer {
+        text.push_str(&format!(" sslmode={}", tls.mode));
     }
     text
 }
@@ -322,13 +364,14 @@ impl RequestRecord {
 /// What every request of a run sends.
 pub struct RequestSpec {
     pub config: Config,
+    pub connector: Connector,
     pub query: String,
 }
 
 /// One request: open a new connection, run the query, read the rows, close.
 pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) -> RequestRecord {
     let started = Instant::now();
-    let (connect, query, outcome) = match spec.config.connect(NoTls) {
+    let (connect, query, outcome) = match spec.connector.connect(&spec.config) {
         Err(err) => (None, None, Err(Failure::from_error(&err))),
         Ok(mut client) => {
             let connected = Instant::now();

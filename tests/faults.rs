@@ -273,6 +273,7 @@ fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
         ],
     );
     wait_for_steps(logs.path(), 1);
+    std::thread::sleep(Duration::from_millis(300)); // step 2 is in pg_sleep
     signal::kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
     let output = finish(run);
     let stdout = text(&output.stdout);

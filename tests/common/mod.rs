@@ -39,7 +39,7 @@ pub fn start_server(settings: &[(&str, &str)]) -> ThrowawayServer {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let server = ThrowawayServer::start(&settings).unwrap_or_else(|err| {
-        panic!("these tests need PostgreSQL server binaries (apt-get install postgresql): {err}")
+        panic!("cannot start a throwaway PostgreSQL cluster (the tests need the server binaries: apt-get install postgresql): {err}")
     });
     let mut client = server
         .target()
