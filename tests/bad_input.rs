@@ -154,3 +154,59 @@ fn unwritable_logs_folder_fails_before_the_run() {
     assert!(one_line_error(&output.stderr).contains("--logs"));
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn malformed_toml_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "steps = [unclosed\n").unwrap();
+    let output = pgstress_run(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("bad.toml"));
+}
+
+#[test]
+fn query_with_a_parameter_and_an_empty_data_folder_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let output = pgstress_run(data.path())
+        .args(["--query", "SELECT $1::text"])
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("no *.csv file"));
+    assert!(output.stdout.is_empty(), "nothing may start");
+}
+
+#[test]
+fn parameter_count_is_checked_by_the_server() {
+    let logs = tempfile::tempdir().unwrap();
+    // $1 inside a dollar-quoted literal is no parameter: the server sees none.
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--query", "SELECT $$ $1 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(
+        error.contains("takes 0 parameters but pgstress binds 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn step_beyond_the_thread_limit_is_refused_before_the_run() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--steps", "2", "--step", "4000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(one_line_error(&output.stderr).contains("threads at once"));
+    assert!(output.stdout.is_empty());
+}
