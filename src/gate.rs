@@ -178,7 +178,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::FailureClass;
+    use crate::outcome::FailureClass;
     use crate::test_support::{step_result, step_with_failures};
 
     fn gate(text: &str) -> Gate {

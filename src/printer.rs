@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::flags;
+use crate::outcome::FailureClass;
 use crate::run_facts::RunFacts;
 use crate::stats::{MeanPeak, StepResult};
-use crate::target::FailureClass;
 use crate::verdict::Verdict;
 
 pub struct Printer<W: Write> {

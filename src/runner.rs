@@ -16,13 +16,14 @@ use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::printer::Printer;
+use crate::request::RequestSpec;
 use crate::run_facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
 use crate::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
 use crate::sampler::{Sampler, StepTag};
 use crate::server::ThrowawayServer;
 use crate::stats::StepResult;
-use crate::target::{ConnectTarget, RequestSpec, describe_error, within};
+use crate::target::{ConnectTarget, describe_error, within};
 use crate::verdict::{self, StopReason, Verdict};
 
 /// Deadline of the setup, pre-flight and monitoring connections.

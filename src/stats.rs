@@ -7,9 +7,10 @@ use hdrhistogram::Histogram;
 
 use crate::engine::StepRun;
 use crate::flags::Flag;
+use crate::outcome::FailureClass;
+use crate::request::RequestRecord;
 use crate::sampler::cpu::CpuSample;
 use crate::sampler::server_stats::{ServerStatsSample, ServerStatsSummary};
-use crate::target::{FailureClass, RequestRecord};
 
 /// Latencies are recorded in microseconds, 3 significant digits, up to an hour (a value
 /// beyond that is recorded as an hour: no request deadline is that long).
@@ -203,11 +204,12 @@ fn launch_spread(records: &[RequestRecord]) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::Failure;
+    use crate::outcome::Failure;
 
     fn ok(start_ms: u64, latency_ms: u64) -> RequestRecord {
         RequestRecord {
             start_offset: Some(Duration::from_millis(start_ms)),
+            queue_wait: None,
             connect: Some(Duration::from_millis(latency_ms / 2)),
             query: Some(Duration::from_millis(latency_ms / 2)),
             latency: Duration::from_millis(latency_ms),

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use crate::engine::StepRun;
+use crate::outcome::{Failure, FailureClass};
+use crate::request::RequestRecord;
 use crate::stats::StepResult;
-use crate::target::{Failure, FailureClass, RequestRecord};
 
 /// A step of `requests` requests, `failed` of them `class`, the rest ok with `latency_ms`.
 pub fn step_with_failures(
@@ -16,6 +17,7 @@ pub fn step_with_failures(
 ) -> StepResult {
     let ok = RequestRecord {
         start_offset: Some(Duration::ZERO),
+        queue_wait: None,
         connect: Some(Duration::from_millis(1)),
         query: Some(Duration::from_millis(latency_ms.saturating_sub(1))),
         latency: Duration::from_millis(latency_ms),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::flags::Flag;
+use crate::outcome::FailureClass;
 use crate::stats::StepResult;
-use crate::target::FailureClass;
 
 /// The rules that end a run early. `--no-stop` turns all of them off.
 #[derive(Debug, Clone, Copy, PartialEq)]

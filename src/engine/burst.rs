@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
 use super::StepRun;
-use crate::target::{self, Failure, FailureClass, RequestRecord, RequestSpec};
+use crate::outcome::{Failure, FailureClass};
+use crate::request::{self, RequestRecord, RequestSpec};
 
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
 /// threads takes well under a second here; this only bounds a machine that is thrashing.
@@ -153,7 +154,7 @@ impl Worker {
             .get()
             .map(Instant::elapsed)
             .unwrap_or_default();
-        let record = target::execute(&self.spec, param.as_deref(), start_offset);
+        let record = request::execute(&self.spec, param.as_deref(), start_offset);
         let _ = self.results.send(record);
     }
 }

@@ -5,7 +5,7 @@ pub mod burst;
 
 use std::time::Duration;
 
-use crate::target::RequestRecord;
+use crate::request::RequestRecord;
 
 /// What one step measured, before aggregation.
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{CsvFile, LogError};
 use crate::flags;
+use crate::outcome::FailureClass;
 use crate::stats::{MeanPeak, StepResult};
-use crate::target::FailureClass;
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
 pub const STEPS_HEADER: [&str; 32] = [

@@ -1,0 +1,157 @@
+//! One request against PostgreSQL, and what it measured.
+
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, Config};
+
+use crate::outcome::{Failure, FailureClass};
+use crate::tls::Connector;
+
+/// What one request measured.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// When the request started, from the step's release; None when it never ran.
+    pub start_offset: Option<Duration>,
+    /// From when the request should have started to when it did: its wait in the pool's
+    /// queue, or its lag behind the rate schedule. None in burst mode.
+    pub queue_wait: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub query: Option<Duration>,
+    /// What the user waits: the queue wait (if any) plus the service time.
+    pub latency: Duration,
+    pub outcome: Result<(), Failure>,
+}
+
+impl RequestRecord {
+    /// A request that never ran: its thread could not start, or it missed its deadline.
+    pub fn failed_without_running(failure: Failure, latency: Duration) -> Self {
+        RequestRecord {
+            start_offset: None,
+            queue_wait: None,
+            connect: None,
+            query: None,
+            latency,
+            outcome: Err(failure),
+        }
+    }
+
+    /// The time from the request's actual start to its end (the latency without the wait).
+    pub fn service(&self) -> Duration {
+        self.latency
+            .saturating_sub(self.queue_wait.unwrap_or_default())
+    }
+
+    /// The same request seen by someone who queued it `wait` before it started.
+    pub fn after_waiting(mut self, wait: Duration) -> Self {
+        self.queue_wait = Some(wait);
+        self.latency += wait;
+        self
+    }
+}
+
+/// What every request of a run sends.
+pub struct RequestSpec {
+    pub config: Config,
+    pub connector: Connector,
+    pub query: String,
+}
+
+impl RequestSpec {
+    pub fn connect(&self) -> Result<Client, Failure> {
+        self.connector
+            .connect(&self.config)
+            .map_err(|err| Failure::from_error(&err))
+    }
+}
+
+/// One request on a new connection: open, run the query, read the rows, close.
+pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) -> RequestRecord {
+    let started = Instant::now();
+    let (connect, query, outcome) = match spec.connect() {
+        Err(failure) => (None, None, Err(failure)),
+        Ok(mut client) => {
+            let connected = Instant::now();
+            let outcome = run_query(&mut client, spec, param);
+            (
+                Some(connected - started),
+                Some(connected.elapsed()),
+                outcome,
+            )
+            // The client closes as it drops here: closing is not part of the latency.
+        }
+    };
+    let latency = match (connect, query) {
+        (Some(connect), Some(query)) => connect + query,
+        _ => started.elapsed(),
+    };
+    RequestRecord {
+        start_offset: Some(start_offset),
+        queue_wait: None,
+        connect,
+        query,
+        latency,
+        outcome,
+    }
+}
+
+/// One request on an open connection.
+pub fn execute_on(
+    client: &mut Client,
+    spec: &RequestSpec,
+    param: Option<&str>,
+    start_offset: Duration,
+) -> RequestRecord {
+    let started = Instant::now();
+    let outcome = run_query(client, spec, param);
+    let query = started.elapsed();
+    RequestRecord {
+        start_offset: Some(start_offset),
+        queue_wait: None,
+        connect: None,
+        query: Some(query),
+        latency: query,
+        outcome,
+    }
+}
+
+/// Runs the query and reads its rows: success means at least one row (the original's rule).
+fn run_query(client: &mut Client, spec: &RequestSpec, param: Option<&str>) -> Result<(), Failure> {
+    let result = match param {
+        Some(value) => client.query(spec.query.as_str(), &[&TextParam(value)]),
+        None => client.query(spec.query.as_str(), &[]),
+    };
+    match result {
+        Ok(rows) if rows.is_empty() => Err(Failure::new(FailureClass::NoRow, "no row came back")),
+        Ok(_) => Ok(()),
+        Err(err) => Err(Failure::from_error(&err)),
+    }
+}
+
+/// A parameter sent in text format, so the server parses it for whatever type `$1` has
+/// (as psql and psycopg2 do). Always bound, never spliced into the SQL.
+#[derive(Debug)]
+pub struct TextParam<'a>(pub &'a str);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
