@@ -75,6 +75,35 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
 
+    /// How the load is sent: burst (a thread and a new connection per request, all released
+    /// together), pool (a fixed set of workers take the step's requests from a queue) or rate
+    /// (step i offers i * step requests per second, each at its scheduled time) [default: burst].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// pool: worker threads, each with its own connection [default: the server's usable
+    /// connections minus a margin, at most the largest step].
+    #[arg(long, value_name = "W")]
+    pub workers: Option<u32>,
+
+    /// pool: open a new connection for every request instead of keeping one per worker.
+    #[arg(long)]
+    pub connect_per_request: bool,
+
+    /// rate: how long each step offers its rate [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// rate: when requests are due within a step: uniform (evenly spaced) or poisson
+    /// (random, as independent users arrive) [default: uniform].
+    #[arg(long, value_name = "ARRIVAL")]
+    pub arrival: Option<String>,
+
+    /// rate: send requests from this many workers; a request due while all are busy is
+    /// dropped and counted [default: a thread per request].
+    #[arg(long, value_name = "M")]
+    pub max_inflight: Option<u32>,
+
     /// Deadline of one request, connect plus query, e.g. 10s or 500ms [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,

@@ -72,6 +72,12 @@ struct FileConfig {
     sample_every: Option<String>,
     pause: Option<String>,
     stack_kib: Option<usize>,
+    mode: Option<String>,
+    workers: Option<u32>,
+    connect_per_request: Option<bool>,
+    duration: Option<String>,
+    arrival: Option<String>,
+    max_inflight: Option<u32>,
     server_settings: Option<Vec<String>>,
     slo_p99: Option<String>,
     stop_failure_rate: Option<f64>,
@@ -130,10 +136,69 @@ impl StepPlan {
     }
 }
 
+/// When a rate step's requests are due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Evenly spaced.
+    Uniform,
+    /// At random, as independent users arrive: the step's count, at uniformly drawn times.
+    Poisson,
+}
+
+/// How the load is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// A thread and a new connection per request, all released together.
+    Burst,
+    /// A fixed set of workers take the step's requests from a queue.
+    Pool {
+        /// None: chosen from the server's usable connections once they are known.
+        workers: Option<u32>,
+        connect_per_request: bool,
+    },
+    /// Step i offers `i * step` requests per second for `duration`.
+    Rate {
+        duration: Duration,
+        arrival: Arrival,
+        /// None: a thread per request.
+        max_inflight: Option<u32>,
+    },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Burst => "burst",
+            Mode::Pool { .. } => "pool",
+            Mode::Rate { .. } => "rate",
+        }
+    }
+
+    /// What a step's size counts.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Mode::Burst => crate::verdict::CONCURRENT,
+            Mode::Pool { .. } => "requests queued at once",
+            Mode::Rate { .. } => "requests per second",
+        }
+    }
+
+    /// Requests a step of this size sends: in rate mode the size is a rate per second.
+    pub fn requests_for(&self, size: u32) -> u32 {
+        match self {
+            Mode::Rate { duration, .. } => {
+                (f64::from(size) * duration.as_secs_f64()).round() as u32
+            }
+            _ => size,
+        }
+    }
+}
+
 /// Everything `pgstress run` needs, validated.
 #[derive(Debug)]
 pub struct RunConfig {
     pub target: TargetChoice,
+    pub mode: Mode,
     pub plan: StepPlan,
     pub query: String,
     /// Whether the query takes `$1` (and so needs parameter data).
@@ -169,6 +234,7 @@ impl RunConfig {
         let step = args.step.or(file.step).unwrap_or(DEFAULT_STEP);
         let start = args.start.or(file.start).unwrap_or(step);
         let plan = validate_plan(steps, step, start)?;
+        let mode = merge_mode(&args, &file, &plan)?;
 
         let query = args
             .query
@@ -273,6 +339,7 @@ impl RunConfig {
 
         Ok(RunConfig {
             target,
+            mode,
             plan,
             query,
             takes_parameter,
@@ -375,6 +442,100 @@ impl Judging {
     }
 }
 
+fn merge_mode(args: &RunArgs, file: &FileConfig, plan: &StepPlan) -> Result<Mode, ConfigError> {
+    let name = args
+        .mode
+        .as_deref()
+        .or(file.mode.as_deref())
+        .unwrap_or("burst");
+    let workers = args.workers.or(file.workers);
+    let connect_per_request = args.connect_per_request || file.connect_per_request.unwrap_or(false);
+    let duration = args.duration.as_deref().or(file.duration.as_deref());
+    let arrival = args.arrival.as_deref().or(file.arrival.as_deref());
+    let max_inflight = args.max_inflight.or(file.max_inflight);
+    // An option of another mode is a mistake worth naming, not something to ignore.
+    let misplaced = |option: &'static str, value: String, belongs: &str| {
+        invalid(
+            option,
+            value,
+            format!("it applies to --mode {belongs}; add --mode {belongs} or drop it"),
+        )
+    };
+    if name != "pool" {
+        if let Some(w) = workers {
+            return Err(misplaced("--workers", w.to_string(), "pool"));
+        }
+        if connect_per_request {
+            return Err(misplaced("--connect-per-request", "true".into(), "pool"));
+        }
+    }
+    if name != "rate" {
+        if let Some(d) = duration {
+            return Err(misplaced("--duration", d.to_owned(), "rate"));
+        }
+        if let Some(a) = arrival {
+            return Err(misplaced("--arrival", a.to_owned(), "rate"));
+        }
+        if let Some(m) = max_inflight {
+            return Err(misplaced("--max-inflight", m.to_string(), "rate"));
+        }
+    }
+    let mode = match name {
+        "burst" => Mode::Burst,
+        "pool" => {
+            if workers == Some(0) {
+                return Err(invalid("--workers", 0, "the pool needs at least 1 worker"));
+            }
+            Mode::Pool {
+                workers,
+                connect_per_request,
+            }
+        }
+        "rate" => {
+            let duration = parse_duration("--duration", duration, Duration::from_secs(1))?;
+            let arrival = match arrival.unwrap_or("uniform") {
+                "uniform" => Arrival::Uniform,
+                "poisson" => Arrival::Poisson,
+                other => {
+                    return Err(invalid("--arrival", other, "expected uniform or poisson"));
+                }
+            };
+            if max_inflight == Some(0) {
+                return Err(invalid(
+                    "--max-inflight",
+                    0,
+                    "use at least 1 worker, or leave it out for a thread per request",
+                ));
+            }
+            Mode::Rate {
+                duration,
+                arrival,
+                max_inflight,
+            }
+        }
+        other => {
+            return Err(invalid("--mode", other, "expected burst, pool or rate"));
+        }
+    };
+    if mode.requests_for(plan.start) == 0 {
+        return Err(invalid(
+            "--duration",
+            humantime::format_duration(match &mode {
+                Mode::Rate { duration, .. } => *duration,
+                _ => Duration::ZERO,
+            }),
+            format!(
+                "step 1 would offer no request at {} per second; offer longer",
+                plan.start
+            ),
+        ));
+    }
+    if mode == Mode::Burst {
+        check_thread_limit(plan)?;
+    }
+    Ok(mode)
+}
+
 fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigError> {
     if steps == 0 {
         return Err(invalid("--steps", steps, "run at least 1 step"));
@@ -394,18 +555,31 @@ fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigEr
         ));
     }
     let largest = u64::from(start) + u64::from(steps - 1) * u64::from(step);
+    if largest > 1_000_000 {
+        return Err(invalid(
+            "--steps",
+            steps,
+            format!("the last step would send {largest} requests; keep steps below a million"),
+        ));
+    }
+    Ok(StepPlan { steps, start, step })
+}
+
+/// A burst step runs all its requests' threads at once.
+fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
+    let largest = u64::from(plan.largest());
     let limit = crate::engine::thread_limit();
     if largest > limit {
         return Err(invalid(
             "--steps",
-            steps,
+            plan.steps,
             format!(
                 "the last step would need {largest} threads at once, above this process's \
                  limit of {limit}; use fewer or smaller steps"
             ),
         ));
     }
-    Ok(StepPlan { steps, start, step })
+    Ok(())
 }
 
 fn parse_duration(

@@ -15,6 +15,9 @@ pub enum Flag {
     OverMaxConnections,
     /// The local server's CPU peaked at the threshold.
     ServerSaturated,
+    /// Rate mode: the client could not send the offered rate (requests dropped, or started
+    /// late behind their schedule).
+    RateNotMet,
 }
 
 impl Flag {
@@ -24,12 +27,16 @@ impl Flag {
             Flag::LaunchSpread => "launch-spread",
             Flag::OverMaxConnections => "over-max-connections",
             Flag::ServerSaturated => "server-saturated",
+            Flag::RateNotMet => "rate-not-met",
         }
     }
 
     /// Whether the flag says the load generator, not the server, may be the limit.
     pub fn is_client_limit(self) -> bool {
-        matches!(self, Flag::ClientSaturated | Flag::LaunchSpread)
+        matches!(
+            self,
+            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet
+        )
     }
 }
 
@@ -110,10 +117,22 @@ pub fn cgroup_quota(cpu_max: &str) -> Option<f64> {
     (period > 0.0).then(|| quota / period)
 }
 
+/// What the mode promised for a step, against which it is judged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepContext {
+    /// The requests were meant to start together (burst): late starts are a client limit.
+    pub starts_together: bool,
+    /// The requests had due times (rate): drops and lag behind them are a client limit.
+    pub scheduled: bool,
+    /// At most this many requests at once, if the mode bounds it; else the measured peak.
+    pub concurrency: Option<u32>,
+    pub usable_connections: Option<u32>,
+}
+
 /// The flags of one step.
 pub fn diagnose(
     step: &StepResult,
-    usable_connections: Option<u32>,
+    context: &StepContext,
     cpus: &ClientCpus,
     t: &Thresholds,
 ) -> Vec<Flag> {
@@ -130,10 +149,16 @@ pub fn diagnose(
         flags.push(Flag::ClientSaturated);
     }
     let spread = step.launch_spread.as_secs_f64();
-    if spread > t.spread_max.as_secs_f64() || spread > t.spread_ratio * step.wall.as_secs_f64() {
+    let late_start =
+        spread > t.spread_max.as_secs_f64() || spread > t.spread_ratio * step.wall.as_secs_f64();
+    if context.starts_together && late_start {
         flags.push(Flag::LaunchSpread);
     }
-    if usable_connections.is_some_and(|usable| step.requests > usable) {
+    let concurrency = context.concurrency.unwrap_or(step.peak_in_flight);
+    if context
+        .usable_connections
+        .is_some_and(|usable| concurrency > usable)
+    {
         flags.push(Flag::OverMaxConnections);
     }
     if step
@@ -142,6 +167,12 @@ pub fn diagnose(
         .is_some_and(|server| server.peak >= t.saturated_cpu_pct)
     {
         flags.push(Flag::ServerSaturated);
+    }
+    let lagging = step
+        .queue_wait_ms(99.0)
+        .is_some_and(|lag| lag > t.spread_max.as_secs_f64() * 1000.0);
+    if context.scheduled && (step.dropped > 0 || lagging) {
+        flags.push(Flag::RateNotMet);
     }
     flags
 }
@@ -171,6 +202,15 @@ mod tests {
         }
     }
 
+    fn burst(usable_connections: Option<u32>) -> StepContext {
+        StepContext {
+            starts_together: true,
+            scheduled: false,
+            concurrency: None,
+            usable_connections,
+        }
+    }
+
     fn step_with(cpu: CpuSummary, spread_ms: u64, wall_ms: u64, requests: u32) -> StepResult {
         let mut step = step_result(1, requests, 0);
         step.cpu = cpu;
@@ -182,14 +222,14 @@ mod tests {
     #[test]
     fn quiet_step_has_no_flags() {
         let step = step_with(cpu(40.0, 10.0, Some(30.0)), 5, 500, 50);
-        assert!(diagnose(&step, Some(97), &TWO_CORES, &Thresholds::default()).is_empty());
+        assert!(diagnose(&step, &burst(Some(97)), &TWO_CORES, &Thresholds::default()).is_empty());
     }
 
     #[test]
     fn busy_host_saturates_the_client() {
         let step = step_with(cpu(95.0, 10.0, None), 5, 500, 50);
         assert_eq!(
-            diagnose(&step, None, &TWO_CORES, &Thresholds::default()),
+            diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()),
             vec![Flag::ClientSaturated]
         );
     }
@@ -203,10 +243,10 @@ mod tests {
             allowed_cores: 1.0,
         };
         assert_eq!(
-            diagnose(&step, None, &pinned, &Thresholds::default()),
+            diagnose(&step, &burst(None), &pinned, &Thresholds::default()),
             vec![Flag::ClientSaturated]
         );
-        assert!(diagnose(&step, None, &TWO_CORES, &Thresholds::default()).is_empty());
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()).is_empty());
     }
 
     #[test]
@@ -224,34 +264,65 @@ mod tests {
         // 120 ms is above the 100 ms bound even for a long step.
         let long = step_with(cpu(10.0, 5.0, None), 120, 10_000, 50);
         assert_eq!(
-            diagnose(&long, None, &TWO_CORES, &thresholds),
+            diagnose(&long, &burst(None), &TWO_CORES, &thresholds),
             vec![Flag::LaunchSpread]
         );
         // 30 ms is above 10% of a 200 ms step.
         let short = step_with(cpu(10.0, 5.0, None), 30, 200, 50);
         assert_eq!(
-            diagnose(&short, None, &TWO_CORES, &thresholds),
+            diagnose(&short, &burst(None), &TWO_CORES, &thresholds),
             vec![Flag::LaunchSpread]
         );
         let tight = step_with(cpu(10.0, 5.0, None), 10, 200, 50);
-        assert!(diagnose(&tight, None, &TWO_CORES, &thresholds).is_empty());
+        assert!(diagnose(&tight, &burst(None), &TWO_CORES, &thresholds).is_empty());
     }
 
     #[test]
     fn step_above_usable_connections_is_flagged() {
-        let step = step_with(cpu(10.0, 5.0, None), 1, 500, 98);
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 500, 98);
+        step.peak_in_flight = 98;
         assert_eq!(
-            diagnose(&step, Some(97), &TWO_CORES, &Thresholds::default()),
+            diagnose(&step, &burst(Some(97)), &TWO_CORES, &Thresholds::default()),
             vec![Flag::OverMaxConnections]
         );
-        assert!(diagnose(&step, Some(98), &TWO_CORES, &Thresholds::default()).is_empty());
+        assert!(diagnose(&step, &burst(Some(98)), &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn pool_is_judged_by_its_workers_not_its_queue() {
+        let step = step_with(cpu(10.0, 5.0, None), 400, 500, 500);
+        let pool = StepContext {
+            starts_together: false,
+            scheduled: false,
+            concurrency: Some(90),
+            usable_connections: Some(97),
+        };
+        assert!(diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn drops_or_lag_in_rate_mode_mean_the_rate_was_not_met() {
+        let rate = StepContext {
+            starts_together: false,
+            scheduled: true,
+            concurrency: None,
+            usable_connections: None,
+        };
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        assert!(diagnose(&step, &rate, &TWO_CORES, &Thresholds::default()).is_empty());
+        step.dropped = 3;
+        assert_eq!(
+            diagnose(&step, &rate, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::RateNotMet]
+        );
+        assert!(Flag::RateNotMet.is_client_limit());
     }
 
     #[test]
     fn busy_local_server_is_flagged() {
         let step = step_with(cpu(60.0, 5.0, Some(92.0)), 1, 500, 10);
         assert_eq!(
-            diagnose(&step, None, &TWO_CORES, &Thresholds::default()),
+            diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()),
             vec![Flag::ServerSaturated]
         );
     }

@@ -39,8 +39,9 @@ impl<W: Write> Printer<W> {
 
     pub fn header(&mut self, facts: &RunFacts, log_paths: &[&Path]) {
         let plan = &facts.plan;
+        let unit = &plan.unit;
         self.line(format!(
-            "pgstress {}: {} mode, {} steps of {} to {} concurrent requests (+{} per step), {} requests in all",
+            "pgstress {}: {} mode, {} steps of {} to {} {unit} (+{} per step), {} requests in all",
             facts.pgstress_version,
             plan.mode,
             plan.steps,
@@ -49,6 +50,7 @@ impl<W: Write> Printer<W> {
             plan.step,
             plan.total_requests
         ));
+        self.line(format!("load:    {}", plan.engine));
         let kind = if facts.throwaway {
             " (throwaway server)"
         } else {
@@ -120,8 +122,17 @@ impl<W: Write> Printer<W> {
         } else {
             format!("  [{}]", flags::join(&result.flags))
         };
+        let dropped = match result.dropped {
+            0 => String::new(),
+            n => format!("  {n:>6} dropped"),
+        };
+        // Pool and rate modes: how much of the latency was waiting to start.
+        let waited = match result.queue_wait_ms(99.0) {
+            Some(wait) => format!(" (wait p99 {})", ms(Some(wait))),
+            None => String::new(),
+        };
         self.line(format!(
-            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}  wall {:.3}s  p50 {}  p99 {}  cpu client {}  server {}{flags}",
+            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}{dropped}  wall {:.3}s  p50 {}  p99 {}{waited}  cpu client {}  server {}{flags}",
             result.step,
             result.requests,
             result.ok,

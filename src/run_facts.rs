@@ -24,6 +24,10 @@ impl ServerFacts {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanFacts {
     pub mode: String,
+    /// What a step's size counts.
+    pub unit: String,
+    /// How the mode sends its load, in a sentence.
+    pub engine: String,
     pub steps: u32,
     pub start: u32,
     pub step: u32,

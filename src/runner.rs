@@ -9,9 +9,12 @@ use anyhow::{Context, bail};
 use postgres::Client;
 
 use crate::Status;
-use crate::config::{RunConfig, TargetChoice};
+use crate::config::{Mode, RunConfig, TargetChoice};
 use crate::data::ParamData;
-use crate::engine::burst::{self, BurstSettings};
+use crate::engine::Engine;
+use crate::engine::burst::Burst;
+use crate::engine::pool::{self, Pool};
+use crate::engine::rate::Rate;
 use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
@@ -67,11 +70,17 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             None
         }
     };
+    let spec = Arc::new(RequestSpec {
+        config: target.request_config(config.timeout, "pgstress"),
+        connector: target.connector().clone(),
+        query: config.query.clone(),
+    });
+    let mut engine = build_engine(&config, spec, &server)?;
     let cpus = ClientCpus::of_this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: started_at.to_rfc3339(),
-        plan: plan_facts(&config, data.as_ref()),
+        plan: plan_facts(&config, data.as_ref(), engine.as_ref()),
         target: target.redacted().to_owned(),
         throwaway: throwaway.is_some(),
         server,
@@ -99,15 +108,6 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         .transpose()
         .context("cannot start the server statistics sampler")?;
 
-    let spec = Arc::new(RequestSpec {
-        config: target.request_config(config.timeout, "pgstress"),
-        connector: target.connector().clone(),
-        query: config.query.clone(),
-    });
-    let settings = BurstSettings {
-        stack_size: config.stack_size,
-        timeout: config.timeout,
-    };
     let mut rng = rand::rng();
     let mut results: Vec<StepResult> = Vec::new();
     let mut summaries: Vec<StepSummary> = Vec::new();
@@ -119,7 +119,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         if interrupt::requested() {
             break;
         }
-        let requests = config.plan.requests_at(index);
+        let size = config.plan.requests_at(index);
+        let requests = config.mode.requests_for(size);
         let params: Vec<Option<String>> = match &data {
             Some(data) => data
                 .draw_step(requests as usize, &mut rng)
@@ -136,7 +137,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         if let Some(sampler) = &stats_sampler {
             sampler.begin_step(tag);
         }
-        let step_run = burst::run_step(&spec, params, &settings);
+        let step_run = engine.run_step(index, params);
         let cpu_samples = cpu_sampler.end_step();
         let server_samples = stats_sampler
             .as_ref()
@@ -144,9 +145,15 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             .unwrap_or_default();
 
         let mut result = StepResult::from_run(index, &step_run, &cpu_samples, &server_samples);
+        result.load = size;
         result.flags = flags::diagnose(
             &result,
-            Some(facts.server.usable_connections()),
+            &flags::StepContext {
+                starts_together: matches!(config.mode, Mode::Burst),
+                scheduled: matches!(config.mode, Mode::Rate { .. }),
+                concurrency: engine.concurrency(size),
+                usable_connections: Some(facts.server.usable_connections()),
+            },
             &cpus,
             &config.thresholds,
         );
@@ -157,12 +164,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         results.push(result);
         let mut verdict = Verdict::judge(&results, config.plan.steps, config.slo_p99, stopped);
         verdict.server_shares_host = facts.server_cpu_visible;
+        verdict.unit = config.mode.unit();
         write_summary(&logs, &facts, &summaries, &verdict, &[], false)?;
         if stopped.is_some() && index < config.plan.steps {
             break;
         }
     }
-    drop((cpu_sampler, stats_sampler));
+    drop((cpu_sampler, stats_sampler, engine));
 
     let interrupted = interrupt::requested();
     if let Some((step, reason)) = &stopped
@@ -170,12 +178,14 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     {
         printer.note(format!("stopped after step {step}: {}", reason.describe()));
     }
-    let verdict = Verdict::judge(
+    let mut verdict = Verdict::judge(
         &results,
         config.plan.steps,
         config.slo_p99,
         stopped.filter(|(s, _)| *s < config.plan.steps),
     );
+    verdict.server_shares_host = facts.server_cpu_visible;
+    verdict.unit = config.mode.unit();
     let breaches: Vec<(String, Option<String>)> = config
         .gates
         .iter()
@@ -236,15 +246,62 @@ fn write_summary(
     Ok(logs.write_summary(&summary)?)
 }
 
-fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
+/// The engine of the chosen mode; a pool opens its connections here, before step 1.
+fn build_engine(
+    config: &RunConfig,
+    spec: Arc<RequestSpec>,
+    server: &ServerFacts,
+) -> anyhow::Result<Box<dyn Engine>> {
+    Ok(match &config.mode {
+        Mode::Burst => Box::new(Burst::new(spec, config.stack_size, config.timeout)),
+        Mode::Pool {
+            workers,
+            connect_per_request,
+        } => {
+            let largest = config.plan.largest();
+            let workers = workers
+                .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
+            let pool = Pool::start(
+                spec,
+                workers,
+                *connect_per_request,
+                largest as usize,
+                config.timeout,
+            )
+            .context("cannot start the pool's worker threads")?;
+            Box::new(pool)
+        }
+        Mode::Rate {
+            duration,
+            arrival,
+            max_inflight,
+        } => Box::new(Rate::new(
+            spec,
+            *duration,
+            *arrival,
+            *max_inflight,
+            config.stack_size,
+            config.timeout,
+        )),
+    })
+}
+
+fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Engine) -> PlanFacts {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let bound: Duration = (1..=config.plan.steps)
+        .map(|i| engine.step_bound(config.plan.requests_at(i)) + config.pause)
+        .sum();
     PlanFacts {
-        mode: "burst".to_owned(),
+        mode: engine.name().to_owned(),
+        unit: config.mode.unit().to_owned(),
+        engine: engine.describe(),
         steps: config.plan.steps,
         start: config.plan.start,
         step: config.plan.step,
         largest_step: config.plan.largest(),
-        total_requests: config.plan.total_requests(),
+        total_requests: (1..=config.plan.steps)
+            .map(|i| u64::from(config.mode.requests_for(config.plan.requests_at(i))))
+            .sum(),
         query: config.query.clone(),
         data: data.map(|d| describe_data(d, &config.data_dir, config.column)),
         timeout_ms: ms(config.timeout),
@@ -253,8 +310,7 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
         stop_p99_ms: config.stop.p99.map(ms),
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
-        bound_s: ((burst::step_bound(config.timeout) + config.pause) * config.plan.steps)
-            .as_secs_f64(),
+        bound_s: bound.as_secs_f64(),
     }
 }
 

@@ -64,9 +64,15 @@ impl CpuSummary {
 #[derive(Debug, Clone)]
 pub struct StepResult {
     pub step: u32,
+    /// The step's load: its concurrent requests (burst), queued requests (pool) or requests
+    /// per second (rate).
+    pub load: u32,
+    /// Requests the step sent or offered: `ok + failed + dropped`.
     pub requests: u32,
     pub ok: u32,
     pub failed: u32,
+    /// Offered but never sent, because the client had no free worker when they were due.
+    pub dropped: u32,
     /// Failures per class, indexed by `FailureClass::index`.
     pub by_class: [u32; FailureClass::ALL.len()],
     /// The first message of each class seen in the step, for the terminal.
@@ -79,6 +85,14 @@ pub struct StepResult {
     pub latency: Histogram<u64>,
     /// Connect time of every request that connected, in microseconds.
     pub connect: Histogram<u64>,
+    /// The wait before each request started, in microseconds: its time in the pool's queue,
+    /// or its lag behind the rate schedule. Empty in burst mode.
+    pub queue_wait: Histogram<u64>,
+    /// Start-to-end time of the successful requests that waited, in microseconds: the
+    /// latency without the wait (rate mode's uncorrected latency). Empty in burst mode.
+    pub service: Histogram<u64>,
+    /// The most requests that were running at the same moment.
+    pub peak_in_flight: u32,
     pub cpu: CpuSummary,
     /// What the server's own statistics showed; None without a monitoring connection.
     pub server: Option<ServerStatsSummary>,
@@ -103,11 +117,14 @@ impl StepResult {
         cpu: &[CpuSample],
         server: &[ServerStatsSample],
     ) -> Self {
+        let requests = run.records.len() as u32 + run.dropped;
         let mut result = StepResult {
             step,
-            requests: run.records.len() as u32,
+            load: requests,
+            requests,
             ok: 0,
             failed: 0,
+            dropped: run.dropped,
             by_class: [0; FailureClass::ALL.len()],
             first_messages: Vec::new(),
             launch: run.launch,
@@ -115,6 +132,9 @@ impl StepResult {
             launch_spread: launch_spread(&run.records),
             latency: histogram(),
             connect: histogram(),
+            queue_wait: histogram(),
+            service: histogram(),
+            peak_in_flight: peak_in_flight(&run.records),
             cpu: CpuSummary::of(cpu),
             server: ServerStatsSummary::of(server),
             flags: Vec::new(),
@@ -129,10 +149,16 @@ impl StepResult {
         if let Some(connect) = record.connect {
             self.connect.saturating_record(micros(connect));
         }
+        if let Some(wait) = record.queue_wait {
+            self.queue_wait.saturating_record(micros(wait));
+        }
         match &record.outcome {
             Ok(()) => {
                 self.ok += 1;
                 self.latency.saturating_record(micros(record.latency));
+                if record.queue_wait.is_some() {
+                    self.service.saturating_record(micros(record.service()));
+                }
             }
             Err(failure) => {
                 self.failed += 1;
@@ -172,6 +198,14 @@ impl StepResult {
         quantile_ms(&self.connect, percentile)
     }
 
+    pub fn queue_wait_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.queue_wait, percentile)
+    }
+
+    pub fn service_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.service, percentile)
+    }
+
     pub fn latency_max_ms(&self) -> Option<f64> {
         (!self.latency.is_empty()).then(|| self.latency.max() as f64 / 1000.0)
     }
@@ -190,6 +224,24 @@ impl StepResult {
 
 fn quantile_ms(histogram: &Histogram<u64>, percentile: f64) -> Option<f64> {
     (!histogram.is_empty()).then(|| histogram.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
+}
+
+/// The most requests running at one moment, from their starts and service times.
+fn peak_in_flight(records: &[RequestRecord]) -> u32 {
+    // Ends sort before starts at the same instant: a request that ended is not in flight.
+    let mut events: Vec<(Duration, i32)> = records
+        .iter()
+        .filter_map(|r| r.start_offset.map(|start| (start, r.service())))
+        .flat_map(|(start, service)| [(start, 1), (start + service, -1)])
+        .collect();
+    events.sort_by_key(|&(at, change)| (at, change));
+    let mut running = 0i32;
+    let mut peak = 0i32;
+    for (_, change) in events {
+        running += change;
+        peak = peak.max(running);
+    }
+    peak as u32
 }
 
 /// From the first to the last start of the requests that started.
@@ -227,6 +279,7 @@ mod tests {
     fn run(records: Vec<RequestRecord>) -> StepRun {
         StepRun {
             records,
+            dropped: 0,
             launch: Duration::from_millis(5),
             wall: Duration::from_millis(500),
         }
@@ -276,6 +329,31 @@ mod tests {
         let records = vec![ok(3, 10), ok(40, 10), failed(FailureClass::Spawn)];
         let result = StepResult::from_run(1, &run(records), &[], &[]);
         assert_eq!(result.launch_spread, Duration::from_millis(37));
+    }
+
+    #[test]
+    fn waits_are_kept_apart_from_service_and_drops_count_as_requests() {
+        let waited = |start_ms: u64, wait_ms: u64, service_ms: u64| {
+            ok(start_ms, service_ms).after_waiting(Duration::from_millis(wait_ms))
+        };
+        let records = vec![waited(0, 0, 10), waited(5, 40, 10), waited(50, 90, 10)];
+        let mut run = run(records);
+        run.dropped = 2;
+        let result = StepResult::from_run(1, &run, &[], &[]);
+        assert_eq!((result.requests, result.ok, result.dropped), (5, 3, 2));
+        assert!((89.0..=91.0).contains(&result.queue_wait_ms(99.0).unwrap()));
+        assert!((9.9..=10.1).contains(&result.service_ms(99.0).unwrap()));
+        assert!((99.0..=101.0).contains(&result.latency_ms(99.0).unwrap()));
+    }
+
+    #[test]
+    fn peak_in_flight_counts_overlapping_requests() {
+        // [0,10) [5,15) [10,20) [30,40): at most two overlap; one ending as one starts is not.
+        let records = vec![ok(0, 10), ok(5, 10), ok(10, 10), ok(30, 10)];
+        assert_eq!(
+            StepResult::from_run(1, &run(records), &[], &[]).peak_in_flight,
+            2
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn step_with_failures(
     records.extend(std::iter::repeat_n(bad, failed as usize));
     let run = StepRun {
         records,
+        dropped: 0,
         launch: Duration::from_millis(1),
         wall: Duration::from_millis(1000),
     };

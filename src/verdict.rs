@@ -106,6 +106,8 @@ pub fn handled(step: &StepResult, slo_p99: Option<Duration>) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BreakingPoint {
     pub step: u32,
+    /// The step's load, in the verdict's unit.
+    pub load: u32,
     pub requests: u32,
     pub failed: u32,
     /// The most frequent failure class and its count.
@@ -126,10 +128,15 @@ pub enum Limit {
     },
 }
 
+/// The unit of a burst step's load.
+pub const CONCURRENT: &str = "concurrent requests";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
-    /// Requests of the largest step handled before the breaking point.
+    /// The load of the largest step handled before the breaking point, in `unit`.
     pub capacity: Option<u32>,
+    /// What a step's load counts: concurrent requests, queued requests, requests per second.
+    pub unit: &'static str,
     pub breaking_point: Option<BreakingPoint>,
     pub limit: Option<Limit>,
     /// The first step flagged client-saturated: from there on results measure pgstress too.
@@ -151,11 +158,12 @@ impl Verdict {
     ) -> Self {
         let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
-        let capacity = before_break.iter().map(|s| s.requests).max();
+        let capacity = before_break.iter().map(|s| s.load).max();
         let breaking_point = breaking_index.map(|i| {
             let step = &steps[i];
             BreakingPoint {
                 step: step.step,
+                load: step.load,
                 requests: step.requests,
                 failed: step.failed,
                 dominant_failure: step
@@ -183,6 +191,7 @@ impl Verdict {
         };
         Verdict {
             capacity,
+            unit: CONCURRENT,
             breaking_point,
             limit,
             client_saturated_from: steps
@@ -201,7 +210,7 @@ impl Verdict {
     pub fn sentences(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let capacity = match self.capacity {
-            Some(n) => format!("capacity: {n} concurrent requests"),
+            Some(n) => format!("capacity: {n} {}", self.unit),
             None => "capacity: none (the first step already failed)".to_owned(),
         };
         match &self.breaking_point {
@@ -216,8 +225,8 @@ impl Verdict {
                     why = format!("p99 {p99:.1}ms over the {slo}ms SLO");
                 }
                 lines.push(format!(
-                    "breaking point: {} concurrent requests (step {}) — {why}; {capacity}",
-                    bp.requests, bp.step
+                    "breaking point: {} {} (step {}) — {why}; {capacity}",
+                    bp.load, self.unit, bp.step
                 ));
             }
             None => lines.push(format!(

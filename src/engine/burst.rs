@@ -7,137 +7,116 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::StepRun;
+use super::{Engine, REPORT_GRACE, StepRun, Tagged, gather, reap};
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
 
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
 /// threads takes well under a second here; this only bounds a machine that is thrashing.
 pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
-/// Past a request's own deadline, time for its thread to report (scheduling under load).
-pub const REPORT_GRACE: Duration = Duration::from_secs(2);
 /// How long finished threads get to exit before the next step; stragglers are detached.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
-/// The longest one step can take: launch, the request deadline, the report grace and the
-/// exit grace, plus the samplers' answers at the step's end.
-pub fn step_bound(timeout: Duration) -> Duration {
-    LAUNCH_ALLOWANCE + timeout + REPORT_GRACE + EXIT_GRACE + 2 * crate::sampler::ANSWER_DEADLINE
-}
-
-#[derive(Debug, Clone)]
-pub struct BurstSettings {
-    pub stack_size: usize,
+/// A thread and a new connection per request, all released together.
+pub struct Burst {
+    spec: Arc<RequestSpec>,
+    stack_size: usize,
     /// The deadline of one request, connect plus query.
-    pub timeout: Duration,
+    timeout: Duration,
 }
 
-/// Runs one step: a thread per parameter (None when the query takes no parameter).
-pub fn run_step(
-    spec: &Arc<RequestSpec>,
-    params: Vec<Option<String>>,
-    settings: &BurstSettings,
-) -> StepRun {
-    let requests = params.len();
-    let launch_started = Instant::now();
-    let launch_deadline = launch_started + LAUNCH_ALLOWANCE;
-    let (ready_tx, ready_rx) = bounded::<()>(requests);
-    // Nothing is ever sent on the gate: dropping its sender wakes every thread at once.
-    let (gate_tx, gate_rx) = bounded::<()>(0);
-    let (result_tx, result_rx) = bounded::<RequestRecord>(requests);
-    let release_at = Arc::new(OnceLock::<Instant>::new());
-
-    let mut records = Vec::with_capacity(requests);
-    let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(requests);
-    for param in params {
-        let worker = Worker {
-            spec: Arc::clone(spec),
-            ready: ready_tx.clone(),
-            gate: gate_rx.clone(),
-            results: result_tx.clone(),
-            release_at: Arc::clone(&release_at),
-            gate_deadline: launch_deadline + REPORT_GRACE,
-        };
-        match thread::Builder::new()
-            .stack_size(settings.stack_size)
-            .spawn(move || worker.run(param))
-        {
-            Ok(handle) => handles.push(handle),
-            Err(err) => records.push(RequestRecord::failed_without_running(
-                Failure::new(FailureClass::Spawn, format!("cannot start a thread: {err}")),
-                Duration::ZERO,
-            )),
+impl Burst {
+    pub fn new(spec: Arc<RequestSpec>, stack_size: usize, timeout: Duration) -> Self {
+        Burst {
+            spec,
+            stack_size,
+            timeout,
         }
     }
-    drop((ready_tx, gate_rx, result_tx));
+}
 
-    for _ in 0..handles.len() {
-        if ready_rx.recv_deadline(launch_deadline).is_err() {
-            break;
-        }
+impl Engine for Burst {
+    fn name(&self) -> &'static str {
+        "burst"
     }
-    let release = Instant::now();
-    let _ = release_at.set(release);
-    drop(gate_tx);
-    let launch = release - launch_started;
 
-    let deadline = release + settings.timeout + REPORT_GRACE;
-    let mut last_end = release;
-    let mut reported = 0;
-    while reported < handles.len() {
-        match result_rx.recv_deadline(deadline) {
-            Ok(record) => {
-                records.push(record);
-                reported += 1;
-                last_end = Instant::now();
+    fn describe(&self) -> String {
+        "burst: a thread and a new connection per request, all released together".to_owned()
+    }
+
+    fn concurrency(&self, size: u32) -> Option<u32> {
+        Some(size)
+    }
+
+    fn step_bound(&self, _size: u32) -> Duration {
+        LAUNCH_ALLOWANCE + self.timeout + REPORT_GRACE + EXIT_GRACE
+    }
+
+    /// Runs one step: a thread per parameter (None when the query takes no parameter).
+    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun {
+        let requests = params.len();
+        let launch_started = Instant::now();
+        let launch_deadline = launch_started + LAUNCH_ALLOWANCE;
+        let (ready_tx, ready_rx) = bounded::<()>(requests);
+        // Nothing is ever sent on the gate: dropping its sender wakes every thread at once.
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (result_tx, result_rx) = bounded::<Tagged>(requests);
+        let release_at = Arc::new(OnceLock::<Instant>::new());
+
+        let mut spawn_failures = Vec::new();
+        let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(requests);
+        for param in params {
+            let worker = Worker {
+                step,
+                spec: Arc::clone(&self.spec),
+                ready: ready_tx.clone(),
+                gate: gate_rx.clone(),
+                results: result_tx.clone(),
+                release_at: Arc::clone(&release_at),
+                gate_deadline: launch_deadline + REPORT_GRACE,
+            };
+            match thread::Builder::new()
+                .stack_size(self.stack_size)
+                .spawn(move || worker.run(param))
+            {
+                Ok(handle) => handles.push(handle),
+                Err(err) => spawn_failures.push(RequestRecord::failed_without_running(
+                    Failure::new(FailureClass::Spawn, format!("cannot start a thread: {err}")),
+                    Duration::ZERO,
+                )),
             }
-            Err(_) => break,
         }
-    }
-    let missing = handles.len() - reported;
-    if missing > 0 {
-        last_end = deadline;
-        let failure = Failure::new(
-            FailureClass::Timeout,
-            format!(
-                "no answer within {:?} (pgstress's own deadline)",
-                settings.timeout
-            ),
-        );
-        records.extend(
-            (0..missing).map(|_| {
-                RequestRecord::failed_without_running(failure.clone(), deadline - release)
-            }),
-        );
-    }
-    reap(handles);
-    StepRun {
-        records,
-        launch,
-        wall: last_end - release,
-    }
-}
+        drop((ready_tx, gate_rx, result_tx));
 
-/// Joins the threads that have exited; a thread stuck on a dead server is left detached
-/// rather than holding up the run.
-fn reap(handles: Vec<JoinHandle<()>>) {
-    let deadline = Instant::now() + EXIT_GRACE;
-    for handle in handles {
-        while !handle.is_finished() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(1));
+        for _ in 0..handles.len() {
+            if ready_rx.recv_deadline(launch_deadline).is_err() {
+                break;
+            }
         }
-        if handle.is_finished() {
-            let _ = handle.join();
+        let release = Instant::now();
+        let _ = release_at.set(release);
+        drop(gate_tx);
+
+        let deadline = release + self.timeout + REPORT_GRACE;
+        let (mut records, wall) = gather(&result_rx, step, handles.len(), release, deadline);
+        records.extend(spawn_failures);
+        reap(handles, EXIT_GRACE);
+        StepRun {
+            records,
+            dropped: 0,
+            launch: release - launch_started,
+            wall,
         }
     }
 }
 
 /// What one request thread holds.
 struct Worker {
+    step: u32,
     spec: Arc<RequestSpec>,
     ready: crossbeam_channel::Sender<()>,
     gate: crossbeam_channel::Receiver<()>,
-    results: crossbeam_channel::Sender<RequestRecord>,
+    results: crossbeam_channel::Sender<Tagged>,
     release_at: Arc<OnceLock<Instant>>,
     gate_deadline: Instant,
 }
@@ -155,6 +134,6 @@ impl Worker {
             .map(Instant::elapsed)
             .unwrap_or_default();
         let record = request::execute(&self.spec, param.as_deref(), start_offset);
-        let _ = self.results.send(record);
+        let _ = self.results.send((self.step, record));
     }
 }

@@ -1,20 +1,88 @@
-//! Running a step: one module per load model, each taking a step's requests and returning
-//! what every request measured. Printing and files are someone else's job.
+//! Running a step: one module per load model, each taking a step's requests and returning what
+//! every request measured. Printing and files are someone else's job.
+//!
+//! - `burst`: a thread and a new connection per request, all released together (the original).
+//! - `pool`: a fixed set of workers take the step's requests from a queue (the original's
+//!   proposed queue in front of the server).
+//! - `rate`: requests start at scheduled times, so many per second (open loop).
 
 pub mod burst;
+pub mod pool;
+pub mod rate;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
+use crate::outcome::{Failure, FailureClass};
 use crate::request::RequestRecord;
 
+/// Past a request's own deadline, time for its thread to report (scheduling under load).
+pub const REPORT_GRACE: Duration = Duration::from_secs(2);
+
 /// What one step measured, before aggregation.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct StepRun {
     pub records: Vec<RequestRecord>,
-    /// From the first spawn to the release of the gate.
+    /// Requests the client could not send when they were due (rate mode): a client limit.
+    pub dropped: u32,
+    /// From the step's start to its first request's release.
     pub launch: Duration,
     /// From the release to the last request's end (or the step's deadline).
     pub wall: Duration,
+}
+
+/// A load model.
+pub trait Engine {
+    /// The mode's name as given to --mode.
+    fn name(&self) -> &'static str;
+    /// One line on how the load is sent, for the header.
+    fn describe(&self) -> String;
+    /// At most how many requests of a step of this size run at once; None when that depends
+    /// on the server's answers (and is measured instead).
+    fn concurrency(&self, size: u32) -> Option<u32>;
+    /// The longest a step of this size can take, whatever the server does.
+    fn step_bound(&self, size: u32) -> Duration;
+    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun;
+}
+
+/// A result and the step it belongs to: a late answer from an earlier step is not counted again.
+pub type Tagged = (u32, RequestRecord);
+
+/// Gathers a step's results until `expected` arrived or the deadline passed. The missing ones
+/// count as timeouts: pgstress's own deadline, so that no wait is longer than the request's.
+pub fn gather(
+    results: &Receiver<Tagged>,
+    step: u32,
+    expected: usize,
+    origin: Instant,
+    deadline: Instant,
+) -> (Vec<RequestRecord>, Duration) {
+    let mut records = Vec::with_capacity(expected);
+    let mut last_end = origin;
+    while records.len() < expected {
+        match results.recv_deadline(deadline) {
+            Ok((tag, record)) if tag == step => {
+                records.push(record);
+                last_end = Instant::now();
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let missing = expected - records.len();
+    if missing > 0 {
+        last_end = deadline;
+        let failure = Failure::new(
+            FailureClass::Timeout,
+            "no answer within the deadline (pgstress's own)",
+        );
+        records
+            .extend((0..missing).map(|_| {
+                RequestRecord::failed_without_running(failure.clone(), deadline - origin)
+            }));
+    }
+    (records, last_end.saturating_duration_since(origin))
 }
 
 /// The most threads this process may hope to run at once: the lowest of RLIMIT_NPROC, the
@@ -37,4 +105,42 @@ pub fn thread_limit() -> u64 {
     .flatten()
     .min()
     .unwrap_or(u64::MAX)
+}
+
+/// Joins the threads that have exited within `grace`; a thread stuck on a dead server is left
+/// detached rather than holding up the run.
+pub fn reap(handles: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    for handle in handles {
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_record() -> RequestRecord {
+        RequestRecord::failed_without_running(Failure::new(FailureClass::Io, "x"), Duration::ZERO)
+    }
+
+    #[test]
+    fn gather_fills_missing_results_with_timeouts_and_skips_other_steps() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        tx.send((1, ok_record())).unwrap();
+        tx.send((2, ok_record())).unwrap();
+        let origin = Instant::now();
+        let (records, _) = gather(&rx, 2, 3, origin, origin + Duration::from_millis(20));
+        assert_eq!(records.len(), 3);
+        let timeouts = records
+            .iter()
+            .filter(|r| matches!(&r.outcome, Err(f) if f.class == FailureClass::Timeout))
+            .count();
+        assert_eq!(timeouts, 2, "one result of step 2 came, two did not");
+    }
 }

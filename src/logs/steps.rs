@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
 use crate::flags;
@@ -11,7 +11,7 @@ use crate::outcome::FailureClass;
 use crate::stats::{MeanPeak, StepResult};
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
-pub const STEPS_HEADER: [&str; 32] = [
+pub const STEPS_HEADER: [&str; 37] = [
     "step",
     "requests",
     "ok",
@@ -24,6 +24,7 @@ pub const STEPS_HEADER: [&str; 32] = [
     "no_row",
     "spawn",
     "io",
+    "dropped",
     "wall_s",
     "throughput_rps",
     "launch_spread_ms",
@@ -33,6 +34,10 @@ pub const STEPS_HEADER: [&str; 32] = [
     "latency_max_ms",
     "connect_p50_ms",
     "connect_p99_ms",
+    "queue_wait_p50_ms",
+    "queue_wait_p99_ms",
+    "service_p50_ms",
+    "service_p99_ms",
     "host_cpu_mean",
     "host_cpu_peak",
     "process_cpu_mean",
@@ -47,7 +52,9 @@ pub const STEPS_HEADER: [&str; 32] = [
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Read back by `pgstress compare`, where a column an older version did not write is empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepRow {
     pub step: u32,
     pub requests: u32,
@@ -61,6 +68,8 @@ pub struct StepRow {
     pub no_row: u32,
     pub spawn: u32,
     pub io: u32,
+    /// Rate mode: offered but not sent (no free worker when due).
+    pub dropped: u32,
     pub wall_s: f64,
     pub throughput_rps: f64,
     pub launch_spread_ms: f64,
@@ -70,6 +79,12 @@ pub struct StepRow {
     pub latency_max_ms: Option<f64>,
     pub connect_p50_ms: Option<f64>,
     pub connect_p99_ms: Option<f64>,
+    /// The wait before a request started: pool queue, or rate schedule lag.
+    pub queue_wait_p50_ms: Option<f64>,
+    pub queue_wait_p99_ms: Option<f64>,
+    /// Start to end, without the wait: rate mode's uncorrected latency.
+    pub service_p50_ms: Option<f64>,
+    pub service_p99_ms: Option<f64>,
     pub host_cpu_mean: Option<f64>,
     pub host_cpu_peak: Option<f64>,
     pub process_cpu_mean: Option<f64>,
@@ -109,6 +124,7 @@ impl StepRow {
             no_row: class(FailureClass::NoRow),
             spawn: class(FailureClass::Spawn),
             io: class(FailureClass::Io),
+            dropped: step.dropped,
             wall_s: round(step.wall.as_secs_f64(), 6),
             throughput_rps: round(step.throughput(), 1),
             launch_spread_ms: round(step.launch_spread.as_secs_f64() * 1000.0, 3),
@@ -118,6 +134,10 @@ impl StepRow {
             latency_max_ms: ms(step.latency_max_ms()),
             connect_p50_ms: ms(step.connect_ms(50.0)),
             connect_p99_ms: ms(step.connect_ms(99.0)),
+            queue_wait_p50_ms: ms(step.queue_wait_ms(50.0)),
+            queue_wait_p99_ms: ms(step.queue_wait_ms(99.0)),
+            service_p50_ms: ms(step.service_ms(50.0)),
+            service_p99_ms: ms(step.service_ms(99.0)),
             host_cpu_mean: mean(step.cpu.host),
             host_cpu_peak: peak(step.cpu.host),
             process_cpu_mean: mean(step.cpu.process),
@@ -186,6 +206,6 @@ mod tests {
         let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
         let fields: Vec<&str> = text.trim_end().split(',').collect();
         assert_eq!(fields[5], "4", "too_many_clients");
-        assert_eq!(fields[17], "", "no p99 without a success: {text}");
+        assert_eq!(fields[18], "", "no p99 without a success: {text}");
     }
 }

@@ -1,0 +1,300 @@
+//! The pool engine: the queue the original's author proposed. A fixed set of workers, each with
+//! its own connection, take a step's requests from a bounded queue, so the server never sees
+//! more than `workers` of them at once; the rest wait their turn, and that wait is measured.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use postgres::Client;
+
+use super::{Engine, REPORT_GRACE, StepRun, Tagged, gather, reap};
+use crate::outcome::{Failure, FailureClass};
+use crate::request::{self, RequestRecord, RequestSpec};
+
+/// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
+pub const CONNECTION_MARGIN: u32 = 3;
+/// A worker whose connection died waits this long before reconnecting, doubling up to
+/// `MAX_BACKOFF` while the server keeps refusing.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A worker's thread stack: it holds one client, like a burst request thread.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// The default pool size: what the server accepts minus a margin, no more than the largest step.
+pub fn default_workers(usable_connections: u32, largest_step: u32) -> u32 {
+    usable_connections
+        .saturating_sub(CONNECTION_MARGIN)
+        .clamp(1, largest_step.max(1))
+}
+
+/// One request waiting in the queue.
+struct Job {
+    step: u32,
+    param: Option<String>,
+    /// When the step put its requests on the queue.
+    origin: Instant,
+    enqueued: Instant,
+    /// Past this the request is not started: it has waited longer than the step allows.
+    start_by: Instant,
+}
+
+pub struct Pool {
+    workers: u32,
+    connect_per_request: bool,
+    timeout: Duration,
+    jobs: Option<Sender<Job>>,
+    /// The pool's own end of the queue, to empty it of a previous step's leftovers.
+    leftovers: Receiver<Job>,
+    results: Receiver<Tagged>,
+    /// The step being run: a worker drops a job of another step instead of running it late.
+    current_step: Arc<AtomicU32>,
+    handles: Vec<JoinHandle<()>>,
+    /// Workers whose first connection opened before step 1.
+    pub connected_at_start: u32,
+}
+
+impl Pool {
+    /// Starts the workers and, unless each request connects anew, opens their connections
+    /// before the first step (in parallel, within the request deadline).
+    pub fn start(
+        spec: Arc<RequestSpec>,
+        workers: u32,
+        connect_per_request: bool,
+        queue_capacity: usize,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let (jobs_tx, jobs_rx) = bounded::<Job>(queue_capacity.max(1));
+        let (results_tx, results_rx) = crossbeam_channel::unbounded::<Tagged>();
+        let (ready_tx, ready_rx) = bounded::<bool>(workers as usize);
+        let current_step = Arc::new(AtomicU32::new(0));
+        let mut handles = Vec::with_capacity(workers as usize);
+        for index in 0..workers {
+            let worker = Worker {
+                spec: Arc::clone(&spec),
+                jobs: jobs_rx.clone(),
+                results: results_tx.clone(),
+                current_step: Arc::clone(&current_step),
+                connect_per_request,
+                client: None,
+                backoff: FIRST_BACKOFF,
+                next_attempt: Instant::now(),
+            };
+            let ready = ready_tx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("pgstress-pool-{index}"))
+                .stack_size(WORKER_STACK)
+                .spawn(move || worker.run(ready))?;
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        let deadline = Instant::now() + timeout + REPORT_GRACE;
+        let connected_at_start = (0..workers)
+            .map_while(|_| ready_rx.recv_deadline(deadline).ok())
+            .filter(|connected| *connected)
+            .count() as u32;
+        Ok(Pool {
+            workers,
+            connect_per_request,
+            timeout,
+            jobs: Some(jobs_tx),
+            leftovers: jobs_rx,
+            results: results_rx,
+            current_step,
+            handles,
+            connected_at_start,
+        })
+    }
+
+    /// How long the queue takes to drain at worst: each worker serves its share of the step
+    /// one request after another, each within the request deadline.
+    fn drain_bound(&self, requests: usize) -> Duration {
+        let rounds = requests.div_ceil(self.workers as usize).max(1) as u32;
+        self.timeout * rounds
+    }
+}
+
+impl Engine for Pool {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn describe(&self) -> String {
+        let connections = match self.connect_per_request {
+            true => "a new connection per request".to_owned(),
+            false => format!(
+                "a persistent connection each ({} of {} opened before step 1)",
+                self.connected_at_start, self.workers
+            ),
+        };
+        format!(
+            "pool: {} workers take each step's requests from a queue, {connections}",
+            self.workers
+        )
+    }
+
+    fn concurrency(&self, size: u32) -> Option<u32> {
+        Some(size.min(self.workers))
+    }
+
+    fn step_bound(&self, size: u32) -> Duration {
+        self.drain_bound(size as usize) + REPORT_GRACE
+    }
+
+    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun {
+        while self.leftovers.try_recv().is_ok() {}
+        self.current_step.store(step, Ordering::SeqCst);
+        let requests = params.len();
+        let origin = Instant::now();
+        let start_by = origin + self.drain_bound(requests);
+        let jobs = self
+            .jobs
+            .as_ref()
+            .expect("the queue lives as long as the pool");
+        let mut records = Vec::new();
+        for param in params {
+            let job = Job {
+                step,
+                param,
+                origin,
+                enqueued: Instant::now(),
+                start_by,
+            };
+            // The queue holds the largest step, and the previous step's leftovers are gone:
+            // a full queue means the workers are gone too.
+            if jobs.send_deadline(job, start_by).is_err() {
+                records.push(RequestRecord::failed_without_running(
+                    Failure::new(FailureClass::Io, "the pool's queue is not taking requests"),
+                    origin.elapsed(),
+                ));
+            }
+        }
+        let expected = requests - records.len();
+        let deadline = start_by + self.timeout + REPORT_GRACE;
+        let (answered, wall) = gather(&self.results, step, expected, origin, deadline);
+        records.extend(answered);
+        StepRun {
+            records,
+            dropped: 0,
+            launch: Duration::ZERO,
+            wall,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Workers stop when the queue closes; one stuck on a dead server is left detached.
+        self.jobs = None;
+        self.current_step.store(u32::MAX, Ordering::SeqCst);
+        reap(std::mem::take(&mut self.handles), REPORT_GRACE);
+    }
+}
+
+/// One worker thread and its connection.
+struct Worker {
+    spec: Arc<RequestSpec>,
+    jobs: Receiver<Job>,
+    results: Sender<Tagged>,
+    current_step: Arc<AtomicU32>,
+    connect_per_request: bool,
+    client: Option<Client>,
+    backoff: Duration,
+    /// After a failed connect, the next attempt waits until here.
+    next_attempt: Instant,
+}
+
+impl Worker {
+    fn run(mut self, ready: Sender<bool>) {
+        if !self.connect_per_request {
+            let _ = self.reconnect();
+        }
+        let _ = ready.send(self.client.is_some());
+        drop(ready);
+        // Ends when the pool closes the queue.
+        while let Ok(job) = self.jobs.recv() {
+            if job.step != self.current_step.load(Ordering::SeqCst) {
+                continue; // a leftover of a step that has been counted already
+            }
+            let record = self.serve(&job);
+            let _ = self.results.send((job.step, record));
+        }
+    }
+
+    fn serve(&mut self, job: &Job) -> RequestRecord {
+        if Instant::now() > job.start_by {
+            return RequestRecord::failed_without_running(
+                Failure::new(
+                    FailureClass::Timeout,
+                    "waited in the pool's queue past the step's deadline",
+                ),
+                Duration::ZERO,
+            )
+            .after_waiting(job.enqueued.elapsed());
+        }
+        if self.client.is_none() && !self.connect_per_request {
+            // A dead connection is replaced, but not faster than the backoff allows; the
+            // backoff is part of the request's wait.
+            let wait_until = self.next_attempt.min(job.start_by);
+            thread::sleep(wait_until.saturating_duration_since(Instant::now()));
+        }
+        let started = Instant::now();
+        let start_offset = started - job.origin;
+        let waited = started - job.enqueued;
+        let param = job.param.as_deref();
+        if self.connect_per_request {
+            return request::execute(&self.spec, param, start_offset).after_waiting(waited);
+        }
+        let connect = match self.client {
+            Some(_) => None,
+            None => match self.reconnect() {
+                Ok(()) => Some(started.elapsed()),
+                Err(failure) => {
+                    let mut record =
+                        RequestRecord::failed_without_running(failure, started.elapsed());
+                    record.start_offset = Some(start_offset);
+                    return record.after_waiting(waited);
+                }
+            },
+        };
+        let client = self.client.as_mut().expect("connected above");
+        let mut record = request::execute_on(client, &self.spec, param, start_offset);
+        if let Some(connect) = connect {
+            record.connect = Some(connect);
+            record.latency += connect;
+        }
+        if client.is_closed() {
+            self.client = None;
+        }
+        record.after_waiting(waited)
+    }
+
+    fn reconnect(&mut self) -> Result<(), Failure> {
+        match self.spec.connect() {
+            Ok(client) => {
+                self.client = Some(client);
+                self.backoff = FIRST_BACKOFF;
+                Ok(())
+            }
+            Err(failure) => {
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Err(failure)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pool_leaves_a_margin_and_never_exceeds_the_largest_step() {
+        assert_eq!(default_workers(97, 750), 94);
+        assert_eq!(default_workers(97, 20), 20);
+        assert_eq!(default_workers(2, 750), 1, "at least one worker");
+    }
+}
