@@ -76,6 +76,8 @@ struct FileConfig {
     spread_max: Option<String>,
     spread_ratio: Option<f64>,
     saturated_cpu: Option<f64>,
+    no_report: Option<bool>,
+    quiet: Option<bool>,
 }
 
 impl FileConfig {
@@ -144,6 +146,10 @@ pub struct RunConfig {
     pub stop: StopRules,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
+    /// Draw the charts and the HTML report at the end of the run.
+    pub report: bool,
+    /// No progress bars, even on a terminal.
+    pub quiet: bool,
 }
 
 impl RunConfig {
@@ -269,6 +275,8 @@ impl RunConfig {
             stop: judging.stop,
             gates: judging.gates,
             thresholds: judging.thresholds,
+            report: !(args.no_report || file.no_report == Some(true)),
+            quiet: args.quiet || file.quiet == Some(true),
         })
     }
 }

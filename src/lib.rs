@@ -11,6 +11,8 @@ pub mod gate;
 pub mod interrupt;
 pub mod logs;
 pub mod printer;
+pub mod progress;
+pub mod report;
 pub mod run_facts;
 pub mod runner;
 pub mod sampler;
@@ -53,6 +55,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(args) => {
             let plan = config::RunConfig::from_args(*args)?;
             runner::run(plan)
+        }
+        Command::Report(args) => {
+            let paths = report::write_report(&args.path)?;
+            println!("report:  {}", paths.html.display());
+            for chart in &paths.charts {
+                println!("chart:   {}", chart.display());
+            }
+            Ok(Status::Completed)
         }
         Command::Prepare(args) => {
             let prepare = config::PrepareConfig::from_args(args)?;

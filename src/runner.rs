@@ -16,6 +16,7 @@ use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::printer::Printer;
+use crate::progress::Progress;
 use crate::run_facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
 use crate::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
@@ -108,6 +109,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         timeout: config.timeout,
     };
     let mut rng = rand::rng();
+    let mut progress = Progress::new(config.plan.steps, config.quiet);
     let mut results: Vec<StepResult> = Vec::new();
     let mut summaries: Vec<StepSummary> = Vec::new();
     let mut stopped: Option<(u32, StopReason)> = None;
@@ -132,7 +134,9 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         if let Some(sampler) = &stats_sampler {
             sampler.begin_step(tag);
         }
-        let step_run = burst::run_step(&spec, params, &settings);
+        progress.start_step(index, requests);
+        let step_run = burst::run_step(&spec, params, &settings, progress.observer());
+        progress.finish_step();
         let cpu_samples = cpu_sampler.end_step();
         let server_samples = stats_sampler
             .as_ref()
@@ -147,7 +151,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             &config.thresholds,
         );
         logs.write_step(&result, &cpu_samples)?;
-        printer.step(&result, config.plan.steps);
+        progress.suspend(|| printer.step(&result, config.plan.steps));
         stopped = verdict::stop_reason(&result, &config.stop).map(|reason| (index, reason));
         summaries.push(StepSummary::of(&result));
         results.push(result);
@@ -159,6 +163,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         }
     }
     drop((cpu_sampler, stats_sampler));
+    progress.finish();
 
     let interrupted = interrupt::requested();
     if let Some((step, reason)) = &stopped
@@ -185,6 +190,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             Some(why) => printer.note(format!("gate breached: {why}")),
             None => printer.note(format!("gate passed: {gate}")),
         }
+    }
+
+    if config.report {
+        printer.note(crate::report::after_run(logs.summary_path()));
     }
 
     if let Some(server) = throwaway {
@@ -249,6 +258,7 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>) -> PlanFacts {
         stop_p99_ms: config.stop.p99.map(ms),
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
+        saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
     }
 }
 

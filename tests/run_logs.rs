@@ -9,8 +9,17 @@ use pgstress::target::FailureClass;
 #[test]
 fn small_run_writes_every_log_file() {
     let logs = tempfile::tempdir().unwrap();
+    // The pictures are tests/report.rs's subject; here only the logs.
     pgstress_run(logs.path())
-        .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "3",
+            "--step",
+            "10",
+            "--no-report",
+        ])
         .assert()
         .success();
 
@@ -25,7 +34,13 @@ fn small_run_writes_every_log_file() {
         chrono::NaiveDateTime::parse_from_str(timestamp, "%m%d%Y_%H%M%S").is_ok(),
         "timestamp {timestamp} is not %m%d%Y_%H%M%S"
     );
-    for suffix in ["log.csv", "log_execution_time.csv", "steps.csv", "cpu.csv", "summary.json"] {
+    for suffix in [
+        "log.csv",
+        "log_execution_time.csv",
+        "steps.csv",
+        "cpu.csv",
+        "summary.json",
+    ] {
         assert!(
             names.contains(&format!("{timestamp}_{suffix}")),
             "{suffix} missing from {names:?}"

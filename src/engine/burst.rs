@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::StepRun;
+use super::{StepObserver, StepRun, Tally};
 use crate::target::{self, Failure, FailureClass, RequestRecord, RequestSpec};
 
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
@@ -25,11 +25,13 @@ pub struct BurstSettings {
     pub timeout: Duration,
 }
 
-/// Runs one step: a thread per parameter (None when the query takes no parameter).
+/// Runs one step: a thread per parameter (None when the query takes no parameter). The
+/// observer, if any, hears of every request's end.
 pub fn run_step(
     spec: &Arc<RequestSpec>,
     params: Vec<Option<String>>,
     settings: &BurstSettings,
+    observer: Option<&dyn StepObserver>,
 ) -> StepRun {
     let requests = params.len();
     let launch_started = Instant::now();
@@ -77,12 +79,18 @@ pub fn run_step(
     let deadline = release + settings.timeout + REPORT_GRACE;
     let mut last_end = release;
     let mut reported = 0;
+    let mut tally = Tally::default();
+    records.iter().for_each(|record| tally.count(record));
     while reported < handles.len() {
         match result_rx.recv_deadline(deadline) {
             Ok(record) => {
+                tally.count(&record);
                 records.push(record);
                 reported += 1;
                 last_end = Instant::now();
+                if let Some(observer) = observer {
+                    observer.request_ended(tally);
+                }
             }
             Err(_) => break,
         }

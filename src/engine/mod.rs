@@ -17,6 +17,30 @@ pub struct StepRun {
     pub wall: Duration,
 }
 
+/// Requests of the step in flight that have ended so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u32,
+    pub ok: u32,
+    pub failed: u32,
+}
+
+impl Tally {
+    pub fn count(&mut self, record: &RequestRecord) {
+        self.done += 1;
+        match record.outcome {
+            Ok(()) => self.ok += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Told of each request's end while a step runs (live progress); the engine itself never
+/// prints. Called on the thread that collects the results, so it must return quickly.
+pub trait StepObserver {
+    fn request_ended(&self, tally: Tally);
+}
+
 /// The most threads this process may hope to run at once: the lowest of RLIMIT_NPROC, the
 /// kernel's threads-max and the cgroup's pids.max. An upper bound, since other processes count too.
 pub fn thread_limit() -> u64 {

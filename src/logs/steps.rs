@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
 use crate::flags;
@@ -47,7 +47,7 @@ pub const STEPS_HEADER: [&str; 32] = [
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRow {
     pub step: u32,
     pub requests: u32,
