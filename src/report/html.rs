@@ -11,15 +11,15 @@ use crate::logs::StepRow;
 use crate::target::FailureClass;
 
 const STYLE: &str = "
-body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 24px auto; max-width: 1100px;
+body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 24px auto; max-width: 1240px;
        padding: 0 16px; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 p.verdict { font-size: 1.25em; font-weight: bold; padding: 12px 16px; background: #eef4fb;
             border-left: 6px solid #1f77b4; }
 p.warning { padding: 8px 16px; background: #fff4e0; border-left: 6px solid #ff7f0e; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+table { border-collapse: collapse; font-size: 0.78em; }
+th, td { border: 1px solid #ddd; padding: 2px 5px; text-align: right; }
 th { background: #f2f2f2; }
 table.facts th, table.facts td { text-align: left; }
 td.text { text-align: left; }
@@ -27,8 +27,8 @@ tr.flagged { background: #fff8d6; }
 tr.breaking { background: #fde2e2; }
 tr.breaking td:first-child { border-left: 4px solid #000; }
 td.failed { color: #b00; font-weight: bold; }
-span.flag { display: inline-block; background: #ffd54f; border-radius: 3px; padding: 0 4px;
-            margin: 1px; }
+span.flag { display: block; white-space: nowrap; background: #ffd54f; border-radius: 3px;
+            padding: 0 4px; margin: 1px; }
 code { white-space: pre-wrap; word-break: break-all; }
 figure { margin: 16px 0; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
