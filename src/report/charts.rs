@@ -8,10 +8,10 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::legend::{Mark, draw_legend};
 use super::load::SavedRun;
 use super::series::{self, Line};
 use crate::target::FailureClass;
@@ -24,7 +24,7 @@ const PLOT_WIDTH: u32 = 780;
 /// every machine, with or without fonts installed. DejaVu is free (assets/fonts/LICENSE-DejaVu).
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// The family name the font is registered under; SVG viewers use their own sans-serif.
-const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 const X_DESC: &str = "concurrent requests in the step";
 
 const BREAKING: RGBColor = RGBColor(0, 0, 0);
@@ -34,7 +34,7 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const GREEN: RGBColor = RGBColor(44, 160, 44);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
 
-type Drawn = Result<(), String>;
+pub type Drawn = Result<(), String>;
 type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,13 +117,6 @@ fn register_font() {
     REGISTERED.call_once(|| {
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
     });
-}
-
-/// What a legend entry shows beside its name.
-enum Mark {
-    Line(RGBColor),
-    Dashed(RGBColor),
-    Bar(RGBColor),
 }
 
 fn draw<DB: DrawingBackend>(
@@ -362,35 +355,6 @@ where
         format!("breaking point ({requests})"),
         Mark::Dashed(BREAKING),
     ));
-    Ok(())
-}
-
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    legend: &[(String, Mark)],
-) -> Drawn {
-    let font = (FONT, 15).into_font().color(&BLACK);
-    for (row, (label, mark)) in legend.iter().enumerate() {
-        // Rows start level with the top of the plot, below the caption.
-        let y = 80 + row as i32 * 26;
-        let sample = [(4, y), (40, y)];
-        let drawn = match mark {
-            Mark::Line(color) => area.draw(&PathElement::new(sample, color.stroke_width(3))),
-            Mark::Dashed(color) => {
-                area.draw(&DashedPathElement::new(sample, 8, 5, color.stroke_width(2)))
-            }
-            Mark::Bar(color) => {
-                area.draw(&Rectangle::new([(12, y - 8), (32, y + 8)], color.filled()))
-            }
-        };
-        drawn.map_err(|e| e.to_string())?;
-        let text = Text::new(
-            label.clone(),
-            (48, y),
-            font.pos(Pos::new(HPos::Left, VPos::Center)),
-        );
-        area.draw(&text).map_err(|e| e.to_string())?;
-    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 mod charts;
 mod html;
+mod legend;
 mod load;
 mod series;
 
