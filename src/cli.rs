@@ -24,6 +24,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create the demo table `sharding` on a server and optionally write matching parameter CSVs.
     Prepare(PrepareArgs),
+    /// Redraw a run's charts and HTML report from its saved logs.
+    Report(ReportArgs),
 }
 
 /// Every option is also a key of the `--config` TOML file; the command line wins.
@@ -157,6 +159,14 @@ pub struct RunArgs {
     /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
     #[arg(long = "server-setting", value_name = "KEY=VALUE")]
     pub server_settings: Vec<String>,
+
+    /// Do not draw the charts and the HTML report at the end of the run.
+    #[arg(long)]
+    pub no_report: bool,
+
+    /// No progress bars, even on a terminal: the plain per-step lines only.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -172,4 +182,11 @@ pub struct PrepareArgs {
     /// Also write parameter CSVs whose values match the rows, into this folder.
     #[arg(long, value_name = "DIR")]
     pub write_data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run: its file prefix (logs/11282026_111515), its _summary.json or its _steps.csv.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
 }

@@ -21,6 +21,8 @@ const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const DEFAULT_STACK_KIB: usize = 256;
 /// Below this a request thread overflows its stack inside the postgres client.
 const MIN_STACK_KIB: usize = 64;
+/// The most requests a pool or rate step may queue or schedule.
+const MAX_QUEUED_STEP: u32 = 10_000_000;
 const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Error)]
@@ -87,6 +89,8 @@ struct FileConfig {
     spread_max: Option<String>,
     spread_ratio: Option<f64>,
     saturated_cpu: Option<f64>,
+    no_report: Option<bool>,
+    quiet: Option<bool>,
 }
 
 impl FileConfig {
@@ -216,6 +220,10 @@ pub struct RunConfig {
     pub stop: StopRules,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
+    /// Draw the charts and the HTML report at the end of the run.
+    pub report: bool,
+    /// No progress bars, even on a terminal.
+    pub quiet: bool,
 }
 
 impl RunConfig {
@@ -360,6 +368,8 @@ impl RunConfig {
             stop: judging.stop,
             gates: judging.gates,
             thresholds: judging.thresholds,
+            report: !(args.no_report || file.no_report == Some(true)),
+            quiet: args.quiet || file.quiet == Some(true),
         })
     }
 }
@@ -530,8 +540,21 @@ fn merge_mode(args: &RunArgs, file: &FileConfig, plan: &StepPlan) -> Result<Mode
             ),
         ));
     }
-    if mode == Mode::Burst {
-        check_thread_limit(plan)?;
+    match mode {
+        Mode::Burst => check_thread_limit(plan)?,
+        // The pool's queue and the rate's schedule hold a whole step in memory.
+        _ if mode.requests_for(plan.largest()) > MAX_QUEUED_STEP => {
+            return Err(invalid(
+                "--steps",
+                plan.steps,
+                format!(
+                    "the last step would hold {} requests in memory, above {MAX_QUEUED_STEP}; \
+                     use fewer or smaller steps",
+                    mode.requests_for(plan.largest())
+                ),
+            ));
+        }
+        _ => {}
     }
     Ok(mode)
 }
@@ -555,11 +578,11 @@ fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigEr
         ));
     }
     let largest = u64::from(start) + u64::from(steps - 1) * u64::from(step);
-    if largest > 1_000_000 {
+    if largest > u64::from(u32::MAX) {
         return Err(invalid(
             "--steps",
             steps,
-            format!("the last step would send {largest} requests; keep steps below a million"),
+            format!("the last step would send {largest} requests; use fewer or smaller steps"),
         ));
     }
     Ok(StepPlan { steps, start, step })

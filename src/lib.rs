@@ -13,6 +13,8 @@ pub mod logs;
 pub mod outcome;
 pub mod printer;
 pub mod procfs;
+pub mod progress;
+pub mod report;
 pub mod request;
 pub mod run_facts;
 pub mod runner;
@@ -57,6 +59,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(args) => {
             let plan = config::RunConfig::from_args(*args)?;
             runner::run(plan)
+        }
+        Command::Report(args) => {
+            let paths = report::write_report(&args.path)?;
+            println!("report:  {}", paths.html.display());
+            for chart in &paths.charts {
+                println!("chart:   {}", chart.display());
+            }
+            Ok(Status::Completed)
         }
         Command::Prepare(args) => {
             let prepare = config::PrepareConfig::from_args(args)?;

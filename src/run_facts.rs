@@ -1,12 +1,12 @@
 //! What a run is, fixed before step 1: the plan, the target, the server, the client. The
 //! terminal header and the JSON summary both describe a run from this.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flags::ClientCpus;
 
 /// Facts read from the server before the first step.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerFacts {
     pub version: String,
     pub max_connections: u32,
@@ -21,12 +21,14 @@ impl ServerFacts {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanFacts {
     pub mode: String,
     /// What a step's size counts.
+    #[serde(default)]
     pub unit: String,
     /// How the mode sends its load, in a sentence.
+    #[serde(default)]
     pub engine: String,
     pub steps: u32,
     pub start: u32,
@@ -43,10 +45,19 @@ pub struct PlanFacts {
     pub stop_when_unresponsive: bool,
     pub slo_p99_ms: Option<f64>,
     /// The longest the steps can take in all, start-up excluded.
+    #[serde(default)]
     pub bound_s: f64,
+    /// CPU peak (percent) from which a side counts as saturated; runs logged before this
+    /// field existed used the default.
+    #[serde(default = "default_saturated_cpu_pct")]
+    pub saturated_cpu_pct: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+fn default_saturated_cpu_pct() -> f64 {
+    crate::flags::Thresholds::default().saturated_cpu_pct
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunFacts {
     pub pgstress_version: String,
     /// RFC 3339, local time.
@@ -61,7 +72,7 @@ pub struct RunFacts {
     pub client: ClientFacts,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ClientFacts {
     pub host_cores: f64,
     pub allowed_cores: f64,

@@ -19,6 +19,7 @@ use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::printer::Printer;
+use crate::progress::Progress;
 use crate::request::RequestSpec;
 use crate::run_facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
@@ -109,6 +110,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         .context("cannot start the server statistics sampler")?;
 
     let mut rng = rand::rng();
+    let mut progress = Progress::new(config.plan.steps, config.quiet);
     let mut results: Vec<StepResult> = Vec::new();
     let mut summaries: Vec<StepSummary> = Vec::new();
     let mut stopped: Option<(u32, StopReason)> = None;
@@ -137,7 +139,9 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         if let Some(sampler) = &stats_sampler {
             sampler.begin_step(tag);
         }
-        let step_run = engine.run_step(index, params);
+        progress.start_step(index, requests);
+        let step_run = engine.run_step(index, params, progress.observer());
+        progress.finish_step();
         let cpu_samples = cpu_sampler.end_step();
         let server_samples = stats_sampler
             .as_ref()
@@ -158,7 +162,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             &config.thresholds,
         );
         logs.write_step(&result, &cpu_samples)?;
-        printer.step(&result, config.plan.steps);
+        progress.suspend(|| printer.step(&result, config.plan.steps));
         stopped = verdict::stop_reason(&result, &config.stop).map(|reason| (index, reason));
         summaries.push(StepSummary::of(&result));
         results.push(result);
@@ -171,6 +175,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         }
     }
     drop((cpu_sampler, stats_sampler, engine));
+    progress.finish();
 
     let interrupted = interrupt::requested();
     if let Some((step, reason)) = &stopped
@@ -199,6 +204,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             Some(why) => printer.note(format!("gate breached: {why}")),
             None => printer.note(format!("gate passed: {gate}")),
         }
+    }
+
+    if config.report {
+        printer.note(crate::report::after_run(logs.summary_path()));
     }
 
     if let Some(server) = throwaway {
@@ -311,6 +320,7 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Engine)
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
         bound_s: bound.as_secs_f64(),
+        saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
     }
 }
 

@@ -203,7 +203,7 @@ fn parameter_count_is_checked_by_the_server() {
 fn step_beyond_the_thread_limit_is_refused_before_the_run() {
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())
-        .args(["--steps", "2", "--step", "4000000000"])
+        .args(["--steps", "1", "--start", "4000000000"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -9,8 +9,17 @@ use pgstress::outcome::FailureClass;
 #[test]
 fn small_run_writes_every_log_file() {
     let logs = tempfile::tempdir().unwrap();
+    // The pictures are tests/report.rs's subject; here only the logs.
     pgstress_run(logs.path())
-        .args(["--dsn", &shared_dsn(), "--steps", "3", "--step", "10"])
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "3",
+            "--step",
+            "10",
+            "--no-report",
+        ])
         .assert()
         .success();
 

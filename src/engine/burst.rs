@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{Engine, REPORT_GRACE, StepRun, Tagged, gather, reap};
+use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
 
@@ -52,8 +52,12 @@ impl Engine for Burst {
         LAUNCH_ALLOWANCE + self.timeout + REPORT_GRACE + EXIT_GRACE
     }
 
-    /// Runs one step: a thread per parameter (None when the query takes no parameter).
-    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun {
+    fn run_step(
+        &mut self,
+        step: u32,
+        params: Vec<Option<String>>,
+        observer: Option<&dyn StepObserver>,
+    ) -> StepRun {
         let requests = params.len();
         let launch_started = Instant::now();
         let launch_deadline = launch_started + LAUNCH_ALLOWANCE;
@@ -98,7 +102,8 @@ impl Engine for Burst {
         drop(gate_tx);
 
         let deadline = release + self.timeout + REPORT_GRACE;
-        let (mut records, wall) = gather(&result_rx, step, handles.len(), release, deadline);
+        let (mut records, wall) =
+            gather(&result_rx, step, handles.len(), release, deadline, observer);
         records.extend(spawn_failures);
         reap(handles, EXIT_GRACE);
         StepRun {

@@ -32,6 +32,30 @@ pub struct StepRun {
     pub wall: Duration,
 }
 
+/// Requests of the step in flight that have ended so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u32,
+    pub ok: u32,
+    pub failed: u32,
+}
+
+impl Tally {
+    pub fn count(&mut self, record: &RequestRecord) {
+        self.done += 1;
+        match record.outcome {
+            Ok(()) => self.ok += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Told of each request's end while a step runs (live progress); the engine itself never
+/// prints. Called on the thread that collects the results, so it must return quickly.
+pub trait StepObserver {
+    fn request_ended(&self, tally: Tally);
+}
+
 /// A load model.
 pub trait Engine {
     /// The mode's name as given to --mode.
@@ -43,7 +67,13 @@ pub trait Engine {
     fn concurrency(&self, size: u32) -> Option<u32>;
     /// The longest a step of this size can take, whatever the server does.
     fn step_bound(&self, size: u32) -> Duration;
-    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun;
+    /// Runs one step: a request per parameter (None when the query takes no parameter).
+    fn run_step(
+        &mut self,
+        step: u32,
+        params: Vec<Option<String>>,
+        observer: Option<&dyn StepObserver>,
+    ) -> StepRun;
 }
 
 /// A result and the step it belongs to: a late answer from an earlier step is not counted again.
@@ -57,12 +87,18 @@ pub fn gather(
     expected: usize,
     origin: Instant,
     deadline: Instant,
+    observer: Option<&dyn StepObserver>,
 ) -> (Vec<RequestRecord>, Duration) {
     let mut records = Vec::with_capacity(expected);
     let mut last_end = origin;
+    let mut tally = Tally::default();
     while records.len() < expected {
         match results.recv_deadline(deadline) {
             Ok((tag, record)) if tag == step => {
+                if let Some(observer) = observer {
+                    tally.count(&record);
+                    observer.request_ended(tally);
+                }
                 records.push(record);
                 last_end = Instant::now();
             }
@@ -135,7 +171,7 @@ mod tests {
         tx.send((1, ok_record())).unwrap();
         tx.send((2, ok_record())).unwrap();
         let origin = Instant::now();
-        let (records, _) = gather(&rx, 2, 3, origin, origin + Duration::from_millis(20));
+        let (records, _) = gather(&rx, 2, 3, origin, origin + Duration::from_millis(20), None);
         assert_eq!(records.len(), 3);
         let timeouts = records
             .iter()

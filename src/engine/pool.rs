@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use postgres::Client;
 
-use super::{Engine, REPORT_GRACE, StepRun, Tagged, gather, reap};
+use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
 
@@ -143,7 +143,12 @@ impl Engine for Pool {
         self.drain_bound(size as usize) + REPORT_GRACE
     }
 
-    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun {
+    fn run_step(
+        &mut self,
+        step: u32,
+        params: Vec<Option<String>>,
+        observer: Option<&dyn StepObserver>,
+    ) -> StepRun {
         while self.leftovers.try_recv().is_ok() {}
         self.current_step.store(step, Ordering::SeqCst);
         let requests = params.len();
@@ -173,7 +178,7 @@ impl Engine for Pool {
         }
         let expected = requests - records.len();
         let deadline = start_by + self.timeout + REPORT_GRACE;
-        let (answered, wall) = gather(&self.results, step, expected, origin, deadline);
+        let (answered, wall) = gather(&self.results, step, expected, origin, deadline, observer);
         records.extend(answered);
         StepRun {
             records,

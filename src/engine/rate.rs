@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{Engine, REPORT_GRACE, StepRun, Tagged, gather, reap};
+use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::config::Arrival;
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
@@ -112,7 +112,12 @@ impl Engine for Rate {
         self.duration + self.timeout + REPORT_GRACE + EXIT_GRACE
     }
 
-    fn run_step(&mut self, step: u32, params: Vec<Option<String>>) -> StepRun {
+    fn run_step(
+        &mut self,
+        step: u32,
+        params: Vec<Option<String>>,
+        observer: Option<&dyn StepObserver>,
+    ) -> StepRun {
         let due_times = schedule(params.len(), self.duration, self.arrival, &mut rand::rng());
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<Tagged>();
         let mut handles = Vec::new();
@@ -172,7 +177,7 @@ impl Engine for Rate {
         drop((due_tx, results_tx));
 
         let deadline = origin + self.duration + self.timeout + REPORT_GRACE;
-        let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline);
+        let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline, observer);
         records.extend(failed_to_start);
         reap(handles, EXIT_GRACE);
         StepRun {

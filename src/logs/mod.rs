@@ -110,6 +110,10 @@ impl RunLogs {
         summary::write(&self.summary, summary)
     }
 
+    pub fn summary_path(&self) -> &Path {
+        &self.summary
+    }
+
     pub fn paths(&self) -> Vec<&Path> {
         let mut paths = self.original.paths();
         paths.push(self.steps.path());

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::Engine;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{LogError, StepRow};
 use crate::run_facts::RunFacts;
@@ -39,7 +39,7 @@ impl StepSummary {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateResult {
     pub gate: String,
     pub breached: Option<String>,

@@ -1,0 +1,409 @@
+//! The run's four charts, each drawn once per backend: a PNG to look at and an SVG to inline
+//! in the HTML report. Every chart has the concurrent requests of the step on its x axis, a
+//! legend to the right of the plot (so it never hides a line) and the breaking point marked.
+
+use std::ops::Range;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::legend::{Mark, draw_legend};
+use super::load::SavedRun;
+use super::series::{self, Line};
+use crate::outcome::FailureClass;
+
+/// Readable on a laptop screen, and as wide as the HTML report's column.
+pub const SIZE: (u32, u32) = (1000, 600);
+/// Where the legend starts: the plot takes the left of the picture.
+const PLOT_WIDTH: u32 = 780;
+/// Embedded rather than looked up, so text is measured (and the SVG laid out) the same on
+/// every machine, with or without fonts installed. DejaVu is free (assets/fonts/LICENSE-DejaVu).
+const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The family name the font is registered under; SVG viewers use their own sans-serif.
+pub const FONT: &str = "sans-serif";
+const X_DESC: &str = "concurrent requests in the step";
+
+const BREAKING: RGBColor = RGBColor(0, 0, 0);
+const SATURATION: RGBColor = RGBColor(214, 39, 40);
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+
+pub type Drawn = Result<(), String>;
+type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    Failures,
+    Wall,
+    Latency,
+    Cpu,
+}
+
+impl ChartKind {
+    pub const ALL: [ChartKind; 4] = [
+        ChartKind::Failures,
+        ChartKind::Wall,
+        ChartKind::Latency,
+        ChartKind::Cpu,
+    ];
+
+    /// The file name's part: `<ts>_<name>.png`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChartKind::Failures => "failures",
+            ChartKind::Wall => "wall",
+            ChartKind::Latency => "latency",
+            ChartKind::Cpu => "cpu",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ChartKind::Failures => "Failed requests per step, by failure class",
+            ChartKind::Wall => "Wall time per step (gate release to last answer)",
+            ChartKind::Latency => "Latency of the successful requests",
+            ChartKind::Cpu => "CPU during each step (mean solid, peak dashed)",
+        }
+    }
+}
+
+/// The chart as an SVG document.
+pub fn svg(kind: ChartKind, run: &SavedRun) -> Result<String, String> {
+    register_font();
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        draw(kind, run, &root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(text)
+}
+
+/// The chart as a PNG file's bytes.
+pub fn png(kind: ChartKind, run: &SavedRun) -> Result<Vec<u8>, String> {
+    register_font();
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        draw(kind, run, &root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    encode_png(&pixels)
+}
+
+fn encode_png(rgb: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, SIZE.0, SIZE.1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+        writer.write_image_data(rgb).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+fn register_font() {
+    static REGISTERED: Once = Once::new();
+    // The embedded font is known good (a unit test draws with it); were it not, drawing text
+    // would fail with plotters' "font unavailable", which the caller reports.
+    REGISTERED.call_once(|| {
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+fn draw<DB: DrawingBackend>(
+    kind: ChartKind,
+    run: &SavedRun,
+    root: &DrawingArea<DB, Shift>,
+) -> Drawn {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (plot, legend_area) = root.split_horizontally(PLOT_WIDTH);
+    let mut legend = Vec::new();
+    match kind {
+        ChartKind::Failures => failures(&plot, run, &mut legend)?,
+        ChartKind::Wall => {
+            let line = series::wall(&run.steps);
+            let high = series::value_range(std::slice::from_ref(&line)).map_or(1.0, |r| r.1);
+            let y = series::linear_axis(high);
+            let mut chart = frame(&plot, kind, run, y.clone())?;
+            mesh(&mut chart, "wall time (s)", false)?;
+            draw_line(&mut chart, &line, Mark::Line(BLUE), &mut legend)?;
+            breaking_line(&mut chart, run, &y, &mut legend)?;
+        }
+        ChartKind::Latency => latency(&plot, run, &mut legend)?,
+        ChartKind::Cpu => cpu(&plot, run, &mut legend)?,
+    }
+    draw_legend(&legend_area, &legend)
+}
+
+fn frame<'a, DB: DrawingBackend>(
+    plot: &'a DrawingArea<DB, Shift>,
+    kind: ChartKind,
+    run: &SavedRun,
+    y: Range<f64>,
+) -> Result<Chart<'a, DB, RangedCoordf64>, String> {
+    builder(plot, kind.title())
+        .build_cartesian_2d(series::requests_axis(&run.steps), y)
+        .map_err(|e| e.to_string())
+}
+
+fn builder<'a, 'b, DB: DrawingBackend>(
+    plot: &'a DrawingArea<DB, Shift>,
+    title: &'b str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(plot);
+    builder
+        .caption(title, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(76);
+    builder
+}
+
+/// Axes, grid and labels. `counts` keeps the y labels to whole numbers (requests).
+fn mesh<DB, Y>(chart: &mut Chart<'_, DB, Y>, y_desc: &str, counts: bool) -> Drawn
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(X_DESC)
+        .y_desc(y_desc)
+        .x_labels(12)
+        .y_labels(10)
+        .x_label_formatter(&|x| axis_number(*x))
+        .y_label_formatter(&|y| match counts && y.fract() != 0.0 {
+            true => String::new(),
+            false => axis_number(*y),
+        })
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(247, 247, 247))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+fn failures<DB: DrawingBackend>(
+    plot: &DrawingArea<DB, Shift>,
+    run: &SavedRun,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn {
+    let stacks = series::failure_stacks(&run.steps);
+    let top = run
+        .steps
+        .iter()
+        .map(|s| f64::from(s.failed))
+        .fold(0.0, f64::max);
+    // At least a few requests high, so an all-clean run has whole-number ticks.
+    let y = series::linear_axis(top.max(4.0));
+    let mut chart = frame(plot, ChartKind::Failures, run, y.clone())?;
+    mesh(&mut chart, "failed requests", true)?;
+    let half = series::spacing(&run.steps) * 0.35;
+    for stack in &stacks {
+        let color = class_color(stack.class);
+        let bars = stack.bars.iter().filter(|(_, low, high)| high > low);
+        chart
+            .draw_series(bars.map(|(x, low, high)| {
+                Rectangle::new([(x - half, *low), (x + half, *high)], color.filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        legend.push((stack.class.name().to_owned(), Mark::Bar(color)));
+    }
+    if stacks.is_empty() {
+        let x = series::requests_axis(&run.steps);
+        let middle = ((x.start + x.end) / 2.0, y.end / 2.0);
+        let style = (FONT, 20)
+            .into_font()
+            .color(&RGBColor(90, 90, 90))
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "no request failed",
+                middle,
+                style,
+            )))
+            .map_err(|e| e.to_string())?;
+    }
+    breaking_line(&mut chart, run, &y, legend)
+}
+
+fn latency<DB: DrawingBackend>(
+    plot: &DrawingArea<DB, Shift>,
+    run: &SavedRun,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn {
+    let lines = series::latency(&run.steps);
+    let (low, high) = series::value_range(&lines).unwrap_or((0.0, 1.0));
+    let colors = [BLUE, GREEN, ORANGE, PURPLE];
+    if series::use_log_scale(low, high) {
+        let y = series::log_axis(low, high);
+        let mut chart = builder(plot, "Latency of the successful requests (log scale)")
+            .build_cartesian_2d(series::requests_axis(&run.steps), y.clone().log_scale())
+            .map_err(|e| e.to_string())?;
+        mesh(&mut chart, "latency (ms, log scale)", false)?;
+        for (line, color) in lines.iter().zip(colors) {
+            draw_line(&mut chart, line, Mark::Line(color), legend)?;
+        }
+        breaking_line(&mut chart, run, &y, legend)
+    } else {
+        let y = series::linear_axis(high);
+        let mut chart = frame(plot, ChartKind::Latency, run, y.clone())?;
+        mesh(&mut chart, "latency (ms)", false)?;
+        for (line, color) in lines.iter().zip(colors) {
+            draw_line(&mut chart, line, Mark::Line(color), legend)?;
+        }
+        breaking_line(&mut chart, run, &y, legend)
+    }
+}
+
+fn cpu<DB: DrawingBackend>(
+    plot: &DrawingArea<DB, Shift>,
+    run: &SavedRun,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn {
+    let y = 0.0..105.0;
+    let mut chart = frame(plot, ChartKind::Cpu, run, y.clone())?;
+    mesh(&mut chart, "CPU (% of all the host's cores)", false)?;
+    for ((mean, peak), color) in series::cpu(&run.steps).iter().zip([BLUE, ORANGE, GREEN]) {
+        draw_line(&mut chart, mean, Mark::Line(color), legend)?;
+        draw_line(&mut chart, peak, Mark::Dashed(color), legend)?;
+    }
+    let saturated = run.facts.plan.saturated_cpu_pct;
+    let x = series::requests_axis(&run.steps);
+    let style = SATURATION.stroke_width(2);
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(x.start, saturated), (x.end, saturated)],
+            10,
+            6,
+            style,
+        ))
+        .map_err(|e| e.to_string())?;
+    legend.push((
+        format!("{}% saturation", axis_number(saturated)),
+        Mark::Dashed(SATURATION),
+    ));
+    breaking_line(&mut chart, run, &y, legend)
+}
+
+fn draw_line<DB, Y>(
+    chart: &mut Chart<'_, DB, Y>,
+    line: &Line,
+    mark: Mark,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64>,
+{
+    let points = line.points.clone();
+    let result = match mark {
+        Mark::Dashed(color) => chart
+            .draw_series(DashedLineSeries::new(points, 8, 5, color.stroke_width(2)))
+            .map(drop),
+        Mark::Line(color) | Mark::Bar(color) => chart
+            .draw_series(LineSeries::new(points, color.stroke_width(3)))
+            .map(drop),
+    };
+    result.map_err(|e| e.to_string())?;
+    let (Mark::Line(color) | Mark::Dashed(color) | Mark::Bar(color)) = mark;
+    chart
+        .draw_series(
+            line.points
+                .iter()
+                .map(|p| Circle::new(*p, 4, color.filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    legend.push((line.name.to_owned(), mark));
+    Ok(())
+}
+
+/// The breaking point's step as a vertical line across the whole plot.
+fn breaking_line<DB, Y>(
+    chart: &mut Chart<'_, DB, Y>,
+    run: &SavedRun,
+    y: &Range<f64>,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64>,
+{
+    let Some(requests) = run.breaking_requests() else {
+        return Ok(());
+    };
+    let x = f64::from(requests);
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(x, y.start), (x, y.end)],
+            10,
+            6,
+            BREAKING.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?;
+    legend.push((
+        format!("breaking point ({requests})"),
+        Mark::Dashed(BREAKING),
+    ));
+    Ok(())
+}
+
+fn class_color(class: FailureClass) -> RGBColor {
+    match class {
+        FailureClass::Refused => RGBColor(140, 86, 75),
+        FailureClass::TooManyClients => ORANGE,
+        FailureClass::Auth => PURPLE,
+        FailureClass::Timeout => RGBColor(214, 39, 40),
+        FailureClass::Query => RGBColor(227, 119, 194),
+        FailureClass::NoRow => RGBColor(127, 127, 127),
+        FailureClass::Spawn => RGBColor(188, 189, 34),
+        FailureClass::Io => RGBColor(23, 190, 207),
+    }
+}
+
+/// A tick label: whole numbers bare, small ones with the digits they need.
+pub fn axis_number(value: f64) -> String {
+    let text = if value.abs() >= 10.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_drop_useless_zeros() {
+        assert_eq!(axis_number(0.0), "0");
+        assert_eq!(axis_number(0.25), "0.25");
+        assert_eq!(axis_number(2.0), "2");
+        assert_eq!(axis_number(2.5), "2.5");
+        assert_eq!(axis_number(150.0), "150");
+    }
+
+    #[test]
+    fn embedded_font_registers() {
+        assert!(
+            plotters::style::register_font("pgstress-test", FontStyle::Normal, FONT_BYTES).is_ok()
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! The pictures of a real run: charts that decode and are not blank, an HTML page that parses,
+//! says the verdict and lists every step, `pgstress report` redrawing it byte for byte, and a
+//! real browser rendering it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CHARTS: [&str; 4] = ["failures", "wall", "latency", "cpu"];
+/// Debian's package; the browser test fails (never skips) without it.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// A headless screenshot takes seconds; past this the browser is stuck.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs a small ramp against the shared cluster and returns the run's file prefix.
+fn small_run(logs: &Path, steps: &str) -> PathBuf {
+    pgstress_run(logs)
+        .args(["--dsn", &shared_dsn(), "--steps", steps, "--step", "5"])
+        .assert()
+        .success();
+    let summary = log_file(logs, "_summary.json");
+    let name = summary.to_str().unwrap();
+    PathBuf::from(name.strip_suffix("_summary.json").unwrap())
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", prefix.display()))
+}
+
+/// Width, height and the number of distinct colours of a PNG.
+fn decode_png(path: &Path) -> (u32, u32, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let channels = frame.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> =
+        pixels[..frame.buffer_size()].chunks(channels).collect();
+    (frame.width, frame.height, colours.len())
+}
+
+#[test]
+fn run_draws_charts_that_decode_and_are_not_blank() {
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = small_run(logs.path(), "3");
+    for chart in CHARTS {
+        let (width, height, colours) = decode_png(&with_suffix(&prefix, &format!("_{chart}.png")));
+        assert_eq!((width, height), (1000, 600), "{chart}");
+        assert!(colours > 1, "{chart}.png is blank");
+        let svg = std::fs::read_to_string(with_suffix(&prefix, &format!("_{chart}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}.svg: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+    }
+}
+
+#[test]
+fn report_says_the_verdict_and_has_one_row_per_step() {
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = small_run(logs.path(), "3");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(with_suffix(&prefix, "_summary.json")).unwrap(),
+    )
+    .unwrap();
+    let verdict = summary["verdict_text"][0].as_str().unwrap();
+
+    let html = std::fs::read_to_string(with_suffix(&prefix, "_report.html")).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("the report is not well-formed: {e}"));
+    let first_paragraph = doc
+        .descendants()
+        .find(|n| n.has_tag_name("p"))
+        .and_then(|p| p.text())
+        .unwrap();
+    assert_eq!(first_paragraph, verdict);
+    let steps_table = doc
+        .descendants()
+        .find(|n| n.has_tag_name("table") && n.attribute("class") == Some("steps"))
+        .expect("a table of steps");
+    let rows = steps_table
+        .descendants()
+        .filter(|n| n.has_tag_name("tbody"))
+        .flat_map(|body| body.children().filter(|n| n.has_tag_name("tr")))
+        .count();
+    assert_eq!(rows, 3);
+    let inline_charts = doc.descendants().filter(|n| n.has_tag_name("svg")).count();
+    assert_eq!(inline_charts, 4);
+    assert!(
+        !html.contains("src=") && !html.contains("<link"),
+        "the page fetches nothing"
+    );
+}
+
+#[test]
+fn report_command_redraws_the_same_html_from_the_logs() {
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = small_run(logs.path(), "2");
+    let html_path = with_suffix(&prefix, "_report.html");
+    let written = std::fs::read(&html_path).unwrap();
+    std::fs::remove_file(&html_path).unwrap();
+    for chart in CHARTS {
+        std::fs::remove_file(with_suffix(&prefix, &format!("_{chart}.png"))).unwrap();
+    }
+
+    assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("report")
+        .arg(&prefix)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("_report.html"));
+    assert!(
+        std::fs::read(&html_path).unwrap() == written,
+        "the redrawn HTML differs"
+    );
+    for chart in CHARTS {
+        assert!(
+            with_suffix(&prefix, &format!("_{chart}.png")).exists(),
+            "{chart}.png"
+        );
+    }
+
+    // The steps CSV names the same run.
+    assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("report")
+        .arg(with_suffix(&prefix, "_steps.csv"))
+        .assert()
+        .success();
+    assert!(std::fs::read(&html_path).unwrap() == written);
+}
+
+#[test]
+fn report_of_a_run_that_is_not_there_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("report")
+        .arg(dir.path().join("01012026_000000"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("01012026_000000_summary.json"), "{error}");
+}
+
+#[test]
+fn no_report_and_a_pipe_mean_no_pictures_and_no_bars() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "2",
+            "--step",
+            "5",
+            "--no-report",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("step  1/2"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r'),
+        "bars on a pipe: {stdout:?}"
+    );
+    assert!(!stdout.contains("report:"), "{stdout}");
+    let pictures = std::fs::read_dir(logs.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+            name.ends_with(".png") || name.ends_with(".svg") || name.ends_with(".html")
+        })
+        .count();
+    assert_eq!(pictures, 0);
+}
+
+#[test]
+fn report_renders_in_a_headless_browser() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "this test renders the report in a real browser: install Debian's `chromium` \
+         (apt-get install -y chromium; .ci/run does it)"
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = small_run(logs.path(), "2");
+    let profile = tempfile::tempdir().unwrap();
+    let shot = logs.path().join("screenshot.png");
+    let mut browser = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1200,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "file://{}",
+            with_suffix(&prefix, "_report.html").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + BROWSER_DEADLINE;
+    let status = loop {
+        if let Some(status) = browser.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = browser.kill();
+            let _ = browser.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.is_some(),
+        "chromium did not finish within {BROWSER_DEADLINE:?}"
+    );
+    let (width, height, colours) = decode_png(&shot);
+    assert_eq!((width, height), (1200, 2000));
+    assert!(
+        colours > 10,
+        "the screenshot is (nearly) blank: {colours} colours"
+    );
+}
