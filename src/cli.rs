@@ -26,6 +26,8 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Redraw a run's charts and HTML report from its saved logs.
     Report(ReportArgs),
+    /// Print saved runs side by side, step by step (e.g. burst vs pool vs rate).
+    Compare(CompareArgs),
 }
 
 /// Every option is also a key of the `--config` TOML file; the command line wins.
@@ -118,6 +120,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub pause: Option<String>,
 
+    /// Also write <ts>_requests.csv: one row per request (as pgbench --log).
+    #[arg(long)]
+    pub log_requests: bool,
+
     /// Stack size of each request thread in KiB [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
@@ -189,4 +195,11 @@ pub struct ReportArgs {
     /// The run: its file prefix (logs/11282026_111515), its _summary.json or its _steps.csv.
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The runs: each a file prefix (logs/11282026_111515), a _summary.json or a _steps.csv.
+    #[arg(value_name = "RUN", required = true)]
+    pub runs: Vec<PathBuf>,
 }

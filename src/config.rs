@@ -74,6 +74,7 @@ struct FileConfig {
     sample_every: Option<String>,
     pause: Option<String>,
     stack_kib: Option<usize>,
+    log_requests: Option<bool>,
     mode: Option<String>,
     workers: Option<u32>,
     connect_per_request: Option<bool>,
@@ -210,6 +211,8 @@ pub struct RunConfig {
     pub data_dir: PathBuf,
     pub column: usize,
     pub logs_dir: PathBuf,
+    /// Write one row per request besides the per-step logs.
+    pub log_requests: bool,
     pub timeout: Duration,
     pub sample_every: Duration,
     /// Pause between two steps.
@@ -360,6 +363,7 @@ impl RunConfig {
                 .logs
                 .or(file.logs)
                 .unwrap_or_else(|| PathBuf::from("logs")),
+            log_requests: args.log_requests || file.log_requests.unwrap_or(false),
             timeout,
             sample_every,
             pause,
@@ -927,6 +931,57 @@ mod tests {
                 .to_string()
                 .contains("--fail-if 'speed>3'")
         );
+    }
+
+    #[test]
+    fn unknown_mode_is_named() {
+        let args = RunArgs {
+            mode: Some("warp".into()),
+            ..Default::default()
+        };
+        let err = merge(args, "").unwrap_err().to_string();
+        assert!(
+            err.contains("--mode 'warp'") && err.contains("burst, pool or rate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_option_of_another_mode_is_refused() {
+        let args = RunArgs {
+            workers: Some(5),
+            ..Default::default()
+        };
+        let err = merge(args, "").unwrap_err().to_string();
+        assert!(
+            err.contains("--workers '5'") && err.contains("--mode pool"),
+            "{err}"
+        );
+        let err = merge(RunArgs::default(), "mode = \"pool\"\nmax-inflight = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--max-inflight") && err.contains("--mode rate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rate_steps_offer_rate_times_duration() {
+        let config = merge(
+            RunArgs::default(),
+            "mode = \"rate\"\nduration = \"2s\"\narrival = \"poisson\"\nsteps = 3\nstep = 10",
+        )
+        .unwrap();
+        assert_eq!(config.mode.requests_for(config.plan.largest()), 60);
+        assert_eq!(config.mode.unit(), "requests per second");
+        let err = merge(
+            RunArgs::default(),
+            "mode = \"rate\"\nduration = \"10ms\"\nstep = 5",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--duration '10ms'"), "{err}");
     }
 
     #[test]

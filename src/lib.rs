@@ -2,6 +2,7 @@
 //! responding, and prove the load generator was not the limit.
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod demo;
@@ -66,6 +67,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             for chart in &paths.charts {
                 println!("chart:   {}", chart.display());
             }
+            Ok(Status::Completed)
+        }
+        Command::Compare(args) => {
+            let runs = compare::load_runs(&args.runs)?;
+            print!("{}", compare::table(&runs));
             Ok(Status::Completed)
         }
         Command::Prepare(args) => {

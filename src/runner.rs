@@ -90,7 +90,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         client: cpus.into(),
     };
 
-    let mut logs = RunLogs::create_now(&config.logs_dir)?;
+    let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
     let cpu_sampler: Sampler<CpuSample> = Sampler::start(
         "pgstress-cpu",
@@ -161,7 +161,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             &cpus,
             &config.thresholds,
         );
-        logs.write_step(&result, &cpu_samples)?;
+        logs.write_step(&result, &cpu_samples, &step_run.records)?;
         progress.suspend(|| printer.step(&result, config.plan.steps));
         stopped = verdict::stop_reason(&result, &config.stop).map(|reason| (index, reason));
         summaries.push(StepSummary::of(&result));

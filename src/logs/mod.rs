@@ -3,6 +3,7 @@
 
 mod cpu;
 mod original;
+mod requests;
 mod steps;
 mod summary;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::request::RequestRecord;
 use crate::sampler::cpu::CpuSample;
 use crate::stats::StepResult;
 
@@ -56,6 +58,8 @@ pub struct RunLogs {
     original: original::OriginalLogs,
     steps: steps::StepsCsv,
     cpu: cpu::CpuCsv,
+    /// Only with `--log-requests`.
+    requests: Option<requests::RequestsCsv>,
     summary: PathBuf,
 }
 
@@ -63,12 +67,12 @@ impl RunLogs {
     /// Creates the files under the current second's timestamp. A run that starts within the
     /// same second as an earlier one in the same folder waits for the next second rather than
     /// overwrite it or break the original's file names.
-    pub fn create_now(dir: &Path) -> Result<Self, LogError> {
+    pub fn create_now(dir: &Path, log_requests: bool) -> Result<Self, LogError> {
         loop {
             let now = chrono::Local::now();
             let timestamp = now.format(TIMESTAMP_FORMAT).to_string();
             if !dir.join(format!("{timestamp}_log.csv")).exists() {
-                return Self::create(dir, &timestamp);
+                return Self::create(dir, &timestamp, log_requests);
             }
             let into_second = u64::from(now.timestamp_subsec_millis());
             std::thread::sleep(std::time::Duration::from_millis(
@@ -78,7 +82,7 @@ impl RunLogs {
     }
 
     /// Creates `<dir>/<timestamp>_*.csv`.
-    pub fn create(dir: &Path, timestamp: &str) -> Result<Self, LogError> {
+    pub fn create(dir: &Path, timestamp: &str, log_requests: bool) -> Result<Self, LogError> {
         let path = |suffix: &str| dir.join(format!("{timestamp}_{suffix}"));
         Ok(RunLogs {
             original: original::OriginalLogs::create(
@@ -87,17 +91,29 @@ impl RunLogs {
             )?,
             steps: steps::StepsCsv::create(path("steps.csv"))?,
             cpu: cpu::CpuCsv::create(path("cpu.csv"))?,
+            requests: match log_requests {
+                true => Some(requests::RequestsCsv::create(path("requests.csv"))?),
+                false => None,
+            },
             summary: path("summary.json"),
         })
     }
 
     /// Writes and flushes one finished step in every file.
-    pub fn write_step(&mut self, step: &StepResult, samples: &[CpuSample]) -> Result<(), LogError> {
+    pub fn write_step(
+        &mut self,
+        step: &StepResult,
+        samples: &[CpuSample],
+        records: &[RequestRecord],
+    ) -> Result<(), LogError> {
         if crate::interrupt::abandoned() {
             return Ok(());
         }
         self.original.write_step(step)?;
         self.steps.write_step(step)?;
+        if let Some(requests) = &mut self.requests {
+            requests.write_step(step.step, records)?;
+        }
         self.cpu.write_samples(samples)
     }
 
@@ -118,6 +134,9 @@ impl RunLogs {
         let mut paths = self.original.paths();
         paths.push(self.steps.path());
         paths.push(self.cpu.path());
+        if let Some(requests) = &self.requests {
+            paths.push(requests.path());
+        }
         paths.push(&self.summary);
         paths
     }

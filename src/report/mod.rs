@@ -5,7 +5,7 @@
 mod charts;
 mod html;
 mod legend;
-mod load;
+pub mod load;
 mod series;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,206 @@
+//! `pgstress compare`: several saved runs in one table, step by step side by side, so that the
+//! modes (or two servers, or two settings) can be read against each other.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::logs::StepRow;
+use crate::report::ReportError;
+use crate::report::load::{SavedRun, run_prefix, summary_path, with_suffix};
+
+#[derive(Debug, Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Run(#[from] ReportError),
+    #[error(
+        "cannot read {path}: {message}; give a run's prefix like logs/11282026_111515 or its _steps.csv"
+    )]
+    Steps { path: PathBuf, message: String },
+}
+
+/// One run as compared: a label, what it was, and its steps.
+#[derive(Debug)]
+pub struct ComparedRun {
+    pub label: char,
+    pub prefix: PathBuf,
+    /// The mode and plan in words, when the run's summary is there to say.
+    pub description: Option<String>,
+    pub verdict: Option<String>,
+    pub steps: Vec<StepRow>,
+}
+
+impl ComparedRun {
+    /// From the run's summary when it is there, else from its steps CSV alone.
+    pub fn load(label: char, path: &Path) -> Result<Self, CompareError> {
+        let prefix = run_prefix(path)?;
+        let summary = summary_path(&prefix);
+        if summary.exists() {
+            let saved = SavedRun::load(&summary)?;
+            let plan = &saved.facts.plan;
+            let unit = match plan.unit.as_str() {
+                "" => "concurrent requests",
+                unit => unit,
+            };
+            return Ok(ComparedRun {
+                label,
+                prefix,
+                description: Some(format!(
+                    "{} mode, {} steps of {} to {} {unit}",
+                    plan.mode, plan.steps, plan.start, plan.largest_step
+                )),
+                verdict: saved.verdict_text.first().cloned(),
+                steps: saved.steps,
+            });
+        }
+        let steps_path = with_suffix(&prefix, "_steps.csv");
+        let steps_error = |message: String| CompareError::Steps {
+            path: steps_path.clone(),
+            message,
+        };
+        let mut reader =
+            csv::Reader::from_path(&steps_path).map_err(|e| steps_error(e.to_string()))?;
+        let steps = reader
+            .deserialize()
+            .collect::<Result<Vec<StepRow>, _>>()
+            .map_err(|e| steps_error(e.to_string()))?;
+        Ok(ComparedRun {
+            label,
+            prefix,
+            description: None,
+            verdict: None,
+            steps,
+        })
+    }
+}
+
+/// Loads the runs, labelled A, B, C... in the order given.
+pub fn load_runs(paths: &[PathBuf]) -> Result<Vec<ComparedRun>, CompareError> {
+    paths
+        .iter()
+        .zip(('A'..='Z').cycle())
+        .map(|(path, label)| ComparedRun::load(label, path))
+        .collect()
+}
+
+/// The table: the runs' legend, then for each step one row per run that reached it.
+pub fn table(runs: &[ComparedRun]) -> String {
+    let mut out = String::new();
+    for run in runs {
+        let description = run
+            .description
+            .as_deref()
+            .unwrap_or("(no summary: steps CSV only)");
+        let _ = writeln!(
+            out,
+            "{}  {}  {description}",
+            run.label,
+            run.prefix.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:>4} {:>3} {:>8} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>11}  flags",
+        "step",
+        "run",
+        "requests",
+        "failed",
+        "dropped",
+        "wall_s",
+        "p99_ms",
+        "wait_p99",
+        "client_cpu",
+        "server_cpu"
+    );
+    let last_step = runs
+        .iter()
+        .flat_map(|run| run.steps.iter().map(|s| s.step))
+        .max()
+        .unwrap_or(0);
+    for step in 1..=last_step {
+        for run in runs {
+            let Some(row) = run.steps.iter().find(|s| s.step == step) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "{:>4} {:>3} {:>8} {:>7} {:>7} {:>8.3} {:>10} {:>10} {:>11} {:>11}  {}",
+                row.step,
+                run.label,
+                row.requests,
+                row.failed,
+                row.dropped,
+                row.wall_s,
+                number(row.latency_p99_ms),
+                number(row.queue_wait_p99_ms),
+                cpu(row.host_cpu_mean, row.host_cpu_peak),
+                cpu(row.server_cpu_mean, row.server_cpu_peak),
+                row.flags
+            );
+        }
+    }
+    let verdicts: Vec<_> = runs
+        .iter()
+        .filter_map(|run| run.verdict.as_ref().map(|v| (run.label, v)))
+        .collect();
+    if !verdicts.is_empty() {
+        out.push('\n');
+        for (label, verdict) in verdicts {
+            let _ = writeln!(out, "{label}  {verdict}");
+        }
+    }
+    out
+}
+
+fn number(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+fn cpu(mean: Option<f64>, peak: Option<f64>) -> String {
+    match (mean, peak) {
+        (Some(mean), Some(peak)) => format!("{mean:.0}%/{peak:.0}%"),
+        _ => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: char, steps: &[(u32, u32)]) -> ComparedRun {
+        ComparedRun {
+            label,
+            prefix: PathBuf::from(format!("logs/{label}")),
+            description: None,
+            verdict: Some(format!("verdict of {label}")),
+            steps: steps
+                .iter()
+                .map(|&(step, requests)| StepRow {
+                    step,
+                    requests,
+                    ..StepRow::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn steps_interleave_and_a_shorter_run_leaves_no_row() {
+        let text = table(&[run('A', &[(1, 50), (2, 100)]), run('B', &[(1, 50)])]);
+        let rows: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let step = fields.next()?.parse::<u32>().ok()?;
+                Some((step.to_string(), fields.next()?.to_owned()))
+            })
+            .collect();
+        let expected = [("1", "A"), ("1", "B"), ("2", "A")];
+        assert_eq!(
+            rows,
+            expected.map(|(s, r)| (s.to_owned(), r.to_owned())).to_vec()
+        );
+        assert!(text.contains("B  verdict of B"), "{text}");
+    }
+}
