@@ -59,3 +59,62 @@ proptest! {
         }
     }
 }
+
+/// The corpus in tests/corpus: inputs that once needed care, kept so every CI run replays them.
+fn corpus(kind: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(kind);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("the corpus {} is missing: {err}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "empty corpus {}", dir.display());
+    files
+}
+
+#[test]
+fn corpus_dsns_never_leak_the_password() {
+    const PASSWORD: &str = "SECRETpw1234";
+    for file in corpus("dsn") {
+        for dsn in std::fs::read_to_string(&file).unwrap().lines() {
+            assert!(
+                dsn.contains(PASSWORD),
+                "a corpus DSN carries the known password: {dsn}"
+            );
+            let shown = match ConnectTarget::parse(dsn, None) {
+                Ok(target) => target.redacted().to_owned(),
+                Err(err) => err.to_string(),
+            };
+            assert!(!shown.contains(PASSWORD), "{dsn} -> {shown}");
+        }
+    }
+}
+
+#[test]
+fn corpus_configs_are_refused_with_one_line_naming_the_key() {
+    for file in corpus("config") {
+        let args = RunArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = RunConfig::from_args(args)
+            .map(|_| ())
+            .expect_err(&format!("{} should be refused", file.display()))
+            .to_string();
+        assert!(!err.contains('\n'), "{}: {err}", file.display());
+    }
+}
+
+#[test]
+fn corpus_data_files_are_refused_or_loaded_without_panic() {
+    for file in corpus("data") {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&file, dir.path().join("values.csv")).unwrap();
+        match ParamData::load(dir.path(), 1) {
+            Ok(data) => assert!(data.total_values() > 0, "{}", file.display()),
+            Err(err) => assert!(!err.to_string().contains('\n'), "{}: {err}", file.display()),
+        }
+    }
+}
