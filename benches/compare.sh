@@ -11,12 +11,14 @@
 #   b  persistent connections: pgstress --mode pool vs pgbench -c N -j 2 (when pool mode exists)
 #   c  the original's design (benches/original.py, psycopg2 + multiprocessing) vs burst mode
 #   d  launch scaling: one burst step of 1,000, 5,000 and 10,000 threads
+#   e  the same steps with pgstress pinned to CPU 0 and the server to the other CPUs (taskset),
+#      to tell pgstress's own launch from the competition with a server on the same cores
 # Client CPU is user + system time of the client process and its children (/usr/bin/time).
 # Raw figures and every run's logs are kept in $RESULTS (default target/bench-results/<time>).
 #
 # Settings (environment):
 #   PAIRS=3                 pairs per comparison (A B repeated)
-#   PARTS="a b c d"         which comparisons to run
+#   PARTS="a b c d e"       which comparisons to run
 #   SIZES="50 100 300"      concurrency of a and b
 #   TOTAL=1200              requests per run in a (about; the same for both tools)
 #   POOL_TOTAL=20000        requests per run in b
@@ -28,7 +30,7 @@
 set -euo pipefail
 
 PAIRS=${PAIRS:-3}
-PARTS=${PARTS:-"a b c d"}
+PARTS=${PARTS:-"a b c d e"}
 SIZES=${SIZES:-"50 100 300"}
 TOTAL=${TOTAL:-1200}
 POOL_TOTAL=${POOL_TOTAL:-20000}
@@ -148,7 +150,7 @@ run_pgstress() { # part size pair prefix args...
     local part=$1 size=$2 pair=$3 prefix=$4
     shift 4
     rm -rf "$prefix.logs"
-    timed "$prefix" "$BIN" run --dsn "$DSN" --data "$WORK/data" --logs "$prefix.logs" --no-stop "$@"
+    timed "$prefix" ${CLIENT_PIN:-} "$BIN" run --dsn "$DSN" --data "$WORK/data" --logs "$prefix.logs" --no-stop "$@"
     local steps_csv req failed wall spread spawn
     steps_csv=$(ls "$prefix".logs/*_steps.csv 2>/dev/null | head -n 1)
     [ -n "$steps_csv" ] || die "pgstress wrote no steps CSV: $(tail -n 5 "$prefix.out")"
@@ -243,6 +245,24 @@ if has_part d; then
     done
 fi
 
+# ---- e: launch scaling, client and server on separate cores
+if has_part e && [ "$(nproc)" -lt 2 ]; then
+    note "e: skipped: one CPU, nothing to separate"
+elif has_part e; then
+    has_part d || { stop_server; start_server "$SCALE_MAX_CONNECTIONS"; }
+    # Children inherit the affinity: every backend forked from now on runs on CPUs 1..n-1.
+    taskset -a -p -c "1-$(($(nproc) - 1))" "$(head -n 1 "$PGDATA/postmaster.pid")" >/dev/null
+    CLIENT_PIN="taskset -c 0"
+    for pair in $(seq 1 "$PAIRS"); do
+        for size in $SCALE_SIZES; do
+            note "e: run $pair, one step of $size threads, pgstress on CPU 0 alone"
+            run_pgstress e "$size" "$pair" "$RESULTS/e-pgstress-$size-$pair" \
+                --steps 1 --start "$size" --timeout "$SCALE_TIMEOUT"
+        done
+    done
+    CLIENT_PIN=""
+fi
+
 # ---------------------------------------------------------------- the table
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # Median of an expression over the runs of one part/tool/size, e.g. field 'cpu_s/requests'.
@@ -319,17 +339,24 @@ if has_part c && [ -n "$PYTHON" ]; then
         printf '%-6s %14s %14s %14s %14s\n' $((i * ORIG_STEP)) "$(fmt "$ow" %.3f)" "$(fmt "$pw" %.3f)" "$(fmt "$oc" %.3f)" "$(fmt "$pc" %.3f)"
     done
 fi
-if has_part d; then
+scale_table() { # part title
+    local part=$1
     echo
-    echo "d. launch scaling: one burst step (server max_connections $SCALE_MAX_CONNECTIONS, --timeout $SCALE_TIMEOUT)"
+    echo "$2"
     printf '%-7s %10s %8s %8s %18s %10s %8s\n' threads peak_MiB ok spawn first_to_last_ms elapsed_s cpu_s
     for size in $SCALE_SIZES; do
-        printf '%-7s %10s %8s %8s %18s %10s %8s\n' "$size" "$(fmt "$(med d pgstress "$size" 'rss/1024')" %.1f)" \
-            "$(med d pgstress "$size" 'requests-failed')" "$(med d pgstress "$size" spawn)" \
-            "$(fmt "$(med d pgstress "$size" spread)" %.1f)" "$(fmt "$(med d pgstress "$size" elapsed)" %.2f)" \
-            "$(fmt "$(med d pgstress "$size" cpu)" %.2f)"
+        printf '%-7s %10s %8s %8s %18s %10s %8s\n' "$size" "$(fmt "$(med "$part" pgstress "$size" 'rss/1024')" %.1f)" \
+            "$(med "$part" pgstress "$size" 'requests-failed')" "$(med "$part" pgstress "$size" spawn)" \
+            "$(fmt "$(med "$part" pgstress "$size" spread)" %.1f)" "$(fmt "$(med "$part" pgstress "$size" elapsed)" %.2f)" \
+            "$(fmt "$(med "$part" pgstress "$size" cpu)" %.2f)"
     done
-    echo "   failures by class: see $RESULTS/d-*.logs/*_steps.csv"
+    echo "   failures by class: see $RESULTS/$part-*.logs/*_steps.csv"
+}
+if has_part d; then
+    scale_table d "d. launch scaling: one burst step (server max_connections $SCALE_MAX_CONNECTIONS, --timeout $SCALE_TIMEOUT)"
+fi
+if has_part e && [ "$(nproc)" -ge 2 ]; then
+    scale_table e "e. as d, pgstress on CPU 0 alone, the server on CPUs 1-$(($(nproc) - 1))"
 fi
 echo
 echo "raw figures: $RAW"
