@@ -121,15 +121,25 @@ SELECT * FROM sharding WHERE url_hash = decode(md5('https://example.com/page/' |
 SQL
 
 # ---------------------------------------------------------------- measuring
-# raw.tsv: part tool size pair requests failed elapsed_s cpu_s rss_kib tool_rps spread_ms spawn
-printf 'part\ttool\tsize\tpair\trequests\tfailed\telapsed_s\tcpu_s\trss_kib\ttool_rps\tspread_ms\tspawn\n' >"$RAW"
-record() { printf '%s\t' "$@" | sed 's/\t$//' >>"$RAW"; echo >>"$RAW"; }
+# raw.tsv: part tool size pair requests failed elapsed_s cpu_s rss_kib tool_rps spread_ms spawn server_cpu_s
+printf 'part\ttool\tsize\tpair\trequests\tfailed\telapsed_s\tcpu_s\trss_kib\ttool_rps\tspread_ms\tspawn\tserver_cpu_s\n' >"$RAW"
+record() { printf '%s\t' "$@" "$SERVER_CPU" | sed 's/\t$//' >>"$RAW"; echo >>"$RAW"; }
 
-# Runs a command under /usr/bin/time; sets ELAPSED, CPU (user + sys, children included), RSS.
+# CPU seconds of the server so far: the postmaster's own and that of every backend it reaped.
+CLK_TCK=$(getconf CLK_TCK)
+server_cpu_total() {
+    cut -d')' -f2 "/proc/$(head -n 1 "$PGDATA/postmaster.pid")/stat" |
+        awk -v hz="$CLK_TCK" '{ printf "%.2f\n", ($12 + $13 + $14 + $15) / hz }'
+}
+
+# Runs a command under /usr/bin/time; sets ELAPSED, CPU (user + sys, children included), RSS,
+# and SERVER_CPU, the server's CPU seconds meanwhile.
 timed() { # out-prefix command...
-    local prefix=$1
+    local prefix=$1 server_before
     shift
+    server_before=$(server_cpu_total)
     "$TIME" -f '%e %U %S %M' -o "$prefix.time" "$@" >"$prefix.out" 2>&1 || true
+    SERVER_CPU=$(awk -v a="$server_before" -v b="$(server_cpu_total)" 'BEGIN { printf "%.2f", b - a }')
     read -r ELAPSED user sys RSS < <(tail -n 1 "$prefix.time")
     CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.3f", u + s }')
 }
@@ -268,7 +278,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (N
 # Median of an expression over the runs of one part/tool/size, e.g. field 'cpu_s/requests'.
 med() { # part tool size awk-expression
     awk -F'\t' -v p="$1" -v t="$2" -v s="$3" 'NR == 1 { next } $1 == p && $2 == t && $3 == s {
-        requests = $5; failed = $6; elapsed = $7; cpu = $8; rss = $9; tool_rps = $10; spread = $11; spawn = $12
+        requests = $5; failed = $6; elapsed = $7; cpu = $8; rss = $9; tool_rps = $10; spread = $11; spawn = $12; server = $13
         print '"$4"' }' "$RAW" | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
@@ -284,15 +294,16 @@ compare_table() { # part title
     local part=$1
     echo
     echo "$2"
-    printf '%-6s %-9s %8s %6s %10s %10s %12s %12s\n' N tool requests failed rps_run rps_tool cpu_ms/req rss_MiB
+    printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' N tool requests failed rps_run rps_tool cpu_ms/req server_ms/req rss_MiB
     for size in $SIZES; do
         for tool in pgstress pgbench; do
             [ -n "$(med "$part" "$tool" "$size" requests)" ] || continue
-            printf '%-6s %-9s %8s %6s %10s %10s %12s %12s\n' "$size" "$tool" \
+            printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' "$size" "$tool" \
                 "$(med "$part" "$tool" "$size" requests)" "$(med "$part" "$tool" "$size" failed)" \
                 "$(fmt "$(med "$part" "$tool" "$size" 'requests/elapsed')" %.0f)" \
                 "$(fmt "$(med "$part" "$tool" "$size" tool_rps)" %.0f)" \
                 "$(fmt "$(med "$part" "$tool" "$size" '1000*cpu/requests')" %.3f)" \
+                "$(fmt "$(med "$part" "$tool" "$size" '1000*server/requests')" %.3f)" \
                 "$(fmt "$(med "$part" "$tool" "$size" 'rss/1024')" %.1f)"
         done
         local a_run b_run a_tool b_tool a_cpu b_cpu
@@ -310,6 +321,7 @@ compare_table() { # part title
 if has_part a; then
     compare_table a "a. connection per request: pgstress burst (step ramp centred on N, +1 per step) vs pgbench -C -c N -j 2"
     echo "   rps_run = requests / whole process wall time; rps_tool = pgstress: requests / sum of step walls (release to last end), pgbench: its tps"
+    echo "   server_ms/req = the server's CPU (postmaster and reaped backends) during the run / requests"
 fi
 if has_part b && [ "$POOL_MODE" = 1 ]; then
     compare_table b "b. persistent connections: pgstress --mode pool --workers N vs pgbench -c N -j 2"
