@@ -8,7 +8,7 @@
 # (SCRAM password authentication over TCP, as a real deployment), loads the demo table, then
 # runs each comparison alternately, A B A B, and prints the medians and their ratios:
 #   a  connection per request: pgstress burst steps vs pgbench -C -c N -j 2
-#   b  persistent connections: pgstress --mode pool vs pgbench -c N -j 2 (when pool mode exists)
+#   b  persistent connections: pgstress --mode pool vs pgbench -c N -j 2 -M prepared
 #   c  the original's design (benches/original.py, psycopg2 + multiprocessing) vs burst mode
 #   d  launch scaling: one burst step of 1,000, 5,000 and 10,000 threads
 #   e  the same steps with pgstress pinned to CPU 0 and the server to the other CPUs (taskset),
@@ -209,7 +209,8 @@ elif has_part b; then
             note "b: pair $pair, $size workers, $((per_client * size)) requests"
             run_pgstress b "$size" "$pair" "$RESULTS/b-pgstress-$size-$pair" --mode pool --workers "$size" \
                 --steps "$steps" --start "$(ramp_start $((per_client * size / steps)) "$steps")" --step 1
-            run_pgbench b "$size" "$pair" "$RESULTS/b-pgbench-$size-$pair" "$per_client"
+            # The pool prepares the query once per connection: pgbench does the same with -M prepared.
+            run_pgbench b "$size" "$pair" "$RESULTS/b-pgbench-$size-$pair" "$per_client" -M prepared
         done
     done
 fi
@@ -324,7 +325,7 @@ if has_part a; then
     echo "   server_ms/req = the server's CPU (postmaster and reaped backends) during the run / requests"
 fi
 if has_part b && [ "$POOL_MODE" = 1 ]; then
-    compare_table b "b. persistent connections: pgstress --mode pool --workers N vs pgbench -c N -j 2"
+    compare_table b "b. persistent connections: pgstress --mode pool --workers N vs pgbench -c N -j 2 -M prepared"
 fi
 if has_part c && [ -n "$PYTHON" ]; then
     echo

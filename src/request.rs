@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config};
+use postgres::{Client, Config, Statement};
+
+use crate::config::highest_placeholder;
 
 use crate::outcome::{Failure, FailureClass};
 use crate::tls::Connector;
@@ -97,15 +99,41 @@ pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) 
     }
 }
 
-/// One request on an open connection.
+/// A connection kept across requests, with the query prepared on it once.
+pub struct Session {
+    pub client: Client,
+    statement: Statement,
+}
+
+impl Session {
+    /// Connects and prepares the query, `$1` typed `unknown` so the server infers its type.
+    pub fn open(spec: &RequestSpec) -> Result<Self, Failure> {
+        let mut client = spec.connect()?;
+        let types: &[Type] = match highest_placeholder(&spec.query) {
+            0 => &[],
+            _ => &[Type::UNKNOWN],
+        };
+        let statement = client
+            .prepare_typed(&spec.query, types)
+            .map_err(|err| Failure::from_error(&err))?;
+        Ok(Session { client, statement })
+    }
+}
+
+/// One request on an open session: a single round trip, bind and execute.
 pub fn execute_on(
-    client: &mut Client,
-    spec: &RequestSpec,
+    session: &mut Session,
     param: Option<&str>,
     start_offset: Duration,
 ) -> RequestRecord {
     let started = Instant::now();
-    let outcome = run_query(client, spec, param);
+    let result = match param {
+        Some(value) => session
+            .client
+            .query(&session.statement, &[&TextParam(value)]),
+        None => session.client.query(&session.statement, &[]),
+    };
+    let outcome = rows_outcome(result);
     let query = started.elapsed();
     RequestRecord {
         start_offset: Some(start_offset),
@@ -118,11 +146,20 @@ pub fn execute_on(
 }
 
 /// Runs the query and reads its rows: success means at least one row (the original's rule).
+/// One round trip: parse, bind and execute go together, `$1` typed `unknown` so that the
+/// server infers its type as it would for an untyped parameter (a plain `query` would spend
+/// two more round trips preparing and closing a statement first).
 fn run_query(client: &mut Client, spec: &RequestSpec, param: Option<&str>) -> Result<(), Failure> {
     let result = match param {
-        Some(value) => client.query(spec.query.as_str(), &[&TextParam(value)]),
-        None => client.query(spec.query.as_str(), &[]),
+        Some(value) => {
+            client.query_typed(spec.query.as_str(), &[(&TextParam(value), Type::UNKNOWN)])
+        }
+        None => client.query_typed(spec.query.as_str(), &[]),
     };
+    rows_outcome(result)
+}
+
+fn rows_outcome(result: Result<Vec<postgres::Row>, postgres::Error>) -> Result<(), Failure> {
     match result {
         Ok(rows) if rows.is_empty() => Err(Failure::new(FailureClass::NoRow, "no row came back")),
         Ok(_) => Ok(()),

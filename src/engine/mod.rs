@@ -12,7 +12,7 @@ pub mod rate;
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::outcome::{Failure, FailureClass};
 use crate::request::RequestRecord;
@@ -79,8 +79,13 @@ pub trait Engine {
 /// A result and the step it belongs to: a late answer from an earlier step is not counted again.
 pub type Tagged = (u32, RequestRecord);
 
+/// How often the collecting thread looks for results. Results are taken in batches: waking
+/// the collector for each one would cost the client about as much as the request itself.
+const COLLECT_EVERY: Duration = Duration::from_micros(500);
+
 /// Gathers a step's results until `expected` arrived or the deadline passed. The missing ones
 /// count as timeouts: pgstress's own deadline, so that no wait is longer than the request's.
+/// The wall time runs from `origin` to the last request's own end, as the request measured it.
 pub fn gather(
     results: &Receiver<Tagged>,
     step: u32,
@@ -90,25 +95,32 @@ pub fn gather(
     observer: Option<&dyn StepObserver>,
 ) -> (Vec<RequestRecord>, Duration) {
     let mut records = Vec::with_capacity(expected);
-    let mut last_end = origin;
+    let mut last_end = Duration::ZERO;
     let mut tally = Tally::default();
     while records.len() < expected {
-        match results.recv_deadline(deadline) {
+        match results.try_recv() {
             Ok((tag, record)) if tag == step => {
                 if let Some(observer) = observer {
                     tally.count(&record);
                     observer.request_ended(tally);
                 }
+                let end = match record.start_offset {
+                    Some(start) => start + record.service(),
+                    None => origin.elapsed(),
+                };
+                last_end = last_end.max(end);
                 records.push(record);
-                last_end = Instant::now();
             }
             Ok(_) => {}
+            Err(TryRecvError::Empty) if Instant::now() < deadline => {
+                std::thread::sleep(COLLECT_EVERY);
+            }
             Err(_) => break,
         }
     }
     let missing = expected - records.len();
     if missing > 0 {
-        last_end = deadline;
+        last_end = deadline - origin;
         let failure = Failure::new(
             FailureClass::Timeout,
             "no answer within the deadline (pgstress's own)",
@@ -118,7 +130,7 @@ pub fn gather(
                 RequestRecord::failed_without_running(failure.clone(), deadline - origin)
             }));
     }
-    (records, last_end.saturating_duration_since(origin))
+    (records, last_end)
 }
 
 /// The most threads this process may hope to run at once: the lowest of RLIMIT_NPROC, the

@@ -8,11 +8,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use postgres::Client;
 
 use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::outcome::{Failure, FailureClass};
-use crate::request::{self, RequestRecord, RequestSpec};
+use crate::request::{self, RequestRecord, RequestSpec, Session};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
 pub const CONNECTION_MARGIN: u32 = 3;
@@ -78,7 +77,7 @@ impl Pool {
                 results: results_tx.clone(),
                 current_step: Arc::clone(&current_step),
                 connect_per_request,
-                client: None,
+                session: None,
                 backoff: FIRST_BACKOFF,
                 next_attempt: Instant::now(),
             };
@@ -205,7 +204,7 @@ struct Worker {
     results: Sender<Tagged>,
     current_step: Arc<AtomicU32>,
     connect_per_request: bool,
-    client: Option<Client>,
+    session: Option<Session>,
     backoff: Duration,
     /// After a failed connect, the next attempt waits until here.
     next_attempt: Instant,
@@ -216,7 +215,7 @@ impl Worker {
         if !self.connect_per_request {
             let _ = self.reconnect();
         }
-        let _ = ready.send(self.client.is_some());
+        let _ = ready.send(self.session.is_some());
         drop(ready);
         // Ends when the pool closes the queue.
         while let Ok(job) = self.jobs.recv() {
@@ -239,7 +238,7 @@ impl Worker {
             )
             .after_waiting(job.enqueued.elapsed());
         }
-        if self.client.is_none() && !self.connect_per_request {
+        if self.session.is_none() && !self.connect_per_request {
             // A dead connection is replaced, but not faster than the backoff allows; the
             // backoff is part of the request's wait.
             let wait_until = self.next_attempt.min(job.start_by);
@@ -252,7 +251,7 @@ impl Worker {
         if self.connect_per_request {
             return request::execute(&self.spec, param, start_offset).after_waiting(waited);
         }
-        let connect = match self.client {
+        let connect = match self.session {
             Some(_) => None,
             None => match self.reconnect() {
                 Ok(()) => Some(started.elapsed()),
@@ -264,22 +263,22 @@ impl Worker {
                 }
             },
         };
-        let client = self.client.as_mut().expect("connected above");
-        let mut record = request::execute_on(client, &self.spec, param, start_offset);
+        let session = self.session.as_mut().expect("connected above");
+        let mut record = request::execute_on(session, param, start_offset);
         if let Some(connect) = connect {
             record.connect = Some(connect);
             record.latency += connect;
         }
-        if client.is_closed() {
-            self.client = None;
+        if session.client.is_closed() {
+            self.session = None;
         }
         record.after_waiting(waited)
     }
 
     fn reconnect(&mut self) -> Result<(), Failure> {
-        match self.spec.connect() {
-            Ok(client) => {
-                self.client = Some(client);
+        match Session::open(&self.spec) {
+            Ok(session) => {
+                self.session = Some(session);
                 self.backoff = FIRST_BACKOFF;
                 Ok(())
             }
