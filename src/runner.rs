@@ -11,10 +11,10 @@ use postgres::Client;
 use crate::Status;
 use crate::config::{Mode, RunConfig, TargetChoice};
 use crate::data::ParamData;
-use crate::engine::Engine;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
+use crate::engine::{self, Engine};
 use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
@@ -77,6 +77,18 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         query: config.query.clone(),
     });
     let mut engine = build_engine(&config, spec, &server)?;
+    let open_files = engine::raise_open_files_limit();
+    let largest_concurrency = engine
+        .concurrency(config.plan.largest())
+        .unwrap_or_else(|| config.mode.requests_for(config.plan.largest()));
+    let files_needed = u64::from(largest_concurrency) * engine::FILES_PER_CONNECTION + 64;
+    if files_needed > open_files {
+        printer.note(format!(
+            "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \
+             but this process may open {open_files}: beyond that requests fail as `io` (too many open files); \
+             raise `ulimit -n` for a clean measurement"
+        ));
+    }
     let cpus = ClientCpus::of_this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),

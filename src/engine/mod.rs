@@ -155,6 +155,24 @@ pub fn thread_limit() -> u64 {
     .unwrap_or(u64::MAX)
 }
 
+/// Open files each connection holds: its socket, and the epoll and eventfd of the runtime the
+/// blocking `postgres` client runs under.
+pub const FILES_PER_CONNECTION: u64 = 3;
+
+/// Raises this process's open-file limit to its hard limit (connections are files) and
+/// returns the limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => u64::MAX,
+    }
+}
+
 /// Joins the threads that have exited within `grace`; a thread stuck on a dead server is left
 /// detached rather than holding up the run.
 pub fn reap(handles: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
