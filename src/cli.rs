@@ -202,4 +202,12 @@ pub struct CompareArgs {
     /// The runs: each a file prefix (logs/11282026_111515), a _summary.json or a _steps.csv.
     #[arg(value_name = "RUN", required = true)]
     pub runs: Vec<PathBuf>,
+
+    /// Folder for the comparison charts [default: the first run's folder].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Print the table only, no charts.
+    #[arg(long)]
+    pub no_charts: bool,
 }

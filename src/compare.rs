@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::logs::StepRow;
-use crate::report::ReportError;
+use crate::report::comparison::{ComparisonChart, Metric, Series};
 use crate::report::load::{SavedRun, run_prefix, summary_path, with_suffix};
+use crate::report::{self, ReportError, cpu_mean_peak, one_decimal};
 
 #[derive(Debug, Error)]
 pub enum CompareError {
@@ -18,6 +19,16 @@ pub enum CompareError {
         "cannot read {path}: {message}; give a run's prefix like logs/11282026_111515 or its _steps.csv"
     )]
     Steps { path: PathBuf, message: String },
+    #[error("cannot draw the {chart} comparison chart: {message}")]
+    Chart {
+        chart: &'static str,
+        message: String,
+    },
+    #[error("cannot write {path}: {cause}; give a writable folder with --out")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 /// One run as compared: a label, what it was, and its steps.
@@ -25,6 +36,8 @@ pub enum CompareError {
 pub struct ComparedRun {
     pub label: char,
     pub prefix: PathBuf,
+    /// burst, pool or rate, when the run's summary is there to say.
+    pub mode: Option<String>,
     /// The mode and plan in words, when the run's summary is there to say.
     pub description: Option<String>,
     pub verdict: Option<String>,
@@ -46,6 +59,7 @@ impl ComparedRun {
             return Ok(ComparedRun {
                 label,
                 prefix,
+                mode: Some(plan.mode.clone()),
                 description: Some(format!(
                     "{} mode, {} steps of {} to {} {unit}",
                     plan.mode, plan.steps, plan.start, plan.largest_step
@@ -68,6 +82,7 @@ impl ComparedRun {
         Ok(ComparedRun {
             label,
             prefix,
+            mode: None,
             description: None,
             verdict: None,
             steps,
@@ -132,10 +147,10 @@ pub fn table(runs: &[ComparedRun]) -> String {
                 row.failed,
                 row.dropped,
                 row.wall_s,
-                number(row.latency_p99_ms),
-                number(row.queue_wait_p99_ms),
-                cpu(row.host_cpu_mean, row.host_cpu_peak),
-                cpu(row.server_cpu_mean, row.server_cpu_peak),
+                one_decimal(row.latency_p99_ms),
+                one_decimal(row.queue_wait_p99_ms),
+                cpu_mean_peak(row.host_cpu_mean, row.host_cpu_peak),
+                cpu_mean_peak(row.server_cpu_mean, row.server_cpu_peak),
                 row.flags
             );
         }
@@ -153,15 +168,46 @@ pub fn table(runs: &[ComparedRun]) -> String {
     out
 }
 
-fn number(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
-fn cpu(mean: Option<f64>, peak: Option<f64>) -> String {
-    match (mean, peak) {
-        (Some(mean), Some(peak)) => format!("{mean:.0}%/{peak:.0}%"),
-        _ => "-".to_owned(),
+/// Draws each metric with one line per run, as PNG and SVG in `out`, named after the first
+/// run: `compare_<ts>_<metric>.png`. Returns the paths written.
+pub fn write_charts(runs: &[ComparedRun], out: &Path) -> Result<Vec<PathBuf>, CompareError> {
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|run| Series {
+            label: match &run.mode {
+                Some(mode) => format!("{} {mode}", run.label),
+                None => run.label.to_string(),
+            },
+            steps: run.steps.clone(),
+        })
+        .collect();
+    let stem = runs
+        .first()
+        .and_then(|run| run.prefix.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut paths = Vec::new();
+    for metric in Metric::ALL {
+        let chart = ComparisonChart {
+            metric,
+            runs: &series,
+        };
+        let chart_error = |message| CompareError::Chart {
+            chart: metric.name(),
+            message,
+        };
+        let png = report::png(&chart).map_err(chart_error)?;
+        let svg = report::svg(&chart).map_err(chart_error)?;
+        for (extension, bytes) in [("png", png.as_slice()), ("svg", svg.as_bytes())] {
+            let path = out.join(format!("compare_{stem}_{}.{extension}", metric.name()));
+            std::fs::write(&path, bytes).map_err(|cause| CompareError::Write {
+                path: path.clone(),
+                cause,
+            })?;
+            paths.push(path);
+        }
     }
+    Ok(paths)
 }
 
 #[cfg(test)]
@@ -172,6 +218,7 @@ mod tests {
         ComparedRun {
             label,
             prefix: PathBuf::from(format!("logs/{label}")),
+            mode: None,
             description: None,
             verdict: Some(format!("verdict of {label}")),
             steps: steps

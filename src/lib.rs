@@ -28,6 +28,8 @@ mod test_support;
 pub mod tls;
 pub mod verdict;
 
+use std::path::Path;
+
 use cli::{Cli, Command};
 
 /// How a command ended, as the process exit code a script can act on.
@@ -72,6 +74,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Compare(args) => {
             let runs = compare::load_runs(&args.runs)?;
             print!("{}", compare::table(&runs));
+            if !args.no_charts {
+                let out = match args.out {
+                    Some(dir) => dir,
+                    None => runs[0]
+                        .prefix
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                };
+                for path in compare::write_charts(&runs, &out)? {
+                    println!("chart:   {}", path.display());
+                }
+            }
             Ok(Status::Completed)
         }
         Command::Prepare(args) => {

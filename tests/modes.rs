@@ -5,31 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use common::*;
-use pgstress::server::ThrowawayServer;
-
-/// A cluster that accepts 20 connections (17 for pgstress). Tests run one at a time on it,
-/// since each counts on its connections.
-fn small_server() -> (MutexGuard<'static, ()>, String) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    static SERVER: OnceLock<Mutex<Option<ThrowawayServer>>> = OnceLock::new();
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let slot = SERVER.get_or_init(|| {
-        extern "C" fn stop() {
-            if let Some(slot) = SERVER.get()
-                && let Some(server) = slot.lock().unwrap_or_else(|e| e.into_inner()).take()
-            {
-                server.stop();
-            }
-        }
-        unsafe { libc::atexit(stop) };
-        Mutex::new(Some(start_server(&[("max_connections", "20")])))
-    });
-    let dsn = slot.lock().unwrap().as_ref().unwrap().dsn();
-    (guard, dsn)
-}
 
 /// Each request holds its connection 20 ms, so requests queue behind busy workers.
 const BUSY_QUERY: &str = "SELECT $1::text FROM pg_sleep(0.02)";

@@ -241,3 +241,42 @@ fn report_renders_in_a_headless_browser() {
         "the screenshot is (nearly) blank: {colours} colours"
     );
 }
+
+#[test]
+fn compare_draws_one_line_per_run() {
+    let logs = tempfile::tempdir().unwrap();
+    let burst = small_run(logs.path(), "2");
+    let pool_logs = tempfile::tempdir().unwrap();
+    pgstress_run(pool_logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "2", "--step", "5"])
+        .args(["--mode", "pool", "--workers", "3", "--no-report"])
+        .assert()
+        .success();
+    let pool = log_file(pool_logs.path(), "_steps.csv");
+    let out = tempfile::tempdir().unwrap();
+    let output = assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("compare")
+        .arg(&burst)
+        .arg(&pool)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stem = burst.file_name().unwrap().to_string_lossy().into_owned();
+    for chart in CHARTS {
+        let png = out.path().join(format!("compare_{stem}_{chart}.png"));
+        let (width, height, colours) = decode_png(&png);
+        assert_eq!((width, height), (1000, 600), "{chart}");
+        assert!(colours > 1, "{} is blank", png.display());
+        let svg = std::fs::read_to_string(out.path().join(format!("compare_{stem}_{chart}.svg")))
+            .unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}.svg: {e}"));
+        let text: String = doc.descendants().filter_map(|n| n.text()).collect();
+        assert!(
+            text.contains("A burst") && text.contains("B pool"),
+            "{chart}.svg names both runs: {text}"
+        );
+    }
+}

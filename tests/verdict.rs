@@ -3,32 +3,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use common::*;
-use pgstress::server::ThrowawayServer;
 use serde_json::Value;
-
-/// A cluster that accepts 20 connections. Tests that use it run one at a time, since they
-/// count on having all its connections to themselves.
-fn limited_dsn() -> (MutexGuard<'static, ()>, String) {
-    static LOCK: Mutex<()> = Mutex::new(());
-    static SERVER: OnceLock<Mutex<Option<ThrowawayServer>>> = OnceLock::new();
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let slot = SERVER.get_or_init(|| {
-        extern "C" fn stop() {
-            if let Some(slot) = SERVER.get()
-                && let Some(server) = slot.lock().unwrap_or_else(|e| e.into_inner()).take()
-            {
-                server.stop();
-            }
-        }
-        unsafe { libc::atexit(stop) };
-        Mutex::new(Some(start_server(&[("max_connections", "20")])))
-    });
-    let dsn = slot.lock().unwrap().as_ref().unwrap().dsn();
-    (guard, dsn)
-}
 
 /// Holds every connection for half a second, so the requests of a step overlap for certain.
 const SLOW_QUERY: &str = "SELECT $1::text FROM pg_sleep(0.5)";
@@ -40,7 +17,7 @@ fn summary(logs: &Path) -> Value {
 
 #[test]
 fn first_step_above_max_connections_is_the_breaking_point() {
-    let (_guard, dsn) = limited_dsn();
+    let (_guard, dsn) = small_server();
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())
         .args([
@@ -95,7 +72,7 @@ fn first_step_above_max_connections_is_the_breaking_point() {
 
 #[test]
 fn failure_rate_rule_stops_at_the_step_that_breaks_it() {
-    let (_guard, dsn) = limited_dsn();
+    let (_guard, dsn) = small_server();
     let logs = tempfile::tempdir().unwrap();
     // Step 2 (20 requests) loses about 1 in 20 to the monitoring connection; step 3 (30) about 11.
     let output = pgstress_run(logs.path())

@@ -19,23 +19,23 @@ use crate::outcome::FailureClass;
 /// Readable on a laptop screen, and as wide as the HTML report's column.
 pub const SIZE: (u32, u32) = (1000, 600);
 /// Where the legend starts: the plot takes the left of the picture.
-const PLOT_WIDTH: u32 = 780;
+pub(super) const PLOT_WIDTH: u32 = 780;
 /// Embedded rather than looked up, so text is measured (and the SVG laid out) the same on
 /// every machine, with or without fonts installed. DejaVu is free (assets/fonts/LICENSE-DejaVu).
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// The family name the font is registered under; SVG viewers use their own sans-serif.
 pub const FONT: &str = "sans-serif";
-const X_DESC: &str = "concurrent requests in the step";
+const X_DESC: &str = "requests in the step";
 
 const BREAKING: RGBColor = RGBColor(0, 0, 0);
 const SATURATION: RGBColor = RGBColor(214, 39, 40);
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub(super) const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(super) const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub(super) const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub(super) const PURPLE: RGBColor = RGBColor(148, 103, 189);
 
 pub type Drawn = Result<(), String>;
-type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>;
+pub(super) type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartKind {
@@ -73,25 +73,42 @@ impl ChartKind {
     }
 }
 
-/// The chart as an SVG document.
-pub fn svg(kind: ChartKind, run: &SavedRun) -> Result<String, String> {
+/// Something drawn on a chart-sized area, once per backend.
+pub trait Picture {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn;
+}
+
+/// One of a run's charts.
+pub struct RunChart<'a> {
+    pub kind: ChartKind,
+    pub run: &'a SavedRun,
+}
+
+impl Picture for RunChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        draw(self.kind, self.run, root)
+    }
+}
+
+/// The picture as an SVG document.
+pub fn svg(picture: &impl Picture) -> Result<String, String> {
     register_font();
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-        draw(kind, run, &root)?;
+        picture.draw(&root)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(text)
 }
 
-/// The chart as a PNG file's bytes.
-pub fn png(kind: ChartKind, run: &SavedRun) -> Result<Vec<u8>, String> {
+/// The picture as a PNG file's bytes.
+pub fn png(picture: &impl Picture) -> Result<Vec<u8>, String> {
     register_font();
     let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
-        draw(kind, run, &root)?;
+        picture.draw(&root)?;
         root.present().map_err(|e| e.to_string())?;
     }
     encode_png(&pixels)
@@ -155,7 +172,7 @@ fn frame<'a, DB: DrawingBackend>(
         .map_err(|e| e.to_string())
 }
 
-fn builder<'a, 'b, DB: DrawingBackend>(
+pub(super) fn builder<'a, 'b, DB: DrawingBackend>(
     plot: &'a DrawingArea<DB, Shift>,
     title: &'b str,
 ) -> ChartBuilder<'a, 'b, DB> {
@@ -169,7 +186,7 @@ fn builder<'a, 'b, DB: DrawingBackend>(
 }
 
 /// Axes, grid and labels. `counts` keeps the y labels to whole numbers (requests).
-fn mesh<DB, Y>(chart: &mut Chart<'_, DB, Y>, y_desc: &str, counts: bool) -> Drawn
+pub(super) fn mesh<DB, Y>(chart: &mut Chart<'_, DB, Y>, y_desc: &str, counts: bool) -> Drawn
 where
     DB: DrawingBackend,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -278,25 +295,34 @@ fn cpu<DB: DrawingBackend>(
         draw_line(&mut chart, mean, Mark::Line(color), legend)?;
         draw_line(&mut chart, peak, Mark::Dashed(color), legend)?;
     }
-    let saturated = run.facts.plan.saturated_cpu_pct;
     let x = series::requests_axis(&run.steps);
-    let style = SATURATION.stroke_width(2);
+    saturation_line(&mut chart, x, run.facts.plan.saturated_cpu_pct, legend)?;
+    breaking_line(&mut chart, run, &y, legend)
+}
+
+/// The CPU share from which a side counts as saturated, across the plot.
+pub(super) fn saturation_line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB, RangedCoordf64>,
+    x: Range<f64>,
+    saturated: f64,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn {
     chart
         .draw_series(DashedLineSeries::new(
             vec![(x.start, saturated), (x.end, saturated)],
             10,
             6,
-            style,
+            SATURATION.stroke_width(2),
         ))
         .map_err(|e| e.to_string())?;
     legend.push((
         format!("{}% saturation", axis_number(saturated)),
         Mark::Dashed(SATURATION),
     ));
-    breaking_line(&mut chart, run, &y, legend)
+    Ok(())
 }
 
-fn draw_line<DB, Y>(
+pub(super) fn draw_line<DB, Y>(
     chart: &mut Chart<'_, DB, Y>,
     line: &Line,
     mark: Mark,
@@ -324,7 +350,7 @@ where
                 .map(|p| Circle::new(*p, 4, color.filled())),
         )
         .map_err(|e| e.to_string())?;
-    legend.push((line.name.to_owned(), mark));
+    legend.push((line.name.clone(), mark));
     Ok(())
 }
 

@@ -261,13 +261,13 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
         row.wall_s,
         row.throughput_rps,
         row.launch_spread_ms,
-        ms(row.latency_p50_ms),
-        ms(row.latency_p90_ms),
-        ms(row.latency_p99_ms),
-        ms(row.latency_max_ms),
-        cpu(row.host_cpu_mean, row.host_cpu_peak),
-        cpu(row.process_cpu_mean, row.process_cpu_peak),
-        cpu(row.server_cpu_mean, row.server_cpu_peak),
+        one_decimal(row.latency_p50_ms),
+        one_decimal(row.latency_p90_ms),
+        one_decimal(row.latency_p99_ms),
+        one_decimal(row.latency_max_ms),
+        cpu_mean_peak(row.host_cpu_mean, row.host_cpu_peak),
+        cpu_mean_peak(row.process_cpu_mean, row.process_cpu_peak),
+        cpu_mean_peak(row.server_cpu_mean, row.server_cpu_peak),
     );
 }
 
@@ -301,11 +301,13 @@ fn machine(html: &mut String, run: &SavedRun) {
     );
 }
 
-fn ms(value: Option<f64>) -> String {
+/// A table cell of one decimal, "-" when there is no value.
+pub fn one_decimal(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
 
-fn cpu(mean: Option<f64>, peak: Option<f64>) -> String {
+/// A table cell "mean%/peak%", "-" when nothing was sampled.
+pub fn cpu_mean_peak(mean: Option<f64>, peak: Option<f64>) -> String {
     match (mean, peak) {
         (Some(mean), Some(peak)) => format!("{mean:.0}%/{peak:.0}%"),
         _ => "-".to_owned(),
@@ -326,7 +328,7 @@ mod tests {
 
     #[test]
     fn cpu_cell_needs_both_numbers() {
-        assert_eq!(cpu(Some(35.4), Some(51.0)), "35%/51%");
-        assert_eq!(cpu(None, None), "-");
+        assert_eq!(cpu_mean_peak(Some(35.4), Some(51.0)), "35%/51%");
+        assert_eq!(cpu_mean_peak(None, None), "-");
     }
 }

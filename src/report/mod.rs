@@ -3,6 +3,7 @@
 //! run and by `pgstress report`, so an old run redraws exactly as it was first drawn.
 
 mod charts;
+pub mod comparison;
 mod html;
 mod legend;
 pub mod load;
@@ -12,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use charts::{ChartKind, SIZE as CHART_SIZE};
-pub use html::escape;
+pub use charts::{ChartKind, Picture, SIZE as CHART_SIZE, png, svg};
+pub use html::{cpu_mean_peak, escape, one_decimal};
 pub use load::SavedRun;
 
 #[derive(Debug, Error)]
@@ -65,8 +66,9 @@ pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
             chart: kind.name(),
             message,
         };
-        let png = charts::png(kind, &run).map_err(chart_error)?;
-        let svg = charts::svg(kind, &run).map_err(chart_error)?;
+        let chart = charts::RunChart { kind, run: &run };
+        let png = charts::png(&chart).map_err(chart_error)?;
+        let svg = charts::svg(&chart).map_err(chart_error)?;
         let png_path = load::with_suffix(&prefix, &format!("_{}.png", kind.name()));
         let svg_path = load::with_suffix(&prefix, &format!("_{}.svg", kind.name()));
         write(&png_path, &png)?;

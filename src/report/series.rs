@@ -13,7 +13,7 @@ pub const LOG_SCALE_RATIO: f64 = 50.0;
 /// A named line of (requests, value) points; steps without a value are left out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
-    pub name: &'static str,
+    pub name: String,
     pub points: Vec<(f64, f64)>,
 }
 
@@ -92,9 +92,9 @@ pub fn failure_stacks(steps: &[StepRow]) -> Vec<Stack> {
         .collect()
 }
 
-fn line(name: &'static str, steps: &[StepRow], value: impl Fn(&StepRow) -> Option<f64>) -> Line {
+pub fn line(name: &str, steps: &[StepRow], value: impl Fn(&StepRow) -> Option<f64>) -> Line {
     Line {
-        name,
+        name: name.to_owned(),
         points: steps
             .iter()
             .filter_map(|s| value(s).map(|v| (f64::from(s.requests), v)))
@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn unsampled_sides_have_no_cpu_lines() {
-        let names: Vec<_> = cpu(&[row(1, 50)]).iter().map(|(m, _)| m.name).collect();
+        let sides = cpu(&[row(1, 50)]);
+        let names: Vec<_> = sides.iter().map(|(m, _)| m.name.as_str()).collect();
         assert_eq!(names, vec!["client host mean"]);
     }
 }

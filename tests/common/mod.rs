@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -124,4 +124,26 @@ pub fn one_line_error(stderr: &[u8]) -> String {
     assert!(text.starts_with("Error: "), "{text}");
     assert!(!text.contains("panicked"), "{text}");
     text
+}
+
+/// This test binary's cluster that accepts 20 connections (17 for pgstress), seeded; started
+/// on first use. Tests that use it run one at a time (they hold the guard), since each counts
+/// on having its connections to itself.
+pub fn small_server() -> (MutexGuard<'static, ()>, String) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static SMALL: OnceLock<Mutex<Option<ThrowawayServer>>> = OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = SMALL.get_or_init(|| {
+        extern "C" fn stop() {
+            if let Some(slot) = SMALL.get()
+                && let Some(server) = slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+            {
+                server.stop();
+            }
+        }
+        unsafe { libc::atexit(stop) };
+        Mutex::new(Some(start_server(&[("max_connections", "20")])))
+    });
+    let dsn = slot.lock().unwrap().as_ref().unwrap().dsn();
+    (guard, dsn)
 }
