@@ -16,7 +16,6 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hdrhistogram::Histogram;
 use pgstress::data::ParamData;
 use pgstress::outcome::{Failure, classify};
 use rand::SeedableRng;
@@ -41,19 +40,13 @@ fn draw(c: &mut Criterion) {
     group.finish();
 }
 
-/// The histogram a step records into: the bounds and precision of `stats.rs` (microseconds,
-/// 1 µs to an hour, 3 significant digits).
-fn step_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
-}
-
 fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("histogram");
     // Latencies spread from 100 µs to 10 s, as a step that overloads the server records them.
     let latencies: Vec<u64> = (0..1024u64).map(|i| 100 + i * i * 9_500).collect();
     group.throughput(Throughput::Elements(latencies.len() as u64));
     group.bench_function("record_1024_latencies", |b| {
-        let mut histogram = step_histogram();
+        let mut histogram = pgstress::stats::histogram();
         b.iter(|| {
             for &micros in &latencies {
                 histogram.saturating_record(black_box(micros));
@@ -61,7 +54,7 @@ fn record(c: &mut Criterion) {
         })
     });
     group.throughput(Throughput::Elements(1));
-    group.bench_function("new_step_histogram", |b| b.iter(step_histogram));
+    group.bench_function("new_step_histogram", |b| b.iter(pgstress::stats::histogram));
     group.finish();
 }
 

@@ -100,7 +100,8 @@ pub struct StepResult {
     pub flags: Vec<Flag>,
 }
 
-fn histogram() -> Histogram<u64> {
+/// An empty histogram of a step's latencies (the one the per-request hot path records into).
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGFIG).expect("valid histogram bounds")
 }
 

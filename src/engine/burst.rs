@@ -7,16 +7,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
 
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
 /// threads takes well under a second here; this only bounds a machine that is thrashing.
 pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
-/// How long finished threads get to exit before the next step; stragglers are detached.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
-
 /// A thread and a new connection per request, all released together.
 pub struct Burst {
     spec: Arc<RequestSpec>,

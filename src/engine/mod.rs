@@ -19,6 +19,9 @@ use crate::request::RequestRecord;
 
 /// Past a request's own deadline, time for its thread to report (scheduling under load).
 pub const REPORT_GRACE: Duration = Duration::from_secs(2);
+/// How long a step's finished request threads get to exit before the next step; stragglers
+/// (stuck on a dead server) are detached.
+pub const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// What one step measured, before aggregation.
 #[derive(Debug, Default)]

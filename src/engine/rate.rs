@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::config::Arrival;
 use crate::outcome::{Failure, FailureClass};
 use crate::request::{self, RequestRecord, RequestSpec};
-
-/// How long finished request threads get to exit before the next step.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Rate {
     spec: Arc<RequestSpec>,
