@@ -97,9 +97,9 @@ impl<W: Write> Printer<W> {
         let seconds =
             |s: f64| humantime::format_duration(std::time::Duration::from_secs(s.round() as u64));
         self.line(format!(
-            "bound:   the steps end within {} ({} per step at most, whatever the server does)",
+            "bound:   the steps end within {} (the largest within {}), whatever the server does",
             seconds(plan.bound_s),
-            seconds(plan.bound_s / f64::from(plan.steps.max(1)))
+            seconds(plan.largest_step_bound_s)
         ));
         for path in log_paths {
             self.line(format!("log:     {}", path.display()));

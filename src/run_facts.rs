@@ -47,6 +47,9 @@ pub struct PlanFacts {
     /// The longest the steps can take in all, start-up excluded.
     #[serde(default)]
     pub bound_s: f64,
+    /// The longest the largest step can take.
+    #[serde(default)]
+    pub largest_step_bound_s: f64,
     /// CPU peak (percent) from which a side counts as saturated; runs logged before this
     /// field existed used the default.
     #[serde(default = "default_saturated_cpu_pct")]

@@ -332,6 +332,7 @@ fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Engine)
         stop_when_unresponsive: config.stop.unresponsive,
         slo_p99_ms: config.slo_p99.map(ms),
         bound_s: bound.as_secs_f64(),
+        largest_step_bound_s: engine.step_bound(config.plan.largest()).as_secs_f64(),
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
     }
 }
