@@ -113,19 +113,10 @@ fn pool_survives_its_connections_being_killed() {
         total("failed") > 0,
         "requests on killed connections fail, by class: {stdout}"
     );
-    let classified = [
-        "refused",
-        "too_many_clients",
-        "auth",
-        "timeout",
-        "query",
-        "no_row",
-        "spawn",
-        "io",
-    ]
-    .iter()
-    .map(|c| total(c))
-    .sum::<u64>();
+    let classified = pgstress::outcome::FailureClass::ALL
+        .iter()
+        .map(|class| total(class.name()))
+        .sum::<u64>();
     assert_eq!(classified, total("failed"), "every failure has its class");
 }
 
