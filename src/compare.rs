@@ -41,6 +41,10 @@ pub struct ComparedRun {
     /// The mode and plan in words, when the run's summary is there to say.
     pub description: Option<String>,
     pub verdict: Option<String>,
+    /// The step size where the run broke, when the run's summary is there to say.
+    pub breaking_requests: Option<u32>,
+    /// The CPU share the run counted as saturated, when the run's summary is there to say.
+    pub saturated_cpu_pct: Option<f64>,
     pub steps: Vec<StepRow>,
 }
 
@@ -65,6 +69,8 @@ impl ComparedRun {
                     plan.mode, plan.steps, plan.start, plan.largest_step
                 )),
                 verdict: saved.verdict_text.first().cloned(),
+                breaking_requests: saved.breaking_requests(),
+                saturated_cpu_pct: Some(plan.saturated_cpu_pct),
                 steps: saved.steps,
             });
         }
@@ -85,6 +91,8 @@ impl ComparedRun {
             mode: None,
             description: None,
             verdict: None,
+            breaking_requests: None,
+            saturated_cpu_pct: None,
             steps,
         })
     }
@@ -168,8 +176,8 @@ pub fn table(runs: &[ComparedRun]) -> String {
     out
 }
 
-/// Draws each metric with one line per run, as PNG and SVG in `out`, named after the first
-/// run: `compare_<ts>_<metric>.png`. Returns the paths written.
+/// Draws each metric with one line per run, as PNG and SVG in `out` (made if missing), named
+/// after the first run: `compare_<ts>_<metric>.png`. Returns the paths written.
 pub fn write_charts(runs: &[ComparedRun], out: &Path) -> Result<Vec<PathBuf>, CompareError> {
     let series: Vec<Series> = runs
         .iter()
@@ -179,6 +187,8 @@ pub fn write_charts(runs: &[ComparedRun], out: &Path) -> Result<Vec<PathBuf>, Co
                 None => run.label.to_string(),
             },
             steps: run.steps.clone(),
+            breaking_requests: run.breaking_requests,
+            saturated_cpu_pct: run.saturated_cpu_pct,
         })
         .collect();
     let stem = runs
@@ -186,6 +196,10 @@ pub fn write_charts(runs: &[ComparedRun], out: &Path) -> Result<Vec<PathBuf>, Co
         .and_then(|run| run.prefix.file_name())
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
+    std::fs::create_dir_all(out).map_err(|cause| CompareError::Write {
+        path: out.to_owned(),
+        cause,
+    })?;
     let mut paths = Vec::new();
     for metric in Metric::ALL {
         let chart = ComparisonChart {
@@ -221,6 +235,8 @@ mod tests {
             mode: None,
             description: None,
             verdict: Some(format!("verdict of {label}")),
+            breaking_requests: None,
+            saturated_cpu_pct: None,
             steps: steps
                 .iter()
                 .map(|&(step, requests)| StepRow {

@@ -153,7 +153,7 @@ fn draw<DB: DrawingBackend>(
             let mut chart = frame(&plot, kind, run, y.clone())?;
             mesh(&mut chart, "wall time (s)", false)?;
             draw_line(&mut chart, &line, Mark::Line(BLUE), &mut legend)?;
-            breaking_line(&mut chart, run, &y, &mut legend)?;
+            draw_breaks(&mut chart, run_break(run).as_slice(), &y, &mut legend)?;
         }
         ChartKind::Latency => latency(&plot, run, &mut legend)?,
         ChartKind::Cpu => cpu(&plot, run, &mut legend)?,
@@ -238,20 +238,9 @@ fn failures<DB: DrawingBackend>(
     }
     if stacks.is_empty() {
         let x = series::requests_axis(&run.steps);
-        let middle = ((x.start + x.end) / 2.0, y.end / 2.0);
-        let style = (FONT, 20)
-            .into_font()
-            .color(&RGBColor(90, 90, 90))
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        chart
-            .draw_series(std::iter::once(Text::new(
-                "no request failed",
-                middle,
-                style,
-            )))
-            .map_err(|e| e.to_string())?;
+        note(&mut chart, "no request failed", x, y.clone())?;
     }
-    breaking_line(&mut chart, run, &y, legend)
+    draw_breaks(&mut chart, run_break(run).as_slice(), &y, legend)
 }
 
 fn latency<DB: DrawingBackend>(
@@ -268,18 +257,14 @@ fn latency<DB: DrawingBackend>(
             .build_cartesian_2d(series::requests_axis(&run.steps), y.clone().log_scale())
             .map_err(|e| e.to_string())?;
         mesh(&mut chart, "latency (ms, log scale)", false)?;
-        for (line, color) in lines.iter().zip(colors) {
-            draw_line(&mut chart, line, Mark::Line(color), legend)?;
-        }
-        breaking_line(&mut chart, run, &y, legend)
+        draw_lines(&mut chart, &lines, colors, legend)?;
+        draw_breaks(&mut chart, run_break(run).as_slice(), &y, legend)
     } else {
         let y = series::linear_axis(high);
         let mut chart = frame(plot, ChartKind::Latency, run, y.clone())?;
         mesh(&mut chart, "latency (ms)", false)?;
-        for (line, color) in lines.iter().zip(colors) {
-            draw_line(&mut chart, line, Mark::Line(color), legend)?;
-        }
-        breaking_line(&mut chart, run, &y, legend)
+        draw_lines(&mut chart, &lines, colors, legend)?;
+        draw_breaks(&mut chart, run_break(run).as_slice(), &y, legend)
     }
 }
 
@@ -297,7 +282,7 @@ fn cpu<DB: DrawingBackend>(
     }
     let x = series::requests_axis(&run.steps);
     saturation_line(&mut chart, x, run.facts.plan.saturated_cpu_pct, legend)?;
-    breaking_line(&mut chart, run, &y, legend)
+    draw_breaks(&mut chart, run_break(run).as_slice(), &y, legend)
 }
 
 /// The CPU share from which a side counts as saturated, across the plot.
@@ -354,10 +339,25 @@ where
     Ok(())
 }
 
-/// The breaking point's step as a vertical line across the whole plot.
-fn breaking_line<DB, Y>(
+/// A step where a run broke: a dashed vertical line across the whole plot.
+pub(super) struct Break {
+    pub requests: u32,
+    pub color: RGBColor,
+    pub label: String,
+}
+
+/// The run's breaking point, if it had one, in black.
+fn run_break(run: &SavedRun) -> Option<Break> {
+    run.breaking_requests().map(|requests| Break {
+        requests,
+        color: BREAKING,
+        label: format!("breaking point ({requests})"),
+    })
+}
+
+pub(super) fn draw_breaks<DB, Y>(
     chart: &mut Chart<'_, DB, Y>,
-    run: &SavedRun,
+    breaks: &[Break],
     y: &Range<f64>,
     legend: &mut Vec<(String, Mark)>,
 ) -> Drawn
@@ -365,22 +365,53 @@ where
     DB: DrawingBackend,
     Y: Ranged<ValueType = f64>,
 {
-    let Some(requests) = run.breaking_requests() else {
-        return Ok(());
-    };
-    let x = f64::from(requests);
+    for at in breaks {
+        let x = f64::from(at.requests);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x, y.start), (x, y.end)],
+                10,
+                6,
+                at.color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        legend.push((at.label.clone(), Mark::Dashed(at.color)));
+    }
+    Ok(())
+}
+
+/// Each line solid in its colour, in the order given (the legend's order).
+pub(super) fn draw_lines<DB, Y>(
+    chart: &mut Chart<'_, DB, Y>,
+    lines: &[Line],
+    colors: impl IntoIterator<Item = RGBColor>,
+    legend: &mut Vec<(String, Mark)>,
+) -> Drawn
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64>,
+{
+    for (line, color) in lines.iter().zip(colors) {
+        draw_line(chart, line, Mark::Line(color), legend)?;
+    }
+    Ok(())
+}
+
+/// A short grey note in the middle of the plot, where there is nothing to draw.
+pub(super) fn note<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB, RangedCoordf64>,
+    text: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Drawn {
+    let middle = ((x.start + x.end) / 2.0, (y.start + y.end) / 2.0);
+    let style = (FONT, 20)
+        .into_font()
+        .color(&RGBColor(90, 90, 90))
+        .pos(Pos::new(HPos::Center, VPos::Center));
     chart
-        .draw_series(DashedLineSeries::new(
-            vec![(x, y.start), (x, y.end)],
-            10,
-            6,
-            BREAKING.stroke_width(2),
-        ))
+        .draw_series(std::iter::once(Text::new(text.to_owned(), middle, style)))
         .map_err(|e| e.to_string())?;
-    legend.push((
-        format!("breaking point ({requests})"),
-        Mark::Dashed(BREAKING),
-    ));
     Ok(())
 }
 

@@ -5,20 +5,38 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::charts::{
-    BLUE, Drawn, GREEN, ORANGE, PLOT_WIDTH, PURPLE, Picture, builder, draw_line, mesh,
-    saturation_line,
+    BLUE, Break, Drawn, GREEN, ORANGE, PLOT_WIDTH, PURPLE, Picture, builder, draw_breaks,
+    draw_lines, mesh, note, saturation_line,
 };
-use super::legend::{Mark, draw_legend};
+use super::legend::draw_legend;
 use super::series::{self, Line};
 use crate::flags::Thresholds;
 use crate::logs::StepRow;
 
-/// One run as a series: its label (e.g. "A burst") and its steps.
+/// One run as a series: its label (e.g. "A burst"), its steps, and what its summary says
+/// (nothing for a run known by its steps CSV alone).
 #[derive(Debug, Clone)]
 pub struct Series {
     pub label: String,
     pub steps: Vec<StepRow>,
+    /// The step size where the run broke, marked in the run's colour.
+    pub breaking_requests: Option<u32>,
+    /// The run's `--saturated-cpu`, for the CPU chart's saturation line.
+    pub saturated_cpu_pct: Option<f64>,
 }
+
+/// One colour per run, told apart from the saturation line's red and the breaking points'
+/// black; past eight runs they repeat.
+const RUN_COLORS: [RGBColor; 8] = [
+    BLUE,
+    ORANGE,
+    GREEN,
+    PURPLE,
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+];
 
 /// What a comparison chart sets side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +94,40 @@ pub struct ComparisonChart<'a> {
     pub runs: &'a [Series],
 }
 
+impl ComparisonChart<'_> {
+    /// Each run's breaking point in the run's colour, short enough for the legend's column.
+    fn breaks(&self) -> Vec<Break> {
+        self.runs
+            .iter()
+            .zip(RUN_COLORS.into_iter().cycle())
+            .filter_map(|(run, color)| {
+                let requests = run.breaking_requests?;
+                let letter = run.label.split(' ').next().unwrap_or(&run.label);
+                Some(Break {
+                    requests,
+                    color,
+                    label: format!("{letter} breaks at {requests}"),
+                })
+            })
+            .collect()
+    }
+
+    /// The saturation thresholds the runs were judged by (one line each), the default
+    /// when no run's summary says.
+    fn saturation_thresholds(&self) -> Vec<f64> {
+        let mut thresholds: Vec<f64> = Vec::new();
+        for pct in self.runs.iter().filter_map(|run| run.saturated_cpu_pct) {
+            if !thresholds.contains(&pct) {
+                thresholds.push(pct);
+            }
+        }
+        if thresholds.is_empty() {
+            thresholds.push(Thresholds::default().saturated_cpu_pct);
+        }
+        thresholds
+    }
+}
+
 impl Picture for ComparisonChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -89,17 +141,18 @@ impl Picture for ComparisonChart<'_> {
         let every_step: Vec<StepRow> = self.runs.iter().flat_map(|r| r.steps.clone()).collect();
         let x = series::requests_axis(&every_step);
         let (low, high) = series::value_range(&lines).unwrap_or((0.0, 1.0));
-        let colors = [BLUE, ORANGE, GREEN, PURPLE].into_iter().cycle();
+        let colors = RUN_COLORS.into_iter().cycle();
+        let breaks = self.breaks();
         let mut legend = Vec::new();
         if metric == Metric::P99 && series::use_log_scale(low, high) {
             let title = format!("{} (log scale)", metric.title());
+            let y = series::log_axis(low, high);
             let mut chart = builder(&plot, &title)
-                .build_cartesian_2d(x, series::log_axis(low, high).log_scale())
+                .build_cartesian_2d(x, y.clone().log_scale())
                 .map_err(|e| e.to_string())?;
             mesh(&mut chart, "latency p99 (ms, log scale)", false)?;
-            for (line, color) in lines.iter().zip(colors) {
-                draw_line(&mut chart, line, Mark::Line(color), &mut legend)?;
-            }
+            draw_lines(&mut chart, &lines, colors, &mut legend)?;
+            draw_breaks(&mut chart, &breaks, &y, &mut legend)?;
         } else {
             let y = match metric {
                 Metric::HostCpu => 0.0..105.0,
@@ -107,17 +160,66 @@ impl Picture for ComparisonChart<'_> {
                 Metric::Wall | Metric::P99 => series::linear_axis(high),
             };
             let mut chart = builder(&plot, metric.title())
-                .build_cartesian_2d(x.clone(), y)
+                .build_cartesian_2d(x.clone(), y.clone())
                 .map_err(|e| e.to_string())?;
             mesh(&mut chart, metric.y_desc(), metric == Metric::Failed)?;
-            for (line, color) in lines.iter().zip(colors) {
-                draw_line(&mut chart, line, Mark::Line(color), &mut legend)?;
-            }
+            draw_lines(&mut chart, &lines, colors, &mut legend)?;
             if metric == Metric::HostCpu {
-                let saturated = Thresholds::default().saturated_cpu_pct;
-                saturation_line(&mut chart, x, saturated, &mut legend)?;
+                for saturated in self.saturation_thresholds() {
+                    saturation_line(&mut chart, x.clone(), saturated, &mut legend)?;
+                }
             }
+            // Every line lies on zero, the last drawn hiding the others: say so in words.
+            if metric == Metric::Failed && high == 0.0 {
+                note(&mut chart, "no request failed in any run", x, y.clone())?;
+            }
+            draw_breaks(&mut chart, &breaks, &y, &mut legend)?;
         }
         draw_legend(&legend_area, &legend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, breaking: Option<u32>, saturated: Option<f64>) -> Series {
+        Series {
+            label: label.to_owned(),
+            steps: Vec::new(),
+            breaking_requests: breaking,
+            saturated_cpu_pct: saturated,
+        }
+    }
+
+    fn chart(runs: &[Series]) -> ComparisonChart<'_> {
+        ComparisonChart {
+            metric: Metric::HostCpu,
+            runs,
+        }
+    }
+
+    #[test]
+    fn breaking_points_are_named_by_the_run_letter_in_the_run_colour() {
+        let runs = [
+            run("A pool", None, None),
+            run("B burst", Some(150), None),
+            run("C", Some(40), None),
+        ];
+        let breaks = chart(&runs).breaks();
+        let labels: Vec<_> = breaks.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(labels, ["B breaks at 150", "C breaks at 40"]);
+        assert_eq!(breaks[0].color, RUN_COLORS[1]);
+    }
+
+    #[test]
+    fn saturation_lines_follow_the_runs_own_thresholds() {
+        let same = [run("A", None, Some(80.0)), run("B", None, Some(80.0))];
+        assert_eq!(chart(&same).saturation_thresholds(), [80.0]);
+        let differ = [run("A", None, Some(80.0)), run("B", None, Some(95.0))];
+        assert_eq!(chart(&differ).saturation_thresholds(), [80.0, 95.0]);
+        let csv_only = [run("A", None, None)];
+        let default = Thresholds::default().saturated_cpu_pct;
+        assert_eq!(chart(&csv_only).saturation_thresholds(), [default]);
     }
 }
