@@ -1,6 +1,6 @@
 //! The pictures of a real run: charts that decode and are not blank, an HTML page that parses,
-//! says the verdict and lists every step, `pgstress report` redrawing it byte for byte, and a
-//! real browser rendering it.
+//! says the verdict and lists every step, `pgstress report` redrawing it byte for byte, a
+//! real browser rendering it, and `pgstress compare` drawing two runs' charts side by side.
 
 mod common;
 
@@ -242,36 +242,65 @@ fn report_renders_in_a_headless_browser() {
     );
 }
 
-#[test]
-fn compare_draws_one_line_per_run() {
+/// A burst run and a pool run of 2 steps of 5 requests, without their own reports: the
+/// folders that hold them, and the burst run's prefix then the pool run's steps CSV.
+fn burst_and_pool_runs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let logs = tempfile::tempdir().unwrap();
-    let burst = small_run(logs.path(), "2");
-    let pool_logs = tempfile::tempdir().unwrap();
-    pgstress_run(pool_logs.path())
-        .args(["--dsn", &shared_dsn(), "--steps", "2", "--step", "5"])
-        .args(["--mode", "pool", "--workers", "3", "--no-report"])
-        .assert()
-        .success();
-    let pool = log_file(pool_logs.path(), "_steps.csv");
-    let out = tempfile::tempdir().unwrap();
-    let output = assert_cmd::Command::cargo_bin("pgstress")
+    let modes: [(&str, &[&str]); 2] = [
+        ("burst", &["--mode", "burst"]),
+        ("pool", &["--mode", "pool", "--workers", "3"]),
+    ];
+    for (folder, mode) in modes {
+        pgstress_run(&logs.path().join(folder))
+            .args(["--dsn", &shared_dsn(), "--steps", "2", "--step", "5"])
+            .args(mode)
+            .arg("--no-report")
+            .assert()
+            .success();
+    }
+    let burst = log_file(&logs.path().join("burst"), "_summary.json");
+    let burst = PathBuf::from(
+        burst
+            .to_str()
+            .unwrap()
+            .strip_suffix("_summary.json")
+            .unwrap(),
+    );
+    let pool = log_file(&logs.path().join("pool"), "_steps.csv");
+    (logs, burst, pool)
+}
+
+fn pgstress_compare(runs: &[&Path], extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("pgstress")
         .unwrap()
         .arg("compare")
-        .arg(&burst)
-        .arg(&pool)
-        .arg("--out")
-        .arg(out.path())
+        .args(runs)
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn compare_draws_one_line_per_run() {
+    let (_logs, burst, pool) = burst_and_pool_runs();
+    let out = tempfile::tempdir().unwrap();
+    // A folder that is not there yet: compare makes it.
+    let charts = out.path().join("charts");
+    let output = pgstress_compare(&[&burst, &pool], &["--out".as_ref(), charts.as_os_str()]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
     let stem = burst.file_name().unwrap().to_string_lossy().into_owned();
     for chart in CHARTS {
-        let png = out.path().join(format!("compare_{stem}_{chart}.png"));
+        let png = charts.join(format!("compare_{stem}_{chart}.png"));
+        assert!(
+            stdout.contains(&format!("chart:   {}", png.display())),
+            "{stdout}"
+        );
         let (width, height, colours) = decode_png(&png);
         assert_eq!((width, height), (1000, 600), "{chart}");
         assert!(colours > 1, "{} is blank", png.display());
-        let svg = std::fs::read_to_string(out.path().join(format!("compare_{stem}_{chart}.svg")))
-            .unwrap();
+        let svg =
+            std::fs::read_to_string(charts.join(format!("compare_{stem}_{chart}.svg"))).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}.svg: {e}"));
         let text: String = doc.descendants().filter_map(|n| n.text()).collect();
         assert!(
@@ -279,4 +308,23 @@ fn compare_draws_one_line_per_run() {
             "{chart}.svg names both runs: {text}"
         );
     }
+}
+
+#[test]
+fn compare_with_no_charts_prints_the_table_only() {
+    let (_logs, burst, pool) = burst_and_pool_runs();
+    let out = tempfile::tempdir().unwrap();
+    let output = pgstress_compare(
+        &[&burst, &pool],
+        &[
+            "--no-charts".as_ref(),
+            "--out".as_ref(),
+            out.path().as_os_str(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("p99_ms"), "the table: {stdout}");
+    assert!(!stdout.contains("chart:"), "{stdout}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
