@@ -4,11 +4,11 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::charts::{
+use super::legend::draw_legend;
+use super::plot::{
     BLUE, Break, Drawn, GREEN, ORANGE, PLOT_WIDTH, PURPLE, Picture, builder, draw_breaks,
     draw_lines, mesh, note, saturation_line,
 };
-use super::legend::draw_legend;
 use super::series::{self, Line};
 use crate::flags::Thresholds;
 use crate::logs::StepRow;

@@ -5,7 +5,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::charts::{Drawn, FONT};
+use super::plot::{Drawn, FONT};
 
 /// What a legend entry shows beside its name.
 pub enum Mark {

@@ -7,15 +7,17 @@ pub mod comparison;
 mod html;
 mod legend;
 pub mod load;
+mod plot;
 mod series;
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use charts::{ChartKind, Picture, SIZE as CHART_SIZE, png, svg};
+pub use charts::ChartKind;
 pub use html::{cpu_mean_peak, escape, one_decimal};
 pub use load::SavedRun;
+pub use plot::{Picture, SIZE as CHART_SIZE, png, svg};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -67,8 +69,8 @@ pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
             message,
         };
         let chart = charts::RunChart { kind, run: &run };
-        let png = charts::png(&chart).map_err(chart_error)?;
-        let svg = charts::svg(&chart).map_err(chart_error)?;
+        let png = plot::png(&chart).map_err(chart_error)?;
+        let svg = plot::svg(&chart).map_err(chart_error)?;
         let png_path = load::with_suffix(&prefix, &format!("_{}.png", kind.name()));
         let svg_path = load::with_suffix(&prefix, &format!("_{}.svg", kind.name()));
         write(&png_path, &png)?;
