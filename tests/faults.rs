@@ -72,10 +72,12 @@ fn step_rows(logs: &Path) -> Vec<std::collections::HashMap<String, String>> {
 }
 
 /// Signals the postmaster and every backend (each runs in a session of its own).
+/// Signals the postmaster before its backends: once it is stopped it forks no
+/// more, so the list of backends read after it is complete. Read the other way
+/// round, a backend forked between the listing and the signal ran on unstopped.
 fn signal_server(postmaster: u32, signal: Signal) {
-    let mut pids = pgstress::procfs::children(postmaster);
-    pids.push(postmaster);
-    for pid in pids {
+    let _ = signal::kill(Pid::from_raw(postmaster as i32), signal);
+    for pid in pgstress::procfs::children(postmaster) {
         let _ = signal::kill(Pid::from_raw(pid as i32), signal);
     }
 }
@@ -109,11 +111,11 @@ fn killed_postmaster_ends_the_step_in_classified_failures_and_stops_the_run() {
             "--step",
             "5",
             "--query",
-            "SELECT $1::text FROM pg_sleep(1.5)",
+            "SELECT $1::text FROM pg_sleep(3)",
         ],
     );
     wait_for_steps(logs.path(), 1);
-    std::thread::sleep(Duration::from_millis(500)); // step 2's requests are in pg_sleep
+    std::thread::sleep(Duration::from_millis(500)); // step 2 is in pg_sleep, with 2.5 s to spare for a slow test thread
     signal::kill(
         Pid::from_raw(server.postmaster_pid() as i32),
         Signal::SIGKILL,
@@ -160,6 +162,10 @@ fn stopped_server_times_requests_out_and_the_run_ends() {
             "5",
             "--timeout",
             "2s",
+            // The pause gives this test, however slowly it is scheduled beside the
+            // others, time to stop the server before step 2 sends anything.
+            "--pause",
+            "3s",
             "--query",
             "SELECT $1::text FROM pg_sleep(0.8)",
         ],
