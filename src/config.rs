@@ -81,7 +81,9 @@ struct FileConfig {
     duration: Option<String>,
     arrival: Option<String>,
     max_inflight: Option<u32>,
-    server_settings: Option<Vec<String>>,
+    // The option's own name, and the plural the README showed first.
+    #[serde(alias = "server-settings")]
+    server_setting: Option<Vec<String>>,
     slo_p99: Option<String>,
     stop_failure_rate: Option<f64>,
     stop_p99: Option<String>,
@@ -310,7 +312,7 @@ impl RunConfig {
         }
 
         let settings = if args.server_settings.is_empty() {
-            file.server_settings.unwrap_or_default()
+            file.server_setting.unwrap_or_default()
         } else {
             args.server_settings
         };

@@ -75,6 +75,10 @@ pub fn classify(err: &postgres::Error) -> FailureClass {
             _ => FailureClass::Query,
         };
     }
+    // The server closed the connection without a word: it crashed, or was killed, under us.
+    if err.is_closed() {
+        return FailureClass::Refused;
+    }
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<io::Error>() {

@@ -59,6 +59,9 @@ pub struct RequestSpec {
     pub config: Config,
     pub connector: Connector,
     pub query: String,
+    /// The deadline of one request, connect plus query. The server and the connect enforce it
+    /// each on its part; a request that got through both but took longer in all is late.
+    pub timeout: Duration,
 }
 
 impl RequestSpec {
@@ -95,7 +98,26 @@ pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) 
         connect,
         query,
         latency,
-        outcome,
+        outcome: within_deadline(outcome, latency, spec.timeout),
+    }
+}
+
+/// A success that came after the deadline is a timeout: the user stopped waiting for it.
+pub fn within_deadline(
+    outcome: Result<(), Failure>,
+    latency: Duration,
+    deadline: Duration,
+) -> Result<(), Failure> {
+    match outcome {
+        Ok(()) if latency > deadline => Err(Failure::new(
+            FailureClass::Timeout,
+            format!(
+                "answered after {:.1} ms, past the {} ms deadline",
+                latency.as_secs_f64() * 1000.0,
+                deadline.as_millis()
+            ),
+        )),
+        other => other,
     }
 }
 
@@ -133,7 +155,6 @@ pub fn execute_on(
             .query(&session.statement, &[&TextParam(value)]),
         None => session.client.query(&session.statement, &[]),
     };
-    let outcome = rows_outcome(result);
     let query = started.elapsed();
     RequestRecord {
         start_offset: Some(start_offset),
@@ -141,7 +162,7 @@ pub fn execute_on(
         connect: None,
         query: Some(query),
         latency: query,
-        outcome,
+        outcome: rows_outcome(result),
     }
 }
 
@@ -191,4 +212,30 @@ impl ToSql for TextParam<'_> {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_success_is_a_timeout_and_a_late_failure_keeps_its_class() {
+        let deadline = Duration::from_millis(1000);
+        assert_eq!(
+            within_deadline(Ok(()), Duration::from_millis(1000), deadline),
+            Ok(())
+        );
+        let late = within_deadline(Ok(()), Duration::from_millis(1020), deadline).unwrap_err();
+        assert_eq!(late.class, FailureClass::Timeout);
+        assert!(
+            late.message.contains("1000 ms deadline"),
+            "{}",
+            late.message
+        );
+        let refused = Failure::new(FailureClass::TooManyClients, "53300: too many clients");
+        assert_eq!(
+            within_deadline(Err(refused.clone()), Duration::from_secs(5), deadline),
+            Err(refused)
+        );
+    }
 }

@@ -75,6 +75,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         config: target.request_config(config.timeout, "pgstress"),
         connector: target.connector().clone(),
         query: config.query.clone(),
+        timeout: config.timeout,
     });
     let mut engine = build_engine(&config, spec, &server)?;
     let open_files = engine::raise_open_files_limit();

@@ -72,7 +72,7 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
     }
     let rate = failure_rate(step);
     if let Some(limit) = rules.failure_rate
-        && step.requests > 0
+        && step.failed > 0
         && rate >= limit
     {
         return Some(StopReason::FailureRate { rate, limit });
@@ -385,6 +385,16 @@ mod tests {
             stop_reason(&step_result(3, 100, 100), &StopRules::none()),
             None
         );
+        let stop_at_any_failure = StopRules {
+            failure_rate: Some(0.0),
+            ..rules
+        };
+        assert_eq!(
+            stop_reason(&step_result(3, 100, 0), &stop_at_any_failure),
+            None,
+            "a clean step breaks no failure-rate rule, not even 0"
+        );
+        assert!(stop_reason(&step_result(3, 100, 1), &stop_at_any_failure).is_some());
     }
 
     #[test]

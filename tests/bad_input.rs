@@ -90,7 +90,24 @@ fn unknown_option_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--stepz"));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("--stepz"), "{error}");
+    assert!(error.contains("pgstress run --help"), "{error}");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_a_one_line_usage_error() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--steps", "ten"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error = one_line_error(&output.stderr);
+    assert!(
+        error.contains("'ten'") && error.contains("--steps"),
+        "{error}"
+    );
 }
 
 #[test]

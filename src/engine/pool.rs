@@ -269,6 +269,8 @@ impl Worker {
             record.connect = Some(connect);
             record.latency += connect;
         }
+        record.outcome =
+            request::within_deadline(record.outcome, record.latency, self.spec.timeout);
         if session.client.is_closed() {
             self.session = None;
         }

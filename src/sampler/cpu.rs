@@ -87,6 +87,7 @@ impl CpuProbe {
 impl Probe for CpuProbe {
     type Reading = CpuReading;
     type Sample = CpuSample;
+    const MERGE_SHORT_TAIL: bool = true;
 
     fn read(&mut self) -> CpuReading {
         let process_seconds = match &mut self.system {
@@ -122,15 +123,23 @@ impl Probe for CpuProbe {
         if wall <= 0.0 {
             return None;
         }
-        let share = |seconds: f64| (seconds / (wall * self.cores) * 100.0).clamp(0.0, 100.0);
+        let host = match (after.host, before.host) {
+            (Some(a), Some(b)) => a.percent_since(&b),
+            _ => None,
+        };
+        // Processes and host are counted in ticks at different moments: a process's share
+        // may round above the host's, which contains it. The host's bounds it.
+        let ceiling = host.unwrap_or(100.0);
+        let share = |seconds: f64| {
+            (seconds / (wall * self.cores) * 100.0)
+                .clamp(0.0, 100.0)
+                .min(ceiling)
+        };
         Some(CpuSample {
             elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
             step: tag.step,
             requests: tag.requests,
-            host_cpu_pct: match (after.host, before.host) {
-                (Some(a), Some(b)) => a.percent_since(&b).unwrap_or(0.0),
-                _ => 0.0,
-            },
+            host_cpu_pct: host.unwrap_or(0.0),
             process_cpu_pct: share(after.process_seconds - before.process_seconds),
             server_cpu_pct: match (after.server_seconds, before.server_seconds) {
                 (Some(a), Some(b)) => Some(share(a - b)),

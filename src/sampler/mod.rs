@@ -22,6 +22,10 @@ pub struct StepTag {
 pub trait Probe: Send + 'static {
     type Reading: Send;
     type Sample: Send + 'static;
+    /// Whether a step's last window, when much shorter than the interval, is read together
+    /// with the window before it. Counters that tick (the kernel counts CPU in 10 ms ticks)
+    /// read as 0% or 100% over a few milliseconds; point readings lose nothing by standing alone.
+    const MERGE_SHORT_TAIL: bool = false;
     fn read(&mut self) -> Self::Reading;
     fn sample(
         &mut self,
@@ -100,29 +104,41 @@ impl<S> Drop for Sampler<S> {
 
 fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P::Sample>>) {
     let mut current: Option<StepTag> = None;
-    let mut previous = probe.read();
+    let mut previous = (Instant::now(), probe.read());
+    // The reading the step's last sample started from, while that sample is the last one.
+    let mut last_start: Option<P::Reading> = None;
     let mut samples = Vec::new();
     loop {
         match inbox.recv_timeout(every) {
             Ok(Command::Begin(tag)) => {
                 current = Some(tag);
                 samples.clear();
-                previous = probe.read();
+                last_start = None;
+                previous = (Instant::now(), probe.read());
             }
             Ok(Command::End(reply)) => {
                 if let Some(tag) = current.take() {
                     let now = probe.read();
-                    samples.extend(probe.sample(tag, &previous, &now));
-                    previous = now;
+                    let short_tail = previous.0.elapsed() < every / 2;
+                    match last_start.take() {
+                        Some(start) if P::MERGE_SHORT_TAIL && short_tail && !samples.is_empty() => {
+                            samples.pop();
+                            samples.extend(probe.sample(tag, &start, &now));
+                        }
+                        _ => samples.extend(probe.sample(tag, &previous.1, &now)),
+                    }
+                    previous = (Instant::now(), now);
                 }
                 let _ = reply.send(std::mem::take(&mut samples));
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = probe.read();
+                let before = std::mem::replace(&mut previous, (Instant::now(), now));
                 if let Some(tag) = current {
-                    samples.extend(probe.sample(tag, &previous, &now));
+                    let count = samples.len();
+                    samples.extend(probe.sample(tag, &before.1, &previous.1));
+                    last_start = (samples.len() > count).then_some(before.1);
                 }
-                previous = now;
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -146,6 +162,41 @@ mod tests {
         fn sample(&mut self, tag: StepTag, before: &u32, after: &u32) -> Option<(StepTag, u32)> {
             Some((tag, after - before))
         }
+    }
+
+    /// The same counter, read as a tick counter: a short last window joins the one before.
+    struct TickCounter(Counter);
+
+    impl Probe for TickCounter {
+        type Reading = u32;
+        type Sample = (StepTag, u32);
+        const MERGE_SHORT_TAIL: bool = true;
+        fn read(&mut self) -> u32 {
+            self.0.read()
+        }
+        fn sample(&mut self, tag: StepTag, before: &u32, after: &u32) -> Option<(StepTag, u32)> {
+            self.0.sample(tag, before, after)
+        }
+    }
+
+    #[test]
+    fn a_short_last_window_of_a_tick_counter_joins_the_window_before() {
+        let every = Duration::from_secs(1);
+        let tag = StepTag {
+            step: 1,
+            requests: 5,
+        };
+        // One full window, then a quarter of one: the tail is read with the window before it.
+        let ticks = Sampler::start("test", every, TickCounter(Counter(0))).unwrap();
+        ticks.begin_step(tag);
+        thread::sleep(every + every / 4);
+        assert_eq!(ticks.end_step(), vec![(tag, 2)]);
+
+        // A point reading keeps its short tail as a sample of its own.
+        let points = Sampler::start("test", every, Counter(0)).unwrap();
+        points.begin_step(tag);
+        thread::sleep(every + every / 4);
+        assert_eq!(points.end_step(), vec![(tag, 1), (tag, 1)]);
     }
 
     #[test]

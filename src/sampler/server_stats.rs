@@ -8,7 +8,7 @@ use super::{Probe, StepTag};
 /// One reading of the server's own view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerStatsReading {
-    /// Client backends connected (the monitoring connection included).
+    /// Client backends connected, the monitoring connection left out.
     pub connections: u32,
     pub active: u32,
     pub xact_commit: i64,
@@ -37,8 +37,9 @@ impl ServerStatsProbe {
     }
 }
 
-const QUERY: &str = "SELECT count(*) FILTER (WHERE backend_type = 'client backend')::int,
-       count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active')::int,
+/// The monitor leaves itself out of the counts: it is connected, and active while it asks.
+const QUERY: &str = "SELECT count(*) FILTER (WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int,
+       count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid())::int,
        (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
        (SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database())
 FROM pg_stat_activity";
@@ -99,7 +100,10 @@ impl ServerStatsSummary {
         Some(ServerStatsSummary {
             connections_peak: samples.iter().map(|s| s.connections).max().unwrap_or(0),
             active_peak: samples.iter().map(|s| s.active).max().unwrap_or(0),
-            xact_commit: samples.iter().map(|s| s.xact_commit).sum(),
+            // Each reading is a transaction of the monitor's own, counted by the next one.
+            xact_commit: (samples.iter().map(|s| s.xact_commit).sum::<i64>()
+                - samples.len() as i64)
+                .max(0),
             xact_rollback: samples.iter().map(|s| s.xact_rollback).sum(),
         })
     }
@@ -121,7 +125,11 @@ mod tests {
         let summary = ServerStatsSummary::of(&[sample(4, 10), sample(9, 5), sample(2, 1)]).unwrap();
         assert_eq!(summary.connections_peak, 9);
         assert_eq!(summary.active_peak, 4);
-        assert_eq!(summary.xact_commit, 16);
+        assert_eq!(
+            summary.xact_commit,
+            16 - 3,
+            "the monitor's own three readings left out"
+        );
         assert_eq!(ServerStatsSummary::of(&[]), None);
     }
 }
