@@ -32,6 +32,8 @@ pub enum Command {
 
 /// Every option is also a key of the `--config` TOML file; the command line wins.
 #[derive(Debug, Default, Args)]
+// `--steps -1` is then a bad value of --steps, not an unknown option `-1`.
+#[command(allow_negative_numbers = true)]
 pub struct RunArgs {
     /// TOML file whose keys are these options' long names (e.g. `steps = 10`).
     #[arg(long, value_name = "FILE")]

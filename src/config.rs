@@ -394,7 +394,16 @@ impl Judging {
             |option: &'static str, cli: &Option<String>, file: &Option<String>| {
                 cli.as_deref()
                     .or(file.as_deref())
-                    .map(|text| parse_duration(option, Some(text), Duration::ZERO))
+                    .map(
+                        |text| match parse_duration(option, Some(text), Duration::ZERO)? {
+                            zero if zero.is_zero() => Err(invalid(
+                                option,
+                                text,
+                                "give a latency above zero, e.g. 250ms",
+                            )),
+                            limit => Ok(limit),
+                        },
+                    )
                     .transpose()
             };
         let share = |option: &'static str, value: Option<f64>, default: f64| match value {
@@ -616,17 +625,29 @@ fn parse_duration(
     value: Option<&str>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(text.trim()).map_err(|_| {
-            invalid(
-                option,
-                text,
-                "expected a duration such as 10s, 1.5s or 500ms",
-            )
-        }),
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let duration = humantime::parse_duration(text.trim()).map_err(|_| {
+        invalid(
+            option,
+            text,
+            "expected a duration such as 10s, 1.5s or 500ms",
+        )
+    })?;
+    if duration > MAX_DURATION {
+        return Err(invalid(
+            option,
+            text,
+            "give at most 24h; longer is a mistake for a stress test (and past what \
+             PostgreSQL's statement_timeout takes)",
+        ));
     }
+    Ok(duration)
 }
+
+/// The longest duration any option takes.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 fn parse_setting(text: &str) -> Result<(String, String), ConfigError> {
     match text.split_once('=') {

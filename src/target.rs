@@ -144,6 +144,54 @@ impl ConnectTarget {
     }
 }
 
+/// Masks what looks like a password anywhere in free text (a DSN given where no DSN was
+/// expected ends up in an error message): `password=...` values and the `:...@` of a URL.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        let value_start = at + "password=".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value = &rest[value_start..];
+        let end = value
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '&'))
+            .unwrap_or(value.len());
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    mask_url_passwords(&out)
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        out.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '\'' | '"'))
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+        {
+            Some((colon, at)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Why a setup connection failed.
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -221,6 +269,24 @@ fn describe(config: &Config, tls: &TlsOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_free_text_are_masked() {
+        assert_eq!(
+            redact_secrets(
+                "unexpected argument 'postgres://u:S3cr3t@h:5432/x?sslmode=require' found"
+            ),
+            "unexpected argument 'postgres://u:***@h:5432/x?sslmode=require' found"
+        );
+        assert_eq!(
+            redact_secrets("unexpected argument 'host=h password=S3cr3t dbname=x' found"),
+            "unexpected argument 'host=h password=*** dbname=x' found"
+        );
+        assert_eq!(
+            redact_secrets("see https://example.com/a and postgres://u@h/x"),
+            "see https://example.com/a and postgres://u@h/x"
+        );
+    }
 
     #[test]
     fn key_value_dsn_is_printed_without_password() {

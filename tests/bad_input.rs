@@ -96,6 +96,40 @@ fn unknown_option_is_a_usage_error() {
 }
 
 #[test]
+fn a_dsn_without_dsn_is_refused_without_its_password() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .arg("postgres://someone:Hunter2Secret@127.0.0.1:1/x")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("someone:***@127.0.0.1"), "{error}");
+    assert!(!error.contains("Hunter2Secret"), "password leaked: {error}");
+}
+
+#[test]
+fn durations_past_a_day_and_negative_counts_are_refused_by_name() {
+    for (option, value) in [
+        ("--timeout", "30d"),
+        ("--pause", "18446744073709551615s"),
+        ("--steps", "-1"),
+    ] {
+        let logs = tempfile::tempdir().unwrap();
+        let output = pgstress_run(logs.path())
+            .args([option, value])
+            .output()
+            .unwrap();
+        assert!(
+            matches!(output.status.code(), Some(1 | 2)),
+            "{option} {value}"
+        );
+        let error = one_line_error(&output.stderr);
+        assert!(error.contains(option) && error.contains(value), "{error}");
+    }
+}
+
+#[test]
 fn a_value_of_the_wrong_type_is_a_one_line_usage_error() {
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())
