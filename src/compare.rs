@@ -81,10 +81,27 @@ impl ComparedRun {
         };
         let mut reader =
             csv::Reader::from_path(&steps_path).map_err(|e| steps_error(e.to_string()))?;
+        let headers = reader
+            .headers()
+            .map_err(|e| steps_error(e.to_string()))?
+            .clone();
+        if !["step", "requests"]
+            .iter()
+            .all(|column| headers.iter().any(|h| h == *column))
+        {
+            return Err(steps_error(
+                "not a pgstress steps log (no `step` and `requests` columns)".to_owned(),
+            ));
+        }
         let steps = reader
             .deserialize()
             .collect::<Result<Vec<StepRow>, _>>()
             .map_err(|e| steps_error(e.to_string()))?;
+        if steps.is_empty() {
+            return Err(steps_error(
+                "no step was logged: the run ended before its first step".to_owned(),
+            ));
+        }
         Ok(ComparedRun {
             label,
             prefix,

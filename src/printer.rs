@@ -27,8 +27,13 @@ impl<W: Write> Printer<W> {
         self.out
     }
 
-    // Output errors (a closed pipe) must not stop a run whose logs are on disk.
+    // Output errors (a closed pipe) must not stop a run whose logs are on disk. After a second
+    // Ctrl-C nothing more is said: the step in flight fails because the process is exiting,
+    // and a line about it would report the exit as the server's doing.
     fn line(&mut self, text: impl AsRef<str>) {
+        if crate::interrupt::abandoned() {
+            return;
+        }
         let _ = writeln!(self.out, "{}", text.as_ref());
         let _ = self.out.flush();
     }

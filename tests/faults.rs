@@ -347,4 +347,9 @@ fn second_ctrl_c_exits_at_once_leaving_the_logs_intact() {
         !throwaway_folder(&stdout).exists(),
         "the throwaway server's folder is removed"
     );
+    // Nor does the terminal report the requests the exit itself broke.
+    assert!(
+        !stdout.contains("step  1/5") && !stdout.contains("breaking point"),
+        "{stdout}"
+    );
 }
