@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::outcome::FailureClass;
 use crate::stats::StepResult;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +20,8 @@ pub enum Flag {
     /// Rate mode: the client could not send the offered rate (requests dropped, or started
     /// late behind their schedule).
     RateNotMet,
+    /// Some request threads could not be started: the client's thread or memory limit.
+    SpawnFailed,
 }
 
 impl Flag {
@@ -29,6 +32,7 @@ impl Flag {
             Flag::OverMaxConnections => "over-max-connections",
             Flag::ServerSaturated => "server-saturated",
             Flag::RateNotMet => "rate-not-met",
+            Flag::SpawnFailed => "spawn-failed",
         }
     }
 
@@ -36,7 +40,7 @@ impl Flag {
     pub fn is_client_limit(self) -> bool {
         matches!(
             self,
-            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet
+            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet | Flag::SpawnFailed
         )
     }
 }
@@ -223,6 +227,9 @@ pub fn diagnose(
     if context.scheduled && (step.dropped > 0 || lagging) {
         flags.push(Flag::RateNotMet);
     }
+    if step.failures(FailureClass::Spawn) > 0 {
+        flags.push(Flag::SpawnFailed);
+    }
     flags
 }
 
@@ -389,6 +396,20 @@ mod tests {
             vec![Flag::RateNotMet]
         );
         assert!(Flag::RateNotMet.is_client_limit());
+    }
+
+    #[test]
+    fn threads_that_could_not_start_are_a_client_limit() {
+        let pool = StepContext::default();
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        assert!(diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()).is_empty());
+        step.by_class[FailureClass::Spawn.index()] = 4;
+        step.failed = 4;
+        assert_eq!(
+            diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::SpawnFailed]
+        );
+        assert!(Flag::SpawnFailed.is_client_limit());
     }
 
     #[test]

@@ -180,11 +180,11 @@ impl StepResult {
         self.by_class[class.index()]
     }
 
-    /// Completed requests per second of wall time.
+    /// Completed requests per second of wall time; requests never sent (dropped) are not.
     pub fn throughput(&self) -> f64 {
         let seconds = self.wall.as_secs_f64();
         if seconds > 0.0 {
-            f64::from(self.requests) / seconds
+            f64::from(self.requests.saturating_sub(self.dropped)) / seconds
         } else {
             0.0
         }

@@ -158,7 +158,12 @@ impl Verdict {
     ) -> Self {
         let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
-        let capacity = before_break.iter().map(|s| s.load).max();
+        // A step whose load the client could not send did not test the server at that load.
+        let capacity = before_break
+            .iter()
+            .filter(|s| !s.flags.contains(&Flag::RateNotMet))
+            .map(|s| s.load)
+            .max();
         let breaking_point = breaking_index.map(|i| {
             let step = &steps[i];
             BreakingPoint {
@@ -303,6 +308,20 @@ mod tests {
             step_result(3, 150, 0),
         ];
         assert_eq!(Verdict::judge(&steps, 3, None, None).capacity, Some(50));
+    }
+
+    #[test]
+    fn a_rate_the_client_could_not_send_is_not_capacity() {
+        let mut steps = vec![
+            step_result(1, 200, 0),
+            step_result(2, 400, 0),
+            step_result(3, 600, 0),
+        ];
+        steps[1].flags.push(Flag::RateNotMet);
+        steps[2].flags.push(Flag::RateNotMet);
+        let verdict = Verdict::judge(&steps, 3, None, None);
+        assert!(verdict.breaking_point.is_none());
+        assert_eq!(verdict.capacity, Some(200));
     }
 
     #[test]

@@ -262,6 +262,15 @@ fn threads_that_cannot_start_count_as_spawn_failures() {
     assert_eq!(rows.len(), 2);
     assert_eq!(number(&rows[0], "spawn"), 3, "{:?}", rows[0]);
     assert_eq!(number(&rows[1], "spawn"), 6, "{:?}", rows[1]);
+    assert!(
+        rows.iter().all(|row| row["flags"].contains("spawn-failed")),
+        "{rows:?}"
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("whose limit: possibly the client's"),
+        "threads that never started are the client's limit, not the server's: {stdout}"
+    );
 }
 
 #[test]
