@@ -180,6 +180,13 @@ impl StepResult {
         self.by_class[class.index()]
     }
 
+    /// Failures that reached the server or came from it: all but the threads that never
+    /// started, which say nothing about the server.
+    pub fn server_failed(&self) -> u32 {
+        self.failed
+            .saturating_sub(self.failures(FailureClass::Spawn))
+    }
+
     /// Completed requests per second of wall time; requests never sent (dropped) are not.
     pub fn throughput(&self) -> f64 {
         let seconds = self.wall.as_secs_f64();

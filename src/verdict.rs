@@ -64,15 +64,25 @@ pub fn failure_rate(step: &StepResult) -> f64 {
     }
 }
 
+/// The share of the step's requests that failed at or because of the server: what the stop
+/// rule judges. Threads that never started are the client's (`spawn-failed`), and the run goes on.
+fn server_failure_rate(step: &StepResult) -> f64 {
+    if step.requests == 0 {
+        0.0
+    } else {
+        f64::from(step.server_failed()) / f64::from(step.requests)
+    }
+}
+
 /// The rule the step just finished breaks, if any.
 pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
     let unanswered = step.failures(FailureClass::Timeout) + step.failures(FailureClass::Refused);
     if rules.unresponsive && step.requests > 0 && unanswered == step.requests {
         return Some(StopReason::Unresponsive);
     }
-    let rate = failure_rate(step);
+    let rate = server_failure_rate(step);
     if let Some(limit) = rules.failure_rate
-        && step.failed > 0
+        && step.server_failed() > 0
         && rate >= limit
     {
         return Some(StopReason::FailureRate { rate, limit });
@@ -91,7 +101,7 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
 
 /// Whether the server handled a step: no failure and, with an SLO, p99 within it.
 pub fn handled(step: &StepResult, slo_p99: Option<Duration>) -> bool {
-    if step.failed > 0 {
+    if step.server_failed() > 0 {
         return false;
     }
     match slo_p99 {
@@ -158,10 +168,15 @@ impl Verdict {
     ) -> Self {
         let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
-        // A step whose load the client could not send did not test the server at that load.
+        // A step whose load the client could not send (requests dropped, threads that never
+        // started) did not test the server at that load.
         let capacity = before_break
             .iter()
-            .filter(|s| !s.flags.contains(&Flag::RateNotMet))
+            .filter(|s| {
+                !s.flags
+                    .iter()
+                    .any(|f| matches!(f, Flag::RateNotMet | Flag::SpawnFailed))
+            })
             .map(|s| s.load)
             .max();
         let breaking_point = breaking_index.map(|i| {
@@ -214,9 +229,12 @@ impl Verdict {
     /// The verdict in sentences, the first one the answer.
     pub fn sentences(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let capacity = match self.capacity {
-            Some(n) => format!("capacity: {n} {}", self.unit),
-            None => "capacity: none (the first step already failed)".to_owned(),
+        let capacity = match (self.capacity, &self.breaking_point) {
+            (Some(n), _) => format!("capacity: {n} {}", self.unit),
+            (None, Some(_)) => "capacity: none (the first step already failed)".to_owned(),
+            (None, None) => {
+                "capacity: not measured (no step's load reached the server in full)".to_owned()
+            }
         };
         match &self.breaking_point {
             Some(bp) => {
@@ -308,6 +326,28 @@ mod tests {
             step_result(3, 150, 0),
         ];
         assert_eq!(Verdict::judge(&steps, 3, None, None).capacity, Some(50));
+    }
+
+    #[test]
+    fn threads_that_never_started_neither_break_the_server_nor_stop_the_run() {
+        let mut steps = vec![
+            step_result(1, 10, 0),
+            step_with_failures(2, 20, 20, FailureClass::Spawn, 0),
+        ];
+        steps[1].flags.push(Flag::SpawnFailed);
+        let verdict = Verdict::judge(&steps, 2, None, None);
+        assert!(verdict.breaking_point.is_none());
+        assert_eq!(
+            verdict.capacity,
+            Some(10),
+            "step 2 never reached the server"
+        );
+        let defaults = StopRules {
+            failure_rate: Some(0.5),
+            p99: None,
+            unresponsive: true,
+        };
+        assert_eq!(stop_reason(&steps[1], &defaults), None);
     }
 
     #[test]

@@ -251,7 +251,8 @@ fn threads_that_cannot_start_count_as_spawn_failures() {
             "2",
             "--step",
             "3",
-            "--no-stop",
+            // The default stop rules stay on: threads that never started are not the server
+            // failing, and the run goes on.
             "--stack-kib",
             "68719476736",
         ])
@@ -268,7 +269,8 @@ fn threads_that_cannot_start_count_as_spawn_failures() {
     );
     let stdout = text(&output.stdout);
     assert!(
-        stdout.contains("whose limit: possibly the client's"),
+        stdout.contains("capacity: not measured")
+            && stdout.contains("measured the client, not the server — spawn-failed from step 1"),
         "threads that never started are the client's limit, not the server's: {stdout}"
     );
 }
