@@ -56,10 +56,7 @@ impl ComparedRun {
         if summary.exists() {
             let saved = SavedRun::load(&summary)?;
             let plan = &saved.facts.plan;
-            let unit = match plan.unit.as_str() {
-                "" => "concurrent requests",
-                unit => unit,
-            };
+            let unit = plan.unit_name();
             return Ok(ComparedRun {
                 label,
                 prefix,

@@ -56,6 +56,16 @@ pub struct PlanFacts {
     pub saturated_cpu_pct: f64,
 }
 
+impl PlanFacts {
+    /// What a step's size counts; runs logged before the field existed were all burst runs.
+    pub fn unit_name(&self) -> &str {
+        match self.unit.as_str() {
+            "" => crate::verdict::CONCURRENT,
+            unit => unit,
+        }
+    }
+}
+
 fn default_saturated_cpu_pct() -> f64 {
     crate::flags::Thresholds::default().saturated_cpu_pct
 }

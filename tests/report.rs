@@ -140,6 +140,50 @@ fn report_command_redraws_the_same_html_from_the_logs() {
 }
 
 #[test]
+fn a_steps_log_copied_alone_is_drawn_with_its_breaking_point() {
+    // A server that takes 17 connections: the step of 20 breaks it.
+    let (_guard, dsn) = small_server();
+    let logs = tempfile::tempdir().unwrap();
+    pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &dsn,
+            "--steps",
+            "2",
+            "--step",
+            "10",
+            "--no-stop",
+            "--no-report",
+            "--query",
+            "SELECT $1::text FROM pg_sleep(0.3)",
+        ])
+        .assert()
+        .success();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let steps = log_file(logs.path(), "_steps.csv");
+    let copied = elsewhere.path().join(steps.file_name().unwrap());
+    std::fs::copy(&steps, &copied).unwrap();
+
+    assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("report")
+        .arg(&copied)
+        .assert()
+        .success();
+    let prefix = PathBuf::from(copied.to_str().unwrap().strip_suffix("_steps.csv").unwrap());
+    let html = std::fs::read_to_string(with_suffix(&prefix, "_report.html")).unwrap();
+    assert!(html.contains("steps log alone"), "{html}");
+    assert!(
+        html.contains("breaking point: 20 requests (step 2); capacity: 10 requests"),
+        "{html}"
+    );
+    for chart in CHARTS {
+        let (width, _, colours) = decode_png(&with_suffix(&prefix, &format!("_{chart}.png")));
+        assert!(width > 0 && colours > 2, "{chart}.png is blank");
+    }
+}
+
+#[test]
 fn report_of_a_run_that_is_not_there_names_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let output = assert_cmd::Command::cargo_bin("pgstress")

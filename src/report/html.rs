@@ -79,9 +79,14 @@ pub fn page(run: &SavedRun, charts: &[(ChartKind, String)]) -> String {
     machine(&mut html, run);
     let _ = write!(
         html,
-        "<footer>Drawn by pgstress {} from the run's saved summary; \
+        "<footer>Drawn by pgstress {} from the run's saved {}; \
          <code>pgstress report</code> redraws it from the logs.</footer>\n</body>\n</html>\n",
-        escape(&run.facts.pgstress_version)
+        escape(&run.facts.pgstress_version),
+        if run.steps_log_only() {
+            "steps log"
+        } else {
+            "summary"
+        }
     );
     html
 }
@@ -130,6 +135,14 @@ fn facts_table(html: &mut String, rows: &[(&str, String)]) {
 fn plan(html: &mut String, run: &SavedRun) {
     let plan = &run.facts.plan;
     html.push_str("<h2>Plan and target</h2>\n");
+    if run.steps_log_only() {
+        html.push_str(
+            "<p>Drawn from the run's steps log alone: its plan, target, server and verdict were \
+             recorded in its <code>_summary.json</code>, which was not beside it. The breaking \
+             point and capacity above are read again from the logged steps.</p>\n",
+        );
+        return;
+    }
     let mut stops = Vec::new();
     if let Some(rate) = plan.stop_failure_rate {
         stops.push(format!("failure rate >= {rate}"));
@@ -150,11 +163,12 @@ fn plan(html: &mut String, run: &SavedRun) {
         (
             "ramp",
             format!(
-                "{} mode, {} steps of {} to {} concurrent requests (+{} per step), {} requests in all",
+                "{} mode, {} steps of {} to {} {} (+{} per step), {} requests in all",
                 plan.mode,
                 plan.steps,
                 plan.start,
                 plan.largest_step,
+                plan.unit_name(),
                 plan.step,
                 plan.total_requests
             ),
@@ -202,6 +216,7 @@ fn steps(html: &mut String, run: &SavedRun) {
         "wall s",
         "req/s",
         "spread ms",
+        "wait p99 ms",
         "p50 ms",
         "p90 ms",
         "p99 ms",
@@ -220,6 +235,7 @@ fn steps(html: &mut String, run: &SavedRun) {
     }
     html.push_str(
         "</tbody>\n</table>\n<p>CPU is mean%/peak% of all the host's cores during the step. \
+                   Wait: time in the pool's queue, or behind the rate's schedule (pool and rate modes). \
                    Highlighted: flagged steps (yellow), the breaking point (red).</p>\n",
     );
 }
@@ -230,12 +246,14 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
         (false, false) => " class=\"flagged\"",
         (false, true) => "",
     };
+    // Dropped requests were never sent: listed with the failures so that the counts add up.
     let failures: Vec<String> = FailureClass::ALL
         .iter()
         .filter_map(|c| {
             let n = series::failures(row, *c);
             (n > 0).then(|| format!("{} {n}", c.name()))
         })
+        .chain((row.dropped > 0).then(|| format!("dropped (not sent) {}", row.dropped)))
         .collect();
     let failed_class = if row.failed > 0 {
         " class=\"failed\""
@@ -251,7 +269,7 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
     let _ = writeln!(
         html,
         "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td{failed_class}>{}</td><td class=\"text\">{}</td>\
-         <td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
          <td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{flags}</td></tr>",
         row.step,
         row.requests,
@@ -261,6 +279,7 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
         row.wall_s,
         row.throughput_rps,
         row.launch_spread_ms,
+        one_decimal(row.queue_wait_p99_ms),
         one_decimal(row.latency_p50_ms),
         one_decimal(row.latency_p90_ms),
         one_decimal(row.latency_p99_ms),
@@ -272,6 +291,9 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
 }
 
 fn machine(html: &mut String, run: &SavedRun) {
+    if run.steps_log_only() {
+        return; // nothing is known of either but what the steps say
+    }
     let facts = &run.facts;
     let server = &facts.server;
     html.push_str("<h2>Server and client</h2>\n");

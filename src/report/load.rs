@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
+use crate::flags::Flag;
 use crate::logs::{GateResult, StepRow};
-use crate::run_facts::RunFacts;
+use crate::run_facts::{ClientFacts, PlanFacts, RunFacts, ServerFacts};
 
 const SUMMARY_SUFFIX: &str = "_summary.json";
+/// The mode of a run read from its steps log alone, which does not record it.
+const STEPS_LOG_ONLY: &str = "unknown";
 const STEPS_SUFFIX: &str = "_steps.csv";
 
 /// What the report needs of a saved summary; the fields the report does not use (histograms,
@@ -32,6 +35,45 @@ pub struct SavedVerdict {
     pub breaking_point: Option<SavedBreakingPoint>,
 }
 
+impl SavedVerdict {
+    /// The verdict's rules on logged steps: the first step with a failure that reached the
+    /// server breaks; capacity is the largest step before it whose load was all sent.
+    fn of_rows(steps: &[StepRow]) -> Self {
+        let breaking = steps.iter().position(|s| s.failed > s.spawn);
+        let client_short = |s: &StepRow| {
+            s.flags
+                .split(';')
+                .any(|f| f == Flag::RateNotMet.name() || f == Flag::SpawnFailed.name())
+        };
+        SavedVerdict {
+            capacity: steps[..breaking.unwrap_or(steps.len())]
+                .iter()
+                .filter(|s| !client_short(s))
+                .map(|s| s.requests)
+                .max(),
+            breaking_point: breaking.map(|i| SavedBreakingPoint {
+                step: steps[i].step,
+                requests: steps[i].requests,
+            }),
+        }
+    }
+
+    fn sentence(&self) -> String {
+        let capacity = self
+            .capacity
+            .map_or_else(|| "none".to_owned(), |n| format!("{n} requests"));
+        match self.breaking_point {
+            Some(bp) => format!(
+                "breaking point: {} requests (step {}); capacity: {capacity} (read again from the steps log)",
+                bp.requests, bp.step
+            ),
+            None => format!(
+                "no breaking point in the logged steps; capacity: {capacity} (read again from the steps log)"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct SavedBreakingPoint {
     pub step: u32,
@@ -48,6 +90,88 @@ impl SavedRun {
             path: summary.to_owned(),
             message: err.to_string(),
         })
+    }
+
+    /// A run known by its steps log alone (copied from another machine without its summary):
+    /// the steps as logged, the breaking point and capacity read again from them, and no
+    /// plan, target or server, which only the summary records.
+    pub fn from_steps_log(path: &Path) -> Result<Self, ReportError> {
+        let parse_error = |message: String| ReportError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let mut reader = csv::Reader::from_path(path).map_err(|err| match err.kind() {
+            csv::ErrorKind::Io(io) => ReportError::Read {
+                path: path.to_owned(),
+                cause: std::io::Error::new(io.kind(), io.to_string()),
+            },
+            _ => parse_error(err.to_string()),
+        })?;
+        let steps = reader
+            .deserialize()
+            .collect::<Result<Vec<StepRow>, _>>()
+            .map_err(|err| parse_error(err.to_string()))?;
+        if steps.is_empty() {
+            return Err(parse_error("no step was logged".to_owned()));
+        }
+        let verdict = SavedVerdict::of_rows(&steps);
+        let verdict_text = vec![verdict.sentence()];
+        let first = steps[0].requests;
+        let plan = PlanFacts {
+            mode: STEPS_LOG_ONLY.to_owned(),
+            unit: String::new(),
+            engine: String::new(),
+            steps: steps.len() as u32,
+            start: first,
+            step: steps
+                .get(1)
+                .map_or(first, |second| second.requests.saturating_sub(first)),
+            largest_step: steps.iter().map(|s| s.requests).max().unwrap_or(0),
+            total_requests: steps.iter().map(|s| u64::from(s.requests)).sum(),
+            query: String::new(),
+            data: None,
+            timeout_ms: 0.0,
+            sample_every_ms: 0.0,
+            stop_failure_rate: None,
+            stop_p99_ms: None,
+            stop_when_unresponsive: false,
+            slo_p99_ms: None,
+            bound_s: 0.0,
+            largest_step_bound_s: 0.0,
+            saturated_cpu_pct: crate::flags::Thresholds::default().saturated_cpu_pct,
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok(SavedRun {
+            facts: RunFacts {
+                pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: name
+                    .as_deref()
+                    .and_then(|n| n.strip_suffix(STEPS_SUFFIX))
+                    .unwrap_or("an unknown time")
+                    .to_owned(),
+                plan,
+                target: String::new(),
+                throwaway: false,
+                server: ServerFacts::default(),
+                server_cpu_visible: steps.iter().any(|s| s.server_cpu_peak.is_some()),
+                server_stats_visible: steps.iter().any(|s| s.server_connections_peak.is_some()),
+                client: ClientFacts {
+                    host_cores: 0.0,
+                    allowed_cores: 0.0,
+                },
+            },
+            complete: true,
+            interrupted: false,
+            steps,
+            verdict,
+            verdict_text,
+            gates: Vec::new(),
+        })
+    }
+
+    /// Whether the run was read from its steps log alone.
+    pub fn steps_log_only(&self) -> bool {
+        self.facts.plan.mode == STEPS_LOG_ONLY
     }
 
     /// The requests of the breaking point's step, where the charts draw their vertical line.

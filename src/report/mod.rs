@@ -60,7 +60,13 @@ pub struct ReportPaths {
 /// is given, beside it: `<ts>_<chart>.png`, `<ts>_<chart>.svg` and `<ts>_report.html`.
 pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
     let prefix = load::run_prefix(summary)?;
-    let run = SavedRun::load(&load::summary_path(&prefix))?;
+    let summary_path = load::summary_path(&prefix);
+    let steps_path = load::with_suffix(&prefix, "_steps.csv");
+    let run = if !summary_path.exists() && steps_path.exists() {
+        SavedRun::from_steps_log(&steps_path)?
+    } else {
+        SavedRun::load(&summary_path)?
+    };
     let mut chart_paths = Vec::new();
     let mut svgs = Vec::new();
     for kind in ChartKind::ALL {
