@@ -559,9 +559,8 @@ fn merge_mode(args: &RunArgs, file: &FileConfig, plan: &StepPlan) -> Result<Mode
         Mode::Burst => check_thread_limit(plan)?,
         // The pool's queue and the rate's schedule hold a whole step in memory.
         _ if mode.requests_for(plan.largest()) > MAX_QUEUED_STEP => {
-            return Err(invalid(
-                "--steps",
-                plan.steps,
+            return Err(plan_error(
+                plan,
                 format!(
                     "the last step would hold {} requests in memory, above {MAX_QUEUED_STEP}; \
                      use fewer or smaller steps",
@@ -594,13 +593,21 @@ fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigEr
     }
     let largest = u64::from(start) + u64::from(steps - 1) * u64::from(step);
     if largest > u64::from(u32::MAX) {
-        return Err(invalid(
-            "--steps",
-            steps,
+        return Err(plan_error(
+            &StepPlan { steps, start, step },
             format!("the last step would send {largest} requests; use fewer or smaller steps"),
         ));
     }
     Ok(StepPlan { steps, start, step })
+}
+
+/// A ramp too large: any of its three numbers may be the one to change, so all are named.
+fn plan_error(plan: &StepPlan, reason: String) -> ConfigError {
+    invalid(
+        "--steps, --start, --step",
+        format!("{}, {}, {}", plan.steps, plan.start, plan.step),
+        reason,
+    )
 }
 
 /// A burst step runs all its requests' threads at once.
@@ -608,9 +615,8 @@ fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
     let largest = u64::from(plan.largest());
     let limit = crate::engine::thread_limit();
     if largest > limit {
-        return Err(invalid(
-            "--steps",
-            plan.steps,
+        return Err(plan_error(
+            plan,
             format!(
                 "the last step would need {largest} threads at once, above this process's \
                  limit of {limit}; use fewer or smaller steps"

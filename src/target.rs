@@ -145,18 +145,40 @@ impl ConnectTarget {
 }
 
 /// Masks what looks like a password anywhere in free text (a DSN given where no DSN was
-/// expected ends up in an error message): `password=...` values and the `:...@` of a URL.
+/// expected ends up in an error message): the value of every `password` key, quoted or not,
+/// spaces around its `=` or not, and the `:...@` of a URL.
 pub fn redact_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("password=") {
-        let value_start = at + "password=".len();
-        out.push_str(&rest[..value_start]);
-        out.push_str("***");
-        let value = &rest[value_start..];
-        let end = value
-            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '&'))
-            .unwrap_or(value.len());
+    while let Some(at) = rest.find("password") {
+        let after_key = &rest[at + "password".len()..];
+        let after_equals = after_key.trim_start();
+        let Some(value) = after_equals.strip_prefix('=') else {
+            out.push_str(&rest[..at + "password".len()]);
+            rest = after_key;
+            continue;
+        };
+        let value = value.trim_start();
+        out.push_str(&rest[..at]);
+        out.push_str("password=***");
+        let end = match value.chars().next() {
+            // libpq's quoted value: up to the closing quote, backslash escapes skipped.
+            Some('\'') => {
+                let mut escaped = false;
+                value
+                    .char_indices()
+                    .skip(1)
+                    .find(|&(_, c)| {
+                        let closes = c == '\'' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        closes
+                    })
+                    .map_or(value.len(), |(i, _)| i + 1)
+            }
+            _ => value
+                .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '&'))
+                .unwrap_or(value.len()),
+        };
         rest = &value[end..];
     }
     out.push_str(rest);
@@ -281,6 +303,14 @@ mod tests {
         assert_eq!(
             redact_secrets("unexpected argument 'host=h password=S3cr3t dbname=x' found"),
             "unexpected argument 'host=h password=*** dbname=x' found"
+        );
+        assert_eq!(
+            redact_secrets("found 'host=h password = 'a b\\' c' dbname=x'"),
+            "found 'host=h password=*** dbname=x'"
+        );
+        assert_eq!(
+            redact_secrets("the password is not set"),
+            "the password is not set"
         );
         assert_eq!(
             redact_secrets("see https://example.com/a and postgres://u@h/x"),
