@@ -1,6 +1,7 @@
 //! One `pgstress run`: check the input, reach (or start) the server, run the ramp step by step,
 //! judging and writing each step as soon as it ends, and clean up however the run ends.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use crate::data::ParamData;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, StepObserver, Tally};
 use crate::flags::{self, ClientCpus};
 use crate::interrupt;
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
@@ -153,7 +154,12 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
             sampler.begin_step(tag);
         }
         progress.start_step(index, requests);
-        let step_run = engine.run_step(index, params, progress.observer());
+        let watch = StepWatch {
+            progress: progress.observer(),
+            server_stats: stats_sampler.as_ref(),
+            first_end_seen: Cell::new(false),
+        };
+        let step_run = engine.run_step(index, params, Some(&watch));
         progress.finish_step();
         let cpu_samples = cpu_sampler.end_step();
         let server_samples = stats_sampler
@@ -439,4 +445,26 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
         max_connections: row.get::<_, i32>(1).max(0) as u32,
         superuser_reserved_connections: row.get::<_, i32>(2).max(0) as u32,
     })
+}
+
+/// Watches a step's requests end: moves the progress bar, and when the first one ends has the
+/// server statistics read at once, while the step's connections are still open (a step
+/// shorter than the sampling interval would be seen only after they closed).
+struct StepWatch<'a> {
+    progress: Option<&'a dyn StepObserver>,
+    server_stats: Option<&'a Sampler<ServerStatsSample>>,
+    first_end_seen: Cell<bool>,
+}
+
+impl StepObserver for StepWatch<'_> {
+    fn request_ended(&self, tally: Tally) {
+        if let Some(progress) = self.progress {
+            progress.request_ended(tally);
+        }
+        if !self.first_end_seen.replace(true)
+            && let Some(sampler) = self.server_stats
+        {
+            sampler.read_now();
+        }
+    }
 }

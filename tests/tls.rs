@@ -118,7 +118,10 @@ fn prefer_encrypts_where_the_server_offers_it_and_falls_back_where_not() {
     let server = tls_server();
     run_ok(&format!("{} sslmode=prefer", server.dsn), &ssl_query(true));
     // The shared cluster has no certificate: prefer connects in plain text.
-    run_ok(&format!("{} sslmode=prefer", shared_dsn()), &ssl_query(false));
+    run_ok(
+        &format!("{} sslmode=prefer", shared_dsn()),
+        &ssl_query(false),
+    );
 }
 
 #[test]

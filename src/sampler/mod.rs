@@ -37,6 +37,8 @@ pub trait Probe: Send + 'static {
 
 enum Command<S> {
     Begin(StepTag),
+    /// Take a reading now, out of turn.
+    ReadNow,
     End(Sender<Vec<S>>),
 }
 
@@ -71,6 +73,14 @@ impl<S: Send + 'static> Sampler<S> {
     pub fn begin_step(&self, tag: StepTag) {
         if let Some(commands) = &self.commands {
             let _ = commands.send(Command::Begin(tag));
+        }
+    }
+
+    /// Takes a reading now, between the regular ones: a step shorter than the interval would
+    /// otherwise be seen only at its end, after its connections closed.
+    pub fn read_now(&self) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(Command::ReadNow);
         }
     }
 
@@ -131,7 +141,7 @@ fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P:
                 }
                 let _ = reply.send(std::mem::take(&mut samples));
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Ok(Command::ReadNow) | Err(RecvTimeoutError::Timeout) => {
                 let now = probe.read();
                 let before = std::mem::replace(&mut previous, (Instant::now(), now));
                 if let Some(tag) = current {
