@@ -248,6 +248,7 @@ impl RunConfig {
         let start = args.start.or(file.start).unwrap_or(step);
         let plan = validate_plan(steps, step, start)?;
         let mode = merge_mode(&args, &file, &plan)?;
+        check_gate_steps(&judging.gates, &plan, &mode)?;
 
         let query = args
             .query
@@ -599,6 +600,31 @@ fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigEr
         ));
     }
     Ok(StepPlan { steps, start, step })
+}
+
+/// A gate about the step of N requests must name a step the plan has: one that never runs
+/// would breach the gate at the end of a run that told nothing.
+fn check_gate_steps(gates: &[Gate], plan: &StepPlan, mode: &Mode) -> Result<(), ConfigError> {
+    let sizes: Vec<u32> = (1..=plan.steps)
+        .map(|i| mode.requests_for(plan.requests_at(i)))
+        .collect();
+    for gate in gates {
+        if let Some(n) = gate.at_requests
+            && !sizes.contains(&n)
+        {
+            let shown: Vec<String> = sizes.iter().take(5).map(u32::to_string).collect();
+            let more = if sizes.len() > 5 { ", ..." } else { "" };
+            return Err(invalid(
+                "--fail-if",
+                gate,
+                format!(
+                    "the plan has no step of {n} requests; its steps send {}{more}",
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A ramp too large: any of its three numbers may be the one to change, so all are named.

@@ -6,7 +6,8 @@
 //! - `failed>0`: some step had a failure.
 //!
 //! Without `@N`, a per-step metric is checked on every step run. A gate naming a step size the
-//! run did not reach counts as breached: the run did not show what the gate asked.
+//! plan does not have is refused with the options; one the run did not reach (it stopped
+//! earlier) counts as breached: the run did not show what the gate asked.
 
 use std::fmt;
 use std::str::FromStr;
@@ -120,6 +121,12 @@ impl FromStr for Gate {
                 .parse::<f64>()
                 .map_err(|_| fail("the value must be a number"))?,
         };
+        if value < 0.0 {
+            return Err(fail("the value cannot be negative"));
+        }
+        if metric == Metric::FailureRate && value > 1.0 {
+            return Err(fail("a failure rate is a share between 0 and 1"));
+        }
         if metric == Metric::Capacity && at_requests.is_some() {
             return Err(fail("capacity is a property of the whole run: drop the @"));
         }
@@ -215,6 +222,8 @@ mod tests {
             ("p99>fast", "duration"),
             ("capacity<200@100", "drop the @"),
             ("p99>250ms@many", "step size"),
+            ("capacity<-1", "negative"),
+            ("failure-rate>2", "between 0 and 1"),
             ("failed>lots", "number"),
         ] {
             let err = text.parse::<Gate>().unwrap_err().to_string();

@@ -130,6 +130,25 @@ fn durations_past_a_day_and_negative_counts_are_refused_by_name() {
 }
 
 #[test]
+fn a_gate_on_a_step_the_plan_lacks_is_refused_before_the_run() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--steps", "3", "--step", "5", "--fail-if", "p99>10ms@7"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(
+        error.contains("p99>10ms@7") && error.contains("5, 10, 15"),
+        "{error}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("throwaway"),
+        "nothing started"
+    );
+}
+
+#[test]
 fn a_value_of_the_wrong_type_is_a_one_line_usage_error() {
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())
