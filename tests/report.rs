@@ -314,6 +314,32 @@ fn burst_and_pool_runs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (logs, burst, pool)
 }
 
+#[test]
+fn the_steps_table_shows_waits_only_for_modes_that_queue() {
+    let (_logs, burst, pool) = burst_and_pool_runs();
+    for run in [burst.clone(), pool.clone()] {
+        assert_cmd::Command::cargo_bin("pgstress")
+            .unwrap()
+            .arg("report")
+            .arg(&run)
+            .assert()
+            .success();
+    }
+    let html = |run: &Path| {
+        let name = run.to_str().unwrap();
+        let prefix = name.strip_suffix("_steps.csv").unwrap_or(name);
+        std::fs::read_to_string(format!("{prefix}_report.html")).unwrap()
+    };
+    let burst_html = html(&burst);
+    assert!(!burst_html.contains("wait p99 ms"), "{burst_html}");
+    let pool_html = html(&pool);
+    assert!(pool_html.contains("<th>wait p99 ms</th>"), "{pool_html}");
+    assert!(
+        pool_html.contains("pool mode, 2 steps of 5 to 10 requests queued at once"),
+        "{pool_html}"
+    );
+}
+
 fn pgstress_compare(runs: &[&Path], extra: &[&std::ffi::OsStr]) -> std::process::Output {
     assert_cmd::Command::cargo_bin("pgstress")
         .unwrap()

@@ -207,6 +207,9 @@ fn plan(html: &mut String, run: &SavedRun) {
 
 fn steps(html: &mut String, run: &SavedRun) {
     html.push_str("<h2>Steps</h2>\n<table class=\"steps\">\n<thead><tr>");
+    // Only pool and rate requests wait (in the queue, behind the schedule): no empty column
+    // for a burst run.
+    let waits = run.steps.iter().any(|row| row.queue_wait_p99_ms.is_some());
     for head in [
         "step",
         "requests",
@@ -226,21 +229,29 @@ fn steps(html: &mut String, run: &SavedRun) {
         "server CPU",
         "flags",
     ] {
+        if head == "wait p99 ms" && !waits {
+            continue;
+        }
         let _ = write!(html, "<th>{head}</th>");
     }
     html.push_str("</tr></thead>\n<tbody>\n");
     let breaking = run.verdict.breaking_point.map(|bp| bp.step);
     for row in &run.steps {
-        step_row(html, row, breaking == Some(row.step));
+        step_row(html, row, breaking == Some(row.step), waits);
     }
-    html.push_str(
+    let wait_note = if waits {
+        "Wait: time in the pool's queue, or behind the rate's schedule. "
+    } else {
+        ""
+    };
+    let _ = write!(
+        html,
         "</tbody>\n</table>\n<p>CPU is mean%/peak% of all the host's cores during the step. \
-                   Wait: time in the pool's queue, or behind the rate's schedule (pool and rate modes). \
-                   Highlighted: flagged steps (yellow), the breaking point (red).</p>\n",
+         {wait_note}Highlighted: flagged steps (yellow), the breaking point (red).</p>\n",
     );
 }
 
-fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
+fn step_row(html: &mut String, row: &StepRow, breaking: bool, waits: bool) {
     let class = match (breaking, row.flags.is_empty()) {
         (true, _) => " class=\"breaking\"",
         (false, false) => " class=\"flagged\"",
@@ -269,7 +280,7 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
     let _ = writeln!(
         html,
         "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td{failed_class}>{}</td><td class=\"text\">{}</td>\
-         <td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{:.3}</td><td>{:.1}</td><td>{:.1}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
          <td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{flags}</td></tr>",
         row.step,
         row.requests,
@@ -279,7 +290,11 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool) {
         row.wall_s,
         row.throughput_rps,
         row.launch_spread_ms,
-        one_decimal(row.queue_wait_p99_ms),
+        if waits {
+            format!("<td>{}</td>", one_decimal(row.queue_wait_p99_ms))
+        } else {
+            String::new()
+        },
         one_decimal(row.latency_p50_ms),
         one_decimal(row.latency_p90_ms),
         one_decimal(row.latency_p99_ms),
