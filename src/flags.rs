@@ -25,6 +25,15 @@ pub enum Flag {
 }
 
 impl Flag {
+    pub const ALL: [Flag; 6] = [
+        Flag::ClientSaturated,
+        Flag::LaunchSpread,
+        Flag::OverMaxConnections,
+        Flag::ServerSaturated,
+        Flag::RateNotMet,
+        Flag::SpawnFailed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Flag::ClientSaturated => "client-saturated",
@@ -34,6 +43,12 @@ impl Flag {
             Flag::RateNotMet => "rate-not-met",
             Flag::SpawnFailed => "spawn-failed",
         }
+    }
+
+    /// Whether the flag says the step's whole load never reached the server (requests
+    /// dropped, threads that never started): such a step cannot count towards the capacity.
+    pub fn withholds_load(self) -> bool {
+        matches!(self, Flag::RateNotMet | Flag::SpawnFailed)
     }
 
     /// Whether the flag says the load generator, not the server, may be the limit.

@@ -172,11 +172,7 @@ impl Verdict {
         // started) did not test the server at that load.
         let capacity = before_break
             .iter()
-            .filter(|s| {
-                !s.flags
-                    .iter()
-                    .any(|f| matches!(f, Flag::RateNotMet | Flag::SpawnFailed))
-            })
+            .filter(|s| !s.flags.iter().any(|f| f.withholds_load()))
             .map(|s| s.load)
             .max();
         let breaking_point = breaking_index.map(|i| {

@@ -40,11 +40,12 @@ impl SavedVerdict {
     /// server breaks; capacity is the largest step before it whose load was all sent.
     fn of_rows(steps: &[StepRow]) -> Self {
         let breaking = steps.iter().position(|s| s.failed > s.spawn);
-        let client_short = |s: &StepRow| {
-            s.flags
-                .split(';')
-                .any(|f| f == Flag::RateNotMet.name() || f == Flag::SpawnFailed.name())
-        };
+        let withheld: Vec<&str> = Flag::ALL
+            .into_iter()
+            .filter(|f| f.withholds_load())
+            .map(Flag::name)
+            .collect();
+        let client_short = |s: &StepRow| s.flags.split(';').any(|f| withheld.contains(&f));
         SavedVerdict {
             capacity: steps[..breaking.unwrap_or(steps.len())]
                 .iter()
@@ -227,6 +228,41 @@ mod tests {
                 "{given}"
             );
         }
+    }
+
+    #[test]
+    fn a_steps_log_alone_gives_the_verdicts_breaking_point_and_capacity() {
+        let row = |step: u32, requests: u32, failed: u32, spawn: u32, flags: &str| StepRow {
+            step,
+            requests,
+            failed,
+            spawn,
+            flags: flags.to_owned(),
+            ..StepRow::default()
+        };
+        let steps = [
+            row(1, 10, 0, 0, ""),
+            row(2, 20, 0, 0, "client-saturated;rate-not-met"),
+            row(3, 30, 3, 3, "spawn-failed"),
+            row(4, 40, 5, 0, ""),
+        ];
+        let verdict = SavedVerdict::of_rows(&steps);
+        let bp = verdict.breaking_point.unwrap();
+        assert_eq!(
+            (bp.step, bp.requests),
+            (4, 40),
+            "spawn failures do not break"
+        );
+        assert_eq!(
+            verdict.capacity,
+            Some(10),
+            "steps whose load was not all sent do not count"
+        );
+        assert!(
+            verdict
+                .sentence()
+                .starts_with("breaking point: 40 requests (step 4); capacity: 10 requests")
+        );
     }
 
     #[test]
