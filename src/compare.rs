@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::logs::StepRow;
 use crate::report::comparison::{ComparisonChart, Metric, Series};
-use crate::report::load::{SavedRun, run_prefix, summary_path, with_suffix};
+use crate::report::load::{SavedRun, read_steps_log, run_prefix, summary_path, with_suffix};
 use crate::report::{self, ReportError, cpu_mean_peak, one_decimal};
 
 #[derive(Debug, Error)]
@@ -72,33 +72,10 @@ impl ComparedRun {
             });
         }
         let steps_path = with_suffix(&prefix, "_steps.csv");
-        let steps_error = |message: String| CompareError::Steps {
+        let steps = read_steps_log(&steps_path).map_err(|message| CompareError::Steps {
             path: steps_path.clone(),
             message,
-        };
-        let mut reader =
-            csv::Reader::from_path(&steps_path).map_err(|e| steps_error(e.to_string()))?;
-        let headers = reader
-            .headers()
-            .map_err(|e| steps_error(e.to_string()))?
-            .clone();
-        if !["step", "requests"]
-            .iter()
-            .all(|column| headers.iter().any(|h| h == *column))
-        {
-            return Err(steps_error(
-                "not a pgstress steps log (no `step` and `requests` columns)".to_owned(),
-            ));
-        }
-        let steps = reader
-            .deserialize()
-            .collect::<Result<Vec<StepRow>, _>>()
-            .map_err(|e| steps_error(e.to_string()))?;
-        if steps.is_empty() {
-            return Err(steps_error(
-                "no step was logged: the run ended before its first step".to_owned(),
-            ));
-        }
+        })?;
         Ok(ComparedRun {
             label,
             prefix,

@@ -97,24 +97,10 @@ impl SavedRun {
     /// the steps as logged, the breaking point and capacity read again from them, and no
     /// plan, target or server, which only the summary records.
     pub fn from_steps_log(path: &Path) -> Result<Self, ReportError> {
-        let parse_error = |message: String| ReportError::Parse {
+        let steps = read_steps_log(path).map_err(|message| ReportError::Parse {
             path: path.to_owned(),
             message,
-        };
-        let mut reader = csv::Reader::from_path(path).map_err(|err| match err.kind() {
-            csv::ErrorKind::Io(io) => ReportError::Read {
-                path: path.to_owned(),
-                cause: std::io::Error::new(io.kind(), io.to_string()),
-            },
-            _ => parse_error(err.to_string()),
         })?;
-        let steps = reader
-            .deserialize()
-            .collect::<Result<Vec<StepRow>, _>>()
-            .map_err(|err| parse_error(err.to_string()))?;
-        if steps.is_empty() {
-            return Err(parse_error("no step was logged".to_owned()));
-        }
         let verdict = SavedVerdict::of_rows(&steps);
         let verdict_text = vec![verdict.sentence()];
         let first = steps[0].requests;
@@ -199,6 +185,26 @@ pub fn run_prefix(path: &Path) -> Result<PathBuf, ReportError> {
     Ok(PathBuf::from(prefix))
 }
 
+/// The rows of a `<ts>_steps.csv`, refused when the file is not a steps log or holds no step.
+pub fn read_steps_log(path: &Path) -> Result<Vec<StepRow>, String> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let headers = reader.headers().map_err(|e| e.to_string())?;
+    if !["step", "requests"]
+        .iter()
+        .all(|column| headers.iter().any(|h| h == *column))
+    {
+        return Err("not a pgstress steps log (no `step` and `requests` columns)".to_owned());
+    }
+    let steps = reader
+        .deserialize()
+        .collect::<Result<Vec<StepRow>, _>>()
+        .map_err(|e| e.to_string())?;
+    if steps.is_empty() {
+        return Err("no step was logged: the run ended before its first step".to_owned());
+    }
+    Ok(steps)
+}
+
 /// `<prefix>_summary.json`.
 pub fn summary_path(prefix: &Path) -> PathBuf {
     with_suffix(prefix, SUMMARY_SUFFIX)
@@ -262,6 +268,29 @@ mod tests {
             verdict
                 .sentence()
                 .starts_with("breaking point: 40 requests (step 4); capacity: 10 requests")
+        );
+    }
+
+    #[test]
+    fn only_a_steps_log_with_steps_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let other = read_steps_log(&file("a_steps.csv", "a,b\n1,2\n")).unwrap_err();
+        assert!(other.contains("not a pgstress steps log"), "{other}");
+        let empty = read_steps_log(&file("b_steps.csv", "step,requests\n")).unwrap_err();
+        assert!(empty.contains("no step was logged"), "{empty}");
+        let steps =
+            read_steps_log(&file("c_steps.csv", "step,requests,ok\n1,5,5\n2,10,9\n")).unwrap();
+        assert_eq!(
+            steps
+                .iter()
+                .map(|s| (s.step, s.requests))
+                .collect::<Vec<_>>(),
+            [(1, 5), (2, 10)]
         );
     }
 
