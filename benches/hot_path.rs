@@ -16,8 +16,8 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pgstress::data::ParamData;
-use pgstress::outcome::{Failure, classify};
+use pgstress::config::data::ParamData;
+use pgstress::model::outcome::{Failure, classify};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -46,7 +46,7 @@ fn record(c: &mut Criterion) {
     let latencies: Vec<u64> = (0..1024u64).map(|i| 100 + i * i * 9_500).collect();
     group.throughput(Throughput::Elements(latencies.len() as u64));
     group.bench_function("record_1024_latencies", |b| {
-        let mut histogram = pgstress::stats::histogram();
+        let mut histogram = pgstress::measure::stats::histogram();
         b.iter(|| {
             for &micros in &latencies {
                 histogram.saturating_record(black_box(micros));
@@ -54,7 +54,9 @@ fn record(c: &mut Criterion) {
         })
     });
     group.throughput(Throughput::Elements(1));
-    group.bench_function("new_step_histogram", |b| b.iter(pgstress::stats::histogram));
+    group.bench_function("new_step_histogram", |b| {
+        b.iter(pgstress::measure::stats::histogram)
+    });
     group.finish();
 }
 

@@ -1,32 +1,20 @@
 //! pgstress: find how much concurrent load a PostgreSQL server takes before it stops
 //! responding, and prove the load generator was not the limit.
 
+pub mod app;
 pub mod cli;
-pub mod compare;
 pub mod config;
-pub mod data;
-pub mod demo;
 pub mod engine;
-pub mod flags;
-pub mod gate;
-pub mod interrupt;
+pub mod judge;
 pub mod logs;
-pub mod outcome;
-pub mod printer;
-pub mod procfs;
-pub mod progress;
+pub mod measure;
+pub mod model;
+pub mod output;
+pub mod pg;
 pub mod report;
-pub mod request;
-pub mod run_facts;
-pub mod runner;
-pub mod sampler;
-pub mod server;
-pub mod stats;
-pub mod target;
+pub mod sys;
 #[cfg(test)]
 mod test_support;
-pub mod tls;
-pub mod verdict;
 
 use std::path::Path;
 
@@ -61,7 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Run(args) => {
             let plan = config::RunConfig::from_args(*args)?;
-            runner::run(plan)
+            app::run::run(plan)
         }
         Command::Report(args) => {
             let paths = report::write_report(&args.path)?;
@@ -72,8 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
             Ok(Status::Completed)
         }
         Command::Compare(args) => {
-            let runs = compare::load_runs(&args.runs)?;
-            print!("{}", compare::table(&runs));
+            let runs = app::compare::load_runs(&args.runs)?;
+            print!("{}", app::compare::table(&runs));
             if !args.no_charts {
                 let out = match args.out {
                     Some(dir) => dir,
@@ -83,7 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
                         .map(Path::to_path_buf)
                         .unwrap_or_default(),
                 };
-                for path in compare::write_charts(&runs, &out)? {
+                for path in app::compare::write_charts(&runs, &out)? {
                     println!("chart:   {}", path.display());
                 }
             }
@@ -91,7 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Prepare(args) => {
             let prepare = config::PrepareConfig::from_args(args)?;
-            demo::prepare(&prepare)?;
+            pg::demo::prepare(&prepare)?;
             Ok(Status::Completed)
         }
     }

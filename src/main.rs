@@ -40,7 +40,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         .filter(|arg| ["run", "prepare", "report", "compare"].contains(&arg.as_str()))
         .map(|arg| format!(" {arg}"))
         .unwrap_or_default();
-    let first = pgstress::target::redact_secrets(first);
+    let first = pgstress::pg::target::redact_secrets(first);
     eprintln!("Error: {first}; see `pgstress{command} --help`");
     ExitCode::from(USAGE)
 }

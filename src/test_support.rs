@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use crate::engine::StepRun;
-use crate::outcome::{Failure, FailureClass};
-use crate::request::RequestRecord;
-use crate::stats::StepResult;
+use crate::measure::stats::StepResult;
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::request::RequestRecord;
 
 /// A step of `requests` requests, `failed` of them `class`, the rest ok with `latency_ms`.
 pub fn step_with_failures(

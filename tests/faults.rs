@@ -77,7 +77,7 @@ fn step_rows(logs: &Path) -> Vec<std::collections::HashMap<String, String>> {
 /// round, a backend forked between the listing and the signal ran on unstopped.
 fn signal_server(postmaster: u32, signal: Signal) {
     let _ = signal::kill(Pid::from_raw(postmaster as i32), signal);
-    for pid in pgstress::procfs::children(postmaster) {
+    for pid in pgstress::sys::procfs::children(postmaster) {
         let _ = signal::kill(Pid::from_raw(pid as i32), signal);
     }
 }

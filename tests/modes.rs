@@ -113,7 +113,7 @@ fn pool_survives_its_connections_being_killed() {
         total("failed") > 0,
         "requests on killed connections fail, by class: {stdout}"
     );
-    let classified = pgstress::outcome::FailureClass::ALL
+    let classified = pgstress::model::outcome::FailureClass::ALL
         .iter()
         .map(|class| total(class.name()))
         .sum::<u64>();

@@ -5,10 +5,10 @@
 use std::str::FromStr;
 
 use pgstress::cli::RunArgs;
+use pgstress::config::data::ParamData;
 use pgstress::config::{RunConfig, highest_placeholder};
-use pgstress::data::ParamData;
-use pgstress::gate::Gate;
-use pgstress::target::ConnectTarget;
+use pgstress::judge::gate::Gate;
+use pgstress::pg::target::ConnectTarget;
 use proptest::prelude::*;
 
 proptest! {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pgstress::outcome::FailureClass;
+use pgstress::model::outcome::FailureClass;
 
 #[test]
 fn small_run_writes_every_log_file() {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use crate::outcome::{Failure, FailureClass};
-use crate::request::RequestRecord;
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::request::RequestRecord;
 
 /// Past a request's own deadline, time for its thread to report (scheduling under load).
 pub const REPORT_GRACE: Duration = Duration::from_secs(2);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
-use crate::outcome::{Failure, FailureClass};
-use crate::request::{self, RequestRecord, RequestSpec, Session};
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::request::{self, RequestRecord, RequestSpec, Session};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
 pub const CONNECTION_MARGIN: u32 = 3;

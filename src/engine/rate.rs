@@ -12,8 +12,8 @@ use rand::{Rng, RngExt};
 
 use super::{EXIT_GRACE, Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
 use crate::config::Arrival;
-use crate::outcome::{Failure, FailureClass};
-use crate::request::{self, RequestRecord, RequestSpec};
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::request::{self, RequestRecord, RequestSpec};
 
 pub struct Rate {
     spec: Arc<RequestSpec>,
@@ -141,7 +141,7 @@ impl Engine for Rate {
 
         let mut sent = 0;
         for (param, offset) in params.into_iter().zip(due_times) {
-            if crate::interrupt::requested() {
+            if crate::sys::interrupt::requested() {
                 break;
             }
             let at = origin + offset;

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::request::RequestRecord;
-use crate::sampler::cpu::CpuSample;
-use crate::stats::StepResult;
+use crate::measure::sampler::cpu::CpuSample;
+use crate::measure::stats::StepResult;
+use crate::pg::request::RequestRecord;
 
 pub use steps::{STEPS_HEADER, StepRow};
 pub use summary::{GateResult, RunSummary, StepSummary};
@@ -106,7 +106,7 @@ impl RunLogs {
         samples: &[CpuSample],
         records: &[RequestRecord],
     ) -> Result<(), LogError> {
-        if crate::interrupt::abandoned() {
+        if crate::sys::interrupt::abandoned() {
             return Ok(());
         }
         self.original.write_step(step)?;
@@ -120,7 +120,7 @@ impl RunLogs {
     /// Replaces the JSON summary (written whole to a temporary file, then renamed, so a
     /// crash leaves the previous step's summary, never half a file).
     pub fn write_summary(&self, summary: &RunSummary<'_>) -> Result<(), LogError> {
-        if crate::interrupt::abandoned() {
+        if crate::sys::interrupt::abandoned() {
             return Ok(());
         }
         summary::write(&self.summary, summary)

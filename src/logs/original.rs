@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvFile, LogError};
-use crate::stats::StepResult;
+use crate::measure::stats::StepResult;
 
 pub struct OriginalLogs {
     failures: CsvFile,

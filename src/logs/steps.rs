@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
-use crate::flags;
-use crate::outcome::FailureClass;
-use crate::stats::{MeanPeak, StepResult};
+use crate::judge::flags;
+use crate::measure::stats::{MeanPeak, StepResult};
+use crate::model::outcome::FailureClass;
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
 pub const STEPS_HEADER: [&str; 37] = [

@@ -9,9 +9,9 @@ use hdrhistogram::serialization::{Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::{LogError, StepRow};
-use crate::run_facts::RunFacts;
-use crate::stats::StepResult;
-use crate::verdict::Verdict;
+use crate::judge::verdict::Verdict;
+use crate::measure::stats::StepResult;
+use crate::model::facts::RunFacts;
 
 #[derive(Debug, Serialize)]
 pub struct StepSummary {

@@ -15,7 +15,7 @@ use super::plot::{
     draw_line, draw_lines, mesh, note, saturation_line,
 };
 use super::series;
-use crate::outcome::FailureClass;
+use crate::model::outcome::FailureClass;
 
 /// The breaking point of a single run; a comparison marks each run's in the run's colour.
 const BREAKING: RGBColor = RGBColor(0, 0, 0);

@@ -10,7 +10,7 @@ use super::plot::{
     draw_lines, mesh, note, saturation_line,
 };
 use super::series::{self, Line};
-use crate::flags::Thresholds;
+use crate::judge::flags::Thresholds;
 use crate::logs::StepRow;
 
 /// One run as a series: its label (e.g. "A burst"), its steps, and what its summary says

@@ -8,7 +8,7 @@ use super::charts::ChartKind;
 use super::load::SavedRun;
 use super::series;
 use crate::logs::StepRow;
-use crate::outcome::FailureClass;
+use crate::model::outcome::FailureClass;
 
 const STYLE: &str = "
 body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 24px auto; max-width: 1240px;

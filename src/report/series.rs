@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::logs::StepRow;
-use crate::outcome::FailureClass;
+use crate::model::outcome::FailureClass;
 
 /// A latency range wider than this ratio (max over min) is drawn on a log scale, else the
 /// fast percentiles would be a flat line at the bottom of the chart.

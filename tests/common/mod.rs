@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use pgstress::server::ThrowawayServer;
+use pgstress::pg::server::ThrowawayServer;
 
 static SERVER: Mutex<Option<ThrowawayServer>> = Mutex::new(None);
 
@@ -45,7 +45,7 @@ pub fn start_server(settings: &[(&str, &str)]) -> ThrowawayServer {
         .target()
         .connect(Duration::from_secs(10), "pgstress-test")
         .unwrap();
-    pgstress::demo::seed(&mut client, pgstress::demo::DEFAULT_ROWS).unwrap();
+    pgstress::pg::demo::seed(&mut client, pgstress::pg::demo::DEFAULT_ROWS).unwrap();
     server
 }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::engine::StepRun;
-use crate::flags::Flag;
-use crate::outcome::FailureClass;
-use crate::request::RequestRecord;
-use crate::sampler::cpu::CpuSample;
-use crate::sampler::server_stats::{ServerStatsSample, ServerStatsSummary};
+use crate::judge::flags::Flag;
+use crate::measure::sampler::cpu::CpuSample;
+use crate::measure::sampler::server_stats::{ServerStatsSample, ServerStatsSummary};
+use crate::model::outcome::FailureClass;
+use crate::pg::request::RequestRecord;
 
 /// Latencies are recorded in microseconds, 3 significant digits, up to an hour (a value
 /// beyond that is recorded as an hour: no request deadline is that long).
@@ -264,7 +264,7 @@ fn launch_spread(records: &[RequestRecord]) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Failure;
+    use crate::model::outcome::Failure;
 
     fn ok(start_ms: u64, latency_ms: u64) -> RequestRecord {
         RequestRecord {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::flags::Flag;
-use crate::outcome::FailureClass;
-use crate::stats::StepResult;
+use crate::judge::flags::Flag;
+use crate::measure::stats::StepResult;
+use crate::model::outcome::FailureClass;
 
 /// The rules that end a run early. `--no-stop` turns all of them off.
 #[derive(Debug, Clone, Copy, PartialEq)]

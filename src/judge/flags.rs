@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::outcome::FailureClass;
-use crate::stats::StepResult;
+use crate::measure::stats::StepResult;
+use crate::model::outcome::FailureClass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Flag {
@@ -103,7 +103,7 @@ pub struct ClientCpus {
 
 impl ClientCpus {
     pub fn of_this_process() -> Self {
-        let host_cores = crate::sampler::cpu::host_cores() as f64;
+        let host_cores = crate::measure::sampler::cpu::host_cores() as f64;
         let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
             .map(|set| {
                 (0..nix::sched::CpuSet::count())
@@ -251,7 +251,7 @@ pub fn diagnose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{CpuSummary, MeanPeak};
+    use crate::measure::stats::{CpuSummary, MeanPeak};
     use crate::test_support::step_result;
 
     const TWO_CORES: ClientCpus = ClientCpus {

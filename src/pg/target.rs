@@ -8,7 +8,7 @@ use postgres::config::Host;
 use postgres::{Client, Config};
 use thiserror::Error;
 
-use crate::tls::{self, Connector, SslMode, TlsError, TlsOptions};
+use crate::pg::tls::{self, Connector, SslMode, TlsError, TlsOptions};
 
 #[derive(Debug, Error)]
 pub enum TargetError {

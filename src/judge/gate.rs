@@ -14,8 +14,8 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::stats::StepResult;
-use crate::verdict::{Verdict, failure_rate};
+use crate::judge::verdict::{Verdict, failure_rate};
+use crate::measure::stats::StepResult;
 
 #[derive(Debug, Error, PartialEq)]
 #[error(
@@ -185,7 +185,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::FailureClass;
+    use crate::model::outcome::FailureClass;
     use crate::test_support::{step_result, step_with_failures};
 
     fn gate(text: &str) -> Gate {

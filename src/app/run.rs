@@ -10,26 +10,26 @@ use anyhow::{Context, bail};
 use postgres::Client;
 
 use crate::Status;
+use crate::config::data::ParamData;
 use crate::config::{Mode, RunConfig, TargetChoice};
-use crate::data::ParamData;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::engine::{self, Engine, StepObserver, Tally};
-use crate::flags::{self, ClientCpus};
-use crate::interrupt;
+use crate::judge::flags::{self, ClientCpus};
+use crate::judge::verdict::{self, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
-use crate::printer::Printer;
-use crate::progress::Progress;
-use crate::request::RequestSpec;
-use crate::run_facts::{PlanFacts, RunFacts, ServerFacts};
-use crate::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
-use crate::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
-use crate::sampler::{Sampler, StepTag};
-use crate::server::ThrowawayServer;
-use crate::stats::StepResult;
-use crate::target::{ConnectTarget, describe_error, within};
-use crate::verdict::{self, StopReason, Verdict};
+use crate::measure::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
+use crate::measure::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
+use crate::measure::sampler::{Sampler, StepTag};
+use crate::measure::stats::StepResult;
+use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
+use crate::output::printer::Printer;
+use crate::output::progress::Progress;
+use crate::pg::request::RequestSpec;
+use crate::pg::server::ThrowawayServer;
+use crate::pg::target::{ConnectTarget, describe_error, within};
+use crate::sys::interrupt;
 
 /// Deadline of the setup, pre-flight and monitoring connections.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -368,7 +368,7 @@ fn start_throwaway(
         .target()
         .connect(SETUP_TIMEOUT, "pgstress-setup")
         .context("cannot connect to the throwaway server")?;
-    crate::demo::seed(&mut client, crate::demo::DEFAULT_ROWS)
+    crate::pg::demo::seed(&mut client, crate::pg::demo::DEFAULT_ROWS)
         .context("cannot create the demo data")?;
     Ok(server)
 }

@@ -9,8 +9,8 @@ use postgres::{Client, Config, Statement};
 
 use crate::config::highest_placeholder;
 
-use crate::outcome::{Failure, FailureClass};
-use crate::tls::Connector;
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::tls::Connector;
 
 /// What one request measured.
 #[derive(Debug, Clone)]

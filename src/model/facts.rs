@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::flags::ClientCpus;
+use crate::judge::flags::ClientCpus;
 
 /// Facts read from the server before the first step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,14 +60,14 @@ impl PlanFacts {
     /// What a step's size counts; runs logged before the field existed were all burst runs.
     pub fn unit_name(&self) -> &str {
         match self.unit.as_str() {
-            "" => crate::verdict::CONCURRENT,
+            "" => crate::judge::verdict::CONCURRENT,
             unit => unit,
         }
     }
 }
 
 fn default_saturated_cpu_pct() -> f64 {
-    crate::flags::Thresholds::default().saturated_cpu_pct
+    crate::judge::flags::Thresholds::default().saturated_cpu_pct
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 use thiserror::Error;
 
-use crate::target::ConnectTarget;
-use crate::tls::{SslMode, TlsOptions};
+use crate::pg::target::ConnectTarget;
+use crate::pg::tls::{SslMode, TlsOptions};
 
 /// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
 const INITDB_DEADLINE: Duration = Duration::from_secs(120);
@@ -290,7 +290,7 @@ pub fn kill_all_now() {
 /// Signals the postmaster and each of its children. Every backend runs in a session of its
 /// own (postgres calls setsid), so a process-group signal would miss them.
 fn signal_family(postmaster: u32, signal: Signal) {
-    let mut family = crate::procfs::children(postmaster);
+    let mut family = crate::sys::procfs::children(postmaster);
     family.push(postmaster);
     for pid in family {
         let _ = signal::kill(Pid::from_raw(pid as i32), signal);

@@ -15,7 +15,7 @@ pub fn install() {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             ABANDONED.store(true, Ordering::SeqCst);
             eprintln!("\ninterrupted again: exiting now; logs of finished steps are on disk");
-            crate::server::kill_all_now();
+            crate::pg::server::kill_all_now();
             std::process::exit(i32::from(crate::Status::Interrupted.code()));
         }
         eprintln!("\ninterrupted: finishing the step in flight (Ctrl-C again to exit at once)");

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
-use crate::flags;
-use crate::outcome::FailureClass;
-use crate::run_facts::RunFacts;
-use crate::stats::{MeanPeak, StepResult};
-use crate::verdict::Verdict;
+use crate::judge::flags;
+use crate::judge::verdict::Verdict;
+use crate::measure::stats::{MeanPeak, StepResult};
+use crate::model::facts::RunFacts;
+use crate::model::outcome::FailureClass;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -31,7 +31,7 @@ impl<W: Write> Printer<W> {
     // Ctrl-C nothing more is said: the step in flight fails because the process is exiting,
     // and a line about it would report the exit as the server's doing.
     fn line(&mut self, text: impl AsRef<str>) {
-        if crate::interrupt::abandoned() {
+        if crate::sys::interrupt::abandoned() {
             return;
         }
         let _ = writeln!(self.out, "{}", text.as_ref());

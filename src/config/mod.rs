@@ -1,6 +1,8 @@
 //! The validated plan: command line, TOML file and environment merged and checked once, so
 //! that by the time a step runs every value is known good.
 
+pub mod data;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,10 +10,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{PrepareArgs, RunArgs};
-use crate::flags::Thresholds;
-use crate::gate::{Gate, GateError};
-use crate::target::{ConnectTarget, TargetError};
-use crate::verdict::StopRules;
+use crate::judge::flags::Thresholds;
+use crate::judge::gate::{Gate, GateError};
+use crate::judge::verdict::StopRules;
+use crate::pg::target::{ConnectTarget, TargetError};
 
 pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
 const DEFAULT_STEPS: u32 = 15;
@@ -45,7 +47,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Gate(#[from] GateError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::pg::tls::TlsError),
 }
 
 fn invalid(option: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
@@ -184,7 +186,7 @@ impl Mode {
     /// What a step's size counts.
     pub fn unit(&self) -> &'static str {
         match self {
-            Mode::Burst => crate::verdict::CONCURRENT,
+            Mode::Burst => crate::judge::verdict::CONCURRENT,
             Mode::Pool { .. } => "requests queued at once",
             Mode::Rate { .. } => "requests per second",
         }

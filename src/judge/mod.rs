@@ -1,0 +1,5 @@
+//! Judging measured steps: diagnosis flags, the verdict and the CI gates.
+
+pub mod flags;
+pub mod gate;
+pub mod verdict;

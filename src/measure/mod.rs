@@ -1,0 +1,4 @@
+//! What a step measured: aggregation of its requests and the samplers that run beside it.
+
+pub mod sampler;
+pub mod stats;

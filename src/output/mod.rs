@@ -1,0 +1,4 @@
+//! What the terminal shows: the printed run and the live progress.
+
+pub mod printer;
+pub mod progress;

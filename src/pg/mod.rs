@@ -1,0 +1,8 @@
+//! PostgreSQL: where the target is, how to reach it (TLS), the throwaway server, one request,
+//! and the demo data set.
+
+pub mod demo;
+pub mod request;
+pub mod server;
+pub mod target;
+pub mod tls;
