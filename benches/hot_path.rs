@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgstress::config::data::ParamData;
-use pgstress::model::outcome::{Failure, classify};
+use pgstress::pg::classify::{classify, failure_of};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -46,7 +46,7 @@ fn record(c: &mut Criterion) {
     let latencies: Vec<u64> = (0..1024u64).map(|i| 100 + i * i * 9_500).collect();
     group.throughput(Throughput::Elements(latencies.len() as u64));
     group.bench_function("record_1024_latencies", |b| {
-        let mut histogram = pgstress::measure::stats::histogram();
+        let mut histogram = pgstress::model::step::histogram();
         b.iter(|| {
             for &micros in &latencies {
                 histogram.saturating_record(black_box(micros));
@@ -55,7 +55,7 @@ fn record(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("new_step_histogram", |b| {
-        b.iter(pgstress::measure::stats::histogram)
+        b.iter(pgstress::model::step::histogram)
     });
     group.finish();
 }
@@ -124,7 +124,7 @@ fn classify_outcome(c: &mut Criterion) {
             b.iter(|| classify(black_box(error)))
         });
         group.bench_function(format!("failure_from_error/{name}"), |b| {
-            b.iter(|| Failure::from_error(black_box(error)))
+            b.iter(|| failure_of(black_box(error)))
         });
     }
     // For scale: the whole client side of a connection attempt the server refuses at once

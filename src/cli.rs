@@ -184,7 +184,7 @@ pub struct PrepareArgs {
     pub dsn: Option<String>,
 
     /// Rows in the demo table.
-    #[arg(long, value_name = "N", default_value_t = crate::pg::demo::DEFAULT_ROWS)]
+    #[arg(long, value_name = "N", default_value_t = crate::model::plan::DEMO_ROWS)]
     pub rows: u64,
 
     /// Also write parameter CSVs whose values match the rows, into this folder.

@@ -16,8 +16,6 @@ pub mod sys;
 #[cfg(test)]
 mod test_support;
 
-use std::path::Path;
-
 use cli::{Cli, Command};
 
 /// How a command ended, as the process exit code a script can act on.
@@ -47,40 +45,9 @@ impl Status {
 /// Runs one parsed command line; the binary's `main` only prints the error and exits.
 pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
-        Command::Run(args) => {
-            let plan = config::RunConfig::from_args(*args)?;
-            app::run::run(plan)
-        }
-        Command::Report(args) => {
-            let paths = report::write_report(&args.path)?;
-            println!("report:  {}", paths.html.display());
-            for chart in &paths.charts {
-                println!("chart:   {}", chart.display());
-            }
-            Ok(Status::Completed)
-        }
-        Command::Compare(args) => {
-            let runs = app::compare::load_runs(&args.runs)?;
-            print!("{}", app::compare::table(&runs));
-            if !args.no_charts {
-                let out = match args.out {
-                    Some(dir) => dir,
-                    None => runs[0]
-                        .prefix
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default(),
-                };
-                for path in app::compare::write_charts(&runs, &out)? {
-                    println!("chart:   {}", path.display());
-                }
-            }
-            Ok(Status::Completed)
-        }
-        Command::Prepare(args) => {
-            let prepare = config::PrepareConfig::from_args(args)?;
-            pg::demo::prepare(&prepare)?;
-            Ok(Status::Completed)
-        }
+        Command::Run(args) => app::run::run(config::RunConfig::from_args(*args)?),
+        Command::Report(args) => app::report::report(&args),
+        Command::Compare(args) => app::compare::compare(args),
+        Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
     }
 }

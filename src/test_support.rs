@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::engine::StepRun;
-use crate::measure::stats::StepResult;
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::request::RequestRecord;
+use crate::model::record::RequestRecord;
+use crate::model::record::StepRun;
+use crate::model::step::StepResult;
 
 /// A step of `requests` requests, `failed` of them `class`, the rest ok with `latency_ms`.
 pub fn step_with_failures(

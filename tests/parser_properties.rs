@@ -5,9 +5,10 @@
 use std::str::FromStr;
 
 use pgstress::cli::RunArgs;
+use pgstress::config::RunConfig;
 use pgstress::config::data::ParamData;
-use pgstress::config::{RunConfig, highest_placeholder};
 use pgstress::judge::gate::Gate;
+use pgstress::model::query::highest_placeholder;
 use pgstress::pg::target::ConnectTarget;
 use proptest::prelude::*;
 

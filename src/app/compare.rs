@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::Status;
+use crate::cli::CompareArgs;
 use crate::logs::StepRow;
 use crate::report::comparison::{ComparisonChart, Metric, Series};
 use crate::report::load::{SavedRun, read_steps_log, run_prefix, summary_path, with_suffix};
@@ -87,6 +89,26 @@ impl ComparedRun {
             steps,
         })
     }
+}
+
+/// `pgstress compare`: the table of two or more saved runs, and their charts unless asked not to.
+pub fn compare(args: CompareArgs) -> anyhow::Result<Status> {
+    let runs = load_runs(&args.runs)?;
+    print!("{}", table(&runs));
+    if !args.no_charts {
+        let out = match args.out {
+            Some(dir) => dir,
+            None => runs[0]
+                .prefix
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
+        for path in write_charts(&runs, &out)? {
+            println!("chart:   {}", path.display());
+        }
+    }
+    Ok(Status::Completed)
 }
 
 /// Loads the runs, labelled A, B, C... in the order given.

@@ -11,19 +11,24 @@ use postgres::Client;
 
 use crate::Status;
 use crate::config::data::ParamData;
-use crate::config::{Mode, RunConfig, TargetChoice};
+use crate::config::{RunConfig, TargetChoice};
+use crate::engine::Engine;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
-use crate::engine::{self, Engine, StepObserver, Tally};
-use crate::judge::flags::{self, ClientCpus};
+use crate::judge::flags;
 use crate::judge::verdict::{self, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
-use crate::measure::sampler::cpu::{CpuProbe, CpuSample, LocalServer};
-use crate::measure::sampler::server_stats::{ServerStatsProbe, ServerStatsSample};
+use crate::measure::sampler::cpu::{CpuProbe, LocalServer};
+use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, StepTag};
-use crate::measure::stats::StepResult;
+use crate::model::facts::ClientCpus;
 use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
+use crate::model::plan::Mode;
+use crate::model::record::{StepObserver, Tally};
+use crate::model::sample::CpuSample;
+use crate::model::sample::ServerStatsSample;
+use crate::model::step::StepResult;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::pg::request::RequestSpec;
@@ -35,7 +40,7 @@ use crate::sys::interrupt;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
-    interrupt::install();
+    interrupt::install(crate::pg::server::kill_all_now);
     // Input first: nothing is sent to any server before it is known good.
     let data = match config.takes_parameter {
         true => Some(ParamData::load(&config.data_dir, config.column)?),
@@ -79,11 +84,12 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         timeout: config.timeout,
     });
     let mut engine = build_engine(&config, spec, &server)?;
-    let open_files = engine::raise_open_files_limit();
+    let open_files = crate::sys::limits::raise_open_files_limit();
     let largest_concurrency = engine
         .concurrency(config.plan.largest())
         .unwrap_or_else(|| config.mode.requests_for(config.plan.largest()));
-    let files_needed = u64::from(largest_concurrency) * engine::FILES_PER_CONNECTION + 64;
+    let files_needed =
+        u64::from(largest_concurrency) * crate::sys::limits::FILES_PER_CONNECTION + 64;
     if files_needed > open_files {
         printer.note(format!(
             "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \

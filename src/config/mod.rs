@@ -10,9 +10,11 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{PrepareArgs, RunArgs};
-use crate::judge::flags::Thresholds;
 use crate::judge::gate::{Gate, GateError};
-use crate::judge::verdict::StopRules;
+use crate::model::plan::{Arrival, Mode, StepPlan};
+use crate::model::query::highest_placeholder;
+use crate::model::rules::StopRules;
+use crate::model::rules::Thresholds;
 use crate::pg::target::{ConnectTarget, TargetError};
 
 pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
@@ -119,88 +121,6 @@ pub enum TargetChoice {
     Server(Box<ConnectTarget>),
     /// A server pgstress starts for this run and removes afterwards.
     Throwaway { settings: Vec<(String, String)> },
-}
-
-/// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepPlan {
-    pub steps: u32,
-    pub start: u32,
-    pub step: u32,
-}
-
-impl StepPlan {
-    pub fn requests_at(&self, index: u32) -> u32 {
-        self.start + (index - 1) * self.step
-    }
-
-    pub fn largest(&self) -> u32 {
-        self.requests_at(self.steps)
-    }
-
-    pub fn total_requests(&self) -> u64 {
-        (1..=self.steps)
-            .map(|i| u64::from(self.requests_at(i)))
-            .sum()
-    }
-}
-
-/// When a rate step's requests are due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Evenly spaced.
-    Uniform,
-    /// At random, as independent users arrive: the step's count, at uniformly drawn times.
-    Poisson,
-}
-
-/// How the load is sent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mode {
-    /// A thread and a new connection per request, all released together.
-    Burst,
-    /// A fixed set of workers take the step's requests from a queue.
-    Pool {
-        /// None: chosen from the server's usable connections once they are known.
-        workers: Option<u32>,
-        connect_per_request: bool,
-    },
-    /// Step i offers `i * step` requests per second for `duration`.
-    Rate {
-        duration: Duration,
-        arrival: Arrival,
-        /// None: a thread per request.
-        max_inflight: Option<u32>,
-    },
-}
-
-impl Mode {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::Burst => "burst",
-            Mode::Pool { .. } => "pool",
-            Mode::Rate { .. } => "rate",
-        }
-    }
-
-    /// What a step's size counts.
-    pub fn unit(&self) -> &'static str {
-        match self {
-            Mode::Burst => crate::judge::verdict::CONCURRENT,
-            Mode::Pool { .. } => "requests queued at once",
-            Mode::Rate { .. } => "requests per second",
-        }
-    }
-
-    /// Requests a step of this size sends: in rate mode the size is a rate per second.
-    pub fn requests_for(&self, size: u32) -> u32 {
-        match self {
-            Mode::Rate { duration, .. } => {
-                (f64::from(size) * duration.as_secs_f64()).round() as u32
-            }
-            _ => size,
-        }
-    }
 }
 
 /// Everything `pgstress run` needs, validated.
@@ -641,7 +561,7 @@ fn plan_error(plan: &StepPlan, reason: String) -> ConfigError {
 /// A burst step runs all its requests' threads at once.
 fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
     let largest = u64::from(plan.largest());
-    let limit = crate::engine::thread_limit();
+    let limit = crate::sys::limits::thread_limit();
     if largest > limit {
         return Err(plan_error(
             plan,
@@ -694,36 +614,6 @@ fn parse_setting(text: &str) -> Result<(String, String), ConfigError> {
             "expected KEY=VALUE, e.g. max_connections=300",
         )),
     }
-}
-
-/// The highest `$N` placeholder in the SQL, skipping quoted literals and identifiers.
-pub fn highest_placeholder(sql: &str) -> u32 {
-    let bytes = sql.as_bytes();
-    let mut highest = 0;
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None if b == b'\'' || b == b'"' => quote = Some(b),
-            None if b == b'$' => {
-                let digits = bytes[i + 1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_digit())
-                    .count();
-                if digits > 0 {
-                    let n = sql[i + 1..i + 1 + digits].parse().unwrap_or(u32::MAX);
-                    highest = highest.max(n);
-                    i += digits;
-                }
-            }
-            None => {}
-        }
-        i += 1;
-    }
-    highest
 }
 
 /// The target named by the environment, the way libpq users expect.

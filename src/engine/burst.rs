@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, reap};
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::request::{self, RequestRecord, RequestSpec};
+use crate::model::record::RequestRecord;
+use crate::model::record::{StepObserver, StepRun};
+use crate::pg::request::{self, RequestSpec};
 
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
 /// threads takes well under a second here; this only bounds a machine that is thrashing.

@@ -15,49 +15,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::request::RequestRecord;
+use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
 
 /// Past a request's own deadline, time for its thread to report (scheduling under load).
 pub const REPORT_GRACE: Duration = Duration::from_secs(2);
 /// How long a step's finished request threads get to exit before the next step; stragglers
 /// (stuck on a dead server) are detached.
 pub const EXIT_GRACE: Duration = Duration::from_secs(2);
-
-/// What one step measured, before aggregation.
-#[derive(Debug, Default)]
-pub struct StepRun {
-    pub records: Vec<RequestRecord>,
-    /// Requests the client could not send when they were due (rate mode): a client limit.
-    pub dropped: u32,
-    /// From the step's start to its first request's release.
-    pub launch: Duration,
-    /// From the release to the last request's end (or the step's deadline).
-    pub wall: Duration,
-}
-
-/// Requests of the step in flight that have ended so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub done: u32,
-    pub ok: u32,
-    pub failed: u32,
-}
-
-impl Tally {
-    pub fn count(&mut self, record: &RequestRecord) {
-        self.done += 1;
-        match record.outcome {
-            Ok(()) => self.ok += 1,
-            Err(_) => self.failed += 1,
-        }
-    }
-}
-
-/// Told of each request's end while a step runs (live progress); the engine itself never
-/// prints. Called on the thread that collects the results, so it must return quickly.
-pub trait StepObserver {
-    fn request_ended(&self, tally: Tally);
-}
 
 /// A load model.
 pub trait Engine {
@@ -134,46 +98,6 @@ pub fn gather(
             }));
     }
     (records, last_end)
-}
-
-/// The most threads this process may hope to run at once: the lowest of RLIMIT_NPROC, the
-/// kernel's threads-max and the cgroup's pids.max. An upper bound, since other processes count too.
-pub fn thread_limit() -> u64 {
-    let rlimit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
-        .map(|(soft, _)| soft)
-        .unwrap_or(u64::MAX);
-    let read_number = |path: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-    };
-    [
-        Some(rlimit),
-        read_number("/proc/sys/kernel/threads-max"),
-        read_number("/sys/fs/cgroup/pids.max"),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .unwrap_or(u64::MAX)
-}
-
-/// Open files each connection holds: its socket, and the epoll and eventfd of the runtime the
-/// blocking `postgres` client runs under.
-pub const FILES_PER_CONNECTION: u64 = 3;
-
-/// Raises this process's open-file limit to its hard limit (connections are files) and
-/// returns the limit now in force.
-pub fn raise_open_files_limit() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => hard,
-            Err(_) => soft,
-        },
-        Ok((soft, _)) => soft,
-        Err(_) => u64::MAX,
-    }
 }
 
 /// Joins the threads that have exited within `grace`; a thread stuck on a dead server is left

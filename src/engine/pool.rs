@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
+use super::{Engine, REPORT_GRACE, Tagged, gather, reap};
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::request::{self, RequestRecord, RequestSpec, Session};
+use crate::model::record::RequestRecord;
+use crate::model::record::{StepObserver, StepRun};
+use crate::pg::request::{self, RequestSpec, Session};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
 pub const CONNECTION_MARGIN: u32 = 3;

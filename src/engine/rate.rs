@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, StepObserver, StepRun, Tagged, gather, reap};
-use crate::config::Arrival;
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, reap};
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::request::{self, RequestRecord, RequestSpec};
+use crate::model::plan::Arrival;
+use crate::model::record::RequestRecord;
+use crate::model::record::{StepObserver, StepRun};
+use crate::pg::request::{self, RequestSpec};
 
 pub struct Rate {
     spec: Arc<RequestSpec>,

@@ -1,189 +1,9 @@
 //! Diagnosis flags: per step, whether the numbers describe the server or the load generator.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use crate::measure::stats::StepResult;
+use crate::model::facts::ClientCpus;
 use crate::model::outcome::FailureClass;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Flag {
-    /// The client host's CPU peaked at the threshold, or pgstress used that share of its cores.
-    ClientSaturated,
-    /// The requests of the step did not start together.
-    LaunchSpread,
-    /// The step has more requests than the server accepts at once.
-    OverMaxConnections,
-    /// The local server's CPU peaked at the threshold.
-    ServerSaturated,
-    /// Rate mode: the client could not send the offered rate (requests dropped, or started
-    /// late behind their schedule).
-    RateNotMet,
-    /// Some request threads could not be started: the client's thread or memory limit.
-    SpawnFailed,
-}
-
-impl Flag {
-    pub const ALL: [Flag; 6] = [
-        Flag::ClientSaturated,
-        Flag::LaunchSpread,
-        Flag::OverMaxConnections,
-        Flag::ServerSaturated,
-        Flag::RateNotMet,
-        Flag::SpawnFailed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Flag::ClientSaturated => "client-saturated",
-            Flag::LaunchSpread => "launch-spread",
-            Flag::OverMaxConnections => "over-max-connections",
-            Flag::ServerSaturated => "server-saturated",
-            Flag::RateNotMet => "rate-not-met",
-            Flag::SpawnFailed => "spawn-failed",
-        }
-    }
-
-    /// Whether the flag says the step's whole load never reached the server (requests
-    /// dropped, threads that never started): such a step cannot count towards the capacity.
-    pub fn withholds_load(self) -> bool {
-        matches!(self, Flag::RateNotMet | Flag::SpawnFailed)
-    }
-
-    /// Whether the flag says the load generator, not the server, may be the limit.
-    pub fn is_client_limit(self) -> bool {
-        matches!(
-            self,
-            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet | Flag::SpawnFailed
-        )
-    }
-}
-
-impl fmt::Display for Flag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The flags of a step, joined for a CSV field or a terminal line.
-pub fn join(flags: &[Flag]) -> String {
-    flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(";")
-}
-
-/// When a flag is raised.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// CPU peak, in percent, from which a side counts as saturated.
-    pub saturated_cpu_pct: f64,
-    /// Launch spread above this share of the step's wall time...
-    pub spread_ratio: f64,
-    /// ...or above this duration raises `launch-spread`.
-    pub spread_max: Duration,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            saturated_cpu_pct: 90.0,
-            spread_ratio: 0.10,
-            spread_max: Duration::from_millis(100),
-        }
-    }
-}
-
-/// The CPUs the client has and may use.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClientCpus {
-    /// All the host's cores: the denominator of the logged percentages.
-    pub host_cores: f64,
-    /// The cores this process may run on: its affinity mask, capped by a cgroup CPU quota.
-    pub allowed_cores: f64,
-}
-
-impl ClientCpus {
-    pub fn of_this_process() -> Self {
-        let host_cores = crate::measure::sampler::cpu::host_cores() as f64;
-        let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-            .map(|set| {
-                (0..nix::sched::CpuSet::count())
-                    .filter(|&i| set.is_set(i).unwrap_or(false))
-                    .count()
-            })
-            .unwrap_or(host_cores as usize);
-        let quota = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|membership| cgroup_cpu_quota(Path::new("/sys/fs/cgroup"), &membership));
-        ClientCpus {
-            host_cores,
-            allowed_cores: allowed_cores(affinity, quota),
-        }
-    }
-}
-
-/// Cores a process may use: its affinity count, capped by the cgroup quota when there is one.
-pub fn allowed_cores(affinity: usize, cgroup_quota: Option<f64>) -> f64 {
-    let affinity = affinity.max(1) as f64;
-    cgroup_quota
-        .map_or(affinity, |quota| affinity.min(quota))
-        .max(0.01)
-}
-
-/// The tightest CPU quota, in cores, on this process's cgroup or any cgroup above it, read
-/// from the hierarchy mounted at `root` for the membership in `/proc/self/cgroup`: cgroup v2's
-/// `cpu.max`, or v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`.
-pub fn cgroup_cpu_quota(root: &Path, membership: &str) -> Option<f64> {
-    let read = |path: PathBuf| std::fs::read_to_string(path).ok();
-    let mut quotas = Vec::new();
-    for line in membership.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if controllers.is_empty() {
-            for dir in cgroup_and_ancestors(root, path) {
-                quotas.extend(read(dir.join("cpu.max")).and_then(|text| cgroup_quota(&text)));
-            }
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            // v1 mounts the controller as "cpu,cpuacct", with "cpu" often a link to it.
-            let Some(mount) = [controllers, "cpu", "cpu,cpuacct"]
-                .iter()
-                .map(|name| root.join(name))
-                .find(|mount| mount.is_dir())
-            else {
-                continue;
-            };
-            for dir in cgroup_and_ancestors(&mount, path) {
-                let quota = read(dir.join("cpu.cfs_quota_us"));
-                let period = read(dir.join("cpu.cfs_period_us"));
-                if let (Some(quota), Some(period)) = (quota, period) {
-                    quotas.extend(cgroup_quota(&format!("{} {}", quota.trim(), period.trim())));
-                }
-            }
-        }
-    }
-    quotas.into_iter().reduce(f64::min)
-}
-
-/// A cgroup's folder under `mount` and each one above it up to the mount itself.
-fn cgroup_and_ancestors(mount: &Path, cgroup: &str) -> Vec<PathBuf> {
-    let own = mount.join(cgroup.trim_start_matches('/'));
-    own.ancestors()
-        .take_while(|dir| dir.starts_with(mount))
-        .map(Path::to_path_buf)
-        .collect()
-}
-
-/// The CPU quota in cores from cgroup v2's `cpu.max` ("max 100000" means none; so does v1's
-/// quota of -1).
-pub fn cgroup_quota(cpu_max: &str) -> Option<f64> {
-    let mut fields = cpu_max.split_whitespace();
-    let quota: f64 = fields.next()?.parse().ok()?;
-    let period: f64 = fields.next()?.parse().ok()?;
-    (period > 0.0 && quota > 0.0).then(|| quota / period)
-}
+use crate::model::rules::{Flag, Thresholds};
+use crate::model::step::StepResult;
 
 /// What the mode promised for a step, against which it is judged.
 #[derive(Debug, Clone, Copy, Default)]
@@ -251,8 +71,9 @@ pub fn diagnose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::stats::{CpuSummary, MeanPeak};
+    use crate::model::step::{CpuSummary, MeanPeak};
     use crate::test_support::step_result;
+    use std::time::Duration;
 
     const TWO_CORES: ClientCpus = ClientCpus {
         host_cores: 2.0,
@@ -318,39 +139,6 @@ mod tests {
             vec![Flag::ClientSaturated]
         );
         assert!(diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()).is_empty());
-    }
-
-    #[test]
-    fn cgroup_quota_caps_the_allowed_cores() {
-        assert_eq!(cgroup_quota("150000 100000"), Some(1.5));
-        assert_eq!(cgroup_quota("max 100000"), None);
-        assert_eq!(allowed_cores(4, Some(1.5)), 1.5);
-        assert_eq!(allowed_cores(2, None), 2.0);
-        assert_eq!(allowed_cores(1, Some(8.0)), 1.0);
-    }
-
-    #[test]
-    fn the_tightest_quota_on_the_process_cgroup_or_above_it_counts() {
-        let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = root.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        // v2: no quota on the process's own cgroup, 2 cores on its parent.
-        write("cpu.max", "max 100000\n");
-        write("ci/cpu.max", "200000 100000\n");
-        write("ci/job/cpu.max", "max 100000\n");
-        assert_eq!(cgroup_cpu_quota(root.path(), "0::/ci/job\n"), Some(2.0));
-        assert_eq!(cgroup_cpu_quota(root.path(), "0::/\n"), None);
-        // v1: the cpu controller's own hierarchy, half a core; -1 means none.
-        write("cpu,cpuacct/docker/x/cpu.cfs_quota_us", "50000\n");
-        write("cpu,cpuacct/docker/x/cpu.cfs_period_us", "100000\n");
-        write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
-        write("cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-        let v1 = "12:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n";
-        assert_eq!(cgroup_cpu_quota(root.path(), v1), Some(0.5));
-        assert_eq!(cgroup_cpu_quota(root.path(), "4:cpu,cpuacct:/\n"), None);
     }
 
     #[test]

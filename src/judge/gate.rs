@@ -15,7 +15,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::judge::verdict::{Verdict, failure_rate};
-use crate::measure::stats::StepResult;
+use crate::model::step::StepResult;
 
 #[derive(Debug, Error, PartialEq)]
 #[error(

@@ -6,30 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::judge::flags::Flag;
-use crate::measure::stats::StepResult;
 use crate::model::outcome::FailureClass;
-
-/// The rules that end a run early. `--no-stop` turns all of them off.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StopRules {
-    /// Stop when a step's failure rate reaches this share.
-    pub failure_rate: Option<f64>,
-    /// Stop when a step's p99 latency exceeds this.
-    pub p99: Option<Duration>,
-    /// Stop when every request of a step timed out or was refused.
-    pub unresponsive: bool,
-}
-
-impl StopRules {
-    pub fn none() -> Self {
-        StopRules {
-            failure_rate: None,
-            p99: None,
-            unresponsive: false,
-        }
-    }
-}
+use crate::model::plan::CONCURRENT;
+use crate::model::rules::{Flag, StopRules};
+use crate::model::step::StepResult;
 
 /// Why a run stopped before its last step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -137,9 +117,6 @@ pub enum Limit {
         requests: u32,
     },
 }
-
-/// The unit of a burst step's load.
-pub const CONCURRENT: &str = "concurrent requests";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvFile, LogError};
-use crate::measure::sampler::cpu::CpuSample;
+use crate::model::sample::CpuSample;
 
 const HEADER: [&str; 6] = [
     "elapsed_ms",

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::measure::sampler::cpu::CpuSample;
-use crate::measure::stats::StepResult;
-use crate::pg::request::RequestRecord;
+use crate::model::record::RequestRecord;
+use crate::model::sample::CpuSample;
+use crate::model::step::StepResult;
 
 pub use steps::{STEPS_HEADER, StepRow};
 pub use summary::{GateResult, RunSummary, StepSummary};

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvFile, LogError};
-use crate::measure::stats::StepResult;
+use crate::model::step::StepResult;
 
 pub struct OriginalLogs {
     failures: CsvFile,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvFile, LogError};
-use crate::pg::request::RequestRecord;
+use crate::model::record::RequestRecord;
 
 pub const REQUESTS_HEADER: [&str; 8] = [
     "step",

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
-use crate::judge::flags;
-use crate::measure::stats::{MeanPeak, StepResult};
 use crate::model::outcome::FailureClass;
+use crate::model::step::{MeanPeak, StepResult};
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
 pub const STEPS_HEADER: [&str; 37] = [
@@ -148,7 +147,7 @@ impl StepRow {
             server_active_peak: step.server.map(|s| s.active_peak),
             server_xact_commit: step.server.map(|s| s.xact_commit),
             server_xact_rollback: step.server.map(|s| s.xact_rollback),
-            flags: flags::join(&step.flags),
+            flags: crate::model::rules::join(&step.flags),
         }
     }
 }

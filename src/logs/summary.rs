@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{LogError, StepRow};
 use crate::judge::verdict::Verdict;
-use crate::measure::stats::StepResult;
 use crate::model::facts::RunFacts;
+use crate::model::step::StepResult;
 
 #[derive(Debug, Serialize)]
 pub struct StepSummary {

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::judge::flags::ClientCpus;
-
 /// Facts read from the server before the first step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerFacts {
@@ -60,14 +58,14 @@ impl PlanFacts {
     /// What a step's size counts; runs logged before the field existed were all burst runs.
     pub fn unit_name(&self) -> &str {
         match self.unit.as_str() {
-            "" => crate::judge::verdict::CONCURRENT,
+            "" => crate::model::plan::CONCURRENT,
             unit => unit,
         }
     }
 }
 
 fn default_saturated_cpu_pct() -> f64 {
-    crate::judge::flags::Thresholds::default().saturated_cpu_pct
+    crate::model::rules::Thresholds::default().saturated_cpu_pct
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,4 +96,13 @@ impl From<ClientCpus> for ClientFacts {
             allowed_cores: cpus.allowed_cores,
         }
     }
+}
+
+/// The CPUs the client has and may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientCpus {
+    /// All the host's cores: the denominator of the logged percentages.
+    pub host_cores: f64,
+    /// The cores this process may run on: its affinity mask, capped by a cgroup CPU quota.
+    pub allowed_cores: f64,
 }

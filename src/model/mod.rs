@@ -2,3 +2,9 @@
 
 pub mod facts;
 pub mod outcome;
+pub mod plan;
+pub mod query;
+pub mod record;
+pub mod rules;
+pub mod sample;
+pub mod step;

@@ -4,11 +4,10 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
-use crate::judge::flags;
 use crate::judge::verdict::Verdict;
-use crate::measure::stats::{MeanPeak, StepResult};
 use crate::model::facts::RunFacts;
 use crate::model::outcome::FailureClass;
+use crate::model::step::{MeanPeak, StepResult};
 
 pub struct Printer<W: Write> {
     out: W,
@@ -125,7 +124,7 @@ impl<W: Write> Printer<W> {
         let flags = if result.flags.is_empty() {
             String::new()
         } else {
-            format!("  [{}]", flags::join(&result.flags))
+            format!("  [{}]", crate::model::rules::join(&result.flags))
         };
         let dropped = match result.dropped {
             0 => String::new(),
@@ -190,7 +189,7 @@ impl<W: Write> Printer<W> {
                 cpu(r.cpu.host),
                 cpu(r.cpu.process),
                 cpu(r.cpu.server),
-                flags::join(&r.flags),
+                crate::model::rules::join(&r.flags),
             ));
         }
     }

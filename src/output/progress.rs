@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::{StepObserver, Tally};
+use crate::model::record::{StepObserver, Tally};
 
 /// Redraws the elapsed time while no request ends (a step can wait its whole deadline).
 const TICK: Duration = Duration::from_millis(250);

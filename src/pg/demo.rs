@@ -2,14 +2,11 @@
 //! the hex hashes in `data/*.csv` match on every server they are created on.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use postgres::Client;
 
-use crate::config::PrepareConfig;
-
-pub const DEFAULT_ROWS: u64 = 100_000;
+pub const DEFAULT_ROWS: u64 = crate::model::plan::DEMO_ROWS;
 /// Every `SAMPLE_EVERY`-th row goes into the parameter CSVs...
 const SAMPLE_EVERY: u64 = 20;
 /// ...in files of this many values.
@@ -54,23 +51,4 @@ pub fn write_data(client: &mut Client, dir: &Path) -> anyhow::Result<usize> {
         writer.flush()?;
     }
     Ok(values.len())
-}
-
-/// `pgstress prepare`: the demo table on the user's server, and matching CSVs if asked.
-pub fn prepare(config: &PrepareConfig) -> anyhow::Result<()> {
-    let mut client = config
-        .target
-        .connect(Duration::from_secs(30), "pgstress-prepare")
-        .with_context(|| format!("cannot connect to {}", config.target.redacted()))?;
-    seed(&mut client, config.rows).context("cannot create the demo table")?;
-    println!(
-        "demo table sharding ready on {} ({} rows)",
-        config.target.redacted(),
-        config.rows
-    );
-    if let Some(dir) = &config.write_data {
-        let written = write_data(&mut client, dir)?;
-        println!("wrote {written} parameter values to {}", dir.display());
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL: where the target is, how to reach it (TLS), the throwaway server, one request,
 //! and the demo data set.
 
+pub mod classify;
 pub mod demo;
 pub mod request;
 pub mod server;

@@ -7,52 +7,11 @@ use bytes::BytesMut;
 use postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, Statement};
 
-use crate::config::highest_placeholder;
+use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
+use crate::model::record::RequestRecord;
 use crate::pg::tls::Connector;
-
-/// What one request measured.
-#[derive(Debug, Clone)]
-pub struct RequestRecord {
-    /// When the request started, from the step's release; None when it never ran.
-    pub start_offset: Option<Duration>,
-    /// From when the request should have started to when it did: its wait in the pool's
-    /// queue, or its lag behind the rate schedule. None in burst mode.
-    pub queue_wait: Option<Duration>,
-    pub connect: Option<Duration>,
-    pub query: Option<Duration>,
-    /// What the user waits: the queue wait (if any) plus the service time.
-    pub latency: Duration,
-    pub outcome: Result<(), Failure>,
-}
-
-impl RequestRecord {
-    /// A request that never ran: its thread could not start, or it missed its deadline.
-    pub fn failed_without_running(failure: Failure, latency: Duration) -> Self {
-        RequestRecord {
-            start_offset: None,
-            queue_wait: None,
-            connect: None,
-            query: None,
-            latency,
-            outcome: Err(failure),
-        }
-    }
-
-    /// The time from the request's actual start to its end (the latency without the wait).
-    pub fn service(&self) -> Duration {
-        self.latency
-            .saturating_sub(self.queue_wait.unwrap_or_default())
-    }
-
-    /// The same request seen by someone who queued it `wait` before it started.
-    pub fn after_waiting(mut self, wait: Duration) -> Self {
-        self.queue_wait = Some(wait);
-        self.latency += wait;
-        self
-    }
-}
 
 /// What every request of a run sends.
 pub struct RequestSpec {
@@ -68,7 +27,7 @@ impl RequestSpec {
     pub fn connect(&self) -> Result<Client, Failure> {
         self.connector
             .connect(&self.config)
-            .map_err(|err| Failure::from_error(&err))
+            .map_err(|err| crate::pg::classify::failure_of(&err))
     }
 }
 
@@ -137,7 +96,7 @@ impl Session {
         };
         let statement = client
             .prepare_typed(&spec.query, types)
-            .map_err(|err| Failure::from_error(&err))?;
+            .map_err(|err| crate::pg::classify::failure_of(&err))?;
         Ok(Session { client, statement })
     }
 }
@@ -184,7 +143,7 @@ fn rows_outcome(result: Result<Vec<postgres::Row>, postgres::Error>) -> Result<(
     match result {
         Ok(rows) if rows.is_empty() => Err(Failure::new(FailureClass::NoRow, "no row came back")),
         Ok(_) => Ok(()),
-        Err(err) => Err(Failure::from_error(&err)),
+        Err(err) => Err(crate::pg::classify::failure_of(&err)),
     }
 }
 

@@ -10,8 +10,8 @@ use super::plot::{
     draw_lines, mesh, note, saturation_line,
 };
 use super::series::{self, Line};
-use crate::judge::flags::Thresholds;
 use crate::logs::StepRow;
+use crate::model::rules::Thresholds;
 
 /// One run as a series: its label (e.g. "A burst"), its steps, and what its summary says
 /// (nothing for a run known by its steps CSV alone).

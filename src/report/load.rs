@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
-use crate::judge::flags::Flag;
 use crate::logs::{GateResult, StepRow};
 use crate::model::facts::{ClientFacts, PlanFacts, RunFacts, ServerFacts};
+use crate::model::rules::Flag;
 
 const SUMMARY_SUFFIX: &str = "_summary.json";
 /// The mode of a run read from its steps log alone, which does not record it.
@@ -125,7 +125,7 @@ impl SavedRun {
             slo_p99_ms: None,
             bound_s: 0.0,
             largest_step_bound_s: 0.0,
-            saturated_cpu_pct: crate::judge::flags::Thresholds::default().saturated_cpu_pct,
+            saturated_cpu_pct: crate::model::rules::Thresholds::default().saturated_cpu_pct,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(SavedRun {

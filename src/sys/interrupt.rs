@@ -3,20 +3,24 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// The shell's code for a process ended by SIGINT (128 + 2).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 /// Set by the second Ctrl-C: from then on nothing more is written, since the step in flight
 /// would carry failures caused by the exit itself.
 static ABANDONED: AtomicBool = AtomicBool::new(false);
 
-/// Installs the handler once per process; later calls are no-ops.
-pub fn install() {
+/// Installs the handler once per process; later calls are no-ops. `on_exit` runs before a
+/// second Ctrl-C exits at once: whatever must not outlive the process (a throwaway server).
+pub fn install(on_exit: fn()) {
     // Err means a handler is already installed (a second run in the same process): keep it.
-    let _ = ctrlc::set_handler(|| {
+    let _ = ctrlc::set_handler(move || {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             ABANDONED.store(true, Ordering::SeqCst);
             eprintln!("\ninterrupted again: exiting now; logs of finished steps are on disk");
-            crate::pg::server::kill_all_now();
-            std::process::exit(i32::from(crate::Status::Interrupted.code()));
+            on_exit();
+            std::process::exit(EXIT_INTERRUPTED);
         }
         eprintln!("\ninterrupted: finishing the step in flight (Ctrl-C again to exit at once)");
     });

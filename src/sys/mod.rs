@@ -1,4 +1,6 @@
 //! The operating system: signals, /proc, resource limits and CPUs.
 
+pub mod cpus;
 pub mod interrupt;
+pub mod limits;
 pub mod procfs;

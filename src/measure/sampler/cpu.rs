@@ -7,21 +7,8 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::counters::{self, HostTicks};
 use super::{Probe, StepTag};
-
-/// One sample, covering the time since the previous reading.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuSample {
-    /// Milliseconds since the run started.
-    pub elapsed_ms: u64,
-    pub step: u32,
-    pub requests: u32,
-    /// Busy share of all the host's cores.
-    pub host_cpu_pct: f64,
-    /// This process's share of all the host's cores.
-    pub process_cpu_pct: f64,
-    /// The server's share of all the host's cores; None when the server is not local.
-    pub server_cpu_pct: Option<f64>,
-}
+use crate::model::sample::CpuSample;
+use crate::sys::cpus::host_cores;
 
 /// The local server whose CPU is sampled: its postmaster, whose children are the backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,16 +134,4 @@ impl Probe for CpuProbe {
             },
         })
     }
-}
-
-/// Cores the host has (not only those this process may use): the denominator of "% of all cores".
-pub fn host_cores() -> usize {
-    let listed = std::fs::read_to_string("/proc/stat")
-        .map(|stat| {
-            stat.lines()
-                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-                .count()
-        })
-        .unwrap_or(0);
-    listed.max(num_cpus::get()).max(1)
 }

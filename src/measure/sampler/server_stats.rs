@@ -4,21 +4,12 @@
 use postgres::Client;
 
 use super::{Probe, StepTag};
+use crate::model::sample::ServerStatsSample;
 
 /// One reading of the server's own view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerStatsReading {
     /// Client backends connected, the monitoring connection left out.
-    pub connections: u32,
-    pub active: u32,
-    pub xact_commit: i64,
-    pub xact_rollback: i64,
-}
-
-/// One sample: the connections seen at its end, the transactions since the previous reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerStatsSample {
-    pub step: u32,
     pub connections: u32,
     pub active: u32,
     pub xact_commit: i64,
@@ -80,56 +71,5 @@ impl Probe for ServerStatsProbe {
             xact_commit: after.xact_commit - before.xact_commit,
             xact_rollback: after.xact_rollback - before.xact_rollback,
         })
-    }
-}
-
-/// What the server saw during one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ServerStatsSummary {
-    pub connections_peak: u32,
-    pub active_peak: u32,
-    pub xact_commit: i64,
-    pub xact_rollback: i64,
-}
-
-impl ServerStatsSummary {
-    pub fn of(samples: &[ServerStatsSample]) -> Option<Self> {
-        if samples.is_empty() {
-            return None;
-        }
-        Some(ServerStatsSummary {
-            connections_peak: samples.iter().map(|s| s.connections).max().unwrap_or(0),
-            active_peak: samples.iter().map(|s| s.active).max().unwrap_or(0),
-            // Each reading is a transaction of the monitor's own, counted by the next one.
-            xact_commit: (samples.iter().map(|s| s.xact_commit).sum::<i64>()
-                - samples.len() as i64)
-                .max(0),
-            xact_rollback: samples.iter().map(|s| s.xact_rollback).sum(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_keeps_peaks_and_sums_transactions() {
-        let sample = |connections, xact_commit| ServerStatsSample {
-            step: 1,
-            connections,
-            active: connections / 2,
-            xact_commit,
-            xact_rollback: 0,
-        };
-        let summary = ServerStatsSummary::of(&[sample(4, 10), sample(9, 5), sample(2, 1)]).unwrap();
-        assert_eq!(summary.connections_peak, 9);
-        assert_eq!(summary.active_peak, 4);
-        assert_eq!(
-            summary.xact_commit,
-            16 - 3,
-            "the monitor's own three readings left out"
-        );
-        assert_eq!(ServerStatsSummary::of(&[]), None);
     }
 }

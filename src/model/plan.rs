@@ -1,0 +1,91 @@
+//! The load a run asks for: the ramp, how requests arrive, the mode and what its step counts.
+
+use std::time::Duration;
+
+/// Rows of the demo table `sharding` unless asked otherwise.
+pub const DEMO_ROWS: u64 = 100_000;
+
+/// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPlan {
+    pub steps: u32,
+    pub start: u32,
+    pub step: u32,
+}
+
+impl StepPlan {
+    pub fn requests_at(&self, index: u32) -> u32 {
+        self.start + (index - 1) * self.step
+    }
+
+    pub fn largest(&self) -> u32 {
+        self.requests_at(self.steps)
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        (1..=self.steps)
+            .map(|i| u64::from(self.requests_at(i)))
+            .sum()
+    }
+}
+
+/// When a rate step's requests are due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Evenly spaced.
+    Uniform,
+    /// At random, as independent users arrive: the step's count, at uniformly drawn times.
+    Poisson,
+}
+
+/// How the load is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// A thread and a new connection per request, all released together.
+    Burst,
+    /// A fixed set of workers take the step's requests from a queue.
+    Pool {
+        /// None: chosen from the server's usable connections once they are known.
+        workers: Option<u32>,
+        connect_per_request: bool,
+    },
+    /// Step i offers `i * step` requests per second for `duration`.
+    Rate {
+        duration: Duration,
+        arrival: Arrival,
+        /// None: a thread per request.
+        max_inflight: Option<u32>,
+    },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Burst => "burst",
+            Mode::Pool { .. } => "pool",
+            Mode::Rate { .. } => "rate",
+        }
+    }
+
+    /// What a step's size counts.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Mode::Burst => CONCURRENT,
+            Mode::Pool { .. } => "requests queued at once",
+            Mode::Rate { .. } => "requests per second",
+        }
+    }
+
+    /// Requests a step of this size sends: in rate mode the size is a rate per second.
+    pub fn requests_for(&self, size: u32) -> u32 {
+        match self {
+            Mode::Rate { duration, .. } => {
+                (f64::from(size) * duration.as_secs_f64()).round() as u32
+            }
+            _ => size,
+        }
+    }
+}
+
+/// The unit of a burst step's load.
+pub const CONCURRENT: &str = "concurrent requests";

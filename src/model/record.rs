@@ -1,0 +1,83 @@
+//! What requests measured, one record each, and a step's records before aggregation.
+
+use std::time::Duration;
+
+use crate::model::outcome::Failure;
+
+/// What one request measured.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// When the request started, from the step's release; None when it never ran.
+    pub start_offset: Option<Duration>,
+    /// From when the request should have started to when it did: its wait in the pool's
+    /// queue, or its lag behind the rate schedule. None in burst mode.
+    pub queue_wait: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub query: Option<Duration>,
+    /// What the user waits: the queue wait (if any) plus the service time.
+    pub latency: Duration,
+    pub outcome: Result<(), Failure>,
+}
+
+impl RequestRecord {
+    /// A request that never ran: its thread could not start, or it missed its deadline.
+    pub fn failed_without_running(failure: Failure, latency: Duration) -> Self {
+        RequestRecord {
+            start_offset: None,
+            queue_wait: None,
+            connect: None,
+            query: None,
+            latency,
+            outcome: Err(failure),
+        }
+    }
+
+    /// The time from the request's actual start to its end (the latency without the wait).
+    pub fn service(&self) -> Duration {
+        self.latency
+            .saturating_sub(self.queue_wait.unwrap_or_default())
+    }
+
+    /// The same request seen by someone who queued it `wait` before it started.
+    pub fn after_waiting(mut self, wait: Duration) -> Self {
+        self.queue_wait = Some(wait);
+        self.latency += wait;
+        self
+    }
+}
+
+/// What one step measured, before aggregation.
+#[derive(Debug, Default)]
+pub struct StepRun {
+    pub records: Vec<RequestRecord>,
+    /// Requests the client could not send when they were due (rate mode): a client limit.
+    pub dropped: u32,
+    /// From the step's start to its first request's release.
+    pub launch: Duration,
+    /// From the release to the last request's end (or the step's deadline).
+    pub wall: Duration,
+}
+
+/// Requests of the step in flight that have ended so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u32,
+    pub ok: u32,
+    pub failed: u32,
+}
+
+impl Tally {
+    pub fn count(&mut self, record: &RequestRecord) {
+        self.done += 1;
+        match record.outcome {
+            Ok(()) => self.ok += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Told of each request's end while a step runs (live progress); the engine itself never
+/// prints. Called on the thread that collects the results, so it must return quickly.
+pub trait StepObserver {
+    fn request_ended(&self, tally: Tally);
+}

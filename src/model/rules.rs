@@ -1,0 +1,110 @@
+//! The rules a step is judged by: the flags it may carry, when they are raised, when a run stops.
+
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    /// The client host's CPU peaked at the threshold, or pgstress used that share of its cores.
+    ClientSaturated,
+    /// The requests of the step did not start together.
+    LaunchSpread,
+    /// The step has more requests than the server accepts at once.
+    OverMaxConnections,
+    /// The local server's CPU peaked at the threshold.
+    ServerSaturated,
+    /// Rate mode: the client could not send the offered rate (requests dropped, or started
+    /// late behind their schedule).
+    RateNotMet,
+    /// Some request threads could not be started: the client's thread or memory limit.
+    SpawnFailed,
+}
+
+impl Flag {
+    pub const ALL: [Flag; 6] = [
+        Flag::ClientSaturated,
+        Flag::LaunchSpread,
+        Flag::OverMaxConnections,
+        Flag::ServerSaturated,
+        Flag::RateNotMet,
+        Flag::SpawnFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::ClientSaturated => "client-saturated",
+            Flag::LaunchSpread => "launch-spread",
+            Flag::OverMaxConnections => "over-max-connections",
+            Flag::ServerSaturated => "server-saturated",
+            Flag::RateNotMet => "rate-not-met",
+            Flag::SpawnFailed => "spawn-failed",
+        }
+    }
+
+    /// Whether the flag says the step's whole load never reached the server (requests
+    /// dropped, threads that never started): such a step cannot count towards the capacity.
+    pub fn withholds_load(self) -> bool {
+        matches!(self, Flag::RateNotMet | Flag::SpawnFailed)
+    }
+
+    /// Whether the flag says the load generator, not the server, may be the limit.
+    pub fn is_client_limit(self) -> bool {
+        matches!(
+            self,
+            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet | Flag::SpawnFailed
+        )
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The flags of a step, joined for a CSV field or a terminal line.
+pub fn join(flags: &[Flag]) -> String {
+    flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(";")
+}
+
+/// When a flag is raised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// CPU peak, in percent, from which a side counts as saturated.
+    pub saturated_cpu_pct: f64,
+    /// Launch spread above this share of the step's wall time...
+    pub spread_ratio: f64,
+    /// ...or above this duration raises `launch-spread`.
+    pub spread_max: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            saturated_cpu_pct: 90.0,
+            spread_ratio: 0.10,
+            spread_max: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The rules that end a run early. `--no-stop` turns all of them off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRules {
+    /// Stop when a step's failure rate reaches this share.
+    pub failure_rate: Option<f64>,
+    /// Stop when a step's p99 latency exceeds this.
+    pub p99: Option<Duration>,
+    /// Stop when every request of a step timed out or was refused.
+    pub unresponsive: bool,
+}
+
+impl StopRules {
+    pub fn none() -> Self {
+        StopRules {
+            failure_rate: None,
+            p99: None,
+            unresponsive: false,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! What the samplers saw beside a step: CPU shares and the server's own statistics.
+
+/// One sample, covering the time since the previous reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuSample {
+    /// Milliseconds since the run started.
+    pub elapsed_ms: u64,
+    pub step: u32,
+    pub requests: u32,
+    /// Busy share of all the host's cores.
+    pub host_cpu_pct: f64,
+    /// This process's share of all the host's cores.
+    pub process_cpu_pct: f64,
+    /// The server's share of all the host's cores; None when the server is not local.
+    pub server_cpu_pct: Option<f64>,
+}
+
+/// One sample: the connections seen at its end, the transactions since the previous reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStatsSample {
+    pub step: u32,
+    pub connections: u32,
+    pub active: u32,
+    pub xact_commit: i64,
+    pub xact_rollback: i64,
+}
+
+/// What the server saw during one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStatsSummary {
+    pub connections_peak: u32,
+    pub active_peak: u32,
+    pub xact_commit: i64,
+    pub xact_rollback: i64,
+}
+
+impl ServerStatsSummary {
+    pub fn of(samples: &[ServerStatsSample]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        Some(ServerStatsSummary {
+            connections_peak: samples.iter().map(|s| s.connections).max().unwrap_or(0),
+            active_peak: samples.iter().map(|s| s.active).max().unwrap_or(0),
+            // Each reading is a transaction of the monitor's own, counted by the next one.
+            xact_commit: (samples.iter().map(|s| s.xact_commit).sum::<i64>()
+                - samples.len() as i64)
+                .max(0),
+            xact_rollback: samples.iter().map(|s| s.xact_rollback).sum(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_keeps_peaks_and_sums_transactions() {
+        let sample = |connections, xact_commit| ServerStatsSample {
+            step: 1,
+            connections,
+            active: connections / 2,
+            xact_commit,
+            xact_rollback: 0,
+        };
+        let summary = ServerStatsSummary::of(&[sample(4, 10), sample(9, 5), sample(2, 1)]).unwrap();
+        assert_eq!(summary.connections_peak, 9);
+        assert_eq!(summary.active_peak, 4);
+        assert_eq!(
+            summary.xact_commit,
+            16 - 3,
+            "the monitor's own three readings left out"
+        );
+        assert_eq!(ServerStatsSummary::of(&[]), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! A step's aggregated result: counts by class, latency histograms, CPU and server figures.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::model::outcome::FailureClass;
+use crate::model::rules::Flag;
+use crate::model::sample::{CpuSample, ServerStatsSummary};
+
+/// Latencies are recorded in microseconds, 3 significant digits, up to an hour (a value
+/// beyond that is recorded as an hour: no request deadline is that long).
+const SIGFIG: u8 = 3;
+
+const HIGHEST_MICROS: u64 = 3_600_000_000;
+
+/// Mean and peak of one CPU series over a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MeanPeak {
+    pub mean: f64,
+    pub peak: f64,
+}
+
+impl MeanPeak {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let mut count = 0usize;
+        let mut sum = 0.0;
+        let mut peak = f64::MIN;
+        for value in values {
+            count += 1;
+            sum += value;
+            peak = peak.max(value);
+        }
+        (count > 0).then(|| MeanPeak {
+            mean: sum / count as f64,
+            peak,
+        })
+    }
+}
+
+/// The CPU of a step: None where nothing was sampled (or the server is not local).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSummary {
+    pub host: Option<MeanPeak>,
+    pub process: Option<MeanPeak>,
+    pub server: Option<MeanPeak>,
+}
+
+impl CpuSummary {
+    pub fn of(samples: &[CpuSample]) -> Self {
+        let server: Vec<f64> = samples.iter().filter_map(|s| s.server_cpu_pct).collect();
+        CpuSummary {
+            host: MeanPeak::of(samples.iter().map(|s| s.host_cpu_pct)),
+            process: MeanPeak::of(samples.iter().map(|s| s.process_cpu_pct)),
+            server: MeanPeak::of(server),
+        }
+    }
+}
+
+/// Everything a step measured, aggregated.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub step: u32,
+    /// The step's load: its concurrent requests (burst), queued requests (pool) or requests
+    /// per second (rate).
+    pub load: u32,
+    /// Requests the step sent or offered: `ok + failed + dropped`.
+    pub requests: u32,
+    pub ok: u32,
+    pub failed: u32,
+    /// Offered but never sent, because the client had no free worker when they were due.
+    pub dropped: u32,
+    /// Failures per class, indexed by `FailureClass::index`.
+    pub by_class: [u32; FailureClass::ALL.len()],
+    /// The first message of each class seen in the step, for the terminal.
+    pub first_messages: Vec<(FailureClass, String)>,
+    pub launch: Duration,
+    pub wall: Duration,
+    /// From the first to the last request start.
+    pub launch_spread: Duration,
+    /// Total latency of the successful requests, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Connect time of every request that connected, in microseconds.
+    pub connect: Histogram<u64>,
+    /// The wait before each request started, in microseconds: its time in the pool's queue,
+    /// or its lag behind the rate schedule. Empty in burst mode.
+    pub queue_wait: Histogram<u64>,
+    /// Start-to-end time of the successful requests that waited, in microseconds: the
+    /// latency without the wait (rate mode's uncorrected latency). Empty in burst mode.
+    pub service: Histogram<u64>,
+    /// The most requests that were running at the same moment.
+    pub peak_in_flight: u32,
+    pub cpu: CpuSummary,
+    /// What the server's own statistics showed; None without a monitoring connection.
+    pub server: Option<ServerStatsSummary>,
+    /// Diagnosis flags, set once the step is judged.
+    pub flags: Vec<Flag>,
+}
+
+/// An empty histogram of a step's latencies (the one the per-request hot path records into).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGFIG).expect("valid histogram bounds")
+}
+
+impl StepResult {
+    pub fn failures(&self, class: FailureClass) -> u32 {
+        self.by_class[class.index()]
+    }
+
+    /// Failures that reached the server or came from it: all but the threads that never
+    /// started, which say nothing about the server.
+    pub fn server_failed(&self) -> u32 {
+        self.failed
+            .saturating_sub(self.failures(FailureClass::Spawn))
+    }
+
+    /// Completed requests per second of wall time; requests never sent (dropped) are not.
+    pub fn throughput(&self) -> f64 {
+        let seconds = self.wall.as_secs_f64();
+        if seconds > 0.0 {
+            f64::from(self.requests.saturating_sub(self.dropped)) / seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// A latency percentile of the successful requests in milliseconds; None when none succeeded.
+    pub fn latency_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.latency, percentile)
+    }
+
+    pub fn connect_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.connect, percentile)
+    }
+
+    pub fn queue_wait_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.queue_wait, percentile)
+    }
+
+    pub fn service_ms(&self, percentile: f64) -> Option<f64> {
+        quantile_ms(&self.service, percentile)
+    }
+
+    pub fn latency_max_ms(&self) -> Option<f64> {
+        (!self.latency.is_empty()).then(|| self.latency.max() as f64 / 1000.0)
+    }
+
+    /// The failure classes that occurred, most frequent first.
+    pub fn failure_breakdown(&self) -> Vec<(FailureClass, u32)> {
+        let mut classes: Vec<(FailureClass, u32)> = FailureClass::ALL
+            .iter()
+            .map(|c| (*c, self.failures(*c)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        classes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        classes
+    }
+}
+
+fn quantile_ms(histogram: &Histogram<u64>, percentile: f64) -> Option<f64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
+}

@@ -1,0 +1,100 @@
+//! Why a request failed, read from what the `postgres` client or the server said: SQLSTATE
+//! first, then the I/O error underneath.
+
+use std::error::Error as StdError;
+use std::io;
+
+use crate::model::outcome::{Failure, FailureClass};
+
+/// The class of a server error, by its SQLSTATE code.
+pub fn class_of_sqlstate(code: &str) -> FailureClass {
+    match code {
+        "53300" => FailureClass::TooManyClients,
+        "28P01" | "28000" => FailureClass::Auth,
+        "57014" => FailureClass::Timeout,
+        // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
+        // or not yet accepting connections (57P03): it dropped or refused us.
+        "57P01" | "57P02" | "57P03" => FailureClass::Refused,
+        _ => FailureClass::Query,
+    }
+}
+
+/// Classifies a client error by SQLSTATE first, then by the I/O error underneath it.
+pub fn classify(err: &postgres::Error) -> FailureClass {
+    if let Some(db) = err.as_db_error() {
+        return class_of_sqlstate(db.code().code());
+    }
+    // The server closed the connection without a word: it crashed, or was killed, under us.
+    if err.is_closed() {
+        return FailureClass::Refused;
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return classify_io(io.kind());
+        }
+        source = cause.source();
+    }
+    FailureClass::Io
+}
+
+/// The class of an I/O error on the connection.
+pub fn classify_io(kind: io::ErrorKind) -> FailureClass {
+    use io::ErrorKind::*;
+    match kind {
+        ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => {
+            FailureClass::Refused
+        }
+        TimedOut | WouldBlock => FailureClass::Timeout,
+        _ => FailureClass::Io,
+    }
+}
+
+/// A failure from a `postgres` error: its class, and the server's code and words when it spoke.
+pub fn failure_of(err: &postgres::Error) -> Failure {
+    let message = match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => err.to_string(),
+    };
+    Failure::new(classify(err), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_classes() {
+        assert_eq!(
+            classify_io(io::ErrorKind::ConnectionRefused),
+            FailureClass::Refused
+        );
+        assert_eq!(
+            classify_io(io::ErrorKind::ConnectionReset),
+            FailureClass::Refused
+        );
+        assert_eq!(classify_io(io::ErrorKind::TimedOut), FailureClass::Timeout);
+        assert_eq!(
+            classify_io(io::ErrorKind::PermissionDenied),
+            FailureClass::Io
+        );
+    }
+
+    #[test]
+    fn each_sqlstate_arm_has_its_class() {
+        let cases = [
+            ("53300", FailureClass::TooManyClients),
+            ("28P01", FailureClass::Auth),
+            ("28000", FailureClass::Auth),
+            ("57014", FailureClass::Timeout),
+            ("57P01", FailureClass::Refused),
+            ("57P02", FailureClass::Refused),
+            ("57P03", FailureClass::Refused),
+            ("42P01", FailureClass::Query),
+            ("22P02", FailureClass::Query),
+        ];
+        for (code, class) in cases {
+            assert_eq!(class_of_sqlstate(code), class, "{code}");
+        }
+    }
+}
