@@ -35,7 +35,7 @@ pub fn step_with_failures(
         launch: Duration::from_millis(1),
         wall: Duration::from_millis(1000),
     };
-    StepResult::from_run(step, &run, &[], &[])
+    StepResult::from_run(step, requests, &run, &[], &[])
 }
 
 /// A step whose failures are `too_many_clients`, 10 ms latency.

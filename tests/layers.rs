@@ -215,17 +215,17 @@ fn long_functions(file: &str, text: &str) -> Vec<String> {
         }
         let indent = line.len() - trimmed.len();
         let closing = " ".repeat(indent) + "}";
-        if let Some(end) = lines[start..].iter().position(|l| *l == closing) {
-            if end + 1 > MAX_FUNCTION_LINES {
-                let name: String = trimmed
-                    .split("fn ")
-                    .nth(1)
-                    .unwrap_or("")
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                long.push(format!("{file}:{} {name} ({} lines)", start + 1, end + 1));
-            }
+        if let Some(end) = lines[start..].iter().position(|l| *l == closing)
+            && end + 1 > MAX_FUNCTION_LINES
+        {
+            let name: String = trimmed
+                .split("fn ")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            long.push(format!("{file}:{} {name} ({} lines)", start + 1, end + 1));
         }
     }
     long

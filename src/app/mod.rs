@@ -1,6 +1,8 @@
 //! One file per subcommand, and the per-step loop that `run` drives.
 
 pub mod compare;
+pub mod preflight;
 pub mod prepare;
 pub mod report;
 pub mod run;
+pub mod step_loop;

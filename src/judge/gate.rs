@@ -185,7 +185,9 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::verdict::Judging;
     use crate::model::outcome::FailureClass;
+    use crate::model::plan::CONCURRENT;
     use crate::test_support::{step_result, step_with_failures};
 
     fn gate(text: &str) -> Gate {
@@ -234,7 +236,16 @@ mod tests {
     #[test]
     fn capacity_gate_compares_the_verdicts_capacity() {
         let steps = vec![step_result(1, 100, 0), step_result(2, 200, 10)];
-        let verdict = Verdict::judge(&steps, 2, None, None);
+        let verdict = Verdict::judge(
+            &steps,
+            &Judging {
+                steps_planned: 2,
+                slo_p99: None,
+                unit: CONCURRENT,
+                server_shares_host: false,
+            },
+            None,
+        );
         assert!(gate("capacity<200").breach(&verdict, &steps).is_some());
         assert!(gate("capacity<100").breach(&verdict, &steps).is_none());
     }
@@ -245,7 +256,16 @@ mod tests {
             step_with_failures(1, 100, 0, FailureClass::Io, 100),
             step_with_failures(2, 200, 0, FailureClass::Io, 400),
         ];
-        let verdict = Verdict::judge(&steps, 2, None, None);
+        let verdict = Verdict::judge(
+            &steps,
+            &Judging {
+                steps_planned: 2,
+                slo_p99: None,
+                unit: CONCURRENT,
+                server_shares_host: false,
+            },
+            None,
+        );
         assert!(gate("p99>250ms@100").breach(&verdict, &steps).is_none());
         assert!(gate("p99>250ms@200").breach(&verdict, &steps).is_some());
         assert!(gate("p99>250ms").breach(&verdict, &steps).is_some());
@@ -256,7 +276,16 @@ mod tests {
     #[test]
     fn failure_rate_gate_checks_every_step() {
         let steps = vec![step_result(1, 100, 0), step_result(2, 100, 2)];
-        let verdict = Verdict::judge(&steps, 2, None, None);
+        let verdict = Verdict::judge(
+            &steps,
+            &Judging {
+                steps_planned: 2,
+                slo_p99: None,
+                unit: CONCURRENT,
+                server_shares_host: false,
+            },
+            None,
+        );
         assert!(gate("failure-rate>0.01").breach(&verdict, &steps).is_some());
         assert!(gate("failure-rate>0.05").breach(&verdict, &steps).is_none());
     }

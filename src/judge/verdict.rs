@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::model::outcome::FailureClass;
-use crate::model::plan::CONCURRENT;
+
 use crate::model::rules::{Flag, StopRules};
 use crate::model::step::StepResult;
 
@@ -81,15 +81,33 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
 
 /// Whether the server handled a step: no failure and, with an SLO, p99 within it.
 pub fn handled(step: &StepResult, slo_p99: Option<Duration>) -> bool {
-    if step.server_failed() > 0 {
+    handled_figures(
+        step.server_failed(),
+        step.latency_ms(99.0),
+        slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
+    )
+}
+
+/// The same rule over a step's logged figures (a saved run read back has no histograms).
+pub fn handled_figures(server_failed: u32, p99_ms: Option<f64>, slo_p99_ms: Option<f64>) -> bool {
+    if server_failed > 0 {
         return false;
     }
-    match slo_p99 {
+    match slo_p99_ms {
         None => true,
-        Some(slo) => step
-            .latency_ms(99.0)
-            .is_some_and(|p99| p99 <= slo.as_secs_f64() * 1000.0),
+        Some(slo) => p99_ms.is_some_and(|p99| p99 <= slo),
     }
+}
+
+/// What the verdict is judged against besides the steps themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judging {
+    pub steps_planned: u32,
+    pub slo_p99: Option<Duration>,
+    /// What a step's load counts, in the mode's words.
+    pub unit: &'static str,
+    /// The server runs on the client's machine, so the two compete for its cores.
+    pub server_shares_host: bool,
 }
 
 /// The first step the server did not handle.
@@ -139,10 +157,10 @@ pub struct Verdict {
 impl Verdict {
     pub fn judge(
         steps: &[StepResult],
-        steps_planned: u32,
-        slo_p99: Option<Duration>,
+        judging: &Judging,
         stopped: Option<(u32, StopReason)>,
     ) -> Self {
+        let slo_p99 = judging.slo_p99;
         let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
         // A step whose load the client could not send (requests dropped, threads that never
@@ -184,7 +202,7 @@ impl Verdict {
         };
         Verdict {
             capacity,
-            unit: CONCURRENT,
+            unit: judging.unit,
             breaking_point,
             limit,
             client_saturated_from: steps
@@ -193,9 +211,9 @@ impl Verdict {
                 .map(|s| s.step),
             stopped,
             steps_run: steps.len() as u32,
-            steps_planned,
+            steps_planned: judging.steps_planned,
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
-            server_shares_host: false,
+            server_shares_host: judging.server_shares_host,
         }
     }
 
@@ -272,6 +290,16 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::plan::CONCURRENT;
+
+    fn judging(steps_planned: u32, slo_p99: Option<Duration>) -> Judging {
+        Judging {
+            steps_planned,
+            slo_p99,
+            unit: CONCURRENT,
+            server_shares_host: false,
+        }
+    }
     use crate::test_support::{step_result, step_with_failures};
 
     #[test]
@@ -281,7 +309,7 @@ mod tests {
             step_result(2, 100, 0),
             step_result(3, 150, 41),
         ];
-        let verdict = Verdict::judge(&steps, 3, None, None);
+        let verdict = Verdict::judge(&steps, &judging(3, None), None);
         assert_eq!(verdict.capacity, Some(100));
         let bp = verdict.breaking_point.as_ref().unwrap();
         assert_eq!((bp.step, bp.requests, bp.failed), (3, 150, 41));
@@ -298,7 +326,10 @@ mod tests {
             step_result(2, 100, 3),
             step_result(3, 150, 0),
         ];
-        assert_eq!(Verdict::judge(&steps, 3, None, None).capacity, Some(50));
+        assert_eq!(
+            Verdict::judge(&steps, &judging(3, None), None).capacity,
+            Some(50)
+        );
     }
 
     #[test]
@@ -308,7 +339,7 @@ mod tests {
             step_with_failures(2, 20, 20, FailureClass::Spawn, 0),
         ];
         steps[1].flags.push(Flag::SpawnFailed);
-        let verdict = Verdict::judge(&steps, 2, None, None);
+        let verdict = Verdict::judge(&steps, &judging(2, None), None);
         assert!(verdict.breaking_point.is_none());
         assert_eq!(
             verdict.capacity,
@@ -332,7 +363,7 @@ mod tests {
         ];
         steps[1].flags.push(Flag::RateNotMet);
         steps[2].flags.push(Flag::RateNotMet);
-        let verdict = Verdict::judge(&steps, 3, None, None);
+        let verdict = Verdict::judge(&steps, &judging(3, None), None);
         assert!(verdict.breaking_point.is_none());
         assert_eq!(verdict.capacity, Some(200));
     }
@@ -343,11 +374,11 @@ mod tests {
             step_with_failures(1, 10, 0, FailureClass::Io, 20),
             step_with_failures(2, 20, 0, FailureClass::Io, 400),
         ];
-        let verdict = Verdict::judge(&steps, 2, Some(Duration::from_millis(250)), None);
+        let verdict = Verdict::judge(&steps, &judging(2, Some(Duration::from_millis(250))), None);
         assert_eq!(verdict.breaking_point.unwrap().step, 2);
         assert_eq!(verdict.capacity, Some(10));
         assert!(
-            Verdict::judge(&steps, 2, None, None)
+            Verdict::judge(&steps, &judging(2, None), None)
                 .breaking_point
                 .is_none()
         );
@@ -361,7 +392,7 @@ mod tests {
             step_result(3, 150, 9),
         ];
         steps[1].flags = vec![Flag::ClientSaturated];
-        let verdict = Verdict::judge(&steps, 3, None, None);
+        let verdict = Verdict::judge(&steps, &judging(3, None), None);
         assert_eq!(
             verdict.limit,
             Some(Limit::Client {
@@ -382,7 +413,7 @@ mod tests {
         ];
         steps[2].flags = vec![Flag::LaunchSpread];
         assert_eq!(
-            Verdict::judge(&steps, 3, None, None).limit,
+            Verdict::judge(&steps, &judging(3, None), None).limit,
             Some(Limit::Server)
         );
     }
@@ -390,7 +421,7 @@ mod tests {
     #[test]
     fn no_failure_means_no_breaking_point() {
         let steps = vec![step_result(1, 50, 0), step_result(2, 100, 0)];
-        let verdict = Verdict::judge(&steps, 15, None, None);
+        let verdict = Verdict::judge(&steps, &judging(15, None), None);
         assert_eq!(
             (verdict.capacity, verdict.breaking_point.clone()),
             (Some(100), None)

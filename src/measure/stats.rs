@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::model::outcome::FailureClass;
 use crate::model::record::{RequestRecord, StepRun};
+use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, ServerStatsSample, ServerStatsSummary};
 use crate::model::step::{CpuSummary, StepResult, histogram};
 
@@ -15,8 +16,10 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl StepResult {
+    /// Aggregates a step's records; `load` is the step's size in the mode's unit.
     pub fn from_run(
         step: u32,
+        load: u32,
         run: &StepRun,
         cpu: &[CpuSample],
         server: &[ServerStatsSample],
@@ -24,7 +27,7 @@ impl StepResult {
         let requests = run.records.len() as u32 + run.dropped;
         let mut result = StepResult {
             step,
-            load: requests,
+            load,
             requests,
             ok: 0,
             failed: 0,
@@ -47,6 +50,11 @@ impl StepResult {
             result.add(record);
         }
         result
+    }
+
+    /// The measured step with its diagnosis, which is read from the measured figures.
+    pub fn with_flags(self, flags: Vec<Flag>) -> Self {
+        StepResult { flags, ..self }
     }
 
     fn add(&mut self, record: &RequestRecord) {
@@ -149,7 +157,7 @@ mod tests {
             failed(FailureClass::TooManyClients),
             failed(FailureClass::NoRow),
         ];
-        let result = StepResult::from_run(2, &run(records), &[], &[]);
+        let result = StepResult::from_run(2, 7, &run(records), &[], &[]);
         assert_eq!((result.requests, result.ok, result.failed), (5, 2, 3));
         assert_eq!(result.failures(FailureClass::TooManyClients), 2);
         assert_eq!(
@@ -164,7 +172,7 @@ mod tests {
     fn latency_percentiles_cover_successful_requests_only() {
         let mut records: Vec<_> = (1..=100).map(|ms| ok(0, ms)).collect();
         records.push(failed(FailureClass::Timeout));
-        let result = StepResult::from_run(1, &run(records), &[], &[]);
+        let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
         let p50 = result.latency_ms(50.0).unwrap();
         let p99 = result.latency_ms(99.0).unwrap();
         assert!((49.0..=51.0).contains(&p50), "{p50}");
@@ -174,7 +182,8 @@ mod tests {
 
     #[test]
     fn no_success_means_no_latency() {
-        let result = StepResult::from_run(1, &run(vec![failed(FailureClass::Refused)]), &[], &[]);
+        let result =
+            StepResult::from_run(1, 7, &run(vec![failed(FailureClass::Refused)]), &[], &[]);
         assert_eq!(result.latency_ms(50.0), None);
         assert_eq!(result.connect_ms(50.0), None);
     }
@@ -182,7 +191,7 @@ mod tests {
     #[test]
     fn launch_spread_ignores_requests_that_never_started() {
         let records = vec![ok(3, 10), ok(40, 10), failed(FailureClass::Spawn)];
-        let result = StepResult::from_run(1, &run(records), &[], &[]);
+        let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
         assert_eq!(result.launch_spread, Duration::from_millis(37));
     }
 
@@ -194,7 +203,7 @@ mod tests {
         let records = vec![waited(0, 0, 10), waited(5, 40, 10), waited(50, 90, 10)];
         let mut run = run(records);
         run.dropped = 2;
-        let result = StepResult::from_run(1, &run, &[], &[]);
+        let result = StepResult::from_run(1, 7, &run, &[], &[]);
         assert_eq!((result.requests, result.ok, result.dropped), (5, 3, 2));
         assert!((89.0..=91.0).contains(&result.queue_wait_ms(99.0).unwrap()));
         assert!((9.9..=10.1).contains(&result.service_ms(99.0).unwrap()));
@@ -206,7 +215,7 @@ mod tests {
         // [0,10) [5,15) [10,20) [30,40): at most two overlap; one ending as one starts is not.
         let records = vec![ok(0, 10), ok(5, 10), ok(10, 10), ok(30, 10)];
         assert_eq!(
-            StepResult::from_run(1, &run(records), &[], &[]).peak_in_flight,
+            StepResult::from_run(1, 7, &run(records), &[], &[]).peak_in_flight,
             2
         );
     }

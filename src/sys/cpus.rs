@@ -4,23 +4,22 @@ use std::path::{Path, PathBuf};
 
 use crate::model::facts::ClientCpus;
 
-impl ClientCpus {
-    pub fn of_this_process() -> Self {
-        let host_cores = host_cores() as f64;
-        let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-            .map(|set| {
-                (0..nix::sched::CpuSet::count())
-                    .filter(|&i| set.is_set(i).unwrap_or(false))
-                    .count()
-            })
-            .unwrap_or(host_cores as usize);
-        let quota = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|membership| cgroup_cpu_quota(Path::new("/sys/fs/cgroup"), &membership));
-        ClientCpus {
-            host_cores,
-            allowed_cores: allowed_cores(affinity, quota),
-        }
+/// The CPUs of this process: every core of the host, and those its affinity and cgroup allow.
+pub fn this_process() -> ClientCpus {
+    let host_cores = host_cores() as f64;
+    let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(host_cores as usize);
+    let quota = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|membership| cgroup_cpu_quota(Path::new("/sys/fs/cgroup"), &membership));
+    ClientCpus {
+        host_cores,
+        allowed_cores: allowed_cores(affinity, quota),
     }
 }
 

@@ -1,0 +1,214 @@
+//! The ramp, step by step: draw the step's values, have the engine send them, aggregate and
+//! judge what came back, and write it at once (a later step may never end well), until the
+//! plan, a stop rule or Ctrl-C ends the run.
+
+use std::cell::Cell;
+use std::io::Write;
+
+use crate::config::RunConfig;
+use crate::config::data::ParamData;
+use crate::engine::Engine;
+use crate::judge::flags::{self, StepContext};
+use crate::judge::verdict::{self, Judging, StopReason, Verdict};
+use crate::logs::{self, RunLogs, RunSummary, StepSummary};
+use crate::measure::sampler::{Sampler, StepTag};
+use crate::model::facts::{ClientCpus, RunFacts};
+use crate::model::plan::Mode;
+use crate::model::record::{StepObserver, StepRun, Tally};
+use crate::model::sample::{CpuSample, ServerStatsSample};
+use crate::model::step::StepResult;
+use crate::output::printer::Printer;
+use crate::output::progress::Progress;
+use crate::sys::interrupt;
+
+/// What the ramp measured, in the order the steps ran.
+pub struct Ramp {
+    pub results: Vec<StepResult>,
+    pub summaries: Vec<StepSummary>,
+    /// The step after which a stop rule ended the run, and the rule.
+    pub stopped: Option<(u32, StopReason)>,
+}
+
+/// Everything one run's steps need besides the engine that sends them.
+pub struct StepLoop<'a, W: Write> {
+    pub config: &'a RunConfig,
+    pub facts: &'a RunFacts,
+    pub cpus: ClientCpus,
+    pub data: Option<&'a ParamData>,
+    pub cpu_sampler: &'a Sampler<CpuSample>,
+    pub stats_sampler: Option<&'a Sampler<ServerStatsSample>>,
+    pub logs: &'a mut RunLogs,
+    pub printer: &'a mut Printer<W>,
+    pub progress: &'a mut Progress,
+    /// Asked before each step: has the user asked the run to stop (Ctrl-C, SIGTERM)?
+    pub stop_requested: &'a dyn Fn() -> bool,
+}
+
+impl<W: Write> StepLoop<'_, W> {
+    pub fn run(mut self, engine: &mut dyn Engine) -> anyhow::Result<Ramp> {
+        let mut rng = rand::rng();
+        let mut ramp = Ramp {
+            results: Vec::new(),
+            summaries: Vec::new(),
+            stopped: None,
+        };
+        let steps = self.config.plan.steps;
+        for index in 1..=steps {
+            if index > 1 {
+                interrupt::sleep(self.config.pause);
+            }
+            if (self.stop_requested)() {
+                break;
+            }
+            let (run, cpu_samples, server_samples) = self.send_step(engine, index, &mut rng);
+            let result = self.judge_step(engine, index, &run, &cpu_samples, &server_samples);
+            self.logs.write_step(&result, &cpu_samples, &run.records)?;
+            self.progress.suspend(|| self.printer.step(&result, steps));
+            ramp.stopped =
+                verdict::stop_reason(&result, &self.config.stop).map(|reason| (index, reason));
+            ramp.summaries.push(StepSummary::of(&result));
+            ramp.results.push(result);
+            let verdict = judge_run(&ramp, self.config, self.facts);
+            write_summary(self.logs, self.facts, &ramp.summaries, &verdict, &[], false)?;
+            if ramp.stopped.is_some() && index < steps {
+                break;
+            }
+        }
+        Ok(ramp)
+    }
+
+    /// Draws the step's values, marks the step in the samplers and has the engine send it.
+    fn send_step(
+        &mut self,
+        engine: &mut dyn Engine,
+        index: u32,
+        rng: &mut impl rand::Rng,
+    ) -> (StepRun, Vec<CpuSample>, Vec<ServerStatsSample>) {
+        let requests = self
+            .config
+            .mode
+            .requests_for(self.config.plan.requests_at(index));
+        let params: Vec<Option<String>> = match self.data {
+            Some(data) => data
+                .draw_step(requests as usize, rng)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; requests as usize],
+        };
+        let tag = StepTag {
+            step: index,
+            requests,
+        };
+        self.cpu_sampler.begin_step(tag);
+        if let Some(sampler) = self.stats_sampler {
+            sampler.begin_step(tag);
+        }
+        self.progress.start_step(index, requests);
+        let watch = StepWatch {
+            progress: self.progress.observer(),
+            server_stats: self.stats_sampler,
+            first_end_seen: Cell::new(false),
+        };
+        let run = engine.run_step(index, params, Some(&watch));
+        self.progress.finish_step();
+        let cpu_samples = self.cpu_sampler.end_step();
+        let server_samples = self
+            .stats_sampler
+            .map(Sampler::end_step)
+            .unwrap_or_default();
+        (run, cpu_samples, server_samples)
+    }
+
+    /// The step's result, with its load in the mode's unit and its diagnosis flags.
+    fn judge_step(
+        &self,
+        engine: &dyn Engine,
+        index: u32,
+        run: &StepRun,
+        cpu_samples: &[CpuSample],
+        server_samples: &[ServerStatsSample],
+    ) -> StepResult {
+        let size = self.config.plan.requests_at(index);
+        let measured = StepResult::from_run(index, size, run, cpu_samples, server_samples);
+        let context = StepContext {
+            starts_together: matches!(self.config.mode, Mode::Burst),
+            scheduled: matches!(self.config.mode, Mode::Rate { .. }),
+            concurrency: engine.concurrency(size),
+            usable_connections: Some(self.facts.server.usable_connections()),
+        };
+        let flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
+        measured.with_flags(flags)
+    }
+}
+
+/// What the verdict is judged against, from the run's configuration and facts.
+pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
+    Judging {
+        steps_planned: config.plan.steps,
+        slo_p99: config.slo_p99,
+        unit: config.mode.unit(),
+        server_shares_host: facts.server_cpu_visible,
+    }
+}
+
+/// The verdict on the steps so far: the one place it is judged, after each step and at the
+/// end. A stop rule tripped by the last planned step stopped nothing.
+pub fn judge_run(ramp: &Ramp, config: &RunConfig, facts: &RunFacts) -> Verdict {
+    let stopped = ramp.stopped.filter(|(step, _)| *step < config.plan.steps);
+    Verdict::judge(&ramp.results, &judging(config, facts), stopped)
+}
+
+/// Replaces the run's JSON summary: after every step (`complete` false) and at the end.
+pub fn write_summary(
+    logs: &RunLogs,
+    facts: &RunFacts,
+    steps: &[StepSummary],
+    verdict: &Verdict,
+    gates: &[(String, Option<String>)],
+    complete: bool,
+) -> anyhow::Result<()> {
+    let gates = gates
+        .iter()
+        .map(|(gate, breached)| logs::GateResult {
+            gate: gate.clone(),
+            breached: breached.clone(),
+        })
+        .collect();
+    let summary = RunSummary {
+        facts,
+        complete,
+        interrupted: interrupt::requested(),
+        steps,
+        verdict,
+        verdict_text: verdict.sentences(),
+        gates,
+    };
+    Ok(logs.write_summary(&summary)?)
+}
+
+/// Watches a step's requests end: moves the progress bar, and when the first one ends has the
+/// server statistics read at once, while the step's connections are still open (a step
+/// shorter than the sampling interval would be seen only after they closed).
+struct StepWatch<'a> {
+    progress: Option<&'a dyn StepObserver>,
+    server_stats: Option<&'a Sampler<ServerStatsSample>>,
+    first_end_seen: Cell<bool>,
+}
+
+impl StepObserver for StepWatch<'_> {
+    fn request_ended(&self, tally: Tally) {
+        if let Some(progress) = self.progress {
+            progress.request_ended(tally);
+        }
+        if !self.first_end_seen.replace(true)
+            && let Some(sampler) = self.server_stats
+        {
+            sampler.read_now();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "step_loop_tests.rs"]
+mod tests;

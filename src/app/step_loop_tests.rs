@@ -1,0 +1,238 @@
+//! The step loop without PostgreSQL: a fake engine returns scripted steps, as hyperfine tests
+//! its scheduler with a mock executor. What talks to a server is tested against real ones in
+//! `tests/`.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::cli::RunArgs;
+use crate::measure::sampler::cpu::CpuProbe;
+use crate::model::facts::ServerFacts;
+use crate::model::outcome::{Failure, FailureClass};
+use crate::model::record::RequestRecord;
+use crate::model::rules::Flag;
+
+/// Sends nothing: step i answers with `script[i - 1]` failures of `class` among its requests,
+/// and looks at the summary on disk when each step starts.
+struct FakeEngine {
+    failures: Vec<u32>,
+    class: FailureClass,
+    summary: PathBuf,
+    /// Per step run: (its number, requests asked for, steps already in the summary).
+    seen: Vec<(u32, usize, usize)>,
+}
+
+impl FakeEngine {
+    fn new(failures: &[u32], class: FailureClass, summary: &Path) -> Self {
+        FakeEngine {
+            failures: failures.to_vec(),
+            class,
+            summary: summary.to_path_buf(),
+            seen: Vec::new(),
+        }
+    }
+}
+
+fn steps_in_summary(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json["steps"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+impl Engine for FakeEngine {
+    fn name(&self) -> &'static str {
+        "burst"
+    }
+    fn describe(&self) -> String {
+        "a fake engine".to_owned()
+    }
+    fn concurrency(&self, size: u32) -> Option<u32> {
+        Some(size)
+    }
+    fn step_bound(&self, _size: u32) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn run_step(
+        &mut self,
+        step: u32,
+        params: Vec<Option<String>>,
+        _observer: Option<&dyn StepObserver>,
+    ) -> StepRun {
+        self.seen
+            .push((step, params.len(), steps_in_summary(&self.summary)));
+        let failed = self.failures[step as usize - 1] as usize;
+        let record = |i: usize| RequestRecord {
+            start_offset: Some(Duration::from_micros(i as u64)),
+            queue_wait: None,
+            connect: Some(Duration::from_millis(1)),
+            query: Some(Duration::from_millis(1)),
+            latency: Duration::from_millis(2),
+            outcome: match i < failed {
+                true => Err(Failure::new(self.class, "scripted")),
+                false => Ok(()),
+            },
+        };
+        StepRun {
+            records: (0..params.len()).map(record).collect(),
+            dropped: 0,
+            launch: Duration::from_micros(10),
+            wall: Duration::from_millis(5),
+        }
+    }
+}
+
+fn config(steps: u32, step: u32) -> RunConfig {
+    let args = RunArgs {
+        steps: Some(steps),
+        step: Some(step),
+        query: Some("SELECT 1".to_owned()),
+        ..RunArgs::default()
+    };
+    RunConfig::from_args(args).expect("a valid plan")
+}
+
+fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
+    RunFacts {
+        pgstress_version: "test".to_owned(),
+        started_at: "now".to_owned(),
+        plan: crate::app::run::plan_facts(config, None, engine),
+        target: "nowhere".to_owned(),
+        throwaway: false,
+        server: ServerFacts {
+            version: "15".to_owned(),
+            max_connections: 100,
+            superuser_reserved_connections: 3,
+        },
+        server_cpu_visible: false,
+        server_stats_visible: false,
+        client: CPUS.into(),
+    }
+}
+
+const CPUS: ClientCpus = ClientCpus {
+    host_cores: 2.0,
+    allowed_cores: 2.0,
+};
+
+/// Runs the loop over the fake engine with logs in a fresh folder.
+fn run_ramp(
+    config: &RunConfig,
+    engine: &mut FakeEngine,
+    logs_dir: &Path,
+    stop_requested: &dyn Fn() -> bool,
+) -> (Ramp, String) {
+    let facts = facts(config, engine);
+    let mut logs = RunLogs::create(logs_dir, "test", false).expect("logs");
+    let sampler = Sampler::start(
+        "test-cpu",
+        Duration::from_millis(10),
+        CpuProbe::new(None, Instant::now()),
+    )
+    .expect("a sampler");
+    let mut out = Vec::new();
+    let mut printer = Printer::new(&mut out);
+    let mut progress = Progress::new(config.plan.steps, true);
+    let ramp = StepLoop {
+        config,
+        facts: &facts,
+        cpus: CPUS,
+        data: None,
+        cpu_sampler: &sampler,
+        stats_sampler: None,
+        logs: &mut logs,
+        printer: &mut printer,
+        progress: &mut progress,
+        stop_requested,
+    }
+    .run(engine)
+    .expect("the ramp runs");
+    drop(printer);
+    (ramp, String::from_utf8(out).expect("utf-8 output"))
+}
+
+fn steps_log_rows(dir: &Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("test_steps.csv")).expect("a steps log");
+    text.lines().count() - 1
+}
+
+#[test]
+fn a_stop_rule_ends_the_ramp_after_the_step_that_trips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(4, 10);
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 15, 0, 0], FailureClass::TooManyClients, &summary);
+    let (ramp, out) = run_ramp(&config, &mut engine, dir.path(), &|| false);
+    assert_eq!(
+        engine.seen.len(),
+        2,
+        "no step after the one that tripped the rule"
+    );
+    assert_eq!(ramp.results.len(), 2);
+    assert!(
+        matches!(ramp.stopped, Some((2, StopReason::FailureRate { .. }))),
+        "{:?}",
+        ramp.stopped
+    );
+    assert_eq!(steps_log_rows(dir.path()), 2);
+    assert!(out.contains("15 failed"), "{out}");
+}
+
+#[test]
+fn a_stop_request_between_steps_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(5, 10);
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0; 5], FailureClass::Timeout, &summary);
+    let asked = Cell::new(0);
+    let stop_after_two = || {
+        asked.set(asked.get() + 1);
+        asked.get() > 2
+    };
+    let (ramp, _) = run_ramp(&config, &mut engine, dir.path(), &stop_after_two);
+    assert_eq!(ramp.results.len(), 2);
+    assert_eq!(ramp.stopped, None, "a stop request is not a stop rule");
+    assert_eq!(steps_log_rows(dir.path()), 2);
+    assert_eq!(steps_in_summary(&summary), 2);
+}
+
+#[test]
+fn the_summary_is_rewritten_after_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(3, 10);
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 0, 0], FailureClass::Timeout, &summary);
+    run_ramp(&config, &mut engine, dir.path(), &|| false);
+    let in_summary_at_start: Vec<usize> = engine.seen.iter().map(|s| s.2).collect();
+    assert_eq!(in_summary_at_start, vec![0, 1, 2]);
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.contains("\"complete\": false"),
+        "the loop never marks a run complete"
+    );
+}
+
+#[test]
+fn each_step_has_its_planned_load_and_its_flags_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(3, 20);
+    // The host's real CPU (other processes, this machine's load) must not add its own flag.
+    config.thresholds.saturated_cpu_pct = f64::INFINITY;
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 3, 0], FailureClass::Spawn, &summary);
+    let (ramp, _) = run_ramp(&config, &mut engine, dir.path(), &|| false);
+    let asked: Vec<usize> = engine.seen.iter().map(|s| s.1).collect();
+    assert_eq!(asked, vec![20, 40, 60]);
+    let loads: Vec<u32> = ramp.results.iter().map(|r| r.load).collect();
+    assert_eq!(loads, vec![20, 40, 60]);
+    assert_eq!(ramp.results[1].flags, vec![Flag::SpawnFailed]);
+    assert!(ramp.results[0].flags.is_empty());
+    // Threads that never started are the client's: the run goes on, the server is not blamed.
+    assert_eq!(ramp.results.len(), 3);
+    let verdict = judge_run(&ramp, &config, &facts(&config, &engine));
+    assert_eq!(verdict.breaking_point, None);
+    assert_eq!(verdict.capacity, Some(60));
+}
