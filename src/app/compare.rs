@@ -9,9 +9,12 @@ use thiserror::Error;
 use crate::Status;
 use crate::cli::CompareArgs;
 use crate::logs::StepRow;
+use crate::logs::read::read_steps_log;
+use crate::logs::schema;
+use crate::output::format::{cpu_mean_peak, one_decimal};
 use crate::report::comparison::{ComparisonChart, Metric, Series};
-use crate::report::load::{SavedRun, read_steps_log, run_prefix, summary_path, with_suffix};
-use crate::report::{self, ReportError, cpu_mean_peak, one_decimal};
+use crate::report::load::{SavedRun, run_prefix, summary_path};
+use crate::report::{self, ReportError};
 
 #[derive(Debug, Error)]
 pub enum CompareError {
@@ -73,7 +76,7 @@ impl ComparedRun {
                 steps: saved.steps,
             });
         }
-        let steps_path = with_suffix(&prefix, "_steps.csv");
+        let steps_path = schema::with_suffix(&prefix, schema::STEPS_LOG);
         let steps = read_steps_log(&steps_path).map_err(|message| CompareError::Steps {
             path: steps_path.clone(),
             message,

@@ -237,7 +237,7 @@ fn build_engine(
     server: &ServerFacts,
 ) -> anyhow::Result<Box<dyn Engine>> {
     Ok(match &config.mode {
-        Mode::Burst => Box::new(Burst::new(spec, config.stack_size, config.timeout)),
+        Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
         Mode::Pool {
             workers,
             connect_per_request,
@@ -245,14 +245,8 @@ fn build_engine(
             let largest = config.plan.largest();
             let workers = workers
                 .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
-            let pool = Pool::start(
-                spec,
-                workers,
-                *connect_per_request,
-                largest as usize,
-                config.timeout,
-            )
-            .context("cannot start the pool's worker threads")?;
+            let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
+                .context("cannot start the pool's worker threads")?;
             Box::new(pool)
         }
         Mode::Rate {
@@ -265,7 +259,6 @@ fn build_engine(
             *arrival,
             *max_inflight,
             config.stack_size,
-            config.timeout,
         )),
     })
 }
@@ -276,7 +269,7 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
         .map(|i| engine.step_bound(config.plan.requests_at(i)) + config.pause)
         .sum();
     PlanFacts {
-        mode: engine.name().to_owned(),
+        mode: config.mode.name().to_owned(),
         unit: config.mode.unit().to_owned(),
         engine: engine.describe(),
         steps: config.plan.steps,

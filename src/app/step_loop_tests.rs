@@ -44,9 +44,6 @@ fn steps_in_summary(path: &Path) -> usize {
 }
 
 impl Engine for FakeEngine {
-    fn name(&self) -> &'static str {
-        "burst"
-    }
     fn describe(&self) -> String {
         "a fake engine".to_owned()
     }

@@ -20,25 +20,15 @@ pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
 pub struct Burst {
     spec: Arc<RequestSpec>,
     stack_size: usize,
-    /// The deadline of one request, connect plus query.
-    timeout: Duration,
 }
 
 impl Burst {
-    pub fn new(spec: Arc<RequestSpec>, stack_size: usize, timeout: Duration) -> Self {
-        Burst {
-            spec,
-            stack_size,
-            timeout,
-        }
+    pub fn new(spec: Arc<RequestSpec>, stack_size: usize) -> Self {
+        Burst { spec, stack_size }
     }
 }
 
 impl Engine for Burst {
-    fn name(&self) -> &'static str {
-        "burst"
-    }
-
     fn describe(&self) -> String {
         "burst: a thread and a new connection per request, all released together".to_owned()
     }
@@ -48,7 +38,7 @@ impl Engine for Burst {
     }
 
     fn step_bound(&self, _size: u32) -> Duration {
-        LAUNCH_ALLOWANCE + self.timeout + REPORT_GRACE + EXIT_GRACE
+        LAUNCH_ALLOWANCE + self.spec.timeout + REPORT_GRACE + EXIT_GRACE
     }
 
     fn run_step(
@@ -100,7 +90,7 @@ impl Engine for Burst {
         let _ = release_at.set(release);
         drop(gate_tx);
 
-        let deadline = release + self.timeout + REPORT_GRACE;
+        let deadline = release + self.spec.timeout + REPORT_GRACE;
         let (mut records, wall) =
             gather(&result_rx, step, handles.len(), release, deadline, observer);
         records.extend(spawn_failures);

@@ -25,8 +25,6 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// A load model.
 pub trait Engine {
-    /// The mode's name as given to --mode.
-    fn name(&self) -> &'static str;
     /// One line on how the load is sent, for the header.
     fn describe(&self) -> String;
     /// At most how many requests of a step of this size run at once; None when that depends

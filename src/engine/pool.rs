@@ -45,6 +45,7 @@ struct Job {
 pub struct Pool {
     workers: u32,
     connect_per_request: bool,
+    /// The deadline of one request, from the spec every worker shares.
     timeout: Duration,
     jobs: Option<Sender<Job>>,
     /// The pool's own end of the queue, to empty it of a previous step's leftovers.
@@ -65,8 +66,8 @@ impl Pool {
         workers: u32,
         connect_per_request: bool,
         queue_capacity: usize,
-        timeout: Duration,
     ) -> std::io::Result<Self> {
+        let timeout = spec.timeout;
         let (jobs_tx, jobs_rx) = bounded::<Job>(queue_capacity.max(1));
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<Tagged>();
         let (ready_tx, ready_rx) = bounded::<bool>(workers as usize);
@@ -118,10 +119,6 @@ impl Pool {
 }
 
 impl Engine for Pool {
-    fn name(&self) -> &'static str {
-        "pool"
-    }
-
     fn describe(&self) -> String {
         let connections = match self.connect_per_request {
             true => "a new connection per request".to_owned(),

@@ -24,7 +24,6 @@ pub struct Rate {
     /// None: a thread per request.
     max_inflight: Option<u32>,
     stack_size: usize,
-    timeout: Duration,
 }
 
 /// The due times of a step's requests, from its start, in order. Poisson arrivals are the
@@ -56,7 +55,6 @@ impl Rate {
         arrival: Arrival,
         max_inflight: Option<u32>,
         stack_size: usize,
-        timeout: Duration,
     ) -> Self {
         Rate {
             spec,
@@ -64,7 +62,6 @@ impl Rate {
             arrival,
             max_inflight,
             stack_size,
-            timeout,
         }
     }
 
@@ -82,10 +79,6 @@ struct Due {
 }
 
 impl Engine for Rate {
-    fn name(&self) -> &'static str {
-        "rate"
-    }
-
     fn describe(&self) -> String {
         let arrival = match self.arrival {
             Arrival::Uniform => "evenly spaced",
@@ -108,7 +101,7 @@ impl Engine for Rate {
     }
 
     fn step_bound(&self, _size: u32) -> Duration {
-        self.duration + self.timeout + REPORT_GRACE + EXIT_GRACE
+        self.duration + self.spec.timeout + REPORT_GRACE + EXIT_GRACE
     }
 
     fn run_step(
@@ -175,7 +168,7 @@ impl Engine for Rate {
         }
         drop((due_tx, results_tx));
 
-        let deadline = origin + self.duration + self.timeout + REPORT_GRACE;
+        let deadline = origin + self.duration + self.spec.timeout + REPORT_GRACE;
         let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline, observer);
         records.extend(failed_to_start);
         reap(handles, EXIT_GRACE);

@@ -3,7 +3,9 @@
 
 mod cpu;
 mod original;
+pub mod read;
 mod requests;
+pub mod schema;
 mod steps;
 mod summary;
 
@@ -20,8 +22,7 @@ use crate::model::step::StepResult;
 pub use steps::{STEPS_HEADER, StepRow};
 pub use summary::{GateResult, RunSummary, StepSummary};
 
-/// The run timestamp format of the original tool's file names.
-pub const TIMESTAMP_FORMAT: &str = "%m%d%Y_%H%M%S";
+pub use schema::TIMESTAMP_FORMAT;
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -71,7 +72,7 @@ impl RunLogs {
         loop {
             let now = chrono::Local::now();
             let timestamp = now.format(TIMESTAMP_FORMAT).to_string();
-            if !dir.join(format!("{timestamp}_log.csv")).exists() {
+            if !schema::with_suffix(&dir.join(&timestamp), schema::ORIGINAL_LOG).exists() {
                 return Self::create(dir, &timestamp, log_requests);
             }
             let into_second = u64::from(now.timestamp_subsec_millis());
@@ -83,19 +84,20 @@ impl RunLogs {
 
     /// Creates `<dir>/<timestamp>_*.csv`.
     pub fn create(dir: &Path, timestamp: &str, log_requests: bool) -> Result<Self, LogError> {
-        let path = |suffix: &str| dir.join(format!("{timestamp}_{suffix}"));
+        let prefix = dir.join(timestamp);
+        let path = |suffix: &str| schema::with_suffix(&prefix, suffix);
         Ok(RunLogs {
             original: original::OriginalLogs::create(
-                path("log.csv"),
-                path("log_execution_time.csv"),
+                path(schema::ORIGINAL_LOG),
+                path(schema::ORIGINAL_TIME_LOG),
             )?,
-            steps: steps::StepsCsv::create(path("steps.csv"))?,
-            cpu: cpu::CpuCsv::create(path("cpu.csv"))?,
+            steps: steps::StepsCsv::create(path(schema::STEPS_LOG))?,
+            cpu: cpu::CpuCsv::create(path(schema::CPU_LOG))?,
             requests: match log_requests {
-                true => Some(requests::RequestsCsv::create(path("requests.csv"))?),
+                true => Some(requests::RequestsCsv::create(path(schema::REQUESTS_LOG))?),
                 false => None,
             },
-            summary: path("summary.json"),
+            summary: path(schema::SUMMARY),
         })
     }
 

@@ -41,6 +41,11 @@ impl Flag {
         }
     }
 
+    /// The flag of a logged name (`client-saturated`); None for a name this version lacks.
+    pub fn from_name(name: &str) -> Option<Flag> {
+        Flag::ALL.into_iter().find(|flag| flag.name() == name)
+    }
+
     /// Whether the flag says the step's whole load never reached the server (requests
     /// dropped, threads that never started): such a step cannot count towards the capacity.
     pub fn withholds_load(self) -> bool {

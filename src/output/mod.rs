@@ -1,4 +1,5 @@
 //! What the terminal shows: the printed run and the live progress.
 
+pub mod format;
 pub mod printer;
 pub mod progress;

@@ -8,6 +8,7 @@ use crate::judge::verdict::Verdict;
 use crate::model::facts::RunFacts;
 use crate::model::outcome::FailureClass;
 use crate::model::step::{MeanPeak, StepResult};
+use crate::output::format;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -20,10 +21,6 @@ impl<W: Write> Printer<W> {
             out,
             classes_explained: HashSet::new(),
         }
-    }
-
-    pub fn into_inner(self) -> W {
-        self.out
     }
 
     // Output errors (a closed pipe) must not stop a run whose logs are on disk. After a second
@@ -82,21 +79,7 @@ impl<W: Write> Printer<W> {
             "limits:  {}ms per request (connect + query); sampled every {}ms: {seen}; client may use {} of {} cores",
             plan.timeout_ms, plan.sample_every_ms, facts.client.allowed_cores, facts.client.host_cores
         ));
-        let mut stops = Vec::new();
-        if let Some(rate) = plan.stop_failure_rate {
-            stops.push(format!("failure rate >= {rate}"));
-        }
-        if let Some(p99) = plan.stop_p99_ms {
-            stops.push(format!("p99 > {p99}ms"));
-        }
-        if plan.stop_when_unresponsive {
-            stops.push("server unresponsive".to_owned());
-        }
-        let stops = if stops.is_empty() {
-            "none (--no-stop)".to_owned()
-        } else {
-            stops.join(", ")
-        };
+        let stops = format::stop_rules(plan).unwrap_or_else(|| "none (--no-stop)".to_owned());
         self.line(format!("stop:    after a step with {stops}"));
         let seconds =
             |s: f64| humantime::format_duration(std::time::Duration::from_secs(s.round() as u64));
@@ -132,7 +115,7 @@ impl<W: Write> Printer<W> {
         };
         // Pool and rate modes: how much of the latency was waiting to start.
         let waited = match result.queue_wait_ms(99.0) {
-            Some(wait) => format!(" (wait p99 {})", ms(Some(wait))),
+            Some(wait) => format!(" (wait p99 {})", format::ms(Some(wait))),
             None => String::new(),
         };
         self.line(format!(
@@ -142,8 +125,8 @@ impl<W: Write> Printer<W> {
             result.ok,
             result.failed,
             result.wall.as_secs_f64(),
-            ms(result.latency_ms(50.0)),
-            ms(result.latency_ms(99.0)),
+            format::ms(result.latency_ms(50.0)),
+            format::ms(result.latency_ms(99.0)),
             cpu(result.cpu.host),
             cpu(result.cpu.server),
         ));
@@ -184,8 +167,8 @@ impl<W: Write> Printer<W> {
                 r.ok,
                 r.failed,
                 r.wall.as_secs_f64(),
-                number(r.latency_ms(50.0)),
-                number(r.latency_ms(99.0)),
+                format::one_decimal(r.latency_ms(50.0)),
+                format::one_decimal(r.latency_ms(99.0)),
                 cpu(r.cpu.host),
                 cpu(r.cpu.process),
                 cpu(r.cpu.server),
@@ -195,18 +178,7 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn ms(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"))
-}
-
-fn number(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
 /// "mean%/peak%", or "-" when nothing was sampled.
 fn cpu(series: Option<MeanPeak>) -> String {
-    series.map_or_else(
-        || "-".to_owned(),
-        |s| format!("{:.0}%/{:.0}%", s.mean, s.peak),
-    )
+    format::cpu_mean_peak(series.map(|s| s.mean), series.map(|s| s.peak))
 }

@@ -12,6 +12,17 @@ use crate::model::record::{StepObserver, Tally};
 /// Redraws the elapsed time while no request ends (a step can wait its whole deadline).
 const TICK: Duration = Duration::from_millis(250);
 
+/// The plan's bar: plain, and coloured.
+const PLAN_TEMPLATES: [&str; 2] = [
+    "{prefix:>9} [{bar:30}] {pos}/{len} steps  {elapsed_precise}",
+    "{prefix:>9} [{bar:30.green/white}] {pos}/{len} steps  {elapsed_precise}",
+];
+/// The step in flight's bar: plain, and coloured.
+const STEP_TEMPLATES: [&str; 2] = [
+    "{prefix:>9} [{bar:30}] {pos}/{len} requests  {msg}  {elapsed}",
+    "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} requests  {msg}  {elapsed}",
+];
+
 pub struct Progress {
     bars: Option<Bars>,
 }
@@ -33,11 +44,7 @@ impl Progress {
         // Drawn on stdout, where the step lines go, so `suspend` can keep the two apart.
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let plan = multi.add(ProgressBar::new(u64::from(steps)));
-        plan.set_style(style(
-            "{prefix:>9} [{bar:30}] {pos}/{len} steps  {elapsed_precise}",
-            "{prefix:>9} [{bar:30.green/white}] {pos}/{len} steps  {elapsed_precise}",
-            color,
-        ));
+        plan.set_style(style(PLAN_TEMPLATES, color));
         plan.set_prefix("plan");
         Progress {
             bars: Some(Bars {
@@ -52,11 +59,7 @@ impl Progress {
     pub fn start_step(&mut self, index: u32, requests: u32) {
         let Some(bars) = &mut self.bars else { return };
         let step = bars.multi.add(ProgressBar::new(u64::from(requests)));
-        step.set_style(style(
-            "{prefix:>9} [{bar:30}] {pos}/{len} requests  {msg}  {elapsed}",
-            "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} requests  {msg}  {elapsed}",
-            bars.color,
-        ));
+        step.set_style(style(STEP_TEMPLATES, bars.color));
         step.set_prefix(format!("step {index}"));
         step.set_message("0 ok, 0 failed");
         step.enable_steady_tick(TICK);
@@ -113,7 +116,7 @@ impl StepObserver for Bars {
     }
 }
 
-fn style(plain: &str, colored: &str, color: bool) -> ProgressStyle {
+fn style([plain, colored]: [&str; 2], color: bool) -> ProgressStyle {
     let template = if color { colored } else { plain };
     // The templates are constants known to parse; the fallback only guards a typo.
     ProgressStyle::with_template(template)
@@ -126,17 +129,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn templates_parse() {
-        for template in [
-            "{prefix:>9} [{bar:30.green/white}] {pos}/{len} steps  {elapsed_precise}",
-            "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} requests  {msg}  {elapsed}",
-        ] {
+    fn the_templates_in_use_parse() {
+        for template in PLAN_TEMPLATES.iter().chain(&STEP_TEMPLATES) {
             assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
         }
     }
 
     #[test]
-    fn quiet_means_no_observer() {
-        assert!(Progress::new(3, true).observer().is_none());
+    fn quiet_means_no_bars_even_on_a_terminal() {
+        // Whatever stdout is here, --quiet alone must turn the bars off.
+        let mut progress = Progress::new(3, true);
+        progress.start_step(1, 10);
+        assert!(progress.bars.is_none());
+        assert!(progress.observer().is_none());
     }
 }

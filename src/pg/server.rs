@@ -194,10 +194,6 @@ impl ThrowawayServer {
         )
     }
 
-    pub fn password(&self) -> &str {
-        &self.password
-    }
-
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -9,6 +9,7 @@ use super::load::SavedRun;
 use super::series;
 use crate::logs::StepRow;
 use crate::model::outcome::FailureClass;
+use crate::output::format::{self, cpu_mean_peak, one_decimal};
 
 const STYLE: &str = "
 body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 24px auto; max-width: 1240px;
@@ -143,16 +144,6 @@ fn plan(html: &mut String, run: &SavedRun) {
         );
         return;
     }
-    let mut stops = Vec::new();
-    if let Some(rate) = plan.stop_failure_rate {
-        stops.push(format!("failure rate >= {rate}"));
-    }
-    if let Some(p99) = plan.stop_p99_ms {
-        stops.push(format!("p99 > {p99}ms"));
-    }
-    if plan.stop_when_unresponsive {
-        stops.push("server unresponsive".to_owned());
-    }
     let target_kind = if run.facts.throwaway {
         " (throwaway server)"
     } else {
@@ -188,11 +179,7 @@ fn plan(html: &mut String, run: &SavedRun) {
         ("CPU sampled every", format!("{}ms", plan.sample_every_ms)),
         (
             "stop after a step with",
-            if stops.is_empty() {
-                "nothing (--no-stop)".to_owned()
-            } else {
-                stops.join(", ")
-            },
+            format::stop_rules(plan).unwrap_or_else(|| "nothing (--no-stop)".to_owned()),
         ),
         (
             "saturated from",
@@ -338,19 +325,6 @@ fn machine(html: &mut String, run: &SavedRun) {
     );
 }
 
-/// A table cell of one decimal, "-" when there is no value.
-pub fn one_decimal(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
-/// A table cell "mean%/peak%", "-" when nothing was sampled.
-pub fn cpu_mean_peak(mean: Option<f64>, peak: Option<f64>) -> String {
-    match (mean, peak) {
-        (Some(mean), Some(peak)) => format!("{mean:.0}%/{peak:.0}%"),
-        _ => "-".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,11 +335,5 @@ mod tests {
             escape("SELECT * FROM t WHERE a < $1 AND b > 'x' & \"y\""),
             "SELECT * FROM t WHERE a &lt; $1 AND b &gt; &#39;x&#39; &amp; &quot;y&quot;"
         );
-    }
-
-    #[test]
-    fn cpu_cell_needs_both_numbers() {
-        assert_eq!(cpu_mean_peak(Some(35.4), Some(51.0)), "35%/51%");
-        assert_eq!(cpu_mean_peak(None, None), "-");
     }
 }

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
+use crate::judge::verdict::handled_figures;
+use crate::logs::read::read_steps_log;
+use crate::logs::schema;
 use crate::logs::{GateResult, StepRow};
 use crate::model::facts::{ClientFacts, PlanFacts, RunFacts, ServerFacts};
 use crate::model::rules::Flag;
 
-const SUMMARY_SUFFIX: &str = "_summary.json";
 /// The mode of a run read from its steps log alone, which does not record it.
 const STEPS_LOG_ONLY: &str = "unknown";
-const STEPS_SUFFIX: &str = "_steps.csv";
 
 /// What the report needs of a saved summary; the fields the report does not use (histograms,
 /// flag lists) are ignored.
@@ -36,20 +37,24 @@ pub struct SavedVerdict {
 }
 
 impl SavedVerdict {
-    /// The verdict's rules on logged steps: the first step with a failure that reached the
-    /// server breaks; capacity is the largest step before it whose load was all sent.
-    fn of_rows(steps: &[StepRow]) -> Self {
-        let breaking = steps.iter().position(|s| s.failed > s.spawn);
-        let withheld: Vec<&str> = Flag::ALL
-            .into_iter()
-            .filter(|f| f.withholds_load())
-            .map(Flag::name)
-            .collect();
-        let client_short = |s: &StepRow| s.flags.split(';').any(|f| withheld.contains(&f));
+    /// The verdict's rules on logged steps: the first step the server did not handle breaks
+    /// (the same rule as a live run's, with the run's SLO when it was recorded); capacity is
+    /// the largest step before it whose load was all sent.
+    fn of_rows(steps: &[StepRow], slo_p99_ms: Option<f64>) -> Self {
+        let server_failed = |s: &StepRow| s.failed.saturating_sub(s.spawn);
+        let breaking = steps
+            .iter()
+            .position(|s| !handled_figures(server_failed(s), s.latency_p99_ms, slo_p99_ms));
+        let withheld_load = |s: &StepRow| {
+            s.flags
+                .split(';')
+                .filter_map(Flag::from_name)
+                .any(Flag::withholds_load)
+        };
         SavedVerdict {
             capacity: steps[..breaking.unwrap_or(steps.len())]
                 .iter()
-                .filter(|s| !client_short(s))
+                .filter(|s| !withheld_load(s))
                 .map(|s| s.requests)
                 .max(),
             breaking_point: breaking.map(|i| SavedBreakingPoint {
@@ -101,7 +106,7 @@ impl SavedRun {
             path: path.to_owned(),
             message,
         })?;
-        let verdict = SavedVerdict::of_rows(&steps);
+        let verdict = SavedVerdict::of_rows(&steps, None);
         let verdict_text = vec![verdict.sentence()];
         let first = steps[0].requests;
         let plan = PlanFacts {
@@ -133,7 +138,7 @@ impl SavedRun {
                 pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
                 started_at: name
                     .as_deref()
-                    .and_then(|n| n.strip_suffix(STEPS_SUFFIX))
+                    .and_then(|n| n.strip_suffix(schema::STEPS_LOG))
                     .unwrap_or("an unknown time")
                     .to_owned(),
                 plan,
@@ -178,43 +183,13 @@ pub fn run_prefix(path: &Path) -> Result<PathBuf, ReportError> {
             path: path.to_owned(),
         });
     }
-    let prefix = [SUMMARY_SUFFIX, STEPS_SUFFIX]
-        .iter()
-        .find_map(|suffix| text.strip_suffix(suffix))
-        .unwrap_or(text);
+    let prefix = schema::strip_run_suffix(text).unwrap_or(text);
     Ok(PathBuf::from(prefix))
-}
-
-/// The rows of a `<ts>_steps.csv`, refused when the file is not a steps log or holds no step.
-pub fn read_steps_log(path: &Path) -> Result<Vec<StepRow>, String> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
-    let headers = reader.headers().map_err(|e| e.to_string())?;
-    if !["step", "requests"]
-        .iter()
-        .all(|column| headers.iter().any(|h| h == *column))
-    {
-        return Err("not a pgstress steps log (no `step` and `requests` columns)".to_owned());
-    }
-    let steps = reader
-        .deserialize()
-        .collect::<Result<Vec<StepRow>, _>>()
-        .map_err(|e| e.to_string())?;
-    if steps.is_empty() {
-        return Err("no step was logged: the run ended before its first step".to_owned());
-    }
-    Ok(steps)
 }
 
 /// `<prefix>_summary.json`.
 pub fn summary_path(prefix: &Path) -> PathBuf {
-    with_suffix(prefix, SUMMARY_SUFFIX)
-}
-
-/// `<prefix><suffix>`, e.g. `logs/11282026_111515_report.html`.
-pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+    schema::with_suffix(prefix, schema::SUMMARY)
 }
 
 #[cfg(test)]
@@ -252,7 +227,7 @@ mod tests {
             row(3, 30, 3, 3, "spawn-failed"),
             row(4, 40, 5, 0, ""),
         ];
-        let verdict = SavedVerdict::of_rows(&steps);
+        let verdict = SavedVerdict::of_rows(&steps, None);
         let bp = verdict.breaking_point.unwrap();
         assert_eq!(
             (bp.step, bp.requests),

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::logs::schema;
+
 pub use charts::ChartKind;
-pub use html::{cpu_mean_peak, escape, one_decimal};
+pub use html::escape;
 pub use load::SavedRun;
-pub use plot::{Picture, SIZE as CHART_SIZE, png, svg};
+pub use plot::{Picture, png, svg};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -61,7 +63,7 @@ pub struct ReportPaths {
 pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
     let prefix = load::run_prefix(summary)?;
     let summary_path = load::summary_path(&prefix);
-    let steps_path = load::with_suffix(&prefix, "_steps.csv");
+    let steps_path = schema::with_suffix(&prefix, schema::STEPS_LOG);
     let run = if !summary_path.exists() && steps_path.exists() {
         SavedRun::from_steps_log(&steps_path)?
     } else {
@@ -77,14 +79,14 @@ pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
         let chart = charts::RunChart { kind, run: &run };
         let png = plot::png(&chart).map_err(chart_error)?;
         let svg = plot::svg(&chart).map_err(chart_error)?;
-        let png_path = load::with_suffix(&prefix, &format!("_{}.png", kind.name()));
-        let svg_path = load::with_suffix(&prefix, &format!("_{}.svg", kind.name()));
+        let png_path = schema::chart_path(&prefix, kind.name(), "png");
+        let svg_path = schema::chart_path(&prefix, kind.name(), "svg");
         write(&png_path, &png)?;
         write(&svg_path, svg.as_bytes())?;
         chart_paths.extend([png_path, svg_path]);
         svgs.push((kind, svg));
     }
-    let html_path = load::with_suffix(&prefix, "_report.html");
+    let html_path = schema::with_suffix(&prefix, schema::REPORT_PAGE);
     write(&html_path, html::page(&run, &svgs).as_bytes())?;
     Ok(ReportPaths {
         html: html_path,
