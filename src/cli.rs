@@ -4,6 +4,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::plan::{ARRIVAL_NAMES, MODE_NAMES};
+
+/// libpq's sslmode values (`allow` is taken as `prefer`: pgstress never starts without TLS
+/// to retry with it).
+const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+const MODES: [&str; 3] = MODE_NAMES;
+const ARRIVALS: [&str; 2] = ARRIVAL_NAMES;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pgstress",
@@ -46,7 +61,7 @@ pub struct RunArgs {
 
     /// TLS: disable, prefer, require, verify-ca or verify-full (libpq's sslmode; wins over the
     /// DSN's) [default: prefer].
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", value_parser = SSLMODES)]
     pub sslmode: Option<String>,
 
     /// Root certificate (PEM) to verify the server with (libpq's sslrootcert).
@@ -84,7 +99,7 @@ pub struct RunArgs {
     /// How the load is sent: burst (a thread and a new connection per request, all released
     /// together), pool (a fixed set of workers take the step's requests from a queue) or rate
     /// (step i offers i * step requests per second, each at its scheduled time) [default: burst].
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", value_parser = MODES)]
     pub mode: Option<String>,
 
     /// pool: worker threads, each with its own connection [default: the server's usable
@@ -97,12 +112,12 @@ pub struct RunArgs {
     pub connect_per_request: bool,
 
     /// rate: how long each step offers its rate [default: 1s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     /// rate: when requests are due within a step: uniform (evenly spaced) or poisson
     /// (random, as independent users arrive) [default: uniform].
-    #[arg(long, value_name = "ARRIVAL")]
+    #[arg(long, value_name = "ARRIVAL", value_parser = ARRIVALS)]
     pub arrival: Option<String>,
 
     /// rate: send requests from this many workers; a request due while all are busy is
@@ -111,15 +126,15 @@ pub struct RunArgs {
     pub max_inflight: Option<u32>,
 
     /// Deadline of one request, connect plus query, e.g. 10s or 500ms [default: 10s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
 
     /// CPU sampling interval during a step [default: 100ms].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub sample_every: Option<String>,
 
     /// Pause between steps, to let the server settle, e.g. 2s [default: 0s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub pause: Option<String>,
 
     /// Also write <ts>_requests.csv: one row per request (as pgbench --log).
@@ -131,7 +146,7 @@ pub struct RunArgs {
     pub stack_kib: Option<usize>,
 
     /// Latency objective: a step whose p99 exceeds it was not handled, e.g. 250ms.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub slo_p99: Option<String>,
 
     /// Stop after a step whose failure rate reaches this share [default: 0.5].
@@ -139,7 +154,7 @@ pub struct RunArgs {
     pub stop_failure_rate: Option<f64>,
 
     /// Stop after a step whose p99 latency exceeds this [default: off].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub stop_p99: Option<String>,
 
     /// Run every step: no stop rule, not even "the server stopped responding".
@@ -152,7 +167,7 @@ pub struct RunArgs {
     pub fail_if: Vec<String>,
 
     /// launch-spread flag: first-to-last request start above this [default: 100ms].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub spread_max: Option<String>,
 
     /// launch-spread flag: first-to-last request start above this share of the step's wall

@@ -21,8 +21,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Help and version print as clap prints them; a usage error is one line, as every other
-/// error is, with where to look next.
+/// Help and version print as clap prints them; a usage error keeps what helps of clap's words
+/// (the arguments it names, its "did you mean") in at most two lines, with where to look next.
 fn usage_error(err: clap::Error) -> ExitCode {
     if matches!(
         err.kind(),
@@ -32,15 +32,40 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ) {
         err.exit();
     }
-    let rendered = err.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let (message, tip) = usage_message(&err.render().to_string());
     let command = std::env::args()
         .nth(1)
         .filter(|arg| ["run", "prepare", "report", "compare"].contains(&arg.as_str()))
         .map(|arg| format!(" {arg}"))
         .unwrap_or_default();
-    let first = pgstress::pg::target::redact_secrets(first);
-    eprintln!("Error: {first}; see `pgstress{command} --help`");
+    let message = pgstress::pg::target::redact_secrets(&message);
+    eprintln!("Error: {message}; see `pgstress{command} --help`");
+    if let Some(tip) = tip {
+        eprintln!("  tip: {}", pgstress::pg::target::redact_secrets(&tip));
+    }
     ExitCode::from(USAGE)
+}
+
+/// clap's rendered error as one line (its first, with the arguments it lists after it) and its
+/// tip, if it has one; the usage block and the pointer to --help are left out.
+fn usage_message(rendered: &str) -> (String, Option<String>) {
+    let mut lines = rendered.lines().filter(|line| !line.trim().is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first).trim_end();
+    let mut listed = Vec::new();
+    let mut tip = None;
+    for line in lines {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        match line.trim().strip_prefix("tip: ") {
+            Some(text) => tip = Some(text.to_owned()),
+            None => listed.push(line.trim()),
+        }
+    }
+    let message = match listed.is_empty() {
+        true => first.to_owned(),
+        false => format!("{} {}", first, listed.join(", ")),
+    };
+    (message, tip)
 }

@@ -90,9 +90,59 @@ fn unknown_option_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    let error = one_line_error(&output.stderr);
+    let (error, tip) = usage_error(&output.stderr);
     assert!(error.contains("--stepz"), "{error}");
     assert!(error.contains("pgstress run --help"), "{error}");
+    let tip = tip.expect("clap's suggestion kept");
+    assert!(tip.contains("'--step'"), "{tip}");
+}
+
+#[test]
+fn a_missing_argument_is_named() {
+    let output = assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .arg("compare")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let (error, _) = usage_error(&output.stderr);
+    assert!(error.contains("not provided: <RUN>..."), "{error}");
+    assert!(error.contains("pgstress compare --help"), "{error}");
+}
+
+#[test]
+fn a_negative_duration_names_its_option() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--timeout", "-1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("--timeout '-1s'"), "{error}");
+}
+
+#[test]
+fn a_value_outside_the_choices_is_a_usage_error_listing_them() {
+    for (option, value, choice) in [
+        ("--mode", "foo", "burst"),
+        ("--sslmode", "bogus", "verify-full"),
+        ("--arrival", "often", "poisson"),
+    ] {
+        let logs = tempfile::tempdir().unwrap();
+        let output = pgstress_run(logs.path())
+            .args([option, value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{option} {value}");
+        let (error, _) = usage_error(&output.stderr);
+        assert!(
+            error.contains(&format!("'{value}'"))
+                && error.contains(option)
+                && error.contains(choice),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -186,9 +186,12 @@ impl Verdict {
         });
         let judged = &steps[..breaking_index.map_or(steps.len(), |i| i + 1)];
         let first_client_flag = judged.iter().find_map(|step| {
+            // The most specific cause first: threads that never started or requests never
+            // sent say more than a busy CPU, which they often cause.
             step.flags
                 .iter()
-                .find(|f| f.is_client_limit())
+                .filter(|f| f.is_client_limit())
+                .min_by_key(|f| !f.withholds_load())
                 .map(|flag| Limit::Client {
                     flag: flag.name().to_owned(),
                     step: step.step,
@@ -402,6 +405,18 @@ mod tests {
             })
         );
         assert_eq!(verdict.client_saturated_from, Some(2));
+    }
+
+    #[test]
+    fn the_verdict_names_load_never_sent_before_a_busy_cpu() {
+        let mut steps = vec![step_result(1, 50, 0), step_result(2, 100, 0)];
+        steps[0].flags = vec![Flag::ClientSaturated, Flag::SpawnFailed];
+        let verdict = Verdict::judge(&steps, &judging(2, None), None);
+        assert!(
+            matches!(&verdict.limit, Some(Limit::Client { flag, step: 1, .. }) if flag == "spawn-failed"),
+            "{:?}",
+            verdict.limit
+        );
     }
 
     #[test]

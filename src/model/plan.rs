@@ -5,6 +5,11 @@ use std::time::Duration;
 /// Rows of the demo table `sharding` unless asked otherwise.
 pub const DEMO_ROWS: u64 = 100_000;
 
+/// The names `--mode` takes, in `Mode`'s order.
+pub const MODE_NAMES: [&str; 3] = ["burst", "pool", "rate"];
+/// The names `--arrival` takes, in `Arrival`'s order.
+pub const ARRIVAL_NAMES: [&str; 2] = ["uniform", "poisson"];
+
 /// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepPlan {
@@ -61,9 +66,9 @@ pub enum Mode {
 impl Mode {
     pub fn name(&self) -> &'static str {
         match self {
-            Mode::Burst => "burst",
-            Mode::Pool { .. } => "pool",
-            Mode::Rate { .. } => "rate",
+            Mode::Burst => MODE_NAMES[0],
+            Mode::Pool { .. } => MODE_NAMES[1],
+            Mode::Rate { .. } => MODE_NAMES[2],
         }
     }
 

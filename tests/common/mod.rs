@@ -126,6 +126,21 @@ pub fn one_line_error(stderr: &[u8]) -> String {
     text
 }
 
+/// A usage error: its one line, and clap's tip on a second line when clap had one.
+pub fn usage_error(stderr: &[u8]) -> (String, Option<String>) {
+    let text = String::from_utf8_lossy(stderr).trim().to_owned();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default().to_owned();
+    let tip = lines.next().map(str::to_owned);
+    assert_eq!(lines.next(), None, "at most two lines, got:\n{text}");
+    assert!(first.starts_with("Error: "), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    if let Some(tip) = &tip {
+        assert!(tip.starts_with("  tip: "), "{text}");
+    }
+    (first, tip)
+}
+
 /// This test binary's cluster that accepts 20 connections (17 for pgstress), seeded; started
 /// on first use. Tests that use it run one at a time (they hold the guard), since each counts
 /// on having its connections to itself.
