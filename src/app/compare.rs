@@ -230,7 +230,7 @@ pub fn write_charts(runs: &[ComparedRun], out: &Path) -> Result<Vec<PathBuf>, Co
         let svg = report::svg(&chart).map_err(chart_error)?;
         for (extension, bytes) in [("png", png.as_slice()), ("svg", svg.as_bytes())] {
             let path = out.join(format!("compare_{stem}_{}.{extension}", metric.name()));
-            std::fs::write(&path, bytes).map_err(|cause| CompareError::Write {
+            crate::logs::files::replace(&path, bytes).map_err(|cause| CompareError::Write {
                 path: path.clone(),
                 cause,
             })?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use super::preflight::{SETUP_TIMEOUT, preflight};
 use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
@@ -192,8 +192,12 @@ fn finish(
         .iter()
         .map(|gate| (gate.to_string(), gate.breach(&verdict, &ramp.results)))
         .collect();
-    let complete = !interrupt::requested();
-    write_summary(logs, facts, &ramp.summaries, &verdict, &breaches, complete)?;
+    let complete = !interrupt::requested() && ramp.log_error.is_none();
+    let summary_written = match &ramp.log_error {
+        Some(_) => Ok(()),
+        None => write_summary(logs, facts, &ramp.summaries, &verdict, &breaches, complete),
+    };
+    // What was measured is printed even when the disk is full: the terminal may be all there is.
     printer.summary(&ramp.results);
     printer.verdict(&verdict);
     for (gate, breach) in &breaches {
@@ -202,6 +206,13 @@ fn finish(
             None => printer.note(format!("gate passed: {gate}")),
         }
     }
+    if let Some(err) = &ramp.log_error {
+        bail!(
+            "the logs could not be written after step {} ({err:#}); the steps before it are on disk",
+            ramp.results.len()
+        );
+    }
+    summary_written?;
     if config.report {
         printer.note(crate::report::after_run(logs.summary_path()));
     }

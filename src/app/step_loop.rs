@@ -27,6 +27,9 @@ pub struct Ramp {
     pub summaries: Vec<StepSummary>,
     /// The step after which a stop rule ended the run, and the rule.
     pub stopped: Option<(u32, StopReason)>,
+    /// A log that could not be written (a full disk): the ramp ended there, and the steps
+    /// measured so far are still judged and printed.
+    pub log_error: Option<anyhow::Error>,
 }
 
 /// Everything one run's steps need besides the engine that sends them.
@@ -51,6 +54,7 @@ impl<W: Write> StepLoop<'_, W> {
             results: Vec::new(),
             summaries: Vec::new(),
             stopped: None,
+            log_error: None,
         };
         let steps = self.config.plan.steps;
         for index in 1..=steps {
@@ -62,14 +66,20 @@ impl<W: Write> StepLoop<'_, W> {
             }
             let (run, cpu_samples, server_samples) = self.send_step(engine, index, &mut rng);
             let result = self.judge_step(engine, index, &run, &cpu_samples, &server_samples);
-            self.logs.write_step(&result, &cpu_samples, &run.records)?;
+            let written = self.logs.write_step(&result, &cpu_samples, &run.records);
             self.progress.suspend(|| self.printer.step(&result, steps));
             ramp.stopped =
                 verdict::stop_reason(&result, &self.config.stop).map(|reason| (index, reason));
             ramp.summaries.push(StepSummary::of(&result));
             ramp.results.push(result);
             let verdict = judge_run(&ramp, self.config, self.facts);
-            write_summary(self.logs, self.facts, &ramp.summaries, &verdict, &[], false)?;
+            let written = written.map_err(anyhow::Error::from).and_then(|()| {
+                write_summary(self.logs, self.facts, &ramp.summaries, &verdict, &[], false)
+            });
+            if let Err(err) = written {
+                ramp.log_error = Some(err);
+                break;
+            }
             if ramp.stopped.is_some() && index < steps {
                 break;
             }

@@ -2,6 +2,7 @@
 //! are written and flushed as soon as the step ends, so a crash loses at most the step in flight.
 
 mod cpu;
+pub mod files;
 mod original;
 pub mod read;
 mod requests;
@@ -9,7 +10,7 @@ pub mod schema;
 mod steps;
 mod summary;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ pub use steps::{STEPS_HEADER, StepRow};
 pub use summary::{GateResult, RunSummary, StepSummary};
 
 pub use schema::TIMESTAMP_FORMAT;
+
+/// Names a run may take within one second before pgstress gives up on the folder.
+const MAX_RUNS_PER_SECOND: u32 = 1000;
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -48,7 +52,7 @@ pub fn check_writable(dir: &Path) -> Result<(), LogError> {
 
 /// Opens a new file for writing; never overwrites an earlier run's logs.
 fn create(path: PathBuf) -> Result<(PathBuf, BufWriter<File>), LogError> {
-    match OpenOptions::new().write(true).create_new(true).open(&path) {
+    match files::create_new(&path) {
         Ok(file) => Ok((path, BufWriter::new(file))),
         Err(cause) => Err(LogError::Create { path, cause }),
     }
@@ -65,21 +69,28 @@ pub struct RunLogs {
 }
 
 impl RunLogs {
-    /// Creates the files under the current second's timestamp. A run that starts within the
-    /// same second as an earlier one in the same folder waits for the next second rather than
-    /// overwrite it or break the original's file names.
+    /// Creates the files under the current second's timestamp. Runs that start in the same
+    /// second in the same folder each claim their own name, `<ts>`, then `<ts>-2`, `<ts>-3`…:
+    /// the first file is created exclusively, so two runs can never take the same one.
     pub fn create_now(dir: &Path, log_requests: bool) -> Result<Self, LogError> {
-        loop {
-            let now = chrono::Local::now();
-            let timestamp = now.format(TIMESTAMP_FORMAT).to_string();
-            if !schema::with_suffix(&dir.join(&timestamp), schema::ORIGINAL_LOG).exists() {
-                return Self::create(dir, &timestamp, log_requests);
+        let timestamp = chrono::Local::now().format(TIMESTAMP_FORMAT).to_string();
+        let mut last = None;
+        for n in 1..=MAX_RUNS_PER_SECOND {
+            let name = match n {
+                1 => timestamp.clone(),
+                n => format!("{timestamp}-{n}"),
+            };
+            match Self::create(dir, &name, log_requests) {
+                Err(LogError::Create { path, cause })
+                    if cause.kind() == io::ErrorKind::AlreadyExists
+                        && path.to_string_lossy().ends_with(schema::ORIGINAL_LOG) =>
+                {
+                    last = Some(LogError::Create { path, cause });
+                }
+                other => return other,
             }
-            let into_second = u64::from(now.timestamp_subsec_millis());
-            std::thread::sleep(std::time::Duration::from_millis(
-                1001 - into_second.min(1000),
-            ));
         }
+        Err(last.expect("at least one name was tried"))
     }
 
     /// Creates `<dir>/<timestamp>_*.csv`.

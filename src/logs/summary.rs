@@ -1,7 +1,6 @@
 //! `<ts>_summary.json`: the run's facts, every step's row with its latency histogram (HDR V2,
 //! base64, so runs from several machines can later be merged exactly), the verdict and the gates.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -63,14 +62,7 @@ pub fn write(path: &Path, summary: &RunSummary<'_>) -> Result<(), LogError> {
         path: path.to_owned(),
         cause,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-    serde_json::to_writer_pretty(&mut file, summary).map_err(|err| error(err.into()))?;
-    file.write_all(b"\n").map_err(error)?;
-    // A temporary file is private (0600); the summary is as readable as the other logs.
-    let mut permissions = file.as_file().metadata().map_err(error)?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
-    file.as_file().set_permissions(permissions).map_err(error)?;
-    file.persist(path).map_err(|err| error(err.error))?;
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(summary).map_err(|err| error(err.into()))?;
+    bytes.push(b'\n');
+    super::files::replace(path, &bytes).map_err(error)
 }

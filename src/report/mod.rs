@@ -106,7 +106,7 @@ pub fn after_run(summary: &Path) -> String {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    std::fs::write(path, bytes).map_err(|cause| ReportError::Write {
+    crate::logs::files::replace(path, bytes).map_err(|cause| ReportError::Write {
         path: path.to_owned(),
         cause,
     })
