@@ -27,6 +27,7 @@ pub mod target;
 mod test_support;
 pub mod tls;
 pub mod verdict;
+pub mod watchdog;
 
 use std::path::Path;
 
@@ -41,7 +42,7 @@ pub enum Status {
     Failed,
     /// A `--fail-if` gate was breached.
     GateBreached,
-    /// Ctrl-C: what was measured is on disk.
+    /// Ctrl-C, SIGTERM or SIGHUP: what was measured is on disk.
     Interrupted,
 }
 
@@ -51,7 +52,7 @@ impl Status {
             Status::Completed => 0,
             Status::Failed => 1,
             Status::GateBreached => 3,
-            Status::Interrupted => 130,
+            Status::Interrupted => interrupt::exit_code(),
         }
     }
 }
