@@ -128,6 +128,9 @@ pub fn remove_leftovers() -> Vec<String> {
 /// A folder without a marker is left alone: another pgstress may be creating it right now,
 /// or it is not ours to judge (an older pgstress, another user's folder we cannot read).
 fn remove_if_orphaned(folder: &Path) -> Option<String> {
+    if !marked_by_us(folder) {
+        return None;
+    }
     let marker = fs::read_to_string(folder.join(MARKER)).ok()?;
     let mut fields = marker.split_whitespace().map(str::parse::<u64>);
     let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) else {
@@ -153,9 +156,25 @@ fn remove_if_orphaned(folder: &Path) -> Option<String> {
     })
 }
 
+/// Whether `folder` is a real folder (not a link) holding a marker that our own OS user wrote.
+/// Another local user can make a /tmp/pgstress-* folder, but not a file owned by us: without
+/// this, a planted marker and a `data` link to another cluster's data folder would have us
+/// stop that cluster (as root, any cluster of the machine).
+fn marked_by_us(folder: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let is_dir = fs::symlink_metadata(folder).is_ok_and(|meta| meta.is_dir());
+    let marker = fs::symlink_metadata(folder.join(MARKER));
+    is_dir && marker.is_ok_and(|meta| meta.is_file() && meta.uid() == me)
+}
+
 /// Stops the postmaster whose data folder is `folder/data`, if one runs; its pid.
 fn stop_postmaster_in(folder: &Path) -> Option<u32> {
-    let data = fs::canonicalize(folder.join("data")).ok()?;
+    let data = fs::canonicalize(folder).ok()?.join("data");
+    // A link would lead to some other folder, whose postmaster is not ours to stop.
+    if !fs::symlink_metadata(&data).is_ok_and(|meta| meta.is_dir()) {
+        return None;
+    }
     let pid_file = fs::read_to_string(data.join("postmaster.pid")).ok()?;
     let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
     if !runs_in(pid, &data) {
@@ -228,5 +247,24 @@ mod tests {
         assert!(said.starts_with("removed a throwaway server"), "{said}");
         assert!(said.contains("no server was running"), "{said}");
         assert!(!folder.path().exists());
+    }
+
+    #[test]
+    fn a_marker_that_is_a_link_or_another_users_is_not_ours() {
+        let folder = tempfile::tempdir().unwrap();
+        let elsewhere = folder.path().join("elsewhere");
+        fs::write(&elsewhere, format!("{} 1\n", std::process::id())).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, folder.path().join(MARKER)).unwrap();
+        assert_eq!(remove_if_orphaned(folder.path()), None);
+        assert!(folder.path().exists());
+        // A marker of a gone owner, written by another OS user (only root can set that up).
+        if nix::unistd::geteuid().is_root() {
+            fs::remove_file(folder.path().join(MARKER)).unwrap();
+            fs::rename(&elsewhere, folder.path().join(MARKER)).unwrap();
+            let nobody = nix::unistd::Uid::from_raw(65534);
+            nix::unistd::chown(&folder.path().join(MARKER), Some(nobody), None).unwrap();
+            assert_eq!(remove_if_orphaned(folder.path()), None);
+            assert!(folder.path().exists());
+        }
     }
 }
