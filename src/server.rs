@@ -41,6 +41,8 @@ pub enum ServerError {
          the throwaway server as; create one (useradd postgres) or give your server with --dsn"
     )]
     NoPostgresUser,
+    #[error("cannot start the throwaway server's watchdog (/bin/sh): {0}")]
+    Watchdog(std::io::Error),
     #[error("initdb failed: {0}")]
     Initdb(String),
     #[error("the throwaway server did not start: {0}")]
@@ -79,7 +81,7 @@ impl ThrowawayServer {
             .tempdir()
             .map_err(ServerError::Folder)?;
         let root = folder.path().to_owned();
-        let watchdog = Watchdog::start(&root).map_err(ServerError::Folder)?;
+        let watchdog = Watchdog::start(&root).map_err(ServerError::Watchdog)?;
         let password: String = rand::rng()
             .sample_iter(Alphanumeric)
             .take(24)
