@@ -196,6 +196,24 @@ fn sighup_ends_the_run_like_ctrl_c_with_129() {
 }
 
 #[test]
+fn sigterm_during_setup_still_removes_the_server() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut run = spawn(logs.path(), None, &["--steps", "3", "--step", "5"]);
+    // The server is up; the demo table, the preflight and the header are still to come.
+    let folder = run.folder();
+    signal::kill(run.pid(), Signal::SIGTERM).unwrap();
+    let status = run.wait();
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(status, Some(143), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("interrupted after 0 of 3 steps"),
+        "{stdout}"
+    );
+    assert!(!folder.exists(), "{} is still there", folder.display());
+    assert_eq!(cluster_processes(&folder), Vec::<u32>::new());
+}
+
+#[test]
 fn after_sigkill_the_watchdog_removes_the_server() {
     let logs = tempfile::tempdir().unwrap();
     let mut run = spawn(
