@@ -26,7 +26,7 @@ const ARRIVALS: [&str; 2] = ARRIVAL_NAMES;
     about = "Find how much concurrent load a PostgreSQL server takes before it stops responding",
     after_help = "Exit codes: 0 the run completed (a breaking point found is a result), \
                   1 pgstress could not do its job, 2 usage error, 3 a --fail-if gate was breached, \
-                  130 interrupted by Ctrl-C."
+                  130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -27,7 +27,7 @@ pub enum Status {
     Failed,
     /// A `--fail-if` gate was breached.
     GateBreached,
-    /// Ctrl-C: what was measured is on disk.
+    /// Ctrl-C, SIGTERM or SIGHUP: what was measured is on disk.
     Interrupted,
 }
 
@@ -37,7 +37,7 @@ impl Status {
             Status::Completed => 0,
             Status::Failed => 1,
             Status::GateBreached => 3,
-            Status::Interrupted => 130,
+            Status::Interrupted => sys::interrupt::exit_code(),
         }
     }
 }

@@ -318,6 +318,9 @@ fn start_throwaway(
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayServer> {
     let server = ThrowawayServer::start(settings)?;
+    for removed in server.removed_leftovers() {
+        printer.note(removed);
+    }
     printer.note(format!(
         "started a throwaway PostgreSQL server on 127.0.0.1:{} in {} (binaries: {}); it is removed after the run",
         server.port(),

@@ -7,3 +7,4 @@ pub mod request;
 pub mod server;
 pub mod target;
 pub mod tls;
+pub mod watchdog;

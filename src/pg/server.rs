@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -17,6 +18,7 @@ use thiserror::Error;
 
 use crate::pg::target::ConnectTarget;
 use crate::pg::tls::{SslMode, TlsOptions};
+use crate::pg::watchdog::Watchdog;
 
 /// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
 const INITDB_DEADLINE: Duration = Duration::from_secs(120);
@@ -39,6 +41,8 @@ pub enum ServerError {
          the throwaway server as; create one (useradd postgres) or give your server with --dsn"
     )]
     NoPostgresUser,
+    #[error("cannot start the throwaway server's watchdog (/bin/sh): {0}")]
+    Watchdog(std::io::Error),
     #[error("initdb failed: {0}")]
     Initdb(String),
     #[error("the throwaway server did not start: {0}")]
@@ -57,6 +61,10 @@ pub struct ThrowawayServer {
     port: u16,
     password: String,
     bin_dir: PathBuf,
+    /// Removes the server and folder if this process dies without doing it (SIGKILL).
+    watchdog: Watchdog,
+    /// What the start removed of servers left by pgstress processes that no longer run.
+    leftovers: Vec<String>,
 }
 
 impl ThrowawayServer {
@@ -64,18 +72,23 @@ impl ThrowawayServer {
     pub fn start(settings: &[(String, String)]) -> Result<Self, ServerError> {
         let bin_dir = find_binaries().ok_or(ServerError::NotFound)?;
         let owner = server_owner()?;
+        let leftovers = crate::pg::watchdog::remove_leftovers();
+        // 0700 from the first moment: the socket and the password file live in this folder,
+        // and no other local user may reach either.
         let folder = tempfile::Builder::new()
             .prefix("pgstress-")
+            .permissions(fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(ServerError::Folder)?;
         let root = folder.path().to_owned();
+        let watchdog = Watchdog::start(&root).map_err(ServerError::Watchdog)?;
         let password: String = rand::rng()
             .sample_iter(Alphanumeric)
             .take(24)
             .map(char::from)
             .collect();
         let password_file = root.join("pwfile");
-        fs::write(&password_file, &password).map_err(ServerError::Folder)?;
+        write_private(&password_file, &password).map_err(ServerError::Folder)?;
         if let Some(user) = &owner {
             for path in [&root, &password_file] {
                 nix::unistd::chown(path, Some(user.uid), Some(user.gid))
@@ -84,23 +97,7 @@ impl ThrowawayServer {
         }
 
         let data = root.join("data");
-        let mut initdb = Command::new(bin_dir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .arg("--pwfile")
-            .arg(&password_file)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ]);
+        let initdb = initdb_command(&bin_dir, &data, &password_file);
         run_to_end(initdb, &owner, &root.join("initdb.log"), INITDB_DEADLINE)
             .map_err(ServerError::Initdb)?;
         let _ = fs::remove_file(&password_file);
@@ -115,6 +112,8 @@ impl ThrowawayServer {
             "listen_addresses=127.0.0.1".into(),
             "-c".into(),
             format!("unix_socket_directories={}", root.display()),
+            "-c".into(),
+            "unix_socket_permissions=0700".into(),
         ];
         for (key, value) in settings {
             args.extend(["-c".to_owned(), format!("{key}={value}")]);
@@ -133,6 +132,8 @@ impl ThrowawayServer {
             port,
             password,
             bin_dir,
+            watchdog,
+            leftovers,
         };
         server.wait_until_ready()?;
         Ok(server)
@@ -194,6 +195,12 @@ impl ThrowawayServer {
         )
     }
 
+    /// The superuser's password, for a client that builds its own connection (the tests that
+    /// check who else can get in).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -210,6 +217,12 @@ impl ThrowawayServer {
         &self.bin_dir
     }
 
+    /// One line per leftover server (of a pgstress process that no longer runs) removed by
+    /// this server's start.
+    pub fn removed_leftovers(&self) -> &[String] {
+        &self.leftovers
+    }
+
     /// Fast shutdown (SIGINT), then SIGKILL of the whole process group past the deadline;
     /// then the folder is removed.
     pub fn stop(mut self) {
@@ -222,6 +235,7 @@ impl ThrowawayServer {
         };
         self.stop_postmaster();
         let _ = folder.close();
+        self.watchdog.dismiss();
     }
 
     fn stop_postmaster(&mut self) {
@@ -302,6 +316,44 @@ fn server_owner() -> Result<Option<User>, ServerError> {
         Ok(Some(user)) => Ok(Some(user)),
         _ => Err(ServerError::NoPostgresUser),
     }
+}
+
+/// initdb of a cluster whose superuser `postgres` has the password in `password_file`.
+fn initdb_command(bin_dir: &Path, data: &Path, password_file: &Path) -> Command {
+    let mut initdb = Command::new(bin_dir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(data)
+        .arg("--pwfile")
+        .arg(password_file)
+        .args([
+            "-U",
+            "postgres",
+            // A password over the socket too: trust (or peer) would let any local user, or any
+            // process of the postgres OS user, in as superuser, and from there run commands
+            // (COPY ... TO PROGRAM) as that OS user.
+            "--auth-local=scram-sha-256",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]);
+    initdb
+}
+
+/// Writes a file only its owner may read, created so: never readable by others, not even
+/// for a moment.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
 }
 
 /// A folder holding initdb and postgres: PATH first, else the newest /usr/lib/postgresql/*/bin.

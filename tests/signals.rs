@@ -1,0 +1,300 @@
+//! Every way a run ends removes its throwaway server: Ctrl-C, SIGTERM and SIGHUP end the run
+//! in order (exit 130, 143, 129); after SIGKILL the watchdog removes the server, and when the
+//! watchdog is gone too, the next run removes the leftover and says so.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+/// Every run here ends well within this; past it the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+/// The watchdog's immediate shutdown takes well under a second; this bounds a loaded machine.
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A pgstress run in the background whose output goes to files, readable while it runs.
+struct Run {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+fn spawn(logs: &Path, tmpdir: Option<&Path>, args: &[&str]) -> Run {
+    let files = tempfile::tempdir().unwrap();
+    let (out, err) = (files.path().join("out"), files.path().join("err"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgstress"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .arg("run")
+        .arg("--logs")
+        .arg(logs)
+        .args(["--no-report", "--quiet"])
+        .args(args)
+        .stdout(Stdio::from(File::create(&out).unwrap()))
+        .stderr(Stdio::from(File::create(&err).unwrap()));
+    if let Some(tmpdir) = tmpdir {
+        command.env("TMPDIR", tmpdir);
+    }
+    let child = command.spawn().unwrap();
+    Run {
+        child,
+        out,
+        err,
+        _files: files,
+    }
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// The throwaway folder, once the run has started its server.
+    fn folder(&self) -> PathBuf {
+        let deadline = Instant::now() + RUN_DEADLINE;
+        loop {
+            if let Some(line) = self
+                .stdout()
+                .lines()
+                .find(|l| l.starts_with("started a throwaway"))
+            {
+                let after = line.split(" in ").nth(1).unwrap();
+                return PathBuf::from(after.split(" (binaries").next().unwrap());
+            }
+            assert!(Instant::now() < deadline, "no server: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The exit code, or None when killed by a signal; fails past the deadline.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + RUN_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("pgstress hung past {RUN_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Waits until the run has logged `steps` steps.
+fn wait_for_steps(logs: &Path, steps: usize) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let logged = std::fs::read_dir(logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("_log.csv"))
+            .map_or(0, |p| std::fs::read_to_string(p).unwrap().lines().count());
+        if logged >= steps {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {steps} steps logged");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The processes working in the cluster's folder: the postmaster and every backend work in
+/// its data folder, so this finds the cluster's processes, and only them.
+fn cluster_processes(folder: &Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(folder))
+        })
+        .collect()
+}
+
+/// How long until the folder and every process of the cluster are gone; fails past the
+/// deadline.
+fn wait_until_removed(folder: &Path) -> Duration {
+    let start = Instant::now();
+    while folder.exists() || !cluster_processes(folder).is_empty() {
+        assert!(
+            start.elapsed() < CLEANUP_DEADLINE,
+            "{} or its processes {:?} still there after {CLEANUP_DEADLINE:?}",
+            folder.display(),
+            cluster_processes(folder)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// Signals a run while its step 2 is in flight; the step runs to its end, is logged, the
+/// server is removed, and the exit code is 128 + the signal.
+fn ends_in_order(signal: Signal, code: i32) {
+    let logs = tempfile::tempdir().unwrap();
+    let query = "SELECT $1::text FROM pg_sleep(1)";
+    let mut run = spawn(
+        logs.path(),
+        None,
+        &["--steps", "5", "--step", "5", "--query", query],
+    );
+    let folder = run.folder();
+    wait_for_steps(logs.path(), 1);
+    std::thread::sleep(Duration::from_millis(300)); // step 2 is in pg_sleep
+    assert!(!cluster_processes(&folder).is_empty(), "the server runs");
+    signal::kill(run.pid(), signal).unwrap();
+    let sent = Instant::now();
+    let status = run.wait();
+    let took = sent.elapsed();
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(status, Some(code), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("throwaway server stopped and removed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("interrupted after 2 of 5 steps"),
+        "{stdout}"
+    );
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(rows.len(), 2, "step 1 and the step in flight: {rows:?}");
+    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
+    assert!(!folder.exists(), "{} is still there", folder.display());
+    assert_eq!(cluster_processes(&folder), Vec::<u32>::new());
+    eprintln!("{signal}: exit {code} {took:?} after the signal (step in flight included)");
+}
+
+#[test]
+fn ctrl_c_ends_the_run_and_removes_the_server() {
+    ends_in_order(Signal::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_ends_the_run_like_ctrl_c_with_143() {
+    ends_in_order(Signal::SIGTERM, 143);
+}
+
+#[test]
+fn sighup_ends_the_run_like_ctrl_c_with_129() {
+    ends_in_order(Signal::SIGHUP, 129);
+}
+
+#[test]
+fn sigterm_during_setup_still_removes_the_server() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut run = spawn(logs.path(), None, &["--steps", "3", "--step", "5"]);
+    // The server is up; the demo table, the preflight and the header are still to come.
+    let folder = run.folder();
+    signal::kill(run.pid(), Signal::SIGTERM).unwrap();
+    let status = run.wait();
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(status, Some(143), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("interrupted after 0 of 3 steps"),
+        "{stdout}"
+    );
+    assert!(!folder.exists(), "{} is still there", folder.display());
+    assert_eq!(cluster_processes(&folder), Vec::<u32>::new());
+}
+
+#[test]
+fn after_sigkill_the_watchdog_removes_the_server() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut run = spawn(
+        logs.path(),
+        None,
+        &["--steps", "3", "--step", "5", "--pause", "60s"],
+    );
+    let folder = run.folder();
+    wait_for_steps(logs.path(), 1);
+    assert!(!cluster_processes(&folder).is_empty(), "the server runs");
+    signal::kill(run.pid(), Signal::SIGKILL).unwrap();
+    assert_eq!(run.wait(), None, "killed");
+    let took = wait_until_removed(&folder);
+    eprintln!("SIGKILL: server and folder removed {took:?} after pgstress died");
+}
+
+/// The watchdog of a run: the child of `pgstress` whose $0 names it.
+fn watchdog_of(pgstress: Pid) -> Pid {
+    let children = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = &stat[stat.rfind(')').map_or(0, |at| at + 1)..];
+            after_name.split_whitespace().nth(1) == Some(&pgstress.to_string())
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                String::from_utf8_lossy(&cmdline).contains("pgstress-watchdog")
+            })
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(children.len(), 1, "one watchdog: {children:?}");
+    Pid::from_raw(children[0])
+}
+
+/// Kills the processes of a cluster a failed test left behind.
+struct Tidy(PathBuf);
+
+impl Drop for Tidy {
+    fn drop(&mut self) {
+        for pid in cluster_processes(&self.0) {
+            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn a_server_left_by_a_killed_run_and_watchdog_is_removed_by_the_next_run() {
+    use std::os::unix::fs::PermissionsExt;
+    // A temporary folder of this test's own, so that no other run removes the leftover first.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let args = ["--steps", "3", "--step", "5", "--pause", "60s"];
+    let mut run = spawn(logs.path(), Some(tmp.path()), &args);
+    let folder = run.folder();
+    let _tidy = Tidy(folder.clone());
+    wait_for_steps(logs.path(), 1);
+    signal::kill(watchdog_of(run.pid()), Signal::SIGKILL).unwrap();
+    signal::kill(run.pid(), Signal::SIGKILL).unwrap();
+    assert_eq!(run.wait(), None, "killed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        folder.exists() && !cluster_processes(&folder).is_empty(),
+        "with its watchdog killed too, the server outlives the run"
+    );
+
+    let next_logs = tempfile::tempdir().unwrap();
+    let mut next = spawn(
+        next_logs.path(),
+        Some(tmp.path()),
+        &["--steps", "1", "--step", "2"],
+    );
+    assert_eq!(next.wait(), Some(0), "{}", next.stderr());
+    let said = format!(
+        "removed a throwaway server left by pgstress process {}, which no longer runs: {} (its postmaster",
+        run.pid(),
+        folder.display()
+    );
+    assert!(next.stdout().contains(&said), "{}", next.stdout());
+    assert!(!folder.exists(), "{} is still there", folder.display());
+    assert_eq!(cluster_processes(&folder), Vec::<u32>::new());
+}
