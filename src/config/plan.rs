@@ -1,0 +1,230 @@
+//! The ramp and the mode checked together: a plan this machine cannot hold, or an option of
+//! another mode, is refused before anything connects.
+
+use std::time::Duration;
+
+use crate::cli::RunArgs;
+use crate::config::error::{ConfigError, invalid};
+use crate::config::file::FileConfig;
+use crate::config::values::parse_duration;
+use crate::judge::gate::Gate;
+use crate::model::plan::{Arrival, Mode, StepPlan};
+
+/// The most requests a pool or rate step may queue or schedule.
+const MAX_QUEUED_STEP: u32 = 10_000_000;
+
+pub(super) fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPlan, ConfigError> {
+    if steps == 0 {
+        return Err(invalid("--steps", steps, "run at least 1 step"));
+    }
+    if step == 0 {
+        return Err(invalid(
+            "--step",
+            step,
+            "each step must add at least 1 request",
+        ));
+    }
+    if start == 0 {
+        return Err(invalid(
+            "--start",
+            start,
+            "the first step needs at least 1 request",
+        ));
+    }
+    let largest = u64::from(start) + u64::from(steps - 1) * u64::from(step);
+    if largest > u64::from(u32::MAX) {
+        return Err(plan_error(
+            &StepPlan { steps, start, step },
+            format!("the last step would send {largest} requests; use fewer or smaller steps"),
+        ));
+    }
+    Ok(StepPlan { steps, start, step })
+}
+
+/// The mode options, the command line's over the file's.
+struct ModeOptions<'a> {
+    workers: Option<u32>,
+    connect_per_request: bool,
+    duration: Option<&'a str>,
+    arrival: Option<&'a str>,
+    max_inflight: Option<u32>,
+}
+
+pub(super) fn merge_mode(
+    args: &RunArgs,
+    file: &FileConfig,
+    plan: &StepPlan,
+) -> Result<Mode, ConfigError> {
+    let name = args
+        .mode
+        .as_deref()
+        .or(file.mode.as_deref())
+        .unwrap_or("burst");
+    let options = ModeOptions {
+        workers: args.workers.or(file.workers),
+        connect_per_request: args.connect_per_request || file.connect_per_request.unwrap_or(false),
+        duration: args.duration.as_deref().or(file.duration.as_deref()),
+        arrival: args.arrival.as_deref().or(file.arrival.as_deref()),
+        max_inflight: args.max_inflight.or(file.max_inflight),
+    };
+    refuse_misplaced(name, &options)?;
+    match name {
+        "burst" => burst_mode(plan),
+        "pool" => pool_mode(&options, plan),
+        "rate" => rate_mode(&options, plan),
+        other => Err(invalid("--mode", other, "expected burst, pool or rate")),
+    }
+}
+
+/// An option of another mode is a mistake worth naming, not something to ignore.
+fn refuse_misplaced(name: &str, options: &ModeOptions) -> Result<(), ConfigError> {
+    let misplaced = |option: &'static str, value: String, belongs: &str| {
+        invalid(
+            option,
+            value,
+            format!("it applies to --mode {belongs}; add --mode {belongs} or drop it"),
+        )
+    };
+    if name != "pool" {
+        if let Some(w) = options.workers {
+            return Err(misplaced("--workers", w.to_string(), "pool"));
+        }
+        if options.connect_per_request {
+            return Err(misplaced("--connect-per-request", "true".into(), "pool"));
+        }
+    }
+    if name != "rate" {
+        if let Some(d) = options.duration {
+            return Err(misplaced("--duration", d.to_owned(), "rate"));
+        }
+        if let Some(a) = options.arrival {
+            return Err(misplaced("--arrival", a.to_owned(), "rate"));
+        }
+        if let Some(m) = options.max_inflight {
+            return Err(misplaced("--max-inflight", m.to_string(), "rate"));
+        }
+    }
+    Ok(())
+}
+
+fn burst_mode(plan: &StepPlan) -> Result<Mode, ConfigError> {
+    check_thread_limit(plan)?;
+    Ok(Mode::Burst)
+}
+
+fn pool_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError> {
+    if options.workers == Some(0) {
+        return Err(invalid("--workers", 0, "the pool needs at least 1 worker"));
+    }
+    let mode = Mode::Pool {
+        workers: options.workers,
+        connect_per_request: options.connect_per_request,
+    };
+    check_queued_step(&mode, plan)?;
+    Ok(mode)
+}
+
+fn rate_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError> {
+    let duration = parse_duration("--duration", options.duration, Duration::from_secs(1))?;
+    let arrival = match options.arrival.unwrap_or("uniform") {
+        "uniform" => Arrival::Uniform,
+        "poisson" => Arrival::Poisson,
+        other => {
+            return Err(invalid("--arrival", other, "expected uniform or poisson"));
+        }
+    };
+    if options.max_inflight == Some(0) {
+        return Err(invalid(
+            "--max-inflight",
+            0,
+            "use at least 1 worker, or leave it out for a thread per request",
+        ));
+    }
+    let mode = Mode::Rate {
+        duration,
+        arrival,
+        max_inflight: options.max_inflight,
+    };
+    // Only a rate step can round to nothing: the others send the validated plan's sizes.
+    if mode.requests_for(plan.start) == 0 {
+        return Err(invalid(
+            "--duration",
+            humantime::format_duration(duration),
+            format!(
+                "step 1 would offer no request at {} per second; offer longer",
+                plan.start
+            ),
+        ));
+    }
+    check_queued_step(&mode, plan)?;
+    Ok(mode)
+}
+
+/// The pool's queue and the rate's schedule hold a whole step in memory.
+fn check_queued_step(mode: &Mode, plan: &StepPlan) -> Result<(), ConfigError> {
+    let largest = mode.requests_for(plan.largest());
+    if largest > MAX_QUEUED_STEP {
+        return Err(plan_error(
+            plan,
+            format!(
+                "the last step would hold {largest} requests in memory, above {MAX_QUEUED_STEP}; \
+                 use fewer or smaller steps"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A gate about the step of N requests must name a step the plan has: one that never runs
+/// would breach the gate at the end of a run that told nothing.
+pub(super) fn check_gate_steps(
+    gates: &[Gate],
+    plan: &StepPlan,
+    mode: &Mode,
+) -> Result<(), ConfigError> {
+    let sizes: Vec<u32> = (1..=plan.steps)
+        .map(|i| mode.requests_for(plan.requests_at(i)))
+        .collect();
+    for gate in gates {
+        if let Some(n) = gate.at_requests
+            && !sizes.contains(&n)
+        {
+            let shown: Vec<String> = sizes.iter().take(5).map(u32::to_string).collect();
+            let more = if sizes.len() > 5 { ", ..." } else { "" };
+            return Err(invalid(
+                "--fail-if",
+                gate,
+                format!(
+                    "the plan has no step of {n} requests; its steps send {}{more}",
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A ramp too large: any of its three numbers may be the one to change, so all are named.
+fn plan_error(plan: &StepPlan, reason: String) -> ConfigError {
+    invalid(
+        "--steps, --start, --step",
+        format!("{}, {}, {}", plan.steps, plan.start, plan.step),
+        reason,
+    )
+}
+
+/// A burst step runs all its requests' threads at once.
+fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
+    let largest = u64::from(plan.largest());
+    let limit = crate::sys::limits::thread_limit();
+    if largest > limit {
+        return Err(plan_error(
+            plan,
+            format!(
+                "the last step would need {largest} threads at once, above this process's \
+                 limit of {limit}; use fewer or smaller steps"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The configuration of `pgstress prepare`: a server to fill, never a throwaway one.
+
+use std::path::PathBuf;
+
+use crate::cli::PrepareArgs;
+use crate::config::env::EnvTarget;
+use crate::config::error::{ConfigError, invalid};
+use crate::pg::target::ConnectTarget;
+
+/// What `pgstress prepare` needs.
+#[derive(Debug)]
+pub struct PrepareConfig {
+    pub target: ConnectTarget,
+    pub rows: u64,
+    pub write_data: Option<PathBuf>,
+}
+
+impl PrepareConfig {
+    pub fn from_args(args: PrepareArgs) -> Result<Self, ConfigError> {
+        let env = EnvTarget::from_process();
+        let Some(dsn) = args.dsn.or_else(|| env.dsn()) else {
+            return Err(invalid(
+                "--dsn",
+                "(none)",
+                "prepare needs a server: give --dsn, DATABASE_URL or PGHOST",
+            ));
+        };
+        if args.rows == 0 {
+            return Err(invalid("--rows", 0, "create at least 1 row"));
+        }
+        Ok(PrepareConfig {
+            target: ConnectTarget::parse(&dsn, env.password.as_deref())?,
+            rows: args.rows,
+            write_data: args.write_data,
+        })
+    }
+}
