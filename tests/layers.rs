@@ -63,6 +63,12 @@ fn layer(relative: &str) -> &str {
     first.strip_suffix(".rs").unwrap_or(first)
 }
 
+/// Whether a file holds only unit tests (tests may reach anywhere they need).
+fn is_test_file(relative: &str) -> bool {
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    name == "tests.rs" || name.ends_with("_tests.rs") || name == "test_support.rs"
+}
+
 /// The code of a file without its unit tests (tests may reach anywhere they need).
 fn code(text: &str) -> &str {
     match text.find("#[cfg(test)]\nmod tests") {
@@ -116,6 +122,9 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     for file in &files {
         let text = fs::read_to_string(file).expect("a readable source file");
         let from = relative(file);
+        if is_test_file(&from) {
+            continue;
+        }
         let targets: BTreeSet<String> = crate_paths(code(&text))
             .iter()
             .filter_map(|segments| target_file(segments, &names))
