@@ -79,7 +79,7 @@ trap 'exit 130' INT TERM
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % 22768))  # below the ephemeral range
         ss -Hltn "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return; }
     done
 }

@@ -62,7 +62,8 @@ fn record(c: &mut Criterion) {
 
 /// A listener that answers every startup message as a server at max_connections does.
 fn too_many_clients_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    let port = pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).expect("a port");
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a local port");
     let port = listener.local_addr().expect("local address").port();
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -107,9 +108,7 @@ fn connect(port: u16) -> postgres::Error {
 }
 
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
-    listener.local_addr().expect("local address").port()
-    // dropped here: nobody listens on the port any more
+    pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).expect("a port")
 }
 
 fn classify_outcome(c: &mut Criterion) {

@@ -92,6 +92,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub column: Option<usize>,
 
+    /// The CSV files start with a header row: read past it.
+    #[arg(long)]
+    pub skip_header: bool,
+
+    /// Let the query write. Without it every request runs in a read-only transaction, so a
+    /// stress test never changes the data it is aimed at.
+    #[arg(long)]
+    pub allow_writes: bool,
+
     /// Folder for the run's log files [default: logs].
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
@@ -141,7 +150,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub log_requests: bool,
 
-    /// Stack size of each request thread in KiB [default: 256].
+    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
 

@@ -3,16 +3,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-
 use common::*;
 
 fn unused_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).unwrap()
 }
 
 #[test]

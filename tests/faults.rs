@@ -240,42 +240,6 @@ fn server_restarted_between_steps_serves_the_next_step() {
 }
 
 #[test]
-fn threads_that_cannot_start_count_as_spawn_failures() {
-    let logs = tempfile::tempdir().unwrap();
-    // A 64 TiB stack cannot be mapped: every spawn fails, and the run goes on.
-    let output = pgstress_run(logs.path())
-        .args([
-            "--dsn",
-            &shared_dsn(),
-            "--steps",
-            "2",
-            "--step",
-            "3",
-            // The default stop rules stay on: threads that never started are not the server
-            // failing, and the run goes on.
-            "--stack-kib",
-            "68719476736",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let rows = step_rows(logs.path());
-    assert_eq!(rows.len(), 2);
-    assert_eq!(number(&rows[0], "spawn"), 3, "{:?}", rows[0]);
-    assert_eq!(number(&rows[1], "spawn"), 6, "{:?}", rows[1]);
-    assert!(
-        rows.iter().all(|row| row["flags"].contains("spawn-failed")),
-        "{rows:?}"
-    );
-    let stdout = text(&output.stdout);
-    assert!(
-        stdout.contains("capacity: not measured")
-            && stdout.contains("measured the client, not the server — spawn-failed from step 1"),
-        "threads that never started are the client's limit, not the server's: {stdout}"
-    );
-}
-
-#[test]
 fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
     let logs = tempfile::tempdir().unwrap();
     let run = spawn_pgstress(

@@ -7,8 +7,11 @@ use anyhow::{Context, bail};
 use postgres::Client;
 
 use crate::config::RunConfig;
+use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::ServerFacts;
+use crate::model::outcome::{Failure, FailureClass};
+use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, within};
 
 /// Deadline of the setup, pre-flight and monitoring connections.
@@ -86,4 +89,88 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
         max_connections: row.get::<_, i32>(1).max(0) as u32,
         superuser_reserved_connections: row.get::<_, i32>(2).max(0) as u32,
     })
+}
+
+/// Sends the exact request a step sends, with real values (the first row of every parameter
+/// file), before any load: a mistake of the client, the data or the query (a wrong type, a
+/// header row, a query that writes, values the table lacks) is an error here, in the
+/// server's own words, never a breaking point.
+pub fn probe_requests(spec: &RequestSpec, data: Option<&ParamData>) -> anyhow::Result<()> {
+    let Some(data) = data else {
+        return match send(spec, None)? {
+            Ok(()) => Ok(()),
+            Err(failure) => Err(probe_error(&failure, None)),
+        };
+    };
+    let firsts = data.first_values(1);
+    let seconds = data.first_values(2);
+    for first in &firsts {
+        let Err(failure) = send(spec, Some(first.value))? else {
+            continue;
+        };
+        // A first row that fails while the one after it succeeds is a header row.
+        let next = seconds
+            .iter()
+            .find(|s| s.file == first.file && s.line > first.line);
+        if let Some(next) = next
+            && send(spec, Some(next.value))?.is_ok()
+        {
+            bail!(
+                "{} has a header row: its first value {} fails ({}) while the next succeeds; \
+                 give --skip-header",
+                first.file.display(),
+                shown(first.value),
+                failure.message
+            );
+        }
+        return Err(probe_error(&failure, Some(first)));
+    }
+    Ok(())
+}
+
+/// One request, bounded by its deadline and the time its thread may take to report.
+fn send(spec: &RequestSpec, value: Option<&str>) -> anyhow::Result<Result<(), Failure>> {
+    let deadline = spec.timeout + crate::engine::REPORT_GRACE;
+    let (spec, value) = (spec.clone(), value.map(str::to_owned));
+    let answer = within(deadline, move || {
+        request::execute(&spec, value.as_deref(), Duration::ZERO).outcome
+    });
+    answer.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the first request got no answer within {}: the server accepts connections but does not respond",
+            humantime::format_duration(deadline)
+        )
+    })
+}
+
+fn probe_error(failure: &Failure, value: Option<&SampleValue<'_>>) -> anyhow::Error {
+    let with = value.map_or_else(String::new, |v| {
+        format!(
+            " with the value {} ({} line {})",
+            shown(v.value),
+            v.file.display(),
+            v.line
+        )
+    });
+    let fix = if failure.message.starts_with(READ_ONLY_VIOLATION) {
+        "the query writes, and pgstress sends every request read-only: give --allow-writes if \
+         the run may change the data"
+    } else if failure.class == FailureClass::NoRow {
+        "a step counts such a request as failed: check that --data holds values the table has"
+    } else {
+        "fix --query or the data before the load"
+    };
+    anyhow::anyhow!("the first request failed{with}: {}; {fix}", failure.message)
+}
+
+/// SQLSTATE 25006: a write in a read-only transaction.
+const READ_ONLY_VIOLATION: &str = "25006";
+
+/// A value as the error shows it: quoted, and cut short when long.
+fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(40).collect();
+    match cut.len() < value.len() {
+        true => format!("'{cut}…'"),
+        false => format!("'{cut}'"),
+    }
 }

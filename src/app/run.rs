@@ -34,7 +34,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     interrupt::install(crate::pg::server::kill_all_now);
     // Input first: nothing is sent to any server before it is known good.
     let data = match config.takes_parameter {
-        true => Some(ParamData::load(&config.data_dir, config.column)?),
+        true => Some(ParamData::load_skipping(
+            &config.data_dir,
+            config.column,
+            config.skip_header,
+        )?),
         false => None,
     };
     logs::check_writable(&config.logs_dir)?;
@@ -104,11 +108,12 @@ fn run_against(
         })
         .ok();
     let spec = Arc::new(RequestSpec {
-        config: target.request_config(config.timeout, "pgstress"),
+        config: target.request_config(config.timeout, "pgstress", config.allow_writes),
         connector: target.connector().clone(),
         query: config.query.clone(),
         timeout: config.timeout,
     });
+    super::preflight::probe_requests(&spec, data)?;
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
     let cpus = crate::sys::cpus::this_process();
@@ -301,6 +306,7 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
         bound_s: bound.as_secs_f64(),
         largest_step_bound_s: engine.step_bound(config.plan.largest()).as_secs_f64(),
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
+        allow_writes: config.allow_writes,
     }
 }
 

@@ -56,6 +56,16 @@ fn available_memory() -> u64 {
 pub struct ParamFile {
     pub path: PathBuf,
     pub values: Vec<String>,
+    /// The file's line of each value, so that a bad one can be named where it is.
+    pub lines: Vec<u64>,
+}
+
+/// One value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleValue<'a> {
+    pub value: &'a str,
+    pub file: &'a Path,
+    pub line: u64,
 }
 
 /// All parameter files of a run.
@@ -67,6 +77,11 @@ pub struct ParamData {
 impl ParamData {
     /// Reads every `*.csv` in `dir` (no header), keeping column `column` of each row.
     pub fn load(dir: &Path, column: usize) -> Result<Self, DataError> {
+        Self::load_skipping(dir, column, false)
+    }
+
+    /// As `load`, reading past each file's first row when `skip_header` is set.
+    pub fn load_skipping(dir: &Path, column: usize, skip_header: bool) -> Result<Self, DataError> {
         let entries = std::fs::read_dir(dir).map_err(|cause| DataError::Folder {
             dir: dir.to_owned(),
             cause,
@@ -89,13 +104,38 @@ impl ParamData {
         check_fits(dir, total_bytes, available_memory())?;
         let files = paths
             .into_iter()
-            .map(|path| read_column(&path, column).map(|values| ParamFile { path, values }))
+            .map(|path| {
+                read_column(&path, column, skip_header).map(|(values, lines)| ParamFile {
+                    path,
+                    values,
+                    lines,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ParamData { files })
     }
 
     pub fn files(&self) -> &[ParamFile] {
         &self.files
+    }
+
+    /// The first `per_file` values of each file, where a header row or a value of the wrong
+    /// kind shows first.
+    pub fn first_values(&self, per_file: usize) -> Vec<SampleValue<'_>> {
+        self.files
+            .iter()
+            .flat_map(|file| {
+                file.values
+                    .iter()
+                    .zip(&file.lines)
+                    .take(per_file)
+                    .map(|(value, line)| SampleValue {
+                        value,
+                        file: &file.path,
+                        line: *line,
+                    })
+            })
+            .collect()
     }
 
     pub fn total_values(&self) -> usize {
@@ -120,7 +160,11 @@ impl ParamData {
     }
 }
 
-fn read_column(path: &Path, column: usize) -> Result<Vec<String>, DataError> {
+fn read_column(
+    path: &Path,
+    column: usize,
+    skip_header: bool,
+) -> Result<(Vec<String>, Vec<u64>), DataError> {
     let read_error = |message: String| DataError::Read {
         file: path.to_owned(),
         message,
@@ -131,11 +175,13 @@ fn read_column(path: &Path, column: usize) -> Result<Vec<String>, DataError> {
         .from_path(path)
         .map_err(|err| read_error(err.to_string()))?;
     let mut values = Vec::new();
-    for record in reader.records() {
+    let mut lines = Vec::new();
+    for record in reader.records().skip(usize::from(skip_header)) {
         let record =
             record.map_err(|err| read_error(format!("{err}; the file must be UTF-8 CSV")))?;
         if let Some(value) = record.get(column) {
             values.push(value.to_owned());
+            lines.push(record.position().map_or(0, |p| p.line()));
         }
     }
     if values.is_empty() {
@@ -144,7 +190,7 @@ fn read_column(path: &Path, column: usize) -> Result<Vec<String>, DataError> {
             column,
         });
     }
-    Ok(values)
+    Ok((values, lines))
 }
 
 #[cfg(test)]
@@ -240,5 +286,21 @@ mod tests {
         std::fs::write(dir.path().join("bad.csv"), [0xff, 0xfe, b'\n']).unwrap();
         let err = ParamData::load(dir.path(), 0).unwrap_err().to_string();
         assert!(err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn first_values_name_their_file_and_line_and_a_header_can_be_skipped() {
+        let dir = folder(&[("a.csv", "url_hash\n\nab12\ncd34\n")]);
+        let data = ParamData::load(dir.path(), 0).unwrap();
+        let first: Vec<(&str, u64)> = data
+            .first_values(2)
+            .iter()
+            .map(|s| (s.value, s.line))
+            .collect();
+        assert_eq!(first, vec![("url_hash", 1), ("ab12", 3)]);
+        assert!(data.first_values(1)[0].file.ends_with("a.csv"));
+        let skipped = ParamData::load_skipping(dir.path(), 0, true).unwrap();
+        assert_eq!(skipped.first_values(1)[0].value, "ab12");
+        assert_eq!(skipped.total_values(), 2);
     }
 }

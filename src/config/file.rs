@@ -19,6 +19,8 @@ pub(super) struct FileConfig {
     pub(super) query: Option<String>,
     pub(super) data: Option<PathBuf>,
     pub(super) column: Option<usize>,
+    pub(super) skip_header: Option<bool>,
+    pub(super) allow_writes: Option<bool>,
     pub(super) logs: Option<PathBuf>,
     pub(super) timeout: Option<String>,
     pub(super) sample_every: Option<String>,

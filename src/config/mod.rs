@@ -38,6 +38,9 @@ const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const DEFAULT_STACK_KIB: usize = 256;
 /// Below this a request thread overflows its stack inside the postgres client.
 const MIN_STACK_KIB: usize = 64;
+/// Far above what a request thread touches: beyond it a typo, not a need, is the likely cause,
+/// and every thread of a step would fail to start.
+const MAX_STACK_KIB: usize = 1024 * 1024;
 const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 /// Where the load goes.
@@ -60,6 +63,10 @@ pub struct RunConfig {
     pub takes_parameter: bool,
     pub data_dir: PathBuf,
     pub column: usize,
+    /// The parameter files start with a header row.
+    pub skip_header: bool,
+    /// Requests may write; else each runs in a read-only transaction.
+    pub allow_writes: bool,
     pub logs_dir: PathBuf,
     /// Write one row per request besides the per-step logs.
     pub log_requests: bool,
@@ -112,6 +119,8 @@ impl RunConfig {
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from("data")),
             column: args.column.or(file.column).unwrap_or(0),
+            skip_header: args.skip_header || file.skip_header.unwrap_or(false),
+            allow_writes: args.allow_writes || file.allow_writes.unwrap_or(false),
             logs_dir: args
                 .logs
                 .or(file.logs)
@@ -206,6 +215,13 @@ impl Timing {
             .unwrap_or(DEFAULT_STACK_KIB);
         if stack_kib < MIN_STACK_KIB {
             return Err(invalid("--stack-kib", stack_kib, "use at least 64 (KiB)"));
+        }
+        if stack_kib > MAX_STACK_KIB {
+            return Err(invalid(
+                "--stack-kib",
+                stack_kib,
+                "use at most 1048576 (1 GiB); a request thread needs well under 1 MiB",
+            ));
         }
         Ok(Timing {
             timeout,

@@ -148,6 +148,8 @@ pub struct Verdict {
     pub client_saturated_from: Option<u32>,
     pub stopped: Option<(u32, StopReason)>,
     pub steps_run: u32,
+    /// Steps in which no request reached the server (no thread could start, nothing was sent).
+    pub steps_without_load: u32,
     pub steps_planned: u32,
     pub slo_p99_ms: Option<f64>,
     /// The server runs on the client's machine, so the two compete for its cores.
@@ -161,7 +163,10 @@ impl Verdict {
         stopped: Option<(u32, StopReason)>,
     ) -> Self {
         let slo_p99 = judging.slo_p99;
-        let breaking_index = steps.iter().position(|step| !handled(step, slo_p99));
+        // A step that sent the server nothing says nothing about it, handled or not.
+        let breaking_index = steps
+            .iter()
+            .position(|step| step.sent() > 0 && !handled(step, slo_p99));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
         // A step whose load the client could not send (requests dropped, threads that never
         // started) did not test the server at that load.
@@ -214,6 +219,7 @@ impl Verdict {
                 .map(|s| s.step),
             stopped,
             steps_run: steps.len() as u32,
+            steps_without_load: steps.iter().filter(|s| s.sent() == 0).count() as u32,
             steps_planned: judging.steps_planned,
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
             server_shares_host: judging.server_shares_host,
@@ -246,6 +252,18 @@ impl Verdict {
                     bp.load, self.unit, bp.step
                 ));
             }
+            None if self.steps_run > 0 && self.steps_without_load == self.steps_run => lines.push(
+                "no verdict on the server: no request of any step reached it, the client could \
+                 not send the load"
+                    .to_owned(),
+            ),
+            None if self.steps_without_load > 0 => lines.push(format!(
+                "no breaking point in the steps that reached the server ({} of {} steps run; {} \
+                 sent it nothing: the client could not send their load); {capacity}",
+                self.steps_run - self.steps_without_load,
+                self.steps_run,
+                self.steps_without_load
+            )),
             None => lines.push(format!(
                 "no breaking point: the server handled every step run ({} of {} steps); {capacity}",
                 self.steps_run, self.steps_planned

@@ -114,6 +114,14 @@ impl StepResult {
             .saturating_sub(self.failures(FailureClass::Spawn))
     }
 
+    /// Requests that left pgstress for the server: all but the dropped ones and the threads
+    /// that never started.
+    pub fn sent(&self) -> u32 {
+        self.requests
+            .saturating_sub(self.dropped)
+            .saturating_sub(self.failures(FailureClass::Spawn))
+    }
+
     /// Completed requests per second of wall time; requests never sent (dropped) are not.
     pub fn throughput(&self) -> f64 {
         let seconds = self.wall.as_secs_f64();

@@ -64,6 +64,9 @@ impl<W: Write> Printer<W> {
             server.version, server.max_connections, server.superuser_reserved_connections
         ));
         self.line(format!("query:   {}", plan.query));
+        if plan.allow_writes {
+            self.line("writes:  allowed (--allow-writes): every request may change the data");
+        }
         if let Some(data) = &plan.data {
             self.line(format!("data:    {data}"));
         }

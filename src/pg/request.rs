@@ -14,6 +14,7 @@ use crate::model::record::RequestRecord;
 use crate::pg::tls::Connector;
 
 /// What every request of a run sends.
+#[derive(Clone)]
 pub struct RequestSpec {
     pub config: Config,
     pub connector: Connector,

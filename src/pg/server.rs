@@ -2,7 +2,6 @@
 //! a temporary folder, listening on a free loopback port, and removed when the run ends.
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -378,7 +377,7 @@ pub fn find_binaries() -> Option<PathBuf> {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    crate::sys::ports::free_listener_port(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
 fn spawn_as(mut command: Command, owner: &Option<User>, log: &Path) -> std::io::Result<Child> {

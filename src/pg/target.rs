@@ -111,13 +111,23 @@ impl ConnectTarget {
     }
 
     /// The connection settings one request uses: the deadline enforced on connect and on the
-    /// server (statement_timeout), tagged so that pg_stat_activity shows whose load it is.
-    pub fn request_config(&self, timeout: Duration, application_name: &str) -> Config {
+    /// server (statement_timeout), tagged so that pg_stat_activity shows whose load it is, and
+    /// unless writes are allowed, every transaction read-only: a stress test repeats its query
+    /// thousands of times, and must not change the data it is aimed at by mistake.
+    pub fn request_config(
+        &self,
+        timeout: Duration,
+        application_name: &str,
+        allow_writes: bool,
+    ) -> Config {
         let mut config = self.config.clone();
         config.ssl_mode(Connector::wire_mode(self.tls.mode));
         config.connect_timeout(timeout);
         config.application_name(application_name);
-        let statement_timeout = format!("-c statement_timeout={}", timeout.as_millis().max(1));
+        let mut statement_timeout = format!("-c statement_timeout={}", timeout.as_millis().max(1));
+        if !allow_writes {
+            statement_timeout.push_str(" -c default_transaction_read_only=on");
+        }
         let options = match config.get_options() {
             Some(existing) => format!("{existing} {statement_timeout}"),
             None => statement_timeout,
@@ -134,7 +144,8 @@ impl ConnectTarget {
         timeout: Duration,
         application_name: &str,
     ) -> Result<Client, ConnectError> {
-        let config = self.request_config(timeout, application_name);
+        // pgstress's own connections (the demo data, the monitor) are not the load.
+        let config = self.request_config(timeout, application_name, true);
         let connector = self.connector.clone();
         match within(timeout, move || connector.connect(&config)) {
             Some(Ok(client)) => Ok(client),

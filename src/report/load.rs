@@ -131,6 +131,7 @@ impl SavedRun {
             bound_s: 0.0,
             largest_step_bound_s: 0.0,
             saturated_cpu_pct: crate::model::rules::Thresholds::default().saturated_cpu_pct,
+            allow_writes: false,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(SavedRun {

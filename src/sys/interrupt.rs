@@ -57,6 +57,10 @@ fn try_install() -> std::io::Result<()> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
+    // A file grown past its size limit is a failed write to report, not a reason to die
+    // with the measurements unprinted (the default action of SIGXFSZ).
+    // SAFETY: SIG_IGN installs no code of ours.
+    unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, SigHandler::SigIgn) }?;
     for signal in HANDLED {
         // SAFETY: the handler only touches atomics and calls write(2), async-signal-safe.
         unsafe { sigaction(signal, &action) }?;

@@ -3,4 +3,5 @@
 pub mod cpus;
 pub mod interrupt;
 pub mod limits;
+pub mod ports;
 pub mod procfs;
