@@ -8,11 +8,10 @@ use crate::model::outcome::FailureClass;
 use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, ServerStatsSummary};
 
-/// Latencies are recorded in microseconds, 3 significant digits, up to an hour (a value
-/// beyond that is recorded as an hour: no request deadline is that long).
+/// Latencies are recorded in microseconds to 3 significant digits. The histograms grow to
+/// hold any value (a pool's queue wait has no bound, a deadline may be a day): nothing the
+/// run can produce is clamped.
 const SIGFIG: u8 = 3;
-
-const HIGHEST_MICROS: u64 = 3_600_000_000;
 
 /// Mean and peak of one CPU series over a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -99,7 +98,9 @@ pub struct StepResult {
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGFIG).expect("valid histogram bounds")
+    let mut histogram = Histogram::new(SIGFIG).expect("3 significant digits is a valid precision");
+    histogram.auto(true);
+    histogram
 }
 
 impl StepResult {
