@@ -3,11 +3,21 @@
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
+
 use crate::model::outcome::FailureClass;
 use crate::model::record::{RequestRecord, StepRun};
 use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, ServerStatsSample, ServerStatsSummary};
 use crate::model::step::{CpuSummary, StepResult, histogram};
+
+/// Records into a histogram that grows as needed: only a value past what a u64 of
+/// microseconds holds could fail, and that one is kept at the histogram's top.
+fn record_micros(histogram: &mut Histogram<u64>, micros: u64) {
+    if histogram.record(micros).is_err() {
+        histogram.saturating_record(micros);
+    }
+}
 
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros())
@@ -59,17 +69,17 @@ impl StepResult {
 
     fn add(&mut self, record: &RequestRecord) {
         if let Some(connect) = record.connect {
-            self.connect.saturating_record(micros(connect));
+            record_micros(&mut self.connect, micros(connect));
         }
         if let Some(wait) = record.queue_wait {
-            self.queue_wait.saturating_record(micros(wait));
+            record_micros(&mut self.queue_wait, micros(wait));
         }
         match &record.outcome {
             Ok(()) => {
                 self.ok += 1;
-                self.latency.saturating_record(micros(record.latency));
+                record_micros(&mut self.latency, micros(record.latency));
                 if record.queue_wait.is_some() {
-                    self.service.saturating_record(micros(record.service()));
+                    record_micros(&mut self.service, micros(record.service()));
                 }
             }
             Err(failure) => {
@@ -146,6 +156,21 @@ mod tests {
             launch: Duration::from_millis(5),
             wall: Duration::from_millis(500),
         }
+    }
+
+    #[test]
+    fn a_latency_past_an_hour_is_recorded_not_clamped() {
+        let two_hours = 2 * 3600 * 1000;
+        let waited = ok(0, two_hours).after_waiting(Duration::from_secs(3 * 3600));
+        let result = StepResult::from_run(1, 1, &run(vec![waited]), &[], &[]);
+        let max = result.latency_max_ms().unwrap();
+        let expected = (5 * 3600 * 1000) as f64;
+        assert!((max - expected).abs() / expected < 0.001, "{max}");
+        let wait = result.queue_wait_ms(100.0).unwrap();
+        assert!(
+            (wait - 3.0 * 3600.0 * 1000.0).abs() < 3600.0 * 1000.0 * 0.003,
+            "{wait}"
+        );
     }
 
     #[test]

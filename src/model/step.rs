@@ -12,6 +12,7 @@ use crate::model::sample::{CpuSample, ServerStatsSummary};
 /// hold any value (a pool's queue wait has no bound, a deadline may be a day): nothing the
 /// run can produce is clamped.
 const SIGFIG: u8 = 3;
+const AN_HOUR_MICROS: u64 = 3_600_000_000;
 
 /// Mean and peak of one CPU series over a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -98,7 +99,9 @@ pub struct StepResult {
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).
 pub fn histogram() -> Histogram<u64> {
-    let mut histogram = Histogram::new(SIGFIG).expect("3 significant digits is a valid precision");
+    // Sized for an hour up front, so the hot path rarely grows it.
+    let mut histogram =
+        Histogram::new_with_bounds(1, AN_HOUR_MICROS, SIGFIG).expect("valid histogram bounds");
     histogram.auto(true);
     histogram
 }
