@@ -162,6 +162,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "F")]
     pub stop_failure_rate: Option<f64>,
 
+    /// A step is handled while the server fails at most this share of the requests sent,
+    /// e.g. 0.001 [default: 0, the original's rule: no failure at all].
+    #[arg(long, value_name = "SHARE")]
+    pub tolerate: Option<f64>,
+
     /// Stop after a step whose p99 latency exceeds this [default: off].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub stop_p99: Option<String>,

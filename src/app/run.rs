@@ -307,6 +307,7 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
         largest_step_bound_s: engine.step_bound(config.plan.largest()).as_secs_f64(),
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
         allow_writes: config.allow_writes,
+        tolerate: config.tolerate,
     }
 }
 

@@ -159,6 +159,7 @@ pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
         slo_p99: config.slo_p99,
         unit: config.mode.unit(),
         server_shares_host: facts.server_cpu_visible,
+        tolerate: config.tolerate,
     }
 }
 

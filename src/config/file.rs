@@ -38,6 +38,7 @@ pub(super) struct FileConfig {
     pub(super) server_setting: Option<Vec<String>>,
     pub(super) slo_p99: Option<String>,
     pub(super) stop_failure_rate: Option<f64>,
+    pub(super) tolerate: Option<f64>,
     pub(super) stop_p99: Option<String>,
     pub(super) no_stop: Option<bool>,
     pub(super) fail_if: Option<Vec<String>>,

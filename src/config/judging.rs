@@ -16,6 +16,7 @@ pub(super) struct Judging {
     pub(super) stop: StopRules,
     pub(super) gates: Vec<Gate>,
     pub(super) thresholds: Thresholds,
+    pub(super) tolerate: f64,
 }
 
 impl Judging {
@@ -63,7 +64,9 @@ impl Judging {
             spread_max: latency("--spread-max", &args.spread_max, &file.spread_max)?
                 .unwrap_or(defaults.spread_max),
         };
+        let tolerate = share("--tolerate", args.tolerate.or(file.tolerate), 0.0)?;
         Ok(Judging {
+            tolerate,
             slo_p99,
             stop,
             gates,

@@ -75,6 +75,8 @@ pub struct RunConfig {
     /// Pause between two steps.
     pub pause: Duration,
     pub stack_size: usize,
+    /// The share of a step's requests sent that the server may fail and still have handled it.
+    pub tolerate: f64,
     /// A step whose p99 exceeds this was not handled.
     pub slo_p99: Option<Duration>,
     pub stop: StopRules,
@@ -131,6 +133,7 @@ impl RunConfig {
             pause: timing.pause,
             stack_size: timing.stack_size,
             slo_p99: judging.slo_p99,
+            tolerate: judging.tolerate,
             stop: judging.stop,
             gates: judging.gates,
             thresholds: judging.thresholds,

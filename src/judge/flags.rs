@@ -1,7 +1,7 @@
 //! Diagnosis flags: per step, whether the numbers describe the server or the load generator.
 
 use crate::model::facts::ClientCpus;
-use crate::model::outcome::FailureClass;
+use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::{Flag, Thresholds};
 use crate::model::step::StepResult;
 
@@ -64,6 +64,12 @@ pub fn diagnose(
     }
     if step.failures(FailureClass::Spawn) > 0 {
         flags.push(Flag::SpawnFailed);
+    }
+    if step.failures(FailureClass::Client) > 0 {
+        flags.push(Flag::ClientErrors);
+    }
+    if step.failed_on(Side::Data) > 0 {
+        flags.push(Flag::DataErrors);
     }
     flags
 }
@@ -213,6 +219,23 @@ mod tests {
             vec![Flag::SpawnFailed]
         );
         assert!(Flag::SpawnFailed.is_client_limit());
+    }
+
+    #[test]
+    fn the_clients_own_failures_and_the_datas_are_flagged_apart() {
+        let pool = StepContext::default();
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        step.by_class[FailureClass::Client.index()] = 2;
+        step.by_class[FailureClass::NoRow.index()] = 1;
+        step.by_class[FailureClass::TooManyClients.index()] = 5;
+        step.failed = 8;
+        assert_eq!(
+            diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::ClientErrors, Flag::DataErrors]
+        );
+        assert!(Flag::ClientErrors.is_client_limit() && Flag::ClientErrors.withholds_load());
+        assert!(!Flag::DataErrors.is_client_limit() && !Flag::DataErrors.withholds_load());
+        assert_eq!(step.server_failed(), 5);
     }
 
     #[test]

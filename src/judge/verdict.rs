@@ -36,28 +36,31 @@ impl StopReason {
     }
 }
 
-pub fn failure_rate(step: &StepResult) -> f64 {
-    if step.requests == 0 {
+/// A count over the requests actually sent (never the dropped or never-started ones).
+fn share_of_sent(count: u32, sent: u32) -> f64 {
+    if sent == 0 {
         0.0
     } else {
-        f64::from(step.failed) / f64::from(step.requests)
+        f64::from(count) / f64::from(sent)
     }
 }
 
-/// The share of the step's requests that failed at or because of the server: what the stop
-/// rule judges. Threads that never started are the client's (`spawn-failed`), and the run goes on.
+/// The share of the requests sent that failed, for whatever reason.
+pub fn failure_rate(step: &StepResult) -> f64 {
+    share_of_sent(step.failed.min(step.sent()), step.sent())
+}
+
+/// The share of the requests sent that failed at or because of the server: what the stop
+/// rule judges. The client's failures (threads that never started, its own limits) and the
+/// data's are not the server's, and the run goes on.
 fn server_failure_rate(step: &StepResult) -> f64 {
-    if step.requests == 0 {
-        0.0
-    } else {
-        f64::from(step.server_failed()) / f64::from(step.requests)
-    }
+    share_of_sent(step.server_failed(), step.sent())
 }
 
 /// The rule the step just finished breaks, if any.
 pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
     let unanswered = step.failures(FailureClass::Timeout) + step.failures(FailureClass::Refused);
-    if rules.unresponsive && step.requests > 0 && unanswered == step.requests {
+    if rules.unresponsive && step.sent() > 0 && unanswered >= step.sent() {
         return Some(StopReason::Unresponsive);
     }
     let rate = server_failure_rate(step);
@@ -79,20 +82,34 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
     None
 }
 
-/// Whether the server handled a step: no failure and, with an SLO, p99 within it.
-pub fn handled(step: &StepResult, slo_p99: Option<Duration>) -> bool {
+/// Whether the server handled a step: its failures at most `tolerate` of the requests sent
+/// (none, by default: the original's rule) and, with an SLO, p99 within it.
+pub fn handled(step: &StepResult, judging: &Judging) -> bool {
     handled_figures(
-        step.server_failed(),
-        step.latency_ms(99.0),
-        slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
+        &Figures {
+            server_failed: step.server_failed(),
+            sent: step.sent(),
+            p99_ms: step.latency_ms(99.0),
+        },
+        judging.slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
+        judging.tolerate,
     )
 }
 
+/// What the handled rule reads of a step: the same from a live step or a logged row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    pub server_failed: u32,
+    pub sent: u32,
+    pub p99_ms: Option<f64>,
+}
+
 /// The same rule over a step's logged figures (a saved run read back has no histograms).
-pub fn handled_figures(server_failed: u32, p99_ms: Option<f64>, slo_p99_ms: Option<f64>) -> bool {
-    if server_failed > 0 {
+pub fn handled_figures(step: &Figures, slo_p99_ms: Option<f64>, tolerate: f64) -> bool {
+    if share_of_sent(step.server_failed, step.sent) > tolerate {
         return false;
     }
+    let p99_ms = step.p99_ms;
     match slo_p99_ms {
         None => true,
         Some(slo) => p99_ms.is_some_and(|p99| p99 <= slo),
@@ -108,6 +125,9 @@ pub struct Judging {
     pub unit: &'static str,
     /// The server runs on the client's machine, so the two compete for its cores.
     pub server_shares_host: bool,
+    /// The share of a step's requests sent that the server may fail and still have handled
+    /// it (`--tolerate`; 0, the original's rule, by default).
+    pub tolerate: f64,
 }
 
 /// The first step the server did not handle.
@@ -166,7 +186,7 @@ impl Verdict {
         // A step that sent the server nothing says nothing about it, handled or not.
         let breaking_index = steps
             .iter()
-            .position(|step| step.sent() > 0 && !handled(step, slo_p99));
+            .position(|step| step.sent() > 0 && !handled(step, judging));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
         // A step whose load the client could not send (requests dropped, threads that never
         // started) did not test the server at that load.

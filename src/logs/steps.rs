@@ -9,8 +9,10 @@ use super::{CsvFile, LogError};
 use crate::model::outcome::FailureClass;
 use crate::model::step::{MeanPeak, StepResult};
 
-/// The columns, failure classes in `FailureClass::ALL` order after `failed`.
-pub const STEPS_HEADER: [&str; 37] = [
+/// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
+/// classes added later (`client`, `bad_value`), which come last with the other late columns
+/// so that a script reading the earlier columns by position keeps working.
+pub const STEPS_HEADER: [&str; 41] = [
     "step",
     "requests",
     "ok",
@@ -48,6 +50,10 @@ pub const STEPS_HEADER: [&str; 37] = [
     "server_xact_commit",
     "server_xact_rollback",
     "flags",
+    "client",
+    "bad_value",
+    "server_failed",
+    "attempts_rps",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -96,6 +102,14 @@ pub struct StepRow {
     pub server_xact_rollback: Option<i64>,
     /// Diagnosis flags joined with `;`.
     pub flags: String,
+    /// pgstress's own limits (open files, ports, memory) or a panic in a request.
+    pub client: u32,
+    /// Values the server rejected as malformed (SQLSTATE class 22).
+    pub bad_value: u32,
+    /// The failures that were the server's: what the verdict and the stop rules judge.
+    pub server_failed: u32,
+    /// Requests sent per second, successful or not (`throughput_rps` counts successes).
+    pub attempts_rps: f64,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -148,6 +162,10 @@ impl StepRow {
             server_xact_commit: step.server.map(|s| s.xact_commit),
             server_xact_rollback: step.server.map(|s| s.xact_rollback),
             flags: crate::model::rules::join(&step.flags),
+            client: class(FailureClass::Client),
+            bad_value: class(FailureClass::BadValue),
+            server_failed: step.server_failed(),
+            attempts_rps: round(step.attempts_per_second(), 1),
         }
     }
 }
@@ -191,7 +209,10 @@ mod tests {
     #[test]
     fn failure_columns_follow_the_class_order() {
         let classes: Vec<&str> = FailureClass::ALL.iter().map(|c| c.name()).collect();
-        assert_eq!(&STEPS_HEADER[4..12], classes.as_slice());
+        assert_eq!(&STEPS_HEADER[4..12], &classes[..8]);
+        // Classes added later come after the original columns, in their order.
+        let client = STEPS_HEADER.iter().position(|c| *c == "client").unwrap();
+        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..]);
     }
 
     #[test]

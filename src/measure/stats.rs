@@ -190,7 +190,9 @@ mod tests {
             (FailureClass::TooManyClients, 2)
         );
         assert_eq!(result.first_messages.len(), 2);
-        assert_eq!(result.throughput(), 10.0);
+        // 2 successes and 5 sent in 0.5 s.
+        assert_eq!(result.throughput(), 4.0);
+        assert_eq!(result.attempts_per_second(), 10.0);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct PlanFacts {
     /// field existed used the default.
     #[serde(default = "default_saturated_cpu_pct")]
     pub saturated_cpu_pct: f64,
+    /// The share of server failures a handled step may have (`--tolerate`).
+    #[serde(default)]
+    pub tolerate: f64,
     /// The requests could write (`--allow-writes`); else each ran read-only.
     #[serde(default)]
     pub allow_writes: bool,

@@ -21,10 +21,24 @@ pub enum FailureClass {
     Spawn,
     /// Anything else.
     Io,
+    /// pgstress's own limit, not the server's: open files, ephemeral ports or memory ran out,
+    /// or the request's code panicked.
+    Client,
+    /// The server rejected the value as malformed (SQLSTATE class 22, data exception): the
+    /// parameter data does not fit the query.
+    BadValue,
+}
+
+/// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+    Data,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 8] = [
+    pub const ALL: [FailureClass; 10] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -33,6 +47,8 @@ impl FailureClass {
         FailureClass::NoRow,
         FailureClass::Spawn,
         FailureClass::Io,
+        FailureClass::Client,
+        FailureClass::BadValue,
     ];
 
     /// The name used in logs and in the terminal.
@@ -46,6 +62,19 @@ impl FailureClass {
             FailureClass::NoRow => "no_row",
             FailureClass::Spawn => "spawn",
             FailureClass::Io => "io",
+            FailureClass::Client => "client",
+            FailureClass::BadValue => "bad_value",
+        }
+    }
+
+    /// Whose failure this is. A request the server refused, timed out or answered with an
+    /// error is the server's; one pgstress could not send is the client's; a value the table
+    /// lacks or the server cannot read is the data's.
+    pub fn side(self) -> Side {
+        match self {
+            FailureClass::Spawn | FailureClass::Client => Side::Client,
+            FailureClass::NoRow | FailureClass::BadValue => Side::Data,
+            _ => Side::Server,
         }
     }
 

@@ -18,16 +18,23 @@ pub enum Flag {
     RateNotMet,
     /// Some request threads could not be started: the client's thread or memory limit.
     SpawnFailed,
+    /// Some requests failed on pgstress's own limits (open files, ports, memory) or a panic.
+    ClientErrors,
+    /// Some requests failed for their data: a value the table lacks, or one the server cannot
+    /// read. They say nothing about the server.
+    DataErrors,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 6] = [
+    pub const ALL: [Flag; 8] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
         Flag::ServerSaturated,
         Flag::RateNotMet,
         Flag::SpawnFailed,
+        Flag::ClientErrors,
+        Flag::DataErrors,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +45,8 @@ impl Flag {
             Flag::ServerSaturated => "server-saturated",
             Flag::RateNotMet => "rate-not-met",
             Flag::SpawnFailed => "spawn-failed",
+            Flag::ClientErrors => "client-errors",
+            Flag::DataErrors => "data-errors",
         }
     }
 
@@ -49,14 +58,21 @@ impl Flag {
     /// Whether the flag says the step's whole load never reached the server (requests
     /// dropped, threads that never started): such a step cannot count towards the capacity.
     pub fn withholds_load(self) -> bool {
-        matches!(self, Flag::RateNotMet | Flag::SpawnFailed)
+        matches!(
+            self,
+            Flag::RateNotMet | Flag::SpawnFailed | Flag::ClientErrors
+        )
     }
 
     /// Whether the flag says the load generator, not the server, may be the limit.
     pub fn is_client_limit(self) -> bool {
         matches!(
             self,
-            Flag::ClientSaturated | Flag::LaunchSpread | Flag::RateNotMet | Flag::SpawnFailed
+            Flag::ClientSaturated
+                | Flag::LaunchSpread
+                | Flag::RateNotMet
+                | Flag::SpawnFailed
+                | Flag::ClientErrors
         )
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::model::outcome::FailureClass;
+use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, ServerStatsSummary};
 
@@ -111,11 +111,18 @@ impl StepResult {
         self.by_class[class.index()]
     }
 
-    /// Failures that reached the server or came from it: all but the threads that never
-    /// started, which say nothing about the server.
+    /// Failures of one side: the server's alone can break it; the client's and the data's are
+    /// logged, flagged and named, never blamed on the server.
+    pub fn failed_on(&self, side: Side) -> u32 {
+        FailureClass::ALL
+            .iter()
+            .filter(|class| class.side() == side)
+            .map(|class| self.failures(*class))
+            .sum()
+    }
+
     pub fn server_failed(&self) -> u32 {
-        self.failed
-            .saturating_sub(self.failures(FailureClass::Spawn))
+        self.failed_on(Side::Server)
     }
 
     /// Requests that left pgstress for the server: all but the dropped ones and the threads
@@ -126,11 +133,20 @@ impl StepResult {
             .saturating_sub(self.failures(FailureClass::Spawn))
     }
 
-    /// Completed requests per second of wall time; requests never sent (dropped) are not.
+    /// Successful requests per second of wall time.
     pub fn throughput(&self) -> f64 {
+        self.per_second(self.ok)
+    }
+
+    /// Requests sent per second of wall time, successful or not.
+    pub fn attempts_per_second(&self) -> f64 {
+        self.per_second(self.sent())
+    }
+
+    fn per_second(&self, count: u32) -> f64 {
         let seconds = self.wall.as_secs_f64();
         if seconds > 0.0 {
-            f64::from(self.requests.saturating_sub(self.dropped)) / seconds
+            f64::from(count) / seconds
         } else {
             0.0
         }

@@ -15,6 +15,8 @@ pub fn class_of_sqlstate(code: &str) -> FailureClass {
         // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
         // or not yet accepting connections (57P03): it dropped or refused us.
         "57P01" | "57P02" | "57P03" => FailureClass::Refused,
+        // Class 22, data exception: the value does not fit (a bad hex digit, text for an int).
+        code if code.starts_with("22") => FailureClass::BadValue,
         _ => FailureClass::Query,
     }
 }
@@ -31,11 +33,29 @@ pub fn classify(err: &postgres::Error) -> FailureClass {
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<io::Error>() {
-            return classify_io(io.kind());
+            return classify_io_error(io);
         }
         source = cause.source();
     }
     FailureClass::Io
+}
+
+/// Errno values that mean pgstress itself ran out of something: open files (EMFILE, ENFILE),
+/// memory (ENOMEM), local ports (EADDRNOTAVAIL, EADDRINUSE on connect).
+const CLIENT_LIMITS: [i32; 5] = [
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::ENOMEM,
+    libc::EADDRNOTAVAIL,
+    libc::EADDRINUSE,
+];
+
+/// The class of an I/O error: the client's own limits first, then by its kind.
+pub fn classify_io_error(err: &io::Error) -> FailureClass {
+    match err.raw_os_error() {
+        Some(errno) if CLIENT_LIMITS.contains(&errno) => FailureClass::Client,
+        _ => classify_io(err.kind()),
+    }
 }
 
 /// The class of an I/O error on the connection.
@@ -81,6 +101,16 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_own_limits_are_the_clients() {
+        for errno in CLIENT_LIMITS {
+            let err = io::Error::from_raw_os_error(errno);
+            assert_eq!(classify_io_error(&err), FailureClass::Client, "{err}");
+        }
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(classify_io_error(&refused), FailureClass::Refused);
+    }
+
+    #[test]
     fn each_sqlstate_arm_has_its_class() {
         let cases = [
             ("53300", FailureClass::TooManyClients),
@@ -91,7 +121,9 @@ mod tests {
             ("57P02", FailureClass::Refused),
             ("57P03", FailureClass::Refused),
             ("42P01", FailureClass::Query),
-            ("22P02", FailureClass::Query),
+            ("22P02", FailureClass::BadValue),
+            ("22023", FailureClass::BadValue),
+            ("25006", FailureClass::Query),
         ];
         for (code, class) in cases {
             assert_eq!(class_of_sqlstate(code), class, "{code}");

@@ -198,5 +198,7 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::NoRow => RGBColor(127, 127, 127),
         FailureClass::Spawn => RGBColor(188, 189, 34),
         FailureClass::Io => RGBColor(23, 190, 207),
+        FailureClass::Client => RGBColor(31, 119, 180),
+        FailureClass::BadValue => RGBColor(44, 160, 44),
     }
 }

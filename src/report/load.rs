@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
-use crate::judge::verdict::handled_figures;
+use crate::judge::verdict::{Figures, handled_figures};
 use crate::logs::read::read_steps_log;
 use crate::logs::schema;
 use crate::logs::{GateResult, StepRow};
@@ -41,10 +41,22 @@ impl SavedVerdict {
     /// (the same rule as a live run's, with the run's SLO when it was recorded); capacity is
     /// the largest step before it whose load was all sent.
     fn of_rows(steps: &[StepRow], slo_p99_ms: Option<f64>) -> Self {
-        let server_failed = |s: &StepRow| s.failed.saturating_sub(s.spawn);
-        let breaking = steps
-            .iter()
-            .position(|s| !handled_figures(server_failed(s), s.latency_p99_ms, slo_p99_ms));
+        let breaking = steps.iter().position(|s| {
+            let sent = s.requests.saturating_sub(s.dropped).saturating_sub(s.spawn);
+            // A log written before `server_failed` was a column: every failure but a spawn.
+            let server_failed = match s.server_failed {
+                0 => s
+                    .failed
+                    .saturating_sub(s.spawn + s.client + s.no_row + s.bad_value),
+                n => n,
+            };
+            let figures = Figures {
+                server_failed,
+                sent,
+                p99_ms: s.latency_p99_ms,
+            };
+            sent > 0 && !handled_figures(&figures, slo_p99_ms, 0.0)
+        });
         let withheld_load = |s: &StepRow| {
             s.flags
                 .split(';')
@@ -132,6 +144,7 @@ impl SavedRun {
             largest_step_bound_s: 0.0,
             saturated_cpu_pct: crate::model::rules::Thresholds::default().saturated_cpu_pct,
             allow_writes: false,
+            tolerate: 0.0,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(SavedRun {

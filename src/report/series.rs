@@ -34,6 +34,8 @@ pub fn failures(row: &StepRow, class: FailureClass) -> u32 {
         FailureClass::NoRow => row.no_row,
         FailureClass::Spawn => row.spawn,
         FailureClass::Io => row.io,
+        FailureClass::Client => row.client,
+        FailureClass::BadValue => row.bad_value,
     }
 }
 
