@@ -12,6 +12,7 @@ pub mod gate;
 pub mod interrupt;
 pub mod logs;
 pub mod outcome;
+pub mod pg;
 pub mod printer;
 pub mod procfs;
 pub mod progress;

@@ -65,15 +65,7 @@ impl fmt::Display for FailureClass {
 /// Classifies a client error by SQLSTATE first, then by the I/O error underneath it.
 pub fn classify(err: &postgres::Error) -> FailureClass {
     if let Some(db) = err.as_db_error() {
-        return match db.code().code() {
-            "53300" => FailureClass::TooManyClients,
-            "28P01" | "28000" => FailureClass::Auth,
-            "57014" => FailureClass::Timeout,
-            // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
-            // or not yet accepting connections (57P03): it dropped or refused us.
-            "57P01" | "57P02" | "57P03" => FailureClass::Refused,
-            _ => FailureClass::Query,
-        };
+        return classify_sqlstate(db.code().code());
     }
     // The server closed the connection without a word: it crashed, or was killed, under us.
     if err.is_closed() {
@@ -89,7 +81,21 @@ pub fn classify(err: &postgres::Error) -> FailureClass {
     FailureClass::Io
 }
 
-fn classify_io(kind: io::ErrorKind) -> FailureClass {
+/// The class of a server error, by its SQLSTATE code.
+pub fn classify_sqlstate(code: &str) -> FailureClass {
+    match code {
+        "53300" => FailureClass::TooManyClients,
+        "28P01" | "28000" => FailureClass::Auth,
+        "57014" => FailureClass::Timeout,
+        // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
+        // or not yet accepting connections (57P03): it dropped or refused us.
+        "57P01" | "57P02" | "57P03" => FailureClass::Refused,
+        _ => FailureClass::Query,
+    }
+}
+
+/// The class of an I/O error underneath a client error.
+pub fn classify_io(kind: io::ErrorKind) -> FailureClass {
     use io::ErrorKind::*;
     match kind {
         ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => {
