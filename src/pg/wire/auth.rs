@@ -99,6 +99,7 @@ impl Connection {
                 "no SASL mechanism pgstress speaks among {mechanisms:?}"
             )));
         }
+        self.bound = binding.is_some();
         let mut client = ScramClient::new(
             password(params)?,
             params.scram_per_connection,

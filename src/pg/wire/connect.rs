@@ -128,6 +128,8 @@ pub struct Connection {
     pub(super) out: BytesMut,
     /// Whether the connection is TLS, for SCRAM's GS2 header.
     pub(super) tls: bool,
+    /// Whether SCRAM bound the login to the TLS channel (SCRAM-SHA-256-PLUS).
+    pub(super) bound: bool,
     terminated: bool,
 }
 
@@ -143,6 +145,7 @@ impl Connection {
             reader: MessageReader::new(),
             out: BytesMut::with_capacity(256),
             tls: false,
+            bound: false,
             terminated: false,
         };
         if let (Some(tls), Address::Tcp { host, .. }) = (&params.tls, &params.address) {
@@ -150,6 +153,11 @@ impl Connection {
         }
         conn.startup(params)?;
         Ok(conn)
+    }
+
+    /// Whether the login was SCRAM-SHA-256-PLUS, bound to this TLS channel.
+    pub fn channel_bound(&self) -> bool {
+        self.bound
     }
 
     /// Sets the deadline of the reads and writes to come (for a session's next request).

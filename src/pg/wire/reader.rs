@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn bad_lengths_truncation_and_unknown_tags_are_errors() {
         let oversized = read_all(b"D\x7f\xff\xff\xff").err();
-        assert!(matches!(oversized, Some(WireError::Protocol(_))), "{oversized:?}");
+        assert!(
+            matches!(oversized, Some(WireError::Protocol(_))),
+            "{oversized:?}"
+        );
         assert!(matches!(
             read_all(b"D\0\0\0\x02"),
             Err(WireError::Protocol(_))

@@ -169,7 +169,11 @@ impl ScramClient {
             .map_err(|_| WireError::protocol("SCRAM server-first-message is not UTF-8"))?;
         let (nonce, salt, iterations) = parse_server_first(server_first)?;
         // The bare message ends with our nonce: "n=<user>,r=<nonce>".
-        let client_nonce = self.client_first_bare.rsplit("r=").next().unwrap_or_default();
+        let client_nonce = self
+            .client_first_bare
+            .rsplit("r=")
+            .next()
+            .unwrap_or_default();
         if !nonce.starts_with(client_nonce) || nonce.len() == client_nonce.len() {
             return Err(WireError::Auth(
                 "SCRAM server nonce does not extend ours".into(),
