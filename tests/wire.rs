@@ -288,12 +288,8 @@ fn a_unix_socket_and_extra_startup_parameters_work() {
     assert_eq!(class_of(&params, sql, None), None);
 }
 
-/// Tests that count key derivations run one at a time.
-static DERIVING: Mutex<()> = Mutex::new(());
-
 #[test]
 fn cached_and_per_connection_scram_give_the_same_outcomes() {
-    let _one = DERIVING.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = cluster();
     let cached = cluster.params("scram_user", Some("scram secret"));
     let fresh = ConnectParams {

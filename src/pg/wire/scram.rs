@@ -8,8 +8,8 @@
 //! not from OpenSSL: measured here (OpenSSL 3), OpenSSL's PBKDF2 took 2.6 ms for 4,096 rounds
 //! and each one-off HMAC paid a provider lookup, more than the rest of a request.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -36,12 +36,15 @@ type CacheKey = (String, Vec<u8>, u32);
 /// keys, and the others of the same moment wait for it rather than derive them again.
 static CACHE: Mutex<Option<HashMap<CacheKey, Slot>>> = Mutex::new(None);
 type Slot = Arc<Mutex<Option<Keys>>>;
-/// How many times PBKDF2 ran in this process, for tests and benchmarks.
-static DERIVATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// How many times PBKDF2 ran on this thread: per thread, so that a test counts its own
+    /// connections' derivations and not those of tests running beside it.
+    static DERIVATIONS: Cell<u64> = const { Cell::new(0) };
+}
 
-/// How many salted passwords this process derived so far.
+/// How many salted passwords this thread derived so far.
 pub fn key_derivations() -> u64 {
-    DERIVATIONS.load(Ordering::Relaxed)
+    DERIVATIONS.get()
 }
 
 /// Forgets the cached keys (for benchmarks that compare the two ways).
@@ -80,7 +83,7 @@ fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
 }
 
 fn derive(password: &str, salt: &[u8], iterations: u32) -> Keys {
-    DERIVATIONS.fetch_add(1, Ordering::Relaxed);
+    DERIVATIONS.set(DERIVATIONS.get() + 1);
     let salted = salted_password(password.as_bytes(), salt, iterations);
     let client_key = hmac(&salted, b"Client Key");
     Keys {
