@@ -60,6 +60,7 @@ fn main() {
         connector: Connector::build(&tls).unwrap(),
         query: SQL.into(),
         timeout: TIMEOUT,
+        lean: false,
     };
     let lean = |params: &ConnectParams| {
         wire::rows_outcome(wire::run_once(params, SQL, Some("x"), TIMEOUT)).is_ok()

@@ -10,7 +10,8 @@ use postgres::{Client, Config, Statement};
 use crate::config::highest_placeholder;
 
 use crate::outcome::{Failure, FailureClass};
-use crate::tls::Connector;
+use crate::pg::wire::{self, ConnectParams, WireTls};
+use crate::tls::{Connector, SslMode, TlsOptions};
 
 /// What one request measured.
 #[derive(Debug, Clone)]
@@ -62,9 +63,43 @@ pub struct RequestSpec {
     /// The deadline of one request, connect plus query. The server and the connect enforce it
     /// each on its part; a request that got through both but took longer in all is late.
     pub timeout: Duration,
+    /// Connection per request through pgstress's own lean connection (`pg::wire`) rather than
+    /// the `postgres` crate, where the TLS mode allows (see `lean_params`).
+    pub lean: bool,
 }
 
 impl RequestSpec {
+    /// The lean connection's settings, from `config`. Only `disable` and `prefer` can be told
+    /// from `config` (the other modes all read `require` there, and their verification lives
+    /// in `connector`), so those targets keep the `postgres` crate until the TLS options
+    /// reach this struct.
+    fn lean_params(&self) -> Option<ConnectParams> {
+        use postgres::config::SslMode as Wire;
+        // Prefer verifies nothing, so its connector is the same for every target: built once.
+        static PREFER: std::sync::OnceLock<Option<WireTls>> = std::sync::OnceLock::new();
+        let tls = match self.config.get_ssl_mode() {
+            _ if !self.lean => return None,
+            Wire::Disable => None,
+            Wire::Prefer => PREFER
+                .get_or_init(|| {
+                    let prefer = TlsOptions {
+                        mode: SslMode::Prefer,
+                        root_cert: None,
+                    };
+                    WireTls::from_options(&prefer).ok().flatten()
+                })
+                .clone(),
+            _ => return None,
+        };
+        let plain = TlsOptions {
+            mode: SslMode::Disable,
+            root_cert: None,
+        };
+        let mut params = ConnectParams::from_config(&self.config, &plain).ok()?;
+        params.tls = tls;
+        Some(params)
+    }
+
     pub fn connect(&self) -> Result<Client, Failure> {
         self.connector
             .connect(&self.config)
@@ -75,18 +110,9 @@ impl RequestSpec {
 /// One request on a new connection: open, run the query, read the rows, close.
 pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) -> RequestRecord {
     let started = Instant::now();
-    let (connect, query, outcome) = match spec.connect() {
-        Err(failure) => (None, None, Err(failure)),
-        Ok(mut client) => {
-            let connected = Instant::now();
-            let outcome = run_query(&mut client, spec, param);
-            (
-                Some(connected - started),
-                Some(connected.elapsed()),
-                outcome,
-            )
-            // The client closes as it drops here: closing is not part of the latency.
-        }
+    let (connect, query, outcome) = match spec.lean_params() {
+        Some(params) => wire::timed_request(&params, &spec.query, param, started + spec.timeout),
+        None => postgres_request(spec, param, started),
     };
     let latency = match (connect, query) {
         (Some(connect), Some(query)) => connect + query,
@@ -99,6 +125,27 @@ pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) 
         query,
         latency,
         outcome: within_deadline(outcome, latency, spec.timeout),
+    }
+}
+
+/// One request through the `postgres` crate: its connect and query times, and its outcome.
+fn postgres_request(
+    spec: &RequestSpec,
+    param: Option<&str>,
+    started: Instant,
+) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+    match spec.connect() {
+        Err(failure) => (None, None, Err(failure)),
+        Ok(mut client) => {
+            let connected = Instant::now();
+            let outcome = run_query(&mut client, spec, param);
+            (
+                Some(connected - started),
+                Some(connected.elapsed()),
+                outcome,
+            )
+            // The client closes as it drops here: closing is not part of the latency.
+        }
     }
 }
 

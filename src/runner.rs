@@ -77,6 +77,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         connector: target.connector().clone(),
         query: config.query.clone(),
         timeout: config.timeout,
+        lean: true,
     });
     let mut engine = build_engine(&config, spec, &server)?;
     let open_files = engine::raise_open_files_limit();

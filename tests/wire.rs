@@ -149,9 +149,11 @@ impl Cluster {
         params
     }
 
-    /// The same request through the `postgres` crate, as `pgstress run` makes it today.
-    fn postgres_crate_class(
+    /// The same request through `request::execute`, as `pgstress run` makes it: through the
+    /// `postgres` crate, or (`lean`) through the lean connection with sslmode prefer.
+    fn execute_class(
         &self,
+        lean: bool,
         user: &str,
         password: &str,
         sql: &str,
@@ -171,6 +173,7 @@ impl Cluster {
             connector: Connector::build(&tls).unwrap(),
             query: sql.into(),
             timeout: Duration::from_secs(1),
+            lean,
         };
         execute(&spec, param, Duration::ZERO)
             .outcome
@@ -377,11 +380,13 @@ fn outcome_classes_match_the_postgres_crate() {
     for (user, password, sql, param, expected) in cases {
         let lean = class_of(&cluster.params(user, Some(password)), sql, param);
         assert_eq!(lean, expected, "lean: {user} {sql}");
-        assert_eq!(
-            cluster.postgres_crate_class(user, password, sql, param),
-            expected,
-            "postgres crate: {user} {sql}"
-        );
+        for lean in [false, true] {
+            let class = cluster.execute_class(lean, user, password, sql, param);
+            assert_eq!(
+                class, expected,
+                "request::execute, lean {lean}: {user} {sql}"
+            );
+        }
     }
 }
 

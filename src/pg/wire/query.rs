@@ -99,6 +99,27 @@ pub fn run_once(
     rows
 }
 
+/// One request on a new connection, timed as `request::execute` times it: the connect, then
+/// the query (closing is not part of either). Everything ends by `deadline`.
+pub fn timed_request(
+    params: &ConnectParams,
+    sql: &str,
+    param: Option<&str>,
+    deadline: Instant,
+) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+    let started = Instant::now();
+    match Connection::connect(params, deadline) {
+        Err(err) => (None, None, Err(err.failure())),
+        Ok(mut conn) => {
+            let connected = Instant::now();
+            let outcome = rows_outcome(conn.query("", Some(sql), param));
+            let query = connected.elapsed();
+            conn.close();
+            (Some(connected - started), Some(query), outcome)
+        }
+    }
+}
+
 /// A request's outcome by pgstress's rule: at least one row, or a classified failure.
 pub fn rows_outcome(result: Result<u64, WireError>) -> Result<(), Failure> {
     match result {
