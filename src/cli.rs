@@ -150,6 +150,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub log_requests: bool,
 
+    /// Client of the requests that open a connection each: lean (pgstress's own: one socket,
+    /// no runtime, SCRAM keys derived once) or postgres (the `postgres` crate) [default: lean].
+    #[arg(long, value_name = "CLIENT", value_parser = ["lean", "postgres"])]
+    pub client: Option<String>,
+
+    /// Derive SCRAM's keys on every connection, as a libpq client does, instead of once per
+    /// run (the server's work is the same either way).
+    #[arg(long)]
+    pub scram_per_connection: bool,
+
     /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,

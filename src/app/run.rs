@@ -25,7 +25,7 @@ use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
-use crate::pg::request::RequestSpec;
+use crate::pg::request::{RequestClient, RequestSpec};
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
@@ -107,12 +107,13 @@ fn run_against(
             ))
         })
         .ok();
-    let spec = Arc::new(RequestSpec {
-        config: target.request_config(config.timeout, "pgstress", config.allow_writes),
-        connector: target.connector().clone(),
-        query: config.query.clone(),
-        timeout: config.timeout,
-    });
+    let spec = Arc::new(RequestSpec::new(
+        target.request_config(config.timeout, "pgstress", config.allow_writes),
+        target.tls_options(),
+        config.query.clone(),
+        config.timeout,
+        config.client,
+    )?);
     super::preflight::probe_requests(&spec, data)?;
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
@@ -235,8 +236,13 @@ fn warn_if_open_files_short(
     let largest_concurrency = engine
         .concurrency(config.plan.largest())
         .unwrap_or_else(|| config.mode.requests_for(config.plan.largest()));
-    let files_needed =
-        u64::from(largest_concurrency) * crate::sys::limits::FILES_PER_CONNECTION + 64;
+    // The lean connection holds its socket only; the postgres crate adds its runtime's epoll
+    // and eventfd.
+    let per_connection = match config.client {
+        RequestClient::Lean { .. } => 1,
+        RequestClient::Postgres => crate::sys::limits::FILES_PER_CONNECTION,
+    };
+    let files_needed = u64::from(largest_concurrency) * per_connection + 64;
     if files_needed > open_files {
         printer.note(format!(
             "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \

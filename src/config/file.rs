@@ -21,6 +21,8 @@ pub(super) struct FileConfig {
     pub(super) column: Option<usize>,
     pub(super) skip_header: Option<bool>,
     pub(super) allow_writes: Option<bool>,
+    pub(super) client: Option<String>,
+    pub(super) scram_per_connection: Option<bool>,
     pub(super) logs: Option<PathBuf>,
     pub(super) timeout: Option<String>,
     pub(super) sample_every: Option<String>,

@@ -28,6 +28,7 @@ use crate::judge::gate::Gate;
 use crate::model::plan::{Mode, StepPlan};
 use crate::model::query::highest_placeholder;
 use crate::model::rules::{StopRules, Thresholds};
+use crate::pg::request::RequestClient;
 use crate::pg::target::ConnectTarget;
 
 pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
@@ -67,6 +68,8 @@ pub struct RunConfig {
     pub skip_header: bool,
     /// Requests may write; else each runs in a read-only transaction.
     pub allow_writes: bool,
+    /// What sends the requests that open a connection each.
+    pub client: RequestClient,
     pub logs_dir: PathBuf,
     /// Write one row per request besides the per-step logs.
     pub log_requests: bool,
@@ -101,6 +104,7 @@ impl RunConfig {
     /// The checks run in a fixed order, so that of several mistakes the same one is named.
     fn merge(args: RunArgs, file: FileConfig, env: &EnvTarget) -> Result<Self, ConfigError> {
         let judging = Judging::merge(&args, &file)?;
+        let client = merge_client(&args, &file)?;
         let steps = args.steps.or(file.steps).unwrap_or(DEFAULT_STEPS);
         let step = args.step.or(file.step).unwrap_or(DEFAULT_STEP);
         let start = args.start.or(file.start).unwrap_or(step);
@@ -123,6 +127,7 @@ impl RunConfig {
             column: args.column.or(file.column).unwrap_or(0),
             skip_header: args.skip_header || file.skip_header.unwrap_or(false),
             allow_writes: args.allow_writes || file.allow_writes.unwrap_or(false),
+            client,
             logs_dir: args
                 .logs
                 .or(file.logs)
@@ -169,6 +174,24 @@ fn merge_query(args: &RunArgs, file: &FileConfig) -> Result<(String, bool), Conf
         ));
     }
     Ok((query, takes_parameter))
+}
+
+/// The request client: the lean connection unless `--client postgres`.
+fn merge_client(args: &RunArgs, file: &FileConfig) -> Result<RequestClient, ConfigError> {
+    let scram_per_connection =
+        args.scram_per_connection || file.scram_per_connection.unwrap_or(false);
+    match args.client.as_deref().or(file.client.as_deref()) {
+        None | Some("lean") => Ok(RequestClient::Lean {
+            scram_per_connection,
+        }),
+        Some("postgres") if scram_per_connection => Err(invalid(
+            "--scram-per-connection",
+            "true",
+            "the postgres client derives SCRAM keys on every connection anyway; drop one of the two",
+        )),
+        Some("postgres") => Ok(RequestClient::Postgres),
+        Some(other) => Err(invalid("--client", other, "use lean or postgres")),
+    }
 }
 
 /// The deadlines, the sampling period, the pause and the request threads' stack.

@@ -1,5 +1,5 @@
-//! PostgreSQL: where the target is, how to reach it (TLS), the throwaway server, one request,
-//! and the demo data set.
+//! PostgreSQL: where the target is, how to reach it (TLS, the lean wire connection), the
+//! throwaway server, one request, and the demo data set.
 
 pub mod classify;
 pub mod demo;
@@ -8,3 +8,4 @@ pub mod server;
 pub mod target;
 pub mod tls;
 pub mod watchdog;
+pub mod wire;

@@ -11,7 +11,19 @@ use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
-use crate::pg::tls::Connector;
+use crate::pg::tls::{Connector, TlsError, TlsOptions};
+use crate::pg::wire::{self, ConnectParams};
+
+/// Which client library sends the requests that open a connection each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClient {
+    /// pgstress's own blocking connection: one socket, no runtime, SCRAM keys derived once
+    /// per run unless `scram_per_connection`.
+    Lean { scram_per_connection: bool },
+    /// The `postgres` crate, as before the lean connection: to check that a figure does not
+    /// depend on pgstress's own wire code.
+    Postgres,
+}
 
 /// What every request of a run sends.
 #[derive(Clone)]
@@ -22,9 +34,40 @@ pub struct RequestSpec {
     /// The deadline of one request, connect plus query. The server and the connect enforce it
     /// each on its part; a request that got through both but took longer in all is late.
     pub timeout: Duration,
+    /// Connection per request through pgstress's own lean connection (`pg::wire`), set up
+    /// once for the run; None: through the `postgres` crate (`--client postgres`).
+    pub lean: Option<ConnectParams>,
 }
 
 impl RequestSpec {
+    /// What every request sends, through the chosen client. The lean connection's settings are
+    /// read once here from the `postgres` crate's (one host) and the target's TLS options.
+    pub fn new(
+        config: Config,
+        tls: &TlsOptions,
+        query: String,
+        timeout: Duration,
+        client: RequestClient,
+    ) -> Result<Self, TlsError> {
+        let lean = match client {
+            RequestClient::Postgres => None,
+            RequestClient::Lean {
+                scram_per_connection,
+            } => {
+                let mut params = ConnectParams::from_config(&config, tls)?;
+                params.scram_per_connection = scram_per_connection;
+                Some(params)
+            }
+        };
+        Ok(RequestSpec {
+            connector: Connector::build(tls)?,
+            config,
+            query,
+            timeout,
+            lean,
+        })
+    }
+
     pub fn connect(&self) -> Result<Client, Failure> {
         self.connector
             .connect(&self.config)
@@ -35,18 +78,9 @@ impl RequestSpec {
 /// One request on a new connection: open, run the query, read the rows, close.
 pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) -> RequestRecord {
     let started = Instant::now();
-    let (connect, query, outcome) = match spec.connect() {
-        Err(failure) => (None, None, Err(failure)),
-        Ok(mut client) => {
-            let connected = Instant::now();
-            let outcome = run_query(&mut client, spec, param);
-            (
-                Some(connected - started),
-                Some(connected.elapsed()),
-                outcome,
-            )
-            // The client closes as it drops here: closing is not part of the latency.
-        }
+    let (connect, query, outcome) = match &spec.lean {
+        Some(params) => wire::timed_request(params, &spec.query, param, started + spec.timeout),
+        None => postgres_request(spec, param, started),
     };
     let latency = match (connect, query) {
         (Some(connect), Some(query)) => connect + query,
@@ -59,6 +93,27 @@ pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) 
         query,
         latency,
         outcome: within_deadline(outcome, latency, spec.timeout),
+    }
+}
+
+/// One request through the `postgres` crate: its connect and query times, and its outcome.
+fn postgres_request(
+    spec: &RequestSpec,
+    param: Option<&str>,
+    started: Instant,
+) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+    match spec.connect() {
+        Err(failure) => (None, None, Err(failure)),
+        Ok(mut client) => {
+            let connected = Instant::now();
+            let outcome = run_query(&mut client, spec, param);
+            (
+                Some(connected - started),
+                Some(connected.elapsed()),
+                outcome,
+            )
+            // The client closes as it drops here: closing is not part of the latency.
+        }
     }
 }
 

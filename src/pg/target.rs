@@ -88,6 +88,10 @@ impl ConnectTarget {
         Self::from_config(self.config, tls)
     }
 
+    pub fn tls_options(&self) -> &TlsOptions {
+        &self.tls
+    }
+
     pub fn connector(&self) -> &Connector {
         &self.connector
     }

@@ -22,8 +22,8 @@ pub fn thread_limit() -> u64 {
     .unwrap_or(u64::MAX)
 }
 
-/// Open files each connection holds: its socket, and the epoll and eventfd of the runtime the
-/// blocking `postgres` client runs under.
+/// Open files each `postgres` crate connection holds: its socket, and the epoll and eventfd
+/// of the runtime the blocking client runs under.
 pub const FILES_PER_CONNECTION: u64 = 3;
 
 /// Raises this process's open-file limit to its hard limit (connections are files) and

@@ -1,0 +1,293 @@
+//! What to connect to, and the connection itself: the socket, TLS as `sslmode` says, and the
+//! startup and authentication exchange (in `auth`).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslVerifyMode};
+use postgres_protocol::message::frontend;
+
+use super::error::WireError;
+use super::reader::{MessageReader, io_error};
+use super::stream::{Stream, Transport, arm_tcp, time_left};
+use crate::pg::tls::{SslMode, TlsError, TlsOptions};
+
+/// Where the server listens.
+#[derive(Debug, Clone)]
+pub enum Address {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// The socket file itself (`<dir>/.s.PGSQL.<port>`).
+    Unix(PathBuf),
+}
+
+/// TLS as `sslmode` asks: the connector carries the verification (chain and root
+/// certificate), the mode whether TLS is required and whether the host name is checked.
+#[derive(Clone)]
+pub struct WireTls {
+    pub connector: SslConnector,
+    pub mode: SslMode,
+}
+
+impl WireTls {
+    /// The same settings as the `postgres` crate's connector built by `tls::Connector::build`;
+    /// None for `disable`.
+    pub fn from_options(options: &TlsOptions) -> Result<Option<WireTls>, TlsError> {
+        if options.mode == SslMode::Disable {
+            return Ok(None);
+        }
+        let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+        let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull);
+        match (&options.root_cert, verify) {
+            (Some(path), _) => builder
+                .set_ca_file(path)
+                .map_err(|err| TlsError::RootCert {
+                    path: path.clone(),
+                    reason: err.to_string(),
+                })?,
+            (None, true) => return Err(TlsError::NoRootCert(options.mode)),
+            (None, false) => {}
+        }
+        builder.set_verify(if verify {
+            SslVerifyMode::PEER
+        } else {
+            SslVerifyMode::NONE
+        });
+        Ok(Some(WireTls {
+            connector: builder.build(),
+            mode: options.mode,
+        }))
+    }
+}
+
+/// Everything a connection needs but its deadline.
+#[derive(Clone)]
+pub struct ConnectParams {
+    pub address: Address,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub application_name: Option<String>,
+    /// More startup parameters, e.g. `("options", "-c statement_timeout=1000")`.
+    pub extra: Vec<(String, String)>,
+    /// None: plain text (`sslmode=disable`; TLS is never tried over a Unix socket, as in libpq).
+    pub tls: Option<WireTls>,
+    /// Derive SCRAM's salted password on every connection, as a libpq client does, instead of
+    /// once per run.
+    pub scram_per_connection: bool,
+}
+
+impl ConnectParams {
+    /// The first host of a `postgres` crate configuration (the lean connection tries one).
+    pub fn from_config(config: &postgres::Config, tls: &TlsOptions) -> Result<Self, TlsError> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let address = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => Address::Tcp {
+                host: host.clone(),
+                port,
+            },
+            Some(postgres::config::Host::Unix(dir)) => {
+                Address::Unix(dir.join(format!(".s.PGSQL.{port}")))
+            }
+            None => Address::Tcp {
+                host: "localhost".into(),
+                port,
+            },
+        };
+        let mut extra = Vec::new();
+        if let Some(options) = config.get_options() {
+            extra.push(("options".to_owned(), options.to_owned()));
+        }
+        Ok(ConnectParams {
+            address,
+            user: config.get_user().unwrap_or("postgres").to_owned(),
+            password: config
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            database: config.get_dbname().map(str::to_owned),
+            application_name: config.get_application_name().map(str::to_owned),
+            extra,
+            tls: WireTls::from_options(tls)?,
+            scram_per_connection: false,
+        })
+    }
+}
+
+/// An open, authenticated connection, ready for queries.
+pub struct Connection {
+    pub(super) stream: Stream,
+    pub(super) reader: MessageReader,
+    /// Reused for every message written.
+    pub(super) out: BytesMut,
+    /// Whether the connection is TLS, for SCRAM's GS2 header.
+    pub(super) tls: bool,
+    /// Whether SCRAM bound the login to the TLS channel (SCRAM-SHA-256-PLUS).
+    pub(super) bound: bool,
+    terminated: bool,
+}
+
+impl Connection {
+    /// Opens a connection and logs in, all before `deadline`.
+    pub fn connect(params: &ConnectParams, deadline: Instant) -> Result<Connection, WireError> {
+        let transport = open_socket(&params.address, deadline)?;
+        let mut conn = Connection {
+            stream: Stream {
+                transport,
+                deadline,
+            },
+            reader: MessageReader::new(),
+            out: BytesMut::with_capacity(256),
+            tls: false,
+            bound: false,
+            terminated: false,
+        };
+        if let (Some(tls), Address::Tcp { host, .. }) = (&params.tls, &params.address) {
+            conn.negotiate_tls(tls, host)?;
+        }
+        conn.startup(params)?;
+        Ok(conn)
+    }
+
+    /// Whether the login was SCRAM-SHA-256-PLUS, bound to this TLS channel.
+    pub fn channel_bound(&self) -> bool {
+        self.bound
+    }
+
+    /// Sets the deadline of the reads and writes to come (for a session's next request).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.stream.deadline = deadline;
+    }
+
+    /// Writes what is in `out`, then empties it.
+    pub(super) fn send(&mut self, step: &'static str) -> Result<(), WireError> {
+        let result = self
+            .stream
+            .write_all(&self.out)
+            .and_then(|()| self.stream.flush());
+        self.out.clear();
+        result.map_err(|err| io_error(err, step))
+    }
+
+    /// SSLRequest, then the TLS handshake if the server agrees.
+    fn negotiate_tls(&mut self, tls: &WireTls, host: &str) -> Result<(), WireError> {
+        frontend::ssl_request(&mut self.out);
+        self.send("asking for TLS")?;
+        let mut answer = [0u8; 1];
+        self.stream
+            .read_exact(&mut answer)
+            .map_err(|err| io_error(err, "waiting for the answer to TLS"))?;
+        match (answer[0], tls.mode) {
+            (b'S', _) => self.handshake(tls, host),
+            (b'N', SslMode::Prefer) => Ok(()),
+            (b'N', _) => Err(WireError::Tls("the server does not support TLS".into())),
+            (other, _) => Err(WireError::protocol(format!(
+                "answer {} to SSLRequest",
+                other.escape_ascii()
+            ))),
+        }
+    }
+
+    fn handshake(&mut self, tls: &WireTls, host: &str) -> Result<(), WireError> {
+        let Transport::Tcp(socket) = &self.stream.transport else {
+            return Err(WireError::Tls("TLS only runs over TCP".into()));
+        };
+        let socket = socket.try_clone().map_err(WireError::Io)?;
+        arm_tcp(&socket, self.stream.deadline).map_err(|err| io_error(err, "the TLS handshake"))?;
+        let mut config = tls
+            .connector
+            .configure()
+            .map_err(|err| WireError::Tls(err.to_string()))?;
+        if tls.mode != SslMode::VerifyFull {
+            config.set_verify_hostname(false);
+        }
+        let ssl = match config.connect(host, socket) {
+            Ok(ssl) => ssl,
+            // A socket timeout mid-handshake: the deadline passed.
+            Err(HandshakeError::WouldBlock(_)) => {
+                return Err(WireError::Timeout("the TLS handshake"));
+            }
+            Err(HandshakeError::Failure(mid)) => return Err(handshake_error(mid.into_error())),
+            Err(HandshakeError::SetupFailure(err)) => return Err(WireError::Tls(err.to_string())),
+        };
+        self.stream.transport = Transport::Tls(Box::new(ssl));
+        self.tls = true;
+        Ok(())
+    }
+
+    /// Terminate, written without waiting for an answer; the socket closes as it drops.
+    pub fn close(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if self.terminated {
+            return;
+        }
+        self.terminated = true;
+        // A short deadline of its own: the request's may have passed, and a Terminate that
+        // cannot leave at once is not worth waiting for.
+        self.stream.deadline = Instant::now() + std::time::Duration::from_millis(100);
+        frontend::terminate(&mut self.out);
+        let _ = self.send("closing");
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// An I/O error underneath a failed handshake keeps its class (reset, timeout); otherwise the
+/// failure is TLS's own (a certificate that does not verify).
+fn handshake_error(err: openssl::ssl::Error) -> WireError {
+    match err.io_error().map(|io| io.kind()) {
+        Some(kind) => io_error(
+            std::io::Error::new(kind, err.to_string()),
+            "the TLS handshake",
+        ),
+        None => WireError::Tls(err.to_string()),
+    }
+}
+
+/// Connects to the first address that answers, trying each the host name resolves to.
+fn open_socket(address: &Address, deadline: Instant) -> Result<Transport, WireError> {
+    let timeout = |err| io_error(err, "connecting");
+    match address {
+        Address::Unix(path) => {
+            // A Unix connect does not wait on the network: it fails or succeeds at once.
+            time_left(deadline).map_err(timeout)?;
+            UnixStream::connect(path)
+                .map(Transport::Unix)
+                .map_err(WireError::Io)
+        }
+        Address::Tcp { host, port } => {
+            let mut last = None;
+            for addr in (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(WireError::Io)?
+            {
+                let left = time_left(deadline).map_err(timeout)?;
+                match TcpStream::connect_timeout(&addr, left) {
+                    Ok(socket) => {
+                        // Requests are single writes: send each at once, never wait on Nagle.
+                        let _ = socket.set_nodelay(true);
+                        return Ok(Transport::Tcp(socket));
+                    }
+                    Err(err) => last = Some(err),
+                }
+            }
+            Err(last.map_or_else(
+                || WireError::protocol(format!("{host} resolves to no address")),
+                |err| io_error(err, "connecting"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The lean blocking connection (issue 12): PostgreSQL's wire protocol over one blocking socket
+//! (TCP, Unix, or TLS through OpenSSL), with no async runtime inside, so a request costs one
+//! file descriptor and no threads of its own. Messages are encoded and parsed by the
+//! `postgres-protocol` crate; SCRAM is done here so that the salted password is derived once
+//! per (password, salt, iterations) and not on every connection.
+//!
+//! Every blocking read and write has a deadline: a request never waits past it.
+
+mod auth;
+mod connect;
+mod error;
+mod query;
+mod reader;
+mod scram;
+mod stream;
+
+pub use connect::{Address, ConnectParams, Connection, WireTls};
+pub use error::WireError;
+pub use query::{Session, rows_outcome, run_once, timed_request};
+pub use reader::{MAX_MESSAGE_LEN, MessageReader};
+pub use scram::{ScramClient, clear_key_cache, key_derivations};

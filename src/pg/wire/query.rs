@@ -1,0 +1,170 @@
+//! The query: parse, bind, execute and sync in one write, then the rows counted up to
+//! ReadyForQuery. Once per connection (`run_once`), or prepared once and run many times on a
+//! kept connection (`Session`).
+
+use std::time::{Duration, Instant};
+
+use postgres_protocol::IsNull;
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+
+use super::connect::{ConnectParams, Connection};
+use super::error::WireError;
+use super::reader::server_error;
+use crate::model::outcome::{Failure, FailureClass};
+
+/// `$1`'s type: 0 lets the server infer it, as for an untyped literal.
+const UNKNOWN_TYPE: u32 = 0;
+
+impl Connection {
+    /// Parse (when `sql` is given), then Bind, Execute and Sync, written at once; returns the
+    /// number of rows, or the server's error once it is ready again.
+    pub fn query(
+        &mut self,
+        statement: &str,
+        sql: Option<&str>,
+        param: Option<&str>,
+    ) -> Result<u64, WireError> {
+        let bad =
+            |err: std::io::Error| WireError::protocol(format!("cannot encode the query: {err}"));
+        if let Some(sql) = sql {
+            let types = param.map(|_| UNKNOWN_TYPE);
+            frontend::parse(statement, sql, types, &mut self.out).map_err(bad)?;
+        }
+        let values = param.map(str::as_bytes);
+        // Text format (0) for the value, so the server parses it for whatever type $1 has.
+        frontend::bind(
+            "",
+            statement,
+            values.map(|_| 0),
+            values,
+            |value, buf| {
+                buf.extend_from_slice(value);
+                Ok(IsNull::No)
+            },
+            Some(0),
+            &mut self.out,
+        )
+        .map_err(|_| WireError::protocol("cannot encode the parameter"))?;
+        frontend::execute("", 0, &mut self.out).map_err(bad)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        self.read_result()
+    }
+
+    /// Counts DataRows up to ReadyForQuery, keeping the first error the server reported.
+    fn read_result(&mut self) -> Result<u64, WireError> {
+        let (mut rows, mut error) = (0u64, None);
+        loop {
+            match self
+                .reader
+                .next(&mut self.stream, "waiting for the query's answer")?
+            {
+                Message::DataRow(_) => rows += 1,
+                Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
+                Message::ErrorResponse(body) => {
+                    error.get_or_insert(server_error(body.fields()));
+                }
+                Message::ParseComplete
+                | Message::BindComplete
+                | Message::CommandComplete(_)
+                | Message::EmptyQueryResponse
+                | Message::NoData
+                | Message::PortalSuspended
+                | Message::NoticeResponse(_)
+                | Message::ParameterStatus(_)
+                | Message::NotificationResponse(_) => {}
+                _ => {
+                    return Err(WireError::protocol(
+                        "unexpected message in a query's answer",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// One request on a new connection: connect, run the query on the unnamed statement, count
+/// the rows, close without waiting. The whole request ends by `timeout`.
+pub fn run_once(
+    params: &ConnectParams,
+    sql: &str,
+    param: Option<&str>,
+    timeout: Duration,
+) -> Result<u64, WireError> {
+    let deadline = Instant::now() + timeout;
+    let mut conn = Connection::connect(params, deadline)?;
+    let rows = conn.query("", Some(sql), param);
+    conn.close();
+    rows
+}
+
+/// One request on a new connection, timed as `request::execute` times it: the connect, then
+/// the query (closing is not part of either). Everything ends by `deadline`.
+pub fn timed_request(
+    params: &ConnectParams,
+    sql: &str,
+    param: Option<&str>,
+    deadline: Instant,
+) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+    let started = Instant::now();
+    match Connection::connect(params, deadline) {
+        Err(err) => (None, None, Err(err.failure())),
+        Ok(mut conn) => {
+            let connected = Instant::now();
+            let outcome = rows_outcome(conn.query("", Some(sql), param));
+            let query = connected.elapsed();
+            conn.close();
+            (Some(connected - started), Some(query), outcome)
+        }
+    }
+}
+
+/// A request's outcome by pgstress's rule: at least one row, or a classified failure.
+pub fn rows_outcome(result: Result<u64, WireError>) -> Result<(), Failure> {
+    match result {
+        Ok(0) => Err(Failure::new(FailureClass::NoRow, "no row came back")),
+        Ok(_) => Ok(()),
+        Err(err) => Err(err.failure()),
+    }
+}
+
+/// A kept connection with the query prepared once as a named statement: each request is then
+/// Bind, Execute and Sync, one round trip.
+pub struct Session {
+    pub conn: Connection,
+    has_param: bool,
+}
+
+/// The prepared statement's name on a session's connection.
+const STATEMENT: &str = "pgstress";
+
+impl Session {
+    /// Connects and prepares `sql` (with one parameter of inferred type when `has_param`).
+    pub fn open(
+        params: &ConnectParams,
+        sql: &str,
+        has_param: bool,
+        deadline: Instant,
+    ) -> Result<Session, WireError> {
+        let mut conn = Connection::connect(params, deadline)?;
+        let types = has_param.then_some(UNKNOWN_TYPE);
+        frontend::parse(STATEMENT, sql, types, &mut conn.out)
+            .map_err(|err| WireError::protocol(format!("cannot encode the query: {err}")))?;
+        frontend::sync(&mut conn.out);
+        conn.send("preparing the query")?;
+        conn.read_result()?;
+        Ok(Session { conn, has_param })
+    }
+
+    /// One request: the rows of the prepared query for `param`, by `deadline`.
+    pub fn execute(&mut self, param: Option<&str>, deadline: Instant) -> Result<u64, WireError> {
+        if param.is_some() != self.has_param {
+            return Err(WireError::protocol(
+                "the parameter does not match the prepared query",
+            ));
+        }
+        self.conn.set_deadline(deadline);
+        self.conn.query(STATEMENT, None, param)
+    }
+}

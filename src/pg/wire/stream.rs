@@ -1,0 +1,100 @@
+//! One blocking socket (TCP, Unix, or TLS over TCP) whose every read and write ends by a
+//! deadline: before each call the socket's timeout is set to the time left, so no call can
+//! block past it, however the server dribbles its bytes.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use openssl::ssl::SslStream;
+
+/// The transport under a connection.
+pub enum Transport {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+/// A transport and the deadline its reads and writes must end by.
+pub struct Stream {
+    pub transport: Transport,
+    pub deadline: Instant,
+}
+
+/// The time left before `deadline`, or a `TimedOut` error once it passed (a zero socket
+/// timeout would mean "wait forever", so it is never set).
+pub fn time_left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+    }
+    Ok(left)
+}
+
+/// Sets both socket timeouts of a TCP socket to the time left.
+pub fn arm_tcp(socket: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let left = time_left(deadline)?;
+    socket.set_read_timeout(Some(left))?;
+    socket.set_write_timeout(Some(left))
+}
+
+impl Stream {
+    /// Sets the socket's timeouts to the time left: called before every blocking call.
+    fn arm(&self, reading: bool) -> io::Result<()> {
+        let left = time_left(self.deadline)?;
+        let (read, write) = if reading {
+            (Some(left), None)
+        } else {
+            (None, Some(left))
+        };
+        match &self.transport {
+            Transport::Tcp(socket) => set_tcp(socket, read, write),
+            // TLS reads may write (and writes read) during renegotiation: arm both ways.
+            Transport::Tls(tls) => arm_tcp(tls.get_ref(), self.deadline),
+            Transport::Unix(socket) => match (read, write) {
+                (Some(left), _) => socket.set_read_timeout(Some(left)),
+                (_, left) => socket.set_write_timeout(left),
+            },
+        }
+    }
+}
+
+fn set_tcp(socket: &TcpStream, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+    match (read, write) {
+        (Some(left), _) => socket.set_read_timeout(Some(left)),
+        (_, left) => socket.set_write_timeout(left),
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(true)?;
+        match &mut self.transport {
+            Transport::Tcp(socket) => socket.read(buf),
+            Transport::Unix(socket) => socket.read(buf),
+            Transport::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(false)?;
+        match &mut self.transport {
+            Transport::Tcp(socket) => socket.write(buf),
+            Transport::Unix(socket) => socket.write(buf),
+            Transport::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.transport {
+            Transport::Tls(tls) => {
+                arm_tcp(tls.get_ref(), self.deadline)?;
+                tls.flush()
+            }
+            _ => Ok(()),
+        }
+    }
+}
