@@ -32,6 +32,7 @@ pub fn step_with_failures(
     let run = StepRun {
         records,
         dropped: 0,
+        unsent: 0,
         launch: Duration::from_millis(1),
         wall: Duration::from_millis(1000),
     };

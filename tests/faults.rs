@@ -278,6 +278,10 @@ fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
 #[test]
 fn second_ctrl_c_exits_at_once_leaving_the_logs_intact() {
     let logs = tempfile::tempdir().unwrap();
+    // Pre-flight sends the first row alone, which returns at once; the others sleep.
+    let data = tempfile::tempdir().unwrap();
+    let rows = format!("probe\n{}", "sleep\n".repeat(99));
+    std::fs::write(data.path().join("values.csv"), rows).unwrap();
     let run = spawn_pgstress(
         logs.path(),
         &[
@@ -285,8 +289,10 @@ fn second_ctrl_c_exits_at_once_leaving_the_logs_intact() {
             "5",
             "--step",
             "5",
+            "--data",
+            data.path().to_str().unwrap(),
             "--query",
-            "SELECT $1::text FROM pg_sleep(30)",
+            "SELECT $1::text FROM pg_sleep(CASE WHEN $1 = 'probe' THEN 0 ELSE 30 END)",
             "--timeout",
             "60s",
         ],

@@ -79,8 +79,8 @@ fn pool_survives_its_connections_being_killed() {
     let logs = tempfile::tempdir().unwrap();
     // Every request first kills every other pgstress backend: the workers' connections die
     // under them, and each must reconnect to serve its next request.
-    let killer = "SELECT $1::text, pg_terminate_backend(pid) FROM pg_stat_activity \
-                  WHERE application_name = 'pgstress' AND pid <> pg_backend_pid() LIMIT 1";
+    let killer = "SELECT $1::text, (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                  WHERE application_name = 'pgstress' AND pid <> pg_backend_pid())";
     let stdout = run_ok(
         logs.path(),
         &[

@@ -199,14 +199,38 @@ fn config_file_sets_the_plan_and_the_command_line_wins() {
 #[test]
 fn failing_query_is_classified_as_query() {
     let logs = tempfile::tempdir().unwrap();
-    // Prepares fine, fails at run time for every value: a division by zero.
+    let data = tempfile::tempdir().unwrap();
+    // The first row (which pre-flight sends alone) works; every other value makes the query
+    // fail at run time (42809: not a sequence), an error of the query, not of its data.
+    let rows = format!("probe\n{}", "boom\n".repeat(999));
+    std::fs::write(data.path().join("values.csv"), rows).unwrap();
     pgstress_run(logs.path())
         .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "3"])
-        .args(["--query", "SELECT 1 / (length($1) - length($1))"])
+        .args(["--data", data.path().to_str().unwrap(), "--no-stop"])
+        .args([
+            "--query",
+            "SELECT CASE WHEN $1 = 'probe' THEN 1 ELSE nextval('pg_class_oid_index'::regclass)::int END",
+        ])
         .assert()
         .success();
     let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
-    assert_eq!(number(&rows[0], "query"), 3, "{:?}", rows[0]);
+    let query = number(&rows[0], "query");
+    // Three draws among 1,000 values, one of them the probe: at least two hit a `boom`.
+    assert!(query >= 2, "{:?}", rows[0]);
+    assert_eq!(query + number(&rows[0], "ok"), 3, "{:?}", rows[0]);
+}
+
+#[test]
+fn a_query_that_fails_for_every_value_stops_before_the_load() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "3"])
+        .args(["--query", "SELECT 1 / (length($1) - length($1))"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("22012: division by zero"), "{error}");
 }
 
 #[test]

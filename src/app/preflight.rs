@@ -10,7 +10,7 @@ use crate::config::RunConfig;
 use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::ServerFacts;
-use crate::model::outcome::{Failure, FailureClass};
+use crate::model::outcome::{Failure, FailureClass, Side};
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, within};
 
@@ -92,40 +92,83 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
 }
 
 /// Sends the exact request a step sends, with real values (the first row of every parameter
-/// file), before any load: a mistake of the client, the data or the query (a wrong type, a
-/// header row, a query that writes, values the table lacks) is an error here, in the
-/// server's own words, never a breaking point.
-pub fn probe_requests(spec: &RequestSpec, data: Option<&ParamData>) -> anyhow::Result<()> {
+/// file, all at once), before any load: a mistake of the client, the data or the query (a
+/// wrong type, a header row, a query that writes, values the table lacks) is an error here,
+/// in the server's own words, never a breaking point. What the server may do under load
+/// (time out, refuse) is left for the steps to measure, with a note.
+pub fn probe_requests(spec: &RequestSpec, data: Option<&ParamData>) -> anyhow::Result<Vec<String>> {
     let Some(data) = data else {
         return match send(spec, None)? {
-            Ok(()) => Ok(()),
-            Err(failure) => Err(probe_error(&failure, None)),
+            Err(failure) if stops_the_run(&failure) => Err(probe_error(&failure, None)),
+            Err(failure) => Ok(vec![probe_note(&failure)]),
+            Ok(()) => Ok(Vec::new()),
         };
     };
     let firsts = data.first_values(1);
-    let seconds = data.first_values(2);
-    for first in &firsts {
-        let Err(failure) = send(spec, Some(first.value))? else {
-            continue;
-        };
-        // A first row that fails while the one after it succeeds is a header row.
-        let next = seconds
+    let answers = std::thread::scope(|scope| {
+        let probes: Vec<_> = firsts
             .iter()
-            .find(|s| s.file == first.file && s.line > first.line);
-        if let Some(next) = next
-            && send(spec, Some(next.value))?.is_ok()
-        {
-            bail!(
-                "{} has a header row: its first value {} fails ({}) while the next succeeds; \
-                 give --skip-header",
-                first.file.display(),
-                shown(first.value),
-                failure.message
-            );
+            .map(|first| scope.spawn(|| send(spec, Some(first.value))))
+            .collect();
+        probes
+            .into_iter()
+            .map(|probe| probe.join().unwrap_or_else(|_| Ok(Ok(()))))
+            .collect::<Vec<_>>()
+    });
+    let mut notes = Vec::new();
+    for (first, answer) in firsts.iter().zip(answers) {
+        match answer? {
+            Ok(()) => {}
+            Err(failure) if stops_the_run(&failure) => {
+                return Err(first_row_error(spec, data, first, &failure));
+            }
+            Err(failure) => notes.push(probe_note(&failure)),
         }
-        return Err(probe_error(&failure, Some(first)));
     }
-    Ok(())
+    notes.dedup();
+    Ok(notes)
+}
+
+/// The error for a first row that failed: a header row when the row after it succeeds.
+fn first_row_error(
+    spec: &RequestSpec,
+    data: &ParamData,
+    first: &SampleValue<'_>,
+    failure: &Failure,
+) -> anyhow::Error {
+    let seconds = data.first_values(2);
+    let next = seconds
+        .iter()
+        .find(|s| s.file == first.file && s.line > first.line);
+    if let Some(next) = next
+        && matches!(send(spec, Some(next.value)), Ok(Ok(())))
+    {
+        return anyhow::anyhow!(
+            "{} has a header row: its first value {} fails ({}) while the next succeeds; \
+             give --skip-header",
+            first.file.display(),
+            shown(first.value),
+            failure.message
+        );
+    }
+    probe_error(failure, Some(first))
+}
+
+/// A failure that says the request itself is wrong (its query, its data, its credentials,
+/// the client), not how the server bears load.
+fn stops_the_run(failure: &Failure) -> bool {
+    matches!(failure.class.side(), Side::Client | Side::Data)
+        || matches!(
+            failure.class,
+            FailureClass::Query | FailureClass::Auth | FailureClass::Io
+        )
+}
+
+fn probe_note(failure: &Failure) -> String {
+    format!(
+        "note: the first request, sent alone before the load, ended as {} ({}); the steps measure it",
+        failure.class, failure.message
+    )
 }
 
 /// One request, bounded by its deadline and the time its thread may take to report.

@@ -32,6 +32,7 @@ use crate::sys::interrupt;
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     interrupt::install(crate::pg::server::kill_all_now);
+    quiet_request_panics();
     // Input first: nothing is sent to any server before it is known good.
     let data = match config.takes_parameter {
         true => Some(ParamData::load_skipping(
@@ -79,6 +80,17 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     Ok(Status::Completed)
 }
 
+/// A panic in a request thread is that request's failure (`client`), counted and shown in the
+/// step's first messages: a backtrace per request would bury the run's output.
+fn quiet_request_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some(crate::engine::REQUEST_THREAD) {
+            default(info);
+        }
+    }));
+}
+
 /// Gate texts and, for each, why it was breached (None: it passed).
 type Breaches = Vec<(String, Option<String>)>;
 
@@ -114,7 +126,9 @@ fn run_against(
         config.timeout,
         config.client,
     )?);
-    super::preflight::probe_requests(&spec, data)?;
+    for note in super::preflight::probe_requests(&spec, data)? {
+        printer.note(note);
+    }
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
     let cpus = crate::sys::cpus::this_process();

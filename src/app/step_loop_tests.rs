@@ -76,6 +76,7 @@ impl Engine for FakeEngine {
         StepRun {
             records: (0..params.len()).map(record).collect(),
             dropped: 0,
+            unsent: 0,
             launch: Duration::from_micros(10),
             wall: Duration::from_millis(5),
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, reap};
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, reap};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -69,6 +69,7 @@ impl Engine for Burst {
                 gate_deadline: launch_deadline + REPORT_GRACE,
             };
             match thread::Builder::new()
+                .name(REQUEST_THREAD.to_owned())
                 .stack_size(self.stack_size)
                 .spawn(move || worker.run(param))
             {
@@ -98,6 +99,7 @@ impl Engine for Burst {
         StepRun {
             records,
             dropped: 0,
+            unsent: 0,
             launch: release - launch_started,
             wall,
         }
@@ -122,12 +124,12 @@ impl Worker {
         if self.gate.recv_deadline(self.gate_deadline) != Err(RecvTimeoutError::Disconnected) {
             return; // never released: the coordinator counts this request as timed out
         }
-        let start_offset = self
-            .release_at
-            .get()
-            .map(Instant::elapsed)
-            .unwrap_or_default();
-        let record = request::execute(&self.spec, param.as_deref(), start_offset);
+        let release = self.release_at.get().copied().unwrap_or_else(Instant::now);
+        // A client arriving at the release waits from the release: a thread that started late
+        // (waiting for a CPU) adds its lag, kept apart as the request's wait.
+        let lag = release.elapsed();
+        let record = guarded(|| request::execute(&self.spec, param.as_deref(), lag));
+        let record = request::late_by(record, lag, self.spec.timeout);
         let _ = self.results.send((self.step, record));
     }
 }

@@ -41,6 +41,34 @@ pub trait Engine {
     ) -> StepRun;
 }
 
+/// The name of every thread that runs one request: a panic there is the request's failure,
+/// counted and classed, and the process's panic hook keeps it off the terminal.
+pub const REQUEST_THREAD: &str = "pgstress-request";
+
+/// Runs one request, turning a panic inside it (a library that panics on a resource limit,
+/// such as a runtime that cannot open its files) into the request's failure, the client's:
+/// left alone it would kill the thread, and the step would wait out its deadline.
+pub fn guarded(request: impl FnOnce() -> RequestRecord) -> RequestRecord {
+    let started = Instant::now();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(request)) {
+        Ok(record) => record,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            RequestRecord::failed_without_running(
+                Failure::new(
+                    FailureClass::Client,
+                    format!("the request panicked: {what}"),
+                ),
+                started.elapsed(),
+            )
+        }
+    }
+}
+
 /// A result and the step it belongs to: a late answer from an earlier step is not counted again.
 pub type Tagged = (u32, RequestRecord);
 

@@ -181,6 +181,7 @@ impl Engine for Pool {
         StepRun {
             records,
             dropped: 0,
+            unsent: 0,
             launch: Duration::ZERO,
             wall,
         }

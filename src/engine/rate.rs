@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, reap};
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, reap};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::plan::Arrival;
 use crate::model::record::RequestRecord;
@@ -67,6 +67,7 @@ impl Rate {
 
     fn spawn(&self, body: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
         thread::Builder::new()
+            .name(REQUEST_THREAD.to_owned())
             .stack_size(self.stack_size)
             .spawn(body)
     }
@@ -135,9 +136,10 @@ impl Engine for Rate {
         drop(due_rx);
 
         let mut sent = 0;
+        let planned = params.len() as u32;
         for (param, offset) in params.into_iter().zip(due_times) {
             if crate::sys::interrupt::requested() {
-                break;
+                break; // the rest of the step is never sent: the step is partial
             }
             let at = origin + offset;
             thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -170,11 +172,13 @@ impl Engine for Rate {
 
         let deadline = origin + self.duration + self.spec.timeout + REPORT_GRACE;
         let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline, observer);
+        let unsent = planned - sent as u32 - dropped - failed_to_start.len() as u32;
         records.extend(failed_to_start);
         reap(handles, EXIT_GRACE);
         StepRun {
             records,
             dropped,
+            unsent,
             launch: Duration::ZERO,
             wall,
         }
@@ -185,7 +189,7 @@ impl Engine for Rate {
 fn send_request(spec: &RequestSpec, due: Due, origin: Instant) -> RequestRecord {
     let started = Instant::now();
     let lag = started.saturating_duration_since(due.at);
-    request::execute(spec, due.param.as_deref(), started - origin).after_waiting(lag)
+    guarded(|| request::execute(spec, due.param.as_deref(), started - origin)).after_waiting(lag)
 }
 
 #[cfg(test)]

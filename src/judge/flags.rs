@@ -71,6 +71,9 @@ pub fn diagnose(
     if step.failed_on(Side::Data) > 0 {
         flags.push(Flag::DataErrors);
     }
+    if step.unsent > 0 {
+        flags.push(Flag::Partial);
+    }
     flags
 }
 

@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 41] = [
+pub const STEPS_HEADER: [&str; 42] = [
     "step",
     "requests",
     "ok",
@@ -54,6 +54,7 @@ pub const STEPS_HEADER: [&str; 41] = [
     "bad_value",
     "server_failed",
     "attempts_rps",
+    "unsent",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -110,6 +111,8 @@ pub struct StepRow {
     pub server_failed: u32,
     /// Requests sent per second, successful or not (`throughput_rps` counts successes).
     pub attempts_rps: f64,
+    /// Planned but never sent: the step was cut short (`partial`).
+    pub unsent: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -166,6 +169,7 @@ impl StepRow {
             bad_value: class(FailureClass::BadValue),
             server_failed: step.server_failed(),
             attempts_rps: round(step.attempts_per_second(), 1),
+            unsent: step.unsent,
         }
     }
 }

@@ -34,7 +34,7 @@ impl StepResult {
         cpu: &[CpuSample],
         server: &[ServerStatsSample],
     ) -> Self {
-        let requests = run.records.len() as u32 + run.dropped;
+        let requests = run.records.len() as u32 + run.dropped + run.unsent;
         let mut result = StepResult {
             step,
             load,
@@ -42,6 +42,7 @@ impl StepResult {
             ok: 0,
             failed: 0,
             dropped: run.dropped,
+            unsent: run.unsent,
             by_class: [0; FailureClass::ALL.len()],
             first_messages: Vec::new(),
             launch: run.launch,
@@ -153,6 +154,7 @@ mod tests {
         StepRun {
             records,
             dropped: 0,
+            unsent: 0,
             launch: Duration::from_millis(5),
             wall: Duration::from_millis(500),
         }

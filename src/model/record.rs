@@ -52,6 +52,8 @@ pub struct StepRun {
     pub records: Vec<RequestRecord>,
     /// Requests the client could not send when they were due (rate mode): a client limit.
     pub dropped: u32,
+    /// Requests of the plan never sent because the step was cut short (Ctrl-C, a stop).
+    pub unsent: u32,
     /// From the step's start to its first request's release.
     pub launch: Duration,
     /// From the release to the last request's end (or the step's deadline).

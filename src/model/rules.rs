@@ -23,10 +23,13 @@ pub enum Flag {
     /// Some requests failed for their data: a value the table lacks, or one the server cannot
     /// read. They say nothing about the server.
     DataErrors,
+    /// The step was cut short: part of its plan was never sent. It never counts towards the
+    /// capacity.
+    Partial,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 8] = [
+    pub const ALL: [Flag; 9] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
@@ -35,6 +38,7 @@ impl Flag {
         Flag::SpawnFailed,
         Flag::ClientErrors,
         Flag::DataErrors,
+        Flag::Partial,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Flag {
             Flag::SpawnFailed => "spawn-failed",
             Flag::ClientErrors => "client-errors",
             Flag::DataErrors => "data-errors",
+            Flag::Partial => "partial",
         }
     }
 
@@ -60,7 +65,7 @@ impl Flag {
     pub fn withholds_load(self) -> bool {
         matches!(
             self,
-            Flag::RateNotMet | Flag::SpawnFailed | Flag::ClientErrors
+            Flag::RateNotMet | Flag::SpawnFailed | Flag::ClientErrors | Flag::Partial
         )
     }
 

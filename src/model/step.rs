@@ -70,6 +70,9 @@ pub struct StepResult {
     pub failed: u32,
     /// Offered but never sent, because the client had no free worker when they were due.
     pub dropped: u32,
+    /// Planned but never sent, because the step was cut short (Ctrl-C, a stop): the step is
+    /// partial.
+    pub unsent: u32,
     /// Failures per class, indexed by `FailureClass::index`.
     pub by_class: [u32; FailureClass::ALL.len()],
     /// The first message of each class seen in the step, for the terminal.
@@ -130,6 +133,7 @@ impl StepResult {
     pub fn sent(&self) -> u32 {
         self.requests
             .saturating_sub(self.dropped)
+            .saturating_sub(self.unsent)
             .saturating_sub(self.failures(FailureClass::Spawn))
     }
 

@@ -117,6 +117,14 @@ fn postgres_request(
     }
 }
 
+/// A request whose thread started `lag` after the release: its latency and its deadline run
+/// from the release, as for a client that arrived then; the lag is kept as its wait.
+pub fn late_by(record: RequestRecord, lag: Duration, deadline: Duration) -> RequestRecord {
+    let mut record = record.after_waiting(lag);
+    record.outcome = within_deadline(record.outcome, record.latency, deadline);
+    record
+}
+
 /// A success that came after the deadline is a timeout: the user stopped waiting for it.
 pub fn within_deadline(
     outcome: Result<(), Failure>,

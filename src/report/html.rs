@@ -227,7 +227,8 @@ fn steps(html: &mut String, run: &SavedRun) {
         step_row(html, row, breaking == Some(row.step), waits);
     }
     let wait_note = if waits {
-        "Wait: time in the pool's queue, or behind the rate's schedule. "
+        "Wait: a burst thread's late start after the release, time in the pool's queue, or \
+         time behind the rate's schedule; latency includes it. "
     } else {
         ""
     };

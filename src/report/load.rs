@@ -42,7 +42,9 @@ impl SavedVerdict {
     /// the largest step before it whose load was all sent.
     fn of_rows(steps: &[StepRow], slo_p99_ms: Option<f64>) -> Self {
         let breaking = steps.iter().position(|s| {
-            let sent = s.requests.saturating_sub(s.dropped).saturating_sub(s.spawn);
+            let sent = (s.requests)
+                .saturating_sub(s.dropped + s.unsent)
+                .saturating_sub(s.spawn);
             // A log written before `server_failed` was a column: every failure but a spawn.
             let server_failed = match s.server_failed {
                 0 => s
