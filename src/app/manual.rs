@@ -31,7 +31,11 @@ pub fn man(out: &mut impl Write) -> anyhow::Result<Status> {
         for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
             let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
             let name = sub.get_name().to_uppercase();
-            writeln!(out, ".SH \"PGSTRESS {name}\"\n{}", about.replace('\\', "\\\\"))?;
+            writeln!(
+                out,
+                ".SH \"PGSTRESS {name}\"\n{}",
+                about.replace('\\', "\\\\")
+            )?;
             clap_mangen::Man::new(sub.clone()).render_options_section(out)?;
         }
         Ok(())
@@ -50,11 +54,17 @@ mod tests {
             let mut out = Vec::new();
             completions(shell, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
-            assert!(text.contains("prepare") && text.contains("--dsn"), "{shell}");
+            assert!(
+                text.contains("prepare") && text.contains("--dsn"),
+                "{shell}"
+            );
         }
         let mut out = Vec::new();
         man(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains(".TH pgstress") && text.contains("completions"), "{text}");
+        assert!(
+            text.contains(".TH pgstress") && text.contains("completions"),
+            "{text}"
+        );
     }
 }

@@ -21,12 +21,10 @@ impl EnvTarget {
     /// What libpq resolves the target from: the connection string given (with where it came
     /// from), else `DATABASE_URL`, and the environment either way.
     pub(super) fn inputs(&self, given: Option<(String, &str)>) -> Inputs {
-        let dsn = given
-            .map(|(dsn, from)| (dsn, from.to_owned()))
-            .or_else(|| {
-                let url = self.database_url.clone()?;
-                Some((url, "DATABASE_URL".to_owned()))
-            });
+        let dsn = given.map(|(dsn, from)| (dsn, from.to_owned())).or_else(|| {
+            let url = self.database_url.clone()?;
+            Some((url, "DATABASE_URL".to_owned()))
+        });
         Inputs {
             dsn,
             ..self.libpq.clone()

@@ -103,7 +103,11 @@ impl ConnectTarget {
         }
         let path = |key: &str| resolved.get(key).map(std::path::PathBuf::from);
         let tls = TlsOptions {
-            mode: resolved.get("sslmode").map(str::parse).transpose()?.unwrap_or_default(),
+            mode: resolved
+                .get("sslmode")
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
             root_cert: path("sslrootcert"),
             client_cert: path("sslcert"),
             client_key: path("sslkey"),

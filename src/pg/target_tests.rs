@@ -3,9 +3,7 @@ use super::*;
 #[test]
 fn passwords_in_free_text_are_masked() {
     assert_eq!(
-        redact_secrets(
-            "unexpected argument 'postgres://u:S3cr3t@h:5432/x?sslmode=require' found"
-        ),
+        redact_secrets("unexpected argument 'postgres://u:S3cr3t@h:5432/x?sslmode=require' found"),
         "unexpected argument 'postgres://u:***@h:5432/x?sslmode=require' found"
     );
     assert_eq!(

@@ -57,7 +57,9 @@ impl Inputs {
                 Some((name.to_owned(), value))
             })
             .collect();
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten();
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .or_else(|| user.as_ref().map(|u| u.dir.clone()));
@@ -86,7 +88,11 @@ impl Inputs {
 
     /// A path as shown to the user: under the home folder, with `~`.
     fn show(&self, path: &Path) -> String {
-        match self.home.as_ref().and_then(|home| path.strip_prefix(home).ok()) {
+        match self
+            .home
+            .as_ref()
+            .and_then(|home| path.strip_prefix(home).ok())
+        {
             Some(rest) => format!("~/{}", rest.display()),
             None => path.display().to_string(),
         }
@@ -122,7 +128,10 @@ impl Resolved {
     }
 
     fn keys_from(&self, wanted: &Source) -> Vec<&'static str> {
-        let from = self.values.iter().filter(|(_, (_, source))| source == wanted);
+        let from = self
+            .values
+            .iter()
+            .filter(|(_, (_, source))| source == wanted);
         from.map(|(key, _)| *key).collect()
     }
 }

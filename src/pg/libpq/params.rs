@@ -229,7 +229,10 @@ mod tests {
     use super::*;
 
     fn get<'a>(pairs: &'a [(&str, String)], key: &str) -> Option<&'a str> {
-        pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -264,10 +267,20 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_keywords_are_named() {
-        let err = parse("host=h sslcrl=/x", "the DSN").unwrap_err().to_string();
-        assert!(err.contains("sslcrl") && err.contains("does not support"), "{err}");
-        let err = parse("postgres://h/d?bogus=1", "the DSN").unwrap_err().to_string();
-        assert!(err.contains("bogus") && err.contains("not a libpq"), "{err}");
+        let err = parse("host=h sslcrl=/x", "the DSN")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sslcrl") && err.contains("does not support"),
+            "{err}"
+        );
+        let err = parse("postgres://h/d?bogus=1", "the DSN")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bogus") && err.contains("not a libpq"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -150,6 +150,9 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let found = lookup(&path, "~/.pgpass", &WANT);
         assert_eq!(found.password.as_deref(), Some("secret"));
-        assert_eq!(lookup(&dir.path().join("none"), "x", &WANT), Found::default());
+        assert_eq!(
+            lookup(&dir.path().join("none"), "x", &WANT),
+            Found::default()
+        );
     }
 }

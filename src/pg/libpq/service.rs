@@ -114,7 +114,10 @@ mod tests {
         );
         assert_eq!(service.file, system);
         let err = find("gone", &files).unwrap_err().to_string();
-        assert!(err.contains("\"gone\"") && err.contains("user.conf"), "{err}");
+        assert!(
+            err.contains("\"gone\"") && err.contains("user.conf"),
+            "{err}"
+        );
     }
 
     #[test]
