@@ -12,30 +12,10 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use common::*;
 
-/// The libpq variables a developer's shell may hold, cleared for every child.
-const LIBPQ_VARS: [&str; 16] = [
-    "DATABASE_URL",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGDATABASE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGSYSCONFDIR",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGCONNECT_TIMEOUT",
-];
-
 /// `pgstress run` of one small step of `SELECT 1`, in a clean environment with `home` as HOME.
 fn run_in(home: &Path, logs: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::cargo_bin("pgstress").unwrap();
-    for var in LIBPQ_VARS {
+    for var in TARGET_VARS {
         cmd.env_remove(var);
     }
     cmd.env("HOME", home).envs(env.iter().copied());
@@ -315,7 +295,7 @@ fn a_first_run_from_a_folder_without_data() {
     let folder = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::cargo_bin("pgstress").unwrap();
-    for var in LIBPQ_VARS {
+    for var in TARGET_VARS {
         cmd.env_remove(var);
     }
     let output = cmd
