@@ -86,7 +86,7 @@ fn password_from_pgpass_and_a_readable_pgpass_ignored_with_a_warning() {
     let stdout = text(&output.stdout);
     assert!(stdout.contains("group or world access"), "{stdout}");
     let error = one_line_error(&output.stderr);
-    assert!(error.contains("password"), "{error}");
+    assert!(error.contains("~/.pgpass (mode 0600)"), "{error}");
 }
 
 #[test]

@@ -42,7 +42,14 @@ fn check_server(
 ) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
     let mut client = target
         .connect(target.setup_timeout(), "pgstress-preflight")
-        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
+        .map_err(|err| {
+            let err = err.to_string();
+            let hint = match err.contains("password") && !target.has_password() {
+                true => "; no password was given: set PGPASSWORD, add a line to ~/.pgpass (mode 0600) or put password= in the DSN",
+                false => "",
+            };
+            anyhow::anyhow!("cannot connect to {}: {err}{hint}", target.redacted())
+        })?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
     // Looked up while this connection's backend is alive: its parent is the postmaster.
     let backend_pid = client

@@ -26,7 +26,7 @@ pub enum TargetError {
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keywords the postgres crate applies itself; the others are pgstress's (TLS, timeout).
-const WIRE_KEYS: [&str; 11] = [
+const WIRE_KEYS: [&str; 12] = [
     "host",
     "hostaddr",
     "port",
@@ -38,6 +38,7 @@ const WIRE_KEYS: [&str; 11] = [
     "keepalives",
     "keepalives_idle",
     "channel_binding",
+    "load_balance_hosts",
 ];
 
 /// A server to connect to, with its password kept out of everything printed.
@@ -127,6 +128,11 @@ impl ConnectTarget {
     /// What the user should know about the settings (an unusable password file, ...).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Whether a password was found (DSN, service, PGPASSWORD or the password file).
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
     }
 
     /// The deadline of pgstress's own connections: libpq's `connect_timeout`, else 10 s.
