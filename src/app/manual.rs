@@ -54,10 +54,7 @@ mod tests {
             let mut out = Vec::new();
             completions(shell, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
-            assert!(
-                text.contains("prepare") && text.contains("--dsn"),
-                "{shell}"
-            );
+            assert!(text.contains("prepare") && text.contains("dsn"), "{shell}");
         }
         let mut out = Vec::new();
         man(&mut out).unwrap();

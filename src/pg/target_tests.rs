@@ -81,3 +81,53 @@ fn remote_host_is_not_loopback() {
             .is_loopback()
     );
 }
+
+#[test]
+fn connect_timeout_as_libpq_reads_it_with_a_deadline_always() {
+    let timeout = |dsn: &str| ConnectTarget::parse(dsn, None).map(|t| t.setup_timeout());
+    assert_eq!(timeout("host=h").unwrap(), DEFAULT_SETUP_TIMEOUT);
+    assert_eq!(
+        timeout("host=h connect_timeout=5").unwrap(),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        timeout("host=h connect_timeout=1").unwrap(),
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        timeout("host=h connect_timeout=0").unwrap(),
+        DEFAULT_SETUP_TIMEOUT
+    );
+    assert!(timeout("host=h connect_timeout=soon").is_err());
+}
+
+#[test]
+fn the_users_application_name_wins_over_pgstresss() {
+    let timeout = Duration::from_secs(1);
+    let named = ConnectTarget::parse("host=h application_name=mine", None).unwrap();
+    let config = named.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("mine"));
+    let plain = ConnectTarget::parse("host=h fallback_application_name=fb", None).unwrap();
+    let config = plain.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("fb"));
+    let plain = ConnectTarget::parse("host=h", None).unwrap();
+    let config = plain.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("pgstress"));
+}
+
+#[test]
+fn libpq_keywords_reach_the_wire_config() {
+    let target = ConnectTarget::parse(
+        "host=/var/run/postgresql,db port=5433 target_session_attrs=read-write options='-c x=1'",
+        None,
+    )
+    .unwrap();
+    assert_eq!(target.config.get_hosts().len(), 2);
+    assert_eq!(target.config.get_options(), Some("-c x=1"));
+    assert!(
+        target
+            .redacted()
+            .starts_with("host=/var/run/postgresql,db port=5433")
+    );
+    assert!(!target.has_password());
+}
