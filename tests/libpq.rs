@@ -108,6 +108,21 @@ fn a_service_file_names_the_server() {
     let output = run_in(home.path(), logs.path(), &env).output().unwrap();
     let stdout = assert_ok(&output, logs.path());
     assert!(stdout.contains("from PGSERVICE=lab in "), "{stdout}");
+
+    // prepare finds the same server the same way (the demo table is there: nothing changes).
+    let mut prepare = Command::cargo_bin("pgstress").unwrap();
+    for var in TARGET_VARS {
+        prepare.env_remove(var);
+    }
+    let output = prepare
+        .env("HOME", home.path())
+        .envs(env)
+        .args(["prepare", "--rows", "10"])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("from PGSERVICE=lab in "), "{stdout}");
 }
 
 #[test]
