@@ -94,7 +94,9 @@ impl Connector {
         }
         let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
-        let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull);
+        // libpq: with a root certificate, require checks the chain as verify-ca does.
+        let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull)
+            || (options.mode == SslMode::Require && options.root_cert.is_some());
         match (&options.root_cert, verify) {
             (Some(path), _) => builder
                 .set_ca_file(path)
