@@ -40,6 +40,8 @@ fn main() {
         .map_or(1000, |a| a.parse().expect("N"));
     let server = ThrowawayServer::start(&[]).expect("a throwaway cluster (server binaries needed)");
     let tls = TlsOptions {
+        client_cert: None,
+        client_key: None,
         mode: SslMode::Disable,
         root_cert: None,
     };

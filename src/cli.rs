@@ -43,6 +43,20 @@ pub enum Command {
     Report(ReportArgs),
     /// Print saved runs side by side, step by step (e.g. burst vs pool vs rate).
     Compare(CompareArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `pgstress man > ~/.local/share/man/man1/pgstress.1`.
+    Man,
+}
+
+/// The shells `pgstress completions` writes a script for.
+pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish.
+    #[arg(value_name = "SHELL", value_parser = SHELLS)]
+    pub shell: String,
 }
 
 /// Every option is also a key of the `--config` TOML file; the command line wins.
@@ -54,8 +68,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Target: libpq key=value string or postgres:// URL. Default: DATABASE_URL, then the
-    /// PG* variables when PGHOST is set, else a throwaway server started for this run.
+    /// Target: libpq key=value string or postgres:// URL. Default: DATABASE_URL, then libpq's
+    /// PG* variables and service file; with none of them, a throwaway server for this run.
     #[arg(long, value_name = "DSN")]
     pub dsn: Option<String>,
 

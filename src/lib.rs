@@ -49,5 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Report(args) => app::report::report(&args),
         Command::Compare(args) => app::compare::compare(args),
         Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
+        Command::Completions(args) => app::manual::completions(&args.shell, &mut std::io::stdout()),
+        Command::Man => app::manual::man(&mut std::io::stdout()),
     }
 }

@@ -35,7 +35,9 @@ fn usage_error(err: clap::Error) -> ExitCode {
     let (message, tip) = usage_message(&err.render().to_string());
     let command = std::env::args()
         .nth(1)
-        .filter(|arg| ["run", "prepare", "report", "compare"].contains(&arg.as_str()))
+        .filter(|arg| {
+            ["run", "prepare", "report", "compare", "completions"].contains(&arg.as_str())
+        })
         .map(|arg| format!(" {arg}"))
         .unwrap_or_default();
     let message = pgstress::pg::target::redact_secrets(&message);

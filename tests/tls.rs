@@ -193,3 +193,50 @@ fn verify_full_without_a_root_certificate_is_refused_before_connecting() {
     assert_eq!(output.status.code(), Some(1));
     assert!(one_line_error(&output.stderr).contains("needs a root certificate"));
 }
+
+#[test]
+fn require_with_a_root_certificate_checks_the_chain_as_libpq_does() {
+    let server = tls_server();
+    let with_root = |cert: &Path| {
+        format!(
+            "{} sslmode=require sslrootcert={}",
+            server.dsn,
+            cert.display()
+        )
+    };
+    run_ok(&with_root(&server.root_cert), &ssl_query(true));
+    let other = tempfile::tempdir().unwrap();
+    let (other_cert, _) = make_certificate(other.path());
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &with_root(&other_cert)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("certificate verify failed"), "{error}");
+}
+
+#[test]
+fn pgsslmode_and_the_default_root_certificate_from_the_home_folder() {
+    let server = tls_server();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+    std::fs::copy(&server.root_cert, home.path().join(".postgresql/root.crt")).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .env("HOME", home.path())
+        .env("PGSSLMODE", "verify-ca")
+        .args(["--dsn", &server.dsn, "--steps", "1", "--step", "2"])
+        .args(["--query", &ssl_query(true)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("sslmode=verify-ca"), "{stdout}");
+    assert!(stdout.contains("PGSSLMODE"), "{stdout}");
+}

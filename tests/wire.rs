@@ -139,6 +139,8 @@ impl Cluster {
 
     fn tls_options(&self, mode: SslMode) -> TlsOptions {
         TlsOptions {
+            client_cert: None,
+            client_key: None,
             mode,
             root_cert: Some(self.root_cert.clone()),
         }

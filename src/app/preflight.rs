@@ -14,16 +14,13 @@ use crate::model::outcome::{Failure, FailureClass, Side};
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, within};
 
-/// Deadline of the setup, pre-flight and monitoring connections.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// One connection before step 1: reads the server's facts and prepares the query, so that a
 /// wrong target or a broken query fails fast with the server's own words, within a deadline.
 pub fn preflight(
     target: &ConnectTarget,
     config: &RunConfig,
 ) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
-    let deadline = SETUP_TIMEOUT * 2;
+    let deadline = target.setup_timeout() * 2;
     let redacted = target.redacted().to_owned();
     let (target, query) = (target.clone(), config.query.clone());
     let takes_parameter = config.takes_parameter;
@@ -44,8 +41,15 @@ fn check_server(
     takes_parameter: bool,
 ) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
     let mut client = target
-        .connect(SETUP_TIMEOUT, "pgstress-preflight")
-        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
+        .connect(target.setup_timeout(), "pgstress-preflight")
+        .map_err(|err| {
+            let err = err.to_string();
+            let hint = match err.contains("password") && !target.has_password() {
+                true => "; no password was given: set PGPASSWORD, add a line to ~/.pgpass (mode 0600) or put password= in the DSN",
+                false => "",
+            };
+            anyhow::anyhow!("cannot connect to {}: {err}{hint}", target.redacted())
+        })?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
     // Looked up while this connection's backend is alive: its parent is the postmaster.
     let backend_pid = client

@@ -9,6 +9,12 @@ use crate::config::PrepareConfig;
 use crate::pg::demo;
 
 pub fn prepare(config: &PrepareConfig) -> anyhow::Result<Status> {
+    for warning in config.target.warnings() {
+        println!("warning: {warning}");
+    }
+    if let Some(origin) = config.target.origin() {
+        println!("target {} ({origin})", config.target.redacted());
+    }
     let mut client = config
         .target
         .connect(Duration::from_secs(30), "pgstress-prepare")

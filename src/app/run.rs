@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::preflight::{SETUP_TIMEOUT, preflight};
+use super::preflight::preflight;
 use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
@@ -34,7 +34,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     interrupt::install(crate::pg::server::kill_all_now);
     quiet_request_panics();
     // Input first: nothing is sent to any server before it is known good.
-    let data = match config.takes_parameter {
+    let data = match config.takes_parameter && !config.data_from_demo {
         true => Some(ParamData::load_skipping(
             &config.data_dir,
             config.column,
@@ -54,13 +54,21 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         (_, Some(server)) => server.target(),
         (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
-    let outcome = run_against(
-        &config,
-        &target,
-        throwaway.as_ref(),
-        data.as_ref(),
-        &mut printer,
-    );
+    for warning in target.warnings() {
+        printer.note(format!("warning: {warning}"));
+    }
+    // Kept until the run ends: the demo values are read from it step by step.
+    let mut demo_dir = None;
+    let outcome = demo_data(&config, &target, &mut demo_dir, &mut printer).and_then(|demo| {
+        run_against(
+            &config,
+            &target,
+            throwaway.as_ref(),
+            demo.as_ref().or(data.as_ref()),
+            &mut printer,
+        )
+    });
+    drop(demo_dir);
     if let Some(server) = throwaway {
         server.stop();
         printer.note("throwaway server stopped and removed");
@@ -91,6 +99,33 @@ fn quiet_request_panics() {
     }));
 }
 
+/// With no `--data` and no `data/` against the throwaway server: the parameter values drawn
+/// from the demo rows it was seeded with, written to a temporary folder.
+fn demo_data(
+    config: &RunConfig,
+    target: &ConnectTarget,
+    dir: &mut Option<tempfile::TempDir>,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<Option<ParamData>> {
+    if !config.data_from_demo {
+        return Ok(None);
+    }
+    let folder = tempfile::Builder::new()
+        .prefix("pgstress-demo-data-")
+        .tempdir()
+        .context("cannot create a folder for the demo parameters")?;
+    let mut client = target
+        .connect(target.setup_timeout(), "pgstress-setup")
+        .context("cannot connect to the throwaway server")?;
+    let values = crate::pg::demo::write_data(&mut client, folder.path())?;
+    printer.note(format!(
+        "no data/ folder here and no --data: drawing the parameters from the demo table's {values} sampled rows"
+    ));
+    let data = ParamData::load(folder.path(), 0)?;
+    *dir = Some(folder);
+    Ok(Some(data))
+}
+
 /// Gate texts and, for each, why it was breached (None: it passed).
 type Breaches = Vec<(String, Option<String>)>;
 
@@ -112,7 +147,7 @@ fn run_against(
         None => visible_server,
     };
     let monitor = target
-        .connect(SETUP_TIMEOUT, "pgstress-monitor")
+        .connect(target.setup_timeout(), "pgstress-monitor")
         .map_err(|err| {
             printer.note(format!(
                 "note: no monitoring connection ({err}); carrying on without server statistics"
@@ -136,7 +171,10 @@ fn run_against(
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
-        target: target.redacted().to_owned(),
+        target: match target.origin() {
+            Some(origin) => format!("{} ({origin})", target.redacted()),
+            None => target.redacted().to_owned(),
+        },
         throwaway: throwaway.is_some(),
         server,
         server_cpu_visible: local_server.is_some(),
@@ -316,7 +354,13 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
             .map(|i| u64::from(config.mode.requests_for(config.plan.requests_at(i))))
             .sum(),
         query: config.query.clone(),
-        data: data.map(|d| describe_data(d, &config.data_dir, config.column)),
+        data: data.map(|d| match config.data_from_demo {
+            true => format!(
+                "$1 from {} values of the demo table (no data/ folder here)",
+                d.total_values()
+            ),
+            false => describe_data(d, &config.data_dir, config.column),
+        }),
         timeout_ms: ms(config.timeout),
         sample_every_ms: ms(config.sample_every),
         stop_failure_rate: config.stop.failure_rate,
@@ -356,7 +400,7 @@ fn start_throwaway(
     ));
     let mut client = server
         .target()
-        .connect(SETUP_TIMEOUT, "pgstress-setup")
+        .connect(crate::pg::target::DEFAULT_SETUP_TIMEOUT, "pgstress-setup")
         .context("cannot connect to the throwaway server")?;
     crate::pg::demo::seed(&mut client, crate::pg::demo::DEFAULT_ROWS)
         .context("cannot create the demo data")?;

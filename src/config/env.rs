@@ -1,53 +1,35 @@
-//! The target named by the environment (DATABASE_URL, PGHOST and friends), for users who
-//! already set them for psql.
+//! The target named by the environment: `DATABASE_URL`, and libpq's own variables, password
+//! file and service file, for users who already set them up for psql.
 
-/// The target named by the environment, the way libpq users expect.
+use crate::pg::libpq::Inputs;
+
+/// The environment as it bears on the target.
 #[derive(Debug, Default)]
 pub struct EnvTarget {
     database_url: Option<String>,
-    host: Option<String>,
-    port: Option<String>,
-    user: Option<String>,
-    database: Option<String>,
-    pub(super) password: Option<String>,
+    libpq: Inputs,
 }
 
 impl EnvTarget {
     pub fn from_process() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         EnvTarget {
-            database_url: var("DATABASE_URL"),
-            host: var("PGHOST"),
-            port: var("PGPORT"),
-            user: var("PGUSER"),
-            database: var("PGDATABASE"),
-            password: var("PGPASSWORD"),
+            database_url: std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()),
+            libpq: Inputs::from_process(None),
         }
     }
 
-    /// DATABASE_URL, else a key=value DSN from the PG* variables when PGHOST is set.
-    pub(super) fn dsn(&self) -> Option<String> {
-        if let Some(url) = &self.database_url {
-            return Some(url.clone());
+    /// What libpq resolves the target from: the connection string given (with where it came
+    /// from), else `DATABASE_URL`, and the environment either way.
+    pub(super) fn inputs(&self, given: Option<(String, &str)>) -> Inputs {
+        let dsn = given.map(|(dsn, from)| (dsn, from.to_owned())).or_else(|| {
+            let url = self.database_url.clone()?;
+            Some((url, "DATABASE_URL".to_owned()))
+        });
+        Inputs {
+            dsn,
+            ..self.libpq.clone()
         }
-        let host = self.host.as_ref()?;
-        let mut parts = vec![format!("host={}", quote_value(host))];
-        let keyed = [
-            ("port", &self.port),
-            ("user", &self.user),
-            ("dbname", &self.database),
-        ];
-        for (key, value) in keyed {
-            if let Some(value) = value {
-                parts.push(format!("{key}={}", quote_value(value)));
-            }
-        }
-        Some(parts.join(" "))
     }
-}
-
-fn quote_value(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 #[cfg(test)]
@@ -55,31 +37,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pg_variables_build_a_dsn_when_pghost_is_set() {
-        let env = EnvTarget {
-            host: Some("127.0.0.1".into()),
-            port: Some("5433".into()),
-            user: Some("bob".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            env.dsn().unwrap(),
-            "host='127.0.0.1' port='5433' user='bob'"
-        );
-        let env = EnvTarget {
-            port: Some("5433".into()),
-            ..Default::default()
-        };
-        assert_eq!(env.dsn(), None);
-    }
-
-    #[test]
-    fn database_url_comes_before_pg_variables() {
+    fn a_given_dsn_comes_before_database_url() {
         let env = EnvTarget {
             database_url: Some("postgres://a@127.0.0.1/db".into()),
-            host: Some("h".into()),
             ..Default::default()
         };
-        assert_eq!(env.dsn().unwrap(), "postgres://a@127.0.0.1/db");
+        let inputs = env.inputs(Some(("host=h".into(), "--dsn")));
+        assert_eq!(inputs.dsn, Some(("host=h".into(), "--dsn".into())));
+        let inputs = env.inputs(None);
+        assert_eq!(
+            inputs.dsn,
+            Some(("postgres://a@127.0.0.1/db".into(), "DATABASE_URL".into()))
+        );
+        assert!(!EnvTarget::default().inputs(None).names_a_target());
     }
 }

@@ -63,6 +63,9 @@ pub struct RunConfig {
     /// Whether the query takes `$1` (and so needs parameter data).
     pub takes_parameter: bool,
     pub data_dir: PathBuf,
+    /// No `--data` and no `data/` here, against the throwaway server: the parameters are
+    /// drawn from the demo rows it was seeded with.
+    pub data_from_demo: bool,
     pub column: usize,
     /// The parameter files start with a header row.
     pub skip_header: bool,
@@ -114,16 +117,19 @@ impl RunConfig {
         let (query, takes_parameter) = merge_query(&args, &file)?;
         let timing = Timing::merge(&args, &file)?;
         let target = merge_target(&args, &file, env)?;
+        let data = args.data.or(file.data);
+        let data_from_demo = data.is_none()
+            && takes_parameter
+            && matches!(target, TargetChoice::Throwaway { .. })
+            && !std::path::Path::new("data").exists();
         Ok(RunConfig {
             target,
             mode,
             plan,
             query,
             takes_parameter,
-            data_dir: args
-                .data
-                .or(file.data)
-                .unwrap_or_else(|| PathBuf::from("data")),
+            data_dir: data.unwrap_or_else(|| PathBuf::from("data")),
+            data_from_demo,
             column: args.column.or(file.column).unwrap_or(0),
             skip_header: args.skip_header || file.skip_header.unwrap_or(false),
             allow_writes: args.allow_writes || file.allow_writes.unwrap_or(false),
@@ -284,13 +290,14 @@ fn merge_target(
         .sslrootcert
         .clone()
         .or_else(|| file.sslrootcert.clone());
-    let dsn = args
-        .dsn
-        .clone()
-        .or_else(|| file.dsn.clone())
-        .or_else(|| env.dsn());
-    match dsn {
-        Some(dsn) => {
+    let given = match (&args.dsn, &file.dsn) {
+        (Some(dsn), _) => Some((dsn.clone(), "--dsn")),
+        (None, Some(dsn)) => Some((dsn.clone(), "dsn in the config file")),
+        (None, None) => None,
+    };
+    let inputs = env.inputs(given);
+    match inputs.names_a_target() {
+        true => {
             if !settings.is_empty() {
                 return Err(invalid(
                     "--server-setting",
@@ -298,17 +305,17 @@ fn merge_target(
                     "it applies to the throwaway server only; set it on your server instead",
                 ));
             }
-            let target = ConnectTarget::parse(&dsn, env.password.as_deref())?;
+            let target = ConnectTarget::resolve(&inputs)?;
             Ok(TargetChoice::Server(Box::new(
                 target.with_tls(sslmode, sslrootcert)?,
             )))
         }
-        None if sslmode.is_some() || sslrootcert.is_some() => Err(invalid(
+        false if sslmode.is_some() || sslrootcert.is_some() => Err(invalid(
             "--sslmode",
             sslmode.unwrap_or_default(),
             "TLS settings apply to a --dsn target; the throwaway server speaks plain TCP on loopback",
         )),
-        None => Ok(TargetChoice::Throwaway { settings }),
+        false => Ok(TargetChoice::Throwaway { settings }),
     }
 }
 

@@ -18,18 +18,19 @@ pub struct PrepareConfig {
 impl PrepareConfig {
     pub fn from_args(args: PrepareArgs) -> Result<Self, ConfigError> {
         let env = EnvTarget::from_process();
-        let Some(dsn) = args.dsn.or_else(|| env.dsn()) else {
+        let inputs = env.inputs(args.dsn.map(|dsn| (dsn, "--dsn")));
+        if !inputs.names_a_target() {
             return Err(invalid(
                 "--dsn",
                 "(none)",
-                "prepare needs a server: give --dsn, DATABASE_URL or PGHOST",
+                "prepare needs a server: give --dsn, DATABASE_URL, PGSERVICE or PGHOST",
             ));
-        };
+        }
         if args.rows == 0 {
             return Err(invalid("--rows", 0, "create at least 1 row"));
         }
         Ok(PrepareConfig {
-            target: ConnectTarget::parse(&dsn, env.password.as_deref())?,
+            target: ConnectTarget::resolve(&inputs)?,
             rows: args.rows,
             write_data: args.write_data,
         })

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod demo;
+pub mod libpq;
 pub mod request;
 pub mod server;
 pub mod target;

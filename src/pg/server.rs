@@ -181,7 +181,7 @@ impl ThrowawayServer {
         // The throwaway server speaks plain TCP on loopback: no TLS negotiation per request.
         let tls = TlsOptions {
             mode: SslMode::Disable,
-            root_cert: None,
+            ..TlsOptions::default()
         };
         ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
     }

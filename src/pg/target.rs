@@ -8,16 +8,38 @@ use postgres::config::Host;
 use postgres::{Client, Config};
 use thiserror::Error;
 
+use crate::pg::libpq::{self, Inputs, LibpqError, Resolved};
 use crate::pg::tls::{self, Connector, SslMode, TlsError, TlsOptions};
 
 #[derive(Debug, Error)]
 pub enum TargetError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Libpq(#[from] LibpqError),
     // The DSN itself is not repeated: a malformed one may hold a password in any shape.
     #[error("invalid DSN: {reason}; give a key=value string or a postgres:// URL")]
     BadDsn { reason: String },
 }
+
+/// The deadline of the setup connections when `connect_timeout` is not given.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The keywords the postgres crate applies itself; the others are pgstress's (TLS, timeout).
+const WIRE_KEYS: [&str; 12] = [
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "target_session_attrs",
+    "keepalives",
+    "keepalives_idle",
+    "channel_binding",
+    "load_balance_hosts",
+];
 
 /// A server to connect to, with its password kept out of everything printed.
 #[derive(Clone)]
@@ -26,6 +48,10 @@ pub struct ConnectTarget {
     redacted: String,
     tls: TlsOptions,
     connector: Connector,
+    /// Where the settings came from, for the header ("from PGSERVICE=lab in ...").
+    origin: Option<String>,
+    warnings: Vec<String>,
+    setup_timeout: Duration,
 }
 
 impl fmt::Debug for ConnectTarget {
@@ -35,27 +61,83 @@ impl fmt::Debug for ConnectTarget {
 }
 
 impl ConnectTarget {
-    /// Parses a DSN; `fallback_password` (PGPASSWORD) applies when the DSN has none, as in libpq.
+    /// Parses a DSN as libpq would with only `PGPASSWORD` (`fallback_password`) set.
     pub fn parse(dsn: &str, fallback_password: Option<&str>) -> Result<Self, TargetError> {
-        let (rest, mode, root_cert) = tls::split_dsn(dsn);
-        let mut config: Config =
-            rest.parse()
+        let inputs = Inputs {
+            dsn: Some((dsn.to_owned(), "the DSN".to_owned())),
+            env: fallback_password
+                .map(|p| ("PGPASSWORD".to_owned(), p.to_owned()))
+                .into_iter()
+                .collect(),
+            home: None,
+            os_user: default_user(),
+            socket_dir: "/var/run/postgresql".to_owned(),
+        };
+        Self::resolve(&inputs)
+    }
+
+    /// The target libpq would reach with these inputs.
+    pub fn resolve(inputs: &Inputs) -> Result<Self, TargetError> {
+        Self::from_resolved(&libpq::resolve(inputs)?)
+    }
+
+    pub fn from_resolved(resolved: &Resolved) -> Result<Self, TargetError> {
+        let mut config = Config::new();
+        let mut text = String::new();
+        for key in WIRE_KEYS {
+            if let Some(value) = resolved.get(key) {
+                text.push_str(&format!("{key}={} ", quote_value(value)));
+            }
+        }
+        if !text.is_empty() {
+            config = text
+                .parse()
                 .map_err(|err: postgres::Error| TargetError::BadDsn {
                     reason: describe_error(&err),
                 })?;
-        if config.get_hosts().is_empty() {
-            config.host("localhost");
         }
-        if config.get_user().is_none() {
-            config.user(&default_user());
+        let name = resolved
+            .get("application_name")
+            .or(resolved.get("fallback_application_name"));
+        if let Some(name) = name {
+            config.application_name(name);
         }
-        if config.get_password().is_none()
-            && let Some(password) = fallback_password
-        {
-            config.password(password);
-        }
-        let mode = mode.map(|m| m.parse()).transpose()?.unwrap_or_default();
-        Self::from_config(config, TlsOptions { mode, root_cert })
+        let path = |key: &str| resolved.get(key).map(std::path::PathBuf::from);
+        let tls = TlsOptions {
+            mode: resolved
+                .get("sslmode")
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            root_cert: path("sslrootcert"),
+            client_cert: path("sslcert"),
+            client_key: path("sslkey"),
+        };
+        let mut target = Self::from_config(config, tls)?;
+        target.setup_timeout = connect_timeout(resolved.get("connect_timeout"))?;
+        target.origin = Some(resolved.origin.clone());
+        target.warnings = resolved.warnings.clone();
+        Ok(target)
+    }
+
+    /// Where the settings came from, when the user named the target.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// What the user should know about the settings (an unusable password file, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether a password was found (DSN, service, PGPASSWORD or the password file).
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+
+    /// The deadline of pgstress's own connections: libpq's `connect_timeout`, else 10 s.
+    pub fn setup_timeout(&self) -> Duration {
+        self.setup_timeout
     }
 
     pub fn from_config(config: Config, tls: TlsOptions) -> Result<Self, TargetError> {
@@ -69,6 +151,9 @@ impl ConnectTarget {
             redacted,
             tls,
             connector,
+            origin: None,
+            warnings: Vec::new(),
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
         })
     }
 
@@ -84,8 +169,15 @@ impl ConnectTarget {
         let tls = TlsOptions {
             mode: mode.unwrap_or(self.tls.mode),
             root_cert: root_cert.or(self.tls.root_cert),
+            ..self.tls
         };
-        Self::from_config(self.config, tls)
+        let target = Self::from_config(self.config, tls)?;
+        Ok(ConnectTarget {
+            origin: self.origin,
+            warnings: self.warnings,
+            setup_timeout: self.setup_timeout,
+            ..target
+        })
     }
 
     pub fn tls_options(&self) -> &TlsOptions {
@@ -127,7 +219,10 @@ impl ConnectTarget {
         let mut config = self.config.clone();
         config.ssl_mode(Connector::wire_mode(self.tls.mode));
         config.connect_timeout(timeout);
-        config.application_name(application_name);
+        // The user's application_name, when given, names every connection of the run.
+        if self.config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
         let mut statement_timeout = format!("-c statement_timeout={}", timeout.as_millis().max(1));
         if !allow_writes {
             statement_timeout.push_str(" -c default_transaction_read_only=on");
@@ -271,7 +366,30 @@ pub fn describe_error(err: &postgres::Error) -> String {
 }
 
 fn default_user() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "postgres".to_owned())
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| "postgres".to_owned(), |user| user.name)
+}
+
+fn quote_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// libpq's `connect_timeout`: whole seconds, at least 2; 0 (libpq: wait forever) keeps
+/// pgstress's default, since every wait here has a deadline.
+fn connect_timeout(value: Option<&str>) -> Result<Duration, TargetError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_SETUP_TIMEOUT);
+    };
+    let seconds: i64 = value.trim().parse().map_err(|_| TargetError::BadDsn {
+        reason: format!("connect_timeout \"{value}\" is not a whole number of seconds"),
+    })?;
+    Ok(match seconds {
+        ..=0 => DEFAULT_SETUP_TIMEOUT,
+        1 => Duration::from_secs(2),
+        n => Duration::from_secs(n.unsigned_abs()),
+    })
 }
 
 fn describe(config: &Config, tls: &TlsOptions) -> String {
@@ -300,94 +418,12 @@ fn describe(config: &Config, tls: &TlsOptions) -> String {
     if tls.mode != SslMode::Prefer {
         text.push_str(&format!(" sslmode={}", tls.mode));
     }
+    if let Some(cert) = &tls.client_cert {
+        text.push_str(&format!(" sslcert={}", cert.display()));
+    }
     text
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_in_free_text_are_masked() {
-        assert_eq!(
-            redact_secrets(
-                "unexpected argument 'postgres://u:S3cr3t@h:5432/x?sslmode=require' found"
-            ),
-            "unexpected argument 'postgres://u:***@h:5432/x?sslmode=require' found"
-        );
-        assert_eq!(
-            redact_secrets("unexpected argument 'host=h password=S3cr3t dbname=x' found"),
-            "unexpected argument 'host=h password=*** dbname=x' found"
-        );
-        assert_eq!(
-            redact_secrets("found 'host=h password = 'a b\\' c' dbname=x'"),
-            "found 'host=h password=*** dbname=x'"
-        );
-        assert_eq!(
-            redact_secrets("the password is not set"),
-            "the password is not set"
-        );
-        assert_eq!(
-            redact_secrets("see https://example.com/a and postgres://u@h/x"),
-            "see https://example.com/a and postgres://u@h/x"
-        );
-    }
-
-    #[test]
-    fn key_value_dsn_is_printed_without_password() {
-        let target = ConnectTarget::parse(
-            "host=127.0.0.1 port=5999 user=u password=s3cret dbname=d",
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            target.redacted(),
-            "host=127.0.0.1 port=5999 user=u password=*** dbname=d"
-        );
-        assert!(!format!("{target:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn url_dsn_is_printed_without_password() {
-        let target = ConnectTarget::parse("postgres://u:s3cret@localhost:5999/d", None).unwrap();
-        assert!(!target.redacted().contains("s3cret"));
-        assert!(target.redacted().contains("password=***"));
-        assert!(target.is_loopback());
-    }
-
-    #[test]
-    fn bad_dsn_error_hides_a_quoted_password() {
-        let err = ConnectTarget::parse("host=x password='s3cret with spaces' port=no", None)
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("s3cret") && !err.contains("spaces"), "{err}");
-    }
-
-    #[test]
-    fn bad_dsn_error_hides_password() {
-        let err = ConnectTarget::parse("host=x password=s3cret bogus=1", None)
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("s3cret"), "{err}");
-        assert!(err.contains("bogus"), "{err}");
-        let err = ConnectTarget::parse("postgres://u:s3cret@h:notaport/d", None)
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("s3cret"), "{err}");
-    }
-
-    #[test]
-    fn pgpassword_fills_a_missing_password() {
-        let target = ConnectTarget::parse("host=127.0.0.1", Some("pw")).unwrap();
-        assert!(target.redacted().contains("password=***"));
-    }
-
-    #[test]
-    fn remote_host_is_not_loopback() {
-        assert!(
-            !ConnectTarget::parse("host=db.example.com", None)
-                .unwrap()
-                .is_loopback()
-        );
-    }
-}
+#[path = "target_tests.rs"]
+mod tests;

@@ -1,6 +1,6 @@
-//! TLS: libpq's `sslmode` and `sslrootcert`, through OpenSSL (postgres-openssl). The postgres
-//! crate itself knows only disable/prefer/require and no root certificate, so these two keys
-//! are taken out of the DSN here and applied to the connector.
+//! TLS: libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`, through OpenSSL
+//! (postgres-openssl). The postgres crate itself knows only disable/prefer/require and no
+//! certificates, so these keys are applied to the connector here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ pub enum TlsError {
     NoRootCert(SslMode),
     #[error("cannot use root certificate {path}: {reason}")]
     RootCert { path: PathBuf, reason: String },
+    #[error("cannot use client certificate {path}: {reason}")]
+    ClientCert { path: PathBuf, reason: String },
     #[error("cannot set up TLS: {0}")]
     Setup(String),
 }
@@ -73,6 +75,9 @@ impl fmt::Display for SslMode {
 pub struct TlsOptions {
     pub mode: SslMode,
     pub root_cert: Option<PathBuf>,
+    /// The client certificate (libpq's `sslcert`) and its private key (`sslkey`).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// Opens connections with or without TLS, as the options say.
@@ -84,28 +89,10 @@ pub enum Connector {
 
 impl Connector {
     pub fn build(options: &TlsOptions) -> Result<Self, TlsError> {
-        if options.mode == SslMode::Disable {
+        let Some(ssl) = ssl_connector(options)? else {
             return Ok(Connector::Plain);
-        }
-        let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
-        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
-        let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull);
-        match (&options.root_cert, verify) {
-            (Some(path), _) => builder
-                .set_ca_file(path)
-                .map_err(|err| TlsError::RootCert {
-                    path: path.clone(),
-                    reason: err.to_string(),
-                })?,
-            (None, true) => return Err(TlsError::NoRootCert(options.mode)),
-            (None, false) => {}
-        }
-        builder.set_verify(if verify {
-            SslVerifyMode::PEER
-        } else {
-            SslVerifyMode::NONE
-        });
-        let mut connector = MakeTlsConnector::new(builder.build());
+        };
+        let mut connector = MakeTlsConnector::new(ssl);
         if options.mode != SslMode::VerifyFull {
             connector.set_callback(|ssl, _| {
                 ssl.set_verify_hostname(false);
@@ -132,110 +119,77 @@ impl Connector {
     }
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a DSN (key=value or URL), returning the rest of the
-/// DSN untouched and the two values found.
-pub fn split_dsn(dsn: &str) -> (String, Option<String>, Option<PathBuf>) {
-    let is_tls_key = |key: &str| matches!(key, "sslmode" | "sslrootcert");
-    let mut mode = None;
-    let mut root = None;
-    let mut keep = |key: &str, value: String| match key {
-        "sslmode" => mode = Some(value),
-        _ => root = Some(PathBuf::from(value)),
+/// The OpenSSL connector `sslmode` asks for, as libpq builds it (the chain checked under
+/// verify-ca and verify-full, and under require when a root certificate is given; a client
+/// certificate when one is set); None for `disable`. The `postgres` crate's connector and the
+/// lean connection's both come from here.
+pub fn ssl_connector(options: &TlsOptions) -> Result<Option<SslConnector>, TlsError> {
+    if options.mode == SslMode::Disable {
+        return Ok(None);
+    }
+    let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+    // libpq: with a root certificate, require checks the chain as verify-ca does.
+    let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull)
+        || (options.mode == SslMode::Require && options.root_cert.is_some());
+    match (&options.root_cert, verify) {
+        (Some(path), _) => builder
+            .set_ca_file(path)
+            .map_err(|err| TlsError::RootCert {
+                path: path.clone(),
+                reason: err.to_string(),
+            })?,
+        (None, true) => return Err(TlsError::NoRootCert(options.mode)),
+        (None, false) => {}
+    }
+    if let Some(cert) = &options.client_cert {
+        use_client_cert(&mut builder, cert, options.client_key.as_deref())?;
+    }
+    builder.set_verify(if verify {
+        SslVerifyMode::PEER
+    } else {
+        SslVerifyMode::NONE
+    });
+    Ok(Some(builder.build()))
+}
+
+/// The client certificate and its key (libpq's default: the certificate's name with `.key`),
+/// the key refused, as libpq refuses it, when others may read it.
+fn use_client_cert(
+    builder: &mut openssl::ssl::SslConnectorBuilder,
+    cert: &Path,
+    key: Option<&Path>,
+) -> Result<(), TlsError> {
+    let key = key.map_or_else(|| cert.with_extension("key"), Path::to_path_buf);
+    let fail = |path: &Path, reason: String| TlsError::ClientCert {
+        path: path.to_path_buf(),
+        reason,
     };
-    if let Some((base, query)) = dsn.split_once('?').filter(|_| dsn.contains("://")) {
-        let mut rest = Vec::new();
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some((key, value)) if is_tls_key(key) => keep(key, percent_decode(value)),
-                _ => rest.push(pair),
-            }
-        }
-        let dsn = if rest.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", rest.join("&"))
-        };
-        return (dsn, mode, root);
-    }
-    let mut rest = String::new();
-    for (key, value, raw) in key_value_pairs(dsn) {
-        if is_tls_key(&key) {
-            keep(&key, value);
-        } else {
-            rest.push_str(raw);
-            rest.push(' ');
-        }
-    }
-    (rest.trim_end().to_owned(), mode, root)
+    check_key_mode(&key).map_err(|reason| fail(&key, reason))?;
+    builder
+        .set_certificate_chain_file(cert)
+        .map_err(|err| fail(cert, err.to_string()))?;
+    builder
+        .set_private_key_file(&key, openssl::ssl::SslFiletype::PEM)
+        .map_err(|err| fail(&key, format!("key {}: {err}", key.display())))?;
+    builder
+        .check_private_key()
+        .map_err(|err| fail(cert, format!("the key does not match it: {err}")))
 }
 
-/// The pairs of a libpq key=value string: key, unquoted value, and the original text.
-fn key_value_pairs(dsn: &str) -> Vec<(String, String, &str)> {
-    let bytes = dsn.as_bytes();
-    let mut pairs = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let key = dsn[start..i].to_owned();
-        while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'=') {
-            i += 1;
-        }
-        let mut value = String::new();
-        let quoted = i < bytes.len() && bytes[i] == b'\'';
-        if quoted {
-            i += 1;
-        }
-        while i < bytes.len() {
-            let c = dsn[i..].chars().next().unwrap_or(' ');
-            if (quoted && c == '\'') || (!quoted && c.is_ascii_whitespace()) {
-                break;
-            }
-            if c == '\\' && i + 1 < bytes.len() {
-                i += 1;
-                let escaped = dsn[i..].chars().next().unwrap_or('\\');
-                value.push(escaped);
-                i += escaped.len_utf8();
-                continue;
-            }
-            value.push(c);
-            i += c.len_utf8();
-        }
-        if quoted && i < bytes.len() {
-            i += 1;
-        }
-        if !key.is_empty() {
-            pairs.push((key, value, &dsn[start..i]));
-        }
+/// libpq's rule: 0600 or less when the key is the user's, 0640 or less when root's.
+fn check_key_mode(key: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(key).map_err(|err| format!("key {}: {err}", key.display()))?;
+    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+    if meta.mode() & 0o777 & !allowed != 0 {
+        return Err(format!(
+            "private key {} has group or world access; it must be u=rw (0600) or less, \
+             or u=rw,g=r (0640) or less when owned by root",
+            key.display()
+        ));
     }
-    pairs
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
 }
 
 /// Whether a file exists: for a clear error before OpenSSL's own.
@@ -251,36 +205,6 @@ pub fn check_root_cert(path: &Path) -> Result<(), TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_value_dsn_loses_only_the_tls_keys() {
-        let (rest, mode, root) = split_dsn(
-            "host=h sslmode=verify-full password='a b\\'c' sslrootcert = /tmp/ca.pem dbname=d",
-        );
-        assert_eq!(rest, "host=h password='a b\\'c' dbname=d");
-        assert_eq!(mode.as_deref(), Some("verify-full"));
-        assert_eq!(root, Some(PathBuf::from("/tmp/ca.pem")));
-    }
-
-    #[test]
-    fn url_dsn_loses_only_the_tls_parameters() {
-        let (rest, mode, root) = split_dsn(
-            "postgres://u:p@h:5432/d?sslmode=verify-ca&application_name=x&sslrootcert=%2Ftmp%2Fca.pem",
-        );
-        assert_eq!(rest, "postgres://u:p@h:5432/d?application_name=x");
-        assert_eq!(mode.as_deref(), Some("verify-ca"));
-        assert_eq!(root, Some(PathBuf::from("/tmp/ca.pem")));
-        assert_eq!(
-            split_dsn("postgres://h/d?sslmode=require").0,
-            "postgres://h/d"
-        );
-    }
-
-    #[test]
-    fn dsn_without_tls_keys_is_unchanged() {
-        assert_eq!(split_dsn("host=h port=5432").0, "host=h port=5432");
-        assert_eq!(split_dsn("postgres://h/d").0, "postgres://h/d");
-    }
 
     #[test]
     fn modes_parse_and_print_as_libpq_names() {
@@ -300,7 +224,7 @@ mod tests {
     fn verification_without_a_root_certificate_is_refused() {
         let options = TlsOptions {
             mode: SslMode::VerifyFull,
-            root_cert: None,
+            ..TlsOptions::default()
         };
         assert!(matches!(
             Connector::build(&options),

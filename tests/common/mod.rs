@@ -49,13 +49,34 @@ pub fn start_server(settings: &[(&str, &str)]) -> ThrowawayServer {
     server
 }
 
+/// The variables that name a target (any libpq connection variable does), cleared for the
+/// child processes that should not see the developer's own.
+pub const TARGET_VARS: [&str; 16] = [
+    "DATABASE_URL",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGCONNECT_TIMEOUT",
+];
+
 /// `pgstress run` from the repo's root (so the default `data/` folder is the demo data),
 /// writing into the given logs folder, with no target from the environment.
 pub fn pgstress_run(logs: &Path) -> Command {
     let mut cmd = Command::cargo_bin("pgstress").unwrap();
-    cmd.env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .env_remove("PGPASSWORD");
+    for var in TARGET_VARS {
+        cmd.env_remove(var);
+    }
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("run")
         .arg("--logs")

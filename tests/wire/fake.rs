@@ -166,6 +166,8 @@ fn a_misbehaving_server_ends_in_a_classified_failure_within_the_deadline() {
 #[test]
 fn a_misbehaving_server_during_tls_negotiation_is_classified_too() {
     let options = TlsOptions {
+        client_cert: None,
+        client_key: None,
         mode: SslMode::Require,
         root_cert: None,
     };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslVerifyMode};
+use openssl::ssl::{HandshakeError, SslConnector};
 use postgres_protocol::message::frontend;
 
 use super::error::WireError;
@@ -39,31 +39,12 @@ impl WireTls {
     /// The same settings as the `postgres` crate's connector built by `tls::Connector::build`;
     /// None for `disable`.
     pub fn from_options(options: &TlsOptions) -> Result<Option<WireTls>, TlsError> {
-        if options.mode == SslMode::Disable {
-            return Ok(None);
-        }
-        let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
-        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
-        let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull);
-        match (&options.root_cert, verify) {
-            (Some(path), _) => builder
-                .set_ca_file(path)
-                .map_err(|err| TlsError::RootCert {
-                    path: path.clone(),
-                    reason: err.to_string(),
-                })?,
-            (None, true) => return Err(TlsError::NoRootCert(options.mode)),
-            (None, false) => {}
-        }
-        builder.set_verify(if verify {
-            SslVerifyMode::PEER
-        } else {
-            SslVerifyMode::NONE
-        });
-        Ok(Some(WireTls {
-            connector: builder.build(),
-            mode: options.mode,
-        }))
+        Ok(
+            crate::pg::tls::ssl_connector(options)?.map(|connector| WireTls {
+                connector,
+                mode: options.mode,
+            }),
+        )
     }
 }
 

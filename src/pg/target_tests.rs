@@ -1,0 +1,133 @@
+use super::*;
+
+#[test]
+fn passwords_in_free_text_are_masked() {
+    assert_eq!(
+        redact_secrets("unexpected argument 'postgres://u:S3cr3t@h:5432/x?sslmode=require' found"),
+        "unexpected argument 'postgres://u:***@h:5432/x?sslmode=require' found"
+    );
+    assert_eq!(
+        redact_secrets("unexpected argument 'host=h password=S3cr3t dbname=x' found"),
+        "unexpected argument 'host=h password=*** dbname=x' found"
+    );
+    assert_eq!(
+        redact_secrets("found 'host=h password = 'a b\\' c' dbname=x'"),
+        "found 'host=h password=*** dbname=x'"
+    );
+    assert_eq!(
+        redact_secrets("the password is not set"),
+        "the password is not set"
+    );
+    assert_eq!(
+        redact_secrets("see https://example.com/a and postgres://u@h/x"),
+        "see https://example.com/a and postgres://u@h/x"
+    );
+}
+
+#[test]
+fn key_value_dsn_is_printed_without_password() {
+    let target = ConnectTarget::parse(
+        "host=127.0.0.1 port=5999 user=u password=s3cret dbname=d",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        target.redacted(),
+        "host=127.0.0.1 port=5999 user=u password=*** dbname=d"
+    );
+    assert!(!format!("{target:?}").contains("s3cret"));
+}
+
+#[test]
+fn url_dsn_is_printed_without_password() {
+    let target = ConnectTarget::parse("postgres://u:s3cret@localhost:5999/d", None).unwrap();
+    assert!(!target.redacted().contains("s3cret"));
+    assert!(target.redacted().contains("password=***"));
+    assert!(target.is_loopback());
+}
+
+#[test]
+fn bad_dsn_error_hides_a_quoted_password() {
+    let err = ConnectTarget::parse("host=x password='s3cret with spaces' port=no", None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("s3cret") && !err.contains("spaces"), "{err}");
+}
+
+#[test]
+fn bad_dsn_error_hides_password() {
+    let err = ConnectTarget::parse("host=x password=s3cret bogus=1", None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    let err = ConnectTarget::parse("postgres://u:s3cret@h:notaport/d", None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn pgpassword_fills_a_missing_password() {
+    let target = ConnectTarget::parse("host=127.0.0.1", Some("pw")).unwrap();
+    assert!(target.redacted().contains("password=***"));
+}
+
+#[test]
+fn remote_host_is_not_loopback() {
+    assert!(
+        !ConnectTarget::parse("host=db.example.com", None)
+            .unwrap()
+            .is_loopback()
+    );
+}
+
+#[test]
+fn connect_timeout_as_libpq_reads_it_with_a_deadline_always() {
+    let timeout = |dsn: &str| ConnectTarget::parse(dsn, None).map(|t| t.setup_timeout());
+    assert_eq!(timeout("host=h").unwrap(), DEFAULT_SETUP_TIMEOUT);
+    assert_eq!(
+        timeout("host=h connect_timeout=5").unwrap(),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        timeout("host=h connect_timeout=1").unwrap(),
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        timeout("host=h connect_timeout=0").unwrap(),
+        DEFAULT_SETUP_TIMEOUT
+    );
+    assert!(timeout("host=h connect_timeout=soon").is_err());
+}
+
+#[test]
+fn the_users_application_name_wins_over_pgstresss() {
+    let timeout = Duration::from_secs(1);
+    let named = ConnectTarget::parse("host=h application_name=mine", None).unwrap();
+    let config = named.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("mine"));
+    let plain = ConnectTarget::parse("host=h fallback_application_name=fb", None).unwrap();
+    let config = plain.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("fb"));
+    let plain = ConnectTarget::parse("host=h", None).unwrap();
+    let config = plain.request_config(timeout, "pgstress", false);
+    assert_eq!(config.get_application_name(), Some("pgstress"));
+}
+
+#[test]
+fn libpq_keywords_reach_the_wire_config() {
+    let target = ConnectTarget::parse(
+        "host=/var/run/postgresql,db port=5433 target_session_attrs=read-write options='-c x=1'",
+        None,
+    )
+    .unwrap();
+    assert_eq!(target.config.get_hosts().len(), 2);
+    assert_eq!(target.config.get_options(), Some("-c x=1"));
+    assert!(
+        target
+            .redacted()
+            .starts_with("host=/var/run/postgresql,db port=5433")
+    );
+    assert!(!target.has_password());
+}
