@@ -82,16 +82,23 @@ fn check_server(
 }
 
 fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
+    // The monitor opens after this connection closes and holds one slot: counted with the
+    // sessions already there.
     let row = client.query_one(
         "SELECT current_setting('server_version'),
                 current_setting('max_connections')::int,
-                current_setting('superuser_reserved_connections')::int",
+                current_setting('superuser_reserved_connections')::int,
+                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                (SELECT count(*) FROM pg_stat_activity
+                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int",
         &[],
     )?;
     Ok(ServerFacts {
         version: row.get(0),
         max_connections: row.get::<_, i32>(1).max(0) as u32,
         superuser_reserved_connections: row.get::<_, i32>(2).max(0) as u32,
+        superuser: row.get::<_, Option<bool>>(3).unwrap_or(false),
+        sessions_at_start: row.get::<_, i32>(4).max(0) as u32 + 1,
     })
 }
 

@@ -164,6 +164,12 @@ fn run_against(
     for note in super::preflight::probe_requests(&spec, data)? {
         printer.note(note);
     }
+    // The server's view counts the run's own sessions, named as its requests are.
+    let requests_name = spec
+        .config
+        .get_application_name()
+        .unwrap_or("pgstress")
+        .to_owned();
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
     let cpus = crate::sys::cpus::this_process();
@@ -184,7 +190,8 @@ fn run_against(
 
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let (cpu_sampler, stats_sampler) = start_samplers(config, local_server, monitor, run_start)?;
+    let (cpu_sampler, stats_sampler) =
+        start_samplers(config, local_server, monitor, run_start, requests_name)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -211,6 +218,7 @@ fn start_samplers(
     local_server: Option<LocalServer>,
     monitor: Option<postgres::Client>,
     run_start: Instant,
+    requests_name: String,
 ) -> anyhow::Result<(Sampler<CpuSample>, Option<Sampler<ServerStatsSample>>)> {
     let cpu_sampler: Sampler<CpuSample> = Sampler::start(
         "pgstress-cpu",
@@ -223,7 +231,7 @@ fn start_samplers(
             Sampler::start(
                 "pgstress-monitor",
                 config.sample_every,
-                ServerStatsProbe::new(client),
+                ServerStatsProbe::new(client, requests_name.clone()),
             )
         })
         .transpose()

@@ -104,6 +104,8 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
             version: "15".to_owned(),
             max_connections: 100,
             superuser_reserved_connections: 3,
+            superuser: false,
+            sessions_at_start: 0,
         },
         server_cpu_visible: false,
         server_stats_visible: false,

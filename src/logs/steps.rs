@@ -99,6 +99,7 @@ pub struct StepRow {
     pub server_cpu_peak: Option<f64>,
     pub server_connections_peak: Option<u32>,
     pub server_active_peak: Option<u32>,
+    /// Always empty since the counts could not be made a step's own (docs/logs.md).
     pub server_xact_commit: Option<i64>,
     pub server_xact_rollback: Option<i64>,
     /// Diagnosis flags joined with `;`.
@@ -162,8 +163,10 @@ impl StepRow {
             server_cpu_peak: peak(step.cpu.server),
             server_connections_peak: step.server.map(|s| s.connections_peak),
             server_active_peak: step.server.map(|s| s.active_peak),
-            server_xact_commit: step.server.map(|s| s.xact_commit),
-            server_xact_rollback: step.server.map(|s| s.xact_rollback),
+            // Left empty: PostgreSQL 15 flushes a backend's transaction counts at most once a
+            // second and at its exit, so a step's count is neither its own nor complete.
+            server_xact_commit: None,
+            server_xact_rollback: None,
             flags: crate::model::rules::join(&step.flags),
             client: class(FailureClass::Client),
             bad_value: class(FailureClass::BadValue),

@@ -9,13 +9,46 @@ pub struct ServerFacts {
     pub version: String,
     pub max_connections: u32,
     pub superuser_reserved_connections: u32,
+    /// The run's role is a superuser, which may use the reserved connections too.
+    #[serde(default)]
+    pub superuser: bool,
+    /// Client sessions already open when the run started (others', and pgstress's monitor).
+    #[serde(default)]
+    pub sessions_at_start: u32,
 }
 
 impl ServerFacts {
-    /// Connections the server accepts at once from a non-superuser.
+    /// Connections the run's requests can hold at once: what was free when it started, the
+    /// superuser reserve left out only for a role that may not use it.
     pub fn usable_connections(&self) -> u32 {
+        let reserved = match self.superuser {
+            true => 0,
+            false => self.superuser_reserved_connections,
+        };
         self.max_connections
-            .saturating_sub(self.superuser_reserved_connections)
+            .saturating_sub(reserved)
+            .saturating_sub(self.sessions_at_start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_connections_are_those_free_at_the_start_for_this_role() {
+        let mut server = ServerFacts {
+            version: "15".into(),
+            max_connections: 100,
+            superuser_reserved_connections: 3,
+            superuser: false,
+            sessions_at_start: 10,
+        };
+        assert_eq!(server.usable_connections(), 87);
+        server.superuser = true;
+        assert_eq!(server.usable_connections(), 90);
+        server.sessions_at_start = 120;
+        assert_eq!(server.usable_connections(), 0);
     }
 }
 

@@ -15,14 +15,12 @@ pub struct CpuSample {
     pub server_cpu_pct: Option<f64>,
 }
 
-/// One sample: the connections seen at its end, the transactions since the previous reading.
+/// One sample: pgstress's own sessions on the server when it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerStatsSample {
     pub step: u32,
     pub connections: u32,
     pub active: u32,
-    pub xact_commit: i64,
-    pub xact_rollback: i64,
 }
 
 /// What the server saw during one step.
@@ -30,8 +28,6 @@ pub struct ServerStatsSample {
 pub struct ServerStatsSummary {
     pub connections_peak: u32,
     pub active_peak: u32,
-    pub xact_commit: i64,
-    pub xact_rollback: i64,
 }
 
 impl ServerStatsSummary {
@@ -42,11 +38,6 @@ impl ServerStatsSummary {
         Some(ServerStatsSummary {
             connections_peak: samples.iter().map(|s| s.connections).max().unwrap_or(0),
             active_peak: samples.iter().map(|s| s.active).max().unwrap_or(0),
-            // Each reading is a transaction of the monitor's own, counted by the next one.
-            xact_commit: (samples.iter().map(|s| s.xact_commit).sum::<i64>()
-                - samples.len() as i64)
-                .max(0),
-            xact_rollback: samples.iter().map(|s| s.xact_rollback).sum(),
         })
     }
 }
@@ -56,22 +47,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_keeps_peaks_and_sums_transactions() {
-        let sample = |connections, xact_commit| ServerStatsSample {
+    fn summary_keeps_the_peaks() {
+        let sample = |connections, active| ServerStatsSample {
             step: 1,
             connections,
-            active: connections / 2,
-            xact_commit,
-            xact_rollback: 0,
+            active,
         };
-        let summary = ServerStatsSummary::of(&[sample(4, 10), sample(9, 5), sample(2, 1)]).unwrap();
+        let summary = ServerStatsSummary::of(&[sample(4, 4), sample(9, 3), sample(2, 1)]).unwrap();
         assert_eq!(summary.connections_peak, 9);
         assert_eq!(summary.active_peak, 4);
-        assert_eq!(
-            summary.xact_commit,
-            16 - 3,
-            "the monitor's own three readings left out"
-        );
         assert_eq!(ServerStatsSummary::of(&[]), None);
     }
 }

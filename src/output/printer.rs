@@ -60,8 +60,13 @@ impl<W: Write> Printer<W> {
         self.line(format!("target:  {}{kind}", facts.target));
         let server = &facts.server;
         self.line(format!(
-            "server:  PostgreSQL {}, max_connections {} ({} reserved for superusers)",
-            server.version, server.max_connections, server.superuser_reserved_connections
+            "server:  PostgreSQL {}, max_connections {} ({} reserved for superusers, {} sessions open): {} free for the requests{}",
+            server.version,
+            server.max_connections,
+            server.superuser_reserved_connections,
+            server.sessions_at_start,
+            server.usable_connections(),
+            if server.superuser { " (a superuser may use the reserve)" } else { "" }
         ));
         self.line(format!("query:   {}", plan.query));
         if plan.allow_writes {

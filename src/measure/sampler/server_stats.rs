@@ -6,34 +6,34 @@ use postgres::Client;
 use super::{Probe, StepTag};
 use crate::model::sample::ServerStatsSample;
 
-/// One reading of the server's own view.
+/// One reading of the server's own view of pgstress's sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerStatsReading {
-    /// Client backends connected, the monitoring connection left out.
+    /// Sessions of the run's requests (by their application_name), the monitor left out.
     pub connections: u32,
     pub active: u32,
-    pub xact_commit: i64,
-    pub xact_rollback: i64,
 }
 
 pub struct ServerStatsProbe {
     client: Option<Client>,
+    /// The application_name of the run's requests: other sessions on the server are not its.
+    application_name: String,
 }
 
 impl ServerStatsProbe {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, application_name: String) -> Self {
         ServerStatsProbe {
             client: Some(client),
+            application_name,
         }
     }
 }
 
-/// The monitor leaves itself out of the counts: it is connected, and active while it asks.
-const QUERY: &str = "SELECT count(*) FILTER (WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int,
-       count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid())::int,
-       (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
-       (SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database())
-FROM pg_stat_activity";
+/// The run's own sessions: by the requests' application_name, the monitor left out (it may
+/// carry the same name when the user set one).
+const QUERY: &str = "SELECT count(*)::int, count(*) FILTER (WHERE state = 'active')::int
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND application_name = $1 AND pid <> pg_backend_pid()";
 
 impl Probe for ServerStatsProbe {
     type Reading = Option<ServerStatsReading>;
@@ -41,12 +41,10 @@ impl Probe for ServerStatsProbe {
 
     fn read(&mut self) -> Option<ServerStatsReading> {
         let client = self.client.as_mut()?;
-        match client.query_one(QUERY, &[]) {
+        match client.query_one(QUERY, &[&self.application_name]) {
             Ok(row) => Some(ServerStatsReading {
                 connections: row.get::<_, i32>(0).max(0) as u32,
                 active: row.get::<_, i32>(1).max(0) as u32,
-                xact_commit: row.get::<_, Option<i64>>(2).unwrap_or(0),
-                xact_rollback: row.get::<_, Option<i64>>(3).unwrap_or(0),
             }),
             Err(_) => {
                 // A monitor that lost its server stays quiet: the steps report the failures.
@@ -59,17 +57,14 @@ impl Probe for ServerStatsProbe {
     fn sample(
         &mut self,
         tag: StepTag,
-        before: &Option<ServerStatsReading>,
+        _before: &Option<ServerStatsReading>,
         after: &Option<ServerStatsReading>,
     ) -> Option<ServerStatsSample> {
         let after = (*after)?;
-        let before = before.unwrap_or(after);
         Some(ServerStatsSample {
             step: tag.step,
             connections: after.connections,
             active: after.active,
-            xact_commit: after.xact_commit - before.xact_commit,
-            xact_rollback: after.xact_rollback - before.xact_rollback,
         })
     }
 }
