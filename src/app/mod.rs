@@ -1,6 +1,7 @@
 //! One file per subcommand, and the per-step loop that `run` drives.
 
 pub mod compare;
+pub mod cpus;
 pub mod preflight;
 pub mod prepare;
 pub mod report;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::cpus::place_sides;
 use super::preflight::{SETUP_TIMEOUT, preflight};
 use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
@@ -22,7 +23,7 @@ use crate::measure::sampler::cpu::{CpuProbe, LocalServer};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::model::plan::Mode;
-use crate::model::sample::{CpuSample, ServerStatsSample};
+use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::pg::request::RequestSpec;
@@ -31,6 +32,8 @@ use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
+    // Before any thread starts, so that every thread of pgstress runs on its own CPUs.
+    let placement = place_sides(&config)?;
     interrupt::install(crate::pg::server::kill_all_now);
     // Input first: nothing is sent to any server before it is known good.
     let data = match config.takes_parameter {
@@ -45,7 +48,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 
     let mut printer = Printer::new(std::io::stdout());
     let throwaway = match &config.target {
-        TargetChoice::Throwaway { settings } => Some(start_throwaway(settings, &mut printer)?),
+        TargetChoice::Throwaway { settings } => {
+            let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
+            Some(start_throwaway(settings, cpus, &mut printer)?)
+        }
         TargetChoice::Server(_) => None,
     };
     let target = match (&config.target, &throwaway) {
@@ -58,6 +64,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         &target,
         throwaway.as_ref(),
         data.as_ref(),
+        placement.is_some(),
         &mut printer,
     );
     if let Some(server) = throwaway {
@@ -88,6 +95,7 @@ fn run_against(
     target: &ConnectTarget,
     throwaway: Option<&ThrowawayServer>,
     data: Option<&ParamData>,
+    pinned: bool,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
@@ -127,11 +135,13 @@ fn run_against(
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
         client: cpus.into(),
+        cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
     };
 
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let (cpu_sampler, stats_sampler) = start_samplers(config, local_server, monitor, run_start)?;
+    let (cpu_sampler, stats_sampler) =
+        start_samplers(config, local_server, monitor, run_start, cpus.allowed_cores)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -152,17 +162,20 @@ fn run_against(
     Ok((ramp, breaches))
 }
 
+type CpuSampler = Sampler<CpuSample, StepCpu>;
+
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
 fn start_samplers(
     config: &RunConfig,
     local_server: Option<LocalServer>,
     monitor: Option<postgres::Client>,
     run_start: Instant,
-) -> anyhow::Result<(Sampler<CpuSample>, Option<Sampler<ServerStatsSample>>)> {
-    let cpu_sampler: Sampler<CpuSample> = Sampler::start(
+    client_cores: f64,
+) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
+    let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",
         config.sample_every,
-        CpuProbe::new(local_server, run_start),
+        CpuProbe::new(local_server, run_start, client_cores),
     )
     .context("cannot start the CPU sampler")?;
     let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
@@ -321,9 +334,10 @@ fn describe_data(data: &ParamData, dir: &Path, column: usize) -> String {
 
 fn start_throwaway(
     settings: &[(String, String)],
+    cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayServer> {
-    let server = ThrowawayServer::start(settings)?;
+    let server = ThrowawayServer::start_on(settings, cpus)?;
     for removed in server.removed_leftovers() {
         printer.note(removed);
     }

@@ -107,6 +107,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         server_cpu_visible: false,
         server_stats_visible: false,
         client: CPUS.into(),
+        cpus: Default::default(),
     }
 }
 
@@ -127,7 +128,7 @@ fn run_ramp(
     let sampler = Sampler::start(
         "test-cpu",
         Duration::from_millis(10),
-        CpuProbe::new(None, Instant::now()),
+        CpuProbe::new(None, Instant::now(), 2.0),
     )
     .expect("a sampler");
     let mut out = Vec::new();

@@ -62,6 +62,7 @@ impl Judging {
             )?,
             spread_max: latency("--spread-max", &args.spread_max, &file.spread_max)?
                 .unwrap_or(defaults.spread_max),
+            starved_wait_share: defaults.starved_wait_share,
         };
         Ok(Judging {
             slo_p99,

@@ -68,7 +68,10 @@ impl Rate {
     fn spawn(&self, body: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
         thread::Builder::new()
             .stack_size(self.stack_size)
-            .spawn(body)
+            .spawn(move || {
+                body();
+                crate::sys::schedstat::count_thread_end();
+            })
     }
 }
 

@@ -243,6 +243,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
+                ..Judging::default()
             },
             None,
         );
@@ -263,6 +264,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
+                ..Judging::default()
             },
             None,
         );
@@ -283,6 +285,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
+                ..Judging::default()
             },
             None,
         );

@@ -10,7 +10,7 @@ use crate::model::outcome::FailureClass;
 use crate::model::step::{MeanPeak, StepResult};
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
-pub const STEPS_HEADER: [&str; 37] = [
+pub const STEPS_HEADER: [&str; 39] = [
     "step",
     "requests",
     "ok",
@@ -43,6 +43,8 @@ pub const STEPS_HEADER: [&str; 37] = [
     "process_cpu_peak",
     "server_cpu_mean",
     "server_cpu_peak",
+    "client_cpu_wait_ms",
+    "client_cpu_wait_share",
     "server_connections_peak",
     "server_active_peak",
     "server_xact_commit",
@@ -90,6 +92,10 @@ pub struct StepRow {
     pub process_cpu_peak: Option<f64>,
     pub server_cpu_mean: Option<f64>,
     pub server_cpu_peak: Option<f64>,
+    /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
+    pub client_cpu_wait_ms: Option<f64>,
+    /// That wait over the CPU time pgstress's CPUs offered in the step.
+    pub client_cpu_wait_share: Option<f64>,
     pub server_connections_peak: Option<u32>,
     pub server_active_peak: Option<u32>,
     pub server_xact_commit: Option<i64>,
@@ -108,7 +114,7 @@ impl StepRow {
     pub fn of(step: &StepResult) -> Self {
         let ms = |value: Option<f64>| value.map(|v| round(v, 3));
         let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
-        let peak = |series: Option<MeanPeak>| series.map(|s| round(s.peak, 1));
+        let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
         let class = |c: FailureClass| step.failures(c);
         StepRow {
             step: step.step,
@@ -143,6 +149,8 @@ impl StepRow {
             process_cpu_peak: peak(step.cpu.process),
             server_cpu_mean: mean(step.cpu.server),
             server_cpu_peak: peak(step.cpu.server),
+            client_cpu_wait_ms: step.cpu.client_wait_ms.map(|ms| round(ms, 3)),
+            client_cpu_wait_share: step.cpu.client_wait_share.map(|share| round(share, 3)),
             server_connections_peak: step.server.map(|s| s.connections_peak),
             server_active_peak: step.server.map(|s| s.active_peak),
             server_xact_commit: step.server.map(|s| s.xact_commit),

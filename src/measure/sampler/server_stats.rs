@@ -37,6 +37,7 @@ FROM pg_stat_activity";
 
 impl Probe for ServerStatsProbe {
     type Reading = Option<ServerStatsReading>;
+    type Whole = ();
     type Sample = ServerStatsSample;
 
     fn read(&mut self) -> Option<ServerStatsReading> {
