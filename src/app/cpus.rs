@@ -9,7 +9,7 @@ use crate::sys::affinity;
 
 /// `(client, server)` CPUs, with pgstress already pinned to the client's; None when nothing
 /// is pinned (`--no-pin`, a server pgstress does not start, a single CPU).
-pub fn place_sides(config: &RunConfig) -> anyhow::Result<Option<(Vec<usize>, Vec<usize>)>> {
+pub fn place_sides(config: &RunConfig) -> anyhow::Result<Option<affinity::Placement>> {
     if !matches!(config.target, TargetChoice::Throwaway { .. }) {
         return Ok(None);
     }

@@ -19,7 +19,7 @@ use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
-use crate::measure::sampler::cpu::{CpuProbe, LocalServer};
+use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::model::plan::Mode;
@@ -138,10 +138,15 @@ fn run_against(
         cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
     };
 
+    let sides = Sides {
+        client_cpus: crate::sys::affinity::available(),
+        client_cores: cpus.allowed_cores,
+        server_cores: facts.cpus.server_cores,
+    };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
     let (cpu_sampler, stats_sampler) =
-        start_samplers(config, local_server, monitor, run_start, cpus.allowed_cores)?;
+        start_samplers(config, local_server, monitor, run_start, sides)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -170,12 +175,12 @@ fn start_samplers(
     local_server: Option<LocalServer>,
     monitor: Option<postgres::Client>,
     run_start: Instant,
-    client_cores: f64,
+    sides: Sides,
 ) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
     let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",
         config.sample_every,
-        CpuProbe::new(local_server, run_start, client_cores),
+        CpuProbe::new(local_server, run_start, sides),
     )
     .context("cannot start the CPU sampler")?;
     let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor

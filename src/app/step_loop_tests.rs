@@ -128,7 +128,7 @@ fn run_ramp(
     let sampler = Sampler::start(
         "test-cpu",
         Duration::from_millis(10),
-        CpuProbe::new(None, Instant::now(), 2.0),
+        CpuProbe::new(None, Instant::now(), Default::default()),
     )
     .expect("a sampler");
     let mut out = Vec::new();

@@ -29,6 +29,9 @@ fn figures(step: &StepResult, judging: &Judging) -> CpusFilled {
         client_pct,
         client_cores: judging.client_cores,
         client_wait_share: step.cpu.client_wait_share,
+        client_starved: step
+            .cpu
+            .starved(STARVED_WAIT_SHARE, judging.saturated_cpu_pct),
     }
 }
 
@@ -42,10 +45,8 @@ pub fn filled_first(steps: &[StepResult], judging: &Judging) -> Option<CpusFille
         .collect();
     let full = |figures: &CpusFilled| {
         let server = figures.server_pct.is_some_and(|pct| pct >= threshold);
-        let client = figures.client_pct.is_some_and(|pct| pct >= threshold)
-            || figures
-                .client_wait_share
-                .is_some_and(|share| share >= STARVED_WAIT_SHARE);
+        let client =
+            figures.client_pct.is_some_and(|pct| pct >= threshold) || figures.client_starved;
         match (server, client) {
             (true, true) => Some("both"),
             (true, false) => Some("server"),
@@ -66,9 +67,12 @@ pub fn filled_first(steps: &[StepResult], judging: &Judging) -> Option<CpusFille
 
 /// The verdict's line on the CPUs.
 pub fn sentence(filled: &CpusFilled) -> String {
-    let cpus = |n: f64| match n {
-        n if n == 1.0 => "1 CPU".to_owned(),
-        n => format!("{n} CPUs"),
+    let cpus = |n: f64| {
+        if n == 1.0 {
+            "1 CPU".to_owned()
+        } else {
+            format!("{n} CPUs")
+        }
     };
     let server = match (filled.server_pct, filled.server_cores) {
         (Some(pct), Some(cores)) => format!("the server used {pct:.0}% of its {}", cpus(cores)),
@@ -162,6 +166,7 @@ mod tests {
     fn a_starved_client_fills_its_cpus() {
         let mut starved = step(1, 20.0, 19.0);
         starved.cpu.client_wait_share = Some(0.6);
+        starved.cpu.client_cpus_busy_pct = Some(99.0);
         let filled = filled_first(&[starved], &judging()).unwrap();
         assert_eq!(filled.side, "client");
         let quiet = filled_first(&[step(1, 10.0, 5.0), step(2, 20.0, 5.0)], &judging()).unwrap();

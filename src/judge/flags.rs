@@ -79,10 +79,7 @@ fn client_saturated(step: &StepResult, cpus: &ClientCpus, t: &Thresholds) -> boo
             t.saturated_cpu_pct,
         )
     });
-    let starved = step
-        .cpu
-        .client_wait_share
-        .is_some_and(|share| share >= t.starved_wait_share);
+    let starved = step.cpu.starved(t.starved_wait_share, t.saturated_cpu_pct);
     busy || starved
 }
 
@@ -116,6 +113,7 @@ mod tests {
             server: server.and_then(series),
             client_wait_ms: None,
             client_wait_share: None,
+            client_cpus_busy_pct: None,
         }
     }
 
@@ -154,11 +152,16 @@ mod tests {
         let t = Thresholds::default();
         let mut step = step_with(cpu(95.0, 10.0, None), 5, 500, 50);
         step.cpu.client_wait_share = Some(t.starved_wait_share);
+        step.cpu.client_cpus_busy_pct = Some(100.0);
         assert_eq!(
             diagnose(&step, &burst(None), &TWO_CORES, &t),
             vec![Flag::ClientSaturated]
         );
         step.cpu.client_wait_share = Some(t.starved_wait_share / 10.0);
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
+        // Threads waiting for each other on CPUs pgstress has to itself are not starved.
+        step.cpu.client_wait_share = Some(3.0);
+        step.cpu.client_cpus_busy_pct = Some(40.0);
         assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
     }
 

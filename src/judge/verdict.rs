@@ -131,6 +131,8 @@ pub struct CpusFilled {
     pub client_cores: f64,
     /// pgstress's threads' wait for a CPU over the CPU time its CPUs offered.
     pub client_wait_share: Option<f64>,
+    /// pgstress's threads waited for CPUs that were full (`client-saturated`).
+    pub client_starved: bool,
 }
 
 /// The first step the server did not handle.

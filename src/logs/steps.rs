@@ -10,7 +10,7 @@ use crate::model::outcome::FailureClass;
 use crate::model::step::{MeanPeak, StepResult};
 
 /// The columns, failure classes in `FailureClass::ALL` order after `failed`.
-pub const STEPS_HEADER: [&str; 39] = [
+pub const STEPS_HEADER: [&str; 40] = [
     "step",
     "requests",
     "ok",
@@ -45,6 +45,7 @@ pub const STEPS_HEADER: [&str; 39] = [
     "server_cpu_peak",
     "client_cpu_wait_ms",
     "client_cpu_wait_share",
+    "client_cpus_busy_pct",
     "server_connections_peak",
     "server_active_peak",
     "server_xact_commit",
@@ -96,6 +97,8 @@ pub struct StepRow {
     pub client_cpu_wait_ms: Option<f64>,
     /// That wait over the CPU time pgstress's CPUs offered in the step.
     pub client_cpu_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were in the step, whoever ran on them.
+    pub client_cpus_busy_pct: Option<f64>,
     pub server_connections_peak: Option<u32>,
     pub server_active_peak: Option<u32>,
     pub server_xact_commit: Option<i64>,
@@ -151,6 +154,7 @@ impl StepRow {
             server_cpu_peak: peak(step.cpu.server),
             client_cpu_wait_ms: step.cpu.client_wait_ms.map(|ms| round(ms, 3)),
             client_cpu_wait_share: step.cpu.client_wait_share.map(|share| round(share, 3)),
+            client_cpus_busy_pct: step.cpu.client_cpus_busy_pct.map(|pct| round(pct, 1)),
             server_connections_peak: step.server.map(|s| s.connections_peak),
             server_active_peak: step.server.map(|s| s.active_peak),
             server_xact_commit: step.server.map(|s| s.xact_commit),

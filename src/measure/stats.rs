@@ -260,6 +260,7 @@ mod tests {
             cpu: sample(70.0, Some(48.0)),
             client_wait_ms: Some(3.0),
             client_wait_share: Some(0.15),
+            client_cpus_busy_pct: Some(60.0),
         };
         let summary = CpuSummary::of(&[sample(0.0, Some(0.0))], Some(&whole));
         assert_eq!(

@@ -87,7 +87,7 @@ pub struct Thresholds {
 }
 
 /// The default of `Thresholds::starved_wait_share`.
-pub const STARVED_WAIT_SHARE: f64 = 0.25;
+pub const STARVED_WAIT_SHARE: f64 = 0.5;
 
 impl Default for Thresholds {
     fn default() -> Self {

@@ -26,6 +26,8 @@ pub struct StepCpu {
     /// That wait over the CPU time pgstress's CPUs offered in the step (1.0: on average one
     /// thread per CPU ready to run and not running).
     pub client_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
+    pub client_cpus_busy_pct: Option<f64>,
 }
 
 /// One sample: the connections seen at its end, the transactions since the previous reading.

@@ -57,6 +57,21 @@ pub struct CpuSummary {
     pub client_wait_ms: Option<f64>,
     /// That wait over the CPU time pgstress's CPUs offered in the step.
     pub client_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
+    pub client_cpus_busy_pct: Option<f64>,
+}
+
+impl CpuSummary {
+    /// pgstress's threads waited for a CPU `share` of its CPU time or more while its CPUs were
+    /// busy `busy_pct` or more, with others' work: starved. Threads that only wait for each
+    /// other (a burst's, released together) leave its CPUs to pgstress, which then shows as
+    /// pgstress's own CPU instead.
+    pub fn starved(&self, share: f64, busy_pct: f64) -> bool {
+        self.client_wait_share.is_some_and(|wait| wait >= share)
+            && self
+                .client_cpus_busy_pct
+                .is_some_and(|busy| busy >= busy_pct)
+    }
 }
 
 impl CpuSummary {
@@ -71,6 +86,7 @@ impl CpuSummary {
                 server: MeanPeak::of(server),
                 client_wait_ms: None,
                 client_wait_share: None,
+                client_cpus_busy_pct: None,
             };
         };
         let series = |mean: f64, pick: fn(&CpuSample) -> Option<f64>| {
@@ -86,6 +102,7 @@ impl CpuSummary {
                 .map(|mean| series(mean, |s| s.server_cpu_pct)),
             client_wait_ms: whole.client_wait_ms,
             client_wait_share: whole.client_wait_share,
+            client_cpus_busy_pct: whole.client_cpus_busy_pct,
         }
     }
 }

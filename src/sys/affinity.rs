@@ -128,12 +128,12 @@ pub fn overlap(a: &[usize], b: &[usize]) -> bool {
     a.iter().any(|cpu| b.contains(cpu))
 }
 
+/// `(client, server)` CPU lists.
+pub type Placement = (Vec<usize>, Vec<usize>);
+
 /// Where each side runs, from the choice and the CPUs available: `(client, server)` lists to
 /// pin, or None to pin nothing (`--no-pin`, or a single CPU).
-pub fn resolve(
-    choice: &CpuChoice,
-    available: &[usize],
-) -> Result<Option<(Vec<usize>, Vec<usize>)>, String> {
+pub fn resolve(choice: &CpuChoice, available: &[usize]) -> Result<Option<Placement>, String> {
     let (server, client) = match choice {
         CpuChoice::NoPin => return Ok(None),
         CpuChoice::Split => return Ok(split(available)),

@@ -30,6 +30,33 @@ impl HostTicks {
         Self::parse(text.lines().next()?)
     }
 
+    /// The CPUs in `cpus` together, from their `cpuN` lines of /proc/stat.
+    pub fn read_cpus(cpus: &[usize]) -> Option<Self> {
+        let text = fs::read_to_string("/proc/stat").ok()?;
+        Self::sum_of(&text, cpus)
+    }
+
+    /// The sum of the `cpuN` lines of `stat` for the CPUs in `cpus`.
+    pub fn sum_of(stat: &str, cpus: &[usize]) -> Option<Self> {
+        let mut sum = HostTicks::default();
+        let mut found = 0;
+        for line in stat.lines() {
+            let Some(rest) = line.strip_prefix("cpu") else {
+                continue;
+            };
+            let Some((number, times)) = rest.split_once(' ') else {
+                continue;
+            };
+            if number.parse().is_ok_and(|cpu: usize| cpus.contains(&cpu)) {
+                let ticks = Self::parse(&format!("cpu {times}"))?;
+                sum.busy += ticks.busy;
+                sum.total += ticks.total;
+                found += 1;
+            }
+        }
+        (found > 0).then_some(sum)
+    }
+
     /// Parses the aggregate `cpu ...` line; idle and iowait are the idle time.
     pub fn parse(line: &str) -> Option<Self> {
         let mut fields = line.split_whitespace();
@@ -144,6 +171,19 @@ mod tests {
             total: 1200,
         };
         assert_eq!(later.percent_since(&ticks), Some(50.0));
+    }
+
+    #[test]
+    fn the_client_cpus_are_summed_from_their_own_lines() {
+        let stat = "cpu  9 9 9 9 9\ncpu0 10 0 0 90 0\ncpu1 50 0 0 50 0\ncpu2 1 0 0 1 0\n";
+        assert_eq!(
+            HostTicks::sum_of(stat, &[0, 1]),
+            Some(HostTicks {
+                busy: 60,
+                total: 200
+            })
+        );
+        assert_eq!(HostTicks::sum_of(stat, &[7]), None);
     }
 
     #[test]

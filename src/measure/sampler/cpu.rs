@@ -51,23 +51,35 @@ pub struct CpuReading {
     server_seconds: Option<f64>,
     /// The run-queue wait of pgstress's threads, read at a step's edges only.
     wait_ns: Option<u64>,
+    /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
+    client_cpus: Option<HostTicks>,
 }
 
 pub struct CpuProbe {
     server: Option<LocalServer>,
     run_start: Instant,
     cores: f64,
-    /// The CPUs pgstress may use: the denominator of its threads' wait.
-    client_cores: f64,
+    sides: Sides,
+}
+
+/// What each side may run on.
+#[derive(Debug, Clone, Default)]
+pub struct Sides {
+    /// The CPUs pgstress may use, and how many (capped by a cgroup quota): the denominator of
+    /// its threads' wait, and the most it can use.
+    pub client_cpus: Vec<usize>,
+    pub client_cores: f64,
+    /// How many CPUs the server may use: the most it can use.
+    pub server_cores: Option<f64>,
 }
 
 impl CpuProbe {
-    pub fn new(server: Option<LocalServer>, run_start: Instant, client_cores: f64) -> Self {
+    pub fn new(server: Option<LocalServer>, run_start: Instant, sides: Sides) -> Self {
         CpuProbe {
             server,
             run_start,
             cores: host_cores() as f64,
-            client_cores,
+            sides,
         }
     }
 }
@@ -87,12 +99,14 @@ impl Probe for CpuProbe {
                 .server
                 .and_then(|server| counters::server_cpu_seconds(server.postmaster_pid)),
             wait_ns: None,
+            client_cpus: None,
         }
     }
 
     fn read_edge(&mut self) -> CpuReading {
         CpuReading {
             wait_ns: crate::sys::schedstat::process_wait_ns(),
+            client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
             ..self.read()
         }
     }
@@ -115,12 +129,16 @@ impl Probe for CpuProbe {
             (Some(a), Some(b)) => Some(a - b),
             _ => None,
         };
-        let shares = Shares::of(
-            wall * self.cores,
-            host,
-            after.process_seconds - before.process_seconds,
-            server,
-        );
+        let capacity = wall * self.cores;
+        // Counters may land in one window for work done over several (a backend's whole CPU
+        // is counted when it is reaped): no side reads above the CPUs it may run on.
+        let process = (after.process_seconds - before.process_seconds)
+            .min(wall * self.sides.client_cores.max(0.01));
+        let server = server.map(|seconds| match self.sides.server_cores {
+            Some(cores) => seconds.min(wall * cores),
+            None => seconds,
+        });
+        let shares = Shares::of(capacity, host, process, server);
         Some(CpuSample {
             elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
             step: tag.step,
@@ -138,11 +156,17 @@ impl Probe for CpuProbe {
             (Some(end), Some(begin)) => Some(end.saturating_sub(begin)),
             _ => None,
         };
+        let client_cpus_busy_pct = match (end.client_cpus, begin.client_cpus) {
+            (Some(end), Some(begin)) => end.percent_since(&begin),
+            _ => None,
+        };
+        let cores = self.sides.client_cores;
         Some(StepCpu {
             cpu,
             client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
             client_wait_share: wait_ns
-                .and_then(|ns| crate::sys::schedstat::wait_share(ns, window_ns, self.client_cores)),
+                .and_then(|ns| crate::sys::schedstat::wait_share(ns, window_ns, cores)),
+            client_cpus_busy_pct,
         })
     }
 }
