@@ -88,7 +88,7 @@ fn a_default_run_pins_the_sides_apart_and_says_so() {
         &std::fs::read_to_string(log_file(logs.path(), "_summary.json")).unwrap(),
     )
     .unwrap();
-    let cpus = &summary["facts"]["cpus"];
+    let cpus = &summary["cpus"];
     assert_eq!(cpus["pinned"], true, "{cpus}");
     assert_eq!(cpus["shared"], false, "{cpus}");
     assert_eq!(cpus["server_cores"], 1.0, "{cpus}");
