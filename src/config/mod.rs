@@ -268,14 +268,22 @@ fn merge_cpus(
         ));
     }
     if given && !matches!(target, TargetChoice::Throwaway { .. }) {
-        let option = if server.is_some() {
-            "--server-cpus"
-        } else {
-            "--client-cpus"
+        let given_text = |cli: &Option<String>, file: &Option<String>| {
+            cli.clone().or_else(|| file.clone()).unwrap_or_default()
+        };
+        let (option, text) = match server {
+            Some(_) => (
+                "--server-cpus",
+                given_text(&args.server_cpus, &file.server_cpus),
+            ),
+            None => (
+                "--client-cpus",
+                given_text(&args.client_cpus, &file.client_cpus),
+            ),
         };
         return Err(invalid(
             option,
-            "",
+            text,
             "pgstress pins CPUs only for the throwaway server it starts, not for --dsn or PGHOST",
         ));
     }
