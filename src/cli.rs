@@ -217,6 +217,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "PCT")]
     pub saturated_cpu: Option<f64>,
 
+    /// CPUs of the throwaway server's processes, e.g. 1 or 2-3 [default: the larger half of
+    /// the CPUs pgstress may use, when there are two or more].
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<String>,
+
+    /// CPUs of pgstress's own threads, e.g. 0 or 0-1 [default: the CPUs the server does not
+    /// take].
+    #[arg(long, value_name = "LIST")]
+    pub client_cpus: Option<String>,
+
+    /// Leave the throwaway server and pgstress on the same CPUs, competing for them.
+    #[arg(long)]
+    pub no_pin: bool,
+
     /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
     #[arg(long = "server-setting", value_name = "KEY=VALUE")]
     pub server_settings: Vec<String>,

@@ -1,6 +1,7 @@
 //! One file per subcommand, and the per-step loop that `run` drives.
 
 pub mod compare;
+pub mod cpus;
 pub mod manual;
 pub mod preflight;
 pub mod prepare;

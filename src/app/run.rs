@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::cpus::place_sides;
 use super::preflight::preflight;
 use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
@@ -18,11 +19,11 @@ use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
-use crate::measure::sampler::cpu::{CpuProbe, LocalServer};
+use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
 use crate::model::plan::Mode;
-use crate::model::sample::{CpuSample, ServerStatsSample};
+use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::pg::request::{RequestClient, RequestSpec};
@@ -31,6 +32,8 @@ use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
+    // Before any thread starts, so that every thread of pgstress runs on its own CPUs.
+    let placement = place_sides(&config)?;
     interrupt::install(crate::pg::server::kill_all_now);
     quiet_request_panics();
     // Input first: nothing is sent to any server before it is known good.
@@ -46,7 +49,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 
     let mut printer = Printer::new(std::io::stdout());
     let throwaway = match &config.target {
-        TargetChoice::Throwaway { settings } => Some(start_throwaway(settings, &mut printer)?),
+        TargetChoice::Throwaway { settings } => {
+            let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
+            Some(start_throwaway(settings, cpus, &mut printer)?)
+        }
         TargetChoice::Server(_) => None,
     };
     let target = match (&config.target, &throwaway) {
@@ -59,12 +65,14 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     }
     // Kept until the run ends: the demo values are read from it step by step.
     let mut demo_dir = None;
+    let pinned = placement.is_some();
     let outcome = demo_data(&config, &target, &mut demo_dir, &mut printer).and_then(|demo| {
         run_against(
             &config,
             &target,
             throwaway.as_ref(),
             demo.as_ref().or(data.as_ref()),
+            pinned,
             &mut printer,
         )
     });
@@ -135,25 +143,18 @@ fn run_against(
     target: &ConnectTarget,
     throwaway: Option<&ThrowawayServer>,
     data: Option<&ParamData>,
+    pinned: bool,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
     let (server, visible_server) = preflight(target, config)?;
-    let local_server = match throwaway {
-        Some(server) => Some(LocalServer {
+    let local_server = throwaway
+        .map(|server| LocalServer {
             postmaster_pid: server.postmaster_pid(),
-        }),
-        None => visible_server,
-    };
-    let monitor = target
-        .connect(target.setup_timeout(), "pgstress-monitor")
-        .map_err(|err| {
-            printer.note(format!(
-                "note: no monitoring connection ({err}); carrying on without server statistics"
-            ))
         })
-        .ok();
+        .or(visible_server);
+    let monitor = open_monitor(target, printer);
     let spec = Arc::new(RequestSpec::new(
         target.request_config(config.timeout, "pgstress", config.allow_writes),
         target.tls_options(),
@@ -165,11 +166,8 @@ fn run_against(
         printer.note(note);
     }
     // The server's view counts the run's own sessions, named as its requests are.
-    let requests_name = spec
-        .config
-        .get_application_name()
-        .unwrap_or("pgstress")
-        .to_owned();
+    let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
+    let requests_name = requests_name.to_owned();
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
     let cpus = crate::sys::cpus::this_process();
@@ -177,21 +175,30 @@ fn run_against(
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
-        target: match target.origin() {
-            Some(origin) => format!("{} ({origin})", target.redacted()),
-            None => target.redacted().to_owned(),
-        },
+        target: describe_target(target),
         throwaway: throwaway.is_some(),
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
         client: cpus.into(),
+        cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
     };
 
+    let sides = Sides {
+        client_cpus: crate::sys::affinity::available(),
+        client_cores: cpus.allowed_cores,
+        server_cores: facts.cpus.server_cores,
+    };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let (cpu_sampler, stats_sampler) =
-        start_samplers(config, local_server, monitor, run_start, requests_name)?;
+    let (cpu_sampler, stats_sampler) = start_samplers(
+        config,
+        local_server,
+        monitor,
+        run_start,
+        sides,
+        requests_name,
+    )?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -212,18 +219,44 @@ fn run_against(
     Ok((ramp, breaches))
 }
 
+type CpuSampler = Sampler<CpuSample, StepCpu>;
+
+/// The monitoring connection; without one the run goes on, without server statistics.
+fn open_monitor(
+    target: &ConnectTarget,
+    printer: &mut Printer<std::io::Stdout>,
+) -> Option<postgres::Client> {
+    target
+        .connect(target.setup_timeout(), "pgstress-monitor")
+        .map_err(|err| {
+            printer.note(format!(
+                "note: no monitoring connection ({err}); carrying on without server statistics"
+            ))
+        })
+        .ok()
+}
+
+/// The target as the header shows it, with where it was found.
+fn describe_target(target: &ConnectTarget) -> String {
+    match target.origin() {
+        Some(origin) => format!("{} ({origin})", target.redacted()),
+        None => target.redacted().to_owned(),
+    }
+}
+
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
 fn start_samplers(
     config: &RunConfig,
     local_server: Option<LocalServer>,
     monitor: Option<postgres::Client>,
     run_start: Instant,
+    sides: Sides,
     requests_name: String,
-) -> anyhow::Result<(Sampler<CpuSample>, Option<Sampler<ServerStatsSample>>)> {
-    let cpu_sampler: Sampler<CpuSample> = Sampler::start(
+) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
+    let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",
         config.sample_every,
-        CpuProbe::new(local_server, run_start),
+        CpuProbe::new(local_server, run_start, sides),
     )
     .context("cannot start the CPU sampler")?;
     let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
@@ -394,9 +427,10 @@ fn describe_data(data: &ParamData, dir: &Path, column: usize) -> String {
 
 fn start_throwaway(
     settings: &[(String, String)],
+    cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayServer> {
-    let server = ThrowawayServer::start(settings)?;
+    let server = ThrowawayServer::start_on(settings, cpus)?;
     for removed in server.removed_leftovers() {
         printer.note(removed);
     }

@@ -15,8 +15,11 @@ use crate::measure::sampler::{Sampler, StepTag};
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
-use crate::model::sample::{CpuSample, ServerStatsSample};
-use crate::model::step::StepResult;
+use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
+use crate::model::step::{CpuSummary, StepResult};
+
+/// A step's CPU samples and what its counters measured as a whole.
+type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::sys::interrupt;
@@ -38,7 +41,7 @@ pub struct StepLoop<'a, W: Write> {
     pub facts: &'a RunFacts,
     pub cpus: ClientCpus,
     pub data: Option<&'a ParamData>,
-    pub cpu_sampler: &'a Sampler<CpuSample>,
+    pub cpu_sampler: &'a Sampler<CpuSample, StepCpu>,
     pub stats_sampler: Option<&'a Sampler<ServerStatsSample>>,
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
@@ -64,8 +67,10 @@ impl<W: Write> StepLoop<'_, W> {
             if (self.stop_requested)() {
                 break;
             }
-            let (run, cpu_samples, server_samples) = self.send_step(engine, index, &mut rng);
-            let result = self.judge_step(engine, index, &run, &cpu_samples, &server_samples);
+            let (run, cpu, server_samples) = self.send_step(engine, index, &mut rng);
+            let (cpu_samples, whole) = cpu;
+            let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
+            let result = self.judge_step(engine, index, &run, cpu_summary, &server_samples);
             let written = self.logs.write_step(&result, &cpu_samples, &run.records);
             self.progress.suspend(|| self.printer.step(&result, steps));
             ramp.stopped =
@@ -93,7 +98,7 @@ impl<W: Write> StepLoop<'_, W> {
         engine: &mut dyn Engine,
         index: u32,
         rng: &mut impl rand::Rng,
-    ) -> (StepRun, Vec<CpuSample>, Vec<ServerStatsSample>) {
+    ) -> (StepRun, StepCpuSamples, Vec<ServerStatsSample>) {
         let requests = self
             .config
             .mode
@@ -122,7 +127,7 @@ impl<W: Write> StepLoop<'_, W> {
         };
         let run = engine.run_step(index, params, Some(&watch));
         self.progress.finish_step();
-        let cpu_samples = self.cpu_sampler.end_step();
+        let cpu_samples = self.cpu_sampler.end_step_whole();
         let server_samples = self
             .stats_sampler
             .map(Sampler::end_step)
@@ -136,16 +141,18 @@ impl<W: Write> StepLoop<'_, W> {
         engine: &dyn Engine,
         index: u32,
         run: &StepRun,
-        cpu_samples: &[CpuSample],
+        cpu: CpuSummary,
         server_samples: &[ServerStatsSample],
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
-        let measured = StepResult::from_run(index, size, run, cpu_samples, server_samples);
+        let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
+        measured.cpu = cpu;
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(size),
             usable_connections: Some(self.facts.server.usable_connections()),
+            server_cores: self.facts.cpus.server_cores,
         };
         let flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         measured.with_flags(flags)
@@ -158,8 +165,12 @@ pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
         steps_planned: config.plan.steps,
         slo_p99: config.slo_p99,
         unit: config.mode.unit(),
-        server_shares_host: facts.server_cpu_visible,
         tolerate: config.tolerate,
+        server_shares_host: facts.cpus.shared,
+        host_cores: facts.client.host_cores,
+        client_cores: facts.client.allowed_cores,
+        server_cores: facts.cpus.server_cores,
+        saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
     }
 }
 

@@ -110,6 +110,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         server_cpu_visible: false,
         server_stats_visible: false,
         client: CPUS.into(),
+        cpus: Default::default(),
     }
 }
 
@@ -130,7 +131,7 @@ fn run_ramp(
     let sampler = Sampler::start(
         "test-cpu",
         Duration::from_millis(10),
-        CpuProbe::new(None, Instant::now()),
+        CpuProbe::new(None, Instant::now(), Default::default()),
     )
     .expect("a sampler");
     let mut out = Vec::new();

@@ -63,6 +63,7 @@ impl Judging {
             )?,
             spread_max: latency("--spread-max", &args.spread_max, &file.spread_max)?
                 .unwrap_or(defaults.spread_max),
+            starved_wait_share: defaults.starved_wait_share,
         };
         let tolerate = share("--tolerate", args.tolerate.or(file.tolerate), 0.0)?;
         Ok(Judging {

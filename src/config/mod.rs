@@ -25,7 +25,7 @@ use crate::config::judging::Judging;
 use crate::config::plan::{check_gate_steps, merge_mode, validate_plan};
 use crate::config::values::{parse_duration, parse_setting};
 use crate::judge::gate::Gate;
-use crate::model::plan::{Mode, StepPlan};
+use crate::model::plan::{CpuChoice, Mode, StepPlan};
 use crate::model::query::highest_placeholder;
 use crate::model::rules::{StopRules, Thresholds};
 use crate::pg::request::RequestClient;
@@ -92,6 +92,8 @@ pub struct RunConfig {
     pub report: bool,
     /// No progress bars, even on a terminal.
     pub quiet: bool,
+    /// Where the throwaway server and pgstress run.
+    pub cpus: CpuChoice,
 }
 
 impl RunConfig {
@@ -117,6 +119,7 @@ impl RunConfig {
         let (query, takes_parameter) = merge_query(&args, &file)?;
         let timing = Timing::merge(&args, &file)?;
         let target = merge_target(&args, &file, env)?;
+        let cpus = merge_cpus(&args, &file, &target)?;
         let data = args.data.or(file.data);
         let data_from_demo = data.is_none()
             && takes_parameter
@@ -150,6 +153,7 @@ impl RunConfig {
             thresholds: judging.thresholds,
             report: !(args.no_report || file.no_report == Some(true)),
             quiet: args.quiet || file.quiet == Some(true),
+            cpus,
         })
     }
 }
@@ -266,6 +270,62 @@ impl Timing {
 
 /// The server named by the command line, the file or the environment, else a throwaway one;
 /// an option that fits only the other kind is refused rather than ignored.
+/// The CPU split: lists parse, and only a server pgstress starts can be pinned.
+fn merge_cpus(
+    args: &RunArgs,
+    file: &FileConfig,
+    target: &TargetChoice,
+) -> Result<CpuChoice, ConfigError> {
+    let list = |option: &'static str, text: Option<&String>| {
+        text.map(|text| {
+            crate::sys::affinity::parse_list(text).map_err(|e| invalid(option, text, e))
+        })
+        .transpose()
+    };
+    let server = list(
+        "--server-cpus",
+        args.server_cpus.as_ref().or(file.server_cpus.as_ref()),
+    )?;
+    let client = list(
+        "--client-cpus",
+        args.client_cpus.as_ref().or(file.client_cpus.as_ref()),
+    )?;
+    let no_pin = args.no_pin || file.no_pin == Some(true);
+    let given = server.is_some() || client.is_some();
+    if no_pin && given {
+        return Err(invalid(
+            "--no-pin",
+            "true",
+            "it shares every CPU, so --server-cpus and --client-cpus cannot be given with it",
+        ));
+    }
+    if given && !matches!(target, TargetChoice::Throwaway { .. }) {
+        let given_text = |cli: &Option<String>, file: &Option<String>| {
+            cli.clone().or_else(|| file.clone()).unwrap_or_default()
+        };
+        let (option, text) = match server {
+            Some(_) => (
+                "--server-cpus",
+                given_text(&args.server_cpus, &file.server_cpus),
+            ),
+            None => (
+                "--client-cpus",
+                given_text(&args.client_cpus, &file.client_cpus),
+            ),
+        };
+        return Err(invalid(
+            option,
+            text,
+            "pgstress pins CPUs only for the throwaway server it starts, not for --dsn or PGHOST",
+        ));
+    }
+    Ok(match (no_pin, given) {
+        (true, _) => CpuChoice::NoPin,
+        (false, true) => CpuChoice::Lists { server, client },
+        (false, false) => CpuChoice::Split,
+    })
+}
+
 fn merge_target(
     args: &RunArgs,
     file: &FileConfig,

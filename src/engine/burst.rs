@@ -71,8 +71,11 @@ impl Engine for Burst {
             match thread::Builder::new()
                 .name(REQUEST_THREAD.to_owned())
                 .stack_size(self.stack_size)
-                .spawn(move || worker.run(param))
-            {
+                .spawn(move || {
+                    worker.run(param);
+                    // The thread ends with the step: its wait for a CPU is counted now.
+                    crate::sys::schedstat::count_thread_end();
+                }) {
                 Ok(handle) => handles.push(handle),
                 Err(err) => spawn_failures.push(RequestRecord::failed_without_running(
                     Failure::new(FailureClass::Spawn, format!("cannot start a thread: {err}")),

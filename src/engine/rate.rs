@@ -69,7 +69,10 @@ impl Rate {
         thread::Builder::new()
             .name(REQUEST_THREAD.to_owned())
             .stack_size(self.stack_size)
-            .spawn(body)
+            .spawn(move || {
+                body();
+                crate::sys::schedstat::count_thread_end();
+            })
     }
 }
 

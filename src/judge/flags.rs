@@ -15,6 +15,8 @@ pub struct StepContext {
     /// At most this many requests at once, if the mode bounds it; else the measured peak.
     pub concurrency: Option<u32>,
     pub usable_connections: Option<u32>,
+    /// The CPUs a local server may run on; None: all the host's.
+    pub server_cores: Option<f64>,
 }
 
 /// The flags of one step.
@@ -25,15 +27,9 @@ pub fn diagnose(
     t: &Thresholds,
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
-    let host_saturated = step
-        .cpu
-        .host
-        .is_some_and(|host| host.peak >= t.saturated_cpu_pct);
-    let process_saturated = step.cpu.process.is_some_and(|process| {
-        let cores_used = process.peak / 100.0 * cpus.host_cores;
-        cores_used >= t.saturated_cpu_pct / 100.0 * cpus.allowed_cores
-    });
-    if host_saturated || process_saturated {
+    // The host's CPU flags nothing on its own: a full host that does not make pgstress's
+    // threads wait has not limited pgstress.
+    if client_saturated(step, cpus, t) {
         flags.push(Flag::ClientSaturated);
     }
     let spread = step.launch_spread.as_secs_f64();
@@ -49,11 +45,15 @@ pub fn diagnose(
     {
         flags.push(Flag::OverMaxConnections);
     }
-    if step
-        .cpu
-        .server
-        .is_some_and(|server| server.peak >= t.saturated_cpu_pct)
-    {
+    let server_cores = context.server_cores.unwrap_or(cpus.host_cores);
+    if step.cpu.server.is_some_and(|server| {
+        fills(
+            server.highest(),
+            cpus.host_cores,
+            server_cores,
+            t.saturated_cpu_pct,
+        )
+    }) {
         flags.push(Flag::ServerSaturated);
     }
     let lagging = step
@@ -77,6 +77,26 @@ pub fn diagnose(
     flags
 }
 
+/// pgstress used the threshold's share of its own CPUs, or its threads waited for a CPU a
+/// significant share of the step: starved is saturated.
+fn client_saturated(step: &StepResult, cpus: &ClientCpus, t: &Thresholds) -> bool {
+    let busy = step.cpu.process.is_some_and(|process| {
+        fills(
+            process.highest(),
+            cpus.host_cores,
+            cpus.allowed_cores,
+            t.saturated_cpu_pct,
+        )
+    });
+    let starved = step.cpu.starved(t.starved_wait_share, t.saturated_cpu_pct);
+    busy || starved
+}
+
+/// Whether `pct_of_host` (a share of all the host's cores) fills `threshold_pct` of `cores`.
+pub fn fills(pct_of_host: f64, host_cores: f64, cores: f64, threshold_pct: f64) -> bool {
+    pct_of_host / 100.0 * host_cores >= threshold_pct / 100.0 * cores
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,13 +113,16 @@ mod tests {
         let series = |peak: f64| {
             Some(MeanPeak {
                 mean: peak / 2.0,
-                peak,
+                peak: Some(peak),
             })
         };
         CpuSummary {
             host: series(host),
             process: series(process),
             server: server.and_then(series),
+            client_wait_ms: None,
+            client_wait_share: None,
+            client_cpus_busy_pct: None,
         }
     }
 
@@ -109,6 +132,7 @@ mod tests {
             scheduled: false,
             concurrency: None,
             usable_connections,
+            server_cores: None,
         }
     }
 
@@ -127,11 +151,54 @@ mod tests {
     }
 
     #[test]
-    fn busy_host_saturates_the_client() {
+    fn a_busy_host_alone_flags_nothing() {
         let step = step_with(cpu(95.0, 10.0, None), 5, 500, 50);
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn threads_waiting_for_a_cpu_saturate_the_client() {
+        let t = Thresholds::default();
+        let mut step = step_with(cpu(95.0, 10.0, None), 5, 500, 50);
+        step.cpu.client_wait_share = Some(t.starved_wait_share);
+        step.cpu.client_cpus_busy_pct = Some(100.0);
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::ClientSaturated]
+        );
+        step.cpu.client_wait_share = Some(t.starved_wait_share / 10.0);
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
+        // Threads waiting for each other on CPUs pgstress has to itself are not starved.
+        step.cpu.client_wait_share = Some(3.0);
+        step.cpu.client_cpus_busy_pct = Some(40.0);
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
+    }
+
+    #[test]
+    fn the_server_is_judged_against_its_own_cpus() {
+        // 49% of a 2-core host is 0.98 cores: saturated on the one CPU it is pinned to.
+        let step = step_with(cpu(90.0, 20.0, Some(49.0)), 1, 500, 10);
+        let pinned = StepContext {
+            server_cores: Some(1.0),
+            ..burst(None)
+        };
+        assert_eq!(
+            diagnose(&step, &pinned, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::ServerSaturated]
+        );
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn a_mean_stands_for_the_peak_of_a_short_step() {
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 30, 10);
+        step.cpu.server = Some(MeanPeak {
+            mean: 95.0,
+            peak: None,
+        });
         assert_eq!(
             diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()),
-            vec![Flag::ClientSaturated]
+            vec![Flag::ServerSaturated]
         );
     }
 
@@ -188,6 +255,7 @@ mod tests {
             scheduled: false,
             concurrency: Some(90),
             usable_connections: Some(97),
+            server_cores: None,
         };
         assert!(diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()).is_empty());
     }
@@ -199,6 +267,7 @@ mod tests {
             scheduled: true,
             concurrency: None,
             usable_connections: None,
+            server_cores: None,
         };
         let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
         assert!(diagnose(&step, &rate, &TWO_CORES, &Thresholds::default()).is_empty());

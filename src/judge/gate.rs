@@ -243,7 +243,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
-                tolerate: 0.0,
+                ..Judging::default()
             },
             None,
         );
@@ -264,7 +264,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
-                tolerate: 0.0,
+                ..Judging::default()
             },
             None,
         );
@@ -285,7 +285,7 @@ mod tests {
                 slo_p99: None,
                 unit: CONCURRENT,
                 server_shares_host: false,
-                tolerate: 0.0,
+                ..Judging::default()
             },
             None,
         );

@@ -117,17 +117,42 @@ pub fn handled_figures(step: &Figures, slo_p99_ms: Option<f64>, tolerate: f64) -
 }
 
 /// What the verdict is judged against besides the steps themselves.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Judging {
     pub steps_planned: u32,
     pub slo_p99: Option<Duration>,
     /// What a step's load counts, in the mode's words.
     pub unit: &'static str,
-    /// The server runs on the client's machine, so the two compete for its cores.
+    /// The server and pgstress may run on the same CPUs, so the two compete for them.
     pub server_shares_host: bool,
     /// The share of a step's requests sent that the server may fail and still have handled
     /// it (`--tolerate`; 0, the original's rule, by default).
     pub tolerate: f64,
+    /// All the host's cores: the denominator of the logged CPU percentages.
+    pub host_cores: f64,
+    /// The CPUs pgstress may use.
+    pub client_cores: f64,
+    /// The CPUs a local server may use; None when its CPU is not seen.
+    pub server_cores: Option<f64>,
+    /// CPU share from which a side counts as saturated.
+    pub saturated_cpu_pct: f64,
+}
+
+/// Which side's CPUs filled first, with both sides' figures in that step: each side's CPU
+/// over its own CPUs, in percent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpusFilled {
+    /// "server", "client", "both", or "neither" (then the figures are the busiest step's).
+    pub side: &'static str,
+    pub step: u32,
+    pub server_pct: Option<f64>,
+    pub server_cores: Option<f64>,
+    pub client_pct: Option<f64>,
+    pub client_cores: f64,
+    /// pgstress's threads' wait for a CPU over the CPU time its CPUs offered.
+    pub client_wait_share: Option<f64>,
+    /// pgstress's threads waited for CPUs that were full (`client-saturated`).
+    pub client_starved: bool,
 }
 
 /// The first step the server did not handle.
@@ -172,8 +197,10 @@ pub struct Verdict {
     pub steps_without_load: u32,
     pub steps_planned: u32,
     pub slo_p99_ms: Option<f64>,
-    /// The server runs on the client's machine, so the two compete for its cores.
+    /// The server and pgstress ran on the same CPUs, so the two competed for them.
     pub server_shares_host: bool,
+    /// Which side's CPUs filled first; None when no step measured the CPU.
+    pub cpus_filled: Option<CpusFilled>,
 }
 
 impl Verdict {
@@ -243,6 +270,7 @@ impl Verdict {
             steps_planned: judging.steps_planned,
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
             server_shares_host: judging.server_shares_host,
+            cpus_filled: super::cpus::filled_first(steps, judging),
         }
     }
 
@@ -306,15 +334,12 @@ impl Verdict {
         {
             lines.push(format!("the client was saturated from step {step}: results from there on measure pgstress as much as the server"));
         }
-        if self.server_shares_host
-            && self
-                .limit
-                .as_ref()
-                .is_some_and(|l| matches!(l, Limit::Client { .. }))
-        {
+        lines.extend(self.cpus_filled.as_ref().map(super::cpus::sentence));
+        if self.server_shares_host {
             lines.push(
-                "the server runs on this machine and shares its cores with pgstress: at the host's CPU \
-                 limit neither side's numbers stand alone; run pgstress from another machine for a clean answer"
+                "the server and pgstress shared CPUs and competed for them: at their limit neither \
+                 side's numbers stand alone; pin them apart (drop --no-pin) or run pgstress from \
+                 another machine for a clean answer"
                     .to_owned(),
             );
         }

@@ -9,7 +9,7 @@ fn judging(steps_planned: u32, slo_p99: Option<Duration>) -> Judging {
         slo_p99,
         unit: CONCURRENT,
         server_shares_host: false,
-        tolerate: 0.0,
+        ..Judging::default()
     }
 }
 use crate::test_support::{step_result, step_with_failures};

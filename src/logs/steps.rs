@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 42] = [
+pub const STEPS_HEADER: [&str; 45] = [
     "step",
     "requests",
     "ok",
@@ -55,6 +55,9 @@ pub const STEPS_HEADER: [&str; 42] = [
     "server_failed",
     "attempts_rps",
     "unsent",
+    "client_cpu_wait_ms",
+    "client_cpu_wait_share",
+    "client_cpus_busy_pct",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -114,6 +117,12 @@ pub struct StepRow {
     pub attempts_rps: f64,
     /// Planned but never sent: the step was cut short (`partial`).
     pub unsent: u32,
+    /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
+    pub client_cpu_wait_ms: Option<f64>,
+    /// That wait over the CPU time pgstress's CPUs offered in the step.
+    pub client_cpu_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were in the step, whoever ran on them.
+    pub client_cpus_busy_pct: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -126,7 +135,7 @@ impl StepRow {
     pub fn of(step: &StepResult) -> Self {
         let ms = |value: Option<f64>| value.map(|v| round(v, 3));
         let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
-        let peak = |series: Option<MeanPeak>| series.map(|s| round(s.peak, 1));
+        let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
         let class = |c: FailureClass| step.failures(c);
         StepRow {
             step: step.step,
@@ -173,6 +182,9 @@ impl StepRow {
             server_failed: step.server_failed(),
             attempts_rps: round(step.attempts_per_second(), 1),
             unsent: step.unsent,
+            client_cpu_wait_ms: step.cpu.client_wait_ms.map(|ms| round(ms, 3)),
+            client_cpu_wait_share: step.cpu.client_wait_share.map(|share| round(share, 3)),
+            client_cpus_busy_pct: step.cpu.client_cpus_busy_pct.map(|pct| round(pct, 1)),
         }
     }
 }

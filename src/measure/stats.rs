@@ -53,7 +53,7 @@ impl StepResult {
             queue_wait: histogram(),
             service: histogram(),
             peak_in_flight: peak_in_flight(&run.records),
-            cpu: CpuSummary::of(cpu),
+            cpu: CpuSummary::of(cpu, None),
             server: ServerStatsSummary::of(server),
             flags: Vec::new(),
         };
@@ -130,6 +130,7 @@ fn launch_spread(records: &[RequestRecord]) -> Duration {
 mod tests {
     use super::*;
     use crate::model::outcome::Failure;
+    use crate::model::sample::StepCpu;
     use crate::model::step::MeanPeak;
 
     fn ok(start_ms: u64, latency_ms: u64) -> RequestRecord {
@@ -249,38 +250,75 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cpu_summary_keeps_mean_and_peak() {
-        let sample = |host: f64, server: Option<f64>| CpuSample {
+    fn sample(host: f64, server: Option<f64>) -> CpuSample {
+        CpuSample {
             elapsed_ms: 0,
             step: 1,
             requests: 10,
             host_cpu_pct: host,
             process_cpu_pct: host / 2.0,
             server_cpu_pct: server,
-        };
-        let summary = CpuSummary::of(&[sample(20.0, Some(10.0)), sample(80.0, None)]);
+        }
+    }
+
+    #[test]
+    fn a_peak_needs_three_samples() {
+        let two = CpuSummary::of(&[sample(20.0, Some(10.0)), sample(80.0, None)], None);
+        let mean_only = |mean| Some(MeanPeak { mean, peak: None });
+        assert_eq!(two.host, mean_only(50.0));
+        assert_eq!(two.process, mean_only(25.0));
+        assert_eq!(two.server, mean_only(10.0));
+        let three = CpuSummary::of(
+            &[sample(20.0, None), sample(80.0, None), sample(50.0, None)],
+            None,
+        );
         assert_eq!(
-            summary.host,
+            three.host,
             Some(MeanPeak {
                 mean: 50.0,
-                peak: 80.0
+                peak: Some(80.0)
             })
         );
-        assert_eq!(
-            summary.process,
-            Some(MeanPeak {
-                mean: 25.0,
-                peak: 40.0
-            })
-        );
+        assert_eq!(CpuSummary::of(&[], None).host, None);
+    }
+
+    #[test]
+    fn means_come_from_the_whole_step_counters() {
+        // One sample of a 20 ms step read 0% (no tick yet); the counters saw the server busy.
+        let whole = StepCpu {
+            cpu: sample(70.0, Some(48.0)),
+            client_wait_ms: Some(3.0),
+            client_wait_share: Some(0.15),
+            client_cpus_busy_pct: Some(60.0),
+        };
+        let summary = CpuSummary::of(&[sample(0.0, Some(0.0))], Some(&whole));
         assert_eq!(
             summary.server,
             Some(MeanPeak {
-                mean: 10.0,
-                peak: 10.0
+                mean: 48.0,
+                peak: None
             })
         );
-        assert_eq!(CpuSummary::of(&[]).host, None);
+        assert_eq!(
+            summary.host,
+            Some(MeanPeak {
+                mean: 70.0,
+                peak: None
+            })
+        );
+        assert_eq!(summary.client_wait_share, Some(0.15));
+        let samples = [
+            sample(60.0, Some(40.0)),
+            sample(90.0, Some(60.0)),
+            sample(60.0, Some(44.0)),
+        ];
+        let summary = CpuSummary::of(&samples, Some(&whole));
+        assert_eq!(
+            summary.server,
+            Some(MeanPeak {
+                mean: 48.0,
+                peak: Some(60.0)
+            })
+        );
     }
 }

@@ -120,6 +120,40 @@ pub struct RunFacts {
     pub server_cpu_visible: bool,
     pub server_stats_visible: bool,
     pub client: ClientFacts,
+    /// Which CPUs each side had; runs logged before this field existed have it empty.
+    #[serde(default)]
+    pub cpus: CpuFacts,
+}
+
+/// Which CPUs each side had.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuFacts {
+    /// pgstress's CPUs, as a list (`0-3`).
+    pub client: String,
+    /// The server's CPUs (its postmaster's `Cpus_allowed_list`); None when it is not local.
+    pub server: Option<String>,
+    /// How many CPUs the server may run on: the denominator of its saturation.
+    pub server_cores: Option<f64>,
+    /// pgstress pinned the throwaway server and itself apart.
+    pub pinned: bool,
+    /// The two sides may run on the same CPUs and compete for them.
+    pub shared: bool,
+}
+
+impl CpuFacts {
+    /// One line for the header and the summary.
+    pub fn describe(&self) -> String {
+        let server = match &self.server {
+            Some(list) => format!("server on CPUs {list}"),
+            None => "server not on this machine".to_owned(),
+        };
+        let how = match (self.pinned, self.shared) {
+            (true, _) => "pinned apart",
+            (false, true) => "the sides share CPUs and compete for them",
+            (false, false) => "on CPUs of their own",
+        };
+        format!("{server}, pgstress on CPUs {}; {how}", self.client)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

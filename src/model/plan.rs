@@ -94,3 +94,17 @@ impl Mode {
 
 /// The unit of a burst step's load.
 pub const CONCURRENT: &str = "concurrent requests";
+
+/// Where the throwaway server and pgstress run: each on CPUs of its own (the lists chosen, or
+/// half and half), or sharing them all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CpuChoice {
+    #[default]
+    Split,
+    /// The lists given; an absent one is the CPUs the other does not take.
+    Lists {
+        server: Option<Vec<usize>>,
+        client: Option<Vec<usize>>,
+    },
+    NoPin,
+}

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Flag {
-    /// The client host's CPU peaked at the threshold, or pgstress used that share of its cores.
+    /// pgstress used the threshold's share of its own CPUs, or its threads waited for a CPU.
     ClientSaturated,
     /// The requests of the step did not start together.
     LaunchSpread,
     /// The step has more requests than the server accepts at once.
     OverMaxConnections,
-    /// The local server's CPU peaked at the threshold.
+    /// The local server used the threshold's share of the CPUs it may run on.
     ServerSaturated,
     /// Rate mode: the client could not send the offered rate (requests dropped, or started
     /// late behind their schedule).
@@ -102,7 +102,13 @@ pub struct Thresholds {
     pub spread_ratio: f64,
     /// ...or above this duration raises `launch-spread`.
     pub spread_max: Duration,
+    /// pgstress's threads waiting for a CPU this share of the CPU time its CPUs offered in a
+    /// step raises `client-saturated` (see docs/verdict.md for the measurements behind it).
+    pub starved_wait_share: f64,
 }
+
+/// The default of `Thresholds::starved_wait_share`.
+pub const STARVED_WAIT_SHARE: f64 = 0.5;
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -110,6 +116,7 @@ impl Default for Thresholds {
             saturated_cpu_pct: 90.0,
             spread_ratio: 0.10,
             spread_max: Duration::from_millis(100),
+            starved_wait_share: STARVED_WAIT_SHARE,
         }
     }
 }

@@ -15,6 +15,21 @@ pub struct CpuSample {
     pub server_cpu_pct: Option<f64>,
 }
 
+/// A whole step's CPU, from cumulative counters read at its start and its end: exact however
+/// short the step, where samples of a 20 ms step would be a tick or two.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCpu {
+    /// The host, this process and the server over the step, as in a sample.
+    pub cpu: CpuSample,
+    /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
+    pub client_wait_ms: Option<f64>,
+    /// That wait over the CPU time pgstress's CPUs offered in the step (1.0: on average one
+    /// thread per CPU ready to run and not running).
+    pub client_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
+    pub client_cpus_busy_pct: Option<f64>,
+}
+
 /// One sample: pgstress's own sessions on the server when it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerStatsSample {

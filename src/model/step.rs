@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::Flag;
-use crate::model::sample::{CpuSample, ServerStatsSummary};
+use crate::model::sample::{CpuSample, ServerStatsSummary, StepCpu};
 
 /// Latencies are recorded in microseconds to 3 significant digits. The histograms grow to
 /// hold any value (a pool's queue wait has no bound, a deadline may be a day): nothing the
@@ -18,41 +18,91 @@ const AN_HOUR_MICROS: u64 = 3_600_000_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MeanPeak {
     pub mean: f64,
-    pub peak: f64,
+    /// The highest sample; None where the step had fewer than `MIN_SAMPLES_FOR_PEAK` samples
+    /// (one or two samples are the mean again, not a peak).
+    pub peak: Option<f64>,
 }
 
+/// Samples a step needs before its highest one is called a peak.
+pub const MIN_SAMPLES_FOR_PEAK: usize = 3;
+
 impl MeanPeak {
+    /// The mean of the samples, and their peak when there are enough of them.
     pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
-        let mut count = 0usize;
-        let mut sum = 0.0;
-        let mut peak = f64::MIN;
-        for value in values {
-            count += 1;
-            sum += value;
-            peak = peak.max(value);
-        }
-        (count > 0).then(|| MeanPeak {
-            mean: sum / count as f64,
-            peak,
-        })
+        let values: Vec<f64> = values.into_iter().collect();
+        let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+        mean.map(|mean| MeanPeak::with_mean(mean, &values))
+    }
+
+    /// An exact mean (from counters) and the peak of the samples, when there are enough.
+    pub fn with_mean(mean: f64, samples: &[f64]) -> Self {
+        let peak = (samples.len() >= MIN_SAMPLES_FOR_PEAK)
+            .then(|| samples.iter().copied().fold(f64::MIN, f64::max).max(mean));
+        MeanPeak { mean, peak }
+    }
+
+    /// The peak where there is one, else the mean: what saturation is judged on.
+    pub fn highest(&self) -> f64 {
+        self.peak.unwrap_or(self.mean)
     }
 }
 
-/// The CPU of a step: None where nothing was sampled (or the server is not local).
+/// The CPU of a step: None where nothing was measured (or the server is not local).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuSummary {
     pub host: Option<MeanPeak>,
     pub process: Option<MeanPeak>,
     pub server: Option<MeanPeak>,
+    /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
+    pub client_wait_ms: Option<f64>,
+    /// That wait over the CPU time pgstress's CPUs offered in the step.
+    pub client_wait_share: Option<f64>,
+    /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
+    pub client_cpus_busy_pct: Option<f64>,
 }
 
 impl CpuSummary {
-    pub fn of(samples: &[CpuSample]) -> Self {
-        let server: Vec<f64> = samples.iter().filter_map(|s| s.server_cpu_pct).collect();
+    /// pgstress's threads waited for a CPU `share` of its CPU time or more while its CPUs were
+    /// busy `busy_pct` or more, with others' work: starved. Threads that only wait for each
+    /// other (a burst's, released together) leave its CPUs to pgstress, which then shows as
+    /// pgstress's own CPU instead.
+    pub fn starved(&self, share: f64, busy_pct: f64) -> bool {
+        self.client_wait_share.is_some_and(|wait| wait >= share)
+            && self
+                .client_cpus_busy_pct
+                .is_some_and(|busy| busy >= busy_pct)
+    }
+}
+
+impl CpuSummary {
+    /// Means from the whole step's counters where there are any (else from the samples),
+    /// peaks from the samples where there are enough.
+    pub fn of(samples: &[CpuSample], whole: Option<&StepCpu>) -> Self {
+        let Some(whole) = whole else {
+            let server: Vec<f64> = samples.iter().filter_map(|s| s.server_cpu_pct).collect();
+            return CpuSummary {
+                host: MeanPeak::of(samples.iter().map(|s| s.host_cpu_pct)),
+                process: MeanPeak::of(samples.iter().map(|s| s.process_cpu_pct)),
+                server: MeanPeak::of(server),
+                client_wait_ms: None,
+                client_wait_share: None,
+                client_cpus_busy_pct: None,
+            };
+        };
+        let series = |mean: f64, pick: fn(&CpuSample) -> Option<f64>| {
+            let values: Vec<f64> = samples.iter().filter_map(pick).collect();
+            MeanPeak::with_mean(mean, &values)
+        };
+        let cpu = &whole.cpu;
         CpuSummary {
-            host: MeanPeak::of(samples.iter().map(|s| s.host_cpu_pct)),
-            process: MeanPeak::of(samples.iter().map(|s| s.process_cpu_pct)),
-            server: MeanPeak::of(server),
+            host: Some(series(cpu.host_cpu_pct, |s| Some(s.host_cpu_pct))),
+            process: Some(series(cpu.process_cpu_pct, |s| Some(s.process_cpu_pct))),
+            server: cpu
+                .server_cpu_pct
+                .map(|mean| series(mean, |s| s.server_cpu_pct)),
+            client_wait_ms: whole.client_wait_ms,
+            client_wait_share: whole.client_wait_share,
+            client_cpus_busy_pct: whole.client_cpus_busy_pct,
         }
     }
 }

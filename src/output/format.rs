@@ -17,6 +17,7 @@ pub fn one_decimal(value: Option<f64>) -> String {
 pub fn cpu_mean_peak(mean: Option<f64>, peak: Option<f64>) -> String {
     match (mean, peak) {
         (Some(mean), Some(peak)) => format!("{mean:.0}%/{peak:.0}%"),
+        (Some(mean), None) => format!("{mean:.0}%/-"),
         _ => "-".to_owned(),
     }
 }
@@ -47,7 +48,7 @@ mod tests {
         assert_eq!(one_decimal(Some(0.06)), "0.1");
         assert_eq!(one_decimal(None), "-");
         assert_eq!(cpu_mean_peak(Some(35.4), Some(51.0)), "35%/51%");
-        assert_eq!(cpu_mean_peak(Some(35.4), None), "-");
+        assert_eq!(cpu_mean_peak(Some(35.4), None), "35%/-");
         assert_eq!(cpu_mean_peak(None, None), "-");
     }
 }

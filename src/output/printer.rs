@@ -96,6 +96,7 @@ impl<W: Write> Printer<W> {
             seconds(plan.bound_s),
             seconds(plan.largest_step_bound_s)
         ));
+        self.line(format!("cpus:    {}", facts.cpus.describe()));
         for path in log_paths {
             self.line(format!("log:     {}", path.display()));
         }
@@ -127,7 +128,7 @@ impl<W: Write> Printer<W> {
             None => String::new(),
         };
         self.line(format!(
-            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}{dropped}  wall {:.3}s  p50 {}  p99 {}{waited}  cpu client {}  server {}{flags}",
+            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}{dropped}  wall {:.3}s  p50 {}  p99 {}{waited}  cpu host {}  pgstress {} (waits {})  server {}{flags}",
             result.step,
             result.requests,
             result.ok,
@@ -136,6 +137,8 @@ impl<W: Write> Printer<W> {
             format::ms(result.latency_ms(50.0)),
             format::ms(result.latency_ms(99.0)),
             cpu(result.cpu.host),
+            cpu(result.cpu.process),
+            wait(result.cpu.client_wait_share),
             cpu(result.cpu.server),
         ));
         for (class, message) in &result.first_messages {
@@ -155,7 +158,7 @@ impl<W: Write> Printer<W> {
     pub fn summary(&mut self, results: &[StepResult]) {
         self.line("");
         self.line(format!(
-            "{:>4} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+            "{:>4} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8}",
             "step",
             "requests",
             "ok",
@@ -163,13 +166,14 @@ impl<W: Write> Printer<W> {
             "wall_s",
             "p50_ms",
             "p99_ms",
-            "client_cpu",
+            "host_cpu",
             "pgstress",
-            "server_cpu"
+            "server_cpu",
+            "cpu_wait"
         ));
         for r in results {
             self.line(format!(
-                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10}  {}",
+                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8}  {}",
                 r.step,
                 r.requests,
                 r.ok,
@@ -180,13 +184,19 @@ impl<W: Write> Printer<W> {
                 cpu(r.cpu.host),
                 cpu(r.cpu.process),
                 cpu(r.cpu.server),
+                wait(r.cpu.client_wait_share),
                 crate::model::rules::join(&r.flags),
             ));
         }
     }
 }
 
-/// "mean%/peak%", or "-" when nothing was sampled.
+/// "mean%/peak%" ("mean%/-" without enough samples for a peak), or "-" when nothing was measured.
 fn cpu(series: Option<MeanPeak>) -> String {
-    format::cpu_mean_peak(series.map(|s| s.mean), series.map(|s| s.peak))
+    format::cpu_mean_peak(series.map(|s| s.mean), series.and_then(|s| s.peak))
+}
+
+/// pgstress's threads' wait for a CPU as a share of its CPU time, or "-".
+fn wait(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".to_owned(), |share| format!("{:.0}%", share * 100.0))
 }

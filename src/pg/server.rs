@@ -69,6 +69,15 @@ pub struct ThrowawayServer {
 impl ThrowawayServer {
     /// `settings` are passed to the server as `-c KEY=VALUE`.
     pub fn start(settings: &[(String, String)]) -> Result<Self, ServerError> {
+        Self::start_on(settings, None)
+    }
+
+    /// Starts the server with its postmaster, and so every backend, pinned to `cpus` (None:
+    /// wherever this process may run).
+    pub fn start_on(
+        settings: &[(String, String)],
+        cpus: Option<&[usize]>,
+    ) -> Result<Self, ServerError> {
         let bin_dir = find_binaries().ok_or(ServerError::NotFound)?;
         let owner = server_owner()?;
         let leftovers = crate::pg::watchdog::remove_leftovers();
@@ -122,6 +131,7 @@ impl ThrowawayServer {
             args,
             owner,
             log: root.join("server.log"),
+            cpus: cpus.map(<[usize]>::to_vec),
         };
         let child = postmaster.launch()?;
         let mut server = ThrowawayServer {
@@ -258,12 +268,17 @@ struct Postmaster {
     args: Vec<String>,
     owner: Option<User>,
     log: PathBuf,
+    /// The CPUs the postmaster is pinned to; its backends inherit them.
+    cpus: Option<Vec<usize>>,
 }
 
 impl Postmaster {
     fn launch(&self) -> Result<Child, ServerError> {
         let mut command = Command::new(&self.binary);
         command.args(&self.args);
+        if let Some(cpus) = &self.cpus {
+            pin_child(&mut command, cpus)?;
+        }
         let child = spawn_as(command, &self.owner, &self.log)
             .map_err(|err| ServerError::Start(err.to_string()))?;
         let folder = self.log.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -278,6 +293,23 @@ impl Drop for ThrowawayServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Has the child pin itself to `cpus` between fork and exec, so the postmaster is never
+/// seen running elsewhere and every backend it forks inherits the set.
+fn pin_child(command: &mut Command, cpus: &[usize]) -> Result<(), ServerError> {
+    use std::os::unix::process::CommandExt;
+    let set = crate::sys::affinity::cpu_set(cpus).map_err(|err| {
+        ServerError::Start(format!("cannot pin the server to CPUs {cpus:?}: {err}"))
+    })?;
+    // SAFETY: sched_setaffinity is a plain system call, safe between fork and exec; the set
+    // was built before the fork, so nothing is allocated in the child.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+        });
+    }
+    Ok(())
 }
 
 fn forget_live(pid: u32) {

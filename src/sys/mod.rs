@@ -1,7 +1,9 @@
 //! The operating system: signals, /proc, resource limits and CPUs.
 
+pub mod affinity;
 pub mod cpus;
 pub mod interrupt;
 pub mod limits;
 pub mod ports;
 pub mod procfs;
+pub mod schedstat;

@@ -30,6 +30,33 @@ impl HostTicks {
         Self::parse(text.lines().next()?)
     }
 
+    /// The CPUs in `cpus` together, from their `cpuN` lines of /proc/stat.
+    pub fn read_cpus(cpus: &[usize]) -> Option<Self> {
+        let text = fs::read_to_string("/proc/stat").ok()?;
+        Self::sum_of(&text, cpus)
+    }
+
+    /// The sum of the `cpuN` lines of `stat` for the CPUs in `cpus`.
+    pub fn sum_of(stat: &str, cpus: &[usize]) -> Option<Self> {
+        let mut sum = HostTicks::default();
+        let mut found = 0;
+        for line in stat.lines() {
+            let Some(rest) = line.strip_prefix("cpu") else {
+                continue;
+            };
+            let Some((number, times)) = rest.split_once(' ') else {
+                continue;
+            };
+            if number.parse().is_ok_and(|cpu: usize| cpus.contains(&cpu)) {
+                let ticks = Self::parse(&format!("cpu {times}"))?;
+                sum.busy += ticks.busy;
+                sum.total += ticks.total;
+                found += 1;
+            }
+        }
+        (found > 0).then_some(sum)
+    }
+
     /// Parses the aggregate `cpu ...` line; idle and iowait are the idle time.
     pub fn parse(line: &str) -> Option<Self> {
         let mut fields = line.split_whitespace();
@@ -59,24 +86,45 @@ impl HostTicks {
     }
 }
 
-/// CPU seconds used by a process; with `children`, also by every child it has reaped and every
-/// child still alive (the postmaster and all its backends).
-pub fn process_cpu_seconds(pid: u32, children: bool) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU seconds used by this process, every thread it has had included, to the nanosecond.
+pub fn own_cpu_seconds() -> Option<f64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let done = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    (done == 0).then(|| now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
+}
+
+/// CPU seconds of a server: its postmaster and live backends to the nanosecond (their
+/// schedstat run time; each is single-threaded), and the backends it has reaped to the tick.
+pub fn server_cpu_seconds(postmaster: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
     let times = StatTimes::parse(&stat)?;
-    let mut ticks = times.utime + times.stime;
-    if children {
-        ticks += times.cutime + times.cstime;
-        let list =
-            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        for child in list.split_whitespace() {
-            let child_stat = fs::read_to_string(format!("/proc/{child}/stat")).ok();
-            if let Some(child) = child_stat.as_deref().and_then(StatTimes::parse) {
-                ticks += child.utime + child.stime;
-            }
-        }
-    }
-    Some(ticks as f64 / ticks_per_second())
+    let reaped = (times.cutime + times.cstime) as f64 / ticks_per_second();
+    let ticks_of = |times: &StatTimes| (times.utime + times.stime) as f64 / ticks_per_second();
+    let own = run_seconds(postmaster).unwrap_or_else(|| ticks_of(&times));
+    let list = fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children"))
+        .unwrap_or_default();
+    let live: f64 = list
+        .split_whitespace()
+        .filter_map(|child| child.parse::<u32>().ok())
+        .filter_map(|child| {
+            run_seconds(child).or_else(|| {
+                let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+                StatTimes::parse(&stat).map(|times| ticks_of(&times))
+            })
+        })
+        .sum();
+    Some(own + reaped + live)
+}
+
+/// A single-threaded process's run time from /proc/PID/schedstat (its first field, in ns).
+fn run_seconds(pid: u32) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
 
 /// The time fields of /proc/PID/stat.
@@ -126,6 +174,19 @@ mod tests {
     }
 
     #[test]
+    fn the_client_cpus_are_summed_from_their_own_lines() {
+        let stat = "cpu  9 9 9 9 9\ncpu0 10 0 0 90 0\ncpu1 50 0 0 50 0\ncpu2 1 0 0 1 0\n";
+        assert_eq!(
+            HostTicks::sum_of(stat, &[0, 1]),
+            Some(HostTicks {
+                busy: 60,
+                total: 200
+            })
+        );
+        assert_eq!(HostTicks::sum_of(stat, &[7]), None);
+    }
+
+    #[test]
     fn per_core_line_is_not_the_host_line() {
         assert_eq!(HostTicks::parse("cpu0 1 2 3 4 5"), None);
     }
@@ -151,6 +212,7 @@ mod tests {
             spin = spin.wrapping_add(i * i);
         }
         assert!(spin > 0);
-        assert!(process_cpu_seconds(std::process::id(), false).is_some());
+        assert!(own_cpu_seconds().unwrap() > 0.0);
+        assert!(server_cpu_seconds(std::process::id()).unwrap() > 0.0);
     }
 }

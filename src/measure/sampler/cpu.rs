@@ -7,7 +7,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::counters::{self, HostTicks};
 use super::{Probe, StepTag};
-use crate::model::sample::CpuSample;
+use crate::model::sample::{CpuSample, StepCpu};
 use crate::sys::cpus::host_cores;
 
 /// The local server whose CPU is sampled: its postmaster, whose children are the backends.
@@ -49,24 +49,37 @@ pub struct CpuReading {
     host: Option<HostTicks>,
     process_seconds: f64,
     server_seconds: Option<f64>,
+    /// The run-queue wait of pgstress's threads, read at a step's edges only.
+    wait_ns: Option<u64>,
+    /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
+    client_cpus: Option<HostTicks>,
 }
 
 pub struct CpuProbe {
     server: Option<LocalServer>,
     run_start: Instant,
-    system: Option<System>,
-    pid: Pid,
     cores: f64,
+    sides: Sides,
+}
+
+/// What each side may run on.
+#[derive(Debug, Clone, Default)]
+pub struct Sides {
+    /// The CPUs pgstress may use, and how many (capped by a cgroup quota): the denominator of
+    /// its threads' wait, and the most it can use.
+    pub client_cpus: Vec<usize>,
+    pub client_cores: f64,
+    /// How many CPUs the server may use: the most it can use.
+    pub server_cores: Option<f64>,
 }
 
 impl CpuProbe {
-    pub fn new(server: Option<LocalServer>, run_start: Instant) -> Self {
+    pub fn new(server: Option<LocalServer>, run_start: Instant, sides: Sides) -> Self {
         CpuProbe {
             server,
             run_start,
-            system: System::new().ok(),
-            pid: Pid::from_u32(std::process::id()),
             cores: host_cores() as f64,
+            sides,
         }
     }
 }
@@ -74,29 +87,27 @@ impl CpuProbe {
 impl Probe for CpuProbe {
     type Reading = CpuReading;
     type Sample = CpuSample;
+    type Whole = StepCpu;
     const MERGE_SHORT_TAIL: bool = true;
 
     fn read(&mut self) -> CpuReading {
-        let process_seconds = match &mut self.system {
-            Some(system) => {
-                system.refresh_processes_specifics(
-                    ProcessesToUpdate::Some(&[self.pid]),
-                    false,
-                    ProcessRefreshKind::nothing().with_cpu(),
-                );
-                system
-                    .process(self.pid)
-                    .map_or(0.0, |p| p.accumulated_cpu_time() as f64 / 1000.0)
-            }
-            None => 0.0,
-        };
         CpuReading {
             at: Instant::now(),
             host: HostTicks::read(),
-            process_seconds,
+            process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
             server_seconds: self
                 .server
-                .and_then(|server| counters::process_cpu_seconds(server.postmaster_pid, true)),
+                .and_then(|server| counters::server_cpu_seconds(server.postmaster_pid)),
+            wait_ns: None,
+            client_cpus: None,
+        }
+    }
+
+    fn read_edge(&mut self) -> CpuReading {
+        CpuReading {
+            wait_ns: crate::sys::schedstat::process_wait_ns(),
+            client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
+            ..self.read()
         }
     }
 
@@ -114,24 +125,91 @@ impl Probe for CpuProbe {
             (Some(a), Some(b)) => a.percent_since(&b),
             _ => None,
         };
-        // Processes and host are counted in ticks at different moments: a process's share
-        // may round above the host's, which contains it. The host's bounds it.
-        let ceiling = host.unwrap_or(100.0);
-        let share = |seconds: f64| {
-            (seconds / (wall * self.cores) * 100.0)
-                .clamp(0.0, 100.0)
-                .min(ceiling)
+        let server = match (after.server_seconds, before.server_seconds) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
         };
+        let capacity = wall * self.cores;
+        // Counters may land in one window for work done over several (a backend's whole CPU
+        // is counted when it is reaped): no side reads above the CPUs it may run on.
+        let process = (after.process_seconds - before.process_seconds)
+            .min(wall * self.sides.client_cores.max(0.01));
+        let server = server.map(|seconds| match self.sides.server_cores {
+            Some(cores) => seconds.min(wall * cores),
+            None => seconds,
+        });
+        let shares = Shares::of(capacity, host, process, server);
         Some(CpuSample {
             elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
             step: tag.step,
             requests: tag.requests,
-            host_cpu_pct: host.unwrap_or(0.0),
-            process_cpu_pct: share(after.process_seconds - before.process_seconds),
-            server_cpu_pct: match (after.server_seconds, before.server_seconds) {
-                (Some(a), Some(b)) => Some(share(a - b)),
-                _ => None,
-            },
+            host_cpu_pct: shares.host,
+            process_cpu_pct: shares.process,
+            server_cpu_pct: shares.server,
         })
+    }
+
+    fn whole(&mut self, tag: StepTag, begin: &CpuReading, end: &CpuReading) -> Option<StepCpu> {
+        let cpu = self.sample(tag, begin, end)?;
+        let window_ns = end.at.duration_since(begin.at).as_nanos() as u64;
+        let wait_ns = match (end.wait_ns, begin.wait_ns) {
+            (Some(end), Some(begin)) => Some(end.saturating_sub(begin)),
+            _ => None,
+        };
+        let client_cpus_busy_pct = match (end.client_cpus, begin.client_cpus) {
+            (Some(end), Some(begin)) => end.percent_since(&begin),
+            _ => None,
+        };
+        let cores = self.sides.client_cores;
+        Some(StepCpu {
+            cpu,
+            client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
+            client_wait_share: wait_ns
+                .and_then(|ns| crate::sys::schedstat::wait_share(ns, window_ns, cores)),
+            client_cpus_busy_pct,
+        })
+    }
+}
+
+/// Shares of all the host's cores, in percent, over one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shares {
+    pub host: f64,
+    pub process: f64,
+    pub server: Option<f64>,
+}
+
+impl Shares {
+    /// From the host's busy share (ticks) and the CPU seconds of this process and the server
+    /// (nanoseconds) over `capacity` core-seconds. The host contains both processes: where its
+    /// ticks, coarser and read at other moments, fall short of them, it is at least their sum,
+    /// so no process ever reads above the host.
+    pub fn of(capacity: f64, host: Option<f64>, process: f64, server: Option<f64>) -> Shares {
+        let pct = |seconds: f64| (seconds / capacity * 100.0).clamp(0.0, 100.0);
+        let (process, server) = (pct(process), server.map(pct));
+        let floor = (process + server.unwrap_or(0.0)).min(100.0);
+        Shares {
+            host: host.unwrap_or(0.0).max(floor).min(100.0),
+            process,
+            server,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_process_reads_above_the_host() {
+        // 20 ms on 2 cores: 40 ms of capacity. The host's ticks saw nothing yet.
+        let shares = Shares::of(0.040, Some(0.0), 0.010, Some(0.020));
+        assert_eq!(shares.process, 25.0);
+        assert_eq!(shares.server, Some(50.0));
+        assert_eq!(shares.host, 75.0);
+        let busy = Shares::of(1.0, Some(90.0), 0.2, None);
+        assert_eq!((busy.host, busy.process, busy.server), (90.0, 20.0, None));
+        let over = Shares::of(1.0, Some(100.0), 0.7, Some(0.6));
+        assert_eq!(over.host, 100.0);
     }
 }

@@ -20,13 +20,28 @@ pub struct StepTag {
 
 /// Something read periodically; a sample covers the time between two readings.
 pub trait Probe: Send + 'static {
-    type Reading: Send;
+    type Reading: Send + Clone;
     type Sample: Send + 'static;
+    /// What the step measured as a whole, from the readings at its start and its end.
+    type Whole: Send + 'static;
     /// Whether a step's last window, when much shorter than the interval, is read together
     /// with the window before it. Counters that tick (the kernel counts CPU in 10 ms ticks)
     /// read as 0% or 100% over a few milliseconds; point readings lose nothing by standing alone.
     const MERGE_SHORT_TAIL: bool = false;
     fn read(&mut self) -> Self::Reading;
+    /// The reading at a step's start or end, which may read more than the regular ones.
+    fn read_edge(&mut self) -> Self::Reading {
+        self.read()
+    }
+    /// The whole step, from its first reading to its last.
+    fn whole(
+        &mut self,
+        _tag: StepTag,
+        _begin: &Self::Reading,
+        _end: &Self::Reading,
+    ) -> Option<Self::Whole> {
+        None
+    }
     fn sample(
         &mut self,
         tag: StepTag,
@@ -35,11 +50,11 @@ pub trait Probe: Send + 'static {
     ) -> Option<Self::Sample>;
 }
 
-enum Command<S> {
+enum Command<S, W> {
     Begin(StepTag),
     /// Take a reading now, out of turn.
     ReadNow,
-    End(Sender<Vec<S>>),
+    End(Sender<(Vec<S>, Option<W>)>),
 }
 
 /// The sampler answers within this; past it a step is logged without these samples.
@@ -48,13 +63,13 @@ pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Handle to a sampler thread; dropping it stops the thread.
-pub struct Sampler<S> {
-    commands: Option<Sender<Command<S>>>,
+pub struct Sampler<S, W = ()> {
+    commands: Option<Sender<Command<S, W>>>,
     handle: Option<JoinHandle<()>>,
 }
 
-impl<S: Send + 'static> Sampler<S> {
-    pub fn start<P: Probe<Sample = S>>(
+impl<S: Send + 'static, W: Send + 'static> Sampler<S, W> {
+    pub fn start<P: Probe<Sample = S, Whole = W>>(
         name: &str,
         every: Duration,
         probe: P,
@@ -87,17 +102,22 @@ impl<S: Send + 'static> Sampler<S> {
     /// Ends the step with one last reading (so even a step shorter than the interval has
     /// one sample) and returns the step's samples.
     pub fn end_step(&self) -> Vec<S> {
+        self.end_step_whole().0
+    }
+
+    /// Ends the step and returns its samples and what it measured as a whole.
+    pub fn end_step_whole(&self) -> (Vec<S>, Option<W>) {
         let (reply, answer) = bounded(1);
         match &self.commands {
-            Some(commands) if commands.send(Command::End(reply)).is_ok() => {
-                answer.recv_timeout(ANSWER_DEADLINE).unwrap_or_default()
-            }
-            _ => Vec::new(),
+            Some(commands) if commands.send(Command::End(reply)).is_ok() => answer
+                .recv_timeout(ANSWER_DEADLINE)
+                .unwrap_or((Vec::new(), None)),
+            _ => (Vec::new(), None),
         }
     }
 }
 
-impl<S> Drop for Sampler<S> {
+impl<S, W> Drop for Sampler<S, W> {
     fn drop(&mut self) {
         self.commands.take();
         if let Some(handle) = self.handle.take() {
@@ -112,8 +132,14 @@ impl<S> Drop for Sampler<S> {
     }
 }
 
-fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P::Sample>>) {
+fn run_probe<P: Probe>(
+    mut probe: P,
+    every: Duration,
+    inbox: Receiver<Command<P::Sample, P::Whole>>,
+) {
     let mut current: Option<StepTag> = None;
+    // The reading the step started from.
+    let mut begin: Option<P::Reading> = None;
     let mut previous = (Instant::now(), probe.read());
     // The reading the step's last sample started from, while that sample is the last one.
     let mut last_start: Option<P::Reading> = None;
@@ -124,11 +150,16 @@ fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P:
                 current = Some(tag);
                 samples.clear();
                 last_start = None;
-                previous = (Instant::now(), probe.read());
+                previous = (Instant::now(), probe.read_edge());
+                begin = Some(previous.1.clone());
             }
             Ok(Command::End(reply)) => {
+                let mut whole = None;
                 if let Some(tag) = current.take() {
-                    let now = probe.read();
+                    let now = probe.read_edge();
+                    whole = begin
+                        .take()
+                        .and_then(|begin| probe.whole(tag, &begin, &now));
                     let short_tail = previous.0.elapsed() < every / 2;
                     match last_start.take() {
                         Some(start) if P::MERGE_SHORT_TAIL && short_tail && !samples.is_empty() => {
@@ -139,7 +170,7 @@ fn run_probe<P: Probe>(mut probe: P, every: Duration, inbox: Receiver<Command<P:
                     }
                     previous = (Instant::now(), now);
                 }
-                let _ = reply.send(std::mem::take(&mut samples));
+                let _ = reply.send((std::mem::take(&mut samples), whole));
             }
             Ok(Command::ReadNow) | Err(RecvTimeoutError::Timeout) => {
                 let now = probe.read();
@@ -165,6 +196,7 @@ mod tests {
     impl Probe for Counter {
         type Reading = u32;
         type Sample = (StepTag, u32);
+        type Whole = ();
         fn read(&mut self) -> u32 {
             self.0 += 1;
             self.0
@@ -180,6 +212,7 @@ mod tests {
     impl Probe for TickCounter {
         type Reading = u32;
         type Sample = (StepTag, u32);
+        type Whole = ();
         const MERGE_SHORT_TAIL: bool = true;
         fn read(&mut self) -> u32 {
             self.0.read()

@@ -37,6 +37,7 @@ WHERE backend_type = 'client backend' AND application_name = $1 AND pid <> pg_ba
 
 impl Probe for ServerStatsProbe {
     type Reading = Option<ServerStatsReading>;
+    type Whole = ();
     type Sample = ServerStatsSample;
 
     fn read(&mut self) -> Option<ServerStatsReading> {

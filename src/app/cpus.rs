@@ -1,0 +1,43 @@
+//! Each side on its own CPUs: pgstress pins itself before any thread starts, and has the
+//! throwaway server pinned to the rest; the run's facts say which CPUs each side had.
+
+use anyhow::{Context, anyhow};
+
+use crate::config::{RunConfig, TargetChoice};
+use crate::model::facts::CpuFacts;
+use crate::sys::affinity;
+
+/// `(client, server)` CPUs, with pgstress already pinned to the client's; None when nothing
+/// is pinned (`--no-pin`, a server pgstress does not start, a single CPU).
+pub fn place_sides(config: &RunConfig) -> anyhow::Result<Option<affinity::Placement>> {
+    if !matches!(config.target, TargetChoice::Throwaway { .. }) {
+        return Ok(None);
+    }
+    let placement =
+        affinity::resolve(&config.cpus, &affinity::available()).map_err(|e| anyhow!(e))?;
+    if let Some((client, _)) = &placement {
+        affinity::pin_this_process(client).with_context(|| {
+            format!(
+                "cannot pin pgstress to CPUs {}",
+                affinity::format_list(client)
+            )
+        })?;
+    }
+    Ok(placement)
+}
+
+/// Which CPUs each side has now: pgstress's affinity, and the local server's postmaster's
+/// `Cpus_allowed_list` (which its backends inherit).
+pub fn facts(postmaster: Option<u32>, pinned: bool) -> CpuFacts {
+    let client = affinity::available();
+    let server = postmaster.and_then(affinity::allowed_of);
+    CpuFacts {
+        client: affinity::format_list(&client),
+        server: server.as_deref().map(affinity::format_list),
+        server_cores: server.as_ref().map(|cpus| cpus.len().max(1) as f64),
+        pinned,
+        shared: server
+            .as_deref()
+            .is_some_and(|server| affinity::overlap(server, &client)),
+    }
+}

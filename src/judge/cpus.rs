@@ -1,0 +1,176 @@
+//! Whose CPUs filled first: each side's CPU over the CPUs it may run on, step by step.
+
+use super::verdict::{CpusFilled, Judging};
+use crate::model::rules::STARVED_WAIT_SHARE;
+use crate::model::step::StepResult;
+
+/// A share of all the host's cores as a share of `cores` of them, in percent.
+pub fn of_own_cpus(pct_of_host: f64, host_cores: f64, cores: f64) -> f64 {
+    pct_of_host * host_cores / cores.max(0.01)
+}
+
+/// Each side's figures in one step.
+fn figures(step: &StepResult, judging: &Judging) -> CpusFilled {
+    let host = judging.host_cores;
+    let server_cores = judging.server_cores;
+    let server_pct = match (step.cpu.server, server_cores) {
+        (Some(server), Some(cores)) => Some(of_own_cpus(server.highest(), host, cores)),
+        _ => None,
+    };
+    let client_pct = step
+        .cpu
+        .process
+        .map(|process| of_own_cpus(process.highest(), host, judging.client_cores));
+    CpusFilled {
+        side: "neither",
+        step: step.step,
+        server_pct,
+        server_cores,
+        client_pct,
+        client_cores: judging.client_cores,
+        client_wait_share: step.cpu.client_wait_share,
+        client_starved: step
+            .cpu
+            .starved(STARVED_WAIT_SHARE, judging.saturated_cpu_pct),
+    }
+}
+
+/// The first step in which a side's CPUs filled, and which; else the busiest step's figures.
+pub fn filled_first(steps: &[StepResult], judging: &Judging) -> Option<CpusFilled> {
+    let threshold = judging.saturated_cpu_pct;
+    let all: Vec<CpusFilled> = steps
+        .iter()
+        .filter(|step| step.cpu.process.is_some())
+        .map(|step| figures(step, judging))
+        .collect();
+    let full = |figures: &CpusFilled| {
+        let server = figures.server_pct.is_some_and(|pct| pct >= threshold);
+        let client =
+            figures.client_pct.is_some_and(|pct| pct >= threshold) || figures.client_starved;
+        match (server, client) {
+            (true, true) => Some("both"),
+            (true, false) => Some("server"),
+            (false, true) => Some("client"),
+            (false, false) => None,
+        }
+    };
+    if let Some((side, figures)) = all.iter().find_map(|f| full(f).map(|side| (side, f))) {
+        return Some(CpusFilled {
+            side,
+            ..figures.clone()
+        });
+    }
+    let busiest = |f: &CpusFilled| f.server_pct.unwrap_or(0.0).max(f.client_pct.unwrap_or(0.0));
+    all.into_iter()
+        .max_by(|a, b| busiest(a).total_cmp(&busiest(b)))
+}
+
+/// The verdict's line on the CPUs.
+pub fn sentence(filled: &CpusFilled) -> String {
+    let cpus = |n: f64| {
+        if n == 1.0 {
+            "1 CPU".to_owned()
+        } else {
+            format!("{n} CPUs")
+        }
+    };
+    let server = match (filled.server_pct, filled.server_cores) {
+        (Some(pct), Some(cores)) => format!("the server used {pct:.0}% of its {}", cpus(cores)),
+        _ => "the server's CPU is not seen from here".to_owned(),
+    };
+    let client = match filled.client_pct {
+        Some(pct) => format!("pgstress {pct:.0}% of its {}", cpus(filled.client_cores)),
+        None => "pgstress's CPU was not measured".to_owned(),
+    };
+    let wait = filled
+        .client_wait_share
+        .map(|share| {
+            format!(
+                ", its threads waiting for a CPU {:.0}% of its CPU time",
+                share * 100.0
+            )
+        })
+        .unwrap_or_default();
+    let figures = format!("{server}, {client}{wait}");
+    match filled.side {
+        "neither" => format!(
+            "CPUs: neither side's filled; at its busiest (step {}) {figures}",
+            filled.step
+        ),
+        "both" => format!(
+            "CPUs: both sides' filled at step {}: {figures}",
+            filled.step
+        ),
+        side => {
+            let whose = if side == "server" {
+                "the server's"
+            } else {
+                "pgstress's"
+            };
+            format!(
+                "CPUs: {whose} filled first, at step {}: {figures}",
+                filled.step
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::step::MeanPeak;
+    use crate::test_support::step_result;
+
+    fn judging() -> Judging {
+        Judging {
+            host_cores: 2.0,
+            client_cores: 1.0,
+            server_cores: Some(1.0),
+            saturated_cpu_pct: 90.0,
+            ..Judging::default()
+        }
+    }
+
+    fn step(n: u32, server: f64, client: f64) -> StepResult {
+        let mut step = step_result(n, 10, 0);
+        let mean = |mean| Some(MeanPeak { mean, peak: None });
+        step.cpu.server = mean(server);
+        step.cpu.process = mean(client);
+        step
+    }
+
+    #[test]
+    fn the_side_whose_own_cpus_fill_first_is_named() {
+        // 49% of a 2-core host is 98% of the server's one CPU.
+        let steps = [
+            step(1, 30.0, 10.0),
+            step(2, 49.0, 20.0),
+            step(3, 50.0, 48.0),
+        ];
+        let filled = filled_first(&steps, &judging()).unwrap();
+        assert_eq!((filled.side, filled.step), ("server", 2));
+        assert_eq!(filled.server_pct, Some(98.0));
+        assert_eq!(filled.client_pct, Some(40.0));
+        let line = sentence(&filled);
+        assert!(
+            line.contains("the server's filled first, at step 2"),
+            "{line}"
+        );
+        assert!(
+            line.contains("98% of its 1 CPU") && line.contains("pgstress 40%"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_starved_client_fills_its_cpus() {
+        let mut starved = step(1, 20.0, 19.0);
+        starved.cpu.client_wait_share = Some(0.6);
+        starved.cpu.client_cpus_busy_pct = Some(99.0);
+        let filled = filled_first(&[starved], &judging()).unwrap();
+        assert_eq!(filled.side, "client");
+        let quiet = filled_first(&[step(1, 10.0, 5.0), step(2, 20.0, 5.0)], &judging()).unwrap();
+        assert_eq!((quiet.side, quiet.step), ("neither", 2));
+        assert_eq!(filled_first(&[], &judging()), None);
+    }
+}

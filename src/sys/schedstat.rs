@@ -1,0 +1,79 @@
+//! How long this process's threads waited for a CPU: the kernel's run-queue wait, the second
+//! field of /proc/<tid>/schedstat, in nanoseconds since each thread started.
+//!
+//! A thread's count is gone when the thread ends, so a thread that ends within a step (a burst
+//! request's) adds its own to `ENDED` as it ends; threads that outlive the step (pool workers,
+//! the samplers, the main thread) are read from /proc/self/task at the step's edges.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Run-queue wait of the threads that have ended, in nanoseconds.
+static ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// The run-queue wait in a schedstat text (`run_ns wait_ns timeslices`).
+pub fn parse_wait_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The calling thread's run-queue wait so far.
+pub fn this_thread_wait_ns() -> Option<u64> {
+    parse_wait_ns(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+}
+
+/// Called by a thread that is about to end: its wait stays counted in the process's.
+pub fn count_thread_end() {
+    if let Some(wait) = this_thread_wait_ns() {
+        ENDED.fetch_add(wait, Ordering::Relaxed);
+    }
+}
+
+/// The run-queue wait of every thread of this process so far: the live ones and those that
+/// counted themselves as they ended. None where the kernel keeps no schedstat.
+pub fn process_wait_ns() -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut live = 0u64;
+    let mut read_any = false;
+    for task in tasks.flatten() {
+        let path = task.path().join("schedstat");
+        if let Some(wait) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| parse_wait_ns(&text))
+        {
+            live += wait;
+            read_any = true;
+        }
+    }
+    read_any.then(|| live + ENDED.load(Ordering::Relaxed))
+}
+
+/// The waiting as a share of the CPU time pgstress's CPUs offered over the window: 1.0 means
+/// that on average one thread per CPU was ready to run and could not.
+pub fn wait_share(wait_ns: u64, window_ns: u64, cores: f64) -> Option<f64> {
+    (window_ns > 0 && cores > 0.0).then(|| wait_ns as f64 / (window_ns as f64 * cores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_is_the_second_field() {
+        assert_eq!(parse_wait_ns("123456 7890 12\n"), Some(7890));
+        assert_eq!(parse_wait_ns("123456"), None);
+        assert_eq!(parse_wait_ns(""), None);
+    }
+
+    #[test]
+    fn the_share_is_over_the_window_and_the_cores() {
+        assert_eq!(wait_share(50_000_000, 100_000_000, 1.0), Some(0.5));
+        assert_eq!(wait_share(50_000_000, 100_000_000, 2.0), Some(0.25));
+        assert_eq!(wait_share(1, 0, 1.0), None);
+    }
+
+    #[test]
+    fn an_ended_thread_stays_counted() {
+        let before = process_wait_ns().expect("schedstat on Linux");
+        std::thread::spawn(count_thread_end).join().unwrap();
+        assert!(process_wait_ns().unwrap() >= before);
+    }
+}

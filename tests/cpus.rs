@@ -1,0 +1,149 @@
+//! Each side on its own CPUs, against real clusters: the throwaway server's postmaster (and so
+//! every backend) is pinned, the run says which CPUs each side had, and pgstress sharing its
+//! one CPU with a busy loop is flagged `client-saturated`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pgstress::pg::server::ThrowawayServer;
+use pgstress::sys::affinity;
+
+/// A shell spinning on one CPU, killed (and reaped) however the test ends.
+struct BusyLoop(Child);
+
+impl BusyLoop {
+    fn on_cpu(cpu: usize) -> Self {
+        let child = Command::new("taskset")
+            .args(["-c", &cpu.to_string(), "sh", "-c", "while :; do :; done"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("taskset and sh");
+        BusyLoop(child)
+    }
+}
+
+impl Drop for BusyLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn two_cpus() -> bool {
+    affinity::available().len() >= 2
+}
+
+#[test]
+fn the_postmaster_and_its_backends_run_on_the_cpus_given() {
+    if !two_cpus() {
+        eprintln!("skipped: pinning needs two CPUs");
+        return;
+    }
+    let server_cpu = *affinity::available().last().unwrap();
+    let server = ThrowawayServer::start_on(&[], Some(&[server_cpu])).unwrap();
+    assert_eq!(
+        affinity::allowed_of(server.postmaster_pid()),
+        Some(vec![server_cpu])
+    );
+    let mut client = server
+        .target()
+        .connect(Duration::from_secs(10), "pgstress-test")
+        .unwrap();
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(affinity::allowed_of(backend as u32), Some(vec![server_cpu]));
+    // A restart keeps the pinning.
+    let mut server = server;
+    server.restart().unwrap();
+    assert_eq!(
+        affinity::allowed_of(server.postmaster_pid()),
+        Some(vec![server_cpu])
+    );
+    server.stop();
+}
+
+#[test]
+fn a_default_run_pins_the_sides_apart_and_says_so() {
+    if !two_cpus() {
+        eprintln!("skipped: pinning needs two CPUs");
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--steps", "2", "--step", "10", "--no-report", "--quiet"])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("pinned apart"), "{stdout}");
+    assert!(stdout.contains("CPUs: "), "{stdout}");
+    assert!(!stdout.contains("shared CPUs"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(log_file(logs.path(), "_summary.json")).unwrap(),
+    )
+    .unwrap();
+    let cpus = &summary["cpus"];
+    assert_eq!(cpus["pinned"], true, "{cpus}");
+    assert_eq!(cpus["shared"], false, "{cpus}");
+    assert_eq!(cpus["server_cores"], 1.0, "{cpus}");
+    for row in read_csv_with_header(&log_file(logs.path(), "_steps.csv")) {
+        for column in ["process_cpu_mean", "server_cpu_mean", "client_cpu_wait_ms"] {
+            assert!(!row[column].is_empty(), "{column} empty: {row:?}");
+        }
+    }
+}
+
+#[test]
+fn no_pin_shares_the_cpus_and_says_so() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args([
+            "--no-pin",
+            "--steps",
+            "1",
+            "--step",
+            "5",
+            "--no-report",
+            "--quiet",
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("share CPUs"), "{stdout}");
+    assert!(stdout.contains("shared CPUs"), "{stdout}");
+}
+
+#[test]
+fn pgstress_sharing_its_cpu_with_a_busy_loop_is_client_saturated() {
+    let dsn = shared_dsn();
+    let cpu = affinity::available()[0];
+    let _busy = BusyLoop::on_cpu(cpu);
+    let logs = tempfile::tempdir().unwrap();
+    let output = Command::new("taskset")
+        .args(["-c", &cpu.to_string()])
+        .arg(assert_cmd::cargo::cargo_bin("pgstress"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .args(["run", "--dsn", &dsn, "--logs"])
+        .arg(logs.path())
+        .args(["--steps", "1", "--step", "20", "--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert!(
+        rows[0]["flags"].contains("client-saturated"),
+        "wait share {}: {:?}",
+        rows[0]["client_cpu_wait_share"],
+        rows[0]
+    );
+}
