@@ -203,6 +203,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "PCT")]
     pub saturated_cpu: Option<f64>,
 
+    /// Start a throwaway pooler in front of the target (the throwaway server or --dsn's) and
+    /// send the load through it: pgbouncer (the machine's own binary).
+    #[arg(long, value_name = "POOLER", value_parser = ["pgbouncer"])]
+    pub pooler: Option<String>,
+
+    /// Setting for the throwaway pooler's ini file, e.g. pool_mode=transaction (repeatable).
+    #[arg(long = "pooler-setting", value_name = "KEY=VALUE")]
+    pub pooler_settings: Vec<String>,
+
+    /// pool: prepare the query once per kept connection (a named statement), or never (the
+    /// unnamed statement with every request, as a transaction-mode pooler needs) [default:
+    /// once, never when the target is a pooler].
+    #[arg(long, value_name = "WHEN", value_parser = ["once", "never"])]
+    pub prepare: Option<String>,
+
     /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
     #[arg(long = "server-setting", value_name = "KEY=VALUE")]
     pub server_settings: Vec<String>,

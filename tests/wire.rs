@@ -134,6 +134,7 @@ impl Cluster {
             extra: Vec::new(),
             tls: None,
             scram_per_connection: false,
+            in_band: None,
         }
     }
 

@@ -25,7 +25,8 @@ use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
-use crate::pg::request::{RequestClient, RequestSpec};
+use crate::pg::pooler::ThrowawayPooler;
+use crate::pg::request::{Prepare, RequestClient, RequestSpec};
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
@@ -53,13 +54,32 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         (_, Some(server)) => server.target(),
         (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
+    let pooler = match &config.pooler {
+        Some(choice) => Some(start_pooler(&target, &choice.settings, &mut printer)?),
+        None => None,
+    };
+    let (load_target, pooler_text) = match &pooler {
+        Some(pooler) => (
+            pooler.target(),
+            Some(format!(
+                "{}, in front of {}",
+                pooler.description(),
+                target.redacted()
+            )),
+        ),
+        None => (target, None),
+    };
     let outcome = run_against(
         &config,
-        &target,
-        throwaway.as_ref(),
+        &load_target,
+        (throwaway.as_ref(), pooler_text),
         data.as_ref(),
         &mut printer,
     );
+    if let Some(pooler) = pooler {
+        pooler.stop();
+        printer.note("throwaway pooler stopped and removed");
+    }
     if let Some(server) = throwaway {
         server.stop();
         printer.note("throwaway server stopped and removed");
@@ -86,13 +106,14 @@ type Breaches = Vec<(String, Option<String>)>;
 fn run_against(
     config: &RunConfig,
     target: &ConnectTarget,
-    throwaway: Option<&ThrowawayServer>,
+    (throwaway, pooler): (Option<&ThrowawayServer>, Option<String>),
     data: Option<&ParamData>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
-    let (server, visible_server) = preflight(target, config)?;
+    let (target, server, visible_server) = preflight(target, config)?;
+    let target = &target;
     let local_server = match throwaway {
         Some(server) => Some(LocalServer {
             postmaster_pid: server.postmaster_pid(),
@@ -107,14 +128,15 @@ fn run_against(
             ))
         })
         .ok();
-    let spec = Arc::new(RequestSpec::new(
-        target.request_config(config.timeout, "pgstress", config.allow_writes),
-        target.tls_options(),
-        config.query.clone(),
-        config.timeout,
-        config.client,
-    )?);
+    let spec = Arc::new(request_spec(config, target)?);
     super::preflight::probe_requests(&spec, data)?;
+    if let Mode::Pool {
+        connect_per_request: false,
+        ..
+    } = config.mode
+    {
+        super::preflight::probe_kept(target, &spec, data)?;
+    }
     let mut engine = build_engine(config, spec, &server)?;
     warn_if_open_files_short(config, engine.as_ref(), printer);
     let cpus = crate::sys::cpus::this_process();
@@ -124,6 +146,13 @@ fn run_against(
         plan: plan_facts(config, data, engine.as_ref()),
         target: target.redacted().to_owned(),
         throwaway: throwaway.is_some(),
+        pooler: pooler.or_else(|| {
+            target.settings_in_band().then(|| {
+                "the target refused the `options` startup parameter, as a pooler does: settings \
+                 sent in each request's transaction"
+                    .to_owned()
+            })
+        }),
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -151,6 +180,23 @@ fn run_against(
     progress.finish();
     let breaches = finish(config, &facts, &ramp, &logs, printer)?;
     Ok((ramp, breaches))
+}
+
+/// What every request sends: through a pooler (the target refused the `options` startup
+/// parameter) the settings go in each transaction and kept connections prepare nothing.
+fn request_spec(config: &RunConfig, target: &ConnectTarget) -> anyhow::Result<RequestSpec> {
+    let prepare = config.prepare.unwrap_or(match target.settings_in_band() {
+        true => Prepare::Never,
+        false => Prepare::Once,
+    });
+    let spec = RequestSpec::new(
+        target.request_config(config.timeout, "pgstress", config.allow_writes),
+        target.tls_options(),
+        config.query.clone(),
+        config.timeout,
+        config.client,
+    )?;
+    Ok(spec.with_settings(target.in_band(config.timeout, config.allow_writes), prepare))
 }
 
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
@@ -347,4 +393,18 @@ fn start_throwaway(
     crate::pg::demo::seed(&mut client, crate::pg::demo::DEFAULT_ROWS)
         .context("cannot create the demo data")?;
     Ok(server)
+}
+
+fn start_pooler(
+    upstream: &ConnectTarget,
+    settings: &[(String, String)],
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<ThrowawayPooler> {
+    let pooler = ThrowawayPooler::start(upstream, settings)?;
+    printer.note(format!(
+        "started a throwaway pooler: {} in {}; it is removed after the run",
+        pooler.description(),
+        pooler.folder().display()
+    ));
+    Ok(pooler)
 }

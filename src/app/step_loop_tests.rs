@@ -99,6 +99,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         plan: crate::app::run::plan_facts(config, None, engine),
         target: "nowhere".to_owned(),
         throwaway: false,
+        pooler: None,
         server: ServerFacts {
             version: "15".to_owned(),
             max_connections: 100,

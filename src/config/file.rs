@@ -38,6 +38,9 @@ pub(super) struct FileConfig {
     // The option's own name, and the plural the README showed first.
     #[serde(alias = "server-settings")]
     pub(super) server_setting: Option<Vec<String>>,
+    pub(super) pooler: Option<String>,
+    pub(super) pooler_setting: Option<Vec<String>>,
+    pub(super) prepare: Option<String>,
     pub(super) slo_p99: Option<String>,
     pub(super) stop_failure_rate: Option<f64>,
     pub(super) tolerate: Option<f64>,

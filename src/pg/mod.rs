@@ -3,6 +3,8 @@
 
 pub mod classify;
 pub mod demo;
+pub mod kept;
+pub mod pooler;
 pub mod request;
 pub mod server;
 pub mod target;
