@@ -230,6 +230,20 @@ pub struct RunArgs {
     /// Leave the throwaway server and pgstress on the same CPUs, competing for them.
     #[arg(long)]
     pub no_pin: bool,
+    /// Start a throwaway pooler in front of the target (the throwaway server or --dsn's) and
+    /// send the load through it: pgbouncer (the machine's own binary).
+    #[arg(long, value_name = "POOLER", value_parser = ["pgbouncer"])]
+    pub pooler: Option<String>,
+
+    /// Setting for the throwaway pooler's ini file, e.g. pool_mode=transaction (repeatable).
+    #[arg(long = "pooler-setting", value_name = "KEY=VALUE")]
+    pub pooler_settings: Vec<String>,
+
+    /// pool: prepare the query once per kept connection (a named statement), or never (the
+    /// unnamed statement with every request, as a transaction-mode pooler needs) [default:
+    /// once, never when the target is a pooler].
+    #[arg(long, value_name = "WHEN", value_parser = ["once", "never"])]
+    pub prepare: Option<String>,
 
     /// Setting for the throwaway server, e.g. max_connections=300 (repeatable).
     #[arg(long = "server-setting", value_name = "KEY=VALUE")]

@@ -134,6 +134,7 @@ impl Cluster {
             extra: Vec::new(),
             tls: None,
             scram_per_connection: false,
+            in_band: None,
         }
     }
 
@@ -414,7 +415,7 @@ fn a_session_prepares_once_and_runs_many_times() {
     let err = session
         .execute(Some("not a number"), deadline())
         .unwrap_err();
-    assert_eq!(err.class(), FailureClass::Query, "{err}");
+    assert_eq!(err.class(), FailureClass::BadValue, "{err}");
     assert_eq!(
         session.execute(Some("2"), deadline()).unwrap(),
         2,

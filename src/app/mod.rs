@@ -7,4 +7,5 @@ pub mod preflight;
 pub mod prepare;
 pub mod report;
 pub mod run;
+pub mod setup;
 pub mod step_loop;

@@ -11,15 +11,18 @@ use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::ServerFacts;
 use crate::model::outcome::{Failure, FailureClass, Side};
+use crate::pg::kept::Kept;
 use crate::pg::request::{self, RequestSpec};
-use crate::pg::target::{ConnectTarget, describe_error, within};
+use crate::pg::target::{ConnectTarget, describe_error, refuses_startup_options, within};
+
+/// What the pre-flight connection learnt: the target as requests must reach it (its settings
+/// in-band when it refused them at startup, as a pooler does), the server's facts, and the
+/// server's processes when they are visible from here.
+pub type Reached = (ConnectTarget, ServerFacts, Option<LocalServer>);
 
 /// One connection before step 1: reads the server's facts and prepares the query, so that a
 /// wrong target or a broken query fails fast with the server's own words, within a deadline.
-pub fn preflight(
-    target: &ConnectTarget,
-    config: &RunConfig,
-) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
+pub fn preflight(target: &ConnectTarget, config: &RunConfig) -> anyhow::Result<Reached> {
     let deadline = target.setup_timeout() * 2;
     let redacted = target.redacted().to_owned();
     let (target, query) = (target.clone(), config.query.clone());
@@ -35,27 +38,46 @@ pub fn preflight(
     }
 }
 
+/// Connects; a target that refuses the `options` startup parameter (PgBouncer: "unsupported
+/// startup parameter", 08P01) is reached again with the settings sent in-band.
+fn reach(target: &ConnectTarget) -> anyhow::Result<(ConnectTarget, Client)> {
+    let cannot = |err: crate::pg::target::ConnectError| {
+        let err = err.to_string();
+        let hint = match err.contains("password") && !target.has_password() {
+            true => {
+                "; no password was given: set PGPASSWORD, add a line to ~/.pgpass (mode 0600) or put password= in the DSN"
+            }
+            false => "",
+        };
+        anyhow::anyhow!("cannot connect to {}: {err}{hint}", target.redacted())
+    };
+    match target.connect(target.setup_timeout(), "pgstress-preflight") {
+        Ok(client) => Ok((target.clone(), client)),
+        Err(err) if refuses_startup_options(&err) && !target.settings_in_band() => {
+            let in_band = target.clone().with_settings_in_band();
+            let client = in_band
+                .connect(target.setup_timeout(), "pgstress-preflight")
+                .map_err(cannot)?;
+            Ok((in_band, client))
+        }
+        Err(err) => Err(cannot(err)),
+    }
+}
+
 fn check_server(
     target: &ConnectTarget,
     query: &str,
     takes_parameter: bool,
-) -> anyhow::Result<(ServerFacts, Option<LocalServer>)> {
-    let mut client = target
-        .connect(target.setup_timeout(), "pgstress-preflight")
-        .map_err(|err| {
-            let err = err.to_string();
-            let hint = match err.contains("password") && !target.has_password() {
-                true => "; no password was given: set PGPASSWORD, add a line to ~/.pgpass (mode 0600) or put password= in the DSN",
-                false => "",
-            };
-            anyhow::anyhow!("cannot connect to {}: {err}{hint}", target.redacted())
-        })?;
+) -> anyhow::Result<Reached> {
+    let (target, mut client) = reach(target)?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
     // Looked up while this connection's backend is alive: its parent is the postmaster.
+    // Unnamed statements only: behind a transaction-mode pooler a named one may be gone.
     let backend_pid = client
-        .query_one("SELECT pg_backend_pid()", &[])
+        .query_typed("SELECT pg_backend_pid()", &[])
         .ok()
-        .and_then(|row| u32::try_from(row.get::<_, i32>(0)).ok());
+        .and_then(|rows| rows.first().map(|row| row.get::<_, i32>(0)))
+        .and_then(|pid| u32::try_from(pid).ok());
     let statement = client.prepare(query).map_err(|err| {
         let hint = if query == crate::config::DEFAULT_QUERY {
             " or create the demo table with `pgstress prepare --dsn ...`"
@@ -78,13 +100,13 @@ fn check_server(
         true => backend_pid.and_then(LocalServer::from_backend_pid),
         false => None,
     };
-    Ok((facts, visible_server))
+    Ok((target, facts, visible_server))
 }
 
-fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
+fn read_facts(client: &mut Client) -> anyhow::Result<ServerFacts> {
     // The monitor opens after this connection closes and holds one slot: counted with the
     // sessions already there.
-    let row = client.query_one(
+    let rows = client.query_typed(
         "SELECT current_setting('server_version'),
                 current_setting('max_connections')::int,
                 current_setting('superuser_reserved_connections')::int,
@@ -93,6 +115,7 @@ fn read_facts(client: &mut Client) -> Result<ServerFacts, postgres::Error> {
                   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int",
         &[],
     )?;
+    let row = rows.first().context("no row")?;
     Ok(ServerFacts {
         version: row.get(0),
         max_connections: row.get::<_, i32>(1).max(0) as u32,
@@ -226,5 +249,65 @@ fn shown(value: &str) -> String {
     match cut.len() < value.len() {
         true => format!("'{cut}…'"),
         false => format!("'{cut}'"),
+    }
+}
+
+/// Pool mode keeps a connection per worker: its exact path is tried twice, with another
+/// transaction holding a server connection in between, so that a pooler which hands the
+/// second transaction another server connection (transaction pooling) shows here, as a
+/// one-line error, and never as a breaking point.
+pub fn probe_kept(
+    target: &ConnectTarget,
+    spec: &RequestSpec,
+    data: Option<&ParamData>,
+) -> anyhow::Result<()> {
+    let param = data.and_then(|d| d.first_values(1).first().map(|v| v.value.to_owned()));
+    let deadline = target.setup_timeout() + spec.timeout * 3 + crate::engine::REPORT_GRACE;
+    let (target, spec) = (target.clone(), spec.clone());
+    match within(deadline, move || {
+        kept_twice(&target, &spec, param.as_deref())
+    }) {
+        Some(result) => result,
+        None => bail!(
+            "a pool worker's requests got no answer within {}: the server accepts connections but does not respond",
+            humantime::format_duration(deadline)
+        ),
+    }
+}
+
+fn kept_twice(
+    target: &ConnectTarget,
+    spec: &RequestSpec,
+    param: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut kept = Kept::open(spec).map_err(|failure| {
+        anyhow::anyhow!(
+            "a pool worker cannot open its connection: {}",
+            failure.message
+        )
+    })?;
+    if let Err(failure) = kept.execute(spec, param, Duration::ZERO).0.outcome {
+        bail!(
+            "the first request on a pool worker's connection failed: {}; fix --query or the data before the load",
+            failure.message
+        );
+    }
+    let mut holder = target
+        .connect(target.setup_timeout(), "pgstress-preflight")
+        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
+    holder
+        .simple_query("BEGIN; SELECT 1")
+        .map_err(|err| anyhow::anyhow!("cannot open a transaction: {}", describe_error(&err)))?;
+    let second = kept.execute(spec, param, Duration::ZERO).0.outcome;
+    let _ = holder.simple_query("ROLLBACK");
+    match second {
+        Ok(()) => Ok(()),
+        Err(failure) => bail!(
+            "the second request on a pool worker's connection failed ({}): the --prepare {} \
+             statement did not outlive its transaction, as behind a transaction-mode pooler; \
+             give --prepare never",
+            failure.message.replace('\n', " "),
+            spec.prepare.name()
+        ),
     }
 }

@@ -1,32 +1,31 @@
 //! One `pgstress run`: check the input, reach (or start) the server, run the ramp step by step,
 //! judging and writing each step as soon as it ends, and clean up however the run ends.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use super::cpus::place_sides;
 use super::preflight::preflight;
+use super::setup::{
+    build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
+    quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
+};
 use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
-use crate::engine::Engine;
-use crate::engine::burst::Burst;
-use crate::engine::pool::{self, Pool};
-use crate::engine::rate::Rate;
 use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
-use crate::model::facts::{PlanFacts, RunFacts, ServerFacts};
+use crate::model::facts::RunFacts;
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
-use crate::pg::request::{RequestClient, RequestSpec};
+use crate::pg::request::RequestSpec;
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
@@ -63,20 +62,29 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     for warning in target.warnings() {
         printer.note(format!("warning: {warning}"));
     }
+    let pooler = match &config.pooler {
+        Some(choice) => Some(start_pooler(&target, &choice.settings, &mut printer)?),
+        None => None,
+    };
+    let (load_target, pooler_text) = load_target(pooler.as_ref(), &target);
     // Kept until the run ends: the demo values are read from it step by step.
     let mut demo_dir = None;
     let pinned = placement.is_some();
     let outcome = demo_data(&config, &target, &mut demo_dir, &mut printer).and_then(|demo| {
         run_against(
             &config,
-            &target,
-            throwaway.as_ref(),
+            &load_target,
+            (throwaway.as_ref(), pooler_text),
             demo.as_ref().or(data.as_ref()),
             pinned,
             &mut printer,
         )
     });
     drop(demo_dir);
+    if let Some(pooler) = pooler {
+        pooler.stop();
+        printer.note("throwaway pooler stopped and removed");
+    }
     if let Some(server) = throwaway {
         server.stop();
         printer.note("throwaway server stopped and removed");
@@ -96,44 +104,6 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     Ok(Status::Completed)
 }
 
-/// A panic in a request thread is that request's failure (`client`), counted and shown in the
-/// step's first messages: a backtrace per request would bury the run's output.
-fn quiet_request_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some(crate::engine::REQUEST_THREAD) {
-            default(info);
-        }
-    }));
-}
-
-/// With no `--data` and no `data/` against the throwaway server: the parameter values drawn
-/// from the demo rows it was seeded with, written to a temporary folder.
-fn demo_data(
-    config: &RunConfig,
-    target: &ConnectTarget,
-    dir: &mut Option<tempfile::TempDir>,
-    printer: &mut Printer<std::io::Stdout>,
-) -> anyhow::Result<Option<ParamData>> {
-    if !config.data_from_demo {
-        return Ok(None);
-    }
-    let folder = tempfile::Builder::new()
-        .prefix("pgstress-demo-data-")
-        .tempdir()
-        .context("cannot create a folder for the demo parameters")?;
-    let mut client = target
-        .connect(target.setup_timeout(), "pgstress-setup")
-        .context("cannot connect to the throwaway server")?;
-    let values = crate::pg::demo::write_data(&mut client, folder.path())?;
-    printer.note(format!(
-        "no data/ folder here and no --data: drawing the parameters from the demo table's {values} sampled rows"
-    ));
-    let data = ParamData::load(folder.path(), 0)?;
-    *dir = Some(folder);
-    Ok(Some(data))
-}
-
 /// Gate texts and, for each, why it was breached (None: it passed).
 type Breaches = Vec<(String, Option<String>)>;
 
@@ -141,30 +111,23 @@ type Breaches = Vec<(String, Option<String>)>;
 fn run_against(
     config: &RunConfig,
     target: &ConnectTarget,
-    throwaway: Option<&ThrowawayServer>,
+    (throwaway, pooler): (Option<&ThrowawayServer>, Option<String>),
     data: Option<&ParamData>,
     pinned: bool,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
-    let (server, visible_server) = preflight(target, config)?;
+    let (target, server, visible_server) = preflight(target, config)?;
+    let target = &target;
     let local_server = throwaway
         .map(|server| LocalServer {
             postmaster_pid: server.postmaster_pid(),
         })
         .or(visible_server);
     let monitor = open_monitor(target, printer);
-    let spec = Arc::new(RequestSpec::new(
-        target.request_config(config.timeout, "pgstress", config.allow_writes),
-        target.tls_options(),
-        config.query.clone(),
-        config.timeout,
-        config.client,
-    )?);
-    for note in super::preflight::probe_requests(&spec, data)? {
-        printer.note(note);
-    }
+    let spec = Arc::new(request_spec(config, target)?);
+    probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
@@ -177,6 +140,7 @@ fn run_against(
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
         throwaway: throwaway.is_some(),
+        pooler: pooler.or_else(|| detected_pooler(target)),
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -221,27 +185,35 @@ fn run_against(
 
 type CpuSampler = Sampler<CpuSample, StepCpu>;
 
-/// The monitoring connection; without one the run goes on, without server statistics.
-fn open_monitor(
+/// The exact request before the load, and for a pool's kept connections the same request on
+/// the same connection twice (what a transaction-mode pooler would break).
+fn probe(
+    config: &RunConfig,
     target: &ConnectTarget,
+    spec: &RequestSpec,
+    data: Option<&ParamData>,
     printer: &mut Printer<std::io::Stdout>,
-) -> Option<postgres::Client> {
-    target
-        .connect(target.setup_timeout(), "pgstress-monitor")
-        .map_err(|err| {
-            printer.note(format!(
-                "note: no monitoring connection ({err}); carrying on without server statistics"
-            ))
-        })
-        .ok()
+) -> anyhow::Result<()> {
+    for note in super::preflight::probe_requests(spec, data)? {
+        printer.note(note);
+    }
+    if let Mode::Pool {
+        connect_per_request: false,
+        ..
+    } = config.mode
+    {
+        super::preflight::probe_kept(target, spec, data)?;
+    }
+    Ok(())
 }
 
-/// The target as the header shows it, with where it was found.
-fn describe_target(target: &ConnectTarget) -> String {
-    match target.origin() {
-        Some(origin) => format!("{} ({origin})", target.redacted()),
-        None => target.redacted().to_owned(),
-    }
+/// What the header says of a target that turned out to be a pooler.
+fn detected_pooler(target: &ConnectTarget) -> Option<String> {
+    target.settings_in_band().then(|| {
+        "the target refused the `options` startup parameter, as a pooler does: settings sent in \
+         each request's transaction"
+            .to_owned()
+    })
 }
 
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
@@ -316,135 +288,4 @@ fn finish(
         printer.note(crate::report::after_run(logs.summary_path()));
     }
     Ok(breaches)
-}
-
-/// Connections are files: a step that may hold more than this process may open measures the
-/// open-file limit, not the server.
-fn warn_if_open_files_short(
-    config: &RunConfig,
-    engine: &dyn Engine,
-    printer: &mut Printer<std::io::Stdout>,
-) {
-    let open_files = crate::sys::limits::raise_open_files_limit();
-    let largest_concurrency = engine
-        .concurrency(config.plan.largest())
-        .unwrap_or_else(|| config.mode.requests_for(config.plan.largest()));
-    // The lean connection holds its socket only; the postgres crate adds its runtime's epoll
-    // and eventfd.
-    let per_connection = match config.client {
-        RequestClient::Lean { .. } => 1,
-        RequestClient::Postgres => crate::sys::limits::FILES_PER_CONNECTION,
-    };
-    let files_needed = u64::from(largest_concurrency) * per_connection + 64;
-    if files_needed > open_files {
-        printer.note(format!(
-            "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \
-             but this process may open {open_files}: beyond that requests fail as `io` (too many open files); \
-             raise `ulimit -n` for a clean measurement"
-        ));
-    }
-}
-
-/// The engine of the chosen mode; a pool opens its connections here, before step 1.
-fn build_engine(
-    config: &RunConfig,
-    spec: Arc<RequestSpec>,
-    server: &ServerFacts,
-) -> anyhow::Result<Box<dyn Engine>> {
-    Ok(match &config.mode {
-        Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
-        Mode::Pool {
-            workers,
-            connect_per_request,
-        } => {
-            let largest = config.plan.largest();
-            let workers = workers
-                .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
-            let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
-                .context("cannot start the pool's worker threads")?;
-            Box::new(pool)
-        }
-        Mode::Rate {
-            duration,
-            arrival,
-            max_inflight,
-        } => Box::new(Rate::new(
-            spec,
-            *duration,
-            *arrival,
-            *max_inflight,
-            config.stack_size,
-        )),
-    })
-}
-
-pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Engine) -> PlanFacts {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let bound: Duration = (1..=config.plan.steps)
-        .map(|i| engine.step_bound(config.plan.requests_at(i)) + config.pause)
-        .sum();
-    PlanFacts {
-        mode: config.mode.name().to_owned(),
-        unit: config.mode.unit().to_owned(),
-        engine: engine.describe(),
-        steps: config.plan.steps,
-        start: config.plan.start,
-        step: config.plan.step,
-        largest_step: config.plan.largest(),
-        total_requests: (1..=config.plan.steps)
-            .map(|i| u64::from(config.mode.requests_for(config.plan.requests_at(i))))
-            .sum(),
-        query: config.query.clone(),
-        data: data.map(|d| match config.data_from_demo {
-            true => format!(
-                "$1 from {} values of the demo table (no data/ folder here)",
-                d.total_values()
-            ),
-            false => describe_data(d, &config.data_dir, config.column),
-        }),
-        timeout_ms: ms(config.timeout),
-        sample_every_ms: ms(config.sample_every),
-        stop_failure_rate: config.stop.failure_rate,
-        stop_p99_ms: config.stop.p99.map(ms),
-        stop_when_unresponsive: config.stop.unresponsive,
-        slo_p99_ms: config.slo_p99.map(ms),
-        bound_s: bound.as_secs_f64(),
-        largest_step_bound_s: engine.step_bound(config.plan.largest()).as_secs_f64(),
-        saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
-        allow_writes: config.allow_writes,
-        tolerate: config.tolerate,
-    }
-}
-
-fn describe_data(data: &ParamData, dir: &Path, column: usize) -> String {
-    format!(
-        "$1 from {} values in {} files of {} (column {column})",
-        data.total_values(),
-        data.files().len(),
-        dir.display()
-    )
-}
-
-fn start_throwaway(
-    settings: &[(String, String)],
-    cpus: Option<&[usize]>,
-    printer: &mut Printer<std::io::Stdout>,
-) -> anyhow::Result<ThrowawayServer> {
-    let server = ThrowawayServer::start_on(settings, cpus)?;
-    for removed in server.removed_leftovers() {
-        printer.note(removed);
-    }
-    printer.note(format!(
-        "started a throwaway PostgreSQL server on 127.0.0.1:{} in {} (binaries: {}); it is removed after the run",
-        server.port(),
-        server.folder().display(),
-        server.bin_dir().display()
-    ));
-    let mut client = server
-        .target()
-        .connect(crate::pg::target::DEFAULT_SETUP_TIMEOUT, "pgstress-setup")
-        .context("cannot connect to the throwaway server")?;
-    crate::pg::demo::seed(&mut client, crate::pg::demo::DEFAULT_ROWS)
-        .context("cannot create the demo data")?;
-    Ok(server)
 }

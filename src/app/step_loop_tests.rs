@@ -97,9 +97,10 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
     RunFacts {
         pgstress_version: "test".to_owned(),
         started_at: "now".to_owned(),
-        plan: crate::app::run::plan_facts(config, None, engine),
+        plan: crate::app::setup::plan_facts(config, None, engine),
         target: "nowhere".to_owned(),
         throwaway: false,
+        pooler: None,
         server: ServerFacts {
             version: "15".to_owned(),
             max_connections: 100,

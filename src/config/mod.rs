@@ -7,6 +7,7 @@ mod error;
 mod file;
 mod judging;
 mod plan;
+mod pooler;
 mod prepare;
 mod values;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use env::EnvTarget;
 pub use error::ConfigError;
+pub use pooler::PoolerChoice;
 pub use prepare::PrepareConfig;
 pub use values::MAX_DURATION;
 
@@ -28,7 +30,7 @@ use crate::judge::gate::Gate;
 use crate::model::plan::{CpuChoice, Mode, StepPlan};
 use crate::model::query::highest_placeholder;
 use crate::model::rules::{StopRules, Thresholds};
-use crate::pg::request::RequestClient;
+use crate::pg::request::{Prepare, RequestClient};
 use crate::pg::target::ConnectTarget;
 
 pub const DEFAULT_QUERY: &str = "SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')";
@@ -73,6 +75,10 @@ pub struct RunConfig {
     pub allow_writes: bool,
     /// What sends the requests that open a connection each.
     pub client: RequestClient,
+    /// A throwaway pooler in front of the target, which the load goes through.
+    pub pooler: Option<PoolerChoice>,
+    /// How pool mode's kept connections run the query; None: once, never through a pooler.
+    pub prepare: Option<Prepare>,
     pub logs_dir: PathBuf,
     /// Write one row per request besides the per-step logs.
     pub log_requests: bool,
@@ -119,6 +125,8 @@ impl RunConfig {
         let (query, takes_parameter) = merge_query(&args, &file)?;
         let timing = Timing::merge(&args, &file)?;
         let target = merge_target(&args, &file, env)?;
+        let pooler = pooler::merge_pooler(&args, &file)?;
+        let prepare = pooler::merge_prepare(&args, &file)?;
         let cpus = merge_cpus(&args, &file, &target)?;
         let data = args.data.or(file.data);
         let data_from_demo = data.is_none()
@@ -137,6 +145,8 @@ impl RunConfig {
             skip_header: args.skip_header || file.skip_header.unwrap_or(false),
             allow_writes: args.allow_writes || file.allow_writes.unwrap_or(false),
             client,
+            pooler,
+            prepare,
             logs_dir: args
                 .logs
                 .or(file.logs)

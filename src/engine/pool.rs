@@ -13,7 +13,8 @@ use super::{Engine, REPORT_GRACE, Tagged, gather, reap};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
-use crate::pg::request::{self, RequestSpec, Session};
+use crate::pg::kept::Kept;
+use crate::pg::request::{self, RequestSpec};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
 pub const CONNECTION_MARGIN: u32 = 3;
@@ -44,6 +45,7 @@ struct Job {
 
 pub struct Pool {
     workers: u32,
+    prepare: request::Prepare,
     connect_per_request: bool,
     /// The deadline of one request, from the spec every worker shares.
     timeout: Duration,
@@ -67,7 +69,7 @@ impl Pool {
         connect_per_request: bool,
         queue_capacity: usize,
     ) -> std::io::Result<Self> {
-        let timeout = spec.timeout;
+        let (timeout, prepare) = (spec.timeout, spec.prepare);
         let (jobs_tx, jobs_rx) = bounded::<Job>(queue_capacity.max(1));
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<Tagged>();
         let (ready_tx, ready_rx) = bounded::<bool>(workers as usize);
@@ -99,6 +101,7 @@ impl Pool {
             .count() as u32;
         Ok(Pool {
             workers,
+            prepare,
             connect_per_request,
             timeout,
             jobs: Some(jobs_tx),
@@ -123,8 +126,13 @@ impl Engine for Pool {
         let connections = match self.connect_per_request {
             true => "a new connection per request".to_owned(),
             false => format!(
-                "a persistent connection each ({} of {} opened before step 1)",
-                self.connected_at_start, self.workers
+                "a persistent connection each ({} of {} opened before step 1), {}",
+                self.connected_at_start,
+                self.workers,
+                match self.prepare {
+                    request::Prepare::Once => "the query prepared once on it",
+                    request::Prepare::Never => "the query parsed with every request",
+                }
             ),
         };
         format!(
@@ -204,7 +212,7 @@ struct Worker {
     results: Sender<Tagged>,
     current_step: Arc<AtomicU32>,
     connect_per_request: bool,
-    session: Option<Session>,
+    session: Option<Kept>,
     backoff: Duration,
     /// After a failed connect, the next attempt waits until here.
     next_attempt: Instant,
@@ -264,21 +272,21 @@ impl Worker {
             },
         };
         let session = self.session.as_mut().expect("connected above");
-        let mut record = request::execute_on(session, param, start_offset);
+        let (mut record, usable) = session.execute(&self.spec, param, start_offset);
         if let Some(connect) = connect {
             record.connect = Some(connect);
             record.latency += connect;
         }
         record.outcome =
             request::within_deadline(record.outcome, record.latency, self.spec.timeout);
-        if session.client.is_closed() {
+        if !usable {
             self.session = None;
         }
         record.after_waiting(waited)
     }
 
     fn reconnect(&mut self) -> Result<(), Failure> {
-        match Session::open(&self.spec) {
+        match Kept::open(&self.spec) {
             Ok(session) => {
                 self.session = Some(session);
                 self.backoff = FIRST_BACKOFF;

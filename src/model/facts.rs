@@ -116,6 +116,10 @@ pub struct RunFacts {
     /// The target with its password redacted.
     pub target: String,
     pub throwaway: bool,
+    /// The pooler the load went through (a throwaway one pgstress started, or a target that
+    /// behaved as one); None: straight to the server.
+    #[serde(default)]
+    pub pooler: Option<String>,
     pub server: ServerFacts,
     pub server_cpu_visible: bool,
     pub server_stats_visible: bool,

@@ -58,6 +58,9 @@ impl<W: Write> Printer<W> {
             ""
         };
         self.line(format!("target:  {}{kind}", facts.target));
+        if let Some(pooler) = &facts.pooler {
+            self.line(format!("pooler:  {pooler}"));
+        }
         let server = &facts.server;
         self.line(format!(
             "server:  PostgreSQL {}, max_connections {} ({} reserved for superusers, {} sessions open): {} free for the requests{}",

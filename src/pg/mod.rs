@@ -3,7 +3,9 @@
 
 pub mod classify;
 pub mod demo;
+pub mod kept;
 pub mod libpq;
+pub mod pooler;
 pub mod request;
 pub mod server;
 pub mod target;

@@ -12,7 +12,7 @@ use crate::model::query::highest_placeholder;
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::pg::tls::{Connector, TlsError, TlsOptions};
-use crate::pg::wire::{self, ConnectParams};
+use crate::pg::wire::{self, ConnectParams, InBand};
 
 /// Which client library sends the requests that open a connection each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,26 @@ pub enum RequestClient {
     /// The `postgres` crate, as before the lean connection: to check that a figure does not
     /// depend on pgstress's own wire code.
     Postgres,
+}
+
+/// How a kept connection (pool mode) runs the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepare {
+    /// Prepared once per connection as a named statement: one Bind/Execute per request. It
+    /// lives on the server connection, so a transaction-mode pooler breaks it.
+    Once,
+    /// The unnamed statement, parsed with every request (still one round trip): nothing is
+    /// left on the server between transactions.
+    Never,
+}
+
+impl Prepare {
+    pub fn name(self) -> &'static str {
+        match self {
+            Prepare::Once => "once",
+            Prepare::Never => "never",
+        }
+    }
 }
 
 /// What every request of a run sends.
@@ -37,6 +57,11 @@ pub struct RequestSpec {
     /// Connection per request through pgstress's own lean connection (`pg::wire`), set up
     /// once for the run; None: through the `postgres` crate (`--client postgres`).
     pub lean: Option<ConnectParams>,
+    /// The settings (read-only, statement_timeout) sent in each request's transaction, when
+    /// the target refuses them as a startup parameter (a pooler); None: in the startup packet.
+    pub in_band: Option<InBand>,
+    /// How a kept connection runs the query.
+    pub prepare: Prepare,
 }
 
 impl RequestSpec {
@@ -65,7 +90,20 @@ impl RequestSpec {
             query,
             timeout,
             lean,
+            in_band: None,
+            prepare: Prepare::Once,
         })
+    }
+
+    /// The same requests with their settings in each transaction (`in_band`) and the kept
+    /// connections' statements as `prepare` says.
+    pub fn with_settings(mut self, in_band: Option<InBand>, prepare: Prepare) -> Self {
+        if let Some(params) = &mut self.lean {
+            params.in_band = in_band;
+        }
+        self.in_band = in_band;
+        self.prepare = prepare;
+        self
     }
 
     pub fn connect(&self) -> Result<Client, Failure> {
@@ -193,7 +231,31 @@ pub fn execute_on(
 /// One round trip: parse, bind and execute go together, `$1` typed `unknown` so that the
 /// server infers its type as it would for an untyped parameter (a plain `query` would spend
 /// two more round trips preparing and closing a statement first).
-fn run_query(client: &mut Client, spec: &RequestSpec, param: Option<&str>) -> Result<(), Failure> {
+pub fn run_query(
+    client: &mut Client,
+    spec: &RequestSpec,
+    param: Option<&str>,
+) -> Result<(), Failure> {
+    let Some(settings) = &spec.in_band else {
+        return query_rows(client, spec, param);
+    };
+    // The postgres crate cannot pipeline the transaction: three round trips.
+    let begin = format!("{}; {}", settings.begin(), settings.set_timeout());
+    let outcome = client
+        .batch_execute(&begin)
+        .map_err(|err| crate::pg::classify::failure_of(&err))
+        .and_then(|()| query_rows(client, spec, param));
+    let end = match outcome {
+        Ok(()) => "COMMIT",
+        Err(_) => "ROLLBACK",
+    };
+    match client.batch_execute(end) {
+        Err(err) if outcome.is_ok() => Err(crate::pg::classify::failure_of(&err)),
+        _ => outcome,
+    }
+}
+
+fn query_rows(client: &mut Client, spec: &RequestSpec, param: Option<&str>) -> Result<(), Failure> {
     let result = match param {
         Some(value) => {
             client.query_typed(spec.query.as_str(), &[(&TextParam(value), Type::UNKNOWN)])

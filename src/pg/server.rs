@@ -339,7 +339,7 @@ fn signal_family(postmaster: u32, signal: Signal) {
 }
 
 /// The OS user the server runs as: `postgres` when we are root (initdb refuses root), else us.
-fn server_owner() -> Result<Option<User>, ServerError> {
+pub(crate) fn server_owner() -> Result<Option<User>, ServerError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
@@ -376,7 +376,7 @@ fn initdb_command(bin_dir: &Path, data: &Path, password_file: &Path) -> Command 
 
 /// Writes a file only its owner may read, created so: never readable by others, not even
 /// for a moment.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
@@ -408,11 +408,15 @@ pub fn find_binaries() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     crate::sys::ports::free_listener_port(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
-fn spawn_as(mut command: Command, owner: &Option<User>, log: &Path) -> std::io::Result<Child> {
+pub(crate) fn spawn_as(
+    mut command: Command,
+    owner: &Option<User>,
+    log: &Path,
+) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
     if let Some(user) = owner {
@@ -459,7 +463,7 @@ fn run_to_end(
 }
 
 /// The last lines of a log, joined on one line for an error message.
-fn last_lines(log: &Path) -> String {
+pub(crate) fn last_lines(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")

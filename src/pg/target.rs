@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::pg::libpq::{self, Inputs, LibpqError, Resolved};
 use crate::pg::tls::{self, Connector, SslMode, TlsError, TlsOptions};
+use crate::pg::wire::InBand;
 
 #[derive(Debug, Error)]
 pub enum TargetError {
@@ -52,6 +53,9 @@ pub struct ConnectTarget {
     origin: Option<String>,
     warnings: Vec<String>,
     setup_timeout: Duration,
+    /// The settings go in each request's transaction, not in the `options` startup parameter
+    /// (a pooler such as PgBouncer refuses it).
+    settings_in_band: bool,
 }
 
 impl fmt::Debug for ConnectTarget {
@@ -154,7 +158,52 @@ impl ConnectTarget {
             origin: None,
             warnings: Vec::new(),
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
+            settings_in_band: false,
         })
+    }
+
+    /// The same target, its connections sending no `options` startup parameter.
+    pub fn with_settings_in_band(mut self) -> Self {
+        self.settings_in_band = true;
+        self
+    }
+
+    pub fn settings_in_band(&self) -> bool {
+        self.settings_in_band
+    }
+
+    /// The settings each request sends in its own transaction, when they cannot go in the
+    /// startup packet.
+    pub fn in_band(&self, timeout: Duration, allow_writes: bool) -> Option<InBand> {
+        self.settings_in_band.then_some(InBand {
+            read_only: !allow_writes,
+            statement_timeout_ms: timeout.as_millis(),
+        })
+    }
+
+    /// The user and database the target logs in as, and its password: for a pooler put in
+    /// front of it. The password is for the pooler's private files only, never printed.
+    pub fn login(&self) -> (String, Option<String>, String) {
+        let user = self.config.get_user().unwrap_or("postgres").to_owned();
+        let password = self
+            .config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let dbname = self.config.get_dbname().unwrap_or(&user).to_owned();
+        (user, password, dbname)
+    }
+
+    /// The first host and port, as a pooler's `[databases]` line names them.
+    pub fn first_address(&self) -> (String, u16) {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        (
+            host,
+            self.config.get_ports().first().copied().unwrap_or(5432),
+        )
     }
 
     /// The same target with the TLS settings given on the command line, which win over the DSN's.
@@ -223,6 +272,9 @@ impl ConnectTarget {
         if self.config.get_application_name().is_none() {
             config.application_name(application_name);
         }
+        if self.settings_in_band {
+            return config;
+        }
         let mut statement_timeout = format!("-c statement_timeout={}", timeout.as_millis().max(1));
         if !allow_writes {
             statement_timeout.push_str(" -c default_transaction_read_only=on");
@@ -252,6 +304,17 @@ impl ConnectTarget {
             None => Err(ConnectError::NoAnswer(timeout)),
         }
     }
+}
+
+/// Whether a connection failed because the target refuses the `options` startup parameter,
+/// as PgBouncer does unless told to ignore it ("unsupported startup parameter", 08P01).
+pub fn refuses_startup_options(err: &ConnectError) -> bool {
+    let ConnectError::Server(err) = err else {
+        return false;
+    };
+    err.as_db_error().is_some_and(|db| {
+        db.code().code() == "08P01" && db.message().contains("unsupported startup parameter")
+    })
 }
 
 /// Masks what looks like a password anywhere in free text (a DSN given where no DSN was

@@ -25,6 +25,9 @@ use nix::unistd::Pid;
 const MARKER: &str = "pgstress.owner";
 /// The watchdog's $0, so that it is recognisable in `ps`.
 pub const WATCHDOG_NAME: &str = "pgstress-watchdog";
+/// The pid files of the processes a throwaway folder may hold, each in `folder/data`: a
+/// postmaster, a PgBouncer.
+pub const PID_FILES: [&str; 2] = ["postmaster.pid", "pgbouncer.pid"];
 /// Time for a leftover postmaster to obey an immediate shutdown before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// Time for a dismissed watchdog, which finds nothing left to do, to exit.
@@ -37,7 +40,7 @@ const SCRIPT: &str = r#"
 trap '' HUP INT
 folder=$1
 while read -r _line; do :; done
-pidfile=$folder/data/postmaster.pid
+pidfile=$folder/data/${2:-postmaster.pid}
 if [ -r "$pidfile" ]; then
   read -r pid < "$pidfile"
   if [ "$(readlink "/proc/$pid/cwd")" = "$folder/data" ]; then
@@ -64,6 +67,12 @@ pub struct Watchdog {
 impl Watchdog {
     /// Marks `folder` as this process's and starts its watchdog.
     pub fn start(folder: &Path) -> io::Result<Self> {
+        Self::start_for(folder, PID_FILES[0])
+    }
+
+    /// The same for a process other than a postmaster (a pooler) that also works in
+    /// `folder/data` and writes its pid to `folder/data/pid_file`.
+    pub fn start_for(folder: &Path, pid_file: &str) -> io::Result<Self> {
         let folder = fs::canonicalize(folder)?;
         let (pid, start) = this_process();
         fs::write(folder.join(MARKER), format!("{pid} {start}\n"))?;
@@ -73,6 +82,7 @@ impl Watchdog {
             .arg(SCRIPT)
             .arg(WATCHDOG_NAME)
             .arg(&folder)
+            .arg(pid_file)
             .current_dir("/")
             // Its own process group: a Ctrl-C or hangup meant for pgstress does not reach it.
             .process_group(0)
@@ -175,8 +185,10 @@ fn stop_postmaster_in(folder: &Path) -> Option<u32> {
     if !fs::symlink_metadata(&data).is_ok_and(|meta| meta.is_dir()) {
         return None;
     }
-    let pid_file = fs::read_to_string(data.join("postmaster.pid")).ok()?;
-    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+    let pid: u32 = PID_FILES.iter().find_map(|name| {
+        let text = fs::read_to_string(data.join(name)).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    })?;
     if !runs_in(pid, &data) {
         return None;
     }

@@ -160,6 +160,7 @@ impl SavedRun {
                 plan,
                 target: String::new(),
                 throwaway: false,
+                pooler: None,
                 server: ServerFacts::default(),
                 server_cpu_visible: steps.iter().any(|s| s.server_cpu_mean.is_some()),
                 server_stats_visible: steps.iter().any(|s| s.server_connections_peak.is_some()),

@@ -233,6 +233,7 @@ fn cluster_free_params() -> ConnectParams {
         extra: Vec::new(),
         tls: None,
         scram_per_connection: false,
+        in_band: None,
     }
 }
 

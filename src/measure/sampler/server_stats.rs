@@ -42,12 +42,16 @@ impl Probe for ServerStatsProbe {
 
     fn read(&mut self) -> Option<ServerStatsReading> {
         let client = self.client.as_mut()?;
-        match client.query_one(QUERY, &[&self.application_name]) {
-            Ok(row) => Some(ServerStatsReading {
+        // The unnamed statement, one round trip: behind a transaction-mode pooler a named one
+        // may not be on the server connection the next transaction gets.
+        let name = self.application_name.as_str();
+        let rows = client.query_typed(QUERY, &[(&name, postgres::types::Type::TEXT)]);
+        match rows.as_ref().map(|rows| rows.first()) {
+            Ok(Some(row)) => Some(ServerStatsReading {
                 connections: row.get::<_, i32>(0).max(0) as u32,
                 active: row.get::<_, i32>(1).max(0) as u32,
             }),
-            Err(_) => {
+            Ok(None) | Err(_) => {
                 // A monitor that lost its server stays quiet: the steps report the failures.
                 self.client = None;
                 None

@@ -12,6 +12,7 @@ use openssl::ssl::{HandshakeError, SslConnector};
 use postgres_protocol::message::frontend;
 
 use super::error::WireError;
+use super::query::InBand;
 use super::reader::{MessageReader, io_error};
 use super::stream::{Stream, Transport, arm_tcp, time_left};
 use crate::pg::tls::{SslMode, TlsError, TlsOptions};
@@ -63,6 +64,8 @@ pub struct ConnectParams {
     /// Derive SCRAM's salted password on every connection, as a libpq client does, instead of
     /// once per run.
     pub scram_per_connection: bool,
+    /// Settings sent in each request's transaction rather than in `extra` (through a pooler).
+    pub in_band: Option<InBand>,
 }
 
 impl ConnectParams {
@@ -97,6 +100,7 @@ impl ConnectParams {
             extra,
             tls: WireTls::from_options(tls)?,
             scram_per_connection: false,
+            in_band: None,
         })
     }
 }
@@ -111,6 +115,8 @@ pub struct Connection {
     pub(super) tls: bool,
     /// Whether SCRAM bound the login to the TLS channel (SCRAM-SHA-256-PLUS).
     pub(super) bound: bool,
+    /// The last ReadyForQuery said a transaction is open (or failed).
+    pub(super) in_transaction: bool,
     terminated: bool,
 }
 
@@ -127,6 +133,7 @@ impl Connection {
             out: BytesMut::with_capacity(256),
             tls: false,
             bound: false,
+            in_transaction: false,
             terminated: false,
         };
         if let (Some(tls), Address::Tcp { host, .. }) = (&params.tls, &params.address) {

@@ -16,6 +16,6 @@ mod stream;
 
 pub use connect::{Address, ConnectParams, Connection, WireTls};
 pub use error::WireError;
-pub use query::{Session, rows_outcome, run_once, timed_request};
+pub use query::{InBand, Session, rows_outcome, run_once, timed_request};
 pub use reader::{MAX_MESSAGE_LEN, MessageReader};
 pub use scram::{ScramClient, clear_key_cache, key_derivations};

@@ -16,6 +16,31 @@ use crate::model::outcome::{Failure, FailureClass};
 /// `$1`'s type: 0 lets the server infer it, as for an untyped literal.
 const UNKNOWN_TYPE: u32 = 0;
 
+/// Settings sent inside each request's own transaction instead of the `options` startup
+/// parameter, which a pooler (PgBouncer) refuses: `SET LOCAL` ends with the transaction, so it
+/// cannot leak to the next client of a transaction-mode pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InBand {
+    pub read_only: bool,
+    pub statement_timeout_ms: u128,
+}
+
+impl InBand {
+    pub fn begin(&self) -> &'static str {
+        match self.read_only {
+            true => "BEGIN READ ONLY",
+            false => "BEGIN",
+        }
+    }
+
+    pub fn set_timeout(&self) -> String {
+        format!(
+            "SET LOCAL statement_timeout = {}",
+            self.statement_timeout_ms.max(1)
+        )
+    }
+}
+
 impl Connection {
     /// Parse (when `sql` is given), then Bind, Execute and Sync, written at once; returns the
     /// number of rows, or the server's error once it is ready again.
@@ -25,6 +50,63 @@ impl Connection {
         sql: Option<&str>,
         param: Option<&str>,
     ) -> Result<u64, WireError> {
+        self.push_query(statement, sql, param)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        self.read_result()
+    }
+
+    /// The query on the unnamed statement; with `in_band`, inside `BEGIN [READ ONLY]`,
+    /// `SET LOCAL statement_timeout` ... `COMMIT`, all in the same single write (one round
+    /// trip). A failed transaction is rolled back before the connection is used again.
+    pub fn request(
+        &mut self,
+        sql: &str,
+        param: Option<&str>,
+        in_band: Option<&InBand>,
+    ) -> Result<u64, WireError> {
+        self.in_transaction_block("", Some(sql), param, in_band)
+    }
+
+    /// `query`, wrapped in a transaction carrying the settings when `in_band` is given.
+    fn in_transaction_block(
+        &mut self,
+        statement: &str,
+        sql: Option<&str>,
+        param: Option<&str>,
+        in_band: Option<&InBand>,
+    ) -> Result<u64, WireError> {
+        let Some(settings) = in_band else {
+            return self.query(statement, sql, param);
+        };
+        self.push_query("", Some(settings.begin()), None)?;
+        self.push_query("", Some(&settings.set_timeout()), None)?;
+        self.push_query(statement, sql, param)?;
+        self.push_query("", Some("COMMIT"), None)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        let result = self.read_result();
+        if self.in_transaction {
+            self.rollback()?;
+        }
+        result
+    }
+
+    /// Leaves a failed transaction (a simple-protocol ROLLBACK, one more round trip).
+    fn rollback(&mut self) -> Result<(), WireError> {
+        frontend::query("ROLLBACK", &mut self.out)
+            .map_err(|err| WireError::protocol(format!("cannot encode ROLLBACK: {err}")))?;
+        self.send("rolling back")?;
+        self.read_result().map(|_| ())
+    }
+
+    /// Parse (when `sql` is given), Bind and Execute into the output buffer, not yet sent.
+    fn push_query(
+        &mut self,
+        statement: &str,
+        sql: Option<&str>,
+        param: Option<&str>,
+    ) -> Result<(), WireError> {
         let bad =
             |err: std::io::Error| WireError::protocol(format!("cannot encode the query: {err}"));
         if let Some(sql) = sql {
@@ -46,10 +128,7 @@ impl Connection {
             &mut self.out,
         )
         .map_err(|_| WireError::protocol("cannot encode the parameter"))?;
-        frontend::execute("", 0, &mut self.out).map_err(bad)?;
-        frontend::sync(&mut self.out);
-        self.send("sending the query")?;
-        self.read_result()
+        frontend::execute("", 0, &mut self.out).map_err(bad)
     }
 
     /// Counts DataRows up to ReadyForQuery, keeping the first error the server reported.
@@ -61,7 +140,10 @@ impl Connection {
                 .next(&mut self.stream, "waiting for the query's answer")?
             {
                 Message::DataRow(_) => rows += 1,
-                Message::ReadyForQuery(_) => return error.map_or(Ok(rows), Err),
+                Message::ReadyForQuery(body) => {
+                    self.in_transaction = body.status() != b'I';
+                    return error.map_or(Ok(rows), Err);
+                }
                 Message::ErrorResponse(body) => {
                     error.get_or_insert(server_error(body.fields()));
                 }
@@ -94,7 +176,7 @@ pub fn run_once(
 ) -> Result<u64, WireError> {
     let deadline = Instant::now() + timeout;
     let mut conn = Connection::connect(params, deadline)?;
-    let rows = conn.query("", Some(sql), param);
+    let rows = conn.request(sql, param, params.in_band.as_ref());
     conn.close();
     rows
 }
@@ -112,7 +194,7 @@ pub fn timed_request(
         Err(err) => (None, None, Err(err.failure())),
         Ok(mut conn) => {
             let connected = Instant::now();
-            let outcome = rows_outcome(conn.query("", Some(sql), param));
+            let outcome = rows_outcome(conn.request(sql, param, params.in_band.as_ref()));
             let query = connected.elapsed();
             conn.close();
             (Some(connected - started), Some(query), outcome)
@@ -159,12 +241,24 @@ impl Session {
 
     /// One request: the rows of the prepared query for `param`, by `deadline`.
     pub fn execute(&mut self, param: Option<&str>, deadline: Instant) -> Result<u64, WireError> {
+        self.execute_with(param, None, deadline)
+    }
+
+    /// The same, inside a transaction carrying the settings when `in_band` is given (still
+    /// one write, one round trip).
+    pub fn execute_with(
+        &mut self,
+        param: Option<&str>,
+        in_band: Option<&InBand>,
+        deadline: Instant,
+    ) -> Result<u64, WireError> {
         if param.is_some() != self.has_param {
             return Err(WireError::protocol(
                 "the parameter does not match the prepared query",
             ));
         }
         self.conn.set_deadline(deadline);
-        self.conn.query(STATEMENT, None, param)
+        self.conn
+            .in_transaction_block(STATEMENT, None, param, in_band)
     }
 }

@@ -1,0 +1,116 @@
+//! A connection kept across requests (pool mode), in the shape the run's `Prepare` asks for:
+//! a named statement prepared once, or the unnamed statement parsed with every request so that
+//! nothing lives on the server between transactions (a transaction-mode pooler).
+
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::model::outcome::{Failure, FailureClass};
+use crate::model::query::highest_placeholder;
+use crate::model::record::RequestRecord;
+use crate::pg::request::{self, Prepare, RequestSpec, Session};
+use crate::pg::wire::{self, WireError};
+
+/// One worker's connection.
+pub enum Kept {
+    /// The `postgres` crate with the query prepared once (`--prepare once`).
+    Prepared(Session),
+    /// The lean connection with the query prepared once, the settings in each transaction
+    /// (`--prepare once` through a pooler that refused them at startup).
+    LeanPrepared(wire::Session),
+    /// The lean connection, the unnamed statement per request (`--prepare never`).
+    Lean(wire::Connection),
+    /// The `postgres` crate, the unnamed statement per request (`--prepare never
+    /// --client postgres`).
+    Plain(Client),
+}
+
+impl Kept {
+    /// Connects (and prepares, for `Prepare::Once`) within the request deadline.
+    pub fn open(spec: &RequestSpec) -> Result<Kept, Failure> {
+        let deadline = Instant::now() + spec.timeout;
+        match (spec.prepare, &spec.lean) {
+            // Settings in-band need a transaction per request: one write on the lean
+            // connection; the postgres crate's session would need three round trips.
+            (Prepare::Once, Some(params)) if spec.in_band.is_some() => {
+                let has_param = highest_placeholder(&spec.query) > 0;
+                wire::Session::open(params, &spec.query, has_param, deadline)
+                    .map(Kept::LeanPrepared)
+                    .map_err(|err| err.failure())
+            }
+            (Prepare::Once, None) if spec.in_band.is_some() => Err(Failure::new(
+                FailureClass::Io,
+                "--prepare once through a pooler needs the lean client: drop --client postgres",
+            )),
+            (Prepare::Once, _) => Session::open(spec).map(Kept::Prepared),
+            (Prepare::Never, Some(params)) => wire::Connection::connect(params, deadline)
+                .map(Kept::Lean)
+                .map_err(|err| err.failure()),
+            (Prepare::Never, None) => spec.connect().map(Kept::Plain),
+        }
+    }
+
+    /// One request; the record, and whether the connection may serve the next one.
+    pub fn execute(
+        &mut self,
+        spec: &RequestSpec,
+        param: Option<&str>,
+        start_offset: Duration,
+    ) -> (RequestRecord, bool) {
+        match self {
+            Kept::Prepared(session) => {
+                let record = request::execute_on(session, param, start_offset);
+                (record, !session.client.is_closed())
+            }
+            Kept::Lean(conn) => {
+                let started = Instant::now();
+                conn.set_deadline(started + spec.timeout);
+                let result = conn.request(&spec.query, param, spec.in_band.as_ref());
+                lean_record(result, started, start_offset)
+            }
+            Kept::LeanPrepared(session) => {
+                let started = Instant::now();
+                let deadline = started + spec.timeout;
+                let result = session.execute_with(param, spec.in_band.as_ref(), deadline);
+                lean_record(result, started, start_offset)
+            }
+            Kept::Plain(client) => {
+                let started = Instant::now();
+                let outcome = request::run_query(client, spec, param);
+                let record = kept_record(started.elapsed(), outcome, start_offset);
+                (record, !client.is_closed())
+            }
+        }
+    }
+}
+
+fn lean_record(
+    result: Result<u64, WireError>,
+    started: Instant,
+    start_offset: Duration,
+) -> (RequestRecord, bool) {
+    // After the server's own error the connection is ready again (rolled back); after any
+    // other (a deadline, a reset) its state is unknown: it is replaced.
+    let usable = matches!(result, Ok(_) | Err(WireError::Server { .. }));
+    let outcome = wire::rows_outcome(result);
+    (
+        kept_record(started.elapsed(), outcome, start_offset),
+        usable,
+    )
+}
+
+fn kept_record(
+    query: Duration,
+    outcome: Result<(), Failure>,
+    start_offset: Duration,
+) -> RequestRecord {
+    RequestRecord {
+        start_offset: Some(start_offset),
+        queue_wait: None,
+        connect: None,
+        query: Some(query),
+        latency: query,
+        outcome,
+    }
+}

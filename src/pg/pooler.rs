@@ -1,0 +1,328 @@
+//! The throwaway pooler: the machine's own PgBouncer, started for one run in front of the
+//! target (the throwaway server or the user's), locked down like the throwaway server (SCRAM
+//! with a password made for this run, a 0700 folder, loopback only, a port below 32768), and
+//! removed when the run ends, however it ends (the server's watchdog guards it too).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{Pid, User};
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use tempfile::TempDir;
+use thiserror::Error;
+
+use crate::pg::server::{free_port, last_lines, server_owner, spawn_as, write_private};
+use crate::pg::target::ConnectTarget;
+use crate::pg::tls::{SslMode, TlsOptions};
+use crate::pg::watchdog::Watchdog;
+
+/// Time for PgBouncer to accept connections after it is launched.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// Time for an immediate shutdown (SIGTERM) before PgBouncer is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// Time for `pgbouncer --version` to answer.
+const VERSION_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum PoolerError {
+    #[error(
+        "no pgbouncer binary on PATH or in /usr/sbin; install it (Debian/Ubuntu: apt-get install \
+         pgbouncer) or drop --pooler"
+    )]
+    NotFound,
+    #[error("cannot prepare the throwaway pooler's folder: {0}")]
+    Folder(std::io::Error),
+    #[error("{0}")]
+    Owner(String),
+    #[error(
+        "the target's {0} holds a quote or a backslash, which a PgBouncer connection string cannot carry"
+    )]
+    Unquotable(&'static str),
+    #[error("the throwaway pooler did not start: {0}")]
+    Start(String),
+}
+
+/// A running throwaway PgBouncer; dropping it stops it and removes its folder.
+pub struct ThrowawayPooler {
+    folder: Option<TempDir>,
+    child: Child,
+    port: u16,
+    user: String,
+    dbname: String,
+    password: String,
+    description: String,
+    watchdog: Watchdog,
+}
+
+impl ThrowawayPooler {
+    /// Starts PgBouncer in front of `upstream` with `settings` added to its `[pgbouncer]`.
+    pub fn start(
+        upstream: &ConnectTarget,
+        settings: &[(String, String)],
+    ) -> Result<Self, PoolerError> {
+        let binary = find_binary().ok_or(PoolerError::NotFound)?;
+        let owner = server_owner().map_err(|err| PoolerError::Owner(err.to_string()))?;
+        let folder = tempfile::Builder::new()
+            .prefix("pgstress-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(PoolerError::Folder)?;
+        let root = folder.path().to_owned();
+        let watchdog = Watchdog::start_for(&root, "pgbouncer.pid").map_err(PoolerError::Folder)?;
+        // PgBouncer works in `data`, where the watchdog looks for its pid file.
+        let data = root.join("data");
+        fs::create_dir(&data).map_err(PoolerError::Folder)?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+            .map_err(PoolerError::Folder)?;
+        let password = run_password();
+        let port = free_port().map_err(PoolerError::Folder)?;
+        let (user, _, dbname) = upstream.login();
+        let ini = ini_text(upstream, &data, port, settings)?;
+        write_private(&data.join("pgbouncer.ini"), &ini).map_err(PoolerError::Folder)?;
+        let userlist = format!("\"{user}\" \"{password}\"\n");
+        write_private(&data.join("userlist.txt"), &userlist).map_err(PoolerError::Folder)?;
+        let private = [
+            root.clone(),
+            data.clone(),
+            data.join("pgbouncer.ini"),
+            data.join("userlist.txt"),
+        ];
+        give_to(&owner, &private)?;
+        let version = version_of(&binary);
+        let mut command = Command::new(&binary);
+        command.arg(data.join("pgbouncer.ini"));
+        let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
+            .map_err(|err| PoolerError::Start(err.to_string()))?;
+        let description = describe(&version, port, settings);
+        let mut pooler = ThrowawayPooler {
+            folder: Some(folder),
+            child,
+            port,
+            user,
+            dbname,
+            password,
+            description,
+            watchdog,
+        };
+        pooler.wait_until_ready(&data)?;
+        Ok(pooler)
+    }
+
+    fn wait_until_ready(&mut self, data: &Path) -> Result<(), PoolerError> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let target = self.target();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(PoolerError::Start(format!(
+                    "pgbouncer exited ({status}): {}",
+                    last_lines(&data.join("pgbouncer.out"))
+                )));
+            }
+            match target.connect(Duration::from_secs(2), "pgstress-setup") {
+                Ok(_) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(PoolerError::Start(format!(
+                        "no connection within {READY_DEADLINE:?}: {err}; {}",
+                        last_lines(&data.join("pgbouncer.log"))
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// How the load reaches the pooler: SCRAM with this run's password, settings in-band
+    /// (PgBouncer refuses the `options` startup parameter).
+    pub fn target(&self) -> ConnectTarget {
+        let mut config = postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(&self.dbname);
+        let tls = TlsOptions {
+            client_cert: None,
+            client_key: None,
+            mode: SslMode::Disable,
+            root_cert: None,
+        };
+        ConnectTarget::from_config(config, tls)
+            .expect("a plain-TCP target needs no certificate")
+            .with_settings_in_band()
+    }
+
+    /// The connection string, password included: for tests and tools that need a DSN.
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={} password={} dbname={} sslmode=disable",
+            self.port, self.user, self.password, self.dbname
+        )
+    }
+
+    /// E.g. "PgBouncer 1.18.0 (throwaway) on 127.0.0.1:21234, pool_mode=transaction".
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn folder(&self) -> &Path {
+        self.folder.as_ref().map_or(Path::new(""), |f| f.path())
+    }
+
+    /// Immediate shutdown (SIGTERM), SIGKILL past the deadline, then the folder is removed.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(folder) = self.folder.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(self.child.id() as i32);
+        // A stopped pooler (SIGSTOP) would never see the shutdown request.
+        let _ = signal::kill(pid, Signal::SIGCONT);
+        let _ = signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = folder.close();
+        self.watchdog.dismiss();
+    }
+}
+
+impl Drop for ThrowawayPooler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// pgbouncer on PATH, else Debian's /usr/sbin (not on a normal user's PATH).
+pub fn find_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("pgbouncer"))
+            .find(|bin| bin.is_file())
+    });
+    on_path.or_else(|| {
+        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|bin| bin.is_file())
+    })
+}
+
+fn run_password() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+/// The ini file: the target as the one database, then the lock-down, then the user's settings.
+fn ini_text(
+    upstream: &ConnectTarget,
+    data: &Path,
+    port: u16,
+    settings: &[(String, String)],
+) -> Result<String, PoolerError> {
+    let (user, password, dbname) = upstream.login();
+    let (host, upstream_port) = upstream.first_address();
+    let quoted = |what: &'static str, value: &str| match value.contains(['\'', '\\']) {
+        true => Err(PoolerError::Unquotable(what)),
+        false => Ok(format!("'{value}'")),
+    };
+    let mut line = format!(
+        "{dbname} = host={} port={upstream_port} dbname={} user={}",
+        quoted("host", &host)?,
+        quoted("database", &dbname)?,
+        quoted("user", &user)?
+    );
+    if let Some(password) = &password {
+        let _ = write!(line, " password={}", quoted("password", password)?);
+    }
+    let dir = data.display();
+    let tls = upstream.tls_options();
+    let mut ini = format!(
+        "[databases]\n{line}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+         unix_socket_dir = {dir}\nunix_socket_mode = 0700\nauth_type = scram-sha-256\n\
+         auth_file = {dir}/userlist.txt\npidfile = {dir}/pgbouncer.pid\n\
+         logfile = {dir}/pgbouncer.log\nadmin_users = {user}\nserver_tls_sslmode = {}\n",
+        tls.mode
+    );
+    if let Some(ca) = &tls.root_cert {
+        let _ = writeln!(ini, "server_tls_ca_file = {}", ca.display());
+    }
+    for (key, value) in settings {
+        let _ = writeln!(ini, "{key} = {value}");
+    }
+    Ok(ini)
+}
+
+fn give_to(owner: &Option<User>, paths: &[PathBuf]) -> Result<(), PoolerError> {
+    let Some(user) = owner else {
+        return Ok(());
+    };
+    for path in paths {
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid))
+            .map_err(|err| PoolerError::Folder(err.into()))?;
+    }
+    Ok(())
+}
+
+/// "PgBouncer 1.18.0", or "PgBouncer" when `--version` does not answer in time.
+fn version_of(binary: &Path) -> String {
+    let child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return "PgBouncer".into();
+    };
+    let deadline = Instant::now() + VERSION_DEADLINE;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let output = child
+        .wait_with_output()
+        .map(|out| out.stdout)
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&output);
+    text.lines()
+        .next()
+        .filter(|line| line.starts_with("PgBouncer"))
+        .unwrap_or("PgBouncer")
+        .trim()
+        .to_owned()
+}
+
+fn describe(version: &str, port: u16, settings: &[(String, String)]) -> String {
+    let mut text = format!("{version} (throwaway) on 127.0.0.1:{port}");
+    if !settings.iter().any(|(key, _)| key == "pool_mode") {
+        text.push_str(", pool_mode=session (default)");
+    }
+    for (key, value) in settings {
+        let _ = write!(text, ", {key}={value}");
+    }
+    text
+}
