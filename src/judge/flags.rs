@@ -223,4 +223,111 @@ mod tests {
             vec![Flag::ServerSaturated]
         );
     }
+
+    #[test]
+    fn saturation_starts_at_the_threshold() {
+        let t = Thresholds::default();
+        let host = step_with(cpu(90.0, 10.0, Some(89.9)), 5, 500, 50);
+        assert_eq!(
+            diagnose(&host, &burst(None), &TWO_CORES, &t),
+            vec![Flag::ClientSaturated]
+        );
+        let server = step_with(cpu(89.9, 10.0, Some(90.0)), 5, 500, 50);
+        assert_eq!(
+            diagnose(&server, &burst(None), &TWO_CORES, &t),
+            vec![Flag::ServerSaturated]
+        );
+        // 45% of a 2-core host is 0.9 cores: 90% of the one core pgstress may use.
+        let pinned = ClientCpus {
+            host_cores: 2.0,
+            allowed_cores: 1.0,
+        };
+        let process = step_with(cpu(50.0, 45.0, None), 5, 500, 50);
+        assert_eq!(
+            diagnose(&process, &burst(None), &pinned, &t),
+            vec![Flag::ClientSaturated]
+        );
+        let below = step_with(cpu(50.0, 44.9, None), 5, 500, 50);
+        assert!(diagnose(&below, &burst(None), &pinned, &t).is_empty());
+        // On a 4-core host, 30% is 1.2 cores: above 90% of one allowed core, not of two.
+        let wide = ClientCpus {
+            host_cores: 4.0,
+            allowed_cores: 2.0,
+        };
+        let process = step_with(cpu(50.0, 30.0, None), 5, 500, 50);
+        assert!(diagnose(&process, &burst(None), &wide, &t).is_empty());
+        let process = step_with(cpu(50.0, 46.0, None), 5, 500, 50);
+        assert_eq!(
+            diagnose(&process, &burst(None), &wide, &t),
+            vec![Flag::ClientSaturated]
+        );
+    }
+
+    #[test]
+    fn launch_spread_starts_above_either_bound() {
+        let t = Thresholds {
+            saturated_cpu_pct: 90.0,
+            spread_ratio: 0.5,
+            spread_max: Duration::from_millis(300),
+        };
+        let quiet = cpu(10.0, 5.0, None);
+        // Exactly half of a 400 ms step, and exactly the bound: neither is above.
+        let half = step_with(quiet, 200, 400, 50);
+        assert!(diagnose(&half, &burst(None), &TWO_CORES, &t).is_empty());
+        let at_max = step_with(quiet, 300, 10_000, 50);
+        assert!(diagnose(&at_max, &burst(None), &TWO_CORES, &t).is_empty());
+        let over_half = step_with(quiet, 201, 400, 50);
+        assert_eq!(
+            diagnose(&over_half, &burst(None), &TWO_CORES, &t),
+            vec![Flag::LaunchSpread]
+        );
+    }
+
+    #[test]
+    fn lag_behind_the_schedule_alone_means_the_rate_was_not_met() {
+        let t = Thresholds {
+            spread_max: Duration::from_millis(1),
+            ..Thresholds::default()
+        };
+        let rate = StepContext {
+            starts_together: false,
+            scheduled: true,
+            concurrency: None,
+            usable_connections: None,
+        };
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        // 1 ms is exact in the histogram: a lag at the bound is not above it.
+        step.queue_wait.record(1000).unwrap();
+        assert_eq!(step.queue_wait_ms(99.0), Some(1.0));
+        assert!(diagnose(&step, &rate, &TWO_CORES, &t).is_empty());
+        step.queue_wait.record_n(2000, 10).unwrap();
+        assert_eq!(
+            diagnose(&step, &rate, &TWO_CORES, &t),
+            vec![Flag::RateNotMet]
+        );
+        // Without a schedule a wait is the pool's queue, no client limit.
+        let pool = StepContext {
+            scheduled: false,
+            ..rate
+        };
+        assert!(diagnose(&step, &pool, &TWO_CORES, &t).is_empty());
+    }
+
+    #[test]
+    fn every_flag_at_once_in_order() {
+        let rate = StepContext {
+            starts_together: true,
+            scheduled: true,
+            concurrency: Some(10),
+            usable_connections: Some(5),
+        };
+        let mut step = step_with(cpu(95.0, 5.0, Some(95.0)), 400, 500, 100);
+        step.dropped = 1;
+        step.by_class[FailureClass::Spawn.index()] = 1;
+        step.failed = 1;
+        assert_eq!(
+            diagnose(&step, &rate, &TWO_CORES, &Thresholds::default()),
+            Flag::ALL.to_vec()
+        );
+    }
 }

@@ -126,6 +126,46 @@ mod tests {
     }
 
     #[test]
+    fn host_share_needs_time_to_pass_and_counters_that_grew() {
+        let earlier = HostTicks {
+            busy: 100,
+            total: 1000,
+        };
+        assert_eq!(earlier.percent_since(&earlier), None);
+        let later = HostTicks {
+            busy: 175,
+            total: 1100,
+        };
+        assert_eq!(later.percent_since(&earlier), Some(75.0));
+        assert_eq!(earlier.percent_since(&later), None, "a counter went back");
+        let busy_back = HostTicks {
+            busy: 50,
+            total: 2000,
+        };
+        assert_eq!(busy_back.percent_since(&earlier), None);
+    }
+
+    #[test]
+    fn host_line_needs_five_numbers_and_reads_eight() {
+        assert_eq!(
+            HostTicks::parse("cpu 1 2 3 4 5"),
+            Some(HostTicks { busy: 6, total: 15 })
+        );
+        assert_eq!(HostTicks::parse("cpu 1 2 3 4"), None);
+        assert_eq!(HostTicks::parse("cpu 1 2 x 4 5"), None);
+        // guest and guest_nice (fields 9 and 10) are already in user and nice.
+        assert_eq!(
+            HostTicks::parse("cpu 1 1 1 1 1 1 1 1 100 100").map(|t| t.total),
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn clock_ticks_are_user_hz() {
+        assert_eq!(ticks_per_second(), 100.0);
+    }
+
+    #[test]
     fn per_core_line_is_not_the_host_line() {
         assert_eq!(HostTicks::parse("cpu0 1 2 3 4 5"), None);
     }
@@ -144,6 +184,43 @@ mod tests {
         );
     }
 
+    /// CPU seconds of this process's reaped children, as the kernel counts them.
+    fn reaped_children_seconds() -> f64 {
+        rusage_seconds(libc::RUSAGE_CHILDREN)
+    }
+
+    fn rusage_seconds(who: libc::c_int) -> f64 {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given.
+        unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+        // SAFETY: zeroed, then filled by the kernel.
+        let usage = unsafe { usage.assume_init() };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    #[test]
+    fn a_parent_counts_the_cpu_of_the_children_it_reaped() {
+        let me = std::process::id();
+        let own = || process_cpu_seconds(me, false).unwrap();
+        let all = || process_cpu_seconds(me, true).unwrap();
+        let (own_before, all_before, kernel_before) = (own(), all(), reaped_children_seconds());
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let children = reaped_children_seconds() - kernel_before;
+        assert!(children >= 0.05, "the child burnt {children} s");
+        let counted = (all() - all_before) - (own() - own_before);
+        // Ticks are hundredths of a second; other tests may reap children meanwhile.
+        assert!(
+            counted >= children - 0.03,
+            "counted {counted} s of {children} s"
+        );
+        assert!(own() <= all());
+    }
+
     #[test]
     fn own_process_has_cpu_time() {
         let mut spin = 0u64;
@@ -151,6 +228,12 @@ mod tests {
             spin = spin.wrapping_add(i * i);
         }
         assert!(spin > 0);
-        assert!(process_cpu_seconds(std::process::id(), false).is_some());
+        let counted = process_cpu_seconds(std::process::id(), false).unwrap();
+        let kernel = rusage_seconds(libc::RUSAGE_SELF);
+        // Ticks are hundredths of a second, and threads of other tests run meanwhile.
+        assert!(
+            (counted - kernel).abs() < 0.2 * kernel.max(1.0),
+            "{counted} s counted, {kernel} s by getrusage"
+        );
     }
 }

@@ -135,3 +135,94 @@ impl Probe for CpuProbe {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const TAG: StepTag = StepTag {
+        step: 3,
+        requests: 40,
+    };
+
+    /// A probe of a 2-core host whose run started at `start`.
+    fn probe(start: Instant) -> CpuProbe {
+        CpuProbe {
+            server: None,
+            run_start: start,
+            system: None,
+            pid: Pid::from_u32(std::process::id()),
+            cores: 2.0,
+        }
+    }
+
+    /// Readings `seconds` after `start`: host ticks, process and server CPU seconds.
+    fn reading(
+        start: Instant,
+        seconds: u64,
+        host: Option<(u64, u64)>,
+        process: f64,
+        server: Option<f64>,
+    ) -> CpuReading {
+        CpuReading {
+            at: start + Duration::from_secs(seconds),
+            host: host.map(|(busy, total)| HostTicks { busy, total }),
+            process_seconds: process,
+            server_seconds: server,
+        }
+    }
+
+    #[test]
+    fn shares_are_of_all_the_hosts_cores_over_the_window() {
+        let start = Instant::now();
+        let before = reading(start, 1, Some((0, 1000)), 10.0, Some(5.0));
+        let after = reading(start, 3, Some((600, 2000)), 11.0, Some(7.0));
+        // Host: 600 of 1000 ticks. Process: 1 s of the 4 core-seconds; server: 2 s of 4.
+        assert_eq!(
+            probe(start).sample(TAG, &before, &after),
+            Some(CpuSample {
+                elapsed_ms: 3000,
+                step: 3,
+                requests: 40,
+                host_cpu_pct: 60.0,
+                process_cpu_pct: 25.0,
+                server_cpu_pct: Some(50.0),
+            })
+        );
+    }
+
+    #[test]
+    fn a_process_share_never_exceeds_the_host_nor_goes_below_zero() {
+        let start = Instant::now();
+        let before = reading(start, 0, Some((0, 1000)), 10.0, Some(5.0));
+        let after = reading(start, 1, Some((300, 2000)), 11.0, Some(4.0));
+        let sample = probe(start).sample(TAG, &before, &after).unwrap();
+        assert_eq!(sample.host_cpu_pct, 30.0);
+        assert_eq!(sample.process_cpu_pct, 30.0, "50% capped at the host's 30%");
+        assert_eq!(sample.server_cpu_pct, Some(0.0), "a counter that went back");
+        // Without host ticks, the share is capped at 100% and the host shows 0.
+        let before = reading(start, 0, None, 0.0, None);
+        let after = reading(start, 1, None, 5.0, None);
+        let sample = probe(start).sample(TAG, &before, &after).unwrap();
+        assert_eq!(
+            (
+                sample.host_cpu_pct,
+                sample.process_cpu_pct,
+                sample.server_cpu_pct
+            ),
+            (0.0, 100.0, None)
+        );
+        let half = reading(start, 1, None, 1.0, Some(1.0));
+        let sample = probe(start).sample(TAG, &before, &half).unwrap();
+        assert_eq!(sample.process_cpu_pct, 50.0);
+        assert_eq!(sample.server_cpu_pct, None, "no server reading before");
+    }
+
+    #[test]
+    fn no_time_no_sample() {
+        let start = Instant::now();
+        let at = reading(start, 1, Some((0, 1000)), 1.0, None);
+        assert_eq!(probe(start).sample(TAG, &at, &at), None);
+    }
+}
