@@ -201,8 +201,11 @@ fn stopped_server_times_requests_out_and_the_run_ends() {
     assert!(!folder.exists(), "{} was not removed", folder.display());
 }
 
+/// Burst requests connect anew, so this shows only that a restart between steps costs the
+/// next step nothing. It does not check the monitoring connection (server statistics) or
+/// the server's CPU after the restart: the monitor does not reconnect yet (issue 19).
 #[test]
-fn server_restarted_between_steps_serves_the_next_step() {
+fn burst_steps_after_a_server_restart_connect_anew() {
     let mut server = start_server(&[]);
     let logs = tempfile::tempdir().unwrap();
     let run = spawn_pgstress(

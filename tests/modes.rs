@@ -69,7 +69,18 @@ fn pool_below_max_connections_queues_steps_far_above_it_without_failures() {
         "queue wait should grow with the step: {waits:?}"
     );
     for row in &rows {
-        assert!(float(row, "latency_p99_ms") >= float(row, "service_p99_ms"));
+        // Each request holds its worker at least 20 ms, and service time counts from the start.
+        assert!(float(row, "service_p50_ms") >= 20.0, "{row:?}");
+        // Queued in order behind 10 workers, the k-th request (from 0) starts k / 10 rounds
+        // of 20 ms after the first: the p99 request of 60 waits 100 ms, of 180 340 ms, less
+        // the time the queue took to fill (half of it, allowed for a busy machine).
+        let requests = number(row, "requests") as f64;
+        let p99_index = (requests * 0.99).ceil() - 1.0;
+        let least_wait = (p99_index / 10.0).floor() * 20.0 / 2.0;
+        assert!(
+            float(row, "queue_wait_p99_ms") >= least_wait,
+            "the queue wait is measured: at least {least_wait} ms, {row:?}"
+        );
     }
 }
 
@@ -79,8 +90,10 @@ fn pool_survives_its_connections_being_killed() {
     let logs = tempfile::tempdir().unwrap();
     // Every request first kills every other pgstress backend: the workers' connections die
     // under them, and each must reconnect to serve its next request.
-    let killer = "SELECT $1::text, (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                  WHERE application_name = 'pgstress' AND pid <> pg_backend_pid())";
+    // One row whether or not there is another backend to kill (preflight wants a row).
+    let killer = "SELECT $1::text, (SELECT count(pg_terminate_backend(pid)) FROM \
+                  (SELECT pid FROM pg_stat_activity WHERE application_name = 'pgstress' \
+                  AND pid <> pg_backend_pid() LIMIT 1) AS other)";
     let stdout = run_ok(
         logs.path(),
         &[
@@ -104,10 +117,14 @@ fn pool_survives_its_connections_being_killed() {
     assert_eq!(rows.len(), 2, "{stdout}");
     let total = |column: &str| rows.iter().map(|r| number(r, column)).sum::<u64>();
     assert_eq!(total("requests"), 120);
-    assert_eq!(total("ok") + total("failed"), 120);
+    // A request fails only on a connection a successful request killed, and each success
+    // kills at most one: so at least as many succeed as fail, unless a worker whose
+    // connection died stays dead and fails every request it takes from then on.
     assert!(
-        total("ok") > 0,
-        "reconnected workers keep serving: {stdout}"
+        total("ok") >= total("failed"),
+        "reconnected workers keep serving: {} ok, {} failed: {stdout}",
+        total("ok"),
+        total("failed")
     );
     assert!(
         total("failed") > 0,
@@ -121,7 +138,7 @@ fn pool_survives_its_connections_being_killed() {
 }
 
 #[test]
-fn rate_offers_the_planned_count_and_corrected_latency_includes_the_lag() {
+fn rate_offers_the_planned_count_at_its_due_times_and_logs_the_lag() {
     let (_guard, dsn) = small_server();
     let logs = tempfile::tempdir().unwrap();
     run_ok(
@@ -138,7 +155,7 @@ fn rate_offers_the_planned_count_and_corrected_latency_includes_the_lag() {
             "--duration",
             "500ms",
             "--arrival",
-            "poisson",
+            "uniform",
             "--query",
             "SELECT $1::text",
             "--log-requests",
@@ -153,27 +170,30 @@ fn rate_offers_the_planned_count_and_corrected_latency_includes_the_lag() {
             (requests - offered).abs() <= 1,
             "offered {requests}, planned {offered}"
         );
-        assert_eq!(
-            number(row, "ok") + number(row, "failed") + number(row, "dropped"),
-            number(row, "requests")
-        );
+        assert_eq!(number(row, "dropped"), 0, "a thread per request drops none");
     }
     let requests = read_csv_with_header(&log_file(logs.path(), "_requests.csv"));
     assert_eq!(
         requests.len() as u64,
         rows.iter().map(|r| number(r, "requests")).sum::<u64>()
     );
-    for request in &requests {
-        let corrected = float(request, "latency_ms");
-        let uncorrected = float(request, "service_ms");
-        assert!(
-            corrected >= uncorrected,
-            "corrected {corrected} < uncorrected {uncorrected}: {request:?}"
-        );
-        assert!(
-            !request["wait_ms"].is_empty(),
-            "the lag is logged: {request:?}"
-        );
+    // Evenly spaced: the k-th request of a step at r requests per second is due k / r s after
+    // the step's start, and its start less its lag (the wait) is that due time, whatever
+    // the machine's load made the lag.
+    for (step, rate) in [("1", 40.0), ("2", 80.0)] {
+        let mut due: Vec<f64> = requests
+            .iter()
+            .filter(|r| r["step"] == step)
+            .map(|r| float(r, "start_ms") - float(r, "wait_ms"))
+            .collect();
+        due.sort_by(f64::total_cmp);
+        for (k, at) in due.iter().enumerate() {
+            let planned = k as f64 * 1000.0 / rate;
+            assert!(
+                (at - planned).abs() < 0.01,
+                "step {step}: request {k} due at {at} ms, planned {planned} ms"
+            );
+        }
     }
 }
 

@@ -18,18 +18,27 @@ proptest! {
     #[test]
     fn dsn_parsing_never_panics_nor_leaks_the_password(
         prefix in "[ -~]{0,40}",
-        password in "[A-Za-z0-9]{12,20}",
+        password in PASSWORD,
         suffix in "[ -~]{0,40}",
     ) {
         for dsn in [
             format!("{prefix} password={password} {suffix}"),
             format!("postgres://u:{password}@{prefix}/{suffix}"),
         ] {
-            match ConnectTarget::parse(&dsn, None) {
-                Ok(target) => prop_assert!(!target.redacted().contains(&password)),
-                Err(err) => prop_assert!(!err.to_string().contains(&password), "{}", err),
-            }
+            assert_no_leak(&dsn, &password)?;
         }
+    }
+
+    /// Well-formed pairs with a broken one among them: the error comes after the first token.
+    #[test]
+    fn a_mistake_after_the_password_does_not_show_it(
+        before in proptest::collection::vec(keyword_pair(), 0..3),
+        password in PASSWORD,
+        after in proptest::collection::vec(keyword_pair(), 0..3),
+        mistake in "(port=[a-z]{1,5}|nokey=1|host|user='open|sslmode=[a-z]{1,8}|connect_timeout=-[0-9])",
+    ) {
+        let dsn = format!("{} password={password} {} {mistake}", before.join(" "), after.join(" "));
+        assert_no_leak(&dsn, &password)?;
     }
 
     #[test]
@@ -40,6 +49,35 @@ proptest! {
     #[test]
     fn gate_parsing_never_panics(text in "[a-z0-9<>=@. -]{0,30}") {
         let _ = Gate::from_str(&text);
+    }
+
+    /// Gates spelled from the language's own words: what parses can be true, what cannot is
+    /// refused in one line naming the gate.
+    #[test]
+    fn parsed_gates_can_be_true(
+        metric in "(capacity|p50|p90|p99|max|failure-rate|failed|p95|speed)",
+        op in "(<|<=|>|>=|=|)",
+        value in "(0|1|0\\.5|2|250|-1|nan|NaN|inf|-inf|infinity|1e400|250ms|1s|1e-3)",
+        at in proptest::option::of("(0|1|100|-1|x)"),
+    ) {
+        let at = at.map(|n| format!("@{n}")).unwrap_or_default();
+        let text = format!("{metric}{op}{value}{at}");
+        match Gate::from_str(&text) {
+            Ok(gate) => {
+                prop_assert!(gate.value.is_finite() && gate.value >= 0.0, "{} -> {}", text, gate.value);
+                if op == "<" {
+                    prop_assert!(gate.value > 0.0, "{} can never be true", text);
+                }
+                if metric == "failure-rate" {
+                    prop_assert!(gate.value <= 1.0, "{}", text);
+                }
+                prop_assert_eq!(gate.to_string(), text);
+            }
+            Err(err) => {
+                let err = err.to_string();
+                prop_assert!(err.contains(&text) && !err.contains('\n'), "{}", err);
+            }
+        }
     }
 
     #[test]
@@ -59,6 +97,71 @@ proptest! {
             prop_assert!(data.total_values() > 0);
         }
     }
+}
+
+proptest! {
+    // Each parse builds a TLS connector (it reads the system's root certificates): fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Well-formed DSNs get past the first token: they parse, and show no password.
+    #[test]
+    fn well_formed_dsns_parse_without_showing_the_password(
+        pairs in proptest::collection::vec(keyword_pair(), 0..6),
+        at in any::<prop::sample::Index>(),
+        password in PASSWORD,
+        quoted in any::<bool>(),
+    ) {
+        let mut tokens = pairs;
+        let secret = if quoted { format!("password='{password}'") } else { format!("password={password}") };
+        tokens.insert(at.index(tokens.len() + 1), secret);
+        let dsn = tokens.join(" ");
+        let target = ConnectTarget::parse(&dsn, None);
+        prop_assert!(target.is_ok(), "{dsn}: {:?}", target.err().map(|e| e.to_string()));
+        prop_assert!(!target.unwrap().redacted().contains(&password), "{}", dsn);
+    }
+
+    #[test]
+    fn well_formed_urls_parse_without_showing_the_password(
+        user in "[a-z][a-z0-9_]{0,8}",
+        password in PASSWORD,
+        host in "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5}){0,2}",
+        port in proptest::option::of(1u16..),
+        db in proptest::option::of("[a-z][a-z0-9_]{0,10}"),
+        params in proptest::collection::vec(("(application_name|connect_timeout)", "[0-9]{1,3}"), 0..3),
+    ) {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let db = db.map(|d| format!("/{d}")).unwrap_or_else(|| "/".to_owned());
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        let dsn = format!("postgres://{user}:{password}@{host}{port}{db}{query}");
+        let target = ConnectTarget::parse(&dsn, None);
+        prop_assert!(target.is_ok(), "{dsn}: {:?}", target.err().map(|e| e.to_string()));
+        prop_assert!(!target.unwrap().redacted().contains(&password), "{}", dsn);
+    }
+}
+
+const PASSWORD: &str = "[A-Za-z0-9]{12,20}";
+
+/// A DSN key and a value it accepts, plain or quoted.
+fn keyword_pair() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "host=[a-z][a-z0-9.-]{0,12}",
+        "port=[1-9][0-9]{0,3}",
+        "user=[a-z][a-z0-9_]{0,8}",
+        "dbname=[a-z][a-z0-9_]{0,8}",
+        "dbname='[a-z ]{0,8}'",
+        "application_name='[A-Za-z0-9 ]{0,12}'",
+        "connect_timeout=[0-9]{1,2}",
+        "sslmode=(disable|prefer)",
+    ]
+}
+
+fn assert_no_leak(dsn: &str, password: &str) -> Result<(), TestCaseError> {
+    match ConnectTarget::parse(dsn, None) {
+        Ok(target) => prop_assert!(!target.redacted().contains(password)),
+        Err(err) => prop_assert!(!err.to_string().contains(password), "{}", err),
+    }
+    Ok(())
 }
 
 /// The corpus in tests/corpus: inputs that once needed care, kept so every CI run replays them.
@@ -105,6 +208,22 @@ fn corpus_configs_are_refused_with_one_line_naming_the_key() {
             .expect_err(&format!("{} should be refused", file.display()))
             .to_string();
         assert!(!err.contains('\n'), "{}: {err}", file.display());
+        // Each corpus file has one mistake, in one of the keys (or tables) it sets.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let keys: Vec<&str> = text
+            .lines()
+            .filter_map(|line| match line.split_once('=') {
+                Some((key, _)) => Some(key.trim()),
+                None => line.trim().strip_prefix('[')?.strip_suffix(']'),
+            })
+            .collect();
+        assert!(
+            // The key, or the option it stands for (`server-settings`: `--server-setting`).
+            keys.iter().any(|key| err.contains(key)
+                || err.contains(&format!("--{}", key.trim_end_matches('s')))),
+            "{}: the error names none of {keys:?}: {err}",
+            file.display()
+        );
     }
 }
 

@@ -43,6 +43,25 @@ fn decode_png(path: &Path) -> (u32, u32, usize) {
     (frame.width, frame.height, colours.len())
 }
 
+/// The data points drawn in `colour` (`#1F77B4`): the filled circles of a series. Axes, grid,
+/// legend and notes draw none, so a chart without data has none.
+fn data_points(svg: &str, colour: &str) -> usize {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .filter(|n| {
+            n.attribute("fill")
+                .is_some_and(|f| f.eq_ignore_ascii_case(colour))
+        })
+        .count()
+}
+
+/// The series colours of the charts (src/report/plot.rs), as SVG writes them.
+const BLUE: &str = "#1F77B4";
+const ORANGE: &str = "#FF7F0E";
+const GREEN: &str = "#2CA02C";
+const PURPLE: &str = "#9467BD";
+
 #[test]
 fn run_draws_charts_that_decode_and_are_not_blank() {
     let logs = tempfile::tempdir().unwrap();
@@ -54,6 +73,26 @@ fn run_draws_charts_that_decode_and_are_not_blank() {
         let svg = std::fs::read_to_string(with_suffix(&prefix, &format!("_{chart}.svg"))).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}.svg: {e}"));
         assert_eq!(doc.root_element().tag_name().name(), "svg");
+        // Each series has a point per step (3): the data is drawn, not only the axes.
+        let series: &[&str] = match chart {
+            "wall" => &[BLUE],
+            "latency" => &[BLUE, GREEN, ORANGE, PURPLE],
+            "cpu" => &[BLUE, ORANGE, GREEN],
+            _ => &[],
+        };
+        for colour in series {
+            let points = data_points(&svg, colour);
+            assert!(
+                points == 3 || points == 6,
+                "{chart}.svg: {points} points in {colour}, not a series of 3 (or a mean and a peak)"
+            );
+        }
+        if chart == "failures" {
+            assert!(
+                svg.contains("no request failed"),
+                "{chart}.svg says why it is empty"
+            );
+        }
     }
 }
 
@@ -230,17 +269,9 @@ fn no_report_and_a_pipe_mean_no_pictures_and_no_bars() {
     assert_eq!(pictures, 0);
 }
 
-#[test]
-fn report_renders_in_a_headless_browser() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "this test renders the report in a real browser: install Debian's `chromium` \
-         (apt-get install -y chromium; .ci/run does it)"
-    );
-    let logs = tempfile::tempdir().unwrap();
-    let prefix = small_run(logs.path(), "2");
-    let profile = tempfile::tempdir().unwrap();
-    let shot = logs.path().join("screenshot.png");
+/// Runs headless Chromium on `page` with `args`; its exit status and what it printed.
+fn chromium(profile: &Path, args: &[String], page: &Path) -> (std::process::ExitStatus, String) {
+    let out = profile.join("stdout");
     let mut browser = Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -252,37 +283,90 @@ fn report_renders_in_a_headless_browser() {
             "--no-first-run",
             "--window-size=1200,2000",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
         .arg(format!(
-            "file://{}",
-            with_suffix(&prefix, "_report.html").display()
+            "--user-data-dir={}",
+            profile.join("data").display()
         ))
-        .stdout(Stdio::null())
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + BROWSER_DEADLINE;
     let status = loop {
         if let Some(status) = browser.try_wait().unwrap() {
-            break Some(status);
+            break status;
         }
         if Instant::now() > deadline {
             let _ = browser.kill();
             let _ = browser.wait();
-            break None;
+            panic!("chromium did not finish within {BROWSER_DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    (status, std::fs::read_to_string(out).unwrap_or_default())
+}
+
+/// Pixels of a PNG within 8 of `rgb` on each channel.
+fn pixels_near(path: &Path, rgb: [u8; 3]) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    pixels[..frame.buffer_size()]
+        .chunks(frame.color_type.samples())
+        .filter(|p| p.len() >= 3 && (0..3).all(|i| p[i].abs_diff(rgb[i]) <= 8))
+        .count()
+}
+
+#[test]
+fn report_renders_in_a_headless_browser() {
     assert!(
-        status.is_some(),
-        "chromium did not finish within {BROWSER_DEADLINE:?}"
+        Path::new(CHROMIUM).exists(),
+        "this test renders the report in a real browser: install Debian's `chromium` \
+         (apt-get install -y chromium; .ci/run does it)"
     );
+    let logs = tempfile::tempdir().unwrap();
+    let prefix = small_run(logs.path(), "2");
+    let page = with_suffix(&prefix, "_report.html");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(with_suffix(&prefix, "_summary.json")).unwrap(),
+    )
+    .unwrap();
+    let verdict = summary["verdict_text"][0].as_str().unwrap();
+
+    // The page the browser loaded is the report, not its "file not found" page.
+    let profile = tempfile::tempdir().unwrap();
+    let (status, dom) = chromium(profile.path(), &["--dump-dom".to_owned()], &page);
+    assert!(status.success(), "chromium --dump-dom: {status}");
+    assert!(
+        dom.contains(verdict),
+        "the rendered page says the verdict: {dom}"
+    );
+    assert!(
+        dom.contains("class=\"steps\""),
+        "and has its table of steps"
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let shot = logs.path().join("screenshot.png");
+    let (status, _) = chromium(
+        profile.path(),
+        &[format!("--screenshot={}", shot.display())],
+        &page,
+    );
+    assert!(status.success(), "chromium --screenshot: {status}");
     let (width, height, colours) = decode_png(&shot);
     assert_eq!((width, height), (1200, 2000));
     assert!(
         colours > 10,
         "the screenshot is (nearly) blank: {colours} colours"
+    );
+    // The charts' series are on screen: their blue, which no browser page of its own uses.
+    assert!(
+        pixels_near(&shot, [31, 119, 180]) > 50,
+        "no chart series in the screenshot"
     );
 }
 
@@ -374,6 +458,17 @@ fn compare_draws_one_line_per_run() {
         let (width, height, colours) = decode_png(&png);
         assert_eq!((width, height), (1000, 600), "{chart}");
         assert!(colours > 1, "{} is blank", png.display());
+        let svg_path = charts.join(format!("compare_{stem}_{chart}.svg"));
+        let svg = std::fs::read_to_string(&svg_path).unwrap();
+        // A line per run, a point per step of each (2).
+        for colour in [BLUE, ORANGE] {
+            assert_eq!(
+                data_points(&svg, colour),
+                2,
+                "{} draws run {colour}'s steps",
+                svg_path.display()
+            );
+        }
         let svg =
             std::fs::read_to_string(charts.join(format!("compare_{stem}_{chart}.svg"))).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}.svg: {e}"));

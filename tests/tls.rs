@@ -184,6 +184,45 @@ fn verify_ca_checks_the_chain_but_not_the_host_name() {
 }
 
 #[test]
+fn verify_ca_refuses_a_certificate_another_authority_signed() {
+    let server = tls_server();
+    let other = tempfile::tempdir().unwrap();
+    let (stranger, _) = make_certificate(other.path());
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args([
+            "--dsn",
+            &server.dsn,
+            "--sslmode",
+            "verify-ca",
+            "--sslrootcert",
+        ])
+        .arg(&stranger)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("certificate verify failed"), "{error}");
+}
+
+#[test]
+fn require_refuses_a_server_without_tls() {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--sslmode", "require"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let error = one_line_error(&output.stderr);
+    assert!(!error.is_empty());
+}
+
+#[test]
 fn verify_full_without_a_root_certificate_is_refused_before_connecting() {
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())

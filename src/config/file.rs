@@ -65,10 +65,23 @@ impl FileConfig {
         })?;
         toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
             path: path.to_owned(),
-            // toml's message spans several lines (a source excerpt); keep the one that says why.
-            message: err.message().to_owned(),
+            // toml's message spans several lines (a source excerpt); keep the one that says why,
+            // and name the key it is about (never its value: it may be a DSN with a password).
+            message: match err.span().and_then(|span| key_at(&text, span.start)) {
+                Some((line, key)) => format!("{} (line {line}, key `{key}`)", err.message()),
+                None => err.message().to_owned(),
+            },
         })
     }
+}
+
+/// The line number and key of the `key = value` line holding byte `at`.
+fn key_at(text: &str, at: usize) -> Option<(usize, &str)> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let number = text[..start].matches('\n').count() + 1;
+    (!key.is_empty()).then_some((number, key))
 }
 
 #[cfg(test)]
@@ -79,5 +92,19 @@ mod tests {
     fn unknown_file_key_is_rejected() {
         let err = toml::from_str::<FileConfig>("stepz = 3").unwrap_err();
         assert!(err.message().contains("stepz"), "{}", err.message());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_line_but_not_the_value() {
+        let text = "quiet = true\nsteps = 99999999999999999999\n";
+        let at = text.find("9999").unwrap();
+        assert_eq!(key_at(text, at), Some((2, "steps")));
+        assert_eq!(key_at(text, 0), Some((1, "quiet")));
+        assert_eq!(key_at("[steps]\n", 1), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgstress.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("(line 2, key `steps`)"), "{err}");
     }
 }

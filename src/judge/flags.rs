@@ -318,4 +318,56 @@ mod tests {
             vec![Flag::ServerSaturated]
         );
     }
+
+    #[test]
+    fn launch_spread_starts_above_either_bound() {
+        let t = Thresholds {
+            saturated_cpu_pct: 90.0,
+            spread_ratio: 0.5,
+            spread_max: Duration::from_millis(300),
+            ..Thresholds::default()
+        };
+        let quiet = cpu(10.0, 5.0, None);
+        // Exactly half of a 400 ms step, and exactly the bound: neither is above.
+        let half = step_with(quiet, 200, 400, 50);
+        assert!(diagnose(&half, &burst(None), &TWO_CORES, &t).is_empty());
+        let at_max = step_with(quiet, 300, 10_000, 50);
+        assert!(diagnose(&at_max, &burst(None), &TWO_CORES, &t).is_empty());
+        let over_half = step_with(quiet, 201, 400, 50);
+        assert_eq!(
+            diagnose(&over_half, &burst(None), &TWO_CORES, &t),
+            vec![Flag::LaunchSpread]
+        );
+    }
+
+    #[test]
+    fn lag_behind_the_schedule_alone_means_the_rate_was_not_met() {
+        let t = Thresholds {
+            spread_max: Duration::from_millis(1),
+            ..Thresholds::default()
+        };
+        let rate = StepContext {
+            starts_together: false,
+            scheduled: true,
+            concurrency: None,
+            usable_connections: None,
+            ..StepContext::default()
+        };
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        // 1 ms is exact in the histogram: a lag at the bound is not above it.
+        step.queue_wait.record(1000).unwrap();
+        assert_eq!(step.queue_wait_ms(99.0), Some(1.0));
+        assert!(diagnose(&step, &rate, &TWO_CORES, &t).is_empty());
+        step.queue_wait.record_n(2000, 10).unwrap();
+        assert_eq!(
+            diagnose(&step, &rate, &TWO_CORES, &t),
+            vec![Flag::RateNotMet]
+        );
+        // Without a schedule a wait is the pool's queue, no client limit.
+        let pool = StepContext {
+            scheduled: false,
+            ..rate
+        };
+        assert!(diagnose(&step, &pool, &TWO_CORES, &t).is_empty());
+    }
 }

@@ -121,8 +121,14 @@ impl FromStr for Gate {
                 .parse::<f64>()
                 .map_err(|_| fail("the value must be a number"))?,
         };
+        if !value.is_finite() {
+            return Err(fail("the value must be a finite number, not nan or inf"));
+        }
         if value < 0.0 {
             return Err(fail("the value cannot be negative"));
+        }
+        if op == Op::Less && value == 0.0 {
+            return Err(fail("no figure is below 0: use <= 0 or > 0"));
         }
         if metric == Metric::FailureRate && value > 1.0 {
             return Err(fail("a failure rate is a share between 0 and 1"));
@@ -183,113 +189,5 @@ impl Gate {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::judge::verdict::Judging;
-    use crate::model::outcome::FailureClass;
-    use crate::model::plan::CONCURRENT;
-    use crate::test_support::{step_result, step_with_failures};
-
-    fn gate(text: &str) -> Gate {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn parses_each_metric_and_operator() {
-        let g = gate("capacity<200");
-        assert_eq!(
-            (g.metric, g.op, g.value, g.at_requests),
-            (Metric::Capacity, Op::Less, 200.0, None)
-        );
-        let g = gate(" p99 > 250ms @ 100 ");
-        assert_eq!(
-            (g.metric, g.op, g.value, g.at_requests),
-            (
-                Metric::Latency { percentile: 99 },
-                Op::Greater,
-                250.0,
-                Some(100)
-            )
-        );
-        assert_eq!(gate("failure-rate>=0.01").op, Op::GreaterOrEqual);
-        assert_eq!(gate("max<=1s").value, 1000.0);
-        assert_eq!(gate("failed>0").metric, Metric::Failed);
-    }
-
-    #[test]
-    fn malformed_gates_say_why() {
-        for (text, reason) in [
-            ("capacity", "missing <"),
-            ("speed>3", "metric is one of"),
-            ("p99>fast", "duration"),
-            ("capacity<200@100", "drop the @"),
-            ("p99>250ms@many", "step size"),
-            ("capacity<-1", "negative"),
-            ("failure-rate>2", "between 0 and 1"),
-            ("failed>lots", "number"),
-        ] {
-            let err = text.parse::<Gate>().unwrap_err().to_string();
-            assert!(err.contains(text) && err.contains(reason), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn capacity_gate_compares_the_verdicts_capacity() {
-        let steps = vec![step_result(1, 100, 0), step_result(2, 200, 10)];
-        let verdict = Verdict::judge(
-            &steps,
-            &Judging {
-                steps_planned: 2,
-                slo_p99: None,
-                unit: CONCURRENT,
-                server_shares_host: false,
-                ..Judging::default()
-            },
-            None,
-        );
-        assert!(gate("capacity<200").breach(&verdict, &steps).is_some());
-        assert!(gate("capacity<100").breach(&verdict, &steps).is_none());
-    }
-
-    #[test]
-    fn latency_gate_at_a_step_size() {
-        let steps = vec![
-            step_with_failures(1, 100, 0, FailureClass::Io, 100),
-            step_with_failures(2, 200, 0, FailureClass::Io, 400),
-        ];
-        let verdict = Verdict::judge(
-            &steps,
-            &Judging {
-                steps_planned: 2,
-                slo_p99: None,
-                unit: CONCURRENT,
-                server_shares_host: false,
-                ..Judging::default()
-            },
-            None,
-        );
-        assert!(gate("p99>250ms@100").breach(&verdict, &steps).is_none());
-        assert!(gate("p99>250ms@200").breach(&verdict, &steps).is_some());
-        assert!(gate("p99>250ms").breach(&verdict, &steps).is_some());
-        let missing = gate("p99>250ms@300").breach(&verdict, &steps).unwrap();
-        assert!(missing.contains("no step of 300"), "{missing}");
-    }
-
-    #[test]
-    fn failure_rate_gate_checks_every_step() {
-        let steps = vec![step_result(1, 100, 0), step_result(2, 100, 2)];
-        let verdict = Verdict::judge(
-            &steps,
-            &Judging {
-                steps_planned: 2,
-                slo_p99: None,
-                unit: CONCURRENT,
-                server_shares_host: false,
-                ..Judging::default()
-            },
-            None,
-        );
-        assert!(gate("failure-rate>0.01").breach(&verdict, &steps).is_some());
-        assert!(gate("failure-rate>0.05").breach(&verdict, &steps).is_none());
-    }
-}
+#[path = "gate_tests.rs"]
+mod tests;

@@ -321,4 +321,77 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn connect_times_count_every_request_that_connected() {
+        let mut records = vec![ok(0, 20), ok(0, 40)];
+        let mut refused = failed(FailureClass::Refused);
+        refused.connect = Some(Duration::from_millis(60));
+        records.push(refused);
+        records.push(failed(FailureClass::Spawn));
+        let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
+        assert!((9.9..=10.1).contains(&result.connect_ms(0.0).unwrap()));
+        assert!((59.9..=60.1).contains(&result.connect_ms(100.0).unwrap()));
+        assert_eq!(result.connect.len(), 3);
+        assert_eq!(result.latency.len(), 2);
+        assert_eq!(result.service.len(), 0, "no wait, no service time");
+        assert_eq!(result.queue_wait_ms(50.0), None);
+    }
+
+    #[test]
+    fn the_first_message_of_each_class_is_kept() {
+        let records = vec![
+            RequestRecord::failed_without_running(
+                Failure::new(FailureClass::Auth, "first"),
+                Duration::ZERO,
+            ),
+            RequestRecord::failed_without_running(
+                Failure::new(FailureClass::Auth, "second"),
+                Duration::ZERO,
+            ),
+            failed(FailureClass::Io),
+        ];
+        let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
+        assert_eq!(
+            result.first_messages,
+            vec![
+                (FailureClass::Auth, "first".to_owned()),
+                (FailureClass::Io, "io".to_owned())
+            ]
+        );
+        assert_eq!((result.step, result.load), (1, 7));
+        assert_eq!((result.launch, result.wall), run(vec![]).launch_and_wall());
+    }
+
+    #[test]
+    fn a_zero_latency_is_recorded_as_a_microsecond() {
+        assert_eq!(micros(Duration::ZERO), 1);
+        assert_eq!(micros(Duration::from_millis(3)), 3000);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
+        let result = StepResult::from_run(1, 7, &run(vec![ok(0, 0)]), &[], &[]);
+        assert_eq!(result.latency_ms(50.0), Some(0.001));
+    }
+
+    #[test]
+    fn flags_are_kept_as_given() {
+        let result = StepResult::from_run(1, 7, &run(vec![]), &[], &[]);
+        let flags = vec![Flag::RateNotMet, Flag::LaunchSpread];
+        assert_eq!(result.with_flags(flags.clone()).flags, flags);
+    }
+
+    #[test]
+    fn no_start_means_no_spread_and_no_peak() {
+        let records = vec![failed(FailureClass::Spawn)];
+        let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
+        assert_eq!(result.launch_spread, Duration::ZERO);
+        assert_eq!(result.peak_in_flight, 0);
+        let one = StepResult::from_run(1, 7, &run(vec![ok(9, 5)]), &[], &[]);
+        assert_eq!((one.launch_spread, one.peak_in_flight), (Duration::ZERO, 1));
+    }
+
+    impl StepRun {
+        fn launch_and_wall(&self) -> (Duration, Duration) {
+            (self.launch, self.wall)
+        }
+    }
 }

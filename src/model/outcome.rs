@@ -119,4 +119,29 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), FailureClass::ALL.len());
     }
+
+    #[test]
+    fn each_class_has_its_name() {
+        let names: Vec<String> = FailureClass::ALL.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "refused",
+                "too_many_clients",
+                "auth",
+                "timeout",
+                "query",
+                "no_row",
+                "spawn",
+                "io",
+                "client",
+                "bad_value"
+            ]
+        );
+        let failure = Failure::new(FailureClass::Auth, "28P01: no");
+        assert_eq!(
+            (failure.class, failure.message.as_str()),
+            (FailureClass::Auth, "28P01: no")
+        );
+    }
 }

@@ -141,3 +141,81 @@ impl StopRules {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_have_names_that_read_back() {
+        let names: Vec<String> = Flag::ALL.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "client-saturated",
+                "launch-spread",
+                "over-max-connections",
+                "server-saturated",
+                "rate-not-met",
+                "spawn-failed",
+                "client-errors",
+                "data-errors",
+                "partial"
+            ]
+        );
+        for flag in Flag::ALL {
+            assert_eq!(Flag::from_name(flag.name()), Some(flag));
+        }
+        assert_eq!(Flag::from_name("slow"), None);
+        assert_eq!(
+            join(&[Flag::RateNotMet, Flag::SpawnFailed]),
+            "rate-not-met;spawn-failed"
+        );
+        assert_eq!(join(&[]), "");
+    }
+
+    #[test]
+    fn which_flags_are_the_clients_and_which_withhold_load() {
+        let client: Vec<Flag> = Flag::ALL
+            .into_iter()
+            .filter(|f| f.is_client_limit())
+            .collect();
+        assert_eq!(
+            client,
+            [
+                Flag::ClientSaturated,
+                Flag::LaunchSpread,
+                Flag::RateNotMet,
+                Flag::SpawnFailed,
+                Flag::ClientErrors
+            ]
+        );
+        let withheld: Vec<Flag> = Flag::ALL
+            .into_iter()
+            .filter(|f| f.withholds_load())
+            .collect();
+        assert_eq!(
+            withheld,
+            [
+                Flag::RateNotMet,
+                Flag::SpawnFailed,
+                Flag::ClientErrors,
+                Flag::Partial
+            ]
+        );
+    }
+
+    #[test]
+    fn default_thresholds_and_no_stop_rules() {
+        let t = Thresholds::default();
+        assert_eq!(
+            (t.saturated_cpu_pct, t.spread_ratio, t.spread_max),
+            (90.0, 0.10, Duration::from_millis(100))
+        );
+        let none = StopRules::none();
+        assert_eq!(
+            (none.failure_rate, none.p99, none.unresponsive),
+            (None, None, false)
+        );
+    }
+}

@@ -242,3 +242,94 @@ impl StepResult {
 fn quantile_ms(histogram: &Histogram<u64>, percentile: f64) -> Option<f64> {
     (!histogram.is_empty()).then(|| histogram.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{step_result, step_with_failures};
+
+    #[test]
+    fn sent_leaves_out_drops_and_threads_that_never_started() {
+        let mut step = step_with_failures(1, 100, 10, FailureClass::Spawn, 5);
+        step.dropped = 20;
+        step.requests = 120;
+        step.by_class[FailureClass::Io.index()] = 5;
+        step.failed = 15;
+        assert_eq!(step.sent(), 90);
+        assert_eq!(step.server_failed(), 5);
+        assert_eq!(step.failures(FailureClass::Io), 5);
+        assert_eq!(step.failures(FailureClass::Spawn), 10);
+    }
+
+    #[test]
+    fn throughput_counts_what_was_sent_per_second_of_wall_time() {
+        let mut step = step_result(1, 100, 0);
+        step.wall = Duration::from_millis(500);
+        step.dropped = 20;
+        step.requests = 120;
+        assert_eq!(step.throughput(), 200.0);
+        step.wall = Duration::ZERO;
+        assert_eq!(step.throughput(), 0.0);
+    }
+
+    #[test]
+    fn percentiles_and_max_read_their_histogram() {
+        let mut step = step_result(1, 1, 0);
+        for histogram in [
+            &mut step.latency,
+            &mut step.connect,
+            &mut step.queue_wait,
+            &mut step.service,
+        ] {
+            histogram.reset();
+        }
+        for us in 1..=1000u64 {
+            step.latency.record(us).unwrap();
+        }
+        step.connect.record(7).unwrap();
+        step.queue_wait.record(8).unwrap();
+        step.service.record(9).unwrap();
+        assert_eq!(step.latency_ms(50.0), Some(0.5));
+        assert_eq!(step.latency_ms(90.0), Some(0.9));
+        assert_eq!(step.latency_max_ms(), Some(1.0));
+        assert_eq!(step.connect_ms(50.0), Some(0.007));
+        assert_eq!(step.queue_wait_ms(50.0), Some(0.008));
+        assert_eq!(step.service_ms(50.0), Some(0.009));
+        step.latency.reset();
+        assert_eq!((step.latency_ms(50.0), step.latency_max_ms()), (None, None));
+    }
+
+    #[test]
+    fn failure_breakdown_puts_the_most_frequent_first() {
+        let mut step = step_result(1, 100, 0);
+        step.by_class[FailureClass::Refused.index()] = 2;
+        step.by_class[FailureClass::Timeout.index()] = 9;
+        step.by_class[FailureClass::Io.index()] = 5;
+        assert_eq!(
+            step.failure_breakdown(),
+            vec![
+                (FailureClass::Timeout, 9),
+                (FailureClass::Io, 5),
+                (FailureClass::Refused, 2)
+            ]
+        );
+        assert_eq!(step_result(1, 10, 0).failure_breakdown(), vec![]);
+    }
+
+    #[test]
+    fn one_sample_gives_a_mean_and_no_peak() {
+        let sample = CpuSample {
+            elapsed_ms: 0,
+            step: 1,
+            requests: 1,
+            host_cpu_pct: 30.0,
+            process_cpu_pct: 20.0,
+            server_cpu_pct: None,
+        };
+        let summary = CpuSummary::of(&[sample], None);
+        assert_eq!(summary.host.map(|h| h.peak), Some(None));
+        assert_eq!(summary.host.map(|h| h.mean), Some(30.0));
+        assert_eq!(summary.process.map(|p| p.mean), Some(20.0));
+        assert_eq!(summary.server, None);
+    }
+}

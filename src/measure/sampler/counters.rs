@@ -174,6 +174,46 @@ mod tests {
     }
 
     #[test]
+    fn host_share_needs_time_to_pass_and_counters_that_grew() {
+        let earlier = HostTicks {
+            busy: 100,
+            total: 1000,
+        };
+        assert_eq!(earlier.percent_since(&earlier), None);
+        let later = HostTicks {
+            busy: 175,
+            total: 1100,
+        };
+        assert_eq!(later.percent_since(&earlier), Some(75.0));
+        assert_eq!(earlier.percent_since(&later), None, "a counter went back");
+        let busy_back = HostTicks {
+            busy: 50,
+            total: 2000,
+        };
+        assert_eq!(busy_back.percent_since(&earlier), None);
+    }
+
+    #[test]
+    fn host_line_needs_five_numbers_and_reads_eight() {
+        assert_eq!(
+            HostTicks::parse("cpu 1 2 3 4 5"),
+            Some(HostTicks { busy: 6, total: 15 })
+        );
+        assert_eq!(HostTicks::parse("cpu 1 2 3 4"), None);
+        assert_eq!(HostTicks::parse("cpu 1 2 x 4 5"), None);
+        // guest and guest_nice (fields 9 and 10) are already in user and nice.
+        assert_eq!(
+            HostTicks::parse("cpu 1 1 1 1 1 1 1 1 100 100").map(|t| t.total),
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn clock_ticks_are_user_hz() {
+        assert_eq!(ticks_per_second(), 100.0);
+    }
+
+    #[test]
     fn the_client_cpus_are_summed_from_their_own_lines() {
         let stat = "cpu  9 9 9 9 9\ncpu0 10 0 0 90 0\ncpu1 50 0 0 50 0\ncpu2 1 0 0 1 0\n";
         assert_eq!(

@@ -1,0 +1,270 @@
+//! The gate language and its breaches over synthetic steps.
+
+use super::*;
+use crate::judge::verdict::Judging;
+use crate::model::outcome::FailureClass;
+use crate::model::plan::CONCURRENT;
+use crate::test_support::{step_result, step_with_failures};
+
+fn gate(text: &str) -> Gate {
+    text.parse().unwrap()
+}
+
+#[test]
+fn parses_each_metric_and_operator() {
+    let g = gate("capacity<200");
+    assert_eq!(
+        (g.metric, g.op, g.value, g.at_requests),
+        (Metric::Capacity, Op::Less, 200.0, None)
+    );
+    let g = gate(" p99 > 250ms @ 100 ");
+    assert_eq!(
+        (g.metric, g.op, g.value, g.at_requests),
+        (
+            Metric::Latency { percentile: 99 },
+            Op::Greater,
+            250.0,
+            Some(100)
+        )
+    );
+    assert_eq!(gate("failure-rate>=0.01").op, Op::GreaterOrEqual);
+    assert_eq!(gate("max<=1s").value, 1000.0);
+    assert_eq!(gate("failed>0").metric, Metric::Failed);
+}
+
+#[test]
+fn malformed_gates_say_why() {
+    for (text, reason) in [
+        ("capacity", "missing <"),
+        ("speed>3", "metric is one of"),
+        ("p99>fast", "duration"),
+        ("capacity<200@100", "drop the @"),
+        ("p99>250ms@many", "step size"),
+        ("capacity<-1", "negative"),
+        ("failure-rate>2", "between 0 and 1"),
+        ("failed>lots", "number"),
+    ] {
+        let err = text.parse::<Gate>().unwrap_err().to_string();
+        assert!(err.contains(text) && err.contains(reason), "{text}: {err}");
+    }
+}
+
+#[test]
+fn capacity_gate_compares_the_verdicts_capacity() {
+    let steps = vec![step_result(1, 100, 0), step_result(2, 200, 10)];
+    let verdict = Verdict::judge(
+        &steps,
+        &Judging {
+            steps_planned: 2,
+            slo_p99: None,
+            unit: CONCURRENT,
+            server_shares_host: false,
+            ..Judging::default()
+        },
+        None,
+    );
+    assert!(gate("capacity<200").breach(&verdict, &steps).is_some());
+    assert!(gate("capacity<100").breach(&verdict, &steps).is_none());
+}
+
+#[test]
+fn latency_gate_at_a_step_size() {
+    let steps = vec![
+        step_with_failures(1, 100, 0, FailureClass::Io, 100),
+        step_with_failures(2, 200, 0, FailureClass::Io, 400),
+    ];
+    let verdict = Verdict::judge(
+        &steps,
+        &Judging {
+            steps_planned: 2,
+            slo_p99: None,
+            unit: CONCURRENT,
+            server_shares_host: false,
+            ..Judging::default()
+        },
+        None,
+    );
+    assert!(gate("p99>250ms@100").breach(&verdict, &steps).is_none());
+    assert!(gate("p99>250ms@200").breach(&verdict, &steps).is_some());
+    assert!(gate("p99>250ms").breach(&verdict, &steps).is_some());
+    let missing = gate("p99>250ms@300").breach(&verdict, &steps).unwrap();
+    assert!(missing.contains("no step of 300"), "{missing}");
+}
+
+#[test]
+fn failure_rate_gate_checks_every_step() {
+    let steps = vec![step_result(1, 100, 0), step_result(2, 100, 2)];
+    let verdict = Verdict::judge(
+        &steps,
+        &Judging {
+            steps_planned: 2,
+            slo_p99: None,
+            unit: CONCURRENT,
+            server_shares_host: false,
+            ..Judging::default()
+        },
+        None,
+    );
+    assert!(gate("failure-rate>0.01").breach(&verdict, &steps).is_some());
+    assert!(gate("failure-rate>0.05").breach(&verdict, &steps).is_none());
+}
+
+fn judging(steps_planned: u32) -> Judging {
+    Judging {
+        steps_planned,
+        slo_p99: None,
+        unit: CONCURRENT,
+        server_shares_host: false,
+        ..Judging::default()
+    }
+}
+
+#[test]
+fn values_that_can_never_be_true_are_refused() {
+    for text in [
+        "failed>nan",
+        "failure-rate>NaN",
+        "capacity<inf",
+        "failed>=infinity",
+        "capacity>-inf",
+        "failed<0",
+        "p99<0ms",
+    ] {
+        let err = text.parse::<Gate>().unwrap_err().to_string();
+        assert!(
+            err.contains(text) && (err.contains("finite") || err.contains("below 0")),
+            "{text}: {err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn boundaries_are_accepted() {
+    assert_eq!(gate("failed>0").value, 0.0);
+    assert_eq!(gate("failure-rate<=1").value, 1.0);
+    assert_eq!(gate("failure-rate>=0").value, 0.0);
+    assert_eq!(gate("p99>0ms").value, 0.0);
+}
+
+#[test]
+fn every_operator_holds_only_on_its_side() {
+    // (left < right, left == right, left > right)
+    for (op, expected) in [
+        (Op::Less, [true, false, false]),
+        (Op::LessOrEqual, [true, true, false]),
+        (Op::Greater, [false, false, true]),
+        (Op::GreaterOrEqual, [false, true, true]),
+    ] {
+        let got = [op.holds(1.0, 2.0), op.holds(2.0, 2.0), op.holds(3.0, 2.0)];
+        assert_eq!(got, expected, "{op:?}");
+    }
+    assert_eq!(gate("capacity<1").op, Op::Less);
+    assert_eq!(gate("capacity<=1").op, Op::LessOrEqual);
+    assert_eq!(gate("capacity>1").op, Op::Greater);
+    assert_eq!(gate("capacity>=1").op, Op::GreaterOrEqual);
+}
+
+#[test]
+fn each_metric_name_is_its_metric() {
+    for (text, metric) in [
+        ("capacity<1", Metric::Capacity),
+        ("p50>1ms", Metric::Latency { percentile: 50 }),
+        ("p90>1ms", Metric::Latency { percentile: 90 }),
+        ("p99>1ms", Metric::Latency { percentile: 99 }),
+        ("max>1ms", Metric::LatencyMax),
+        ("failure-rate>0.5", Metric::FailureRate),
+        ("failed>1", Metric::Failed),
+    ] {
+        assert_eq!(gate(text).metric, metric, "{text}");
+    }
+    assert_eq!(gate("p50 > 2s").value, 2000.0);
+    assert_eq!(gate("failed>3@10").at_requests, Some(10));
+}
+
+#[test]
+fn a_gate_shows_as_it_was_written() {
+    assert_eq!(gate(" p99 > 250ms @ 100 ").to_string(), "p99 > 250ms @ 100");
+}
+
+/// A step whose 100 requests took 1..=100 ms, `failed` more of them failing.
+fn spread_step(step: u32, failed: u32) -> StepResult {
+    let mut result = step_with_failures(step, 100 + failed, failed, FailureClass::Io, 1);
+    result.latency.reset();
+    for ms in 1..=100u64 {
+        result.latency.record(ms * 1000).unwrap();
+    }
+    result
+}
+
+#[test]
+fn each_metric_reads_its_own_figure() {
+    let steps = vec![spread_step(1, 0)];
+    let verdict = Verdict::judge(&steps, &judging(1), None);
+    // p50 is 50 ms, p90 90 ms, p99 99 ms, max 100 ms (within the histogram's precision).
+    for (holds, breached) in [
+        ("p50>51ms", "p50>49ms"),
+        ("p90>91ms", "p90>89ms"),
+        ("p99>99.5ms", "p99>98ms"),
+        ("max>100.5ms", "max>99.5ms"),
+        ("failed>0", "failed<1"),
+        ("failure-rate>0", "failure-rate<0.5"),
+    ] {
+        assert_eq!(gate(holds).breach(&verdict, &steps), None, "{holds}");
+        let why = gate(breached).breach(&verdict, &steps);
+        assert!(why.is_some(), "{breached}");
+    }
+    let why = gate("p90>89ms").breach(&verdict, &steps).unwrap();
+    assert!(
+        why.starts_with("p90>89ms: step 1 (100 requests) has 90."),
+        "{why}"
+    );
+}
+
+#[test]
+fn failed_counts_and_failure_rate_share_the_failures() {
+    let steps = vec![spread_step(1, 25)];
+    let verdict = Verdict::judge(&steps, &judging(1), None);
+    let why = gate("failed>=25").breach(&verdict, &steps).unwrap();
+    assert!(why.ends_with("has 25.000"), "{why}");
+    assert_eq!(gate("failed>25").breach(&verdict, &steps), None);
+    let why = gate("failure-rate>=0.2").breach(&verdict, &steps).unwrap();
+    assert!(why.ends_with("has 0.200"), "{why}");
+    assert_eq!(gate("failure-rate>0.2").breach(&verdict, &steps), None);
+}
+
+#[test]
+fn a_capacity_gate_says_the_capacity() {
+    let steps = vec![step_result(1, 100, 0), step_result(2, 200, 10)];
+    let verdict = Verdict::judge(&steps, &judging(2), None);
+    let why = gate("capacity<=100").breach(&verdict, &steps).unwrap();
+    assert_eq!(why, "capacity<=100: capacity is 100");
+    assert_eq!(gate("capacity>100").breach(&verdict, &steps), None);
+    // No capacity counts as 0.
+    let broken = vec![step_result(1, 100, 10)];
+    let verdict = Verdict::judge(&broken, &judging(1), None);
+    let why = gate("capacity<1").breach(&verdict, &broken).unwrap();
+    assert_eq!(why, "capacity<1: capacity is 0");
+}
+
+#[test]
+fn a_step_gate_looks_at_that_step_only() {
+    let steps = vec![spread_step(1, 50), step_result(2, 200, 0)];
+    let verdict = Verdict::judge(&steps, &judging(2), None);
+    assert_eq!(gate("failed>0@200").breach(&verdict, &steps), None);
+    let why = gate("failed>0@150").breach(&verdict, &steps).unwrap();
+    assert!(
+        why.starts_with("failed>0@150: step 1 (150 requests)"),
+        "{why}"
+    );
+    let why = gate("failed>0@7").breach(&verdict, &steps).unwrap();
+    assert_eq!(why, "failed>0@7: the run has no step of 7 requests");
+}
+
+#[test]
+fn a_latency_gate_over_steps_without_success_holds() {
+    let steps = vec![step_with_failures(1, 10, 10, FailureClass::Io, 1)];
+    let verdict = Verdict::judge(&steps, &judging(1), None);
+    assert_eq!(gate("p99>=0ms").breach(&verdict, &steps), None);
+    assert_eq!(gate("max>=0ms").breach(&verdict, &steps), None);
+}
