@@ -9,6 +9,7 @@ pub mod pooler;
 pub mod request;
 pub mod server;
 pub mod target;
+pub mod throwaway;
 pub mod tls;
 pub mod watchdog;
 pub mod wire;

@@ -17,9 +17,11 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 use thiserror::Error;
 
-use crate::pg::server::{free_port, last_lines, server_owner, spawn_as, write_private};
+use crate::pg::server::server_owner;
 use crate::pg::target::ConnectTarget;
-use crate::pg::tls::{SslMode, TlsOptions};
+use crate::pg::throwaway::{
+    ReadyLogs, free_port, loopback_target, spawn_as, wait_until_ready, write_private,
+};
 use crate::pg::watchdog::Watchdog;
 
 /// Time for PgBouncer to accept connections after it is launched.
@@ -115,47 +117,19 @@ impl ThrowawayPooler {
     }
 
     fn wait_until_ready(&mut self, data: &Path) -> Result<(), PoolerError> {
-        let deadline = Instant::now() + READY_DEADLINE;
         let target = self.target();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(PoolerError::Start(format!(
-                    "pgbouncer exited ({status}): {}",
-                    last_lines(&data.join("pgbouncer.out"))
-                )));
-            }
-            match target.connect(Duration::from_secs(2), "pgstress-setup") {
-                Ok(_) => return Ok(()),
-                Err(err) if Instant::now() >= deadline => {
-                    return Err(PoolerError::Start(format!(
-                        "no connection within {READY_DEADLINE:?}: {err}; {}",
-                        last_lines(&data.join("pgbouncer.log"))
-                    )));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        let logs = ReadyLogs {
+            exit: &data.join("pgbouncer.out"),
+            running: &data.join("pgbouncer.log"),
+        };
+        wait_until_ready(&mut self.child, &target, "pgbouncer", READY_DEADLINE, logs)
+            .map_err(PoolerError::Start)
     }
 
     /// How the load reaches the pooler: SCRAM with this run's password, settings in-band
     /// (PgBouncer refuses the `options` startup parameter).
     pub fn target(&self) -> ConnectTarget {
-        let mut config = postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(self.port)
-            .user(&self.user)
-            .password(&self.password)
-            .dbname(&self.dbname);
-        let tls = TlsOptions {
-            client_cert: None,
-            client_key: None,
-            mode: SslMode::Disable,
-            root_cert: None,
-        };
-        ConnectTarget::from_config(config, tls)
-            .expect("a plain-TCP target needs no certificate")
-            .with_settings_in_band()
+        loopback_target(self.port, &self.user, &self.password, &self.dbname).with_settings_in_band()
     }
 
     /// The connection string, password included: for tests and tools that need a DSN.

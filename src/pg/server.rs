@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use tempfile::TempDir;
 use thiserror::Error;
 
 use crate::pg::target::ConnectTarget;
-use crate::pg::tls::{SslMode, TlsOptions};
+use crate::pg::throwaway::{
+    ReadyLogs, free_port, last_lines, loopback_target, spawn_as, wait_until_ready, write_private,
+};
 use crate::pg::watchdog::Watchdog;
 
 /// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
@@ -157,43 +159,18 @@ impl ThrowawayServer {
 
     fn wait_until_ready(&mut self) -> Result<(), ServerError> {
         let log = self.postmaster.log.clone();
-        let deadline = Instant::now() + READY_DEADLINE;
         let target = self.target();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(ServerError::Start(format!(
-                    "postgres exited ({status}): {}",
-                    last_lines(&log)
-                )));
-            }
-            match target.connect(Duration::from_secs(2), "pgstress-setup") {
-                Ok(_) => return Ok(()),
-                Err(err) if Instant::now() >= deadline => {
-                    return Err(ServerError::Start(format!(
-                        "no connection within {READY_DEADLINE:?}: {err}; {}",
-                        last_lines(&log)
-                    )));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        let logs = ReadyLogs {
+            exit: &log,
+            running: &log,
+        };
+        wait_until_ready(&mut self.child, &target, "postgres", READY_DEADLINE, logs)
+            .map_err(ServerError::Start)
     }
 
     /// How to reach the server (the password is generated for this run only).
     pub fn target(&self) -> ConnectTarget {
-        let mut config = postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .password(&self.password)
-            .dbname("postgres");
-        // The throwaway server speaks plain TCP on loopback: no TLS negotiation per request.
-        let tls = TlsOptions {
-            mode: SslMode::Disable,
-            ..TlsOptions::default()
-        };
-        ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
+        loopback_target(self.port, "postgres", &self.password, "postgres")
     }
 
     /// The connection string, password included: for tests and tools that need a DSN.
@@ -374,19 +351,6 @@ fn initdb_command(bin_dir: &Path, data: &Path, password_file: &Path) -> Command 
     initdb
 }
 
-/// Writes a file only its owner may read, created so: never readable by others, not even
-/// for a moment.
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(contents.as_bytes())
-}
-
 /// A folder holding initdb and postgres: PATH first, else the newest /usr/lib/postgresql/*/bin.
 pub fn find_binaries() -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
@@ -406,34 +370,6 @@ pub fn find_binaries() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
-}
-
-pub(crate) fn free_port() -> std::io::Result<u16> {
-    crate::sys::ports::free_listener_port(std::net::IpAddr::from([127, 0, 0, 1]))
-}
-
-pub(crate) fn spawn_as(
-    mut command: Command,
-    owner: &Option<User>,
-    log: &Path,
-) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    if let Some(user) = owner {
-        nix::unistd::chown(log, Some(user.uid), Some(user.gid))?;
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-    }
-    if let Some(parent) = log.parent() {
-        command.current_dir(parent);
-    }
-    // Its own process group: a Ctrl-C in the terminal reaches pgstress, which then stops the
-    // server in order, instead of the server dying under the step in flight.
-    command
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
 }
 
 /// Runs a setup command to its end within a deadline; the error holds the end of its output.
@@ -460,11 +396,4 @@ fn run_to_end(
             None => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-}
-
-/// The last lines of a log, joined on one line for an error message.
-pub(crate) fn last_lines(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
 }
