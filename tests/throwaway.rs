@@ -52,6 +52,9 @@ fn step_above_max_connections_counts_too_many_clients() {
             "60",
             "--server-setting",
             "max_connections=5",
+            // Each request holds its connection, so that the 60 overlap whatever the timing.
+            "--query",
+            "SELECT $1::text FROM pg_sleep(0.5)",
         ])
         .output()
         .unwrap();
