@@ -253,11 +253,13 @@ fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
             "--step",
             "5",
             "--query",
-            "SELECT $1::text FROM pg_sleep(1)",
+            "SELECT $1::text FROM pg_sleep(2)",
         ],
     );
     wait_for_steps(logs.path(), 1);
-    std::thread::sleep(Duration::from_millis(300)); // step 2 is in pg_sleep
+    // Step 2 starts within a few ms of step 1's row and sleeps 2 s: the signal lands in it
+    // even on a loaded machine.
+    std::thread::sleep(Duration::from_millis(800));
     signal::kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
     let output = finish(run);
     let stdout = text(&output.stdout);

@@ -148,7 +148,7 @@ fn wait_until_removed(folder: &Path) -> Duration {
 /// server is removed, and the exit code is 128 + the signal.
 fn ends_in_order(signal: Signal, code: i32) {
     let logs = tempfile::tempdir().unwrap();
-    let query = "SELECT $1::text FROM pg_sleep(1)";
+    let query = "SELECT $1::text FROM pg_sleep(2)";
     let mut run = spawn(
         logs.path(),
         None,
@@ -156,7 +156,9 @@ fn ends_in_order(signal: Signal, code: i32) {
     );
     let folder = run.folder();
     wait_for_steps(logs.path(), 1);
-    std::thread::sleep(Duration::from_millis(300)); // step 2 is in pg_sleep
+    // Step 2 starts within a few ms of step 1's row and sleeps 2 s: the signal lands in it
+    // even on a loaded machine.
+    std::thread::sleep(Duration::from_millis(800));
     assert!(!cluster_processes(&folder).is_empty(), "the server runs");
     signal::kill(run.pid(), signal).unwrap();
     let sent = Instant::now();
