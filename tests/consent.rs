@@ -25,20 +25,6 @@ fn data_folder(name: &str, text: &str) -> tempfile::TempDir {
     dir
 }
 
-/// `pgstress run` as a plain process (for limits set in the child, and runs side by side).
-fn plain_run(logs: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pgstress"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .env_remove("PGPASSWORD")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("run")
-        .arg("--logs")
-        .arg(logs);
-    command
-}
-
 fn run(logs: &Path, args: &[&str]) -> Output {
     pgstress_run(logs)
         .args(["--dsn", &shared_dsn(), "--no-report"])
@@ -188,7 +174,7 @@ fn steps_no_request_of_which_reached_the_server_get_no_verdict_on_it() {
     let logs = tempfile::tempdir().unwrap();
     // A 1 GiB stack (the most accepted) in a 1 GiB address space: no request thread starts,
     // while pgstress's own threads, with small stacks, do.
-    let output = plain_run(logs.path())
+    let output = run_command(logs.path())
         .args(["--dsn", &shared_dsn(), "--no-report"])
         .args(["--steps", "2", "--step", "3", "--stack-kib", "1048576"])
         .env("MALLOC_ARENA_MAX", "1")
@@ -218,7 +204,7 @@ fn runs_started_in_the_same_second_each_get_their_own_files() {
     let logs = tempfile::tempdir().unwrap();
     let runs: Vec<_> = (0..4)
         .map(|_| {
-            plain_run(logs.path())
+            run_command(logs.path())
                 .args(["--dsn", &shared_dsn(), "--no-report", "--quiet"])
                 .args(["--steps", "1", "--step", "1", "--query", "SELECT 1"])
                 .spawn()
@@ -268,7 +254,7 @@ fn a_link_planted_at_a_report_name_is_replaced_not_followed() {
 fn a_full_disk_mid_run_still_prints_the_verdict_of_the_finished_steps() {
     let logs = tempfile::tempdir().unwrap();
     // A file size limit makes a log write fail as a full disk does, part way through the run.
-    let output = plain_run(logs.path())
+    let output = run_command(logs.path())
         .args(["--dsn", &shared_dsn(), "--query", "SELECT 1"])
         .args(["--steps", "40", "--step", "1", "--no-stop"])
         .with_file_size_limit(6 * 1024)

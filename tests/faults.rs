@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,38 +15,12 @@ use nix::unistd::Pid;
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
 fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("pgstress"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .arg("run")
-        .arg("--logs")
-        .arg(logs)
+    run_command(logs)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Waits until the run has logged `steps` steps.
-fn wait_for_steps(logs: &Path, steps: usize) {
-    let deadline = Instant::now() + RUN_DEADLINE;
-    loop {
-        let logged = std::fs::read_dir(logs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with("_log.csv"))
-            .map_or(0, |p| std::fs::read_to_string(p).unwrap().lines().count());
-        if logged >= steps {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never logged {steps} steps"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn finish(child: Child) -> Output {
@@ -114,7 +88,7 @@ fn killed_postmaster_ends_the_step_in_classified_failures_and_stops_the_run() {
             "SELECT $1::text FROM pg_sleep(3)",
         ],
     );
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     std::thread::sleep(Duration::from_millis(500)); // step 2 is in pg_sleep, with 2.5 s to spare for a slow test thread
     signal::kill(
         Pid::from_raw(server.postmaster_pid() as i32),
@@ -170,7 +144,7 @@ fn stopped_server_times_requests_out_and_the_run_ends() {
             "SELECT $1::text FROM pg_sleep(0.8)",
         ],
     );
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     let postmaster = server.postmaster_pid();
     signal_server(postmaster, Signal::SIGSTOP);
     let output = finish(run);
@@ -222,7 +196,7 @@ fn burst_steps_after_a_server_restart_connect_anew() {
             "--no-stop",
         ],
     );
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     server.restart().unwrap();
     let output = finish(run);
     assert_eq!(
@@ -256,7 +230,7 @@ fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
             "SELECT $1::text FROM pg_sleep(2)",
         ],
     );
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     // Step 2 starts within a few ms of step 1's row and sleeps 2 s: the signal lands in it
     // even on a loaded machine.
     std::thread::sleep(Duration::from_millis(800));

@@ -6,7 +6,7 @@ mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,14 +29,8 @@ struct Run {
 fn spawn(logs: &Path, tmpdir: Option<&Path>, args: &[&str]) -> Run {
     let files = tempfile::tempdir().unwrap();
     let (out, err) = (files.path().join("out"), files.path().join("err"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgstress"));
+    let mut command = run_command(logs);
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .arg("run")
-        .arg("--logs")
-        .arg(logs)
         .args(["--no-report", "--quiet"])
         .args(args)
         .stdout(Stdio::from(File::create(&out).unwrap()))
@@ -99,23 +93,6 @@ impl Run {
     }
 }
 
-/// Waits until the run has logged `steps` steps.
-fn wait_for_steps(logs: &Path, steps: usize) {
-    let deadline = Instant::now() + RUN_DEADLINE;
-    loop {
-        let logged = std::fs::read_dir(logs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with("_log.csv"))
-            .map_or(0, |p| std::fs::read_to_string(p).unwrap().lines().count());
-        if logged >= steps {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {steps} steps logged");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The processes working in the cluster's folder: the postmaster and every backend work in
 /// its data folder, so this finds the cluster's processes, and only them.
 fn cluster_processes(folder: &Path) -> Vec<u32> {
@@ -155,7 +132,7 @@ fn ends_in_order(signal: Signal, code: i32) {
         &["--steps", "5", "--step", "5", "--query", query],
     );
     let folder = run.folder();
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     // Step 2 starts within a few ms of step 1's row and sleeps 2 s: the signal lands in it
     // even on a loaded machine.
     std::thread::sleep(Duration::from_millis(800));
@@ -224,7 +201,7 @@ fn after_sigkill_the_watchdog_removes_the_server() {
         &["--steps", "3", "--step", "5", "--pause", "60s"],
     );
     let folder = run.folder();
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     assert!(!cluster_processes(&folder).is_empty(), "the server runs");
     signal::kill(run.pid(), Signal::SIGKILL).unwrap();
     assert_eq!(run.wait(), None, "killed");
@@ -274,7 +251,7 @@ fn a_server_left_by_a_killed_run_and_watchdog_is_removed_by_the_next_run() {
     let mut run = spawn(logs.path(), Some(tmp.path()), &args);
     let folder = run.folder();
     let _tidy = Tidy(folder.clone());
-    wait_for_steps(logs.path(), 1);
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     signal::kill(watchdog_of(run.pid()), Signal::SIGKILL).unwrap();
     signal::kill(run.pid(), Signal::SIGKILL).unwrap();
     assert_eq!(run.wait(), None, "killed");

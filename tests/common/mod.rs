@@ -73,7 +73,12 @@ pub const TARGET_VARS: [&str; 16] = [
 /// `pgstress run` from the repo's root (so the default `data/` folder is the demo data),
 /// writing into the given logs folder, with no target from the environment.
 pub fn pgstress_run(logs: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgstress").unwrap();
+    Command::from_std(run_command(logs))
+}
+
+/// The same command as a plain process, for a run a test spawns, signals or limits.
+pub fn run_command(logs: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgstress"));
     for var in TARGET_VARS {
         cmd.env_remove(var);
     }
@@ -82,6 +87,26 @@ pub fn pgstress_run(logs: &Path) -> Command {
         .arg("--logs")
         .arg(logs);
     cmd
+}
+
+/// Waits until a run logging into `logs` has logged `steps` steps, failing past `deadline`.
+pub fn wait_for_steps(logs: &Path, steps: usize, deadline: Duration) {
+    let give_up = std::time::Instant::now() + deadline;
+    loop {
+        let logged = std::fs::read_dir(logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("_log.csv"))
+            .map_or(0, |p| std::fs::read_to_string(p).unwrap().lines().count());
+        if logged >= steps {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the run never logged {steps} steps"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The one file in `dir` whose name ends with `suffix`.
