@@ -213,7 +213,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "F")]
     pub spread_ratio: Option<f64>,
 
-    /// CPU peak (percent) from which the client or the server counts as saturated [default: 90].
+    /// CPU over a step (percent of the CPUs a side may run on) from which the client or the
+    /// server counts as saturated [default: 90].
     #[arg(long, value_name = "PCT")]
     pub saturated_cpu: Option<f64>,
 

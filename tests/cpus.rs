@@ -147,3 +147,35 @@ fn pgstress_sharing_its_cpu_with_a_busy_loop_is_client_saturated() {
         rows[0]
     );
 }
+
+#[test]
+fn pool_steps_of_tens_of_milliseconds_still_see_the_servers_cpu() {
+    // A pool step of 200 short lookups ends in tens of milliseconds, shorter than the 100 ms
+    // sampling interval: its means come from counters read at the step's release and end.
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &shared_dsn(), "--mode", "pool", "--workers", "4"])
+        .args(["--steps", "3", "--step", "200", "--no-report", "--quiet"])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in &rows {
+        let value = |column: &str| -> f64 {
+            row[column]
+                .parse()
+                .unwrap_or_else(|_| panic!("{column}: {row:?}"))
+        };
+        assert!(value("server_cpu_mean") > 0.0, "{row:?}");
+        assert!(
+            value("process_cpu_mean") <= value("host_cpu_mean"),
+            "pgstress above the host: {row:?}"
+        );
+        // A peak is never one sample presented as a peak: a step this short has no peak.
+        if value("wall_s") < 0.2 {
+            assert!(row["server_cpu_peak"].is_empty(), "{row:?}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ use crate::judge::flags::{self, StepContext};
 use crate::judge::verdict::{self, Judging, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::measure::sampler::{Sampler, StepTag};
+use crate::measure::stats;
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
@@ -146,7 +147,7 @@ impl<W: Write> StepLoop<'_, W> {
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
         let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
-        measured.cpu = cpu;
+        measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),

@@ -9,18 +9,18 @@ pub fn of_own_cpus(pct_of_host: f64, host_cores: f64, cores: f64) -> f64 {
     pct_of_host * host_cores / cores.max(0.01)
 }
 
-/// Each side's figures in one step.
+/// Each side's figures in one step: its mean over the step (as the flags judge it).
 fn figures(step: &StepResult, judging: &Judging) -> CpusFilled {
     let host = judging.host_cores;
     let server_cores = judging.server_cores;
     let server_pct = match (step.cpu.server, server_cores) {
-        (Some(server), Some(cores)) => Some(of_own_cpus(server.highest(), host, cores)),
+        (Some(server), Some(cores)) => Some(of_own_cpus(server.mean, host, cores)),
         _ => None,
     };
     let client_pct = step
         .cpu
         .process
-        .map(|process| of_own_cpus(process.highest(), host, judging.client_cores));
+        .map(|process| of_own_cpus(process.mean, host, judging.client_cores));
     CpusFilled {
         side: "neither",
         step: step.step,
@@ -29,9 +29,7 @@ fn figures(step: &StepResult, judging: &Judging) -> CpusFilled {
         client_pct,
         client_cores: judging.client_cores,
         client_wait_share: step.cpu.client_wait_share,
-        client_starved: step
-            .cpu
-            .starved(STARVED_WAIT_SHARE, judging.saturated_cpu_pct),
+        client_starved: step.cpu.starved(STARVED_WAIT_SHARE),
     }
 }
 
@@ -86,7 +84,7 @@ pub fn sentence(filled: &CpusFilled) -> String {
         .client_wait_share
         .map(|share| {
             format!(
-                ", its threads waiting for a CPU {:.0}% of its CPU time",
+                ", its threads waiting for a CPU {:.0}% of its requests' time",
                 share * 100.0
             )
         })
@@ -165,8 +163,7 @@ mod tests {
     #[test]
     fn a_starved_client_fills_its_cpus() {
         let mut starved = step(1, 20.0, 19.0);
-        starved.cpu.client_wait_share = Some(0.6);
-        starved.cpu.client_cpus_busy_pct = Some(99.0);
+        starved.cpu.client_wait_share = Some(STARVED_WAIT_SHARE);
         let filled = filled_first(&[starved], &judging()).unwrap();
         assert_eq!(filled.side, "client");
         let quiet = filled_first(&[step(1, 10.0, 5.0), step(2, 20.0, 5.0)], &judging()).unwrap();

@@ -250,9 +250,14 @@ impl Verdict {
                     requests: step.requests,
                 })
         });
+        let cpus_filled = super::cpus::filled_first(steps, judging);
+        // With no breaking point, the server is still the limit when its CPUs alone filled:
+        // the load only made it slower.
+        let server_filled = cpus_filled.as_ref().is_some_and(|f| f.side == "server");
         let limit = match (&breaking_point, first_client_flag) {
             (_, Some(client)) => Some(client),
             (Some(_), None) => Some(Limit::Server),
+            (None, None) if server_filled => Some(Limit::Server),
             (None, None) => None,
         };
         Verdict {
@@ -270,7 +275,7 @@ impl Verdict {
             steps_planned: judging.steps_planned,
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
             server_shares_host: judging.server_shares_host,
-            cpus_filled: super::cpus::filled_first(steps, judging),
+            cpus_filled,
         }
     }
 
@@ -317,18 +322,7 @@ impl Verdict {
                 self.steps_run, self.steps_planned
             )),
         }
-        match &self.limit {
-            Some(Limit::Server) => lines.push("whose limit: the server's (no client flag at or before the breaking point)".to_owned()),
-            Some(Limit::Client { flag, step, requests }) if self.breaking_point.is_some() => lines.push(format!(
-                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
-                 the numbers from there on measure pgstress and this machine as much as the server"
-            )),
-            Some(Limit::Client { flag, step, requests }) => lines.push(format!(
-                "the ramp may have measured the client, not the server — {flag} from step {step} \
-                 ({requests} requests): the server's capacity may be higher than shown"
-            )),
-            None => {}
-        }
+        lines.extend(self.limit_sentence());
         if let Some(step) = self.client_saturated_from
             && !matches!(&self.limit, Some(Limit::Client { flag, .. }) if flag == Flag::ClientSaturated.name())
         {
@@ -350,6 +344,38 @@ impl Verdict {
             ));
         }
         lines
+    }
+
+    /// Whose limit it was, in a sentence; None when neither side can be named.
+    fn limit_sentence(&self) -> Option<String> {
+        match &self.limit {
+            Some(Limit::Server) if self.breaking_point.is_some() => Some(
+                "whose limit: the server's (no client flag at or before the breaking point)"
+                    .to_owned(),
+            ),
+            Some(Limit::Server) => Some(
+                "whose limit: the server's CPUs, which filled while pgstress's did not (no client \
+                 flag in the run); no request failed: more load only made the server slower"
+                    .to_owned(),
+            ),
+            Some(Limit::Client {
+                flag,
+                step,
+                requests,
+            }) if self.breaking_point.is_some() => Some(format!(
+                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
+                 the numbers from there on measure pgstress and this machine as much as the server"
+            )),
+            Some(Limit::Client {
+                flag,
+                step,
+                requests,
+            }) => Some(format!(
+                "the ramp may have measured the client, not the server — {flag} from step {step} \
+                 ({requests} requests): the server's capacity may be higher than shown"
+            )),
+            None => None,
+        }
     }
 }
 

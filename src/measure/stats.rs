@@ -99,6 +99,17 @@ impl StepResult {
     }
 }
 
+/// The time the requests that ran were in flight, summed: each one's service time (in burst
+/// mode from the release, which is when its thread could first run), not its wait for a pool
+/// worker or behind the rate schedule, when no thread of its own was waiting for a CPU.
+pub fn in_flight(records: &[RequestRecord]) -> Duration {
+    records
+        .iter()
+        .filter(|r| r.start_offset.is_some())
+        .map(RequestRecord::service)
+        .sum()
+}
+
 /// The most requests running at one moment, from their starts and service times.
 fn peak_in_flight(records: &[RequestRecord]) -> u32 {
     // Ends sort before starts at the same instant: a request that ended is not in flight.
@@ -288,7 +299,6 @@ mod tests {
         let whole = StepCpu {
             cpu: sample(70.0, Some(48.0)),
             client_wait_ms: Some(3.0),
-            client_wait_share: Some(0.15),
             client_cpus_busy_pct: Some(60.0),
         };
         let summary = CpuSummary::of(&[sample(0.0, Some(0.0))], Some(&whole));
@@ -306,7 +316,14 @@ mod tests {
                 peak: None
             })
         );
-        assert_eq!(summary.client_wait_share, Some(0.15));
+        assert_eq!(summary.client_wait_ms, Some(3.0));
+        assert_eq!(summary.client_wait_share, None);
+        let over = summary.with_wait_over(Duration::from_millis(60));
+        assert_eq!(over.client_wait_share, Some(0.05));
+        assert_eq!(
+            summary.with_wait_over(Duration::ZERO).client_wait_share,
+            None
+        );
         let samples = [
             sample(60.0, Some(40.0)),
             sample(90.0, Some(60.0)),

@@ -102,13 +102,13 @@ pub struct Thresholds {
     pub spread_ratio: f64,
     /// ...or above this duration raises `launch-spread`.
     pub spread_max: Duration,
-    /// pgstress's threads waiting for a CPU this share of the CPU time its CPUs offered in a
-    /// step raises `client-saturated` (see docs/verdict.md for the measurements behind it).
+    /// pgstress's threads waiting for a CPU this share of the time its requests were in flight
+    /// raises `client-saturated` (see docs/verdict.md for the measurements behind it).
     pub starved_wait_share: f64,
 }
 
 /// The default of `Thresholds::starved_wait_share`.
-pub const STARVED_WAIT_SHARE: f64 = 0.5;
+pub const STARVED_WAIT_SHARE: f64 = 0.1;
 
 impl Default for Thresholds {
     fn default() -> Self {

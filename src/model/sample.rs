@@ -23,9 +23,6 @@ pub struct StepCpu {
     pub cpu: CpuSample,
     /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
     pub client_wait_ms: Option<f64>,
-    /// That wait over the CPU time pgstress's CPUs offered in the step (1.0: on average one
-    /// thread per CPU ready to run and not running).
-    pub client_wait_share: Option<f64>,
     /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
     pub client_cpus_busy_pct: Option<f64>,
 }

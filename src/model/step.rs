@@ -40,11 +40,6 @@ impl MeanPeak {
             .then(|| samples.iter().copied().fold(f64::MIN, f64::max).max(mean));
         MeanPeak { mean, peak }
     }
-
-    /// The peak where there is one, else the mean: what saturation is judged on.
-    pub fn highest(&self) -> f64 {
-        self.peak.unwrap_or(self.mean)
-    }
 }
 
 /// The CPU of a step: None where nothing was measured (or the server is not local).
@@ -55,22 +50,33 @@ pub struct CpuSummary {
     pub server: Option<MeanPeak>,
     /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
     pub client_wait_ms: Option<f64>,
-    /// That wait over the CPU time pgstress's CPUs offered in the step.
+    /// That wait over the time the step's requests were in flight, summed over the requests:
+    /// the share of what was measured that was pgstress waiting for its own CPU.
     pub client_wait_share: Option<f64>,
     /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
     pub client_cpus_busy_pct: Option<f64>,
 }
 
 impl CpuSummary {
-    /// pgstress's threads waited for a CPU `share` of its CPU time or more while its CPUs were
-    /// busy `busy_pct` or more, with others' work: starved. Threads that only wait for each
-    /// other (a burst's, released together) leave its CPUs to pgstress, which then shows as
-    /// pgstress's own CPU instead.
-    pub fn starved(&self, share: f64, busy_pct: f64) -> bool {
+    /// pgstress's threads waited for a CPU `share` of the time its requests were in flight or
+    /// more: starved, whoever took the CPU (another process, or pgstress's own threads
+    /// released together), since that wait is in every latency the step measured.
+    pub fn starved(&self, share: f64) -> bool {
         self.client_wait_share.is_some_and(|wait| wait >= share)
-            && self
-                .client_cpus_busy_pct
-                .is_some_and(|busy| busy >= busy_pct)
+    }
+
+    /// The share of `in_flight` (the requests' time, summed) that pgstress's threads spent
+    /// waiting for a CPU; None where the wait was not measured or no request ran.
+    pub fn with_wait_over(self, in_flight: Duration) -> Self {
+        let in_flight_ms = in_flight.as_secs_f64() * 1000.0;
+        let client_wait_share = self
+            .client_wait_ms
+            .filter(|_| in_flight_ms > 0.0)
+            .map(|wait_ms| wait_ms / in_flight_ms);
+        CpuSummary {
+            client_wait_share,
+            ..self
+        }
     }
 }
 
@@ -101,7 +107,7 @@ impl CpuSummary {
                 .server_cpu_pct
                 .map(|mean| series(mean, |s| s.server_cpu_pct)),
             client_wait_ms: whole.client_wait_ms,
-            client_wait_share: whole.client_wait_share,
+            client_wait_share: None,
             client_cpus_busy_pct: whole.client_cpus_busy_pct,
         }
     }

@@ -199,7 +199,7 @@ fn cpu(series: Option<MeanPeak>) -> String {
     format::cpu_mean_peak(series.map(|s| s.mean), series.and_then(|s| s.peak))
 }
 
-/// pgstress's threads' wait for a CPU as a share of its CPU time, or "-".
+/// pgstress's threads' wait for a CPU as a share of its requests' time in flight, or "-".
 fn wait(share: Option<f64>) -> String {
     share.map_or_else(|| "-".to_owned(), |share| format!("{:.0}%", share * 100.0))
 }

@@ -46,12 +46,6 @@ pub fn process_wait_ns() -> Option<u64> {
     read_any.then(|| live + ENDED.load(Ordering::Relaxed))
 }
 
-/// The waiting as a share of the CPU time pgstress's CPUs offered over the window: 1.0 means
-/// that on average one thread per CPU was ready to run and could not.
-pub fn wait_share(wait_ns: u64, window_ns: u64, cores: f64) -> Option<f64> {
-    (window_ns > 0 && cores > 0.0).then(|| wait_ns as f64 / (window_ns as f64 * cores))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,13 +55,6 @@ mod tests {
         assert_eq!(parse_wait_ns("123456 7890 12\n"), Some(7890));
         assert_eq!(parse_wait_ns("123456"), None);
         assert_eq!(parse_wait_ns(""), None);
-    }
-
-    #[test]
-    fn the_share_is_over_the_window_and_the_cores() {
-        assert_eq!(wait_share(50_000_000, 100_000_000, 1.0), Some(0.5));
-        assert_eq!(wait_share(50_000_000, 100_000_000, 2.0), Some(0.25));
-        assert_eq!(wait_share(1, 0, 1.0), None);
     }
 
     #[test]

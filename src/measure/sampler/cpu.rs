@@ -151,7 +151,6 @@ impl Probe for CpuProbe {
 
     fn whole(&mut self, tag: StepTag, begin: &CpuReading, end: &CpuReading) -> Option<StepCpu> {
         let cpu = self.sample(tag, begin, end)?;
-        let window_ns = end.at.duration_since(begin.at).as_nanos() as u64;
         let wait_ns = match (end.wait_ns, begin.wait_ns) {
             (Some(end), Some(begin)) => Some(end.saturating_sub(begin)),
             _ => None,
@@ -160,12 +159,9 @@ impl Probe for CpuProbe {
             (Some(end), Some(begin)) => end.percent_since(&begin),
             _ => None,
         };
-        let cores = self.sides.client_cores;
         Some(StepCpu {
             cpu,
             client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
-            client_wait_share: wait_ns
-                .and_then(|ns| crate::sys::schedstat::wait_share(ns, window_ns, cores)),
             client_cpus_busy_pct,
         })
     }
