@@ -181,7 +181,9 @@ fn agents(agents: u32) -> Result<u32, ConfigError> {
     Err(invalid(
         "--agents",
         agents,
-        format!("give 1 to {MAX_AGENTS} (an Indexed Job's most completions, the coordinator included)"),
+        format!(
+            "give 1 to {MAX_AGENTS} (an Indexed Job's most completions, the coordinator included)"
+        ),
     ))
 }
 
@@ -198,7 +200,13 @@ fn port(port: u32) -> Result<u16, ConfigError> {
 }
 
 fn coordinator(text: &str) -> Result<(String, u16), ConfigError> {
-    let bad = || invalid("--coordinator", text, "expected HOST:PORT, e.g. pgstress-0.pgstress:7433");
+    let bad = || {
+        invalid(
+            "--coordinator",
+            text,
+            "expected HOST:PORT, e.g. pgstress-0.pgstress:7433",
+        )
+    };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse::<u32>().map_err(|_| bad())?;
     if host.is_empty() {
@@ -244,8 +252,13 @@ fn max_duration(cap: Option<String>) -> Result<Option<String>, ConfigError> {
 /// The options after `--`, refused here when `pgstress run` would refuse them in the pod.
 fn run_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
     for arg in &args {
-        let option = arg.split_once('=').map_or(arg.as_str(), |(option, _)| option);
-        if let Some((_, why)) = RESERVED_RUN_OPTIONS.iter().find(|(name, _)| *name == option) {
+        let option = arg
+            .split_once('=')
+            .map_or(arg.as_str(), |(option, _)| option);
+        if let Some((_, why)) = RESERVED_RUN_OPTIONS
+            .iter()
+            .find(|(name, _)| *name == option)
+        {
             let shown = crate::pg::target::redact_secrets(arg);
             return Err(invalid("run option", shown, format!("leave it out: {why}")));
         }
@@ -256,7 +269,11 @@ fn run_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
         let first = rendered.lines().next().unwrap_or("invalid option");
         let first = first.strip_prefix("error: ").unwrap_or(first);
         let shown = crate::pg::target::redact_secrets(&args.join(" "));
-        return Err(invalid("run options", shown, format!("`pgstress run` refuses them: {first}")));
+        return Err(invalid(
+            "run options",
+            shown,
+            format!("`pgstress run` refuses them: {first}"),
+        ));
     }
     Ok(args)
 }
@@ -281,7 +298,10 @@ fn quantity(option: &'static str, value: Option<String>) -> Result<Option<String
         let whole = parts.next().unwrap_or_default();
         let fraction = parts.next().unwrap_or_default();
         !(whole.is_empty() && fraction.is_empty())
-            && whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+            && whole
+                .chars()
+                .chain(fraction.chars())
+                .all(|c| c.is_ascii_digit())
     };
     let exponent_ok = exponent.is_none_or(|e| {
         let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
@@ -303,7 +323,11 @@ fn rfc1035_label(option: &'static str, text: &str) -> Result<String, ConfigError
     if label.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Ok(label);
     }
-    Err(invalid(option, text, "must start with a letter (it names a Service)"))
+    Err(invalid(
+        option,
+        text,
+        "must start with a letter (it names a Service)",
+    ))
 }
 
 /// A namespace's name: an RFC 1123 label.

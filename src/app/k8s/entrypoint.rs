@@ -65,8 +65,7 @@ fn install_handlers() -> anyhow::Result<()> {
     );
     for signal in FORWARDED {
         // SAFETY: the handler only stores to atomics, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }
-            .with_context(|| format!("cannot handle {signal}"))?;
+        unsafe { sigaction(signal, &action) }.with_context(|| format!("cannot handle {signal}"))?;
     }
     Ok(())
 }
@@ -114,4 +113,35 @@ fn hold_for_logs(code: u8, hold: Duration) {
 fn say(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "pgstress k8s entrypoint: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signal state is the process's: one test at a time touches it.
+    static SIGNALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn a_signal_received_is_passed_to_the_run_and_its_code_comes_back() {
+        let _guard = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        PENDING.store(libc::SIGTERM, Ordering::SeqCst);
+        let started = Instant::now();
+        assert_eq!(wait_passing_signals(child).unwrap(), 128 + 15);
+        assert!(started.elapsed() < Duration::from_secs(25));
+        // The pod is going away: no hold, however long the hold asked for.
+        ENDING.store(1, Ordering::SeqCst);
+        let started = Instant::now();
+        hold_for_logs(0, Duration::from_secs(600));
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_run_exit_code_is_passed_on() {
+        let _guard = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
+        PENDING.store(0, Ordering::SeqCst);
+        let child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        assert_eq!(wait_passing_signals(child).unwrap(), 3);
+    }
 }
