@@ -148,6 +148,22 @@ fn rendered_manifests_pass_kubernetes_validate_strict() {
     }
 }
 
+#[test]
+fn the_validator_refuses_a_field_the_api_does_not_have() {
+    // The control of the test above: strict validation sees a misspelt field deep in the Job.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("misspelt.yaml");
+    let yaml = rendered(OPTION_SETS[0]).replace("subdomain:", "subdomian:");
+    std::fs::write(&file, yaml).unwrap();
+    let output = Command::new(validator())
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("subdomian"));
+}
+
 /// Every key and value of `part` is in `whole` (a selector and the labels it selects).
 fn selects(part: &Value, whole: &Value) -> bool {
     let part = part.as_object().expect("a map of labels");

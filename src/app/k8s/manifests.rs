@@ -109,6 +109,8 @@ fn pod_spec(config: &RenderConfig) -> Value {
             "runAsUser": NON_ROOT_UID,
             "runAsGroup": NON_ROOT_UID,
             "fsGroup": NON_ROOT_UID,
+            // With the container's settings, what the "restricted" Pod Security level asks.
+            "seccompProfile": { "type": "RuntimeDefault" },
             // A "safe" (namespaced) sysctl: allowed by every kubelet without extra flags.
             "sysctls": [{ "name": "net.ipv4.ip_local_port_range", "value": LOCAL_PORT_RANGE }],
         },
