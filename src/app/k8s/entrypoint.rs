@@ -70,7 +70,9 @@ fn install_handlers() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child's exit code, as a shell reports it (128 + the signal that killed it).
+/// The child's exit code, as a shell reports it (128 + the signal that killed it). No
+/// deadline of its own: the run keeps its own, and past the Job's activeDeadlineSeconds
+/// (`--deadline`) Kubernetes stops the pod.
 fn wait_passing_signals(mut child: Child) -> anyhow::Result<u8> {
     let pid = Pid::from_raw(i32::try_from(child.id()).context("child pid out of range")?);
     loop {
