@@ -363,3 +363,12 @@ fn the_entrypoint_outside_an_indexed_job_is_a_one_line_error() {
         assert!(error.contains("JOB_COMPLETION_INDEX"), "{error}");
     }
 }
+
+#[test]
+fn run_options_without_the_separator_are_a_usage_error_with_the_fix() {
+    let output = render(&["--agents", "2", "--image", "pgstress:dev", "--mode", "pool"]);
+    assert_eq!(output.status.code(), Some(2));
+    let (error, tip) = usage_error(&output.stderr);
+    assert!(error.contains("`pgstress k8s render --help`"), "{error}");
+    assert!(tip.is_some_and(|tip| tip.contains("-- --mode")));
+}
