@@ -64,8 +64,8 @@ fn service(config: &RenderConfig) -> Value {
         "metadata": metadata(config, &config.name),
         "spec": {
             "clusterIP": "None",
-            // The agents dial the coordinator before any pod is Ready (none has a probe to
-            // become so): without this its name would not resolve until then.
+            // The coordinator's name resolves as soon as its pod has an address, not once
+            // Kubernetes counts it Ready: the agents start dialing at once.
             "publishNotReadyAddresses": true,
             "selector": labels(config),
             "ports": [{ "name": "control", "port": config.port, "targetPort": config.port, "protocol": "TCP" }],
