@@ -29,6 +29,9 @@ pub enum Status {
     GateBreached,
     /// Ctrl-C, SIGTERM or SIGHUP: what was measured is on disk.
     Interrupted,
+    /// The exit code of the run that `pgstress k8s entrypoint` started in a pod: passed on
+    /// as it is, so the Job reports what the run said.
+    Run(u8),
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::Failed => 1,
             Status::GateBreached => 3,
             Status::Interrupted => sys::interrupt::exit_code(),
+            Status::Run(code) => code,
         }
     }
 }
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
         Command::Completions(args) => app::manual::completions(&args.shell, &mut std::io::stdout()),
         Command::Man => app::manual::man(&mut std::io::stdout()),
+        Command::K8s(args) => app::k8s::k8s(args, &mut std::io::stdout()),
     }
 }

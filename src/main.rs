@@ -33,19 +33,27 @@ fn usage_error(err: clap::Error) -> ExitCode {
         err.exit();
     }
     let (message, tip) = usage_message(&err.render().to_string());
-    let command = std::env::args()
-        .nth(1)
-        .filter(|arg| {
-            ["run", "prepare", "report", "compare", "completions"].contains(&arg.as_str())
-        })
-        .map(|arg| format!(" {arg}"))
-        .unwrap_or_default();
+    let command = help_command(&std::env::args().collect::<Vec<_>>());
     let message = pgstress::pg::target::redact_secrets(&message);
     eprintln!("Error: {message}; see `pgstress{command} --help`");
     if let Some(tip) = tip {
         eprintln!("  tip: {}", pgstress::pg::target::redact_secrets(&tip));
     }
     ExitCode::from(USAGE)
+}
+
+/// The subcommand whose `--help` to point to: ` run`, ` k8s render`, or none.
+fn help_command(args: &[String]) -> String {
+    let known = |at: usize, names: &[&str]| args.get(at).filter(|a| names.contains(&a.as_str()));
+    let top = ["run", "prepare", "report", "compare", "completions", "k8s"];
+    match known(1, &top) {
+        Some(k8s) if k8s == "k8s" => match known(2, &["render", "entrypoint"]) {
+            Some(nested) => format!(" k8s {nested}"),
+            None => " k8s".to_owned(),
+        },
+        Some(command) => format!(" {command}"),
+        None => String::new(),
+    }
 }
 
 /// clap's rendered error as one line (its first, with the arguments it lists after it) and its

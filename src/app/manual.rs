@@ -29,19 +29,32 @@ pub fn man(out: &mut impl Write) -> anyhow::Result<Status> {
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         clap_mangen::Man::new(command.clone()).render(out)?;
         for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-            let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
-            let name = sub.get_name().to_uppercase();
-            writeln!(
-                out,
-                ".SH \"PGSTRESS {name}\"\n{}",
-                about.replace('\\', "\\\\")
-            )?;
-            clap_mangen::Man::new(sub.clone()).render_options_section(out)?;
+            section(out, sub.get_name(), sub)?;
+            // `k8s render` and `k8s entrypoint`: the options are theirs, not `k8s`'s.
+            for nested in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+                section(
+                    out,
+                    &format!("{} {}", sub.get_name(), nested.get_name()),
+                    nested,
+                )?;
+            }
         }
         Ok(())
     };
     write(out).context("cannot write the manual page")?;
     Ok(Status::Completed)
+}
+
+/// One subcommand's heading, its description and its options.
+fn section(out: &mut dyn Write, name: &str, sub: &clap::Command) -> std::io::Result<()> {
+    let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+    writeln!(
+        out,
+        ".SH \"PGSTRESS {}\"\n{}",
+        name.to_uppercase(),
+        about.replace('\\', "\\\\")
+    )?;
+    clap_mangen::Man::new(sub.clone()).render_options_section(out)
 }
 
 #[cfg(test)]
@@ -60,7 +73,10 @@ mod tests {
         man(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains(".TH pgstress") && text.contains("completions"),
+            text.contains(".TH pgstress")
+                && text.contains("completions")
+                && text.contains("PGSTRESS K8S RENDER")
+                && text.contains("logs\\-claim"),
             "{text}"
         );
     }

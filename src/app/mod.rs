@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod cpus;
+pub mod k8s;
 pub mod manual;
 pub mod preflight;
 pub mod prepare;

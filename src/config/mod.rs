@@ -6,6 +6,7 @@ mod env;
 mod error;
 mod file;
 mod judging;
+pub mod k8s;
 mod plan;
 mod pooler;
 mod prepare;
