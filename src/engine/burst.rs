@@ -150,7 +150,7 @@ impl Worker {
         // A client arriving at the release waits from the release: a thread that started late
         // (waiting for a CPU) adds its lag, kept apart as the request's wait.
         let lag = release.elapsed();
-        let record = guarded(|| request::execute(&self.spec, param.as_deref(), lag));
+        let record = guarded(lag, || request::execute(&self.spec, param.as_deref(), lag));
         let record = request::late_by(record, lag, self.spec.timeout);
         let _ = self.results.send((self.step, record));
     }

@@ -128,7 +128,7 @@ pub struct Concurrency {
 pub const CONCURRENCY_REACHED_SHARE: f64 = 0.9;
 
 /// Why a step did not reach the concurrency it asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Shortfall {
     /// Its requests did not run at the same time: threads started late (the client's).
     StartedLate,
