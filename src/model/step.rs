@@ -312,14 +312,15 @@ mod tests {
     }
 
     #[test]
-    fn throughput_counts_what_was_sent_per_second_of_wall_time() {
-        let mut step = step_result(1, 100, 0);
+    fn throughput_counts_successes_and_attempts_what_was_sent() {
+        let mut step = step_result(1, 100, 10);
         step.wall = Duration::from_millis(500);
         step.dropped = 20;
         step.requests = 120;
-        assert_eq!(step.throughput(), 200.0);
+        assert_eq!(step.throughput(), 180.0, "90 ok in 0.5 s");
+        assert_eq!(step.attempts_per_second(), 200.0, "100 sent in 0.5 s");
         step.wall = Duration::ZERO;
-        assert_eq!(step.throughput(), 0.0);
+        assert_eq!((step.throughput(), step.attempts_per_second()), (0.0, 0.0));
     }
 
     #[test]
