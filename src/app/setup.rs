@@ -21,12 +21,12 @@ use crate::pg::request::{Prepare, RequestClient, RequestSpec};
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 
-/// A panic in a request thread is that request's failure (`client`), counted and shown in the
+/// A panic in a request thread (or a pool worker's) is that request's failure (`client`), counted and shown in the
 /// step's first messages: a backtrace per request would bury the run's output.
 pub fn quiet_request_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some(crate::engine::REQUEST_THREAD) {
+        if !crate::engine::runs_requests(std::thread::current().name()) {
             default(info);
         }
     }));
@@ -120,7 +120,7 @@ pub fn warn_if_open_files_short(
     if files_needed > open_files {
         printer.note(format!(
             "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \
-             but this process may open {open_files}: beyond that requests fail as `io` (too many open files); \
+             but this process may open {open_files}: beyond that requests fail as `client` (too many open files, pgstress's own limit); \
              raise `ulimit -n` for a clean measurement"
         ));
     }

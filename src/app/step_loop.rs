@@ -155,6 +155,7 @@ impl<W: Write> StepLoop<'_, W> {
             usable_connections: Some(self.facts.server.usable_connections()),
             server_cores: self.facts.cpus.server_cores,
         };
+        measured.concurrency.asked = context.concurrency;
         let flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         measured.with_flags(flags)
     }

@@ -16,15 +16,29 @@ use crate::pg::request::{self, RequestSpec};
 /// How long spawning a step's threads may take before the gate opens anyway. Spawning 10,000
 /// threads takes well under a second here; this only bounds a machine that is thrashing.
 pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
+/// Holds the first request thread of every step back this many milliseconds after the
+/// release: a thread that starts late, on demand, for the tests of latency from the release
+/// (waiting for a CPU cannot be arranged deterministically). Unset in real runs.
+pub const HOLD_BACK_VAR: &str = "PGSTRESS_TEST_HOLD_BACK_MS";
+
 /// A thread and a new connection per request, all released together.
 pub struct Burst {
     spec: Arc<RequestSpec>,
     stack_size: usize,
+    hold_back: Option<Duration>,
 }
 
 impl Burst {
     pub fn new(spec: Arc<RequestSpec>, stack_size: usize) -> Self {
-        Burst { spec, stack_size }
+        let hold_back = std::env::var(HOLD_BACK_VAR)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
+        Burst {
+            spec,
+            stack_size,
+            hold_back,
+        }
     }
 }
 
@@ -58,7 +72,7 @@ impl Engine for Burst {
 
         let mut spawn_failures = Vec::new();
         let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(requests);
-        for param in params {
+        for (index, param) in params.into_iter().enumerate() {
             let worker = Worker {
                 step,
                 spec: Arc::clone(&self.spec),
@@ -67,6 +81,7 @@ impl Engine for Burst {
                 results: result_tx.clone(),
                 release_at: Arc::clone(&release_at),
                 gate_deadline: launch_deadline + REPORT_GRACE,
+                hold_back: self.hold_back.filter(|_| index == 0),
             };
             match thread::Builder::new()
                 .name(REQUEST_THREAD.to_owned())
@@ -118,6 +133,7 @@ struct Worker {
     results: crossbeam_channel::Sender<Tagged>,
     release_at: Arc<OnceLock<Instant>>,
     gate_deadline: Instant,
+    hold_back: Option<Duration>,
 }
 
 impl Worker {
@@ -127,11 +143,14 @@ impl Worker {
         if self.gate.recv_deadline(self.gate_deadline) != Err(RecvTimeoutError::Disconnected) {
             return; // never released: the coordinator counts this request as timed out
         }
+        if let Some(hold_back) = self.hold_back {
+            thread::sleep(hold_back);
+        }
         let release = self.release_at.get().copied().unwrap_or_else(Instant::now);
         // A client arriving at the release waits from the release: a thread that started late
         // (waiting for a CPU) adds its lag, kept apart as the request's wait.
         let lag = release.elapsed();
-        let record = guarded(|| request::execute(&self.spec, param.as_deref(), lag));
+        let record = guarded(lag, || request::execute(&self.spec, param.as_deref(), lag));
         let record = request::late_by(record, lag, self.spec.timeout);
         let _ = self.results.send((self.step, record));
     }

@@ -44,11 +44,19 @@ pub trait Engine {
 /// The name of every thread that runs one request: a panic there is the request's failure,
 /// counted and classed, and the process's panic hook keeps it off the terminal.
 pub const REQUEST_THREAD: &str = "pgstress-request";
+/// The name of a pool worker's thread, before its index; its requests are guarded alike.
+pub const POOL_THREAD: &str = "pgstress-pool-";
+
+/// Whether a thread of this name runs requests, whose panics are their failures.
+pub fn runs_requests(thread_name: Option<&str>) -> bool {
+    thread_name.is_some_and(|name| name == REQUEST_THREAD || name.starts_with(POOL_THREAD))
+}
 
 /// Runs one request, turning a panic inside it (a library that panics on a resource limit,
 /// such as a runtime that cannot open its files) into the request's failure, the client's:
-/// left alone it would kill the thread, and the step would wait out its deadline.
-pub fn guarded(request: impl FnOnce() -> RequestRecord) -> RequestRecord {
+/// left alone it would kill the thread, and the step would wait out its deadline. The request
+/// did start, at `start_offset`: it counts among the step's requests in flight.
+pub fn guarded(start_offset: Duration, request: impl FnOnce() -> RequestRecord) -> RequestRecord {
     let started = Instant::now();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(request)) {
         Ok(record) => record,
@@ -58,13 +66,15 @@ pub fn guarded(request: impl FnOnce() -> RequestRecord) -> RequestRecord {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            RequestRecord::failed_without_running(
+            let mut record = RequestRecord::failed_without_running(
                 Failure::new(
                     FailureClass::Client,
                     format!("the request panicked: {what}"),
                 ),
                 started.elapsed(),
-            )
+            );
+            record.start_offset = Some(start_offset);
+            record
         }
     }
 }
@@ -161,5 +171,20 @@ mod tests {
             .filter(|r| matches!(&r.outcome, Err(f) if f.class == FailureClass::Timeout))
             .count();
         assert_eq!(timeouts, 2, "one result of step 2 came, two did not");
+    }
+
+    #[test]
+    fn a_panicking_request_is_the_clients_failure_and_it_did_start() {
+        let record = guarded(Duration::from_millis(7), || panic!("Too many open files"));
+        let failure = record.outcome.as_ref().unwrap_err();
+        assert_eq!(failure.class, FailureClass::Client);
+        assert!(
+            failure.message.contains("Too many open files"),
+            "{failure:?}"
+        );
+        assert_eq!(record.start_offset, Some(Duration::from_millis(7)));
+        assert!(runs_requests(Some(REQUEST_THREAD)));
+        assert!(runs_requests(Some("pgstress-pool-12")));
+        assert!(!runs_requests(Some("main")) && !runs_requests(None));
     }
 }

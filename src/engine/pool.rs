@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Engine, REPORT_GRACE, Tagged, gather, reap};
+use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, reap};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -88,7 +88,7 @@ impl Pool {
             };
             let ready = ready_tx.clone();
             let handle = thread::Builder::new()
-                .name(format!("pgstress-pool-{index}"))
+                .name(format!("{POOL_THREAD}{index}"))
                 .stack_size(WORKER_STACK)
                 .spawn(move || worker.run(ready))?;
             handles.push(handle);
@@ -230,7 +230,16 @@ impl Worker {
             if job.step != self.current_step.load(Ordering::SeqCst) {
                 continue; // a leftover of a step that has been counted already
             }
-            let record = self.serve(&job);
+            // A panic (a library out of files) is this request's failure, the client's; the
+            // worker lives on, its connection dropped in case the panic left it half-used.
+            let record = guarded(job.origin.elapsed(), || self.serve(&job));
+            if record
+                .outcome
+                .as_ref()
+                .is_err_and(|f| f.class == FailureClass::Client)
+            {
+                self.session = None;
+            }
             let _ = self.results.send((job.step, record));
         }
     }

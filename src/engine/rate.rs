@@ -192,7 +192,11 @@ impl Engine for Rate {
 fn send_request(spec: &RequestSpec, due: Due, origin: Instant) -> RequestRecord {
     let started = Instant::now();
     let lag = started.saturating_duration_since(due.at);
-    guarded(|| request::execute(spec, due.param.as_deref(), started - origin)).after_waiting(lag)
+    let start_offset = started - origin;
+    guarded(start_offset, || {
+        request::execute(spec, due.param.as_deref(), start_offset)
+    })
+    .after_waiting(lag)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use crate::model::facts::ClientCpus;
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::{Flag, Thresholds};
-use crate::model::step::StepResult;
+use crate::model::step::{Shortfall, StepResult};
 
 /// What the mode promised for a step, against which it is judged.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,7 +38,9 @@ pub fn diagnose(
     if context.starts_together && late_start {
         flags.push(Flag::LaunchSpread);
     }
-    let concurrency = context.concurrency.unwrap_or(step.peak_in_flight);
+    let concurrency = context
+        .concurrency
+        .unwrap_or(step.concurrency.peak_in_flight);
     if context
         .usable_connections
         .is_some_and(|usable| concurrency > usable)
@@ -73,6 +75,11 @@ pub fn diagnose(
     }
     if step.unsent > 0 {
         flags.push(Flag::Partial);
+    }
+    match step.concurrency.shortfall() {
+        Some(Shortfall::StartedLate) => flags.push(Flag::StartedLate),
+        Some(Shortfall::AcceptedSlowly) => flags.push(Flag::AcceptedSlowly),
+        None => {}
     }
     flags
 }
@@ -267,7 +274,7 @@ mod tests {
     #[test]
     fn step_above_usable_connections_is_flagged() {
         let mut step = step_with(cpu(10.0, 5.0, None), 1, 500, 98);
-        step.peak_in_flight = 98;
+        step.concurrency.peak_in_flight = 98;
         assert_eq!(
             diagnose(&step, &burst(Some(97)), &TWO_CORES, &Thresholds::default()),
             vec![Flag::OverMaxConnections]
@@ -397,5 +404,29 @@ mod tests {
             ..rate
         };
         assert!(diagnose(&step, &pool, &TWO_CORES, &t).is_empty());
+    }
+
+    #[test]
+    fn a_concurrency_not_reached_names_its_side() {
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 10);
+        step.concurrency.asked = Some(10);
+        step.concurrency.started = 10;
+        step.concurrency.connected = 10;
+        step.concurrency.peak_in_flight = 10;
+        step.concurrency.peak_connected = 9;
+        let t = Thresholds::default();
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
+        step.concurrency.peak_connected = 3;
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::AcceptedSlowly]
+        );
+        assert!(!Flag::AcceptedSlowly.is_client_limit());
+        step.concurrency.peak_in_flight = 4;
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::StartedLate]
+        );
+        assert!(Flag::StartedLate.is_client_limit() && !Flag::StartedLate.withholds_load());
     }
 }

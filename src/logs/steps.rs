@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 45] = [
+pub const STEPS_HEADER: [&str; 48] = [
     "step",
     "requests",
     "ok",
@@ -58,6 +58,9 @@ pub const STEPS_HEADER: [&str; 45] = [
     "client_cpu_wait_ms",
     "client_cpu_wait_share",
     "client_cpus_busy_pct",
+    "concurrency_asked",
+    "peak_in_flight",
+    "peak_connected",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -123,6 +126,14 @@ pub struct StepRow {
     pub client_cpu_wait_share: Option<f64>,
     /// How busy pgstress's CPUs were in the step, whoever ran on them.
     pub client_cpus_busy_pct: Option<f64>,
+    /// The concurrency the mode asked for: the step's size (burst), its workers (pool); empty
+    /// in rate mode.
+    pub concurrency_asked: Option<u32>,
+    /// The most requests in flight at one moment, from their own start and end.
+    pub peak_in_flight: u32,
+    /// The most requests holding a connection at one moment (`server_connections_peak` is the
+    /// server's sampled view of the same).
+    pub peak_connected: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -185,6 +196,9 @@ impl StepRow {
             client_cpu_wait_ms: step.cpu.client_wait_ms.map(|ms| round(ms, 3)),
             client_cpu_wait_share: step.cpu.client_wait_share.map(|share| round(share, 3)),
             client_cpus_busy_pct: step.cpu.client_cpus_busy_pct.map(|pct| round(pct, 1)),
+            concurrency_asked: step.concurrency.asked,
+            peak_in_flight: step.concurrency.peak_in_flight,
+            peak_connected: step.concurrency.peak_connected,
         }
     }
 }

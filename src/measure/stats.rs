@@ -9,7 +9,7 @@ use crate::model::outcome::FailureClass;
 use crate::model::record::{RequestRecord, StepRun};
 use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, ServerStatsSample, ServerStatsSummary};
-use crate::model::step::{CpuSummary, StepResult, histogram};
+use crate::model::step::{Concurrency, CpuSummary, StepResult, histogram};
 
 /// Records into a histogram that grows as needed: only a value past what a u64 of
 /// microseconds holds could fail, and that one is kept at the histogram's top.
@@ -52,7 +52,7 @@ impl StepResult {
             connect: histogram(),
             queue_wait: histogram(),
             service: histogram(),
-            peak_in_flight: peak_in_flight(&run.records),
+            concurrency: Concurrency::of(&run.records),
             cpu: CpuSummary::of(cpu, None),
             server: ServerStatsSummary::of(server),
             flags: Vec::new(),
@@ -99,33 +99,15 @@ impl StepResult {
     }
 }
 
-/// The time the requests that ran were in flight, summed: each one's service time (in burst
-/// mode from the release, which is when its thread could first run), not its wait for a pool
-/// worker or behind the rate schedule, when no thread of its own was waiting for a CPU.
+/// The time the requests that ran were in flight, summed: each one's service time, from its
+/// thread's own start to its end, not its wait for a pool worker or behind the rate schedule,
+/// when no thread of its own was waiting for a CPU.
 pub fn in_flight(records: &[RequestRecord]) -> Duration {
     records
         .iter()
         .filter(|r| r.start_offset.is_some())
         .map(RequestRecord::service)
         .sum()
-}
-
-/// The most requests running at one moment, from their starts and service times.
-fn peak_in_flight(records: &[RequestRecord]) -> u32 {
-    // Ends sort before starts at the same instant: a request that ended is not in flight.
-    let mut events: Vec<(Duration, i32)> = records
-        .iter()
-        .filter_map(|r| r.start_offset.map(|start| (start, r.service())))
-        .flat_map(|(start, service)| [(start, 1), (start + service, -1)])
-        .collect();
-    events.sort_by_key(|&(at, change)| (at, change));
-    let mut running = 0i32;
-    let mut peak = 0i32;
-    for (_, change) in events {
-        running += change;
-        peak = peak.max(running);
-    }
-    peak as u32
 }
 
 /// From the first to the last start of the requests that started.
@@ -256,7 +238,9 @@ mod tests {
         // [0,10) [5,15) [10,20) [30,40): at most two overlap; one ending as one starts is not.
         let records = vec![ok(0, 10), ok(5, 10), ok(10, 10), ok(30, 10)];
         assert_eq!(
-            StepResult::from_run(1, 7, &run(records), &[], &[]).peak_in_flight,
+            StepResult::from_run(1, 7, &run(records), &[], &[])
+                .concurrency
+                .peak_in_flight,
             2
         );
     }
@@ -401,9 +385,12 @@ mod tests {
         let records = vec![failed(FailureClass::Spawn)];
         let result = StepResult::from_run(1, 7, &run(records), &[], &[]);
         assert_eq!(result.launch_spread, Duration::ZERO);
-        assert_eq!(result.peak_in_flight, 0);
+        assert_eq!(result.concurrency.peak_in_flight, 0);
         let one = StepResult::from_run(1, 7, &run(vec![ok(9, 5)]), &[], &[]);
-        assert_eq!((one.launch_spread, one.peak_in_flight), (Duration::ZERO, 1));
+        assert_eq!(
+            (one.launch_spread, one.concurrency.peak_in_flight),
+            (Duration::ZERO, 1)
+        );
     }
 
     impl StepRun {

@@ -38,6 +38,20 @@ impl RequestRecord {
             .saturating_sub(self.queue_wait.unwrap_or_default())
     }
 
+    /// From its start to its end, from the step's release; None when it never ran.
+    pub fn in_flight(&self) -> Option<(Duration, Duration)> {
+        self.start_offset
+            .map(|start| (start, start + self.service()))
+    }
+
+    /// From its connection being ready to its end; None when it never had one. A request on a
+    /// connection kept open (pool mode) ran a query without connecting: connected from its start.
+    pub fn connected(&self) -> Option<(Duration, Duration)> {
+        let (start, end) = self.in_flight()?;
+        self.query?;
+        Some(((start + self.connect.unwrap_or_default()).min(end), end))
+    }
+
     /// The same request seen by someone who queued it `wait` before it started.
     pub fn after_waiting(mut self, wait: Duration) -> Self {
         self.queue_wait = Some(wait);

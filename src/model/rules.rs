@@ -26,10 +26,16 @@ pub enum Flag {
     /// The step was cut short: part of its plan was never sent. It never counts towards the
     /// capacity.
     Partial,
+    /// The step's requests were not in flight together as the mode asked: its threads started
+    /// too late to overlap (the client's).
+    StartedLate,
+    /// The requests were in flight together but the server accepted their connections one
+    /// after another, so fewer held one at once than were asked for (the server's).
+    AcceptedSlowly,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 9] = [
+    pub const ALL: [Flag; 11] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
@@ -39,6 +45,8 @@ impl Flag {
         Flag::ClientErrors,
         Flag::DataErrors,
         Flag::Partial,
+        Flag::StartedLate,
+        Flag::AcceptedSlowly,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +60,8 @@ impl Flag {
             Flag::ClientErrors => "client-errors",
             Flag::DataErrors => "data-errors",
             Flag::Partial => "partial",
+            Flag::StartedLate => "started-late",
+            Flag::AcceptedSlowly => "accepted-slowly",
         }
     }
 
@@ -78,6 +88,7 @@ impl Flag {
                 | Flag::RateNotMet
                 | Flag::SpawnFailed
                 | Flag::ClientErrors
+                | Flag::StartedLate
         )
     }
 }
@@ -160,7 +171,9 @@ mod tests {
                 "spawn-failed",
                 "client-errors",
                 "data-errors",
-                "partial"
+                "partial",
+                "started-late",
+                "accepted-slowly"
             ]
         );
         for flag in Flag::ALL {
@@ -187,7 +200,8 @@ mod tests {
                 Flag::LaunchSpread,
                 Flag::RateNotMet,
                 Flag::SpawnFailed,
-                Flag::ClientErrors
+                Flag::ClientErrors,
+                Flag::StartedLate
             ]
         );
         let withheld: Vec<Flag> = Flag::ALL

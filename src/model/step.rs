@@ -113,6 +113,56 @@ impl CpuSummary {
     }
 }
 
+/// The concurrency a step achieved, from its requests' own instants, beside what it asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Concurrency {
+    /// What the mode asked for: the step's size (burst), its workers (pool); None in rate
+    /// mode, where it follows from the server's latency.
+    pub asked: Option<u32>,
+    /// Requests that started (their thread ran), and requests that got a connection.
+    pub started: u32,
+    pub connected: u32,
+    /// The most requests in flight at one moment: from each one's start to its end.
+    pub peak_in_flight: u32,
+    /// The most requests holding a connection at one moment: from each one's connection
+    /// being ready (its start, on a connection kept open) to its end.
+    pub peak_connected: u32,
+}
+
+/// Share of the concurrency asked for that counts as reached: one request in ten may miss
+/// the others (a thread that ran a little early or late) without the step being flagged.
+pub const CONCURRENCY_REACHED_SHARE: f64 = 0.9;
+
+/// Why a step did not reach the concurrency it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shortfall {
+    /// Its requests did not run at the same time: threads started late (the client's).
+    StartedLate,
+    /// They ran at the same time but their connections came one after another: the server
+    /// accepted them slowly (the server's).
+    AcceptedSlowly,
+}
+
+impl Concurrency {
+    /// Whether, and why, the concurrency asked for was not reached. Only requests that
+    /// started count against the in-flight peak, and only those that connected against the
+    /// connected one: refusals and threads that never started are flagged by their own classes.
+    pub fn shortfall(&self) -> Option<Shortfall> {
+        let asked = self.asked?;
+        let short = |peak: u32, of: u32| {
+            let target = asked.min(of);
+            f64::from(peak) < (f64::from(target) * CONCURRENCY_REACHED_SHARE).ceil()
+        };
+        if short(self.peak_in_flight, self.started) {
+            Some(Shortfall::StartedLate)
+        } else if short(self.peak_connected, self.connected) {
+            Some(Shortfall::AcceptedSlowly)
+        } else {
+            None
+        }
+    }
+}
+
 /// Everything a step measured, aggregated.
 #[derive(Debug, Clone)]
 pub struct StepResult {
@@ -147,8 +197,8 @@ pub struct StepResult {
     /// Start-to-end time of the successful requests that waited, in microseconds: the
     /// latency without the wait (rate mode's uncorrected latency). Empty in burst mode.
     pub service: Histogram<u64>,
-    /// The most requests that were running at the same moment.
-    pub peak_in_flight: u32,
+    /// How many requests ran, and held a connection, at the same moment.
+    pub concurrency: Concurrency,
     pub cpu: CpuSummary,
     /// What the server's own statistics showed; None without a monitoring connection.
     pub server: Option<ServerStatsSummary>,
@@ -268,14 +318,15 @@ mod tests {
     }
 
     #[test]
-    fn throughput_counts_what_was_sent_per_second_of_wall_time() {
-        let mut step = step_result(1, 100, 0);
+    fn throughput_counts_successes_and_attempts_what_was_sent() {
+        let mut step = step_result(1, 100, 10);
         step.wall = Duration::from_millis(500);
         step.dropped = 20;
         step.requests = 120;
-        assert_eq!(step.throughput(), 200.0);
+        assert_eq!(step.throughput(), 180.0, "90 ok in 0.5 s");
+        assert_eq!(step.attempts_per_second(), 200.0, "100 sent in 0.5 s");
         step.wall = Duration::ZERO;
-        assert_eq!(step.throughput(), 0.0);
+        assert_eq!((step.throughput(), step.attempts_per_second()), (0.0, 0.0));
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::path::Path;
 use crate::judge::verdict::Verdict;
 use crate::model::facts::RunFacts;
 use crate::model::outcome::FailureClass;
-use crate::model::step::{MeanPeak, StepResult};
+use crate::model::step::{MeanPeak, Shortfall, StepResult};
 use crate::output::format;
 
 pub struct Printer<W: Write> {
     out: W,
     classes_explained: HashSet<FailureClass>,
+    /// Shortfalls of concurrency already explained: each kind is told once per run.
+    shortfalls_explained: HashSet<Shortfall>,
 }
 
 impl<W: Write> Printer<W> {
@@ -20,6 +22,7 @@ impl<W: Write> Printer<W> {
         Printer {
             out,
             classes_explained: HashSet::new(),
+            shortfalls_explained: HashSet::new(),
         }
     }
 
@@ -149,6 +152,11 @@ impl<W: Write> Printer<W> {
                 self.line(format!("         first {class}: {message}"));
             }
         }
+        if let Some(shortfall) = result.concurrency.shortfall()
+            && self.shortfalls_explained.insert(shortfall)
+        {
+            self.line(format!("         {}", shortfall_note(result, shortfall)));
+        }
     }
 
     pub fn verdict(&mut self, verdict: &Verdict) {
@@ -202,4 +210,23 @@ fn cpu(series: Option<MeanPeak>) -> String {
 /// pgstress's threads' wait for a CPU as a share of its requests' time in flight, or "-".
 fn wait(share: Option<f64>) -> String {
     share.map_or_else(|| "-".to_owned(), |share| format!("{:.0}%", share * 100.0))
+}
+
+/// What the step achieved against what it asked for, and whose doing the difference was.
+fn shortfall_note(result: &StepResult, shortfall: Shortfall) -> String {
+    let c = &result.concurrency;
+    let why = match shortfall {
+        Shortfall::StartedLate => {
+            "its threads started too late to overlap (the client's limit: started-late)"
+        }
+        Shortfall::AcceptedSlowly => {
+            "the server accepted their connections one after another (the server's: accepted-slowly)"
+        }
+    };
+    format!(
+        "concurrency: {} asked, {} in flight at once, {} connected at once: {why}",
+        c.asked.unwrap_or_default(),
+        c.peak_in_flight,
+        c.peak_connected
+    )
 }
