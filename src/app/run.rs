@@ -12,7 +12,8 @@ use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
     quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
 };
-use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
+use super::setup::{describe_pooler, pooler_side, start_console};
+use super::step_loop::{PoolerWatch, Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
@@ -25,6 +26,7 @@ use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
+use crate::pg::pooler::ThrowawayPooler;
 use crate::pg::request::RequestSpec;
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
@@ -74,7 +76,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         run_against(
             &config,
             &load_target,
-            (throwaway.as_ref(), pooler_text),
+            Around {
+                throwaway: throwaway.as_ref(),
+                pooler: pooler.as_ref(),
+                pooler_text,
+            },
             demo.as_ref().or(data.as_ref()),
             pinned,
             &mut printer,
@@ -107,11 +113,18 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 /// Gate texts and, for each, why it was breached (None: it passed).
 type Breaches = Vec<(String, Option<String>)>;
 
+/// What pgstress started around the target, and the pooler as the header names it.
+struct Around<'a> {
+    throwaway: Option<&'a ThrowawayServer>,
+    pooler: Option<&'a ThrowawayPooler>,
+    pooler_text: Option<String>,
+}
+
 /// The run against a server that is up: pre-flight, the samplers, the ramp, the verdict.
 fn run_against(
     config: &RunConfig,
     target: &ConnectTarget,
-    (throwaway, pooler): (Option<&ThrowawayServer>, Option<String>),
+    around: Around<'_>,
     data: Option<&ParamData>,
     pinned: bool,
     printer: &mut Printer<std::io::Stdout>,
@@ -120,12 +133,14 @@ fn run_against(
     let started_at = chrono::Local::now();
     let (target, server, visible_server) = preflight(target, config)?;
     let target = &target;
-    let local_server = throwaway
+    let local_server = around
+        .throwaway
         .map(|server| LocalServer {
             postmaster_pid: server.postmaster_pid(),
         })
         .or(visible_server);
     let monitor = open_monitor(target, printer);
+    let (local_pooler, console) = pooler_side(around.pooler, target);
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
@@ -139,8 +154,12 @@ fn run_against(
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
-        throwaway: throwaway.is_some(),
-        pooler: pooler.or_else(|| detected_pooler(target)),
+        throwaway: around.throwaway.is_some(),
+        pooler: describe_pooler(
+            around.pooler_text.or_else(|| detected_pooler(target)),
+            local_pooler,
+            console.is_some(),
+        ),
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -152,6 +171,7 @@ fn run_against(
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
         server_cores: facts.cpus.server_cores,
+        pooler: local_pooler,
     };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
@@ -163,6 +183,7 @@ fn run_against(
         sides,
         requests_name,
     )?;
+    let console = start_console(config, console)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -171,13 +192,17 @@ fn run_against(
         data,
         cpu_sampler: &cpu_sampler,
         stats_sampler: stats_sampler.as_ref(),
+        pooler: PoolerWatch {
+            console: console.as_ref(),
+            cores: local_pooler.and_then(|pooler| pooler.cores),
+        },
         logs: &mut logs,
         printer,
         progress: &mut progress,
         stop_requested: &interrupt::requested,
     }
     .run(engine.as_mut())?;
-    drop((cpu_sampler, stats_sampler, engine));
+    drop((cpu_sampler, stats_sampler, console, engine));
     progress.finish();
     let breaches = finish(config, &facts, &ramp, &logs, printer)?;
     Ok((ramp, breaches))

@@ -179,6 +179,12 @@ pub enum Limit {
         step: u32,
         requests: u32,
     },
+    /// A pooler flag appeared at or before the breaking point, before any client flag.
+    Pooler {
+        flag: String,
+        step: u32,
+        requests: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,6 +261,7 @@ impl Verdict {
             (Some(_), None) => Some(Limit::Server),
             (None, None) => None,
         };
+        let limit = super::pooler::with_pooler(limit, judged);
         Verdict {
             capacity,
             unit: judging.unit,
@@ -326,6 +333,12 @@ impl Verdict {
             Some(Limit::Client { flag, step, requests }) => lines.push(format!(
                 "the ramp may have measured the client, not the server — {flag} from step {step} \
                  ({requests} requests): the server's capacity may be higher than shown"
+            )),
+            Some(Limit::Pooler { flag, step, requests }) => lines.push(super::pooler::sentence(
+                flag,
+                *step,
+                *requests,
+                self.breaking_point.is_some(),
             )),
             None => {}
         }

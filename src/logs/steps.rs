@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 45] = [
+pub const STEPS_HEADER: [&str; 51] = [
     "step",
     "requests",
     "ok",
@@ -58,6 +58,12 @@ pub const STEPS_HEADER: [&str; 45] = [
     "client_cpu_wait_ms",
     "client_cpu_wait_share",
     "client_cpus_busy_pct",
+    "pooler_too_many_clients",
+    "pooler_cpu_mean",
+    "pooler_cpu_peak",
+    "pooler_clients_waiting_peak",
+    "pooler_max_wait_ms",
+    "pooler_avg_wait_ms",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -123,6 +129,17 @@ pub struct StepRow {
     pub client_cpu_wait_share: Option<f64>,
     /// How busy pgstress's CPUs were in the step, whoever ran on them.
     pub client_cpus_busy_pct: Option<f64>,
+    /// Clients a pooler refused (PgBouncer's max_client_conn): the pooler's limit.
+    pub pooler_too_many_clients: u32,
+    /// A local pooler's CPU, as a share of all the host's cores like the other sides'.
+    pub pooler_cpu_mean: Option<f64>,
+    pub pooler_cpu_peak: Option<f64>,
+    /// PgBouncer's `SHOW POOLS`: the most clients waiting for a server connection at once...
+    pub pooler_clients_waiting_peak: Option<u32>,
+    /// ...and the longest wait it reported (`maxwait`).
+    pub pooler_max_wait_ms: Option<f64>,
+    /// PgBouncer's `SHOW STATS` over the step: the wait for a server per transaction.
+    pub pooler_avg_wait_ms: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -137,6 +154,7 @@ impl StepRow {
         let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
         let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
         let class = |c: FailureClass| step.failures(c);
+        let view = step.pooler.view;
         StepRow {
             step: step.step,
             requests: step.requests,
@@ -185,6 +203,12 @@ impl StepRow {
             client_cpu_wait_ms: step.cpu.client_wait_ms.map(|ms| round(ms, 3)),
             client_cpu_wait_share: step.cpu.client_wait_share.map(|share| round(share, 3)),
             client_cpus_busy_pct: step.cpu.client_cpus_busy_pct.map(|pct| round(pct, 1)),
+            pooler_too_many_clients: class(FailureClass::PoolerTooManyClients),
+            pooler_cpu_mean: mean(step.pooler.cpu),
+            pooler_cpu_peak: peak(step.pooler.cpu),
+            pooler_clients_waiting_peak: view.and_then(|v| v.clients_waiting_peak),
+            pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
+            pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
         }
     }
 }
@@ -231,7 +255,9 @@ mod tests {
         assert_eq!(&STEPS_HEADER[4..12], &classes[..8]);
         // Classes added later come after the original columns, in their order.
         let client = STEPS_HEADER.iter().position(|c| *c == "client").unwrap();
-        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..]);
+        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..10]);
+        let pooler = STEPS_HEADER.iter().position(|c| *c == classes[10]);
+        assert_eq!(pooler, Some(45), "after the CPU columns of the earlier version");
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl StepResult {
             peak_in_flight: peak_in_flight(&run.records),
             cpu: CpuSummary::of(cpu, None),
             server: ServerStatsSummary::of(server),
+            pooler: Default::default(),
             flags: Vec::new(),
         };
         for record in &run.records {
@@ -258,6 +259,7 @@ mod tests {
             host_cpu_pct: host,
             process_cpu_pct: host / 2.0,
             server_cpu_pct: server,
+            pooler_cpu_pct: None,
         }
     }
 

@@ -26,10 +26,15 @@ pub enum Flag {
     /// The step was cut short: part of its plan was never sent. It never counts towards the
     /// capacity.
     Partial,
+    /// A local pooler used the threshold's share of the CPUs it can use (PgBouncer: one core).
+    PoolerSaturated,
+    /// A pooler refused some of the step's clients (its max_client_conn): that load never
+    /// reached the server.
+    PoolerRefused,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 9] = [
+    pub const ALL: [Flag; 11] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
@@ -39,6 +44,8 @@ impl Flag {
         Flag::ClientErrors,
         Flag::DataErrors,
         Flag::Partial,
+        Flag::PoolerSaturated,
+        Flag::PoolerRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +59,8 @@ impl Flag {
             Flag::ClientErrors => "client-errors",
             Flag::DataErrors => "data-errors",
             Flag::Partial => "partial",
+            Flag::PoolerSaturated => "pooler-saturated",
+            Flag::PoolerRefused => "pooler-refused",
         }
     }
 
@@ -65,7 +74,11 @@ impl Flag {
     pub fn withholds_load(self) -> bool {
         matches!(
             self,
-            Flag::RateNotMet | Flag::SpawnFailed | Flag::ClientErrors | Flag::Partial
+            Flag::RateNotMet
+                | Flag::SpawnFailed
+                | Flag::ClientErrors
+                | Flag::Partial
+                | Flag::PoolerRefused
         )
     }
 
@@ -79,6 +92,13 @@ impl Flag {
                 | Flag::SpawnFailed
                 | Flag::ClientErrors
         )
+    }
+}
+
+impl Flag {
+    /// Whether the flag says the pooler between pgstress and the server may be the limit.
+    pub fn is_pooler_limit(self) -> bool {
+        matches!(self, Flag::PoolerSaturated | Flag::PoolerRefused)
     }
 }
 
@@ -160,7 +180,9 @@ mod tests {
                 "spawn-failed",
                 "client-errors",
                 "data-errors",
-                "partial"
+                "partial",
+                "pooler-saturated",
+                "pooler-refused"
             ]
         );
         for flag in Flag::ALL {
@@ -200,9 +222,15 @@ mod tests {
                 Flag::RateNotMet,
                 Flag::SpawnFailed,
                 Flag::ClientErrors,
-                Flag::Partial
+                Flag::Partial,
+                Flag::PoolerRefused
             ]
         );
+        let pooler: Vec<Flag> = Flag::ALL
+            .into_iter()
+            .filter(|f| f.is_pooler_limit())
+            .collect();
+        assert_eq!(pooler, [Flag::PoolerSaturated, Flag::PoolerRefused]);
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub struct CpuReading {
     host: Option<HostTicks>,
     process_seconds: f64,
     server_seconds: Option<f64>,
+    pooler_seconds: Option<f64>,
     /// The run-queue wait of pgstress's threads, read at a step's edges only.
     wait_ns: Option<u64>,
     /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
@@ -71,6 +72,36 @@ pub struct Sides {
     pub client_cores: f64,
     /// How many CPUs the server may use: the most it can use.
     pub server_cores: Option<f64>,
+    /// A pooler on this machine, whose CPU is sampled as the third side.
+    pub pooler: Option<LocalPooler>,
+}
+
+/// A pooler process on this machine (the throwaway PgBouncer, or the process listening on a
+/// loopback target's port that is not PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalPooler {
+    pub pid: u32,
+    /// The most CPUs it can use: 1 for PgBouncer, which does all its work on one thread (its
+    /// second thread only resolves names); None (all the host's) for the others (pgpool-II
+    /// forks a process per client, PgCat and Odyssey run several workers).
+    pub cores: Option<f64>,
+}
+
+impl LocalPooler {
+    pub fn of_pid(pid: u32) -> Self {
+        let name = crate::sys::procfs::name(pid).unwrap_or_default();
+        LocalPooler {
+            pid,
+            cores: (name == "pgbouncer").then_some(1.0),
+        }
+    }
+
+    /// The process listening on a loopback `port`, when it is not PostgreSQL itself.
+    pub fn listening_on(port: u16) -> Option<Self> {
+        let pid = crate::sys::procfs::listener_pid(port)?;
+        let name = crate::sys::procfs::name(pid)?;
+        (!name.starts_with("postgres")).then(|| Self::of_pid(pid))
+    }
 }
 
 impl CpuProbe {
@@ -98,6 +129,11 @@ impl Probe for CpuProbe {
             server_seconds: self
                 .server
                 .and_then(|server| counters::server_cpu_seconds(server.postmaster_pid)),
+            // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
+            pooler_seconds: self
+                .sides
+                .pooler
+                .and_then(|pooler| counters::server_cpu_seconds(pooler.pid)),
             wait_ns: None,
             client_cpus: None,
         }
@@ -138,7 +174,15 @@ impl Probe for CpuProbe {
             Some(cores) => seconds.min(wall * cores),
             None => seconds,
         });
+        let pooler = match (after.pooler_seconds, before.pooler_seconds) {
+            (Some(a), Some(b)) => {
+                let cores = self.sides.pooler.and_then(|p| p.cores).unwrap_or(self.cores);
+                Some((a - b).min(wall * cores))
+            }
+            _ => None,
+        };
         let shares = Shares::of(capacity, host, process, server);
+        let pooler_pct = pooler.map(|seconds| (seconds / capacity * 100.0).clamp(0.0, 100.0));
         Some(CpuSample {
             elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
             step: tag.step,
@@ -146,6 +190,7 @@ impl Probe for CpuProbe {
             host_cpu_pct: shares.host,
             process_cpu_pct: shares.process,
             server_cpu_pct: shares.server,
+            pooler_cpu_pct: pooler_pct,
         })
     }
 
