@@ -65,7 +65,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         printer.note(format!("warning: {warning}"));
     }
     let pooler = match &config.pooler {
-        Some(choice) => Some(start_pooler(&target, &choice.settings, &mut printer)?),
+        Some(choice) => {
+            let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
+            Some(start_pooler(&target, &choice.settings, cpus, &mut printer)?)
+        }
         None => None,
     };
     let (load_target, pooler_text) = load_target(pooler.as_ref(), &target);
@@ -133,12 +136,7 @@ fn run_against(
     let started_at = chrono::Local::now();
     let (target, server, visible_server) = preflight(target, config)?;
     let target = &target;
-    let local_server = around
-        .throwaway
-        .map(|server| LocalServer {
-            postmaster_pid: server.postmaster_pid(),
-        })
-        .or(visible_server);
+    let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
     let (local_pooler, console) = pooler_side(around.pooler, target);
     let spec = Arc::new(request_spec(config, target)?);
@@ -175,14 +173,8 @@ fn run_against(
     };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let (cpu_sampler, stats_sampler) = start_samplers(
-        config,
-        local_server,
-        monitor,
-        run_start,
-        sides,
-        requests_name,
-    )?;
+    let probes = (local_server, monitor, sides, requests_name);
+    let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start)?;
     let console = start_console(config, console)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
@@ -209,6 +201,18 @@ fn run_against(
 }
 
 type CpuSampler = Sampler<CpuSample, StepCpu>;
+
+/// The server whose CPU is sampled: the throwaway one, else one pre-flight found on this
+/// machine.
+fn local_server(
+    throwaway: Option<&ThrowawayServer>,
+    visible: Option<LocalServer>,
+) -> Option<LocalServer> {
+    let throwaway = throwaway.map(|server| LocalServer {
+        postmaster_pid: server.postmaster_pid(),
+    });
+    throwaway.or(visible)
+}
 
 /// The exact request before the load, and for a pool's kept connections the same request on
 /// the same connection twice (what a transaction-mode pooler would break).
@@ -244,11 +248,13 @@ fn detected_pooler(target: &ConnectTarget) -> Option<String> {
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
 fn start_samplers(
     config: &RunConfig,
-    local_server: Option<LocalServer>,
-    monitor: Option<postgres::Client>,
+    (local_server, monitor, sides, requests_name): (
+        Option<LocalServer>,
+        Option<postgres::Client>,
+        Sides,
+        String,
+    ),
     run_start: Instant,
-    sides: Sides,
-    requests_name: String,
 ) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
     let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",

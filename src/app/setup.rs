@@ -17,8 +17,8 @@ use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::LocalPooler;
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
 use crate::model::facts::{PlanFacts, ServerFacts};
-use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::model::plan::Mode;
+use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
 use crate::pg::pooler::ThrowawayPooler;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
@@ -237,9 +237,10 @@ pub fn start_throwaway(
 pub fn start_pooler(
     upstream: &ConnectTarget,
     settings: &[(String, String)],
+    cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayPooler> {
-    let pooler = ThrowawayPooler::start(upstream, settings)?;
+    let pooler = ThrowawayPooler::start_on(upstream, settings, cpus)?;
     printer.note(format!(
         "started a throwaway pooler: {} in {}; it is removed after the run",
         pooler.description(),

@@ -82,6 +82,7 @@ impl<W: Write> StepLoop<'_, W> {
             let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
             let pooler = PoolerSide {
                 cpu: PoolerSide::cpu_of(&cpu_samples, whole.as_ref()),
+                runnable_pct: whole.as_ref().and_then(|w| w.pooler_runnable_pct),
                 view: self.pooler.console.and_then(|console| {
                     let (samples, whole) = console.end_step_whole();
                     PoolerViewSummary::of(&samples, whole.as_ref())

@@ -8,7 +8,9 @@ use crate::model::rules::{Flag, Thresholds};
 use crate::model::step::StepResult;
 
 /// The pooler's flags of one step. `pooler_cores`: the most CPUs the pooler can use (1 for
-/// PgBouncer), None for all the host's.
+/// PgBouncer), None for all the host's. A one-thread pooler whose thread was runnable (running,
+/// or ready and waiting for a CPU) the threshold's share of the step is saturated too: every
+/// client waited for it, and on a host busy with other work it never shows a full core.
 pub fn pooler_flags(
     step: &StepResult,
     pooler_cores: Option<f64>,
@@ -17,11 +19,16 @@ pub fn pooler_flags(
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
     let cores = pooler_cores.unwrap_or(host_cores);
-    if step
+    let busy = step
         .pooler
         .cpu
-        .is_some_and(|cpu| fills(cpu.highest(), host_cores, cores, t.saturated_cpu_pct))
-    {
+        .is_some_and(|cpu| fills(cpu.highest(), host_cores, cores, t.saturated_cpu_pct));
+    let one_thread = pooler_cores == Some(1.0);
+    let runnable = step
+        .pooler
+        .runnable_pct
+        .is_some_and(|pct| one_thread && pct >= t.saturated_cpu_pct);
+    if busy || runnable {
         flags.push(Flag::PoolerSaturated);
     }
     if step.failures(FailureClass::PoolerTooManyClients) > 0 {
@@ -45,19 +52,27 @@ fn first_pooler_limit(judged: &[StepResult]) -> Option<Limit> {
     })
 }
 
-/// The limit once the pooler is heard: the pooler's when its flag came before the client's
-/// (the client's wins a tie: a starved client cannot show a pooler's limit either), and in
-/// place of the server's.
+/// The limit once the pooler is heard: the pooler's in place of the server's, and when its
+/// flag came before the client's. In the same step a flag that kept load from the server
+/// (clients refused, threads never started) says more than a busy CPU; otherwise the client's
+/// wins the tie (a starved client cannot show a pooler's limit either).
 pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit> {
     let Some(pooler) = first_pooler_limit(judged) else {
         return limit;
     };
+    let rank = |flag: &str, step: u32| {
+        let withholds = Flag::from_name(flag).is_some_and(|f| f.withholds_load());
+        (step, !withholds)
+    };
     match (&limit, &pooler) {
-        (Some(Limit::Client { step: client, .. }), Limit::Pooler { step, .. })
-            if client <= step =>
-        {
-            limit
-        }
+        (
+            Some(Limit::Client { flag, step, .. }),
+            Limit::Pooler {
+                flag: pooler_flag,
+                step: pooler_step,
+                ..
+            },
+        ) if rank(flag, *step) <= rank(pooler_flag, *pooler_step) => limit,
         _ => Some(pooler),
     }
 }
@@ -111,6 +126,24 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_waiting_for_a_cpu_it_never_got_is_saturated_too() {
+        let t = Thresholds::default();
+        let mut step = step_result(1, 50, 0);
+        // 10% of the host, but its thread runnable through the whole step.
+        step.pooler.cpu = busy(10.0);
+        step.pooler.runnable_pct = Some(95.0);
+        assert_eq!(
+            pooler_flags(&step, Some(1.0), 2.0, &t),
+            vec![Flag::PoolerSaturated]
+        );
+        step.pooler.runnable_pct = Some(85.0);
+        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
+        // One process among many (pgpool-II): its leader's thread says nothing of the rest.
+        step.pooler.runnable_pct = Some(100.0);
+        assert!(pooler_flags(&step, None, 2.0, &t).is_empty());
+    }
+
+    #[test]
     fn refused_clients_are_the_poolers_and_withhold_load() {
         let t = Thresholds::default();
         let step = step_with_failures(1, 101, 1, FailureClass::PoolerTooManyClients, 10);
@@ -129,14 +162,20 @@ mod tests {
 
     #[test]
     fn the_earlier_side_is_named_and_the_client_wins_a_tie() {
-        let pooler_at_2 = [flagged(1, Flag::LaunchSpread), flagged(2, Flag::PoolerSaturated)];
+        let pooler_at_2 = [
+            flagged(1, Flag::LaunchSpread),
+            flagged(2, Flag::PoolerSaturated),
+        ];
         let client = Some(Limit::Client {
             flag: "launch-spread".into(),
             step: 1,
             requests: 10,
         });
         assert_eq!(with_pooler(client.clone(), &pooler_at_2), client);
-        let steps = [flagged(1, Flag::PoolerSaturated), flagged(2, Flag::LaunchSpread)];
+        let steps = [
+            flagged(1, Flag::PoolerSaturated),
+            flagged(2, Flag::LaunchSpread),
+        ];
         let late_client = Some(Limit::Client {
             flag: "launch-spread".into(),
             step: 2,
@@ -151,5 +190,17 @@ mod tests {
         assert_eq!(with_pooler(Some(Limit::Server), &steps), pooler);
         assert_eq!(with_pooler(None, &steps), pooler);
         assert_eq!(with_pooler(Some(Limit::Server), &[]), Some(Limit::Server));
+        // Refused clients say more than a busy CPU in the same step.
+        let refused = [flagged(1, Flag::PoolerRefused)];
+        let busy_client = Some(Limit::Client {
+            flag: "client-saturated".into(),
+            step: 1,
+            requests: 10,
+        });
+        let refused_limit = with_pooler(busy_client, &refused);
+        assert!(
+            matches!(&refused_limit, Some(Limit::Pooler { flag, .. }) if flag == "pooler-refused"),
+            "{refused_limit:?}"
+        );
     }
 }

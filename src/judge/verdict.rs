@@ -324,24 +324,7 @@ impl Verdict {
                 self.steps_run, self.steps_planned
             )),
         }
-        match &self.limit {
-            Some(Limit::Server) => lines.push("whose limit: the server's (no client flag at or before the breaking point)".to_owned()),
-            Some(Limit::Client { flag, step, requests }) if self.breaking_point.is_some() => lines.push(format!(
-                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
-                 the numbers from there on measure pgstress and this machine as much as the server"
-            )),
-            Some(Limit::Client { flag, step, requests }) => lines.push(format!(
-                "the ramp may have measured the client, not the server — {flag} from step {step} \
-                 ({requests} requests): the server's capacity may be higher than shown"
-            )),
-            Some(Limit::Pooler { flag, step, requests }) => lines.push(super::pooler::sentence(
-                flag,
-                *step,
-                *requests,
-                self.breaking_point.is_some(),
-            )),
-            None => {}
-        }
+        lines.extend(self.limit_sentence());
         if let Some(step) = self.client_saturated_from
             && !matches!(&self.limit, Some(Limit::Client { flag, .. }) if flag == Flag::ClientSaturated.name())
         {
@@ -363,6 +346,38 @@ impl Verdict {
             ));
         }
         lines
+    }
+
+    /// Whose limit, in a sentence.
+    fn limit_sentence(&self) -> Option<String> {
+        let broke = self.breaking_point.is_some();
+        Some(match self.limit.as_ref()? {
+            Limit::Server => {
+                "whose limit: the server's (no client flag at or before the breaking point)"
+                    .to_owned()
+            }
+            Limit::Client {
+                flag,
+                step,
+                requests,
+            } if broke => format!(
+                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
+                 the numbers from there on measure pgstress and this machine as much as the server"
+            ),
+            Limit::Client {
+                flag,
+                step,
+                requests,
+            } => format!(
+                "the ramp may have measured the client, not the server — {flag} from step {step} \
+                 ({requests} requests): the server's capacity may be higher than shown"
+            ),
+            Limit::Pooler {
+                flag,
+                step,
+                requests,
+            } => super::pooler::sentence(flag, *step, *requests, broke),
+        })
     }
 }
 

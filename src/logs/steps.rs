@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 51] = [
+pub const STEPS_HEADER: [&str; 52] = [
     "step",
     "requests",
     "ok",
@@ -61,6 +61,7 @@ pub const STEPS_HEADER: [&str; 51] = [
     "pooler_too_many_clients",
     "pooler_cpu_mean",
     "pooler_cpu_peak",
+    "pooler_runnable_pct",
     "pooler_clients_waiting_peak",
     "pooler_max_wait_ms",
     "pooler_avg_wait_ms",
@@ -134,6 +135,8 @@ pub struct StepRow {
     /// A local pooler's CPU, as a share of all the host's cores like the other sides'.
     pub pooler_cpu_mean: Option<f64>,
     pub pooler_cpu_peak: Option<f64>,
+    /// The share of the step PgBouncer's thread was running or waiting for a CPU.
+    pub pooler_runnable_pct: Option<f64>,
     /// PgBouncer's `SHOW POOLS`: the most clients waiting for a server connection at once...
     pub pooler_clients_waiting_peak: Option<u32>,
     /// ...and the longest wait it reported (`maxwait`).
@@ -206,6 +209,7 @@ impl StepRow {
             pooler_too_many_clients: class(FailureClass::PoolerTooManyClients),
             pooler_cpu_mean: mean(step.pooler.cpu),
             pooler_cpu_peak: peak(step.pooler.cpu),
+            pooler_runnable_pct: step.pooler.runnable_pct.map(|pct| round(pct, 1)),
             pooler_clients_waiting_peak: view.and_then(|v| v.clients_waiting_peak),
             pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
             pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
@@ -257,7 +261,11 @@ mod tests {
         let client = STEPS_HEADER.iter().position(|c| *c == "client").unwrap();
         assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..10]);
         let pooler = STEPS_HEADER.iter().position(|c| *c == classes[10]);
-        assert_eq!(pooler, Some(45), "after the CPU columns of the earlier version");
+        assert_eq!(
+            pooler,
+            Some(45),
+            "after the CPU columns of the earlier version"
+        );
     }
 
     #[test]

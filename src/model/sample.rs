@@ -30,6 +30,9 @@ pub struct StepCpu {
     pub client_wait_share: Option<f64>,
     /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
     pub client_cpus_busy_pct: Option<f64>,
+    /// The share of the step, in percent, that the pooler's main thread was running or ready
+    /// to run and waiting for a CPU: at 100 every client waits for it, however busy the host.
+    pub pooler_runnable_pct: Option<f64>,
 }
 
 /// One sample: pgstress's own sessions on the server when it was read.

@@ -111,6 +111,8 @@ impl CpuSummary {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PoolerSide {
     pub cpu: Option<MeanPeak>,
+    /// The share of the step its main thread was runnable (running or waiting for a CPU).
+    pub runnable_pct: Option<f64>,
     pub view: Option<PoolerViewSummary>,
 }
 

@@ -70,6 +70,16 @@ impl ThrowawayPooler {
         upstream: &ConnectTarget,
         settings: &[(String, String)],
     ) -> Result<Self, PoolerError> {
+        Self::start_on(upstream, settings, None)
+    }
+
+    /// The same, on `cpus` (the throwaway server's: a pooler usually runs beside its server,
+    /// and off pgstress's CPUs it cannot pass for the client's limit).
+    pub fn start_on(
+        upstream: &ConnectTarget,
+        settings: &[(String, String)],
+        cpus: Option<&[usize]>,
+    ) -> Result<Self, PoolerError> {
         let binary = find_binary().ok_or(PoolerError::NotFound)?;
         let owner = server_owner().map_err(|err| PoolerError::Owner(err.to_string()))?;
         let folder = tempfile::Builder::new()
@@ -111,6 +121,7 @@ impl ThrowawayPooler {
         command.arg(data.join("pgbouncer.ini"));
         let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
             .map_err(|err| PoolerError::Start(err.to_string()))?;
+        pin(&child, cpus)?;
         let description = describe(&version, port, settings);
         let mut pooler = ThrowawayPooler {
             folder: Some(folder),
@@ -319,6 +330,17 @@ fn ini_text(
         let _ = writeln!(ini, "{key} = {value}");
     }
     Ok(ini)
+}
+
+/// Pins the just-started PgBouncer (before it serves anyone) to `cpus`.
+fn pin(child: &Child, cpus: Option<&[usize]>) -> Result<(), PoolerError> {
+    let Some(cpus) = cpus else {
+        return Ok(());
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    crate::sys::affinity::cpu_set(cpus)
+        .and_then(|set| nix::sched::sched_setaffinity(pid, &set))
+        .map_err(|err| PoolerError::Start(format!("cannot pin it to CPUs {cpus:?}: {err}")))
 }
 
 fn give_to(owner: &Option<User>, paths: &[PathBuf]) -> Result<(), PoolerError> {

@@ -16,8 +16,9 @@ pub fn name(pid: u32) -> Option<String> {
 }
 
 /// The process listening on TCP `port` on this machine: the socket's inode from
-/// /proc/net/tcp{,6}, then the process holding it among /proc/*/fd. None when no listener is
-/// found or its process cannot be read (another user's, without root).
+/// /proc/net/tcp{,6}, then the process holding it among /proc/*/fd (of several, as pgpool-II's
+/// children inherit the socket, the one whose parent does not hold it). None when no listener
+/// is found or its process cannot be read (another user's, without root).
 pub fn listener_pid(port: u16) -> Option<u32> {
     let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -29,15 +30,27 @@ pub fn listener_pid(port: u16) -> Option<u32> {
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     let processes = std::fs::read_dir("/proc").ok()?;
-    processes
+    let holders: Vec<u32> = processes
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
+        .filter(|pid| {
             std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .into_iter()
                 .flatten()
                 .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
                 .any(|link| wanted.iter().any(|w| link.as_os_str() == w.as_str()))
         })
+        .collect();
+    holders
+        .iter()
+        .copied()
+        .find(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
+}
+
+/// A process's parent, from /proc/PID/stat (field 4, after the command name).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The inodes of the sockets listening (state 0A) on `port` in a /proc/net/tcp table.
@@ -64,6 +77,10 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         assert_eq!(listener_pid(port), Some(std::process::id()));
         assert!(name(std::process::id()).is_some());
+        assert_eq!(
+            parent(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
         drop(listener);
         assert_eq!(listener_pid(port), None);
     }

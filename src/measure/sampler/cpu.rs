@@ -54,6 +54,8 @@ pub struct CpuReading {
     wait_ns: Option<u64>,
     /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
     client_cpus: Option<HostTicks>,
+    /// The pooler's main thread's runnable time, read at a step's edges only.
+    pooler_runnable: Option<f64>,
 }
 
 pub struct CpuProbe {
@@ -136,6 +138,7 @@ impl Probe for CpuProbe {
                 .and_then(|pooler| counters::server_cpu_seconds(pooler.pid)),
             wait_ns: None,
             client_cpus: None,
+            pooler_runnable: None,
         }
     }
 
@@ -143,6 +146,10 @@ impl Probe for CpuProbe {
         CpuReading {
             wait_ns: crate::sys::schedstat::process_wait_ns(),
             client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
+            pooler_runnable: self
+                .sides
+                .pooler
+                .and_then(|pooler| counters::runnable_seconds(pooler.pid)),
             ..self.read()
         }
     }
@@ -176,7 +183,11 @@ impl Probe for CpuProbe {
         });
         let pooler = match (after.pooler_seconds, before.pooler_seconds) {
             (Some(a), Some(b)) => {
-                let cores = self.sides.pooler.and_then(|p| p.cores).unwrap_or(self.cores);
+                let cores = self
+                    .sides
+                    .pooler
+                    .and_then(|p| p.cores)
+                    .unwrap_or(self.cores);
                 Some((a - b).min(wall * cores))
             }
             _ => None,
@@ -206,7 +217,15 @@ impl Probe for CpuProbe {
             _ => None,
         };
         let cores = self.sides.client_cores;
+        let wall = end.at.duration_since(begin.at).as_secs_f64();
+        let pooler_runnable_pct = match (end.pooler_runnable, begin.pooler_runnable) {
+            (Some(end), Some(begin)) if wall > 0.0 => {
+                Some(((end - begin) / wall * 100.0).clamp(0.0, 100.0))
+            }
+            _ => None,
+        };
         Some(StepCpu {
+            pooler_runnable_pct,
             cpu,
             client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
             client_wait_share: wait_ns
