@@ -28,6 +28,10 @@ fn run(logs: &Path, dsn: &str, args: &[&str]) -> std::process::Output {
             "20",
             "--no-report",
             "--quiet",
+            // `--client postgres` derives its SCRAM keys on every connection: slow on a
+            // loaded machine in a debug build.
+            "--timeout",
+            "60s",
         ])
         .args(args)
         .output()
@@ -165,4 +169,170 @@ fn no_process_mentions(folder: &str) -> bool {
             .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(folder))
             .unwrap_or(true)
     })
+}
+
+/// The throwaway pooler's folder, from the note pgstress prints when it starts it.
+fn pooler_folder(stdout: &str) -> Option<String> {
+    stdout
+        .split("started a throwaway pooler: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" in ").nth(1))
+        .and_then(|rest| rest.split(';').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn sigterm_mid_step_removes_the_throwaway_pooler() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let logs = tempfile::tempdir().unwrap();
+    let mut child = run_command(logs.path())
+        .args(["--pooler", "pgbouncer", "--query", "SELECT pg_sleep(5)"])
+        .args(["--steps", "2", "--step", "4", "--no-report", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Step 1 holds its connections in pg_sleep for 5 s: the signal lands in the step.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let steps_log = |logs: &Path| {
+        std::fs::read_dir(logs)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().to_string_lossy().ends_with("_steps.csv"))
+    };
+    while !steps_log(logs.path()) {
+        assert!(Instant::now() < deadline, "the run never started its steps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while matches!(child.try_wait(), Ok(None)) {
+        assert!(Instant::now() < deadline, "pgstress did not end on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143), "{stdout}");
+    let folder = pooler_folder(&stdout).expect("the pooler's folder is named");
+    assert!(!Path::new(&folder).exists(), "{folder} is still there");
+    assert!(
+        no_process_mentions(&folder),
+        "a pgbouncer of {folder} still runs"
+    );
+}
+
+#[test]
+fn clients_past_max_client_conn_are_the_poolers_refusal_not_the_servers() {
+    let logs = tempfile::tempdir().unwrap();
+    // 20 requests hold their connections for 2 s; PgBouncer takes 10 clients (pgstress's
+    // monitor and console among them) and refuses the rest.
+    let output = pgstress_run(logs.path())
+        .args([
+            "--pooler",
+            "pgbouncer",
+            "--pooler-setting",
+            "max_client_conn=10",
+        ])
+        .args([
+            "--query",
+            "SELECT pg_sleep(2)",
+            "--steps",
+            "1",
+            "--step",
+            "20",
+        ])
+        .args(["--timeout", "60s", "--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let row = &rows[0];
+    assert!(number(row, "pooler_too_many_clients") >= 10, "{row:?}");
+    assert_eq!(number(row, "too_many_clients"), 0, "{row:?}");
+    assert_eq!(number(row, "query"), 0, "{row:?}");
+    assert_eq!(number(row, "server_failed"), 0, "not the server's: {row:?}");
+    assert!(row["flags"].contains("pooler-refused"), "{row:?}");
+    assert!(
+        stdout.contains("the ramp may have measured the pooler, not the server — pooler-refused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("no breaking point")),
+        "the server failed nothing: {stdout}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+}
+
+/// A key and certificate for PgBouncer (RSA 4096: some 6 ms of its one thread per handshake),
+/// owned by the user it runs as.
+fn slow_handshake_certificate(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("pooler.crt"), dir.join("pooler.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("this test needs the openssl command (apt-get install openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    if nix::unistd::geteuid().is_root() {
+        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        for path in [dir, &cert, &key] {
+            nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+        }
+    }
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn pgbouncers_one_thread_full_of_tls_handshakes_is_pooler_saturated() {
+    let server = start_server(&[]);
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = slow_handshake_certificate(certs.path());
+    let pooler = ThrowawayPooler::start(
+        &server.target(),
+        &settings(&[
+            ("client_tls_sslmode", "allow"),
+            ("client_tls_cert_file", &cert),
+            ("client_tls_key_file", &key),
+            ("max_client_conn", "400"),
+        ]),
+    )
+    .expect("start pgbouncer");
+    let dsn = pooler.dsn().replace("sslmode=disable", "sslmode=require");
+    // 200 handshakes at once: over a second of PgBouncer's thread, little of pgstress's.
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args([
+            "--dsn", &dsn, "--query", "SELECT 1", "--steps", "1", "--step", "200",
+        ])
+        .args(["--timeout", "60s", "--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let row = &rows[0];
+    assert_eq!(number(row, "ok"), 200, "{row:?}");
+    assert!(
+        row["flags"].contains("pooler-saturated"),
+        "{row:?}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("its CPU sampled (pid") && stdout.contains("1 core"),
+        "PgBouncer listens on the target's port: {stdout}"
+    );
 }

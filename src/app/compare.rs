@@ -140,7 +140,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:>4} {:>3} {:>8} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>11}  flags",
+        "\n{:>4} {:>3} {:>8} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11}  flags",
         "step",
         "run",
         "requests",
@@ -150,7 +150,8 @@ pub fn table(runs: &[ComparedRun]) -> String {
         "p99_ms",
         "wait_p99",
         "client_cpu",
-        "server_cpu"
+        "server_cpu",
+        "pooler_cpu"
     );
     let last_step = runs
         .iter()
@@ -164,7 +165,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:>4} {:>3} {:>8} {:>7} {:>7} {:>8.3} {:>10} {:>10} {:>11} {:>11}  {}",
+                "{:>4} {:>3} {:>8} {:>7} {:>7} {:>8.3} {:>10} {:>10} {:>11} {:>11} {:>11}  {}",
                 row.step,
                 run.label,
                 row.requests,
@@ -175,6 +176,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
                 one_decimal(row.queue_wait_p99_ms),
                 cpu_mean_peak(row.host_cpu_mean, row.host_cpu_peak),
                 cpu_mean_peak(row.server_cpu_mean, row.server_cpu_peak),
+                cpu_mean_peak(row.pooler_cpu_mean, row.pooler_cpu_peak),
                 row.flags
             );
         }

@@ -12,7 +12,8 @@ use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
     quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
 };
-use super::step_loop::{Ramp, StepLoop, judge_run, write_summary};
+use super::setup::{describe_pooler, pooler_side, start_console};
+use super::step_loop::{PoolerWatch, Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
@@ -25,6 +26,7 @@ use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
+use crate::pg::pooler::ThrowawayPooler;
 use crate::pg::request::RequestSpec;
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
@@ -63,7 +65,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         printer.note(format!("warning: {warning}"));
     }
     let pooler = match &config.pooler {
-        Some(choice) => Some(start_pooler(&target, &choice.settings, &mut printer)?),
+        Some(choice) => {
+            let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
+            Some(start_pooler(&target, &choice.settings, cpus, &mut printer)?)
+        }
         None => None,
     };
     let (load_target, pooler_text) = load_target(pooler.as_ref(), &target);
@@ -74,7 +79,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         run_against(
             &config,
             &load_target,
-            (throwaway.as_ref(), pooler_text),
+            Around {
+                throwaway: throwaway.as_ref(),
+                pooler: pooler.as_ref(),
+                pooler_text,
+            },
             demo.as_ref().or(data.as_ref()),
             pinned,
             &mut printer,
@@ -107,11 +116,18 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
 /// Gate texts and, for each, why it was breached (None: it passed).
 type Breaches = Vec<(String, Option<String>)>;
 
+/// What pgstress started around the target, and the pooler as the header names it.
+struct Around<'a> {
+    throwaway: Option<&'a ThrowawayServer>,
+    pooler: Option<&'a ThrowawayPooler>,
+    pooler_text: Option<String>,
+}
+
 /// The run against a server that is up: pre-flight, the samplers, the ramp, the verdict.
 fn run_against(
     config: &RunConfig,
     target: &ConnectTarget,
-    (throwaway, pooler): (Option<&ThrowawayServer>, Option<String>),
+    around: Around<'_>,
     data: Option<&ParamData>,
     pinned: bool,
     printer: &mut Printer<std::io::Stdout>,
@@ -120,12 +136,9 @@ fn run_against(
     let started_at = chrono::Local::now();
     let (target, server, visible_server) = preflight(target, config)?;
     let target = &target;
-    let local_server = throwaway
-        .map(|server| LocalServer {
-            postmaster_pid: server.postmaster_pid(),
-        })
-        .or(visible_server);
+    let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
+    let (local_pooler, console) = pooler_side(around.pooler, target);
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
@@ -139,8 +152,12 @@ fn run_against(
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
-        throwaway: throwaway.is_some(),
-        pooler: pooler.or_else(|| detected_pooler(target)),
+        throwaway: around.throwaway.is_some(),
+        pooler: describe_pooler(
+            around.pooler_text.or_else(|| detected_pooler(target)),
+            local_pooler,
+            console.is_some(),
+        ),
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -152,17 +169,13 @@ fn run_against(
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
         server_cores: facts.cpus.server_cores,
+        pooler: local_pooler,
     };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let (cpu_sampler, stats_sampler) = start_samplers(
-        config,
-        local_server,
-        monitor,
-        run_start,
-        sides,
-        requests_name,
-    )?;
+    let probes = (local_server, monitor, sides, requests_name);
+    let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start)?;
+    let console = start_console(config, console)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
@@ -171,19 +184,35 @@ fn run_against(
         data,
         cpu_sampler: &cpu_sampler,
         stats_sampler: stats_sampler.as_ref(),
+        pooler: PoolerWatch {
+            console: console.as_ref(),
+            cores: local_pooler.and_then(|pooler| pooler.cores),
+        },
         logs: &mut logs,
         printer,
         progress: &mut progress,
         stop_requested: &interrupt::requested,
     }
     .run(engine.as_mut())?;
-    drop((cpu_sampler, stats_sampler, engine));
+    drop((cpu_sampler, stats_sampler, console, engine));
     progress.finish();
     let breaches = finish(config, &facts, &ramp, &logs, printer)?;
     Ok((ramp, breaches))
 }
 
 type CpuSampler = Sampler<CpuSample, StepCpu>;
+
+/// The server whose CPU is sampled: the throwaway one, else one pre-flight found on this
+/// machine.
+fn local_server(
+    throwaway: Option<&ThrowawayServer>,
+    visible: Option<LocalServer>,
+) -> Option<LocalServer> {
+    let throwaway = throwaway.map(|server| LocalServer {
+        postmaster_pid: server.postmaster_pid(),
+    });
+    throwaway.or(visible)
+}
 
 /// The exact request before the load, and for a pool's kept connections the same request on
 /// the same connection twice (what a transaction-mode pooler would break).
@@ -219,11 +248,13 @@ fn detected_pooler(target: &ConnectTarget) -> Option<String> {
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler.
 fn start_samplers(
     config: &RunConfig,
-    local_server: Option<LocalServer>,
-    monitor: Option<postgres::Client>,
+    (local_server, monitor, sides, requests_name): (
+        Option<LocalServer>,
+        Option<postgres::Client>,
+        Sides,
+        String,
+    ),
     run_start: Instant,
-    sides: Sides,
-    requests_name: String,
 ) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
     let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",

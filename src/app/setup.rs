@@ -13,8 +13,12 @@ use crate::engine::Engine;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
+use crate::measure::sampler::Sampler;
+use crate::measure::sampler::cpu::LocalPooler;
+use crate::measure::sampler::pooler_view::PoolerViewProbe;
 use crate::model::facts::{PlanFacts, ServerFacts};
 use crate::model::plan::Mode;
+use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
 use crate::pg::pooler::ThrowawayPooler;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
@@ -233,15 +237,82 @@ pub fn start_throwaway(
 pub fn start_pooler(
     upstream: &ConnectTarget,
     settings: &[(String, String)],
+    cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayPooler> {
-    let pooler = ThrowawayPooler::start(upstream, settings)?;
+    let pooler = ThrowawayPooler::start_on(upstream, settings, cpus)?;
     printer.note(format!(
         "started a throwaway pooler: {} in {}; it is removed after the run",
         pooler.description(),
         pooler.folder().display()
     ));
     Ok(pooler)
+}
+
+/// The pooler as a third side: its process on this machine (the throwaway one, or whatever
+/// listens on a loopback target's port that is not PostgreSQL) and its console, where the
+/// login may read it.
+pub fn pooler_side(
+    pooler: Option<&ThrowawayPooler>,
+    target: &ConnectTarget,
+) -> (Option<LocalPooler>, Option<postgres::Client>) {
+    match pooler {
+        Some(pooler) => (
+            Some(LocalPooler::of_pid(pooler.pid())),
+            crate::pg::console::open(&pooler.console_target()),
+        ),
+        None => {
+            let local = target
+                .is_loopback()
+                .then(|| LocalPooler::listening_on(target.first_address().1))
+                .flatten();
+            let console = match local.is_some() || target.settings_in_band() {
+                true => crate::pg::console::open(target),
+                false => None,
+            };
+            (local, console)
+        }
+    }
+}
+
+/// The header's pooler line, with what pgstress could see of it.
+pub fn describe_pooler(
+    text: Option<String>,
+    local: Option<LocalPooler>,
+    console: bool,
+) -> Option<String> {
+    let text = match (text, local) {
+        (Some(text), _) => text,
+        (None, Some(_)) => "a pooler listens on the target's port".to_owned(),
+        (None, None) => return None,
+    };
+    let cpu = local.map(|pooler| match pooler.cores {
+        Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
+        None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
+    });
+    let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
+    let seen: Vec<String> = cpu.into_iter().chain(console).collect();
+    Some(match seen.is_empty() {
+        true => text,
+        false => format!("{text}; {}", seen.join(", ")),
+    })
+}
+
+/// The sampler of the pooler's console, when it is reachable.
+pub fn start_console(
+    config: &RunConfig,
+    console: Option<postgres::Client>,
+) -> anyhow::Result<Option<Sampler<PoolerViewSample, PoolerStatsWhole>>> {
+    console
+        .map(|client| {
+            Sampler::start(
+                "pgstress-console",
+                config.sample_every,
+                PoolerViewProbe::new(client),
+            )
+        })
+        .transpose()
+        .context("cannot start the pooler's console sampler")
 }
 
 /// The target the load goes to (the throwaway pooler's, when there is one) and the pooler as

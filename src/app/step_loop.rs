@@ -16,8 +16,10 @@ use crate::measure::stats;
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
-use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
-use crate::model::step::{CpuSummary, StepResult};
+use crate::model::sample::{
+    CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample, StepCpu,
+};
+use crate::model::step::{CpuSummary, PoolerSide, StepResult};
 
 /// A step's CPU samples and what its counters measured as a whole.
 type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
@@ -36,6 +38,13 @@ pub struct Ramp {
     pub log_error: Option<anyhow::Error>,
 }
 
+/// The pooler as the third side: its console's view, and the CPUs it can use (1: PgBouncer).
+#[derive(Default, Clone, Copy)]
+pub struct PoolerWatch<'a> {
+    pub console: Option<&'a Sampler<PoolerViewSample, PoolerStatsWhole>>,
+    pub cores: Option<f64>,
+}
+
 /// Everything one run's steps need besides the engine that sends them.
 pub struct StepLoop<'a, W: Write> {
     pub config: &'a RunConfig,
@@ -44,6 +53,7 @@ pub struct StepLoop<'a, W: Write> {
     pub data: Option<&'a ParamData>,
     pub cpu_sampler: &'a Sampler<CpuSample, StepCpu>,
     pub stats_sampler: Option<&'a Sampler<ServerStatsSample>>,
+    pub pooler: PoolerWatch<'a>,
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
     pub progress: &'a mut Progress,
@@ -71,7 +81,23 @@ impl<W: Write> StepLoop<'_, W> {
             let (run, cpu, server_samples) = self.send_step(engine, index, &mut rng);
             let (cpu_samples, whole) = cpu;
             let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
-            let result = self.judge_step(engine, index, &run, cpu_summary, &server_samples);
+            let pooler = PoolerSide {
+                cpu: PoolerSide::cpu_of(&cpu_samples, whole.as_ref()),
+                runnable_pct: whole.as_ref().and_then(|w| w.pooler_runnable_pct),
+                view: self.pooler.console.and_then(|console| {
+                    let (samples, whole) = console.end_step_whole();
+                    PoolerViewSummary::of(&samples, whole.as_ref())
+                }),
+            };
+            let mut result = self.judge_step(engine, index, &run, cpu_summary, &server_samples);
+            result.pooler = pooler;
+            let pooler_flags = crate::judge::pooler::pooler_flags(
+                &result,
+                self.pooler.cores,
+                self.cpus.host_cores,
+                &self.config.thresholds,
+            );
+            result.flags.extend(pooler_flags);
             let written = self.logs.write_step(&result, &cpu_samples, &run.records);
             self.progress.suspend(|| self.printer.step(&result, steps));
             ramp.stopped =
@@ -120,10 +146,14 @@ impl<W: Write> StepLoop<'_, W> {
         if let Some(sampler) = self.stats_sampler {
             sampler.begin_step(tag);
         }
+        if let Some(console) = self.pooler.console {
+            console.begin_step(tag);
+        }
         self.progress.start_step(index, requests);
         let watch = StepWatch {
             progress: self.progress.observer(),
             server_stats: self.stats_sampler,
+            pooler_view: self.pooler.console,
             first_end_seen: Cell::new(false),
         };
         let run = engine.run_step(index, params, Some(&watch));
@@ -217,6 +247,7 @@ pub fn write_summary(
 struct StepWatch<'a> {
     progress: Option<&'a dyn StepObserver>,
     server_stats: Option<&'a Sampler<ServerStatsSample>>,
+    pooler_view: Option<&'a Sampler<PoolerViewSample, PoolerStatsWhole>>,
     first_end_seen: Cell<bool>,
 }
 
@@ -225,10 +256,14 @@ impl StepObserver for StepWatch<'_> {
         if let Some(progress) = self.progress {
             progress.request_ended(tally);
         }
-        if !self.first_end_seen.replace(true)
-            && let Some(sampler) = self.server_stats
-        {
-            sampler.read_now();
+        if !self.first_end_seen.replace(true) {
+            if let Some(sampler) = self.server_stats {
+                sampler.read_now();
+            }
+            // The clients still waiting in the pooler's queue, while they wait.
+            if let Some(sampler) = self.pooler_view {
+                sampler.read_now();
+            }
         }
     }
 }

@@ -145,6 +145,7 @@ fn run_ramp(
         data: None,
         cpu_sampler: &sampler,
         stats_sampler: None,
+        pooler: Default::default(),
         logs: &mut logs,
         printer: &mut printer,
         progress: &mut progress,

@@ -8,7 +8,7 @@ use crate::config::values::parse_setting;
 use crate::pg::request::Prepare;
 
 /// Settings pgstress sets itself to lock the throwaway pooler down: not the user's to change.
-const LOCKED: [&str; 12] = [
+const LOCKED: [&str; 13] = [
     "listen_addr",
     "listen_port",
     "unix_socket_dir",
@@ -21,6 +21,7 @@ const LOCKED: [&str; 12] = [
     "pidfile",
     "logfile",
     "admin_users",
+    "stats_users",
 ];
 
 /// A throwaway PgBouncer in front of the target, with the user's ini settings.

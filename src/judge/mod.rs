@@ -3,4 +3,5 @@
 pub mod cpus;
 pub mod flags;
 pub mod gate;
+pub mod pooler;
 pub mod verdict;

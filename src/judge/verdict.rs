@@ -179,6 +179,12 @@ pub enum Limit {
         step: u32,
         requests: u32,
     },
+    /// A pooler flag appeared at or before the breaking point, before any client flag.
+    Pooler {
+        flag: String,
+        step: u32,
+        requests: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,6 +266,7 @@ impl Verdict {
             (None, None) if server_filled => Some(Limit::Server),
             (None, None) => None,
         };
+        let limit = super::pooler::with_pooler(limit, judged);
         Verdict {
             capacity,
             unit: judging.unit,
@@ -346,36 +353,40 @@ impl Verdict {
         lines
     }
 
-    /// Whose limit it was, in a sentence; None when neither side can be named.
+    /// Whose limit, in a sentence.
     fn limit_sentence(&self) -> Option<String> {
-        match &self.limit {
-            Some(Limit::Server) if self.breaking_point.is_some() => Some(
+        let broke = self.breaking_point.is_some();
+        Some(match self.limit.as_ref()? {
+            Limit::Server if broke => {
                 "whose limit: the server's (no client flag at or before the breaking point)"
-                    .to_owned(),
-            ),
-            Some(Limit::Server) => Some(
-                "whose limit: the server's CPUs, which filled while pgstress's did not (no client \
-                 flag in the run); no request failed: more load only made the server slower"
-                    .to_owned(),
-            ),
-            Some(Limit::Client {
+                    .to_owned()
+            }
+            Limit::Server => "whose limit: the server's CPUs, which filled while pgstress's did \
+                              not (no client flag in the run); no request failed: more load only \
+                              made the server slower"
+                .to_owned(),
+            Limit::Client {
                 flag,
                 step,
                 requests,
-            }) if self.breaking_point.is_some() => Some(format!(
+            } if broke => format!(
                 "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
                  the numbers from there on measure pgstress and this machine as much as the server"
-            )),
-            Some(Limit::Client {
+            ),
+            Limit::Client {
                 flag,
                 step,
                 requests,
-            }) => Some(format!(
+            } => format!(
                 "the ramp may have measured the client, not the server — {flag} from step {step} \
                  ({requests} requests): the server's capacity may be higher than shown"
-            )),
-            None => None,
-        }
+            ),
+            Limit::Pooler {
+                flag,
+                step,
+                requests,
+            } => super::pooler::sentence(flag, *step, *requests, broke),
+        })
     }
 }
 

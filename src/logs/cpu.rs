@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use super::{CsvFile, LogError};
 use crate::model::sample::CpuSample;
 
-const HEADER: [&str; 6] = [
+const HEADER: [&str; 7] = [
     "elapsed_ms",
     "step",
     "requests",
     "host_cpu_pct",
     "process_cpu_pct",
     "server_cpu_pct",
+    "pooler_cpu_pct",
 ];
 
 pub struct CpuCsv {
@@ -34,6 +35,7 @@ impl CpuCsv {
                 fixed(Some(sample.host_cpu_pct), 1),
                 fixed(Some(sample.process_cpu_pct), 1),
                 fixed(sample.server_cpu_pct, 1),
+                fixed(sample.pooler_cpu_pct, 1),
             ])?;
         }
         self.file.flush()

@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 48] = [
+pub const STEPS_HEADER: [&str; 55] = [
     "step",
     "requests",
     "ok",
@@ -61,6 +61,13 @@ pub const STEPS_HEADER: [&str; 48] = [
     "concurrency_asked",
     "peak_in_flight",
     "peak_connected",
+    "pooler_too_many_clients",
+    "pooler_cpu_mean",
+    "pooler_cpu_peak",
+    "pooler_runnable_pct",
+    "pooler_clients_waiting_peak",
+    "pooler_max_wait_ms",
+    "pooler_avg_wait_ms",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -134,6 +141,19 @@ pub struct StepRow {
     /// The most requests holding a connection at one moment (`server_connections_peak` is the
     /// server's sampled view of the same).
     pub peak_connected: u32,
+    /// Clients a pooler refused (PgBouncer's max_client_conn): the pooler's limit.
+    pub pooler_too_many_clients: u32,
+    /// A local pooler's CPU, as a share of all the host's cores like the other sides'.
+    pub pooler_cpu_mean: Option<f64>,
+    pub pooler_cpu_peak: Option<f64>,
+    /// The share of the step PgBouncer's thread was running or waiting for a CPU.
+    pub pooler_runnable_pct: Option<f64>,
+    /// PgBouncer's `SHOW POOLS`: the most clients waiting for a server connection at once...
+    pub pooler_clients_waiting_peak: Option<u32>,
+    /// ...and the longest wait it reported (`maxwait`).
+    pub pooler_max_wait_ms: Option<f64>,
+    /// PgBouncer's `SHOW STATS` over the step: the wait for a server per transaction.
+    pub pooler_avg_wait_ms: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -148,6 +168,7 @@ impl StepRow {
         let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
         let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
         let class = |c: FailureClass| step.failures(c);
+        let view = step.pooler.view;
         StepRow {
             step: step.step,
             requests: step.requests,
@@ -199,6 +220,13 @@ impl StepRow {
             concurrency_asked: step.concurrency.asked,
             peak_in_flight: step.concurrency.peak_in_flight,
             peak_connected: step.concurrency.peak_connected,
+            pooler_too_many_clients: class(FailureClass::PoolerTooManyClients),
+            pooler_cpu_mean: mean(step.pooler.cpu),
+            pooler_cpu_peak: peak(step.pooler.cpu),
+            pooler_runnable_pct: step.pooler.runnable_pct.map(|pct| round(pct, 1)),
+            pooler_clients_waiting_peak: view.and_then(|v| v.clients_waiting_peak),
+            pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
+            pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
         }
     }
 }
@@ -245,7 +273,13 @@ mod tests {
         assert_eq!(&STEPS_HEADER[4..12], &classes[..8]);
         // Classes added later come after the original columns, in their order.
         let client = STEPS_HEADER.iter().position(|c| *c == "client").unwrap();
-        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..]);
+        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..10]);
+        let at = |name: &str| STEPS_HEADER.iter().position(|c| *c == name);
+        assert_eq!(
+            at(classes[10]),
+            at("peak_connected").map(|p| p + 1),
+            "after the columns of the earlier versions"
+        );
     }
 
     #[test]

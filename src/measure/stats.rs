@@ -55,6 +55,7 @@ impl StepResult {
             concurrency: Concurrency::of(&run.records),
             cpu: CpuSummary::of(cpu, None),
             server: ServerStatsSummary::of(server),
+            pooler: Default::default(),
             flags: Vec::new(),
         };
         for record in &run.records {
@@ -253,6 +254,7 @@ mod tests {
             host_cpu_pct: host,
             process_cpu_pct: host / 2.0,
             server_cpu_pct: server,
+            pooler_cpu_pct: None,
         }
     }
 
@@ -284,6 +286,7 @@ mod tests {
             cpu: sample(70.0, Some(48.0)),
             client_wait_ms: Some(3.0),
             client_cpus_busy_pct: Some(60.0),
+            pooler_runnable_pct: None,
         };
         let summary = CpuSummary::of(&[sample(0.0, Some(0.0))], Some(&whole));
         assert_eq!(

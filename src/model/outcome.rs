@@ -27,6 +27,9 @@ pub enum FailureClass {
     /// The server rejected the value as malformed (SQLSTATE class 22, data exception): the
     /// parameter data does not fit the query.
     BadValue,
+    /// A pooler in front of the server refused the client: PgBouncer's "no more connections
+    /// allowed (max_client_conn)". The pooler's limit, not the server's.
+    PoolerTooManyClients,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -35,10 +38,12 @@ pub enum Side {
     Server,
     Client,
     Data,
+    /// A pooler between pgstress and the server.
+    Pooler,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -49,6 +54,7 @@ impl FailureClass {
         FailureClass::Io,
         FailureClass::Client,
         FailureClass::BadValue,
+        FailureClass::PoolerTooManyClients,
     ];
 
     /// The name used in logs and in the terminal.
@@ -64,6 +70,7 @@ impl FailureClass {
             FailureClass::Io => "io",
             FailureClass::Client => "client",
             FailureClass::BadValue => "bad_value",
+            FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
         }
     }
 
@@ -74,6 +81,7 @@ impl FailureClass {
         match self {
             FailureClass::Spawn | FailureClass::Client => Side::Client,
             FailureClass::NoRow | FailureClass::BadValue => Side::Data,
+            FailureClass::PoolerTooManyClients => Side::Pooler,
             _ => Side::Server,
         }
     }
@@ -135,7 +143,8 @@ mod tests {
                 "spawn",
                 "io",
                 "client",
-                "bad_value"
+                "bad_value",
+                "pooler_too_many_clients"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");

@@ -32,10 +32,15 @@ pub enum Flag {
     /// The requests were in flight together but the server accepted their connections one
     /// after another, so fewer held one at once than were asked for (the server's).
     AcceptedSlowly,
+    /// A local pooler used the threshold's share of the CPUs it can use (PgBouncer: one core).
+    PoolerSaturated,
+    /// A pooler refused some of the step's clients (its max_client_conn): that load never
+    /// reached the server.
+    PoolerRefused,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 11] = [
+    pub const ALL: [Flag; 13] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
@@ -47,6 +52,8 @@ impl Flag {
         Flag::Partial,
         Flag::StartedLate,
         Flag::AcceptedSlowly,
+        Flag::PoolerSaturated,
+        Flag::PoolerRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +69,8 @@ impl Flag {
             Flag::Partial => "partial",
             Flag::StartedLate => "started-late",
             Flag::AcceptedSlowly => "accepted-slowly",
+            Flag::PoolerSaturated => "pooler-saturated",
+            Flag::PoolerRefused => "pooler-refused",
         }
     }
 
@@ -75,7 +84,11 @@ impl Flag {
     pub fn withholds_load(self) -> bool {
         matches!(
             self,
-            Flag::RateNotMet | Flag::SpawnFailed | Flag::ClientErrors | Flag::Partial
+            Flag::RateNotMet
+                | Flag::SpawnFailed
+                | Flag::ClientErrors
+                | Flag::Partial
+                | Flag::PoolerRefused
         )
     }
 
@@ -90,6 +103,13 @@ impl Flag {
                 | Flag::ClientErrors
                 | Flag::StartedLate
         )
+    }
+}
+
+impl Flag {
+    /// Whether the flag says the pooler between pgstress and the server may be the limit.
+    pub fn is_pooler_limit(self) -> bool {
+        matches!(self, Flag::PoolerSaturated | Flag::PoolerRefused)
     }
 }
 
@@ -173,7 +193,9 @@ mod tests {
                 "data-errors",
                 "partial",
                 "started-late",
-                "accepted-slowly"
+                "accepted-slowly",
+                "pooler-saturated",
+                "pooler-refused"
             ]
         );
         for flag in Flag::ALL {
@@ -214,9 +236,15 @@ mod tests {
                 Flag::RateNotMet,
                 Flag::SpawnFailed,
                 Flag::ClientErrors,
-                Flag::Partial
+                Flag::Partial,
+                Flag::PoolerRefused
             ]
         );
+        let pooler: Vec<Flag> = Flag::ALL
+            .into_iter()
+            .filter(|f| f.is_pooler_limit())
+            .collect();
+        assert_eq!(pooler, [Flag::PoolerSaturated, Flag::PoolerRefused]);
     }
 
     #[test]

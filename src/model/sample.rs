@@ -13,6 +13,8 @@ pub struct CpuSample {
     pub process_cpu_pct: f64,
     /// The server's share of all the host's cores; None when the server is not local.
     pub server_cpu_pct: Option<f64>,
+    /// The pooler's share of all the host's cores; None without a local pooler.
+    pub pooler_cpu_pct: Option<f64>,
 }
 
 /// A whole step's CPU, from cumulative counters read at its start and its end: exact however
@@ -25,6 +27,9 @@ pub struct StepCpu {
     pub client_wait_ms: Option<f64>,
     /// How busy pgstress's CPUs were over the step, whoever ran on them, in percent.
     pub client_cpus_busy_pct: Option<f64>,
+    /// The share of the step, in percent, that the pooler's main thread was running or ready
+    /// to run and waiting for a CPU: at 100 every client waits for it, however busy the host.
+    pub pooler_runnable_pct: Option<f64>,
 }
 
 /// One sample: pgstress's own sessions on the server when it was read.
@@ -54,6 +59,47 @@ impl ServerStatsSummary {
     }
 }
 
+/// One reading of a pooler's own view (PgBouncer's `SHOW POOLS`), summed over its pools.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolerViewSample {
+    /// Clients waiting for a server connection.
+    pub clients_waiting: u32,
+    /// How long the oldest waiting client has waited, in milliseconds.
+    pub max_wait_ms: f64,
+}
+
+/// A pooler's `SHOW STATS` over a whole step: the time its clients waited for a server
+/// connection, and the transactions it passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolerStatsWhole {
+    pub wait_ms: f64,
+    pub transactions: u64,
+}
+
+/// What a pooler said of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolerViewSummary {
+    pub clients_waiting_peak: Option<u32>,
+    pub max_wait_ms: Option<f64>,
+    /// The clients' wait for a server connection per transaction, on average.
+    pub avg_wait_ms: Option<f64>,
+}
+
+impl PoolerViewSummary {
+    pub fn of(samples: &[PoolerViewSample], whole: Option<&PoolerStatsWhole>) -> Option<Self> {
+        if samples.is_empty() && whole.is_none() {
+            return None;
+        }
+        Some(PoolerViewSummary {
+            clients_waiting_peak: samples.iter().map(|s| s.clients_waiting).max(),
+            max_wait_ms: samples.iter().map(|s| s.max_wait_ms).reduce(f64::max),
+            avg_wait_ms: whole
+                .filter(|w| w.transactions > 0)
+                .map(|w| w.wait_ms / w.transactions as f64),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +115,33 @@ mod tests {
         assert_eq!(summary.connections_peak, 9);
         assert_eq!(summary.active_peak, 4);
         assert_eq!(ServerStatsSummary::of(&[]), None);
+    }
+
+    #[test]
+    fn a_poolers_view_keeps_the_peaks_and_the_mean_wait() {
+        let sample = |clients_waiting, max_wait_ms| PoolerViewSample {
+            clients_waiting,
+            max_wait_ms,
+        };
+        let whole = PoolerStatsWhole {
+            wait_ms: 300.0,
+            transactions: 100,
+        };
+        let view = PoolerViewSummary::of(&[sample(3, 20.0), sample(7, 5.0)], Some(&whole));
+        assert_eq!(
+            view,
+            Some(PoolerViewSummary {
+                clients_waiting_peak: Some(7),
+                max_wait_ms: Some(20.0),
+                avg_wait_ms: Some(3.0),
+            })
+        );
+        let idle = PoolerStatsWhole {
+            wait_ms: 0.0,
+            transactions: 0,
+        };
+        let view = PoolerViewSummary::of(&[], Some(&idle)).unwrap();
+        assert_eq!((view.clients_waiting_peak, view.avg_wait_ms), (None, None));
+        assert_eq!(PoolerViewSummary::of(&[], None), None);
     }
 }

@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::Flag;
-use crate::model::sample::{CpuSample, ServerStatsSummary, StepCpu};
+use crate::model::sample::{CpuSample, PoolerViewSummary, ServerStatsSummary, StepCpu};
 
 /// Latencies are recorded in microseconds to 3 significant digits. The histograms grow to
 /// hold any value (a pool's queue wait has no bound, a deadline may be a day): nothing the
@@ -163,6 +163,27 @@ impl Concurrency {
     }
 }
 
+/// The pooler's side of a step: its CPU (a local pooler) and its own view (its console).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolerSide {
+    pub cpu: Option<MeanPeak>,
+    /// The share of the step its main thread was runnable (running or waiting for a CPU).
+    pub runnable_pct: Option<f64>,
+    pub view: Option<PoolerViewSummary>,
+}
+
+impl PoolerSide {
+    /// The pooler's CPU as the other sides': the exact mean from the step's counters, the peak
+    /// from its samples.
+    pub fn cpu_of(samples: &[CpuSample], whole: Option<&StepCpu>) -> Option<MeanPeak> {
+        let values: Vec<f64> = samples.iter().filter_map(|s| s.pooler_cpu_pct).collect();
+        match whole.and_then(|w| w.cpu.pooler_cpu_pct) {
+            Some(mean) => Some(MeanPeak::with_mean(mean, &values)),
+            None => MeanPeak::of(values),
+        }
+    }
+}
+
 /// Everything a step measured, aggregated.
 #[derive(Debug, Clone)]
 pub struct StepResult {
@@ -202,6 +223,8 @@ pub struct StepResult {
     pub cpu: CpuSummary,
     /// What the server's own statistics showed; None without a monitoring connection.
     pub server: Option<ServerStatsSummary>,
+    /// The pooler's CPU and view; empty without a pooler in sight.
+    pub pooler: PoolerSide,
     /// Diagnosis flags, set once the step is judged.
     pub flags: Vec<Flag>,
 }
@@ -382,6 +405,7 @@ mod tests {
             host_cpu_pct: 30.0,
             process_cpu_pct: 20.0,
             server_cpu_pct: None,
+            pooler_cpu_pct: None,
         };
         let summary = CpuSummary::of(&[sample], None);
         assert_eq!(summary.host.map(|h| h.peak), Some(None));

@@ -21,10 +21,21 @@ pub fn class_of_sqlstate(code: &str) -> FailureClass {
     }
 }
 
+/// The class of a server error by its SQLSTATE and, where a pooler reuses a generic code, its
+/// words: PgBouncer refuses clients past `max_client_conn` with 08P01 (protocol violation).
+pub fn class_of_error(code: &str, message: &str) -> FailureClass {
+    match code {
+        "08P01" if message.contains("no more connections allowed") => {
+            FailureClass::PoolerTooManyClients
+        }
+        _ => class_of_sqlstate(code),
+    }
+}
+
 /// Classifies a client error by SQLSTATE first, then by the I/O error underneath it.
 pub fn classify(err: &postgres::Error) -> FailureClass {
     if let Some(db) = err.as_db_error() {
-        return class_of_sqlstate(db.code().code());
+        return class_of_error(db.code().code(), db.message());
     }
     // The server closed the connection without a word: it crashed, or was killed, under us.
     if err.is_closed() {
@@ -82,6 +93,23 @@ pub fn failure_of(err: &postgres::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgbouncers_max_client_conn_is_the_poolers_refusal() {
+        let refusal = "no more connections allowed (max_client_conn)";
+        assert_eq!(
+            class_of_error("08P01", refusal),
+            FailureClass::PoolerTooManyClients
+        );
+        assert_eq!(
+            class_of_error("08P01", "unsupported startup parameter: options"),
+            FailureClass::Query
+        );
+        assert_eq!(
+            class_of_error("53300", "sorry, too many clients already"),
+            FailureClass::TooManyClients
+        );
+    }
 
     #[test]
     fn io_errors_map_to_classes() {

@@ -2,6 +2,7 @@
 //! throwaway server, one request, and the demo data set.
 
 pub mod classify;
+pub mod console;
 pub mod demo;
 pub mod kept;
 pub mod libpq;

@@ -58,6 +58,8 @@ pub struct ThrowawayPooler {
     user: String,
     dbname: String,
     password: String,
+    /// The password of `STATS_USER`, who may read the console's SHOW commands and nothing else.
+    stats_password: String,
     description: String,
     watchdog: Watchdog,
 }
@@ -67,6 +69,16 @@ impl ThrowawayPooler {
     pub fn start(
         upstream: &ConnectTarget,
         settings: &[(String, String)],
+    ) -> Result<Self, PoolerError> {
+        Self::start_on(upstream, settings, None)
+    }
+
+    /// The same, on `cpus` (the throwaway server's: a pooler usually runs beside its server,
+    /// and off pgstress's CPUs it cannot pass for the client's limit).
+    pub fn start_on(
+        upstream: &ConnectTarget,
+        settings: &[(String, String)],
+        cpus: Option<&[usize]>,
     ) -> Result<Self, PoolerError> {
         let binary = find_binary().ok_or(PoolerError::NotFound)?;
         let owner = server_owner().map_err(|err| PoolerError::Owner(err.to_string()))?;
@@ -82,12 +94,20 @@ impl ThrowawayPooler {
         fs::create_dir(&data).map_err(PoolerError::Folder)?;
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
             .map_err(PoolerError::Folder)?;
-        let password = run_password();
+        let stats_password = run_password();
         let port = free_port().map_err(PoolerError::Folder)?;
-        let (user, _, dbname) = upstream.login();
+        let (_, _, dbname) = upstream.login();
+        let Login {
+            user,
+            password,
+            secret,
+        } = Login::for_load(upstream);
         let ini = ini_text(upstream, &data, port, settings)?;
         write_private(&data.join("pgbouncer.ini"), &ini).map_err(PoolerError::Folder)?;
-        let userlist = format!("\"{user}\" \"{password}\"\n");
+        let userlist = format!(
+            "\"{user}\" \"{secret}\"\n\"{STATS_USER}\" \"{}\"\n",
+            verifier(&stats_password)
+        );
         write_private(&data.join("userlist.txt"), &userlist).map_err(PoolerError::Folder)?;
         let private = [
             root.clone(),
@@ -101,6 +121,7 @@ impl ThrowawayPooler {
         command.arg(data.join("pgbouncer.ini"));
         let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
             .map_err(|err| PoolerError::Start(err.to_string()))?;
+        pin(&child, cpus)?;
         let description = describe(&version, port, settings);
         let mut pooler = ThrowawayPooler {
             folder: Some(folder),
@@ -109,6 +130,7 @@ impl ThrowawayPooler {
             user,
             dbname,
             password,
+            stats_password,
             description,
             watchdog,
         };
@@ -130,6 +152,12 @@ impl ThrowawayPooler {
     /// (PgBouncer refuses the `options` startup parameter).
     pub fn target(&self) -> ConnectTarget {
         loopback_target(self.port, &self.user, &self.password, &self.dbname).with_settings_in_band()
+    }
+
+    /// Its admin console as `STATS_USER`: SHOW commands only.
+    pub fn console_target(&self) -> ConnectTarget {
+        loopback_target(self.port, STATS_USER, &self.stats_password, "pgbouncer")
+            .with_settings_in_band()
     }
 
     /// The connection string, password included: for tests and tools that need a DSN.
@@ -202,6 +230,60 @@ pub fn find_binary() -> Option<PathBuf> {
     })
 }
 
+/// The console's reader: in `stats_users`, so it can run SHOW and nothing else.
+const STATS_USER: &str = "pgstress_stats";
+
+/// How the load logs in to PgBouncer, and what its `auth_file` line holds.
+struct Login {
+    user: String,
+    password: String,
+    secret: String,
+}
+
+impl Login {
+    /// Best, the upstream's own SCRAM verifier (readable by a superuser, as on the throwaway
+    /// server) with its user and password: the salt is fixed, so the client derives its keys
+    /// once (as against PostgreSQL) and PgBouncer derives none. PgBouncer 1.18 then logs in
+    /// to the server with the keys the client proved, which only that verifier accepts (with
+    /// any other verifier it fails the server login and retries every 15 s while the client
+    /// waits). Else a password made for this run, in plain text: PgBouncer salts it afresh
+    /// on every login, and both sides pay PBKDF2 each time.
+    fn for_load(upstream: &ConnectTarget) -> Login {
+        let (user, password, _) = upstream.login();
+        match (password, upstream_verifier(upstream)) {
+            (Some(password), Some(secret)) => Login {
+                user,
+                password,
+                secret,
+            },
+            _ => {
+                let password = run_password();
+                Login {
+                    user,
+                    secret: password.clone(),
+                    password,
+                }
+            }
+        }
+    }
+}
+
+/// The upstream user's SCRAM verifier, when the login may read pg_authid.
+fn upstream_verifier(upstream: &ConnectTarget) -> Option<String> {
+    let mut client = upstream
+        .connect(upstream.setup_timeout(), "pgstress-setup")
+        .ok()?;
+    let query = "SELECT rolpassword FROM pg_authid WHERE rolname = current_user";
+    let row = client.query_opt(query, &[]).ok()??;
+    let secret: Option<String> = row.get(0);
+    secret.filter(|s| s.starts_with("SCRAM-SHA-256$") && !s.contains(['"', '\n']))
+}
+
+/// A SCRAM verifier for the console's reader.
+fn verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
+}
+
 fn run_password() -> String {
     rand::rng()
         .sample_iter(Alphanumeric)
@@ -238,7 +320,7 @@ fn ini_text(
         "[databases]\n{line}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
          unix_socket_dir = {dir}\nunix_socket_mode = 0700\nauth_type = scram-sha-256\n\
          auth_file = {dir}/userlist.txt\npidfile = {dir}/pgbouncer.pid\n\
-         logfile = {dir}/pgbouncer.log\nadmin_users = {user}\nserver_tls_sslmode = {}\n",
+         logfile = {dir}/pgbouncer.log\nstats_users = {STATS_USER}\nserver_tls_sslmode = {}\n",
         tls.mode
     );
     if let Some(ca) = &tls.root_cert {
@@ -248,6 +330,17 @@ fn ini_text(
         let _ = writeln!(ini, "{key} = {value}");
     }
     Ok(ini)
+}
+
+/// Pins the just-started PgBouncer (before it serves anyone) to `cpus`.
+fn pin(child: &Child, cpus: Option<&[usize]>) -> Result<(), PoolerError> {
+    let Some(cpus) = cpus else {
+        return Ok(());
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    crate::sys::affinity::cpu_set(cpus)
+        .and_then(|set| nix::sched::sched_setaffinity(pid, &set))
+        .map_err(|err| PoolerError::Start(format!("cannot pin it to CPUs {cpus:?}: {err}")))
 }
 
 fn give_to(owner: &Option<User>, paths: &[PathBuf]) -> Result<(), PoolerError> {

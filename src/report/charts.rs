@@ -200,5 +200,6 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::Io => RGBColor(23, 190, 207),
         FailureClass::Client => RGBColor(31, 119, 180),
         FailureClass::BadValue => RGBColor(44, 160, 44),
+        FailureClass::PoolerTooManyClients => RGBColor(255, 187, 120),
     }
 }

@@ -36,6 +36,7 @@ pub fn failures(row: &StepRow, class: FailureClass) -> u32 {
         FailureClass::Io => row.io,
         FailureClass::Client => row.client,
         FailureClass::BadValue => row.bad_value,
+        FailureClass::PoolerTooManyClients => row.pooler_too_many_clients,
     }
 }
 

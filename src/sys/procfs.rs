@@ -9,9 +9,91 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A process's command name (/proc/PID/comm).
+pub fn name(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned())
+}
+
+/// The process listening on TCP `port` on this machine: the socket's inode from
+/// /proc/net/tcp{,6}, then the process holding it among /proc/*/fd (of several, as pgpool-II's
+/// children inherit the socket, the one whose parent does not hold it). None when no listener
+/// is found or its process cannot be read (another user's, without root).
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let processes = std::fs::read_dir("/proc").ok()?;
+    let holders: Vec<u32> = processes
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .any(|link| wanted.iter().any(|w| link.as_os_str() == w.as_str()))
+        })
+        .collect();
+    holders
+        .iter()
+        .copied()
+        .find(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
+}
+
+/// A process's parent, from /proc/PID/stat (field 4, after the command name).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The inodes of the sockets listening (state 0A) on `port` in a /proc/net/tcp table.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            (local.ends_with(&port) && *state == "0A").then(|| inode.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_found_listening_on_its_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listener_pid(port), Some(std::process::id()));
+        assert!(name(std::process::id()).is_some());
+        assert_eq!(
+            parent(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+        drop(listener);
+        assert_eq!(listener_pid(port), None);
+    }
+
+    #[test]
+    fn only_listening_sockets_of_the_port_count() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4242 1
+   1: 0100007F:1538 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   107        0 4343 1
+   2: 0100007F:1539 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4444 1";
+        assert_eq!(listening_inodes(table, 0x1538), vec!["4242".to_owned()]);
+        assert!(listening_inodes(table, 80).is_empty());
+    }
 
     #[test]
     fn the_children_of_a_shell_are_listed() {

@@ -120,6 +120,15 @@ pub fn server_cpu_seconds(postmaster: u32) -> Option<f64> {
     Some(own + reaped + live)
 }
 
+/// A thread's time running and waiting on a run queue (the first two fields of
+/// /proc/PID/schedstat, in ns), in seconds: the time it was runnable.
+pub fn runnable_seconds(pid: u32) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (run, wait) = (fields.next()??, fields.next()??);
+    Some((run + wait) as f64 / 1e9)
+}
+
 /// A single-threaded process's run time from /proc/PID/schedstat (its first field, in ns).
 fn run_seconds(pid: u32) -> Option<f64> {
     let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;

@@ -49,10 +49,13 @@ pub struct CpuReading {
     host: Option<HostTicks>,
     process_seconds: f64,
     server_seconds: Option<f64>,
+    pooler_seconds: Option<f64>,
     /// The run-queue wait of pgstress's threads, read at a step's edges only.
     wait_ns: Option<u64>,
     /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
     client_cpus: Option<HostTicks>,
+    /// The pooler's main thread's runnable time, read at a step's edges only.
+    pooler_runnable: Option<f64>,
 }
 
 pub struct CpuProbe {
@@ -71,6 +74,36 @@ pub struct Sides {
     pub client_cores: f64,
     /// How many CPUs the server may use: the most it can use.
     pub server_cores: Option<f64>,
+    /// A pooler on this machine, whose CPU is sampled as the third side.
+    pub pooler: Option<LocalPooler>,
+}
+
+/// A pooler process on this machine (the throwaway PgBouncer, or the process listening on a
+/// loopback target's port that is not PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalPooler {
+    pub pid: u32,
+    /// The most CPUs it can use: 1 for PgBouncer, which does all its work on one thread (its
+    /// second thread only resolves names); None (all the host's) for the others (pgpool-II
+    /// forks a process per client, PgCat and Odyssey run several workers).
+    pub cores: Option<f64>,
+}
+
+impl LocalPooler {
+    pub fn of_pid(pid: u32) -> Self {
+        let name = crate::sys::procfs::name(pid).unwrap_or_default();
+        LocalPooler {
+            pid,
+            cores: (name == "pgbouncer").then_some(1.0),
+        }
+    }
+
+    /// The process listening on a loopback `port`, when it is not PostgreSQL itself.
+    pub fn listening_on(port: u16) -> Option<Self> {
+        let pid = crate::sys::procfs::listener_pid(port)?;
+        let name = crate::sys::procfs::name(pid)?;
+        (!name.starts_with("postgres")).then(|| Self::of_pid(pid))
+    }
 }
 
 impl CpuProbe {
@@ -98,8 +131,14 @@ impl Probe for CpuProbe {
             server_seconds: self
                 .server
                 .and_then(|server| counters::server_cpu_seconds(server.postmaster_pid)),
+            // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
+            pooler_seconds: self
+                .sides
+                .pooler
+                .and_then(|pooler| counters::server_cpu_seconds(pooler.pid)),
             wait_ns: None,
             client_cpus: None,
+            pooler_runnable: None,
         }
     }
 
@@ -107,6 +146,10 @@ impl Probe for CpuProbe {
         CpuReading {
             wait_ns: crate::sys::schedstat::process_wait_ns(),
             client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
+            pooler_runnable: self
+                .sides
+                .pooler
+                .and_then(|pooler| counters::runnable_seconds(pooler.pid)),
             ..self.read()
         }
     }
@@ -138,7 +181,19 @@ impl Probe for CpuProbe {
             Some(cores) => seconds.min(wall * cores),
             None => seconds,
         });
+        let pooler = match (after.pooler_seconds, before.pooler_seconds) {
+            (Some(a), Some(b)) => {
+                let cores = self
+                    .sides
+                    .pooler
+                    .and_then(|p| p.cores)
+                    .unwrap_or(self.cores);
+                Some((a - b).min(wall * cores))
+            }
+            _ => None,
+        };
         let shares = Shares::of(capacity, host, process, server);
+        let pooler_pct = pooler.map(|seconds| (seconds / capacity * 100.0).clamp(0.0, 100.0));
         Some(CpuSample {
             elapsed_ms: after.at.duration_since(self.run_start).as_millis() as u64,
             step: tag.step,
@@ -146,6 +201,7 @@ impl Probe for CpuProbe {
             host_cpu_pct: shares.host,
             process_cpu_pct: shares.process,
             server_cpu_pct: shares.server,
+            pooler_cpu_pct: pooler_pct,
         })
     }
 
@@ -159,7 +215,15 @@ impl Probe for CpuProbe {
             (Some(end), Some(begin)) => end.percent_since(&begin),
             _ => None,
         };
+        let wall = end.at.duration_since(begin.at).as_secs_f64();
+        let pooler_runnable_pct = match (end.pooler_runnable, begin.pooler_runnable) {
+            (Some(end), Some(begin)) if wall > 0.0 => {
+                Some(((end - begin) / wall * 100.0).clamp(0.0, 100.0))
+            }
+            _ => None,
+        };
         Some(StepCpu {
+            pooler_runnable_pct,
             cpu,
             client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
             client_cpus_busy_pct,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::classify::{class_of_sqlstate, classify_io_error};
+use crate::pg::classify::{class_of_error, classify_io_error};
 
 /// An error of the lean connection.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl WireError {
             WireError::Io(err) => classify_io_error(err),
             WireError::Timeout(_) => FailureClass::Timeout,
             WireError::Closed => FailureClass::Refused,
-            WireError::Server { code, .. } => class_of_sqlstate(code),
+            WireError::Server { code, message } => class_of_error(code, message),
             WireError::Protocol(_) | WireError::Tls(_) | WireError::Auth(_) => FailureClass::Io,
         }
     }
