@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod judge;
 pub mod logs;
 pub mod measure;
@@ -29,6 +30,8 @@ pub enum Status {
     GateBreached,
     /// Ctrl-C, SIGTERM or SIGHUP: what was measured is on disk.
     Interrupted,
+    /// An agent was lost during a step: the run stopped there; what was measured is on disk.
+    AgentLost,
 }
 
 impl Status {
@@ -37,6 +40,7 @@ impl Status {
             Status::Completed => 0,
             Status::Failed => 1,
             Status::GateBreached => 3,
+            Status::AgentLost => 4,
             Status::Interrupted => sys::interrupt::exit_code(),
         }
     }
@@ -49,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Report(args) => app::report::report(&args),
         Command::Compare(args) => app::compare::compare(args),
         Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
+        Command::Agent(args) => app::agent::agent(args),
         Command::Completions(args) => app::manual::completions(&args.shell, &mut std::io::stdout()),
         Command::Man => app::manual::man(&mut std::io::stdout()),
     }

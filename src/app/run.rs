@@ -98,6 +98,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         ));
         return Ok(Status::Interrupted);
     }
+    if let Some(why) = &ramp.lost {
+        printer.note(format!(
+            "the run stopped after step {}: {why}; that step is logged incomplete, the steps before it are intact",
+            ramp.results.len()
+        ));
+        return Ok(Status::AgentLost);
+    }
     if breaches.iter().any(|(_, breach)| breach.is_some()) {
         return Ok(Status::GateBreached);
     }
@@ -131,8 +138,14 @@ fn run_against(
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
-    let mut engine = build_engine(config, spec, &server)?;
-    warn_if_open_files_short(config, engine.as_ref(), printer);
+    let mut engine = match &config.fleet {
+        Some(fleet) => super::coordinate::remote_engine(config, fleet, &server, printer)?,
+        None => {
+            let engine = build_engine(config, spec, &server)?;
+            warn_if_open_files_short(config, engine.as_ref(), printer);
+            engine
+        }
+    };
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -263,7 +276,7 @@ fn finish(
         .iter()
         .map(|gate| (gate.to_string(), gate.breach(&verdict, &ramp.results)))
         .collect();
-    let complete = !interrupt::requested() && ramp.log_error.is_none();
+    let complete = !interrupt::requested() && ramp.log_error.is_none() && ramp.lost.is_none();
     let summary_written = match &ramp.log_error {
         Some(_) => Ok(()),
         None => write_summary(logs, facts, &ramp.summaries, &verdict, &breaches, complete),

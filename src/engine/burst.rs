@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, reap};
+use super::{
+    EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, hold_until, reap,
+};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -20,11 +22,16 @@ pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
 pub struct Burst {
     spec: Arc<RequestSpec>,
     stack_size: usize,
+    release: Option<Instant>,
 }
 
 impl Burst {
     pub fn new(spec: Arc<RequestSpec>, stack_size: usize) -> Self {
-        Burst { spec, stack_size }
+        Burst {
+            spec,
+            stack_size,
+            release: None,
+        }
     }
 }
 
@@ -39,6 +46,10 @@ impl Engine for Burst {
 
     fn step_bound(&self, _size: u32) -> Duration {
         LAUNCH_ALLOWANCE + self.spec.timeout + REPORT_GRACE + EXIT_GRACE
+    }
+
+    fn release_next_at(&mut self, at: Instant) {
+        self.release = Some(at);
     }
 
     fn run_step(
@@ -90,7 +101,7 @@ impl Engine for Burst {
                 break;
             }
         }
-        let release = Instant::now();
+        let release = hold_until(self.release.take().filter(|at| *at < launch_deadline));
         let _ = release_at.set(release);
         drop(gate_tx);
 
@@ -105,6 +116,7 @@ impl Engine for Burst {
             unsent: 0,
             launch: release - launch_started,
             wall,
+            ..StepRun::default()
         }
     }
 }
