@@ -83,11 +83,6 @@ pub struct AgentArgs {
     /// This agent's name in the coordinator's logs [default: the host name and process id].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-
-    /// The local address the load connections leave from (e.g. 127.0.0.2), for a host with
-    /// several addresses; each address has its own ephemeral ports.
-    #[arg(long, value_name = "ADDR")]
-    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// The shells `pgstress completions` writes a script for.

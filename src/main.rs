@@ -36,7 +36,15 @@ fn usage_error(err: clap::Error) -> ExitCode {
     let command = std::env::args()
         .nth(1)
         .filter(|arg| {
-            ["run", "prepare", "report", "compare", "completions"].contains(&arg.as_str())
+            [
+                "run",
+                "agent",
+                "prepare",
+                "report",
+                "compare",
+                "completions",
+            ]
+            .contains(&arg.as_str())
         })
         .map(|arg| format!(" {arg}"))
         .unwrap_or_default();
