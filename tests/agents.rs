@@ -340,3 +340,77 @@ fn finish_or_kill(child: &mut Child) -> Option<std::process::ExitStatus> {
     let _ = child.wait();
     None
 }
+
+/// A run with `n` agents on loopback, each ending well; the coordinator's output and summary.
+fn run_with_agents(n: u32, extra: &[&str]) -> (Output, serde_json::Value) {
+    let logs = tempfile::tempdir().unwrap();
+    let address = coordinator_address();
+    let dsn = shared_dsn();
+    let started = Instant::now();
+    let run = coordinator(logs.path(), &address, n, extra)
+        .spawn()
+        .unwrap();
+    let agents: Vec<Child> = (1..=n)
+        .map(|i| agent(&address, &dsn, &format!("a{i}")).spawn().unwrap())
+        .collect();
+    let output = finish(run, Duration::from_secs(60), "the coordinator");
+    eprintln!("{extra:?}: {:?}", started.elapsed());
+    for agent in agents {
+        let out = finish(agent, Duration::from_secs(10), "an agent");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert!(output.status.success(), "{}", text(&output));
+    let json = summary(logs.path());
+    (output, json)
+}
+
+/// Pool and rate modes split their workers and arrivals across the agents, and the parts add
+/// up to the step.
+#[test]
+fn pool_workers_and_rate_arrivals_are_split_across_agents() {
+    let query = ["--query", "SELECT 1", "--steps", "1"];
+    let (_, pool) = run_with_agents(
+        2,
+        &[
+            &query[..],
+            &["--mode", "pool", "--workers", "5", "--step", "21"],
+        ]
+        .concat(),
+    );
+    let step = &pool["steps"][0];
+    assert_eq!(step["ok"], 21, "{step}");
+    let shares: Vec<u64> = step["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shares.iter().sum::<u64>(), 21);
+    assert!(
+        pool["plan"]["engine"]
+            .as_str()
+            .unwrap()
+            .contains("2 agents"),
+        "{}",
+        pool["plan"]
+    );
+    let (_, rate) = run_with_agents(
+        2,
+        &[
+            &query[..],
+            &["--mode", "rate", "--duration", "1s", "--step", "15"],
+        ]
+        .concat(),
+    );
+    let step = &rate["steps"][0];
+    assert_eq!(step["requests"], 15, "{step}");
+    let agents = step["agents"].as_array().unwrap();
+    assert_eq!(
+        agents
+            .iter()
+            .map(|a| a["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        15
+    );
+    assert_eq!(step["ok"], 15, "{step}");
+}
