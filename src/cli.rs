@@ -83,6 +83,11 @@ pub struct AgentArgs {
     /// This agent's name in the coordinator's logs [default: the host name and process id].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// The local address the load's connections leave from (e.g. 127.0.0.2), on a host with
+    /// several addresses: each has its own ephemeral ports.
+    #[arg(long, value_name = "ADDR")]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// The shells `pgstress completions` writes a script for.

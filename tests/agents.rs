@@ -90,6 +90,26 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// Lets the test server take connections from any loopback address (initdb allows 127.0.0.1
+/// only), so that agents can each send from their own, and gives it a table to note them in.
+fn allow_loopback_sources(dsn: &str) -> postgres::Client {
+    let mut client = postgres::Client::connect(dsn, postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS agent_sources (addr inet)")
+        .unwrap();
+    let hba: String = client.query_one("SHOW hba_file", &[]).unwrap().get(0);
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    if !rules.contains("127.0.0.0/8") {
+        std::fs::write(
+            &hba,
+            format!("host all all 127.0.0.0/8 scram-sha-256\n{rules}"),
+        )
+        .unwrap();
+        client.execute("SELECT pg_reload_conf()", &[]).unwrap();
+    }
+    client
+}
+
 /// Three agents, one of them with its clock 5 s ahead: the merged step is the sum of the
 /// agents' shares, its histogram the sum of theirs and the one built from every request, and
 /// the release in sync whatever the skew.
@@ -98,6 +118,10 @@ fn three_agents_send_one_step_merged_exactly_and_released_together() {
     let logs = tempfile::tempdir().unwrap();
     let address = coordinator_address();
     let dsn = shared_dsn();
+    let mut client = allow_loopback_sources(&dsn);
+    // Each request notes the address it came from.
+    let query =
+        "INSERT INTO agent_sources SELECT inet_client_addr() FROM pg_sleep(0.2) RETURNING 1";
     let run = coordinator(
         logs.path(),
         &address,
@@ -108,7 +132,8 @@ fn three_agents_send_one_step_merged_exactly_and_released_together() {
             "--step",
             "31",
             "--query",
-            "SELECT pg_sleep(0.2)",
+            query,
+            "--allow-writes",
             "--log-requests",
         ],
     )
@@ -117,6 +142,7 @@ fn three_agents_send_one_step_merged_exactly_and_released_together() {
     let mut agents: Vec<Child> = (1..=3)
         .map(|i| {
             let mut cmd = agent(&address, &dsn, &format!("agent-{i}"));
+            cmd.args(["--source-address", &format!("127.0.0.{}", i + 1)]);
             if i == 2 {
                 cmd.env(pgstress::fleet::clock::TEST_SKEW_VAR, "5000");
             }
@@ -192,6 +218,37 @@ fn three_agents_send_one_step_merged_exactly_and_released_together() {
     assert!(json["verdict"].is_object(), "{}", json["verdict"]);
     assert!(!json["verdict_text"].as_array().unwrap().is_empty());
     assert_eq!(json["complete"], true);
+    let rows = client
+        .query(
+            "SELECT host(addr), count(*) FROM agent_sources GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap();
+    let sources: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let from = |addr: &str| {
+        sources
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map_or(0, |(_, n)| *n)
+    };
+    // Each agent's requests came from its own address (the probes from 127.0.0.1).
+    for i in 1..=3 {
+        let name = format!("agent-{i}");
+        let sent: u64 = json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|step| step["agents"].as_array().unwrap())
+            .filter(|a| a["agent"] == name.as_str())
+            .map(|a| a["requests"].as_u64().unwrap())
+            .sum();
+        let addr = format!("127.0.0.{}", i + 1);
+        assert_eq!(from(&addr) as u64, sent, "{name} from {addr}: {sources:?}");
+    }
+    assert_eq!(
+        from("127.0.0.2") + from("127.0.0.3") + from("127.0.0.4"),
+        93
+    );
 }
 
 /// An agent with the wrong token, and one with none, are refused with a one-line error each;

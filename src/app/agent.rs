@@ -60,8 +60,16 @@ fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()
                 bail!("this agent has no target");
             };
             let (target, server, _) = preflight(target, &config)?;
-            let spec = Arc::new(request_spec(&config, &target)?);
-            let engine = build_engine(&config, spec, &server)?;
+            let mut spec = request_spec(&config, &target)?;
+            if let Some(source) = args.source_address {
+                let Some(lean) = spec.lean.as_mut() else {
+                    bail!(
+                        "--source-address needs the lean client, and the plan has --client postgres"
+                    );
+                };
+                lean.source = Some(source);
+            }
+            let engine = build_engine(&config, Arc::new(spec), &server)?;
             Ok(engine)
         });
     let mut engine = match prepared {
