@@ -26,6 +26,7 @@ const ARRIVALS: [&str; 2] = ARRIVAL_NAMES;
     about = "Find how much concurrent load a PostgreSQL server takes before it stops responding",
     after_help = "Exit codes: 0 the run completed (a breaking point found is a result), \
                   1 pgstress could not do its job, 2 usage error, 3 a --fail-if gate was breached, \
+                  4 an agent was lost (the run stopped; the steps before are on disk), \
                   130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP."
 )]
 pub struct Cli {
@@ -43,6 +44,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Print saved runs side by side, step by step (e.g. burst vs pool vs rate).
     Compare(CompareArgs),
+    /// Send load for a coordinator (`pgstress run --agents N --listen ADDR:PORT`) to this agent's
+    /// own target, each step when the coordinator releases it.
+    Agent(AgentArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `pgstress man > ~/.local/share/man/man1/pgstress.1`.
@@ -164,6 +168,43 @@ pub struct K8sEntrypointArgs {
     /// Options of the coordinator's `pgstress run`.
     #[arg(last = true, value_name = "RUN OPTIONS")]
     pub run_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The coordinator to dial: the HOST:PORT of `pgstress run --agents N --listen ADDR:PORT`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: String,
+
+    /// This agent's target: libpq key=value string or postgres:// URL. Default: DATABASE_URL,
+    /// then libpq's PG* variables and service file. The coordinator never sends one.
+    #[arg(long, value_name = "DSN")]
+    pub dsn: Option<String>,
+
+    /// TLS to the target: disable, prefer, require, verify-ca or verify-full [default: prefer].
+    #[arg(long, value_name = "MODE", value_parser = SSLMODES)]
+    pub sslmode: Option<String>,
+
+    /// CA certificate for verify-ca / verify-full.
+    #[arg(long, value_name = "FILE")]
+    pub sslrootcert: Option<PathBuf>,
+
+    /// The most connections any coordinator may have this agent hold at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: u32,
+
+    /// The longest this agent works for any coordinator, from joining to the last step.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub max_duration: String,
+
+    /// This agent's name in the coordinator's logs [default: the host name and process id].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The local address the load's connections leave from (e.g. 127.0.0.2), on a host with
+    /// several addresses: each has its own ephemeral ports.
+    #[arg(long, value_name = "ADDR")]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// The shells `pgstress completions` writes a script for.
@@ -374,6 +415,20 @@ pub struct RunArgs {
     /// No progress bars, even on a terminal: the plain per-step lines only.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Send each step's load from N agents (`pgstress agent`) instead of this process, which
+    /// coordinates: it releases each step on every agent at once and merges what they measured.
+    #[arg(long, value_name = "N")]
+    pub agents: Option<u32>,
+
+    /// With --agents: the address and port the agents dial, e.g. 0.0.0.0:7777. Beyond loopback
+    /// it needs the shared token in PGSTRESS_TOKEN (on the agents too).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+
+    /// With --agents: how long to wait for all of them to join [default: 60s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub agents_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

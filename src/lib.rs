@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod judge;
 pub mod logs;
 pub mod measure;
@@ -32,6 +33,8 @@ pub enum Status {
     /// The exit code of the run that `pgstress k8s entrypoint` started in a pod: passed on
     /// as it is, so the Job reports what the run said.
     Run(u8),
+    /// An agent was lost during a step: the run stopped there; what was measured is on disk.
+    AgentLost,
 }
 
 impl Status {
@@ -40,6 +43,7 @@ impl Status {
             Status::Completed => 0,
             Status::Failed => 1,
             Status::GateBreached => 3,
+            Status::AgentLost => 4,
             Status::Interrupted => sys::interrupt::exit_code(),
             Status::Run(code) => code,
         }
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Report(args) => app::report::report(&args),
         Command::Compare(args) => app::compare::compare(args),
         Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
+        Command::Agent(args) => app::agent::agent(args),
         Command::Completions(args) => app::manual::completions(&args.shell, &mut std::io::stdout()),
         Command::Man => app::manual::man(&mut std::io::stdout()),
         Command::K8s(args) => app::k8s::k8s(args, &mut std::io::stdout()),

@@ -45,7 +45,15 @@ fn usage_error(err: clap::Error) -> ExitCode {
 /// The subcommand whose `--help` to point to: ` run`, ` k8s render`, or none.
 fn help_command(args: &[String]) -> String {
     let known = |at: usize, names: &[&str]| args.get(at).filter(|a| names.contains(&a.as_str()));
-    let top = ["run", "prepare", "report", "compare", "completions", "k8s"];
+    let top = [
+        "run",
+        "agent",
+        "prepare",
+        "report",
+        "compare",
+        "completions",
+        "k8s",
+    ];
     match known(1, &top) {
         Some(k8s) if k8s == "k8s" => match known(2, &["render", "entrypoint"]) {
             Some(nested) => format!(" k8s {nested}"),

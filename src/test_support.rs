@@ -35,6 +35,7 @@ pub fn step_with_failures(
         unsent: 0,
         launch: Duration::from_millis(1),
         wall: Duration::from_millis(1000),
+        ..StepRun::default()
     };
     StepResult::from_run(step, requests, &run, &[], &[])
 }

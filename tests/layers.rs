@@ -19,8 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("logs", &["output", "judge", "sys", "model"]),
     ("report", &["logs", "output", "judge", "sys", "model"]),
     (
+        "fleet",
+        &["judge", "measure", "engine", "pg", "sys", "model"],
+    ),
+    (
         "config",
-        &["cli", "judge", "measure", "engine", "pg", "sys", "model"],
+        &[
+            "cli", "fleet", "judge", "measure", "engine", "pg", "sys", "model",
+        ],
     ),
     ("cli", &["model"]),
 ];

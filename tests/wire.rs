@@ -135,6 +135,7 @@ impl Cluster {
             tls: None,
             scram_per_connection: false,
             in_band: None,
+            source: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! One file per subcommand, and the per-step loop that `run` drives.
 
+pub mod agent;
 pub mod compare;
+pub mod coordinate;
 pub mod cpus;
 pub mod k8s;
 pub mod manual;

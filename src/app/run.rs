@@ -17,11 +17,12 @@ use super::step_loop::{PoolerWatch, Ramp, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
+use crate::engine::Engine;
 use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
-use crate::model::facts::RunFacts;
+use crate::model::facts::{RunFacts, ServerFacts};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
@@ -99,18 +100,35 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         printer.note("throwaway server stopped and removed");
     }
     let (ramp, breaches) = outcome?;
+    Ok(status_of(&ramp, &breaches, &config, &mut printer))
+}
+
+/// How the run ended, said on the terminal where it was not a plain end.
+fn status_of(
+    ramp: &Ramp,
+    breaches: &Breaches,
+    config: &RunConfig,
+    printer: &mut Printer<std::io::Stdout>,
+) -> Status {
     if interrupt::requested() {
         printer.note(format!(
             "interrupted after {} of {} steps; their logs are on disk",
             ramp.results.len(),
             config.plan.steps
         ));
-        return Ok(Status::Interrupted);
+        return Status::Interrupted;
+    }
+    if let Some(why) = &ramp.lost {
+        printer.note(format!(
+            "the run stopped after step {}: {why}; that step is logged incomplete, the steps before it are intact",
+            ramp.results.len()
+        ));
+        return Status::AgentLost;
     }
     if breaches.iter().any(|(_, breach)| breach.is_some()) {
-        return Ok(Status::GateBreached);
+        return Status::GateBreached;
     }
-    Ok(Status::Completed)
+    Status::Completed
 }
 
 /// Gate texts and, for each, why it was breached (None: it passed).
@@ -144,8 +162,7 @@ fn run_against(
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
-    let mut engine = build_engine(config, spec, &server)?;
-    warn_if_open_files_short(config, engine.as_ref(), printer);
+    let mut engine = engine_for(config, spec, &server, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -198,6 +215,23 @@ fn run_against(
     progress.finish();
     let breaches = finish(config, &facts, &ramp, &logs, printer)?;
     Ok((ramp, breaches))
+}
+
+/// The engine that sends the load: this process's own, or the agents' (`--agents`).
+fn engine_for(
+    config: &RunConfig,
+    spec: Arc<RequestSpec>,
+    server: &ServerFacts,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<Box<dyn Engine>> {
+    Ok(match &config.fleet {
+        Some(fleet) => super::coordinate::remote_engine(config, fleet, server, printer)?,
+        None => {
+            let engine = build_engine(config, spec, server)?;
+            warn_if_open_files_short(config, engine.as_ref(), printer);
+            engine
+        }
+    })
 }
 
 type CpuSampler = Sampler<CpuSample, StepCpu>;
@@ -294,7 +328,7 @@ fn finish(
         .iter()
         .map(|gate| (gate.to_string(), gate.breach(&verdict, &ramp.results)))
         .collect();
-    let complete = !interrupt::requested() && ramp.log_error.is_none();
+    let complete = !interrupt::requested() && ramp.log_error.is_none() && ramp.lost.is_none();
     let summary_written = match &ramp.log_error {
         Some(_) => Ok(()),
         None => write_summary(logs, facts, &ramp.summaries, &verdict, &breaches, complete),

@@ -16,6 +16,7 @@ use crate::measure::stats;
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
+use crate::model::rules::Flag;
 use crate::model::sample::{
     CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample, StepCpu,
 };
@@ -36,6 +37,9 @@ pub struct Ramp {
     /// A log that could not be written (a full disk): the ramp ended there, and the steps
     /// measured so far are still judged and printed.
     pub log_error: Option<anyhow::Error>,
+    /// An agent was lost during the last step (why): that step is incomplete and the run
+    /// ended there.
+    pub lost: Option<String>,
 }
 
 /// The pooler as the third side: its console's view, and the CPUs it can use (1: PgBouncer).
@@ -69,6 +73,7 @@ impl<W: Write> StepLoop<'_, W> {
             summaries: Vec::new(),
             stopped: None,
             log_error: None,
+            lost: None,
         };
         let steps = self.config.plan.steps;
         for index in 1..=steps {
@@ -98,11 +103,14 @@ impl<W: Write> StepLoop<'_, W> {
                 &self.config.thresholds,
             );
             result.flags.extend(pooler_flags);
-            let written = self.logs.write_step(&result, &cpu_samples, &run.records);
+            let written = (self.logs).write_step(&result, &cpu_samples, &run.records, &run.agents);
             self.progress.suspend(|| self.printer.step(&result, steps));
+            for note in agent_notes(&run) {
+                self.progress.suspend(|| self.printer.note(note.clone()));
+            }
             ramp.stopped =
                 verdict::stop_reason(&result, &self.config.stop).map(|reason| (index, reason));
-            ramp.summaries.push(StepSummary::of(&result));
+            ramp.summaries.push(StepSummary::of(&result, &run.agents));
             ramp.results.push(result);
             let verdict = judge_run(&ramp, self.config, self.facts);
             let written = written.map_err(anyhow::Error::from).and_then(|()| {
@@ -113,6 +121,10 @@ impl<W: Write> StepLoop<'_, W> {
                 break;
             }
             if ramp.stopped.is_some() && index < steps {
+                break;
+            }
+            if run.lost.is_some() {
+                ramp.lost = run.lost;
                 break;
             }
         }
@@ -186,9 +198,39 @@ impl<W: Write> StepLoop<'_, W> {
             server_cores: self.facts.cpus.server_cores,
         };
         measured.concurrency.asked = context.concurrency;
-        let flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
+        let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
+        // A step where any agent was the limit is client-limited as a whole.
+        for agent in &run.agents {
+            let raised = agent.flags.iter().filter_map(|name| Flag::from_name(name));
+            for flag in raised.filter(|flag| flag.is_client_limit()) {
+                if !flags.contains(&flag) {
+                    flags.push(flag);
+                }
+            }
+        }
+        if run.lost.is_some() && !flags.contains(&Flag::Partial) {
+            flags.push(Flag::Partial);
+        }
         measured.with_flags(flags)
     }
+}
+
+/// The lines naming which agent limited a step, or was lost during it.
+fn agent_notes(run: &StepRun) -> Vec<String> {
+    let mut notes: Vec<String> = run
+        .agents
+        .iter()
+        .filter(|agent| !agent.flags.is_empty())
+        .map(|agent| {
+            format!(
+                "  agent {}: {} (its own share)",
+                agent.agent,
+                agent.flags.join(", ")
+            )
+        })
+        .collect();
+    notes.extend(run.lost.iter().map(|why| format!("  {why}")));
+    notes
 }
 
 /// What the verdict is judged against, from the run's configuration and facts.

@@ -53,6 +53,7 @@ impl Engine for FakeEngine {
     fn step_bound(&self, _size: u32) -> Duration {
         Duration::from_secs(1)
     }
+    fn release_next_at(&mut self, _at: std::time::Instant) {}
     fn run_step(
         &mut self,
         step: u32,
@@ -79,6 +80,7 @@ impl Engine for FakeEngine {
             unsent: 0,
             launch: Duration::from_micros(10),
             wall: Duration::from_millis(5),
+            ..StepRun::default()
         }
     }
 }

@@ -55,6 +55,9 @@ pub(super) struct FileConfig {
     pub(super) saturated_cpu: Option<f64>,
     pub(super) no_report: Option<bool>,
     pub(super) quiet: Option<bool>,
+    pub(super) agents: Option<u32>,
+    pub(super) listen: Option<String>,
+    pub(super) agents_timeout: Option<String>,
 }
 
 impl FileConfig {

@@ -5,6 +5,7 @@ pub mod data;
 mod env;
 mod error;
 mod file;
+mod fleet;
 mod judging;
 pub mod k8s;
 mod plan;
@@ -101,6 +102,8 @@ pub struct RunConfig {
     pub quiet: bool,
     /// Where the throwaway server and pgstress run.
     pub cpus: CpuChoice,
+    /// The agents that send the load instead of this process, if any.
+    pub fleet: Option<crate::fleet::coordinator::FleetSettings>,
 }
 
 impl RunConfig {
@@ -129,6 +132,7 @@ impl RunConfig {
         let pooler = pooler::merge_pooler(&args, &file)?;
         let prepare = pooler::merge_prepare(&args, &file)?;
         let cpus = merge_cpus(&args, &file, &target)?;
+        let fleet = fleet::merge_fleet(&args, &file, &target, &mode, pooler.is_some())?;
         let data = args.data.or(file.data);
         let data_from_demo = data.is_none()
             && takes_parameter
@@ -165,6 +169,7 @@ impl RunConfig {
             report: !(args.no_report || file.no_report == Some(true)),
             quiet: args.quiet || file.quiet == Some(true),
             cpus,
+            fleet,
         })
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, reap};
+use super::{
+    EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, hold_until, reap,
+};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -26,6 +28,7 @@ pub struct Burst {
     spec: Arc<RequestSpec>,
     stack_size: usize,
     hold_back: Option<Duration>,
+    release: Option<Instant>,
 }
 
 impl Burst {
@@ -38,6 +41,7 @@ impl Burst {
             spec,
             stack_size,
             hold_back,
+            release: None,
         }
     }
 }
@@ -53,6 +57,10 @@ impl Engine for Burst {
 
     fn step_bound(&self, _size: u32) -> Duration {
         LAUNCH_ALLOWANCE + self.spec.timeout + REPORT_GRACE + EXIT_GRACE
+    }
+
+    fn release_next_at(&mut self, at: Instant) {
+        self.release = Some(at);
     }
 
     fn run_step(
@@ -105,7 +113,7 @@ impl Engine for Burst {
                 break;
             }
         }
-        let release = Instant::now();
+        let release = hold_until(self.release.take().filter(|at| *at < launch_deadline));
         let _ = release_at.set(release);
         drop(gate_tx);
 
@@ -120,6 +128,7 @@ impl Engine for Burst {
             unsent: 0,
             launch: release - launch_started,
             wall,
+            ..StepRun::default()
         }
     }
 }

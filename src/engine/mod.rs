@@ -39,6 +39,31 @@ pub trait Engine {
         params: Vec<Option<String>>,
         observer: Option<&dyn StepObserver>,
     ) -> StepRun;
+    /// Holds the next step's first request until `at`, so that machines running their shares
+    /// of one step start it together; without it a step starts as soon as it is ready.
+    fn release_next_at(&mut self, at: Instant);
+}
+
+/// How close to a release time a thread sleeps before it yields instead: sleeping overshoots
+/// by the scheduler's slack, which would be the release's error.
+const SPIN_BEFORE: Duration = Duration::from_millis(2);
+
+/// Waits for a release time (if any, and still ahead) and returns the moment of the release.
+pub fn hold_until(at: Option<Instant>) -> Instant {
+    let Some(at) = at else {
+        return Instant::now();
+    };
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return now;
+        }
+        let left = at - now;
+        match left > SPIN_BEFORE {
+            true => std::thread::sleep(left - SPIN_BEFORE),
+            false => std::thread::yield_now(),
+        }
+    }
 }
 
 /// The name of every thread that runs one request: a panic there is the request's failure,

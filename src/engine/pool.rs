@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, reap};
+use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, hold_until, reap};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -58,6 +58,7 @@ pub struct Pool {
     handles: Vec<JoinHandle<()>>,
     /// Workers whose first connection opened before step 1.
     pub connected_at_start: u32,
+    release: Option<Instant>,
 }
 
 impl Pool {
@@ -110,6 +111,7 @@ impl Pool {
             current_step,
             handles,
             connected_at_start,
+            release: None,
         })
     }
 
@@ -149,6 +151,10 @@ impl Engine for Pool {
         self.drain_bound(size as usize) + REPORT_GRACE
     }
 
+    fn release_next_at(&mut self, at: Instant) {
+        self.release = Some(at);
+    }
+
     fn run_step(
         &mut self,
         step: u32,
@@ -158,7 +164,7 @@ impl Engine for Pool {
         while self.leftovers.try_recv().is_ok() {}
         self.current_step.store(step, Ordering::SeqCst);
         let requests = params.len();
-        let origin = Instant::now();
+        let origin = hold_until(self.release.take());
         let start_by = origin + self.drain_bound(requests);
         let jobs = self
             .jobs
@@ -192,6 +198,7 @@ impl Engine for Pool {
             unsent: 0,
             launch: Duration::ZERO,
             wall,
+            ..StepRun::default()
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, reap};
+use super::{
+    EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, hold_until, reap,
+};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::plan::Arrival;
 use crate::model::record::RequestRecord;
@@ -24,6 +26,7 @@ pub struct Rate {
     /// None: a thread per request.
     max_inflight: Option<u32>,
     stack_size: usize,
+    release: Option<Instant>,
 }
 
 /// The due times of a step's requests, from its start, in order. Poisson arrivals are the
@@ -62,6 +65,7 @@ impl Rate {
             arrival,
             max_inflight,
             stack_size,
+            release: None,
         }
     }
 
@@ -108,6 +112,10 @@ impl Engine for Rate {
         self.duration + self.spec.timeout + REPORT_GRACE + EXIT_GRACE
     }
 
+    fn release_next_at(&mut self, at: Instant) {
+        self.release = Some(at);
+    }
+
     fn run_step(
         &mut self,
         step: u32,
@@ -122,7 +130,7 @@ impl Engine for Rate {
 
         // With a worker set, a request is handed over only to a worker waiting for it.
         let (due_tx, due_rx) = bounded::<Due>(0);
-        let origin = Instant::now();
+        let origin = hold_until(self.release.take());
         for _ in 0..self.max_inflight.unwrap_or(0) {
             let worker = Sender::clone(&results_tx);
             let (spec, due_rx) = (Arc::clone(&self.spec), due_rx.clone());
@@ -184,6 +192,7 @@ impl Engine for Rate {
             unsent,
             launch: Duration::ZERO,
             wall,
+            ..StepRun::default()
         }
     }
 }

@@ -118,6 +118,7 @@ impl RunLogs {
         step: &StepResult,
         samples: &[CpuSample],
         records: &[RequestRecord],
+        agents: &[crate::model::fleet::AgentStep],
     ) -> Result<(), LogError> {
         if crate::sys::interrupt::abandoned() {
             return Ok(());
@@ -125,7 +126,7 @@ impl RunLogs {
         self.original.write_step(step)?;
         self.steps.write_step(step)?;
         if let Some(requests) = &mut self.requests {
-            requests.write_step(step.step, records)?;
+            requests.write_step(step.step, records, agents)?;
         }
         self.cpu.write_samples(samples)
     }

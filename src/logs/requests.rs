@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvFile, LogError};
+use crate::model::fleet::AgentStep;
 use crate::model::record::RequestRecord;
 
-pub const REQUESTS_HEADER: [&str; 8] = [
+pub const REQUESTS_HEADER: [&str; 9] = [
     "step",
     "start_ms",
     "wait_ms",
@@ -15,6 +16,7 @@ pub const REQUESTS_HEADER: [&str; 8] = [
     "latency_ms",
     "service_ms",
     "outcome",
+    "agent",
 ];
 
 pub struct RequestsCsv {
@@ -33,9 +35,16 @@ impl RequestsCsv {
     }
 
     /// A step's requests; `latency_ms` counts from when the request was due (its wait
-    /// included), `service_ms` from when it started (rate mode's uncorrected latency).
-    pub fn write_step(&mut self, step: u32, records: &[RequestRecord]) -> Result<(), LogError> {
-        for record in records {
+    /// included), `service_ms` from when it started (rate mode's uncorrected latency); `agent`
+    /// names the agent that sent it (empty on one machine).
+    pub fn write_step(
+        &mut self,
+        step: u32,
+        records: &[RequestRecord],
+        agents: &[AgentStep],
+    ) -> Result<(), LogError> {
+        let names = AgentStep::record_names(agents).chain(std::iter::repeat(""));
+        for (record, agent) in records.iter().zip(names) {
             let optional = |value: Option<std::time::Duration>| value.map(ms).unwrap_or_default();
             let outcome = match &record.outcome {
                 Ok(()) => "ok".to_owned(),
@@ -50,6 +59,7 @@ impl RequestsCsv {
                 ms(record.latency),
                 ms(record.service()),
                 outcome,
+                agent.to_owned(),
             ])?;
         }
         self.file.flush()

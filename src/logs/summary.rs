@@ -1,15 +1,16 @@
-//! `<ts>_summary.json`: the run's facts, every step's row with its latency histogram (HDR V2,
-//! base64, so runs from several machines can later be merged exactly), the verdict and the gates.
+//! `<ts>_summary.json`: the run's facts, every step's row with its latency histogram
+//! (HdrHistogram's interchange encoding, V2 deflate in base64, so that any HdrHistogram decoder
+//! reads it and runs from several machines can later be merged exactly), with agents the
+//! per-agent breakdown, the verdict and the gates.
 
 use std::path::Path;
 
-use base64::Engine;
-use hdrhistogram::serialization::{Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::{LogError, StepRow};
 use crate::judge::verdict::Verdict;
 use crate::model::facts::RunFacts;
+use crate::model::fleet::AgentStep;
 use crate::model::step::StepResult;
 
 #[derive(Debug, Serialize)]
@@ -17,23 +18,20 @@ pub struct StepSummary {
     #[serde(flatten)]
     pub row: StepRow,
     pub flag_list: Vec<&'static str>,
-    /// Latency of the successful requests in microseconds, HDR histogram V2, base64.
+    /// Latency of the successful requests in microseconds, HdrHistogram V2 deflate, base64.
     pub latency_histogram_us: String,
+    /// What each agent measured of its share, when agents sent the step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentStep>,
 }
 
 impl StepSummary {
-    pub fn of(step: &StepResult) -> Self {
-        let mut bytes = Vec::new();
-        // Serializing into memory fails only for a histogram that cannot be encoded at all.
-        let encoded = V2Serializer::new()
-            .serialize(&step.latency, &mut bytes)
-            .map(|_| bytes);
+    pub fn of(step: &StepResult, agents: &[AgentStep]) -> Self {
         StepSummary {
             row: StepRow::of(step),
             flag_list: step.flags.iter().map(|f| f.name()).collect(),
-            latency_histogram_us: encoded
-                .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
-                .unwrap_or_default(),
+            latency_histogram_us: crate::model::hdr::encode(&step.latency),
+            agents: agents.to_vec(),
         }
     }
 }

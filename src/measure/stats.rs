@@ -152,6 +152,7 @@ mod tests {
             unsent: 0,
             launch: Duration::from_millis(5),
             wall: Duration::from_millis(500),
+            ..StepRun::default()
         }
     }
 

@@ -1,6 +1,8 @@
 //! Plain data shared by every layer: no I/O, no PostgreSQL, no threads.
 
 pub mod facts;
+pub mod fleet;
+pub mod hdr;
 pub mod outcome;
 pub mod plan;
 pub mod query;

@@ -72,6 +72,10 @@ pub struct StepRun {
     pub launch: Duration,
     /// From the release to the last request's end (or the step's deadline).
     pub wall: Duration,
+    /// Sent by agents: each one's share, in the order of `records`. Empty on one machine.
+    pub agents: Vec<crate::model::fleet::AgentStep>,
+    /// An agent was lost during the step (why): the step is incomplete and the run stops.
+    pub lost: Option<String>,
 }
 
 /// Requests of the step in flight that have ended so far.

@@ -234,6 +234,7 @@ fn cluster_free_params() -> ConnectParams {
         tls: None,
         scram_per_connection: false,
         in_band: None,
+        source: None,
     }
 }
 

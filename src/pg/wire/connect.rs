@@ -66,6 +66,9 @@ pub struct ConnectParams {
     pub scram_per_connection: bool,
     /// Settings sent in each request's transaction rather than in `extra` (through a pooler).
     pub in_band: Option<InBand>,
+    /// The local address TCP connections leave from; None: the system's choice. Each source
+    /// address has its own ephemeral ports (an agent on a host with several addresses).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl ConnectParams {
@@ -101,6 +104,7 @@ impl ConnectParams {
             tls: WireTls::from_options(tls)?,
             scram_per_connection: false,
             in_band: None,
+            source: None,
         })
     }
 }
@@ -123,7 +127,7 @@ pub struct Connection {
 impl Connection {
     /// Opens a connection and logs in, all before `deadline`.
     pub fn connect(params: &ConnectParams, deadline: Instant) -> Result<Connection, WireError> {
-        let transport = open_socket(&params.address, deadline)?;
+        let transport = open_socket(&params.address, params.source, deadline)?;
         let mut conn = Connection {
             stream: Stream {
                 transport,
@@ -246,7 +250,11 @@ fn handshake_error(err: openssl::ssl::Error) -> WireError {
 }
 
 /// Connects to the first address that answers, trying each the host name resolves to.
-fn open_socket(address: &Address, deadline: Instant) -> Result<Transport, WireError> {
+fn open_socket(
+    address: &Address,
+    source: Option<std::net::IpAddr>,
+    deadline: Instant,
+) -> Result<Transport, WireError> {
     let timeout = |err| io_error(err, "connecting");
     match address {
         Address::Unix(path) => {
@@ -263,7 +271,7 @@ fn open_socket(address: &Address, deadline: Instant) -> Result<Transport, WireEr
                 .map_err(WireError::Io)?
             {
                 let left = time_left(deadline).map_err(timeout)?;
-                match TcpStream::connect_timeout(&addr, left) {
+                match connect_from(source, &addr, left) {
                     Ok(socket) => {
                         // Requests are single writes: send each at once, never wait on Nagle.
                         let _ = socket.set_nodelay(true);
@@ -278,4 +286,24 @@ fn open_socket(address: &Address, deadline: Instant) -> Result<Transport, WireEr
             ))
         }
     }
+}
+
+/// A TCP connection within `timeout`, from `source` when one is given: the socket is bound to
+/// it before connecting, which the standard library cannot do.
+fn connect_from(
+    source: Option<std::net::IpAddr>,
+    addr: &std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(addr, timeout);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(*addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&std::net::SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(socket.into())
 }

@@ -1,0 +1,142 @@
+//! `pgstress run --agents N --listen ADDR:PORT`: the engine that sends each step to the agents
+//! instead of this process, with each agent's plan cut from this run's validated options.
+
+use std::time::Duration;
+
+use crate::config::RunConfig;
+use crate::engine::{EXIT_GRACE, Engine, REPORT_GRACE, burst, pool};
+use crate::fleet::coordinator::{self, FleetSettings};
+use crate::fleet::messages::AgentPlan;
+use crate::fleet::remote::{Remote, Shape};
+use crate::fleet::split;
+use crate::model::facts::ServerFacts;
+use crate::model::plan::{Arrival, Mode};
+use crate::output::printer::Printer;
+use crate::pg::request::{Prepare, RequestClient};
+
+/// Waits for the agents, sends them their plans and returns the engine that drives them.
+pub fn remote_engine(
+    config: &RunConfig,
+    fleet: &FleetSettings,
+    server: &ServerFacts,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<Box<dyn Engine>> {
+    let agents = fleet.agents;
+    let workers = match config.mode {
+        Mode::Pool { workers, .. } => Some(workers.unwrap_or_else(|| {
+            pool::default_workers(server.usable_connections(), config.plan.largest()).max(agents)
+        })),
+        _ => None,
+    };
+    let shape = shape(config, agents, workers);
+    let bound: Duration = (1..=config.plan.steps)
+        .map(|i| (shape.step_bound)(config.plan.requests_at(i)) + config.pause)
+        .sum();
+    let plan_for = |index: u32| plan_for(config, agents, workers, bound, index);
+    let (links, engines) = coordinator::assemble(fleet, &plan_for, &mut |note| printer.note(note))?;
+    if let Some(first) = engines.first() {
+        printer.note(format!("the agents are ready; agent 1: {first}"));
+    }
+    Ok(Box::new(Remote::new(links, shape)))
+}
+
+/// One agent's plan: this run's request and mode, with its share of the workers (pool), of the
+/// senders (rate) and of the largest step.
+fn plan_for(
+    config: &RunConfig,
+    agents: u32,
+    workers: Option<u32>,
+    bound: Duration,
+    index: u32,
+) -> AgentPlan {
+    let share_of = |total: u32| split::shares(total, agents as usize)[index as usize - 1];
+    let largest_requests = config.mode.requests_for(config.plan.largest());
+    let (duration, arrival, max_inflight, connect_per_request) = match &config.mode {
+        Mode::Rate {
+            duration,
+            arrival,
+            max_inflight,
+        } => {
+            let arrival = match arrival {
+                Arrival::Uniform => "uniform",
+                Arrival::Poisson => "poisson",
+            };
+            (
+                Some(duration.as_millis() as u64),
+                Some(arrival.to_owned()),
+                max_inflight.map(share_of),
+                false,
+            )
+        }
+        Mode::Pool {
+            connect_per_request,
+            ..
+        } => (None, None, None, *connect_per_request),
+        Mode::Burst => (None, None, None, false),
+    };
+    let (client, scram_per_connection) = match config.client {
+        RequestClient::Postgres => ("postgres", false),
+        RequestClient::Lean {
+            scram_per_connection,
+        } => ("lean", scram_per_connection),
+    };
+    AgentPlan {
+        index,
+        mode: config.mode.name().to_owned(),
+        workers: workers.map(share_of),
+        connect_per_request,
+        duration_ms: duration,
+        arrival,
+        max_inflight,
+        query: config.query.clone(),
+        timeout_ms: config.timeout.as_millis() as u64,
+        allow_writes: config.allow_writes,
+        client: client.to_owned(),
+        scram_per_connection,
+        stack_kib: config.stack_size / 1024,
+        prepare: config.prepare.map(|p| match p {
+            Prepare::Once => "once".to_owned(),
+            Prepare::Never => "never".to_owned(),
+        }),
+        sample_every_ms: config.sample_every.as_millis() as u64,
+        saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
+        largest_share: share_of(largest_requests),
+        bound_ms: bound.as_millis() as u64,
+    }
+}
+
+/// How the agents' shares of a step are bounded, as the single-machine engines bound a step.
+fn shape(config: &RunConfig, agents: u32, workers: Option<u32>) -> Shape {
+    let timeout = config.timeout;
+    let describe = format!(
+        "{} mode, each agent its share of every step",
+        config.mode.name()
+    );
+    match config.mode.clone() {
+        Mode::Burst => Shape {
+            describe,
+            concurrency: Box::new(Some),
+            step_bound: Box::new(move |_| {
+                burst::LAUNCH_ALLOWANCE + timeout + REPORT_GRACE + EXIT_GRACE
+            }),
+        },
+        Mode::Pool { .. } => {
+            let workers = workers.unwrap_or(agents);
+            // The agent with the fewest workers drains its share last.
+            let fewest = (workers / agents).max(1);
+            Shape {
+                describe,
+                concurrency: Box::new(move |size| Some(size.min(workers))),
+                step_bound: Box::new(move |size| {
+                    let share = size.div_ceil(agents);
+                    timeout * share.div_ceil(fewest).max(1) + REPORT_GRACE
+                }),
+            }
+        }
+        Mode::Rate { duration, .. } => Shape {
+            describe,
+            concurrency: Box::new(|_| None),
+            step_bound: Box::new(move |_| duration + timeout + REPORT_GRACE + EXIT_GRACE),
+        },
+    }
+}

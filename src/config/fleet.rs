@@ -1,0 +1,138 @@
+//! `--agents`, `--listen`, `--agents-timeout` and the token: a run whose load comes from agents
+//! on other machines. Refused where it could not work or would be open to anyone.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::TargetChoice;
+use super::error::{ConfigError, invalid};
+use super::file::FileConfig;
+use super::values::parse_duration;
+use crate::cli::RunArgs;
+use crate::fleet::coordinator::FleetSettings;
+use crate::model::plan::Mode;
+
+const DEFAULT_AGENTS_TIMEOUT: Duration = Duration::from_secs(60);
+/// The first port of Linux's default ephemeral range: a listener above it may take a port an
+/// outgoing connection needs, or find it taken.
+const EPHEMERAL_FROM: u16 = 32768;
+
+/// The agents of the run, if it has any.
+pub(super) fn merge_fleet(
+    args: &RunArgs,
+    file: &FileConfig,
+    target: &TargetChoice,
+    mode: &Mode,
+    pooler: bool,
+) -> Result<Option<FleetSettings>, ConfigError> {
+    let agents = args.agents.or(file.agents);
+    let listen = args.listen.clone().or_else(|| file.listen.clone());
+    let (agents, listen) = match (agents, listen) {
+        (None, None) => return Ok(None),
+        (Some(n), None) => {
+            return Err(invalid(
+                "--agents",
+                n,
+                "give --listen ADDR:PORT for the agents to dial",
+            ));
+        }
+        (None, Some(listen)) => {
+            return Err(invalid(
+                "--listen",
+                listen,
+                "it is for --agents N; give both or neither",
+            ));
+        }
+        (Some(agents), Some(listen)) => (agents, listen),
+    };
+    if agents == 0 {
+        return Err(invalid("--agents", 0, "give 1 or more agents"));
+    }
+    if let Mode::Pool {
+        workers: Some(workers),
+        ..
+    } = mode
+        && *workers < agents
+    {
+        return Err(invalid(
+            "--workers",
+            workers,
+            format!("each of the {agents} agents needs a worker at least"),
+        ));
+    }
+    if matches!(target, TargetChoice::Throwaway { .. }) {
+        return Err(invalid(
+            "--agents",
+            agents,
+            "the agents send to their own target, so the run needs the same server named here: give --dsn (or DATABASE_URL, PG* variables)",
+        ));
+    }
+    if pooler {
+        return Err(invalid(
+            "--pooler",
+            "pgbouncer",
+            "a throwaway pooler serves this machine only; with --agents point them at your pooler",
+        ));
+    }
+    let timeout = args
+        .agents_timeout
+        .as_deref()
+        .or(file.agents_timeout.as_deref());
+    let timeout = parse_duration("--agents-timeout", timeout, DEFAULT_AGENTS_TIMEOUT)?;
+    let token = crate::fleet::auth::token_from_env();
+    Ok(Some(FleetSettings {
+        agents,
+        listen: parse_listen(&listen, token.is_some())?,
+        timeout,
+        token,
+    }))
+}
+
+/// The address the agents dial: a port below the ephemeral range, and beyond loopback only
+/// with a token.
+fn parse_listen(listen: &str, token: bool) -> Result<SocketAddr, ConfigError> {
+    let address: SocketAddr = listen.parse().map_err(|_| {
+        invalid(
+            "--listen",
+            listen,
+            "give an IP address and port, e.g. 127.0.0.1:7777 or 0.0.0.0:7777",
+        )
+    })?;
+    if address.port() == 0 || address.port() >= EPHEMERAL_FROM {
+        return Err(invalid(
+            "--listen",
+            listen,
+            format!(
+                "give a port from 1 to {}, below the ephemeral ports outgoing connections use",
+                EPHEMERAL_FROM - 1
+            ),
+        ));
+    }
+    if !address.ip().is_loopback() && !token {
+        return Err(invalid(
+            "--listen",
+            listen,
+            format!(
+                "beyond loopback anyone could join as an agent; set {} to a shared secret here and on the agents",
+                crate::fleet::TOKEN_VAR
+            ),
+        ));
+    }
+    Ok(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_needs_a_low_port_and_beyond_loopback_a_token() {
+        assert!(parse_listen("127.0.0.1:7777", false).is_ok());
+        let open = parse_listen("0.0.0.0:7777", false).unwrap_err().to_string();
+        assert!(open.contains("PGSTRESS_TOKEN"), "{open}");
+        assert!(parse_listen("0.0.0.0:7777", true).is_ok());
+        assert!(parse_listen("127.0.0.1:40000", false).is_err());
+        assert!(parse_listen("127.0.0.1:0", false).is_err());
+        assert!(parse_listen("localhost", false).is_err());
+    }
+}
