@@ -38,8 +38,11 @@ const DEFAULT_STEPS: u32 = 15;
 const DEFAULT_STEP: u32 = 50;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
-const DEFAULT_STACK_KIB: usize = 256;
-/// Below this a request thread overflows its stack inside the postgres client.
+/// A request thread touches at most 14 KiB of stack through the lean connection and 30 KiB
+/// through the `postgres` crate over TLS, glibc's thread descriptor and TLS included
+/// (`examples/stack_depth.rs`, docs/performance.md): 64 KiB leaves twice the deepest.
+const DEFAULT_STACK_KIB: usize = 64;
+/// The default: below it the `postgres` crate's TLS path has less than twice its measured need.
 const MIN_STACK_KIB: usize = 64;
 /// Far above what a request thread touches: beyond it a typo, not a need, is the likely cause,
 /// and every thread of a step would fail to start.
