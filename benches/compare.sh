@@ -8,7 +8,8 @@
 # (SCRAM password authentication over TCP, as a real deployment), loads the demo table, then
 # runs each comparison alternately, A B A B, and prints the medians and their ratios:
 #   a  connection per request: pgstress burst steps vs pgbench -C -c N -j 2
-#   b  persistent connections: pgstress --mode pool vs pgbench -c N -j 2 -M prepared
+#   b  persistent connections: pgstress --mode pool (lean and --client postgres) vs
+#      pgbench -c N -j 2 -M prepared
 #   c  the original's design (benches/original.py, psycopg2 + multiprocessing) vs burst mode
 #      (lean and --client postgres) vs pgbench -C, the same requests, alternating on one server
 #   d  launch scaling: one burst step of 1,000, 5,000 and 10,000 threads
@@ -213,6 +214,10 @@ elif has_part b; then
                 --steps "$steps" --start "$(ramp_start $((per_client * size / steps)) "$steps")" --step 1
             # The pool prepares the query once per connection: pgbench does the same with -M prepared.
             run_pgbench b "$size" "$pair" "$RESULTS/b-pgbench-$size-$pair" "$per_client" -M prepared
+            # The pool's workers through the postgres crate, as before they used the lean connection.
+            TOOL=postgres run_pgstress b "$size" "$pair" "$RESULTS/b-postgres-$size-$pair" --mode pool \
+                --workers "$size" --client postgres --steps "$steps" \
+                --start "$(ramp_start $((per_client * size / steps)) "$steps")" --step 1
         done
     done
 fi
@@ -306,7 +311,7 @@ compare_table() { # part title
     echo "$2"
     printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' N tool requests failed rps_run rps_tool cpu_ms/req server_ms/req rss_MiB
     for size in $SIZES; do
-        for tool in pgstress pgbench; do
+        for tool in pgstress postgres pgbench; do
             [ -n "$(med "$part" "$tool" "$size" requests)" ] || continue
             printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' "$size" "$tool" \
                 "$(med "$part" "$tool" "$size" requests)" "$(med "$part" "$tool" "$size" failed)" \
