@@ -4,8 +4,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres::config::SslMode as WireSslMode;
