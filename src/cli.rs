@@ -175,7 +175,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub scram_per_connection: bool,
 
-    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 64].
+    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
 
