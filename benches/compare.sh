@@ -8,8 +8,10 @@
 # (SCRAM password authentication over TCP, as a real deployment), loads the demo table, then
 # runs each comparison alternately, A B A B, and prints the medians and their ratios:
 #   a  connection per request: pgstress burst steps vs pgbench -C -c N -j 2
-#   b  persistent connections: pgstress --mode pool vs pgbench -c N -j 2 -M prepared
+#   b  persistent connections: pgstress --mode pool (lean and --client postgres) vs
+#      pgbench -c N -j 2 -M prepared
 #   c  the original's design (benches/original.py, psycopg2 + multiprocessing) vs burst mode
+#      (lean and --client postgres) vs pgbench -C, the same requests, alternating on one server
 #   d  launch scaling: one burst step of 1,000, 5,000 and 10,000 threads
 #   e  the same steps with pgstress pinned to CPU 0 and the server to the other CPUs (taskset),
 #      to tell pgstress's own launch from the competition with a server on the same cores
@@ -22,7 +24,8 @@
 #   SIZES="50 100 300"      concurrency of a and b
 #   TOTAL=1200              requests per run in a (about; the same for both tools)
 #   POOL_TOTAL=20000        requests per run in b
-#   ORIG_STEPS=15 ORIG_STEP=50   the ramp of c (the original's default: 50, 100, ... 750)
+#   ORIG_STEPS=6 ORIG_STEP=50    the ramp of c: 50, 100, ... 300, 1,050 requests (the original's
+#                           default is 15 steps, to 750)
 #   SCALE_SIZES="1000 5000 10000" SCALE_TIMEOUT=30s   part d
 #   MAX_CONNECTIONS=1000    the server's max_connections for a, b and c
 #   SCALE_MAX_CONNECTIONS=10100  ... and for d
@@ -34,7 +37,7 @@ PARTS=${PARTS:-"a b c d e"}
 SIZES=${SIZES:-"50 100 300"}
 TOTAL=${TOTAL:-1200}
 POOL_TOTAL=${POOL_TOTAL:-20000}
-ORIG_STEPS=${ORIG_STEPS:-15}
+ORIG_STEPS=${ORIG_STEPS:-6}
 ORIG_STEP=${ORIG_STEP:-50}
 SCALE_SIZES=${SCALE_SIZES:-"1000 5000 10000"}
 SCALE_TIMEOUT=${SCALE_TIMEOUT:-30s}
@@ -156,7 +159,7 @@ steps_totals() {
 # (pgstress has no constant ramp: --step 0 is refused.)
 ramp_start() { echo $(($1 - ($2 - 1) / 2)); }
 
-run_pgstress() { # part size pair prefix args...
+run_pgstress() { # part size pair prefix args...   (TOOL=name: the tool column, default pgstress)
     local part=$1 size=$2 pair=$3 prefix=$4
     shift 4
     rm -rf "$prefix.logs"
@@ -167,7 +170,7 @@ run_pgstress() { # part size pair prefix args...
     read -r req failed wall spread spawn < <(steps_totals "$steps_csv")
     local rps
     rps=$(awk -v r="$req" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? r / w : 0) }')
-    record "$part" pgstress "$size" "$pair" "$req" "$failed" "$ELAPSED" "$CPU" "$RSS" "$rps" "$spread" "$spawn"
+    record "$part" "${TOOL:-pgstress}" "$size" "$pair" "$req" "$failed" "$ELAPSED" "$CPU" "$RSS" "$rps" "$spread" "$spawn"
 }
 
 run_pgbench() { # part size pair prefix transactions-per-client args...
@@ -211,6 +214,10 @@ elif has_part b; then
                 --steps "$steps" --start "$(ramp_start $((per_client * size / steps)) "$steps")" --step 1
             # The pool prepares the query once per connection: pgbench does the same with -M prepared.
             run_pgbench b "$size" "$pair" "$RESULTS/b-pgbench-$size-$pair" "$per_client" -M prepared
+            # The pool's workers through the postgres crate, as before they used the lean connection.
+            TOOL=postgres run_pgstress b "$size" "$pair" "$RESULTS/b-postgres-$size-$pair" --mode pool \
+                --workers "$size" --client postgres --steps "$steps" \
+                --start "$(ramp_start $((per_client * size / steps)) "$steps")" --step 1
         done
     done
 fi
@@ -228,7 +235,7 @@ if has_part c && [ -z "$PYTHON" ]; then
 elif has_part c; then
     requests=$((ORIG_STEP * ORIG_STEPS * (ORIG_STEPS + 1) / 2))
     for pair in $(seq 1 "$PAIRS"); do
-        note "c: pair $pair, original design, $ORIG_STEPS steps of +$ORIG_STEP ($requests requests)"
+        note "c: round $pair, original design, $ORIG_STEPS steps of +$ORIG_STEP ($requests requests)"
         prefix=$RESULTS/c-original-$pair
         timed "$prefix" "$PYTHON" "$BENCHES/original.py" --dsn "$DSN" --data "$WORK/data" \
             --logs "$prefix.logs" --steps "$ORIG_STEPS" --step "$ORIG_STEP"
@@ -237,8 +244,15 @@ elif has_part c; then
         read -r failed wall < <(awk -F, 'NR > 1 { f += $3; w += $4 } END { printf "%d %.6f\n", f, w }' "$cpu_csv")
         record c original "$ORIG_STEP" "$pair" "$requests" "$failed" "$ELAPSED" "$CPU" "$RSS" \
             "$(awk -v r="$requests" -v w="$wall" 'BEGIN { printf "%.1f", r / w }')" "" ""
-        note "c: pair $pair, pgstress burst"
+        note "c: round $pair, pgstress burst (lean connection)"
         run_pgstress c "$ORIG_STEP" "$pair" "$RESULTS/c-pgstress-$pair" --steps "$ORIG_STEPS" --step "$ORIG_STEP"
+        # The same requests through the postgres crate (before the lean connection), and through
+        # pgbench -C at the first step's concurrency: every client of the comparison on one server.
+        note "c: round $pair, pgstress burst --client postgres"
+        TOOL=postgres run_pgstress c "$ORIG_STEP" "$pair" "$RESULTS/c-postgres-$pair" --steps "$ORIG_STEPS" \
+            --step "$ORIG_STEP" --client postgres
+        note "c: round $pair, pgbench -C -c $ORIG_STEP, $requests requests"
+        run_pgbench c "$ORIG_STEP" "$pair" "$RESULTS/c-pgbench-$pair" $((requests / ORIG_STEP)) -C
     done
 fi
 
@@ -297,7 +311,7 @@ compare_table() { # part title
     echo "$2"
     printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' N tool requests failed rps_run rps_tool cpu_ms/req server_ms/req rss_MiB
     for size in $SIZES; do
-        for tool in pgstress pgbench; do
+        for tool in pgstress postgres pgbench; do
             [ -n "$(med "$part" "$tool" "$size" requests)" ] || continue
             printf '%-6s %-9s %8s %6s %10s %10s %12s %12s %12s\n' "$size" "$tool" \
                 "$(med "$part" "$tool" "$size" requests)" "$(med "$part" "$tool" "$size" failed)" \
@@ -330,13 +344,18 @@ fi
 if has_part c && [ -n "$PYTHON" ]; then
     echo
     echo "c. the original's design (benches/original.py: a process and a connection per request) vs pgstress burst, steps of +$ORIG_STEP to $((ORIG_STEP * ORIG_STEPS))"
-    printf '%-9s %8s %6s %10s %12s %12s\n' tool requests failed wall_s cpu_s cpu_ms/req
-    for tool in original pgstress; do
-        printf '%-9s %8s %6s %10s %12s %12s\n' "$tool" "$(med c "$tool" "$ORIG_STEP" requests)" \
+    printf '%-9s %8s %6s %10s %12s %12s %14s\n' tool requests failed wall_s cpu_s cpu_ms/req server_ms/req
+    for tool in original postgres pgstress pgbench; do
+        [ -n "$(med c "$tool" "$ORIG_STEP" requests)" ] || continue
+        printf '%-9s %8s %6s %10s %12s %12s %14s\n' "$tool" "$(med c "$tool" "$ORIG_STEP" requests)" \
             "$(med c "$tool" "$ORIG_STEP" failed)" "$(fmt "$(med c "$tool" "$ORIG_STEP" elapsed)" %.2f)" \
-            "$(fmt "$(med c "$tool" "$ORIG_STEP" cpu)" %.2f)" "$(fmt "$(med c "$tool" "$ORIG_STEP" '1000*cpu/requests')" %.3f)"
+            "$(fmt "$(med c "$tool" "$ORIG_STEP" cpu)" %.2f)" "$(fmt "$(med c "$tool" "$ORIG_STEP" '1000*cpu/requests')" %.3f)" \
+            "$(fmt "$(med c "$tool" "$ORIG_STEP" '1000*server/requests')" %.3f)"
     done
-    echo "ratio     original / pgstress: wall x$(ratio "$(med c original "$ORIG_STEP" elapsed)" "$(med c pgstress "$ORIG_STEP" elapsed)"), client CPU per request x$(ratio "$(med c original "$ORIG_STEP" 'cpu/requests')" "$(med c pgstress "$ORIG_STEP" 'cpu/requests')")"
+    echo "   postgres = pgstress burst --client postgres (the postgres crate, as before the lean connection); pgbench = pgbench -C -c $ORIG_STEP -j 2"
+    lean_cpu=$(med c pgstress "$ORIG_STEP" 'cpu/requests')
+    echo "ratio     client CPU per request: original / pgstress x$(ratio "$(med c original "$ORIG_STEP" 'cpu/requests')" "$lean_cpu"), pgstress / pgbench -C x$(ratio "$lean_cpu" "$(med c pgbench "$ORIG_STEP" 'cpu/requests')"), postgres crate / lean x$(ratio "$(med c postgres "$ORIG_STEP" 'cpu/requests')" "$lean_cpu")"
+    echo "          wall: original / pgstress x$(ratio "$(med c original "$ORIG_STEP" elapsed)" "$(med c pgstress "$ORIG_STEP" elapsed)")"
     echo "per step (medians): wall_s from launch to last join (original) / release to last end (pgstress); cpu_s original from os.times, pgstress ~ process_cpu_mean x cores x wall"
     printf '%-6s %14s %14s %14s %14s\n' requests orig_wall_s pgstress_wall_s orig_cpu_s pgstress_cpu_s
     for i in $(seq 1 "$ORIG_STEPS"); do

@@ -322,8 +322,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub log_requests: bool,
 
-    /// Client of the requests that open a connection each: lean (pgstress's own: one socket,
-    /// no runtime, SCRAM keys derived once) or postgres (the `postgres` crate) [default: lean].
+    /// Client of every request and of the pool's kept connections: lean (pgstress's own: one
+    /// socket, no runtime, SCRAM keys derived once) or postgres (the `postgres` crate)
+    /// [default: lean].
     #[arg(long, value_name = "CLIENT", value_parser = ["lean", "postgres"])]
     pub client: Option<String>,
 

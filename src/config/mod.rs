@@ -40,8 +40,13 @@ const DEFAULT_STEPS: u32 = 15;
 const DEFAULT_STEP: u32 = 50;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// A request thread touches at most 14 KiB of stack through the lean connection and 30 KiB
+/// through the `postgres` crate over TLS in a release build, but 82 KiB in a debug build (which
+/// the tests run), glibc's thread descriptor and TLS included (`examples/stack_depth.rs`,
+/// docs/performance.md). Only touched pages cost memory, so the default keeps three times the
+/// deepest debug path.
 const DEFAULT_STACK_KIB: usize = 256;
-/// Below this a request thread overflows its stack inside the postgres client.
+/// Twice the deepest release path measured.
 const MIN_STACK_KIB: usize = 64;
 /// Far above what a request thread touches: beyond it a typo, not a need, is the likely cause,
 /// and every thread of a step would fail to start.

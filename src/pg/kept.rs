@@ -14,10 +14,10 @@ use crate::pg::wire::{self, WireError};
 
 /// One worker's connection.
 pub enum Kept {
-    /// The `postgres` crate with the query prepared once (`--prepare once`).
+    /// The `postgres` crate with the query prepared once (`--prepare once --client postgres`).
     Prepared(Session),
-    /// The lean connection with the query prepared once, the settings in each transaction
-    /// (`--prepare once` through a pooler that refused them at startup).
+    /// The lean connection with the query prepared once (`--prepare once`, the default), the
+    /// settings in each transaction through a pooler that refused them at startup.
     LeanPrepared(wire::Session),
     /// The lean connection, the unnamed statement per request (`--prepare never`).
     Lean(wire::Connection),
@@ -31,9 +31,9 @@ impl Kept {
     pub fn open(spec: &RequestSpec) -> Result<Kept, Failure> {
         let deadline = Instant::now() + spec.timeout;
         match (spec.prepare, &spec.lean) {
-            // Settings in-band need a transaction per request: one write on the lean
-            // connection; the postgres crate's session would need three round trips.
-            (Prepare::Once, Some(params)) if spec.in_band.is_some() => {
+            // Settings in-band (a pooler) go in one write with the query, one round trip;
+            // the postgres crate's session would need three.
+            (Prepare::Once, Some(params)) => {
                 let has_param = highest_placeholder(&spec.query) > 0;
                 wire::Session::open(params, &spec.query, has_param, deadline)
                     .map(Kept::LeanPrepared)
@@ -43,7 +43,7 @@ impl Kept {
                 FailureClass::Io,
                 "--prepare once through a pooler needs the lean client: drop --client postgres",
             )),
-            (Prepare::Once, _) => Session::open(spec).map(Kept::Prepared),
+            (Prepare::Once, None) => Session::open(spec).map(Kept::Prepared),
             (Prepare::Never, Some(params)) => wire::Connection::connect(params, deadline)
                 .map(Kept::Lean)
                 .map_err(|err| err.failure()),

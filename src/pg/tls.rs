@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres::config::SslMode as WireSslMode;
@@ -127,6 +128,20 @@ pub fn ssl_connector(options: &TlsOptions) -> Result<Option<SslConnector>, TlsEr
     if options.mode == SslMode::Disable {
         return Ok(None);
     }
+    // Built once per set of options in the process: OpenSSL's connector builder loads the
+    // system's CA bundle every time (about a third of a short run's CPU, perf), and the setup
+    // connection, the requests and the lean connection all ask for the same one.
+    static BUILT: Mutex<Vec<(TlsOptions, SslConnector)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, connector)) = built.iter().find(|(o, _)| o == options) {
+        return Ok(Some(connector.clone()));
+    }
+    let connector = build_ssl_connector(options)?;
+    built.push((options.clone(), connector.clone()));
+    Ok(Some(connector))
+}
+
+fn build_ssl_connector(options: &TlsOptions) -> Result<SslConnector, TlsError> {
     let setup = |err: openssl::error::ErrorStack| TlsError::Setup(err.to_string());
     let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
     // libpq: with a root certificate, require checks the chain as verify-ca does.
@@ -150,7 +165,7 @@ pub fn ssl_connector(options: &TlsOptions) -> Result<Option<SslConnector>, TlsEr
     } else {
         SslVerifyMode::NONE
     });
-    Ok(Some(builder.build()))
+    Ok(builder.build())
 }
 
 /// The client certificate and its key (libpq's default: the certificate's name with `.key`),
