@@ -287,6 +287,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_steps_edges_read_the_threads_wait_and_the_client_cpus() {
+        let sides = Sides {
+            client_cpus: vec![0],
+            client_cores: 1.0,
+            server_cores: None,
+        };
+        let mut probe = CpuProbe::new(None, Instant::now(), sides);
+        let edge = probe.read_edge();
+        assert!(
+            edge.wait_ns.is_some() && edge.client_cpus.is_some(),
+            "{edge:?}"
+        );
+        let inner = probe.read();
+        assert!(inner.wait_ns.is_none() && inner.client_cpus.is_none());
+        assert!(inner.host.is_some() && inner.process_seconds > 0.0);
+    }
+
+    #[test]
     fn a_whole_step_adds_the_threads_wait_and_the_client_cpus_busy_share() {
         let start = Instant::now();
         let mut begin = reading(start, 100, 0.0, None);
