@@ -307,8 +307,8 @@ mod tests {
     #[test]
     fn a_whole_step_adds_the_threads_wait_and_the_client_cpus_busy_share() {
         let start = Instant::now();
-        let mut begin = reading(start, 100, 0.0, None);
-        let mut end = reading(start + Duration::from_secs(2), 200, 0.5, None);
+        let mut begin = reading(start, 100, 0.25, None);
+        let mut end = reading(start + Duration::from_secs(2), 200, 0.75, None);
         let mut probe = probe(start, None);
         // Without the edge readings, only the sample.
         let whole = probe.whole(TAG, &begin, &end).unwrap();
