@@ -74,7 +74,7 @@ fn touched_by(spec: &Arc<RequestSpec>, stack: usize) -> (usize, bool) {
         .spawn(move || {
             let (low, high) = stack_bounds();
             paint(low);
-            let record = guarded(|| execute(&spec, Some("x"), Duration::ZERO));
+            let record = guarded(Duration::ZERO, || execute(&spec, Some("x"), Duration::ZERO));
             (high - deepest_touched(low), record.outcome.is_ok())
         })
         .unwrap()

@@ -315,3 +315,55 @@ fn limit(
     unsafe { command.pre_exec(set) };
     command
 }
+
+#[test]
+fn prepare_writes_the_values_of_the_rows_it_created() {
+    // A database of its own, so that --rows decides what is there.
+    let mut client = postgres::Client::connect(&shared_dsn(), NoTls).unwrap();
+    // One statement each: DROP and CREATE DATABASE refuse a transaction block.
+    client
+        .batch_execute("DROP DATABASE IF EXISTS prepare_test")
+        .unwrap();
+    client
+        .batch_execute("CREATE DATABASE prepare_test")
+        .unwrap();
+    let dsn = shared_dsn().replace("dbname=postgres", "dbname=prepare_test");
+    let written = tempfile::tempdir().unwrap();
+    let folder = written.path().join("values");
+    let output = assert_cmd::Command::cargo_bin("pgstress")
+        .unwrap()
+        .args(["prepare", "--dsn", &dsn, "--rows", "2100", "--write-data"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("(2100 rows)"), "{stdout}");
+    assert!(stdout.contains("wrote 105 parameter values"), "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files, ["sharding_1.csv"]);
+    // Every 20th row's hash, in order: the first 105 values of the repo's demo data, which
+    // was written the same way from 100,000 rows.
+    let values = std::fs::read_to_string(folder.join("sharding_1.csv")).unwrap();
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sharding_1.csv"))
+            .unwrap();
+    let expected: Vec<&str> = demo.lines().take(105).collect();
+    assert_eq!(values.lines().collect::<Vec<_>>(), expected);
+    // md5 of the URL of row 20, the first sampled.
+    assert_eq!(expected[0], "76a3dabb98737c799d73b6c377c2b556");
+    let mut prepared = postgres::Client::connect(&dsn, NoTls).unwrap();
+    let rows: i64 = prepared
+        .query_one("SELECT count(*) FROM sharding", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2100);
+}

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -290,4 +291,235 @@ fn compare_prints_a_row_per_step_for_each_run() {
         .map(|(s, r)| (*s, r.to_string()))
         .collect();
     assert_eq!(rows, expected, "{stdout}");
+}
+
+/// A run in the background, its output in files; `wait` fails past a deadline instead of
+/// hanging, and returns the exit code and stdout.
+struct Background {
+    child: std::process::Child,
+    out: tempfile::NamedTempFile,
+}
+
+impl Background {
+    fn spawn(logs: &Path, args: &[&str]) -> Background {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let child = run_command(logs)
+            .args(args)
+            .stdout(out.reopen().unwrap())
+            .stderr(out.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Background { child, out }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("pgstress hung: {}", read(self.out.path()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status.code(), read(self.out.path()))
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn rate_behind_its_schedule_without_drops_is_the_clients_limit() {
+    let (_guard, dsn) = small_server();
+    let logs = tempfile::tempdir().unwrap();
+    let run = Background::spawn(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "rate",
+            "--steps",
+            "2",
+            "--step",
+            "10",
+            "--duration",
+            "3s",
+            "--pause",
+            "0s",
+            "--query",
+            "SELECT $1::text",
+            "--no-report",
+        ],
+    );
+    // Frozen for 600 ms early in step 2 (20 due a second for 3 s), pgstress sends the
+    // requests due meanwhile late: a thread per request drops none, so only their lag
+    // says the schedule was not kept.
+    wait_for_steps(logs.path(), 1, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal(nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(600));
+    run.signal(nix::sys::signal::Signal::SIGCONT);
+    let (code, stdout) = run.wait();
+    assert_eq!(code, Some(0), "{stdout}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let row = &rows[1];
+    assert_eq!(number(row, "dropped"), 0, "{row:?}");
+    assert_eq!(number(row, "failed"), 0, "{row:?}");
+    assert!(float(row, "queue_wait_p99_ms") >= 300.0, "{row:?}");
+    assert!(row["flags"].contains("rate-not-met"), "{row:?}");
+    assert!(
+        stdout.contains("may have measured the client"),
+        "lag is the client's limit: {stdout}"
+    );
+}
+
+/// A database of the small server's own for a test that locks it, made anew; its DSN.
+fn fresh_database(dsn: &str, name: &str) -> (postgres::Client, String) {
+    let mut control = postgres::Client::connect(dsn, postgres::NoTls).unwrap();
+    // One statement each: DROP and CREATE DATABASE refuse a transaction block.
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        control.batch_execute(&statement).unwrap();
+    }
+    (
+        control,
+        dsn.replace("dbname=postgres", &format!("dbname={name}")),
+    )
+}
+
+#[test]
+fn pool_workers_back_off_while_the_server_refuses_them() {
+    let (_guard, dsn) = small_server();
+    let (mut control, locked_dsn) = fresh_database(&dsn, "backoff_test");
+    let logs = tempfile::tempdir().unwrap();
+    let run = Background::spawn(
+        logs.path(),
+        &[
+            "--dsn",
+            &locked_dsn,
+            "--mode",
+            "pool",
+            "--workers",
+            "1",
+            "--steps",
+            "2",
+            "--step",
+            "6",
+            "--pause",
+            "5s",
+            "--query",
+            "SELECT $1::text",
+            "--log-requests",
+            "--no-stop",
+            "--no-report",
+        ],
+    );
+    // In the pause: the database takes no new connection, and the worker's dies.
+    wait_for_steps(logs.path(), 1, Duration::from_secs(120));
+    control
+        .batch_execute(
+            "ALTER DATABASE backoff_test ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = 'backoff_test' AND application_name = 'pgstress'",
+        )
+        .unwrap();
+    let (code, stdout) = run.wait();
+    control
+        .batch_execute("DROP DATABASE backoff_test WITH (FORCE)")
+        .unwrap();
+    assert_eq!(code, Some(0), "{stdout}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "ok"), 6, "{rows:?}");
+    assert_eq!(number(&rows[1], "failed"), 12, "{rows:?}");
+    // Step 2, one worker: the first request meets the dead connection, each later one
+    // tries to reconnect, no sooner than 10 ms after the last failed try, then 20, 40 ...
+    let requests = read_csv_with_header(&log_file(logs.path(), "_requests.csv"));
+    let mut starts: Vec<f64> = requests
+        .iter()
+        .filter(|r| r["step"] == "2")
+        .map(|r| float(r, "start_ms"))
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    assert_eq!(starts.len(), 12);
+    for (k, pair) in starts[1..].windows(2).enumerate() {
+        let backoff = (10.0 * 2f64.powi(k as i32)).min(1000.0);
+        assert!(
+            pair[1] - pair[0] >= backoff - 0.01,
+            "try {} came {} ms after the one before, backoff {backoff} ms: {starts:?}",
+            k + 2,
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[test]
+fn pool_connecting_per_request_opens_a_backend_for_every_request() {
+    let (_guard, dsn) = small_server();
+    let (mut control, counted_dsn) = fresh_database(&dsn, "per_request_test");
+    let mut counted = postgres::Client::connect(&counted_dsn, postgres::NoTls).unwrap();
+    // Each request records the backend that served it.
+    counted
+        .batch_execute(
+            "CREATE TABLE served (pid int);
+             CREATE FUNCTION served(value text) RETURNS text LANGUAGE sql
+             AS $$ INSERT INTO served VALUES (pg_backend_pid()) RETURNING value $$",
+        )
+        .unwrap();
+    let backends = |counted: &mut postgres::Client, extra: &[&str]| {
+        counted.batch_execute("TRUNCATE served").unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let args = [
+            "--dsn",
+            &counted_dsn,
+            "--mode",
+            "pool",
+            "--workers",
+            "3",
+            "--steps",
+            "2",
+            "--step",
+            "10",
+            "--query",
+            "SELECT served($1::text)",
+            "--allow-writes",
+            "--no-report",
+        ];
+        run_ok(logs.path(), &[&args[..], extra].concat());
+        // The calls each backend served, most first.
+        counted
+            .query(
+                "SELECT count(*) FROM served GROUP BY pid ORDER BY 1 DESC",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, i64>(0))
+            .collect::<Vec<i64>>()
+    };
+    // Kept connections: the 3 workers' backends serve the 30 requests (the pre-flight's
+    // few calls come from backends of their own).
+    let kept = backends(&mut counted, &[]);
+    assert!(kept[..3].iter().sum::<i64>() >= 30, "{kept:?}");
+    // A connection per request: a backend serves one request (the pre-flight's, two).
+    let fresh = backends(&mut counted, &["--connect-per-request"]);
+    assert!(
+        fresh.len() >= 30 && fresh.iter().all(|calls| *calls <= 2),
+        "{fresh:?}"
+    );
+    drop(counted);
+    control
+        .batch_execute("DROP DATABASE per_request_test WITH (FORCE)")
+        .unwrap();
 }

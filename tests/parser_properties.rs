@@ -41,6 +41,47 @@ proptest! {
         assert_no_leak(&dsn, &password)?;
     }
 
+    /// Lists of hosts and ports: refused in one line, naming the port, exactly when no
+    /// connection could use them (a port of 0 or past 65535, a list of ports that pairs
+    /// neither with each host nor with all); the password never shown.
+    #[test]
+    fn ports_no_connection_can_use_are_refused(
+        hosts in proptest::collection::vec("[a-z]{1,6}", 1..4),
+        ports in proptest::collection::vec(prop_oneof!["0", "[1-9][0-9]{0,5}"], 1..4),
+        password in PASSWORD,
+        url in any::<bool>(),
+    ) {
+        // The URL form cannot write more ports than hosts: those cases are the string's.
+        prop_assume!(!url || ports.len() <= hosts.len());
+        let valid = ports
+            .iter()
+            .all(|p| p.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)));
+        // A URL pairs each port with its host; a string's list must pair, or be one port.
+        let usable = valid && (url || ports.len() == 1 || ports.len() == hosts.len());
+        let dsn = match url {
+            true => {
+                let mut netloc: Vec<String> = hosts.clone();
+                let first = hosts.len() - ports.len();
+                for (host, port) in netloc[first..].iter_mut().zip(&ports) {
+                    host.push_str(&format!(":{port}"));
+                }
+                format!("postgres://u:{password}@{}/db", netloc.join(","))
+            }
+            false => format!("host={} port={} password={password}", hosts.join(","), ports.join(",")),
+        };
+        match ConnectTarget::parse(&dsn, None) {
+            Ok(target) => {
+                prop_assert!(usable, "{} parsed", dsn);
+                prop_assert!(!target.redacted().contains(&password));
+            }
+            Err(err) => {
+                let err = err.to_string();
+                prop_assert!(!usable, "{}: {}", dsn, err);
+                prop_assert!(err.contains("port") && !err.contains('\n') && !err.contains(&password), "{}", err);
+            }
+        }
+    }
+
     #[test]
     fn placeholder_scan_never_panics(sql in "\\PC{0,80}") {
         let _ = highest_placeholder(&sql);
@@ -57,20 +98,32 @@ proptest! {
     fn parsed_gates_can_be_true(
         metric in "(capacity|p50|p90|p99|max|failure-rate|failed|p95|speed)",
         op in "(<|<=|>|>=|=|)",
-        value in "(0|1|0\\.5|2|250|-1|nan|NaN|inf|-inf|infinity|1e400|250ms|1s|1e-3)",
+        value in "(0|1|0\\.5|2|250|-1|-0|nan|NaN|inf|-inf|infinity|1e400|1e-400|4294967295|4294967296|1e10|250ms|1s|1e-3)",
         at in proptest::option::of("(0|1|100|-1|x)"),
+        spaced in any::<bool>(),
     ) {
         let at = at.map(|n| format!("@{n}")).unwrap_or_default();
-        let text = format!("{metric}{op}{value}{at}");
+        let text = match spaced {
+            true => format!("{metric} {op} {value}{at}"),
+            false => format!("{metric}{op}{value}{at}"),
+        };
         match Gate::from_str(&text) {
             Ok(gate) => {
-                prop_assert!(gate.value.is_finite() && gate.value >= 0.0, "{} -> {}", text, gate.value);
-                if op == "<" {
-                    prop_assert!(gate.value > 0.0, "{} can never be true", text);
-                }
-                if metric == "failure-rate" {
-                    prop_assert!(gate.value <= 1.0, "{}", text);
-                }
+                let v = gate.value;
+                prop_assert!(v.is_finite() && v >= 0.0, "{} -> {}", text, v);
+                // Some figure the metric can take breaches it.
+                let most = match metric.as_str() {
+                    "failure-rate" => 1.0,
+                    "capacity" | "failed" => f64::from(u32::MAX),
+                    _ => f64::MAX,
+                };
+                let can_be_true = match op.as_str() {
+                    "<" => v > 0.0,
+                    "<=" => v >= 0.0,
+                    ">" => v < most,
+                    _ => v <= most,
+                };
+                prop_assert!(can_be_true, "{} can never be true", text);
                 prop_assert_eq!(gate.to_string(), text);
             }
             Err(err) => {
@@ -152,7 +205,12 @@ fn keyword_pair() -> impl Strategy<Value = String> {
         "dbname='[a-z ]{0,8}'",
         "application_name='[A-Za-z0-9 ]{0,12}'",
         "connect_timeout=[0-9]{1,2}",
-        "sslmode=(disable|prefer)",
+        "sslmode=(disable|prefer|require)",
+        "hostaddr=127\\.0\\.0\\.[1-9]",
+        "target_session_attrs=(any|read-write)",
+        "keepalives=(0|1)",
+        "options='-c [a-z_]{1,10}=[0-9]{1,3}'",
+        "user = [a-z]{1,8}",
     ]
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -121,20 +122,21 @@ fn wait_until_removed(folder: &Path) -> Duration {
     start.elapsed()
 }
 
-/// Signals a run while its step 2 is in flight; the step runs to its end, is logged, the
-/// server is removed, and the exit code is 128 + the signal.
-fn ends_in_order(signal: Signal, code: i32) {
+/// Signals a run in `mode` while its step 2 is in flight; the step ends (burst and pool run
+/// it to its end, rate sends no more of it), is logged, the server is removed, and the exit
+/// code is 128 + the signal. The steps log's rows.
+fn ends_in_order(signal: Signal, code: i32, mode: &[&str]) -> Vec<HashMap<String, String>> {
     let logs = tempfile::tempdir().unwrap();
     let query = "SELECT $1::text FROM pg_sleep(2)";
     let mut run = spawn(
         logs.path(),
         None,
-        &["--steps", "5", "--step", "5", "--query", query],
+        &[&["--steps", "5", "--step", "5", "--query", query], mode].concat(),
     );
     let folder = run.folder();
     wait_for_steps(logs.path(), 1, RUN_DEADLINE);
-    // Step 2 starts within a few ms of step 1's row and sleeps 2 s: the signal lands in it
-    // even on a loaded machine.
+    // Step 2 starts within a few ms of step 1's row and lasts at least 2 s: the signal lands
+    // in it even on a loaded machine.
     std::thread::sleep(Duration::from_millis(800));
     assert!(!cluster_processes(&folder).is_empty(), "the server runs");
     signal::kill(run.pid(), signal).unwrap();
@@ -153,25 +155,66 @@ fn ends_in_order(signal: Signal, code: i32) {
     );
     let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
     assert_eq!(rows.len(), 2, "step 1 and the step in flight: {rows:?}");
-    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
     assert!(!folder.exists(), "{} is still there", folder.display());
     assert_eq!(cluster_processes(&folder), Vec::<u32>::new());
-    eprintln!("{signal}: exit {code} {took:?} after the signal (step in flight included)");
+    eprintln!("{signal} {mode:?}: exit {code} {took:?} after the signal (step in flight included)");
+    rows
 }
 
 #[test]
 fn ctrl_c_ends_the_run_and_removes_the_server() {
-    ends_in_order(Signal::SIGINT, 130);
+    let rows = ends_in_order(Signal::SIGINT, 130, &[]);
+    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
 }
 
 #[test]
 fn sigterm_ends_the_run_like_ctrl_c_with_143() {
-    ends_in_order(Signal::SIGTERM, 143);
+    let rows = ends_in_order(Signal::SIGTERM, 143, &[]);
+    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
 }
 
 #[test]
 fn sighup_ends_the_run_like_ctrl_c_with_129() {
-    ends_in_order(Signal::SIGHUP, 129);
+    let rows = ends_in_order(Signal::SIGHUP, 129, &[]);
+    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
+}
+
+#[test]
+fn ctrl_c_in_pool_mode_lets_the_queued_step_finish() {
+    // 10 requests of 2 s through 5 workers: two rounds, the signal comes in the first.
+    let rows = ends_in_order(Signal::SIGINT, 130, &["--mode", "pool", "--workers", "5"]);
+    assert_eq!(number(&rows[1], "ok"), 10, "{:?}", rows[1]);
+    assert!(!rows[1]["flags"].contains("partial"), "{:?}", rows[1]);
+}
+
+#[test]
+fn ctrl_c_in_rate_mode_sends_no_more_of_the_step() {
+    // Step 2 offers 10 a second for 3 s; the signal comes after about 0.8 s of it.
+    let rows = ends_in_order(Signal::SIGINT, 130, &["--mode", "rate", "--duration", "3s"]);
+    // The requests sent before the signal are answered; the rest of the 30 never go.
+    let (ok, unsent) = (number(&rows[1], "ok"), number(&rows[1], "unsent"));
+    assert!(ok >= 1 && unsent >= 1 && ok + unsent == 30, "{:?}", rows[1]);
+    assert!(rows[1]["flags"].contains("partial"), "{:?}", rows[1]);
+}
+
+#[test]
+fn ctrl_c_during_the_pause_ends_the_run_without_waiting_it_out() {
+    let logs = tempfile::tempdir().unwrap();
+    // A pause far beyond RUN_DEADLINE: a run that sleeps it out fails the wait below.
+    let args = ["--steps", "3", "--step", "5", "--pause", "1h"];
+    let mut run = spawn(logs.path(), None, &args);
+    let folder = run.folder();
+    wait_for_steps(logs.path(), 1, RUN_DEADLINE);
+    std::thread::sleep(Duration::from_millis(300));
+    signal::kill(run.pid(), Signal::SIGINT).unwrap();
+    let status = run.wait();
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(status, Some(130), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("interrupted after 1 of 3 steps"),
+        "{stdout}"
+    );
+    assert!(!folder.exists(), "{} is still there", folder.display());
 }
 
 #[test]

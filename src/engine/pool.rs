@@ -25,6 +25,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A worker's thread stack: it holds one client, like a burst request thread.
 const WORKER_STACK: usize = 256 * 1024;
 
+/// The wait after a failed connect that follows `backoff`: doubled, up to `MAX_BACKOFF`.
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
 /// The default pool size: what the server accepts minus a margin, no more than the largest step.
 pub fn default_workers(usable_connections: u32, largest_step: u32) -> u32 {
     usable_connections
@@ -310,7 +315,7 @@ impl Worker {
             }
             Err(failure) => {
                 self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.backoff = next_backoff(self.backoff);
                 Err(failure)
             }
         }
@@ -326,5 +331,15 @@ mod tests {
         assert_eq!(default_workers(97, 750), 94);
         assert_eq!(default_workers(97, 20), 20);
         assert_eq!(default_workers(2, 750), 1, "at least one worker");
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_10_ms_up_to_a_second() {
+        let waits: Vec<u128> =
+            std::iter::successors(Some(FIRST_BACKOFF), |b| Some(next_backoff(*b)))
+                .take(10)
+                .map(|b| b.as_millis())
+                .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
     }
 }

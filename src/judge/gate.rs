@@ -121,20 +121,8 @@ impl FromStr for Gate {
                 .parse::<f64>()
                 .map_err(|_| fail("the value must be a number"))?,
         };
-        if !value.is_finite() {
-            return Err(fail("the value must be a finite number, not nan or inf"));
-        }
-        if value < 0.0 {
-            return Err(fail("the value cannot be negative"));
-        }
-        if op == Op::Less && value == 0.0 {
-            return Err(fail("no figure is below 0: use <= 0 or > 0"));
-        }
-        if metric == Metric::FailureRate && value > 1.0 {
-            return Err(fail("a failure rate is a share between 0 and 1"));
-        }
-        if metric == Metric::Capacity && at_requests.is_some() {
-            return Err(fail("capacity is a property of the whole run: drop the @"));
+        if let Some(reason) = never_true(metric, op, value, at_requests) {
+            return Err(fail(reason));
         }
         Ok(Gate {
             text: text.trim().to_owned(),
@@ -143,6 +131,33 @@ impl FromStr for Gate {
             value,
             at_requests,
         })
+    }
+}
+
+/// Why a gate can never be breached (or is not a gate at all); None when it can.
+fn never_true(metric: Metric, op: Op, value: f64, at: Option<u32>) -> Option<&'static str> {
+    let above = matches!(op, Op::Greater | Op::GreaterOrEqual);
+    // The largest figure the metric can take: counts are u32, a rate a share.
+    let most = match metric {
+        Metric::FailureRate => 1.0,
+        Metric::Capacity | Metric::Failed => f64::from(u32::MAX),
+        Metric::Latency { .. } | Metric::LatencyMax => f64::INFINITY,
+    };
+    if !value.is_finite() {
+        Some("the value must be a finite number, not nan or inf")
+    } else if value < 0.0 {
+        Some("the value cannot be negative")
+    } else if op == Op::Less && value == 0.0 {
+        Some("no figure is below 0: use <= 0 or > 0")
+    } else if metric == Metric::FailureRate && (value > 1.0 || (op == Op::Greater && value == 1.0))
+    {
+        Some("a failure rate is a share between 0 and 1, never above 1")
+    } else if above && (value > most || (op == Op::Greater && value == most)) {
+        Some("no count goes that high (at most 4294967295)")
+    } else if metric == Metric::Capacity && at.is_some() {
+        Some("capacity is a property of the whole run: drop the @")
+    } else {
+        None
     }
 }
 

@@ -140,11 +140,33 @@ fn values_that_can_never_be_true_are_refused() {
 }
 
 #[test]
+fn values_past_the_largest_figure_are_refused_above_it() {
+    // A failure rate is never above 1, a count never above u32::MAX: such gates never fire.
+    for (text, says) in [
+        ("failure-rate>1", "never above 1"),
+        ("failure-rate>=1.5", "never above 1"),
+        ("failure-rate<=2", "never above 1"),
+        ("failed>4294967295", "at most 4294967295"),
+        ("capacity>=4294967296", "at most 4294967295"),
+        ("failed>=1e10", "at most 4294967295"),
+    ] {
+        let err = text.parse::<Gate>().unwrap_err().to_string();
+        assert!(err.contains(text) && err.contains(says), "{text}: {err}");
+    }
+}
+
+#[test]
 fn boundaries_are_accepted() {
     assert_eq!(gate("failed>0").value, 0.0);
     assert_eq!(gate("failure-rate<=1").value, 1.0);
+    assert_eq!(gate("failure-rate>=1").value, 1.0);
     assert_eq!(gate("failure-rate>=0").value, 0.0);
     assert_eq!(gate("p99>0ms").value, 0.0);
+    assert_eq!(gate("failed>=4294967295").value, 4294967295.0);
+    assert_eq!(gate("capacity>4294967294").value, 4294967294.0);
+    // Always breached, but true: refusing is for gates that never are.
+    assert_eq!(gate("failed<=1e10").value, 1e10);
+    assert_eq!(gate("p99>10000000000ms").value, 1e10);
 }
 
 #[test]

@@ -236,6 +236,15 @@ mod tests {
     }
 
     #[test]
+    fn a_step_cut_short_counts_its_unsent_requests_but_did_not_send_them() {
+        let mut run = run(vec![ok(0, 10), ok(1, 10), failed(FailureClass::Io)]);
+        (run.dropped, run.unsent) = (2, 4);
+        let result = StepResult::from_run(1, 9, &run, &[], &[]);
+        assert_eq!((result.requests, result.dropped, result.unsent), (9, 2, 4));
+        assert_eq!(result.sent(), 3);
+    }
+
+    #[test]
     fn peak_in_flight_counts_overlapping_requests() {
         // [0,10) [5,15) [10,20) [30,40): at most two overlap; one ending as one starts is not.
         let records = vec![ok(0, 10), ok(5, 10), ok(10, 10), ok(30, 10)];

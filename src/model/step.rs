@@ -325,6 +325,7 @@ fn quantile_ms(histogram: &Histogram<u64>, percentile: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::sample::StepCpu;
     use crate::test_support::{step_result, step_with_failures};
 
     #[test]
@@ -412,5 +413,85 @@ mod tests {
         assert_eq!(summary.host.map(|h| h.mean), Some(30.0));
         assert_eq!(summary.process.map(|p| p.mean), Some(20.0));
         assert_eq!(summary.server, None);
+    }
+
+    #[test]
+    fn a_peak_takes_three_samples_and_is_never_below_the_mean() {
+        assert_eq!(MeanPeak::of([]), None);
+        let two = MeanPeak::of([10.0, 30.0]).unwrap();
+        assert_eq!((two.mean, two.peak), (20.0, None));
+        let three = MeanPeak::of([10.0, 50.0, 30.0]).unwrap();
+        assert_eq!(
+            (three.mean, three.peak),
+            (30.0, Some(50.0))
+        );
+        // An exact mean from counters above every sample: the samples missed the busiest
+        // moment, and the peak is at least the mean.
+        let exact = MeanPeak::with_mean(70.0, &[10.0, 50.0, 30.0]);
+        assert_eq!(exact.peak, Some(70.0));
+        let below = MeanPeak::with_mean(5.0, &[-3.0, -2.0, -1.0]);
+        assert_eq!(below.peak, Some(5.0));
+    }
+
+    #[test]
+    fn starved_is_the_wait_at_its_threshold_of_the_requests_time() {
+        let summary = |wait_ms: Option<f64>| CpuSummary {
+            client_wait_ms: wait_ms,
+            ..CpuSummary::default()
+        };
+        let second = Duration::from_secs(1);
+        assert!(summary(Some(100.0)).with_wait_over(second).starved(0.1));
+        assert!(!summary(Some(99.0)).with_wait_over(second).starved(0.1));
+        assert!(!summary(None).with_wait_over(second).starved(0.1));
+        assert!(!summary(Some(1.0)).with_wait_over(Duration::ZERO).starved(0.1));
+    }
+
+    #[test]
+    fn whole_step_counters_give_the_means_and_samples_the_peaks() {
+        let sample = |host: f64, process: f64, server: Option<f64>| CpuSample {
+            elapsed_ms: 0,
+            step: 1,
+            requests: 1,
+            host_cpu_pct: host,
+            process_cpu_pct: process,
+            server_cpu_pct: server,
+            pooler_cpu_pct: None,
+        };
+        let samples = [
+            sample(20.0, 10.0, Some(30.0)),
+            sample(80.0, 40.0, Some(60.0)),
+            sample(50.0, 20.0, None),
+        ];
+        let whole = StepCpu {
+            cpu: sample(45.0, 25.0, Some(35.0)),
+            client_wait_ms: Some(12.0),
+            client_cpus_busy_pct: Some(66.0),
+            pooler_runnable_pct: None,
+        };
+        let summary = CpuSummary::of(&samples, Some(&whole));
+        let series = |mean, peak| Some(MeanPeak { mean, peak });
+        assert_eq!(summary.host, series(45.0, Some(80.0)));
+        assert_eq!(summary.process, series(25.0, Some(40.0)));
+        // Two server samples are too few for a peak.
+        assert_eq!(summary.server, series(35.0, None));
+        assert_eq!(
+            (
+                summary.client_wait_ms,
+                summary.client_wait_share,
+                summary.client_cpus_busy_pct
+            ),
+            (Some(12.0), None, Some(66.0))
+        );
+        // Without the counters, the samples give both.
+        let sampled = CpuSummary::of(&samples, None);
+        assert_eq!(sampled.host, series(50.0, Some(80.0)));
+        assert_eq!(sampled.server, series(45.0, None));
+        assert_eq!(sampled.client_wait_share, None);
+        // No server counters: no server figures, whatever the samples hold.
+        let remote = StepCpu {
+            cpu: sample(45.0, 25.0, None),
+            ..whole
+        };
+        assert_eq!(CpuSummary::of(&samples, Some(&remote)).server, None);
     }
 }

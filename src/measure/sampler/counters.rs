@@ -254,6 +254,106 @@ mod tests {
         );
     }
 
+    /// This process's user and system time from getrusage, which counts every thread too.
+    fn rusage_seconds() -> f64 {
+        let usage =
+            nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(usage.user_time()) + seconds(usage.system_time())
+    }
+
+    #[test]
+    fn own_cpu_is_the_processs_whole_cpu_time() {
+        let mut spin = 0u64;
+        for i in 0..20_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        // Read between two readings of the same counter: within a tick of them.
+        let before = own_cpu_seconds().unwrap();
+        let usage = rusage_seconds();
+        let after = own_cpu_seconds().unwrap();
+        assert!(
+            before - 0.011 <= usage && usage <= after + 0.011,
+            "{before} {usage} {after}"
+        );
+        assert!(before > 0.001 && before <= after, "{before} {after}");
+    }
+
+    fn field(path: &str, n: usize) -> f64 {
+        let text = fs::read_to_string(path).unwrap();
+        text.split_whitespace().nth(n).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
+        // A "postmaster" that reaped a busy child and now waits on two sleeping ones: all of
+        // them stand still, so the counters read the same however long the reads take.
+        let mut shell = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "(i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done); sleep 60 & sleep 60 & wait",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = shell.id();
+        let children_file = format!("/proc/{pid}/task/{pid}/children");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let children = loop {
+            let list = fs::read_to_string(&children_file).unwrap_or_default();
+            let children: Vec<u32> = list
+                .split_whitespace()
+                .map(|c| c.parse().unwrap())
+                .collect();
+            let sleeping = |c: &u32| {
+                fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| s.contains(" S "))
+            };
+            let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            if children.len() == 2 && children.iter().all(sleeping) && state.contains(") S ") {
+                break children;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list} {state}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let times = StatTimes::parse(&stat).unwrap();
+        let reaped = (times.cutime + times.cstime) as f64 / 100.0;
+        let own = field(&format!("/proc/{pid}/schedstat"), 0) / 1e9;
+        let live: f64 = children
+            .iter()
+            .map(|c| field(&format!("/proc/{c}/schedstat"), 0) / 1e9)
+            .sum();
+        let seconds = server_cpu_seconds(pid);
+        let _ = shell.kill();
+        for child in children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = shell.wait();
+        assert!(
+            reaped > 0.0 && own > 0.0 && live > 0.0,
+            "{reaped} {own} {live}"
+        );
+        let expected = own + reaped + live;
+        assert!(
+            seconds.is_some_and(|s| (s - expected).abs() < 1e-9),
+            "{seconds:?}, expected {own} + {reaped} + {live}"
+        );
+        assert_eq!(run_seconds(pid), None, "gone");
+    }
+
+    #[test]
+    fn the_client_cpus_are_read_from_proc_stat() {
+        let first = HostTicks::read_cpus(&[0]).unwrap();
+        let stat = fs::read_to_string("/proc/stat").unwrap();
+        let later = HostTicks::sum_of(&stat, &[0]).unwrap();
+        assert!(first.total > 0 && first.busy <= first.total, "{first:?}");
+        assert!(first.total <= later.total && first.busy <= later.busy);
+        assert_eq!(HostTicks::read_cpus(&[usize::MAX]), None);
+    }
+
     #[test]
     fn own_process_has_cpu_time() {
         let mut spin = 0u64;

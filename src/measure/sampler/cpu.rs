@@ -259,6 +259,7 @@ impl Shares {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn no_process_reads_above_the_host() {
@@ -271,5 +272,128 @@ mod tests {
         assert_eq!((busy.host, busy.process, busy.server), (90.0, 20.0, None));
         let over = Shares::of(1.0, Some(100.0), 0.7, Some(0.6));
         assert_eq!(over.host, 100.0);
+    }
+
+    /// A probe of a 4-core host, pgstress on 1.5 of them, the server on `server_cores`.
+    fn probe(run_start: Instant, server_cores: Option<f64>) -> CpuProbe {
+        CpuProbe {
+            server: None,
+            run_start,
+            cores: 4.0,
+            sides: Sides {
+                client_cpus: vec![0, 1],
+                client_cores: 1.5,
+                server_cores,
+                pooler: None,
+            },
+        }
+    }
+
+    fn reading(at: Instant, busy: u64, process: f64, server: Option<f64>) -> CpuReading {
+        CpuReading {
+            at,
+            host: Some(HostTicks {
+                busy,
+                total: busy * 2,
+            }),
+            process_seconds: process,
+            server_seconds: server,
+            pooler_seconds: None,
+            wait_ns: None,
+            client_cpus: None,
+            pooler_runnable: None,
+        }
+    }
+
+    const TAG: StepTag = StepTag {
+        step: 3,
+        requests: 30,
+    };
+
+    #[test]
+    fn a_sample_is_each_sides_cpu_over_the_window_capped_at_its_cpus() {
+        let start = Instant::now();
+        let (t1, t3) = (
+            start + Duration::from_secs(1),
+            start + Duration::from_secs(3),
+        );
+        // 2 s on 4 cores: 8 core-seconds. The host's ticks: 600 busy of 1000.
+        let before = reading(t1, 400, 1.0, Some(5.0));
+        let mut after = reading(t3, 900, 4.2, Some(6.0));
+        after.host = Some(HostTicks {
+            busy: 1000,
+            total: 1800,
+        });
+        // pgstress used 3.2 s, capped at its 1.5 cores: 3 s, 37.5%; the server 1 s, 12.5%.
+        let sample = probe(start, None).sample(TAG, &before, &after).unwrap();
+        assert_eq!(
+            sample,
+            CpuSample {
+                elapsed_ms: 3000,
+                step: 3,
+                requests: 30,
+                host_cpu_pct: 60.0,
+                process_cpu_pct: 37.5,
+                server_cpu_pct: Some(12.5),
+                pooler_cpu_pct: None,
+            }
+        );
+        // A server on a quarter of a core: at most 0.5 s of the 2 s window, 6.25%.
+        let pinned = probe(start, Some(0.25))
+            .sample(TAG, &before, &after)
+            .unwrap();
+        assert_eq!(pinned.server_cpu_pct, Some(6.25));
+        // No server counters on either side, or no time passed: nothing to say.
+        let remote = reading(t3, 900, 4.2, None);
+        let sample = probe(start, None).sample(TAG, &before, &remote).unwrap();
+        assert_eq!(sample.server_cpu_pct, None);
+        assert_eq!(probe(start, None).sample(TAG, &before, &before), None);
+    }
+
+    #[test]
+    fn only_a_steps_edges_read_the_threads_wait_and_the_client_cpus() {
+        let sides = Sides {
+            client_cpus: vec![0],
+            client_cores: 1.0,
+            server_cores: None,
+            pooler: None,
+        };
+        let mut probe = CpuProbe::new(None, Instant::now(), sides);
+        let edge = probe.read_edge();
+        assert!(
+            edge.wait_ns.is_some() && edge.client_cpus.is_some(),
+            "{edge:?}"
+        );
+        let inner = probe.read();
+        assert!(inner.wait_ns.is_none() && inner.client_cpus.is_none());
+        assert!(inner.host.is_some() && inner.process_seconds > 0.0);
+    }
+
+    #[test]
+    fn a_whole_step_adds_the_threads_wait_and_the_client_cpus_busy_share() {
+        let start = Instant::now();
+        let mut begin = reading(start, 100, 0.25, None);
+        let mut end = reading(start + Duration::from_secs(2), 200, 0.75, None);
+        let mut probe = probe(start, None);
+        // Without the edge readings, only the sample.
+        let whole = probe.whole(TAG, &begin, &end).unwrap();
+        assert_eq!(whole.client_wait_ms, None);
+        assert_eq!(whole.client_cpus_busy_pct, None);
+        assert_eq!(whole.cpu.process_cpu_pct, 6.25);
+        // 1.5 s of waiting; the client's CPUs 150 busy of 200.
+        begin.wait_ns = Some(1_000_000_000);
+        end.wait_ns = Some(2_500_000_000);
+        begin.client_cpus = Some(HostTicks {
+            busy: 50,
+            total: 100,
+        });
+        end.client_cpus = Some(HostTicks {
+            busy: 200,
+            total: 300,
+        });
+        let whole = probe.whole(TAG, &begin, &end).unwrap();
+        assert_eq!(whole.client_wait_ms, Some(1500.0));
+        assert_eq!(whole.client_cpus_busy_pct, Some(75.0));
+        assert_eq!(probe.whole(TAG, &begin, &begin), None);
     }
 }

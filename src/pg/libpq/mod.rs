@@ -150,6 +150,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, LibpqError> {
     origin.extend(apply_service(&mut resolved, inputs)?);
     apply_env(&mut resolved, inputs, &mut origin);
     apply_defaults(&mut resolved, inputs);
+    check_lists(&resolved, inputs)?;
     let mut text = format!("from {}", origin.join(", "));
     if origin.is_empty() {
         text = "from libpq's defaults".to_owned();
@@ -163,6 +164,46 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, LibpqError> {
     }
     resolved.origin = text;
     Ok(resolved)
+}
+
+/// Addresses no connection can ever use, refused before any attempt: port 0, or lists that
+/// do not pair (libpq fails these only when it connects).
+fn check_lists(resolved: &Resolved, inputs: &Inputs) -> Result<(), LibpqError> {
+    let count = |key| resolved.get(key).map_or(0, |list| list.split(',').count());
+    let (hosts, addrs) = (count("host"), count("hostaddr"));
+    let ports = resolved.get("port").unwrap_or_default().split(',');
+    let (keyword, reason) = if ports
+        .clone()
+        .any(|port| port.trim().parse::<u64>() == Ok(0))
+    {
+        (
+            "port",
+            "port 0 is no server's port: give the port it listens on (5432 by default)",
+        )
+    } else if count("port") > 1 && count("port") != hosts.max(addrs) {
+        (
+            "port",
+            "a list of ports needs one port per host (or a single port for all)",
+        )
+    } else if hosts > 0 && addrs > 0 && hosts != addrs {
+        ("hostaddr", "a list of hostaddr needs one address per host")
+    } else {
+        return Ok(());
+    };
+    let place = match resolved.values.get(keyword).map(|(_, source)| source) {
+        Some(Source::Env(var)) => (*var).to_owned(),
+        Some(Source::Given) => inputs
+            .dsn
+            .as_ref()
+            .map_or("the DSN", |(_, label)| label)
+            .to_owned(),
+        _ => "the service file".to_owned(),
+    };
+    Err(LibpqError::Keyword {
+        keyword: keyword.to_owned(),
+        place,
+        reason,
+    })
 }
 
 /// The service's settings for the keywords still missing; the text for the origin.

@@ -126,3 +126,41 @@ fn a_missing_service_and_unsupported_variables_are_reported() {
     let resolved = resolve(&inputs(Some("host=h"), &env, home.path())).unwrap();
     assert!(resolved.warnings[0].contains("PGSSLCRL is ignored"));
 }
+
+#[test]
+fn ports_no_server_can_have_are_refused_naming_where_they_came_from() {
+    let home = tempfile::tempdir().unwrap();
+    let refused = |dsn: &str, env: &[(&str, &str)]| {
+        resolve(&inputs(Some(dsn), env, home.path()))
+            .map(|_| ())
+            .expect_err(dsn)
+            .to_string()
+    };
+    let error = refused("host=db port=0", &[]);
+    assert!(error.contains("\"port\" in --dsn: port 0"), "{error}");
+    let error = refused("host=db", &[("PGPORT", "0")]);
+    assert!(error.contains("\"port\" in PGPORT: port 0"), "{error}");
+    let error = refused("host=a,b port=1,2,3", &[]);
+    assert!(error.contains("one port per host"), "{error}");
+    let error = refused("postgres://u@db:0/x", &[]);
+    assert!(error.contains("port 0"), "{error}");
+    let error = refused("host=a,b hostaddr=127.0.0.1", &[]);
+    assert!(
+        error.contains("\"hostaddr\" in --dsn: a list of hostaddr"),
+        "{error}"
+    );
+    // One port for every host, one per host, a URL's hosts with and without theirs.
+    for dsn in [
+        "host=a,b port=5433",
+        "host=a,b port=1,2",
+        "hostaddr=127.0.0.1,127.0.0.2 port=1,2",
+        "host=a,b hostaddr=127.0.0.1,127.0.0.2",
+        "postgres://u@a,b:1,c/x",
+        "host=db port=00005",
+    ] {
+        assert!(
+            resolve(&inputs(Some(dsn), &[], home.path())).is_ok(),
+            "{dsn}"
+        );
+    }
+}
