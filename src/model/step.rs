@@ -421,10 +421,7 @@ mod tests {
         let two = MeanPeak::of([10.0, 30.0]).unwrap();
         assert_eq!((two.mean, two.peak), (20.0, None));
         let three = MeanPeak::of([10.0, 50.0, 30.0]).unwrap();
-        assert_eq!(
-            (three.mean, three.peak),
-            (30.0, Some(50.0))
-        );
+        assert_eq!((three.mean, three.peak), (30.0, Some(50.0)));
         // An exact mean from counters above every sample: the samples missed the busiest
         // moment, and the peak is at least the mean.
         let exact = MeanPeak::with_mean(70.0, &[10.0, 50.0, 30.0]);
@@ -443,7 +440,11 @@ mod tests {
         assert!(summary(Some(100.0)).with_wait_over(second).starved(0.1));
         assert!(!summary(Some(99.0)).with_wait_over(second).starved(0.1));
         assert!(!summary(None).with_wait_over(second).starved(0.1));
-        assert!(!summary(Some(1.0)).with_wait_over(Duration::ZERO).starved(0.1));
+        assert!(
+            !summary(Some(1.0))
+                .with_wait_over(Duration::ZERO)
+                .starved(0.1)
+        );
     }
 
     #[test]
