@@ -8,6 +8,8 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
 use postgres::config::SslMode as WireSslMode;
 use postgres::{Client, Config, NoTls};
 use postgres_openssl::MakeTlsConnector;
@@ -148,12 +150,9 @@ fn build_ssl_connector(options: &TlsOptions) -> Result<SslConnector, TlsError> {
     let verify = matches!(options.mode, SslMode::VerifyCa | SslMode::VerifyFull)
         || (options.mode == SslMode::Require && options.root_cert.is_some());
     match (&options.root_cert, verify) {
-        (Some(path), _) => builder
-            .set_ca_file(path)
-            .map_err(|err| TlsError::RootCert {
-                path: path.clone(),
-                reason: err.to_string(),
-            })?,
+        // The file's certificates alone, as libpq trusts them: the connector's builder has
+        // already loaded the system's CAs, which `set_ca_file` would only add to.
+        (Some(path), _) => builder.set_cert_store(root_store(path)?),
         (None, true) => return Err(TlsError::NoRootCert(options.mode)),
         (None, false) => {}
     }
@@ -207,6 +206,26 @@ fn check_key_mode(key: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A store holding the root certificates of `path` and nothing else.
+fn root_store(path: &Path) -> Result<X509Store, TlsError> {
+    let unusable = |reason: String| TlsError::RootCert {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|err| unusable(err.to_string()))?;
+    let certs = X509::stack_from_pem(&pem).map_err(|err| unusable(err.to_string()))?;
+    if certs.is_empty() {
+        return Err(unusable("no PEM certificate in it".to_owned()));
+    }
+    let mut store = X509StoreBuilder::new().map_err(|err| unusable(err.to_string()))?;
+    for cert in certs {
+        store
+            .add_cert(cert)
+            .map_err(|err| unusable(err.to_string()))?;
+    }
+    Ok(store.build())
+}
+
 /// Whether a file exists: for a clear error before OpenSSL's own.
 pub fn check_root_cert(path: &Path) -> Result<(), TlsError> {
     std::fs::metadata(path)
@@ -233,6 +252,49 @@ mod tests {
                 .to_string()
                 .contains("'verify'")
         );
+    }
+
+    /// A self-signed certificate in PEM, made here.
+    fn self_signed_pem() -> Vec<u8> {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509::X509Name};
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_text("CN", "pgstress test root")
+            .unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        cert.build().to_pem().unwrap()
+    }
+
+    #[test]
+    fn a_root_certificate_is_trusted_alone_as_libpq_trusts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.crt");
+        std::fs::write(&path, self_signed_pem()).unwrap();
+        let options = TlsOptions {
+            mode: SslMode::VerifyFull,
+            root_cert: Some(path.clone()),
+            ..TlsOptions::default()
+        };
+        let connector = build_ssl_connector(&options).unwrap();
+        let trusted = connector.context().cert_store().all_certificates();
+        assert_eq!(trusted.len(), 1, "the system's CAs are not the server's");
+        let subject = trusted[0].subject_name().entries().next().unwrap();
+        assert_eq!(subject.data().to_string().unwrap(), "pgstress test root");
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert!(matches!(
+            build_ssl_connector(&options),
+            Err(TlsError::RootCert { .. })
+        ));
     }
 
     #[test]
