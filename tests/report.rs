@@ -495,6 +495,12 @@ fn compare_with_no_charts_prints_the_table_only() {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("p99_ms"), "the table: {stdout}");
+    // The host's CPU and pgstress's own, each under its own name.
+    let header = stdout.lines().find(|l| l.contains("p99_ms")).unwrap();
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    for column in ["host_cpu", "pgstress", "server_cpu"] {
+        assert!(columns.contains(&column), "{header}");
+    }
     assert!(!stdout.contains("chart:"), "{stdout}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }

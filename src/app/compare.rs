@@ -140,7 +140,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:>4} {:>3} {:>8} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11}  flags",
+        "\n{:>4} {:>3} {:>8} {:>7} {:>7} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11}  flags",
         "step",
         "run",
         "requests",
@@ -149,7 +149,8 @@ pub fn table(runs: &[ComparedRun]) -> String {
         "wall_s",
         "p99_ms",
         "wait_p99",
-        "client_cpu",
+        "host_cpu",
+        "pgstress",
         "server_cpu",
         "pooler_cpu"
     );
@@ -165,7 +166,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:>4} {:>3} {:>8} {:>7} {:>7} {:>8.3} {:>10} {:>10} {:>11} {:>11} {:>11}  {}",
+                "{:>4} {:>3} {:>8} {:>7} {:>7} {:>8.3} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11}  {}",
                 row.step,
                 run.label,
                 row.requests,
@@ -175,6 +176,7 @@ pub fn table(runs: &[ComparedRun]) -> String {
                 one_decimal(row.latency_p99_ms),
                 one_decimal(row.queue_wait_p99_ms),
                 cpu_mean_peak(row.host_cpu_mean, row.host_cpu_peak),
+                cpu_mean_peak(row.process_cpu_mean, row.process_cpu_peak),
                 cpu_mean_peak(row.server_cpu_mean, row.server_cpu_peak),
                 cpu_mean_peak(row.pooler_cpu_mean, row.pooler_cpu_peak),
                 row.flags
