@@ -206,6 +206,7 @@ impl<W: Write> StepLoop<'_, W> {
                 if !flags.contains(&flag) {
                     flags.push(flag);
                 }
+                measured.limiting_agents.push((flag, agent.agent.clone()));
             }
         }
         if run.lost.is_some() && !flags.contains(&Flag::Partial) {

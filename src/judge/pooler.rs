@@ -170,6 +170,7 @@ mod tests {
             flag: "launch-spread".into(),
             step: 1,
             requests: 10,
+            agent: None,
         });
         assert_eq!(with_pooler(client.clone(), &pooler_at_2), client);
         let steps = [
@@ -180,6 +181,7 @@ mod tests {
             flag: "launch-spread".into(),
             step: 2,
             requests: 20,
+            agent: None,
         });
         let pooler = Some(Limit::Pooler {
             flag: "pooler-saturated".into(),
@@ -196,6 +198,7 @@ mod tests {
             flag: "client-saturated".into(),
             step: 1,
             requests: 10,
+            agent: None,
         });
         let refused_limit = with_pooler(busy_client, &refused);
         assert!(

@@ -178,6 +178,9 @@ pub enum Limit {
         flag: String,
         step: u32,
         requests: u32,
+        /// The agent whose share raised it, when agents sent the load.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
     },
     /// A pooler flag appeared at or before the breaking point, before any client flag.
     Pooler {
@@ -254,6 +257,9 @@ impl Verdict {
                     flag: flag.name().to_owned(),
                     step: step.step,
                     requests: step.requests,
+                    agent: (step.limiting_agents.iter())
+                        .find(|(raised, _)| raised == flag)
+                        .map(|(_, agent)| agent.clone()),
                 })
         });
         let cpus_filled = super::cpus::filled_first(steps, judging);
@@ -369,17 +375,22 @@ impl Verdict {
                 flag,
                 step,
                 requests,
+                agent,
             } if broke => format!(
-                "whose limit: possibly the client's — {flag} from step {step} ({requests} requests); \
-                 the numbers from there on measure pgstress and this machine as much as the server"
+                "whose limit: possibly the client's — {flag} from step {step} ({requests} \
+                 requests{}); the numbers from there on measure pgstress and this machine as much \
+                 as the server",
+                on_agent(agent)
             ),
             Limit::Client {
                 flag,
                 step,
                 requests,
+                agent,
             } => format!(
                 "the ramp may have measured the client, not the server — {flag} from step {step} \
-                 ({requests} requests): the server's capacity may be higher than shown"
+                 ({requests} requests{}): the server's capacity may be higher than shown",
+                on_agent(agent)
             ),
             Limit::Pooler {
                 flag,
@@ -390,6 +401,18 @@ impl Verdict {
     }
 }
 
+/// ", on agent NAME" where an agent's share raised the flag.
+fn on_agent(agent: &Option<String>) -> String {
+    agent
+        .as_deref()
+        .map(|name| format!(", on agent {name}"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 #[path = "verdict_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limit_tests.rs"]
+mod limit_tests;

@@ -57,6 +57,7 @@ impl StepResult {
             server: ServerStatsSummary::of(server),
             pooler: Default::default(),
             flags: Vec::new(),
+            limiting_agents: Vec::new(),
         };
         for record in &run.records {
             result.add(record);

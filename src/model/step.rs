@@ -227,6 +227,8 @@ pub struct StepResult {
     pub pooler: PoolerSide,
     /// Diagnosis flags, set once the step is judged.
     pub flags: Vec<Flag>,
+    /// Agents whose share raised a client-limit flag, with the flag (none on one machine).
+    pub limiting_agents: Vec<(Flag, String)>,
 }
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).
