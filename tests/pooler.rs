@@ -98,7 +98,7 @@ fn preparing_once_through_transaction_pooling_is_a_one_line_error_before_any_loa
         &pooler.dsn(),
         &["--mode", "pool", "--workers", "4", "--prepare", "once"],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
     let error = one_line_error(&output.stderr);
     assert!(error.contains("give --prepare never"), "{error}");
     assert!(!error.contains(server.password()), "{error}");

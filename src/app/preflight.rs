@@ -262,7 +262,9 @@ pub fn probe_kept(
     data: Option<&ParamData>,
 ) -> anyhow::Result<()> {
     let param = data.and_then(|d| d.first_values(1).first().map(|v| v.value.to_owned()));
-    let deadline = target.setup_timeout() + spec.timeout * 3 + crate::engine::REPORT_GRACE;
+    let tries = SECOND_TRIES as u32 + 1;
+    let deadline =
+        target.setup_timeout() * tries + spec.timeout * (tries + 1) + crate::engine::REPORT_GRACE;
     let (target, spec) = (target.clone(), spec.clone());
     match within(deadline, move || {
         kept_twice(&target, &spec, param.as_deref())
@@ -274,6 +276,9 @@ pub fn probe_kept(
         ),
     }
 }
+
+/// How many times the pool worker's request is tried again with another transaction held open.
+const SECOND_TRIES: usize = 5;
 
 fn kept_twice(
     target: &ConnectTarget,
@@ -292,14 +297,27 @@ fn kept_twice(
             failure.message
         );
     }
-    let mut holder = target
-        .connect(target.setup_timeout(), "pgstress-preflight")
-        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
-    holder
-        .simple_query("BEGIN; SELECT 1")
-        .map_err(|err| anyhow::anyhow!("cannot open a transaction: {}", describe_error(&err)))?;
-    let second = kept.execute(spec, param, Duration::ZERO).0.outcome;
-    let _ = holder.simple_query("ROLLBACK");
+    // Transactions held open elsewhere take server connections, so that the worker's next
+    // transaction goes to another one than its statement was prepared on. Which ones a
+    // pooler hands out is its own choice, so each try holds one more, all kept open.
+    let mut second = Ok(());
+    let mut holders = Vec::new();
+    for _ in 0..SECOND_TRIES {
+        let mut holder = target
+            .connect(target.setup_timeout(), "pgstress-preflight")
+            .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
+        holder.simple_query("BEGIN; SELECT 1").map_err(|err| {
+            anyhow::anyhow!("cannot open a transaction: {}", describe_error(&err))
+        })?;
+        holders.push(holder);
+        second = kept.execute(spec, param, Duration::ZERO).0.outcome;
+        if second.is_err() {
+            break;
+        }
+    }
+    for mut holder in holders {
+        let _ = holder.simple_query("ROLLBACK");
+    }
     match second {
         Ok(()) => Ok(()),
         Err(failure) => bail!(
