@@ -329,6 +329,18 @@ mod tests {
     }
 
     #[test]
+    fn a_step_cut_short_is_partial() {
+        let pool = StepContext::default();
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
+        assert!(diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()).is_empty());
+        step.unsent = 3;
+        assert_eq!(
+            diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()),
+            vec![Flag::Partial]
+        );
+    }
+
+    #[test]
     fn the_clients_own_failures_and_the_datas_are_flagged_apart() {
         let pool = StepContext::default();
         let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
