@@ -146,6 +146,16 @@ mod tests {
         )
     }
 
+    #[test]
+    fn in_flight_sums_the_service_of_the_requests_that_ran() {
+        let mut waited = ok(0, 50);
+        waited.queue_wait = Some(Duration::from_millis(20));
+        let records = [ok(0, 100), waited, failed(FailureClass::Spawn)];
+        // 100 ms, and 50 less its 20 ms wait; the request that never ran adds nothing.
+        assert_eq!(in_flight(&records), Duration::from_millis(130));
+        assert_eq!(in_flight(&[]), Duration::ZERO);
+    }
+
     fn run(records: Vec<RequestRecord>) -> StepRun {
         StepRun {
             records,
