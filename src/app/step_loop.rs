@@ -94,15 +94,8 @@ impl<W: Write> StepLoop<'_, W> {
                     PoolerViewSummary::of(&samples, whole.as_ref())
                 }),
             };
-            let mut result = self.judge_step(engine, index, &run, cpu_summary, &server_samples);
-            result.pooler = pooler;
-            let pooler_flags = crate::judge::pooler::pooler_flags(
-                &result,
-                self.pooler.cores,
-                self.cpus.host_cores,
-                &self.config.thresholds,
-            );
-            result.flags.extend(pooler_flags);
+            let sides = (cpu_summary, pooler);
+            let result = self.judge_step(engine, index, &run, sides, &server_samples);
             let written = (self.logs).write_step(&result, &cpu_samples, &run.records, &run.agents);
             self.progress.suspend(|| self.printer.step(&result, steps));
             for note in agent_notes(&run) {
@@ -178,18 +171,20 @@ impl<W: Write> StepLoop<'_, W> {
         (run, cpu_samples, server_samples)
     }
 
-    /// The step's result, with its load in the mode's unit and its diagnosis flags.
+    /// The step's result, with its load in the mode's unit and all its flags: the diagnosis,
+    /// the agents' client limits and the pooler's, in that order.
     fn judge_step(
         &self,
         engine: &dyn Engine,
         index: u32,
         run: &StepRun,
-        cpu: CpuSummary,
+        (cpu, pooler): (CpuSummary, PoolerSide),
         server_samples: &[ServerStatsSample],
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
         let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
+        measured.pooler = pooler;
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),
@@ -212,6 +207,12 @@ impl<W: Write> StepLoop<'_, W> {
         if run.lost.is_some() && !flags.contains(&Flag::Partial) {
             flags.push(Flag::Partial);
         }
+        flags.extend(crate::judge::pooler::pooler_flags(
+            &measured,
+            self.pooler.cores,
+            self.cpus.host_cores,
+            &self.config.thresholds,
+        ));
         measured.with_flags(flags)
     }
 }
