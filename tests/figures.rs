@@ -200,13 +200,13 @@ fn a_thread_held_back_waits_from_the_release_and_is_cut_off_by_the_releases_dead
 
 #[test]
 fn a_burst_the_server_serialises_falls_short_of_its_concurrency_and_one_it_holds_does_not() {
-    let burst = |requests: &str, query: &str| {
+    let burst = |dsn: &str, requests: &str, query: &str| {
         let logs = tempfile::tempdir().unwrap();
         run_ok(
             logs.path(),
             &[
                 "--dsn",
-                &shared_dsn(),
+                dsn,
                 "--steps",
                 "1",
                 "--step",
@@ -219,7 +219,7 @@ fn a_burst_the_server_serialises_falls_short_of_its_concurrency_and_one_it_holds
         steps(logs.path()).remove(0)
     };
     // Each request holds its connection for two seconds: all 30 are connected at once.
-    let held = burst("30", "SELECT $1::text FROM pg_sleep(2)");
+    let held = burst(&shared_dsn(), "30", "SELECT $1::text FROM pg_sleep(2)");
     assert_eq!(number(&held, "ok"), 30, "{held:?}");
     assert_eq!(number(&held, "concurrency_asked"), 30, "{held:?}");
     assert!(number(&held, "peak_connected") >= 27, "{held:?}");
@@ -227,13 +227,26 @@ fn a_burst_the_server_serialises_falls_short_of_its_concurrency_and_one_it_holds
     assert!(!held["flags"].contains("accepted-slowly"), "{held:?}");
     assert!(!held["flags"].contains("started-late"), "{held:?}");
 
-    // A query of no time: the server starts one backend after another, and each is done
-    // before the later ones connect. The threads were all in flight; the server was not.
-    let quick = burst("100", "SELECT $1::text");
+    // A query of no time through a door that lets one connection in every 10 ms, the first
+    // after a second: every thread is in flight, waiting at the door, and each is done before
+    // the next one connects. The threads were all in flight; the server's connections were not.
+    let dsn = shared_dsn();
+    let port = dsn
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("port="))
+        .unwrap();
+    let door = slow_door(
+        port.parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_millis(10),
+    );
+    let through_door = dsn.replace(&format!("port={port}"), &format!("port={door}"));
+    let quick = burst(&through_door, "100", "SELECT $1::text");
     assert_eq!(number(&quick, "ok"), 100, "{quick:?}");
     assert!(number(&quick, "peak_in_flight") >= 90, "{quick:?}");
     assert!(number(&quick, "peak_connected") < 90, "{quick:?}");
     assert!(quick["flags"].contains("accepted-slowly"), "{quick:?}");
+    assert!(!quick["flags"].contains("started-late"), "{quick:?}");
 }
 
 #[test]

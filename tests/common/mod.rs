@@ -9,6 +9,9 @@ use std::time::Duration;
 use assert_cmd::Command;
 use pgstress::pg::server::ThrowawayServer;
 
+mod slow_door;
+pub use slow_door::slow_door;
+
 static SERVER: Mutex<Option<ThrowawayServer>> = Mutex::new(None);
 
 extern "C" fn stop_shared_server() {
