@@ -8,6 +8,7 @@ use pgstress::cli::Cli;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    pgstress::pg::tls::skip_system_ca_bundle();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

@@ -119,6 +119,7 @@ impl ThrowawayPooler {
         let version = version_of(&binary);
         let mut command = Command::new(&binary);
         command.arg(data.join("pgbouncer.ini"));
+        crate::pg::tls::restore_ca_bundle(&mut command);
         let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
             .map_err(|err| PoolerError::Start(err.to_string()))?;
         pin(&child, cpus)?;

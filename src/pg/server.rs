@@ -253,6 +253,7 @@ impl Postmaster {
     fn launch(&self) -> Result<Child, ServerError> {
         let mut command = Command::new(&self.binary);
         command.args(&self.args);
+        crate::pg::tls::restore_ca_bundle(&mut command);
         if let Some(cpus) = &self.cpus {
             pin_child(&mut command, cpus)?;
         }
