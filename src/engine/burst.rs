@@ -2,14 +2,13 @@
 //! step parked at a gate and released together, so the requests really are concurrent.
 
 use std::sync::{Arc, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
 
-use super::{
-    EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, hold_until, reap,
-};
+use super::crew::Crew;
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, guarded, hold_until};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -26,7 +25,8 @@ pub const HOLD_BACK_VAR: &str = "PGSTRESS_TEST_HOLD_BACK_MS";
 /// A thread and a new connection per request, all released together.
 pub struct Burst {
     spec: Arc<RequestSpec>,
-    stack_size: usize,
+    /// The request threads, kept from step to step.
+    crew: Crew,
     hold_back: Option<Duration>,
     release: Option<Instant>,
 }
@@ -39,7 +39,7 @@ impl Burst {
             .map(Duration::from_millis);
         Burst {
             spec,
-            stack_size,
+            crew: Crew::new(stack_size),
             hold_back,
             release: None,
         }
@@ -79,7 +79,7 @@ impl Engine for Burst {
         let release_at = Arc::new(OnceLock::<Instant>::new());
 
         let mut spawn_failures = Vec::new();
-        let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(requests);
+        let mut started = 0;
         for (index, param) in params.into_iter().enumerate() {
             let worker = Worker {
                 step,
@@ -91,15 +91,8 @@ impl Engine for Burst {
                 gate_deadline: launch_deadline + REPORT_GRACE,
                 hold_back: self.hold_back.filter(|_| index == 0),
             };
-            match thread::Builder::new()
-                .name(REQUEST_THREAD.to_owned())
-                .stack_size(self.stack_size)
-                .spawn(move || {
-                    worker.run(param);
-                    // The thread ends with the step: its wait for a CPU is counted now.
-                    crate::sys::schedstat::count_thread_end();
-                }) {
-                Ok(handle) => handles.push(handle),
+            match self.crew.run(move || worker.run(param)) {
+                Ok(()) => started += 1,
                 Err(err) => spawn_failures.push(RequestRecord::failed_without_running(
                     Failure::new(FailureClass::Spawn, format!("cannot start a thread: {err}")),
                     Duration::ZERO,
@@ -108,7 +101,7 @@ impl Engine for Burst {
         }
         drop((ready_tx, gate_rx, result_tx));
 
-        for _ in 0..handles.len() {
+        for _ in 0..started {
             if ready_rx.recv_deadline(launch_deadline).is_err() {
                 break;
             }
@@ -118,10 +111,8 @@ impl Engine for Burst {
         drop(gate_tx);
 
         let deadline = release + self.spec.timeout + REPORT_GRACE;
-        let (mut records, wall) =
-            gather(&result_rx, step, handles.len(), release, deadline, observer);
+        let (mut records, wall) = gather(&result_rx, step, started, release, deadline, observer);
         records.extend(spawn_failures);
-        reap(handles, EXIT_GRACE);
         StepRun {
             records,
             dropped: 0,

@@ -7,6 +7,7 @@
 //! - `rate`: requests start at scheduled times, so many per second (open loop).
 
 pub mod burst;
+pub mod crew;
 pub mod pool;
 pub mod rate;
 

@@ -4,15 +4,14 @@
 //! pgbench -R do); a request that cannot be sent when due is dropped and counted, never delayed.
 
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use rand::{Rng, RngExt};
 
-use super::{
-    EXIT_GRACE, Engine, REPORT_GRACE, REQUEST_THREAD, Tagged, gather, guarded, hold_until, reap,
-};
+use super::crew::Crew;
+use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, guarded, hold_until};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::plan::Arrival;
 use crate::model::record::RequestRecord;
@@ -25,7 +24,8 @@ pub struct Rate {
     arrival: Arrival,
     /// None: a thread per request.
     max_inflight: Option<u32>,
-    stack_size: usize,
+    /// The request threads (and the workers of `max_inflight`), kept from step to step.
+    crew: Crew,
     release: Option<Instant>,
 }
 
@@ -64,19 +64,9 @@ impl Rate {
             duration,
             arrival,
             max_inflight,
-            stack_size,
+            crew: Crew::new(stack_size),
             release: None,
         }
-    }
-
-    fn spawn(&self, body: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
-        thread::Builder::new()
-            .name(REQUEST_THREAD.to_owned())
-            .stack_size(self.stack_size)
-            .spawn(move || {
-                body();
-                crate::sys::schedstat::count_thread_end();
-            })
     }
 }
 
@@ -124,7 +114,6 @@ impl Engine for Rate {
     ) -> StepRun {
         let due_times = schedule(params.len(), self.duration, self.arrival, &mut rand::rng());
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<Tagged>();
-        let mut handles = Vec::new();
         let mut failed_to_start = Vec::new();
         let mut dropped = 0;
 
@@ -139,8 +128,8 @@ impl Engine for Rate {
                     let _ = worker.send((step, send_request(&spec, due, origin)));
                 }
             };
-            match self.spawn(body) {
-                Ok(handle) => handles.push(handle),
+            match self.crew.run(body) {
+                Ok(()) => {}
                 Err(_) => break, // fewer workers: more drops, which the step reports
             }
         }
@@ -163,13 +152,10 @@ impl Engine for Rate {
                 continue;
             }
             let (spec, results) = (Arc::clone(&self.spec), results_tx.clone());
-            match self.spawn(move || {
+            match self.crew.run(move || {
                 let _ = results.send((step, send_request(&spec, due, origin)));
             }) {
-                Ok(handle) => {
-                    handles.push(handle);
-                    sent += 1;
-                }
+                Ok(()) => sent += 1,
                 Err(err) => failed_to_start.push(
                     RequestRecord::failed_without_running(
                         Failure::new(FailureClass::Spawn, format!("cannot start a thread: {err}")),
@@ -185,7 +171,6 @@ impl Engine for Rate {
         let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline, observer);
         let unsent = planned - sent as u32 - dropped - failed_to_start.len() as u32;
         records.extend(failed_to_start);
-        reap(handles, EXIT_GRACE);
         StepRun {
             records,
             dropped,
