@@ -7,7 +7,9 @@
 //! connection-per-request load lives a few milliseconds. The postmaster's cutime/cstime
 //! account for every backend it has reaped, so the server's CPU is complete.
 
-use std::fs;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 
 /// Clock ticks per second for /proc times (USER_HZ, 100 on every Linux we run on).
 fn ticks_per_second() -> f64 {
@@ -97,27 +99,87 @@ pub fn own_cpu_seconds() -> Option<f64> {
     (done == 0).then(|| now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
 }
 
-/// CPU seconds of a server: its postmaster and live backends to the nanosecond (their
-/// schedstat run time; each is single-threaded), and the backends it has reaped to the tick.
-pub fn server_cpu_seconds(postmaster: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
-    let times = StatTimes::parse(&stat)?;
-    let reaped = (times.cutime + times.cstime) as f64 / ticks_per_second();
-    let ticks_of = |times: &StatTimes| (times.utime + times.stime) as f64 / ticks_per_second();
-    let own = run_seconds(postmaster).unwrap_or_else(|| ticks_of(&times));
-    let list = fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children"))
-        .unwrap_or_default();
-    let live: f64 = list
-        .split_whitespace()
-        .filter_map(|child| child.parse::<u32>().ok())
-        .filter_map(|child| {
-            run_seconds(child).or_else(|| {
-                let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-                StatTimes::parse(&stat).map(|times| ticks_of(&times))
+/// A server to read the CPU of: its postmaster (or a pooler's main process) and its children.
+/// Each child's schedstat file stays open between samples: opening it is most of a read's
+/// cost, and a connection storm's server has hundreds of backends, read ten times a second.
+#[derive(Debug)]
+pub struct ProcessTree {
+    root: u32,
+    open: HashMap<u32, File>,
+}
+
+/// At most this many files kept open, so that the sampler never takes the descriptors a step's
+/// connections need; the children past it are opened at each read.
+const MAX_OPEN_FILES: usize = 1024;
+
+impl ProcessTree {
+    pub fn new(root: u32) -> Self {
+        ProcessTree {
+            root,
+            open: HashMap::new(),
+        }
+    }
+
+    /// CPU seconds of the tree: the root and its live children to the nanosecond (their
+    /// schedstat run time; each is single-threaded), and the children it has reaped to the tick.
+    pub fn cpu_seconds(&mut self) -> Option<f64> {
+        let root = self.root;
+        let stat = fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
+        let times = StatTimes::parse(&stat)?;
+        let reaped = (times.cutime + times.cstime) as f64 / ticks_per_second();
+        let ticks_of = |times: &StatTimes| (times.utime + times.stime) as f64 / ticks_per_second();
+        let own = run_seconds(root).unwrap_or_else(|| ticks_of(&times));
+        let list =
+            fs::read_to_string(format!("/proc/{root}/task/{root}/children")).unwrap_or_default();
+        let children: HashSet<u32> = list
+            .split_whitespace()
+            .filter_map(|child| child.parse().ok())
+            .collect();
+        self.open.retain(|pid, _| children.contains(pid));
+        let live: f64 = children
+            .iter()
+            .filter_map(|&child| {
+                self.child_run_seconds(child).or_else(|| {
+                    let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+                    StatTimes::parse(&stat).map(|times| ticks_of(&times))
+                })
             })
-        })
-        .sum();
-    Some(own + reaped + live)
+            .sum();
+        Some(own + reaped + live)
+    }
+
+    /// A child's run time through its kept file; a file whose process ended (its PID perhaps
+    /// taken since by another child) reads nothing and is opened again.
+    fn child_run_seconds(&mut self, pid: u32) -> Option<f64> {
+        if let Some(file) = self.open.get(&pid) {
+            if let Some(seconds) = read_run_seconds(file) {
+                return Some(seconds);
+            }
+            self.open.remove(&pid);
+        }
+        let file = File::open(format!("/proc/{pid}/schedstat")).ok()?;
+        let seconds = read_run_seconds(&file)?;
+        if self.open.len() < MAX_OPEN_FILES {
+            self.open.insert(pid, file);
+        }
+        Some(seconds)
+    }
+
+    /// How many files are kept open now.
+    #[cfg(test)]
+    fn files_open(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// The first field of a schedstat file read again from its start (the kernel writes it anew
+/// for every read), in seconds.
+fn read_run_seconds(file: &File) -> Option<f64> {
+    let mut buf = [0u8; 128];
+    let len = file.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
 
 /// A thread's time running and waiting on a run queue (the first two fields of
@@ -323,7 +385,7 @@ mod tests {
             .iter()
             .map(|c| field(&format!("/proc/{c}/schedstat"), 0) / 1e9)
             .sum();
-        let seconds = server_cpu_seconds(pid);
+        let seconds = ProcessTree::new(pid).cpu_seconds();
         let _ = shell.kill();
         for child in children {
             let _ = nix::sys::signal::kill(
@@ -362,6 +424,48 @@ mod tests {
         }
         assert!(spin > 0);
         assert!(own_cpu_seconds().unwrap() > 0.0);
-        assert!(server_cpu_seconds(std::process::id()).unwrap() > 0.0);
+        assert!(ProcessTree::new(std::process::id()).cpu_seconds().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn a_childs_file_is_kept_open_read_again_and_let_go_when_it_ends() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & wait; exec sleep 60"])
+            .spawn()
+            .unwrap();
+        let pid = shell.id();
+        let children_file = format!("/proc/{pid}/task/{pid}/children");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let child: u32 = loop {
+            let list = fs::read_to_string(&children_file).unwrap_or_default();
+            if let Some(child) = list.split_whitespace().next() {
+                break child.parse().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "no child");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut tree = ProcessTree::new(pid);
+        assert!(tree.cpu_seconds().is_some());
+        assert_eq!(tree.files_open(), 1);
+        let through_file = tree.child_run_seconds(child).unwrap();
+        assert_eq!(
+            through_file,
+            field(&format!("/proc/{child}/schedstat"), 0) / 1e9,
+            "the kept file reads what a fresh open reads"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tree.files_open() > 0 {
+            assert!(tree.cpu_seconds().is_some());
+            assert!(std::time::Instant::now() < deadline, "the file was kept");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(tree.child_run_seconds(child), None, "gone");
+        let _ = shell.kill();
+        let _ = shell.wait();
     }
 }

@@ -59,7 +59,9 @@ pub struct CpuReading {
 }
 
 pub struct CpuProbe {
-    server: Option<LocalServer>,
+    /// The server's and the pooler's processes, read every sample.
+    server_tree: Option<counters::ProcessTree>,
+    pooler_tree: Option<counters::ProcessTree>,
     run_start: Instant,
     cores: f64,
     sides: Sides,
@@ -109,7 +111,10 @@ impl LocalPooler {
 impl CpuProbe {
     pub fn new(server: Option<LocalServer>, run_start: Instant, sides: Sides) -> Self {
         CpuProbe {
-            server,
+            server_tree: server.map(|server| counters::ProcessTree::new(server.postmaster_pid)),
+            pooler_tree: sides
+                .pooler
+                .map(|pooler| counters::ProcessTree::new(pooler.pid)),
             run_start,
             cores: host_cores() as f64,
             sides,
@@ -129,13 +134,14 @@ impl Probe for CpuProbe {
             host: HostTicks::read(),
             process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
             server_seconds: self
-                .server
-                .and_then(|server| counters::server_cpu_seconds(server.postmaster_pid)),
+                .server_tree
+                .as_mut()
+                .and_then(counters::ProcessTree::cpu_seconds),
             // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
             pooler_seconds: self
-                .sides
-                .pooler
-                .and_then(|pooler| counters::server_cpu_seconds(pooler.pid)),
+                .pooler_tree
+                .as_mut()
+                .and_then(counters::ProcessTree::cpu_seconds),
             wait_ns: None,
             client_cpus: None,
             pooler_runnable: None,
@@ -277,7 +283,8 @@ mod tests {
     /// A probe of a 4-core host, pgstress on 1.5 of them, the server on `server_cores`.
     fn probe(run_start: Instant, server_cores: Option<f64>) -> CpuProbe {
         CpuProbe {
-            server: None,
+            server_tree: None,
+            pooler_tree: None,
             run_start,
             cores: 4.0,
             sides: Sides {
