@@ -1,5 +1,74 @@
 //! Reading the process tree from /proc (Linux).
 
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Per-process (or per-thread) /proc files that a sampler reads again and again, kept open:
+/// opening and closing one is most of a read's cost, and a connection storm means hundreds of
+/// backends (and request threads) read at every sample. The kernel writes such a file anew
+/// for each read from its start.
+#[derive(Debug)]
+pub struct KeptFiles {
+    open: HashMap<u32, File>,
+    /// At most this many kept, so that a sampler never takes the descriptors a step's
+    /// connections need; past it, files are opened for each read.
+    limit: usize,
+}
+
+impl KeptFiles {
+    pub fn new(limit: usize) -> Self {
+        KeptFiles {
+            open: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// The file of process (or thread) `id` at `path`, read from its start and parsed. A kept
+    /// file that no longer reads (its process ended, its id perhaps given to another since)
+    /// is opened again.
+    pub fn read<T>(
+        &mut self,
+        id: u32,
+        path: impl FnOnce() -> String,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        if let Some(file) = self.open.get(&id) {
+            if let Some(value) = read_from_start(file).as_deref().and_then(&parse) {
+                return Some(value);
+            }
+            self.open.remove(&id);
+        }
+        let file = File::open(path()).ok()?;
+        let value = parse(&read_from_start(&file)?)?;
+        if self.open.len() < self.limit {
+            self.open.insert(id, file);
+        }
+        Some(value)
+    }
+
+    /// Lets go of the files of every id not in `live`.
+    pub fn keep_only(&mut self, live: &HashSet<u32>) {
+        self.open.retain(|id, _| live.contains(id));
+    }
+
+    /// How many files are kept open now.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+/// A small /proc file's text (schedstat, stat), read from its start.
+fn read_from_start(file: &File) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    let len = file.read_at(&mut buf, 0).ok()?;
+    String::from_utf8(buf[..len].to_vec()).ok()
+}
+
 /// The live children of a single-threaded process (the postmaster is one).
 pub fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -70,6 +139,40 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread of this process that lives until told to end, and its id.
+    fn thread_until(end: crossbeam_channel::Receiver<()>) -> (u32, std::thread::JoinHandle<()>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let handle = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            let _ = end.recv();
+        });
+        (rx.recv().unwrap(), handle)
+    }
+
+    #[test]
+    fn kept_files_read_live_threads_let_go_of_ended_ones_and_keep_at_most_their_limit() {
+        let (end, ended) = crossbeam_channel::bounded::<()>(0);
+        let (one, first) = thread_until(ended.clone());
+        let (two, second) = thread_until(ended);
+        let path = |tid: u32| move || format!("/proc/self/task/{tid}/schedstat");
+        let fields = |text: &str| Some(text.split_whitespace().count());
+        let mut kept = KeptFiles::new(1);
+        assert_eq!(kept.read(one, path(one), fields), Some(3));
+        assert_eq!(kept.read(two, path(two), fields), Some(3), "read, not kept");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept.read(one, path(one), fields), Some(3), "read again");
+        drop(end);
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(kept.read(one, path(one), fields), None, "ended");
+        assert!(kept.is_empty(), "the ended thread's file is let go");
+        let mut kept = KeptFiles::new(8);
+        let me = nix::unistd::gettid().as_raw() as u32;
+        assert!(kept.read(me, path(me), fields).is_some());
+        kept.keep_only(&HashSet::from([me + 1]));
+        assert!(kept.is_empty());
+    }
 
     #[test]
     fn this_process_is_found_listening_on_its_port() {

@@ -5,7 +5,10 @@
 //! request's) adds its own to `ENDED` as it ends; threads that outlive the step (pool workers,
 //! the samplers, the main thread) are read from /proc/self/task at the step's edges.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sys::procfs::KeptFiles;
 
 /// Run-queue wait of the threads that have ended, in nanoseconds.
 static ENDED: AtomicU64 = AtomicU64::new(0);
@@ -28,22 +31,44 @@ pub fn count_thread_end() {
 }
 
 /// The run-queue wait of every thread of this process so far: the live ones and those that
-/// counted themselves as they ended. None where the kernel keeps no schedstat.
-pub fn process_wait_ns() -> Option<u64> {
-    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    let mut live = 0u64;
-    let mut read_any = false;
-    for task in tasks.flatten() {
-        let path = task.path().join("schedstat");
-        if let Some(wait) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| parse_wait_ns(&text))
-        {
-            live += wait;
-            read_any = true;
+/// counted themselves as they ended. Each live thread's schedstat file stays open between
+/// readings (the request threads live from step to step, hundreds of them).
+#[derive(Debug)]
+pub struct ProcessWait {
+    threads: KeptFiles,
+}
+
+/// At most this many threads' files kept open.
+const MAX_OPEN_FILES: usize = 1024;
+
+impl Default for ProcessWait {
+    fn default() -> Self {
+        ProcessWait {
+            threads: KeptFiles::new(MAX_OPEN_FILES),
         }
     }
-    read_any.then(|| live + ENDED.load(Ordering::Relaxed))
+}
+
+impl ProcessWait {
+    /// None where the kernel keeps no schedstat.
+    pub fn wait_ns(&mut self) -> Option<u64> {
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        let live_threads: HashSet<u32> = tasks
+            .flatten()
+            .filter_map(|task| task.file_name().to_str()?.parse().ok())
+            .collect();
+        self.threads.keep_only(&live_threads);
+        let mut live = 0u64;
+        let mut read_any = false;
+        for &tid in &live_threads {
+            let path = || format!("/proc/self/task/{tid}/schedstat");
+            if let Some(wait) = self.threads.read(tid, path, parse_wait_ns) {
+                live += wait;
+                read_any = true;
+            }
+        }
+        read_any.then(|| live + ENDED.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]
@@ -59,7 +84,10 @@ mod tests {
 
     #[test]
     fn an_ended_thread_stays_counted() {
-        assert!(process_wait_ns().is_some(), "schedstat on Linux");
+        assert!(
+            ProcessWait::default().wait_ns().is_some(),
+            "schedstat on Linux"
+        );
         // The count of ended threads, not the whole process's: other tests' threads end
         // uncounted meanwhile, so the live sum may drop.
         let before = ENDED.load(Ordering::Relaxed);

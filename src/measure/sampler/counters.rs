@@ -7,9 +7,10 @@
 //! connection-per-request load lives a few milliseconds. The postmaster's cutime/cstime
 //! account for every backend it has reaped, so the server's CPU is complete.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
+use std::collections::HashSet;
+use std::fs;
+
+use crate::sys::procfs::KeptFiles;
 
 /// Clock ticks per second for /proc times (USER_HZ, 100 on every Linux we run on).
 fn ticks_per_second() -> f64 {
@@ -99,24 +100,22 @@ pub fn own_cpu_seconds() -> Option<f64> {
     (done == 0).then(|| now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
 }
 
-/// A server to read the CPU of: its postmaster (or a pooler's main process) and its children.
-/// Each child's schedstat file stays open between samples: opening it is most of a read's
-/// cost, and a connection storm's server has hundreds of backends, read ten times a second.
+/// A server to read the CPU of: its postmaster (or a pooler's main process) and its children,
+/// whose schedstat files stay open between samples (`KeptFiles`).
 #[derive(Debug)]
 pub struct ProcessTree {
     root: u32,
-    open: HashMap<u32, File>,
+    children: KeptFiles,
 }
 
-/// At most this many files kept open, so that the sampler never takes the descriptors a step's
-/// connections need; the children past it are opened at each read.
+/// At most this many children's files kept open.
 const MAX_OPEN_FILES: usize = 1024;
 
 impl ProcessTree {
     pub fn new(root: u32) -> Self {
         ProcessTree {
             root,
-            open: HashMap::new(),
+            children: KeptFiles::new(MAX_OPEN_FILES),
         }
     }
 
@@ -129,13 +128,8 @@ impl ProcessTree {
         let reaped = (times.cutime + times.cstime) as f64 / ticks_per_second();
         let ticks_of = |times: &StatTimes| (times.utime + times.stime) as f64 / ticks_per_second();
         let own = run_seconds(root).unwrap_or_else(|| ticks_of(&times));
-        let list =
-            fs::read_to_string(format!("/proc/{root}/task/{root}/children")).unwrap_or_default();
-        let children: HashSet<u32> = list
-            .split_whitespace()
-            .filter_map(|child| child.parse().ok())
-            .collect();
-        self.open.retain(|pid, _| children.contains(pid));
+        let children: HashSet<u32> = crate::sys::procfs::children(root).into_iter().collect();
+        self.children.keep_only(&children);
         let live: f64 = children
             .iter()
             .filter_map(|&child| {
@@ -148,37 +142,15 @@ impl ProcessTree {
         Some(own + reaped + live)
     }
 
-    /// A child's run time through its kept file; a file whose process ended (its PID perhaps
-    /// taken since by another child) reads nothing and is opened again.
     fn child_run_seconds(&mut self, pid: u32) -> Option<f64> {
-        if let Some(file) = self.open.get(&pid) {
-            if let Some(seconds) = read_run_seconds(file) {
-                return Some(seconds);
-            }
-            self.open.remove(&pid);
-        }
-        let file = File::open(format!("/proc/{pid}/schedstat")).ok()?;
-        let seconds = read_run_seconds(&file)?;
-        if self.open.len() < MAX_OPEN_FILES {
-            self.open.insert(pid, file);
-        }
-        Some(seconds)
-    }
-
-    /// How many files are kept open now.
-    #[cfg(test)]
-    fn files_open(&self) -> usize {
-        self.open.len()
+        self.children
+            .read(pid, || format!("/proc/{pid}/schedstat"), parse_run_seconds)
     }
 }
 
-/// The first field of a schedstat file read again from its start (the kernel writes it anew
-/// for every read), in seconds.
-fn read_run_seconds(file: &File) -> Option<f64> {
-    let mut buf = [0u8; 128];
-    let len = file.read_at(&mut buf, 0).ok()?;
-    let text = std::str::from_utf8(&buf[..len]).ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+/// The first field of a schedstat text (ns), in seconds.
+fn parse_run_seconds(schedstat: &str) -> Option<f64> {
+    let ns: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
     Some(ns as f64 / 1e9)
 }
 
@@ -193,9 +165,7 @@ pub fn runnable_seconds(pid: u32) -> Option<f64> {
 
 /// A single-threaded process's run time from /proc/PID/schedstat (its first field, in ns).
 fn run_seconds(pid: u32) -> Option<f64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 / 1e9)
+    parse_run_seconds(&fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
 }
 
 /// The time fields of /proc/PID/stat.
@@ -446,7 +416,7 @@ mod tests {
         };
         let mut tree = ProcessTree::new(pid);
         assert!(tree.cpu_seconds().is_some());
-        assert_eq!(tree.files_open(), 1);
+        assert_eq!(tree.children.len(), 1);
         let through_file = tree.child_run_seconds(child).unwrap();
         assert_eq!(
             through_file,
@@ -459,7 +429,7 @@ mod tests {
         )
         .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while tree.files_open() > 0 {
+        while tree.children.len() > 0 {
             assert!(tree.cpu_seconds().is_some());
             assert!(std::time::Instant::now() < deadline, "the file was kept");
             std::thread::sleep(std::time::Duration::from_millis(20));

@@ -62,6 +62,8 @@ pub struct CpuProbe {
     /// The server's and the pooler's processes, read every sample.
     server_tree: Option<counters::ProcessTree>,
     pooler_tree: Option<counters::ProcessTree>,
+    /// pgstress's own threads' wait for a CPU, read at the steps' edges.
+    waits: crate::sys::schedstat::ProcessWait,
     run_start: Instant,
     cores: f64,
     sides: Sides,
@@ -115,6 +117,7 @@ impl CpuProbe {
             pooler_tree: sides
                 .pooler
                 .map(|pooler| counters::ProcessTree::new(pooler.pid)),
+            waits: Default::default(),
             run_start,
             cores: host_cores() as f64,
             sides,
@@ -150,7 +153,7 @@ impl Probe for CpuProbe {
 
     fn read_edge(&mut self) -> CpuReading {
         CpuReading {
-            wait_ns: crate::sys::schedstat::process_wait_ns(),
+            wait_ns: self.waits.wait_ns(),
             client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
             pooler_runnable: self
                 .sides
@@ -285,6 +288,7 @@ mod tests {
         CpuProbe {
             server_tree: None,
             pooler_tree: None,
+            waits: Default::default(),
             run_start,
             cores: 4.0,
             sides: Sides {
