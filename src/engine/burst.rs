@@ -1,6 +1,7 @@
 //! The burst engine: one native thread and one new connection per request, all threads of a
 //! step parked at a gate and released together, so the requests really are concurrent.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -72,7 +73,8 @@ impl Engine for Burst {
         let requests = params.len();
         let launch_started = Instant::now();
         let launch_deadline = launch_started + LAUNCH_ALLOWANCE;
-        let (ready_tx, ready_rx) = bounded::<()>(requests);
+        let (all_here, all_here_rx) = bounded::<()>(1);
+        let arrivals = Arc::new(Arrivals::new(requests, all_here));
         // Nothing is ever sent on the gate: dropping its sender wakes every thread at once.
         let (gate_tx, gate_rx) = bounded::<()>(0);
         let (result_tx, result_rx) = bounded::<Tagged>(requests);
@@ -84,7 +86,7 @@ impl Engine for Burst {
             let worker = Worker {
                 step,
                 spec: Arc::clone(&self.spec),
-                ready: ready_tx.clone(),
+                arrivals: Arc::clone(&arrivals),
                 gate: gate_rx.clone(),
                 results: result_tx.clone(),
                 release_at: Arc::clone(&release_at),
@@ -99,12 +101,13 @@ impl Engine for Burst {
                 )),
             }
         }
-        drop((ready_tx, gate_rx, result_tx));
+        drop((gate_rx, result_tx));
+        // The threads that never started never arrive: counted here instead.
+        arrivals.arrive(spawn_failures.len());
 
-        for _ in 0..started {
-            if ready_rx.recv_deadline(launch_deadline).is_err() {
-                break;
-            }
+        // The last thread at the gate says so; the gate opens anyway at the launch deadline.
+        if requests > 0 {
+            let _ = all_here_rx.recv_deadline(launch_deadline);
         }
         let release = hold_until(self.release.take().filter(|at| *at < launch_deadline));
         let _ = release_at.set(release);
@@ -124,11 +127,34 @@ impl Engine for Burst {
     }
 }
 
+/// The threads of a step not yet at the gate: the last one to get there tells the launcher,
+/// one wake-up a step rather than one a thread.
+struct Arrivals {
+    missing: AtomicUsize,
+    all_here: crossbeam_channel::Sender<()>,
+}
+
+impl Arrivals {
+    fn new(expected: usize, all_here: crossbeam_channel::Sender<()>) -> Self {
+        Arrivals {
+            missing: AtomicUsize::new(expected),
+            all_here,
+        }
+    }
+
+    /// `count` threads are at the gate (or will never come).
+    fn arrive(&self, count: usize) {
+        if count > 0 && self.missing.fetch_sub(count, Ordering::AcqRel) == count {
+            let _ = self.all_here.try_send(());
+        }
+    }
+}
+
 /// What one request thread holds.
 struct Worker {
     step: u32,
     spec: Arc<RequestSpec>,
-    ready: crossbeam_channel::Sender<()>,
+    arrivals: Arc<Arrivals>,
     gate: crossbeam_channel::Receiver<()>,
     results: crossbeam_channel::Sender<Tagged>,
     release_at: Arc<OnceLock<Instant>>,
@@ -138,8 +164,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, param: Option<String>) {
-        let _ = self.ready.send(());
-        drop(self.ready);
+        self.arrivals.arrive(1);
         if self.gate.recv_deadline(self.gate_deadline) != Err(RecvTimeoutError::Disconnected) {
             return; // never released: the coordinator counts this request as timed out
         }

@@ -39,3 +39,11 @@ pub fn raise_open_files_limit() -> u64 {
         Err(_) => u64::MAX,
     }
 }
+
+/// How many /proc files a sampler may keep open (`procfs::KeptFiles`): a sixteenth of the
+/// open-file limit in force, at most 1,024; the rest is for the steps' connections.
+pub fn files_a_sampler_may_keep() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    usize::try_from(soft / 16).unwrap_or(usize::MAX).min(1024)
+}

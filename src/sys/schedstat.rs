@@ -38,13 +38,10 @@ pub struct ProcessWait {
     threads: KeptFiles,
 }
 
-/// At most this many threads' files kept open.
-const MAX_OPEN_FILES: usize = 1024;
-
 impl Default for ProcessWait {
     fn default() -> Self {
         ProcessWait {
-            threads: KeptFiles::new(MAX_OPEN_FILES),
+            threads: KeptFiles::new(crate::sys::limits::files_a_sampler_may_keep()),
         }
     }
 }

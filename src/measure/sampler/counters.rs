@@ -108,14 +108,11 @@ pub struct ProcessTree {
     children: KeptFiles,
 }
 
-/// At most this many children's files kept open.
-const MAX_OPEN_FILES: usize = 1024;
-
 impl ProcessTree {
     pub fn new(root: u32) -> Self {
         ProcessTree {
             root,
-            children: KeptFiles::new(MAX_OPEN_FILES),
+            children: KeptFiles::new(crate::sys::limits::files_a_sampler_may_keep()),
         }
     }
 
@@ -429,7 +426,7 @@ mod tests {
         )
         .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while tree.children.len() > 0 {
+        while !tree.children.is_empty() {
             assert!(tree.cpu_seconds().is_some());
             assert!(std::time::Instant::now() < deadline, "the file was kept");
             std::thread::sleep(std::time::Duration::from_millis(20));

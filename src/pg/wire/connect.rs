@@ -121,7 +121,7 @@ pub struct Connection {
     pub(super) bound: bool,
     /// The last ReadyForQuery said a transaction is open (or failed).
     pub(super) in_transaction: bool,
-    terminated: bool,
+    pub(super) terminated: bool,
 }
 
 impl Connection {
@@ -129,10 +129,7 @@ impl Connection {
     pub fn connect(params: &ConnectParams, deadline: Instant) -> Result<Connection, WireError> {
         let transport = open_socket(&params.address, params.source, deadline)?;
         let mut conn = Connection {
-            stream: Stream {
-                transport,
-                deadline,
-            },
+            stream: Stream::new(transport, deadline),
             reader: MessageReader::new(),
             out: BytesMut::with_capacity(256),
             tls: false,
@@ -154,7 +151,7 @@ impl Connection {
 
     /// Sets the deadline of the reads and writes to come (for a session's next request).
     pub fn set_deadline(&mut self, deadline: Instant) {
-        self.stream.deadline = deadline;
+        self.stream.set_deadline(deadline);
     }
 
     /// Writes what is in `out`, then empties it.
@@ -191,7 +188,8 @@ impl Connection {
             return Err(WireError::Tls("TLS only runs over TCP".into()));
         };
         let socket = socket.try_clone().map_err(WireError::Io)?;
-        arm_tcp(&socket, self.stream.deadline).map_err(|err| io_error(err, "the TLS handshake"))?;
+        arm_tcp(&socket, self.stream.deadline())
+            .map_err(|err| io_error(err, "the TLS handshake"))?;
         let mut config = tls
             .connector
             .configure()
@@ -225,7 +223,8 @@ impl Connection {
         self.terminated = true;
         // A short deadline of its own: the request's may have passed, and a Terminate that
         // cannot leave at once is not worth waiting for.
-        self.stream.deadline = Instant::now() + std::time::Duration::from_millis(100);
+        self.stream
+            .set_deadline(Instant::now() + std::time::Duration::from_millis(100));
         frontend::terminate(&mut self.out);
         let _ = self.send("closing");
     }

@@ -65,28 +65,49 @@ impl Connection {
         param: Option<&str>,
         in_band: Option<&InBand>,
     ) -> Result<u64, WireError> {
-        self.in_transaction_block("", Some(sql), param, in_band)
+        self.in_transaction_block("", Some(sql), param, in_band, false)
     }
 
-    /// `query`, wrapped in a transaction carrying the settings when `in_band` is given.
+    /// `request` on a connection that serves no other: Terminate goes in the same write, after
+    /// Sync, so the server ends the session once it has answered. One write, and one wake-up of
+    /// the backend, fewer than a Terminate sent after the answer; a failed transaction needs
+    /// no rollback, the session ending with it.
+    pub fn only_request(
+        mut self,
+        sql: &str,
+        param: Option<&str>,
+        in_band: Option<&InBand>,
+    ) -> Result<u64, WireError> {
+        self.in_transaction_block("", Some(sql), param, in_band, true)
+    }
+
+    /// `query`, wrapped in a transaction carrying the settings when `in_band` is given, and
+    /// followed by Terminate in the same write when `then_close`.
     fn in_transaction_block(
         &mut self,
         statement: &str,
         sql: Option<&str>,
         param: Option<&str>,
         in_band: Option<&InBand>,
+        then_close: bool,
     ) -> Result<u64, WireError> {
-        let Some(settings) = in_band else {
-            return self.query(statement, sql, param);
-        };
-        self.push_query("", Some(settings.begin()), None)?;
-        self.push_query("", Some(&settings.set_timeout()), None)?;
-        self.push_query(statement, sql, param)?;
-        self.push_query("", Some("COMMIT"), None)?;
+        match in_band {
+            None => self.push_query(statement, sql, param)?,
+            Some(settings) => {
+                self.push_query("", Some(settings.begin()), None)?;
+                self.push_query("", Some(&settings.set_timeout()), None)?;
+                self.push_query(statement, sql, param)?;
+                self.push_query("", Some("COMMIT"), None)?;
+            }
+        }
         frontend::sync(&mut self.out);
+        if then_close {
+            frontend::terminate(&mut self.out);
+            self.terminated = true;
+        }
         self.send("sending the query")?;
         let result = self.read_result();
-        if self.in_transaction {
+        if in_band.is_some() && self.in_transaction && !self.terminated {
             self.rollback()?;
         }
         result
@@ -175,10 +196,7 @@ pub fn run_once(
     timeout: Duration,
 ) -> Result<u64, WireError> {
     let deadline = Instant::now() + timeout;
-    let mut conn = Connection::connect(params, deadline)?;
-    let rows = conn.request(sql, param, params.in_band.as_ref());
-    conn.close();
-    rows
+    Connection::connect(params, deadline)?.only_request(sql, param, params.in_band.as_ref())
 }
 
 /// One request on a new connection, timed as `request::execute` times it: the connect, then
@@ -192,11 +210,10 @@ pub fn timed_request(
     let started = Instant::now();
     match Connection::connect(params, deadline) {
         Err(err) => (None, None, Err(err.failure())),
-        Ok(mut conn) => {
+        Ok(conn) => {
             let connected = Instant::now();
-            let outcome = rows_outcome(conn.request(sql, param, params.in_band.as_ref()));
+            let outcome = rows_outcome(conn.only_request(sql, param, params.in_band.as_ref()));
             let query = connected.elapsed();
-            conn.close();
             (Some(connected - started), Some(query), outcome)
         }
     }
@@ -259,6 +276,6 @@ impl Session {
         }
         self.conn.set_deadline(deadline);
         self.conn
-            .in_transaction_block(STATEMENT, None, param, in_band)
+            .in_transaction_block(STATEMENT, None, param, in_band, false)
     }
 }

@@ -19,7 +19,36 @@ pub enum Transport {
 /// A transport and the deadline its reads and writes must end by.
 pub struct Stream {
     pub transport: Transport,
-    pub deadline: Instant,
+    deadline: Instant,
+    /// When the socket's read and write timeouts were last set to the time left (Tcp and
+    /// Unix): a call within `REARM_AFTER` of that can end at most that late past the deadline,
+    /// so the timeout is not set again (a system call per read and write otherwise).
+    armed: [Option<Instant>; 2],
+}
+
+/// How stale an armed socket timeout may be: a blocking call ends at most this long after the
+/// deadline. A request's exchange on loopback takes a few milliseconds, so most requests
+/// set each timeout once.
+const REARM_AFTER: Duration = Duration::from_millis(5);
+
+impl Stream {
+    pub fn new(transport: Transport, deadline: Instant) -> Self {
+        Stream {
+            transport,
+            deadline,
+            armed: [None; 2],
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A new deadline: the socket's timeouts are set again before the next call.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.armed = [None; 2];
+    }
 }
 
 /// The time left before `deadline`, or a `TimedOut` error once it passed (a zero socket
@@ -40,23 +69,34 @@ pub fn arm_tcp(socket: &TcpStream, deadline: Instant) -> io::Result<()> {
 }
 
 impl Stream {
-    /// Sets the socket's timeouts to the time left: called before every blocking call.
-    fn arm(&self, reading: bool) -> io::Result<()> {
+    /// Sets the socket's timeout for this direction to the time left, unless it was set within
+    /// `REARM_AFTER`: called before every blocking call.
+    fn arm(&mut self, reading: bool) -> io::Result<()> {
         let left = time_left(self.deadline)?;
+        if let Transport::Tls(tls) = &self.transport {
+            // TLS reads may write (and writes read) during renegotiation: arm both ways.
+            return arm_tcp(tls.get_ref(), self.deadline);
+        }
+        let direction = usize::from(!reading);
+        let now = Instant::now();
+        if self.armed[direction].is_some_and(|at| now.duration_since(at) < REARM_AFTER) {
+            return Ok(());
+        }
         let (read, write) = if reading {
             (Some(left), None)
         } else {
             (None, Some(left))
         };
         match &self.transport {
-            Transport::Tcp(socket) => set_tcp(socket, read, write),
-            // TLS reads may write (and writes read) during renegotiation: arm both ways.
-            Transport::Tls(tls) => arm_tcp(tls.get_ref(), self.deadline),
+            Transport::Tcp(socket) => set_tcp(socket, read, write)?,
             Transport::Unix(socket) => match (read, write) {
-                (Some(left), _) => socket.set_read_timeout(Some(left)),
-                (_, left) => socket.set_write_timeout(left),
+                (Some(left), _) => socket.set_read_timeout(Some(left))?,
+                (_, left) => socket.set_write_timeout(left)?,
             },
+            Transport::Tls(_) => {}
         }
+        self.armed[direction] = Some(now);
+        Ok(())
     }
 }
 
