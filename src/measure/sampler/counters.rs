@@ -122,9 +122,9 @@ impl ProcessTree {
         let root = self.root;
         let stat = fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
         let times = StatTimes::parse(&stat)?;
-        let reaped = (times.cutime + times.cstime) as f64 / ticks_per_second();
-        let ticks_of = |times: &StatTimes| (times.utime + times.stime) as f64 / ticks_per_second();
-        let own = run_seconds(root).unwrap_or_else(|| ticks_of(&times));
+        let ticks = ticks_per_second();
+        let reaped = times.reaped_seconds(ticks);
+        let own = run_seconds(root).unwrap_or_else(|| times.own_seconds(ticks));
         let children: HashSet<u32> = crate::sys::procfs::children(root).into_iter().collect();
         self.children.keep_only(&children);
         let live: f64 = children
@@ -132,7 +132,7 @@ impl ProcessTree {
             .filter_map(|&child| {
                 self.child_run_seconds(child).or_else(|| {
                     let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-                    StatTimes::parse(&stat).map(|times| ticks_of(&times))
+                    StatTimes::parse(&stat).map(|times| times.own_seconds(ticks))
                 })
             })
             .sum();
@@ -154,8 +154,12 @@ fn parse_run_seconds(schedstat: &str) -> Option<f64> {
 /// A thread's time running and waiting on a run queue (the first two fields of
 /// /proc/PID/schedstat, in ns), in seconds: the time it was runnable.
 pub fn runnable_seconds(pid: u32) -> Option<f64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    parse_runnable_seconds(&fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
+}
+
+/// The sum of the first two fields of a schedstat text (ns), in seconds.
+fn parse_runnable_seconds(schedstat: &str) -> Option<f64> {
+    let mut fields = schedstat.split_whitespace().map(|f| f.parse::<u64>().ok());
     let (run, wait) = (fields.next()??, fields.next()??);
     Some((run + wait) as f64 / 1e9)
 }
@@ -175,6 +179,16 @@ struct StatTimes {
 }
 
 impl StatTimes {
+    /// The process's own CPU seconds, to the tick.
+    fn own_seconds(&self, ticks_per_second: f64) -> f64 {
+        (self.utime + self.stime) as f64 / ticks_per_second
+    }
+
+    /// The CPU seconds of the children it has reaped, to the tick.
+    fn reaped_seconds(&self, ticks_per_second: f64) -> f64 {
+        (self.cutime + self.cstime) as f64 / ticks_per_second
+    }
+
     fn parse(stat: &str) -> Option<Self> {
         // The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
         let after_name = &stat[stat.rfind(')')? + 1..];
@@ -434,5 +448,23 @@ mod tests {
         assert_eq!(tree.child_run_seconds(child), None, "gone");
         let _ = shell.kill();
         let _ = shell.wait();
+    }
+
+    #[test]
+    fn stat_times_give_own_and_reaped_seconds_and_schedstat_the_runnable_ones() {
+        let times = StatTimes {
+            utime: 150,
+            stime: 50,
+            cutime: 300,
+            cstime: 100,
+        };
+        assert_eq!(times.own_seconds(100.0), 2.0);
+        assert_eq!(times.reaped_seconds(100.0), 4.0);
+        assert_eq!(times.own_seconds(50.0), 4.0);
+        assert_eq!(parse_runnable_seconds("2000000000 500000000 7\n"), Some(2.5));
+        assert_eq!(parse_run_seconds("2000000000 500000000 7\n"), Some(2.0));
+        assert_eq!(parse_runnable_seconds("2000000000"), None);
+        let me = std::process::id();
+        assert!(runnable_seconds(me).unwrap() >= run_seconds(me).unwrap());
     }
 }
