@@ -156,7 +156,7 @@ fn run_against(
     let target = &target;
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
-    let (local_pooler, console) = pooler_side(around.pooler, target);
+    let (local_pooler, console) = pooler_side(around.pooler, target, local_server);
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.

@@ -14,7 +14,7 @@ use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::measure::sampler::Sampler;
-use crate::measure::sampler::cpu::LocalPooler;
+use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
 use crate::model::facts::{PlanFacts, ServerFacts};
 use crate::model::plan::Mode;
@@ -255,6 +255,7 @@ pub fn start_pooler(
 pub fn pooler_side(
     pooler: Option<&ThrowawayPooler>,
     target: &ConnectTarget,
+    server: Option<LocalServer>,
 ) -> (Option<LocalPooler>, Option<postgres::Client>) {
     match pooler {
         Some(pooler) => (
@@ -264,7 +265,7 @@ pub fn pooler_side(
         None => {
             let local = target
                 .is_loopback()
-                .then(|| LocalPooler::listening_on(target.first_address().1))
+                .then(|| LocalPooler::listening_on(target.first_address().1, server))
                 .flatten();
             let console = match local.is_some() || target.settings_in_band() {
                 true => crate::pg::console::open(target),

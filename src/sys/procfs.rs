@@ -89,30 +89,44 @@ pub fn name(pid: u32) -> Option<String> {
 /// children inherit the socket, the one whose parent does not hold it). None when no listener
 /// is found or its process cannot be read (another user's, without root).
 pub fn listener_pid(port: u16) -> Option<u32> {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| listening_inodes(&text, port))
-        .collect();
-    if inodes.is_empty() {
+    let wanted = listening_sockets(port);
+    if wanted.is_empty() {
         return None;
     }
-    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     let processes = std::fs::read_dir("/proc").ok()?;
     let holders: Vec<u32> = processes
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                .any(|link| wanted.iter().any(|w| link.as_os_str() == w.as_str()))
-        })
+        .filter(|pid| holds_any(*pid, &wanted))
         .collect();
     holders
         .iter()
         .copied()
         .find(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
+}
+
+/// Whether process `pid` holds a socket listening on TCP `port`: the cheap question when the
+/// likely listener is known (a scan of every process's files takes some 15 ms).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    holds_any(pid, &listening_sockets(port))
+}
+
+/// The file links (`socket:[INODE]`) of the sockets listening on TCP `port`.
+fn listening_sockets(port: u16) -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect()
+}
+
+/// Whether process `pid` has one of `links` among its open files.
+fn holds_any(pid: u32, links: &[String]) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|link| links.iter().any(|w| link.as_os_str() == w.as_str()))
 }
 
 /// A process's parent, from /proc/PID/stat (field 4, after the command name).
@@ -179,6 +193,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         assert_eq!(listener_pid(port), Some(std::process::id()));
+        assert!(listens_on(std::process::id(), port));
+        assert!(!listens_on(std::os::unix::process::parent_id(), port));
         assert!(name(std::process::id()).is_some());
         assert_eq!(
             parent(std::process::id()),
@@ -186,6 +202,7 @@ mod tests {
         );
         drop(listener);
         assert_eq!(listener_pid(port), None);
+        assert!(!listens_on(std::process::id(), port));
     }
 
     #[test]

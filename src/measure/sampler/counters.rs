@@ -461,7 +461,10 @@ mod tests {
         assert_eq!(times.own_seconds(100.0), 2.0);
         assert_eq!(times.reaped_seconds(100.0), 4.0);
         assert_eq!(times.own_seconds(50.0), 4.0);
-        assert_eq!(parse_runnable_seconds("2000000000 500000000 7\n"), Some(2.5));
+        assert_eq!(
+            parse_runnable_seconds("2000000000 500000000 7\n"),
+            Some(2.5)
+        );
         assert_eq!(parse_run_seconds("2000000000 500000000 7\n"), Some(2.0));
         assert_eq!(parse_runnable_seconds("2000000000"), None);
         let me = std::process::id();

@@ -102,8 +102,13 @@ impl LocalPooler {
         }
     }
 
-    /// The process listening on a loopback `port`, when it is not PostgreSQL itself.
-    pub fn listening_on(port: u16) -> Option<Self> {
+    /// The process listening on a loopback `port`, when it is not PostgreSQL itself. When the
+    /// server's postmaster is known and listens there itself, no process is scanned.
+    pub fn listening_on(port: u16, server: Option<LocalServer>) -> Option<Self> {
+        if server.is_some_and(|server| crate::sys::procfs::listens_on(server.postmaster_pid, port))
+        {
+            return None;
+        }
         let pid = crate::sys::procfs::listener_pid(port)?;
         let name = crate::sys::procfs::name(pid)?;
         (!name.starts_with("postgres")).then(|| Self::of_pid(pid))

@@ -121,7 +121,7 @@ pub struct Connection {
     pub(super) bound: bool,
     /// The last ReadyForQuery said a transaction is open (or failed).
     pub(super) in_transaction: bool,
-    pub(super) terminated: bool,
+    terminated: bool,
 }
 
 impl Connection {

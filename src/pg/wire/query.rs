@@ -65,31 +65,16 @@ impl Connection {
         param: Option<&str>,
         in_band: Option<&InBand>,
     ) -> Result<u64, WireError> {
-        self.in_transaction_block("", Some(sql), param, in_band, false)
+        self.in_transaction_block("", Some(sql), param, in_band)
     }
 
-    /// `request` on a connection that serves no other: Terminate goes in the same write, after
-    /// Sync, so the server ends the session once it has answered. One write, and one wake-up of
-    /// the backend, fewer than a Terminate sent after the answer; a failed transaction needs
-    /// no rollback, the session ending with it.
-    pub fn only_request(
-        mut self,
-        sql: &str,
-        param: Option<&str>,
-        in_band: Option<&InBand>,
-    ) -> Result<u64, WireError> {
-        self.in_transaction_block("", Some(sql), param, in_band, true)
-    }
-
-    /// `query`, wrapped in a transaction carrying the settings when `in_band` is given, and
-    /// followed by Terminate in the same write when `then_close`.
+    /// `query`, wrapped in a transaction carrying the settings when `in_band` is given.
     fn in_transaction_block(
         &mut self,
         statement: &str,
         sql: Option<&str>,
         param: Option<&str>,
         in_band: Option<&InBand>,
-        then_close: bool,
     ) -> Result<u64, WireError> {
         match in_band {
             None => self.push_query(statement, sql, param)?,
@@ -101,13 +86,9 @@ impl Connection {
             }
         }
         frontend::sync(&mut self.out);
-        if then_close {
-            frontend::terminate(&mut self.out);
-            self.terminated = true;
-        }
         self.send("sending the query")?;
         let result = self.read_result();
-        if in_band.is_some() && self.in_transaction && !self.terminated {
+        if in_band.is_some() && self.in_transaction {
             self.rollback()?;
         }
         result
@@ -196,7 +177,10 @@ pub fn run_once(
     timeout: Duration,
 ) -> Result<u64, WireError> {
     let deadline = Instant::now() + timeout;
-    Connection::connect(params, deadline)?.only_request(sql, param, params.in_band.as_ref())
+    let mut conn = Connection::connect(params, deadline)?;
+    let rows = conn.request(sql, param, params.in_band.as_ref());
+    conn.close();
+    rows
 }
 
 /// One request on a new connection, timed as `request::execute` times it: the connect, then
@@ -210,10 +194,13 @@ pub fn timed_request(
     let started = Instant::now();
     match Connection::connect(params, deadline) {
         Err(err) => (None, None, Err(err.failure())),
-        Ok(conn) => {
+        Ok(mut conn) => {
             let connected = Instant::now();
-            let outcome = rows_outcome(conn.only_request(sql, param, params.in_band.as_ref()));
+            let outcome = rows_outcome(conn.request(sql, param, params.in_band.as_ref()));
             let query = connected.elapsed();
+            // Terminate after the answer, not in the query's write: PgBouncer drops a client at
+            // its Terminate without passing on the answers still to come.
+            conn.close();
             (Some(connected - started), Some(query), outcome)
         }
     }
@@ -276,6 +263,6 @@ impl Session {
         }
         self.conn.set_deadline(deadline);
         self.conn
-            .in_transaction_block(STATEMENT, None, param, in_band, false)
+            .in_transaction_block(STATEMENT, None, param, in_band)
     }
 }
