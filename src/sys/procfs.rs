@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 
 /// Per-process (or per-thread) /proc files that a sampler reads again and again, kept open:
@@ -114,8 +115,8 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
 fn listening_sockets(port: u16) -> Vec<String> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| listening_inodes(&text, port))
+        .filter_map(|table| File::open(table).ok())
+        .flat_map(|file| listening_inodes(BufReader::new(file).lines().map_while(Result::ok), port))
         .map(|inode| format!("socket:[{inode}]"))
         .collect()
 }
@@ -136,17 +137,20 @@ fn parent(pid: u32) -> Option<u32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The inodes of the sockets listening (state 0A) on `port` in a /proc/net/tcp table.
-fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+/// The inodes of the sockets listening (state 0A) on `port` in a /proc/net/tcp table, read
+/// line by line up to its first socket that is not listening: the kernel lists every listening
+/// socket first, and the connected ones after them are all the sockets of the machine's recent
+/// connections (a connection storm leaves thousands in TIME_WAIT), some 35 ms to list.
+fn listening_inodes(lines: impl Iterator<Item = String>, port: u16) -> Vec<String> {
     let port = format!(":{port:04X}");
-    table
-        .lines()
+    lines
         .skip(1)
-        .filter_map(|line| {
+        .map_while(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            (local.ends_with(&port) && *state == "0A").then(|| inode.to_string())
+            (*state == "0A").then(|| local.ends_with(&port).then(|| inode.to_string()))
         })
+        .flatten()
         .collect()
 }
 
@@ -209,10 +213,16 @@ mod tests {
     fn only_listening_sockets_of_the_port_count() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4242 1
-   1: 0100007F:1538 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   107        0 4343 1
-   2: 0100007F:1539 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4444 1";
-        assert_eq!(listening_inodes(table, 0x1538), vec!["4242".to_owned()]);
-        assert!(listening_inodes(table, 80).is_empty());
+   1: 0100007F:1539 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4444 1
+   2: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4545 1
+   3: 0100007F:1538 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   107        0 4343 1
+   4: 0100007F:1540 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4646 1";
+        let inodes = |port| listening_inodes(table.lines().map(str::to_owned), port);
+        assert_eq!(inodes(0x1538), ["4242", "4545"]);
+        assert_eq!(inodes(0x1539), ["4444"]);
+        assert!(inodes(80).is_empty());
+        // The kernel lists no listening socket after a connected one: the reading stops there.
+        assert!(inodes(0x1540).is_empty());
     }
 
     #[test]
