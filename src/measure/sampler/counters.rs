@@ -467,7 +467,18 @@ mod tests {
         );
         assert_eq!(parse_run_seconds("2000000000 500000000 7\n"), Some(2.0));
         assert_eq!(parse_runnable_seconds("2000000000"), None);
-        let me = std::process::id();
-        assert!(runnable_seconds(me).unwrap() >= run_seconds(me).unwrap());
+        // A sleeping process's counters stand still: read through the function and by hand.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let by_hand = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+        let runnable = runnable_seconds(pid);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert_eq!(runnable, parse_runnable_seconds(&by_hand));
+        assert!(runnable.is_some_and(|seconds| seconds > 0.0 && seconds < 1.0));
     }
 }
