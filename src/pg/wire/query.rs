@@ -76,19 +76,17 @@ impl Connection {
         param: Option<&str>,
         in_band: Option<&InBand>,
     ) -> Result<u64, WireError> {
-        match in_band {
-            None => self.push_query(statement, sql, param)?,
-            Some(settings) => {
-                self.push_query("", Some(settings.begin()), None)?;
-                self.push_query("", Some(&settings.set_timeout()), None)?;
-                self.push_query(statement, sql, param)?;
-                self.push_query("", Some("COMMIT"), None)?;
-            }
-        }
+        let Some(settings) = in_band else {
+            return self.query(statement, sql, param);
+        };
+        self.push_query("", Some(settings.begin()), None)?;
+        self.push_query("", Some(&settings.set_timeout()), None)?;
+        self.push_query(statement, sql, param)?;
+        self.push_query("", Some("COMMIT"), None)?;
         frontend::sync(&mut self.out);
         self.send("sending the query")?;
         let result = self.read_result();
-        if in_band.is_some() && self.in_transaction {
+        if self.in_transaction {
             self.rollback()?;
         }
         result

@@ -72,38 +72,21 @@ impl Stream {
     /// Sets the socket's timeout for this direction to the time left, unless it was set within
     /// `REARM_AFTER`: called before every blocking call.
     fn arm(&mut self, reading: bool) -> io::Result<()> {
-        let left = time_left(self.deadline)?;
-        if let Transport::Tls(tls) = &self.transport {
-            // TLS reads may write (and writes read) during renegotiation: arm both ways.
-            return arm_tcp(tls.get_ref(), self.deadline);
-        }
+        let left = Some(time_left(self.deadline)?);
         let direction = usize::from(!reading);
         let now = Instant::now();
-        if self.armed[direction].is_some_and(|at| now.duration_since(at) < REARM_AFTER) {
-            return Ok(());
-        }
-        let (read, write) = if reading {
-            (Some(left), None)
-        } else {
-            (None, Some(left))
-        };
+        let fresh = self.armed[direction].is_some_and(|at| now.duration_since(at) < REARM_AFTER);
         match &self.transport {
-            Transport::Tcp(socket) => set_tcp(socket, read, write)?,
-            Transport::Unix(socket) => match (read, write) {
-                (Some(left), _) => socket.set_read_timeout(Some(left))?,
-                (_, left) => socket.set_write_timeout(left)?,
-            },
-            Transport::Tls(_) => {}
+            // TLS reads may write (and writes read) during renegotiation: arm both ways, always.
+            Transport::Tls(tls) => return arm_tcp(tls.get_ref(), self.deadline),
+            _ if fresh => return Ok(()),
+            Transport::Tcp(socket) if reading => socket.set_read_timeout(left)?,
+            Transport::Tcp(socket) => socket.set_write_timeout(left)?,
+            Transport::Unix(socket) if reading => socket.set_read_timeout(left)?,
+            Transport::Unix(socket) => socket.set_write_timeout(left)?,
         }
         self.armed[direction] = Some(now);
         Ok(())
-    }
-}
-
-fn set_tcp(socket: &TcpStream, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-    match (read, write) {
-        (Some(left), _) => socket.set_read_timeout(Some(left)),
-        (_, left) => socket.set_write_timeout(left),
     }
 }
 
