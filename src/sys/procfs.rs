@@ -89,10 +89,17 @@ pub fn name(pid: u32) -> Option<String> {
 /// /proc/net/tcp{,6}, then the process holding it among /proc/*/fd (of several, as pgpool-II's
 /// children inherit the socket, the one whose parent does not hold it). None when no listener
 /// is found or its process cannot be read (another user's, without root).
-pub fn listener_pid(port: u16) -> Option<u32> {
+///
+/// `likely`, a process that probably listens there (the server's postmaster), is asked first:
+/// when it holds the socket, no other process is scanned (a scan of every process's files
+/// takes some 15 ms).
+pub fn listener_pid(port: u16, likely: Option<u32>) -> Option<u32> {
     let wanted = listening_sockets(port);
     if wanted.is_empty() {
         return None;
+    }
+    if let Some(pid) = likely.filter(|pid| holds_any(*pid, &wanted)) {
+        return Some(pid);
     }
     let processes = std::fs::read_dir("/proc").ok()?;
     let holders: Vec<u32> = processes
@@ -103,12 +110,6 @@ pub fn listener_pid(port: u16) -> Option<u32> {
         .iter()
         .copied()
         .find(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
-}
-
-/// Whether process `pid` holds a socket listening on TCP `port`: the cheap question when the
-/// likely listener is known (a scan of every process's files takes some 15 ms).
-pub fn listens_on(pid: u32, port: u16) -> bool {
-    holds_any(pid, &listening_sockets(port))
 }
 
 /// The file links (`socket:[INODE]`) of the sockets listening on TCP `port`.
@@ -196,17 +197,27 @@ mod tests {
     fn this_process_is_found_listening_on_its_port() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        assert_eq!(listener_pid(port), Some(std::process::id()));
-        assert!(listens_on(std::process::id(), port));
-        assert!(!listens_on(std::os::unix::process::parent_id(), port));
+        assert_eq!(listener_pid(port, None), Some(std::process::id()));
+        let me = Some(std::process::id());
+        assert_eq!(
+            listener_pid(port, me),
+            me,
+            "the likely listener, asked first"
+        );
+        let my_parent = Some(std::os::unix::process::parent_id());
+        assert_eq!(
+            listener_pid(port, my_parent),
+            me,
+            "a wrong guess: the scan finds it"
+        );
         assert!(name(std::process::id()).is_some());
         assert_eq!(
             parent(std::process::id()),
             Some(std::os::unix::process::parent_id())
         );
         drop(listener);
-        assert_eq!(listener_pid(port), None);
-        assert!(!listens_on(std::process::id(), port));
+        assert_eq!(listener_pid(port, None), None);
+        assert_eq!(listener_pid(port, Some(std::process::id())), None);
     }
 
     #[test]

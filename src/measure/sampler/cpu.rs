@@ -102,14 +102,11 @@ impl LocalPooler {
         }
     }
 
-    /// The process listening on a loopback `port`, when it is not PostgreSQL itself. When the
-    /// server's postmaster is known and listens there itself, no process is scanned.
+    /// The process listening on a loopback `port`, when it is not PostgreSQL itself. The
+    /// server's postmaster, when known, is asked first.
     pub fn listening_on(port: u16, server: Option<LocalServer>) -> Option<Self> {
-        if server.is_some_and(|server| crate::sys::procfs::listens_on(server.postmaster_pid, port))
-        {
-            return None;
-        }
-        let pid = crate::sys::procfs::listener_pid(port)?;
+        let postmaster = server.map(|server| server.postmaster_pid);
+        let pid = crate::sys::procfs::listener_pid(port, postmaster)?;
         let name = crate::sys::procfs::name(pid)?;
         (!name.starts_with("postgres")).then(|| Self::of_pid(pid))
     }
