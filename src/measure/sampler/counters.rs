@@ -415,12 +415,10 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = shell.id();
-        let children_file = format!("/proc/{pid}/task/{pid}/children");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let child: u32 = loop {
-            let list = fs::read_to_string(&children_file).unwrap_or_default();
-            if let Some(child) = list.split_whitespace().next() {
-                break child.parse().unwrap();
+        let child = loop {
+            if let Some(&child) = crate::sys::procfs::children(pid).first() {
+                break child;
             }
             assert!(std::time::Instant::now() < deadline, "no child");
             std::thread::sleep(std::time::Duration::from_millis(20));
