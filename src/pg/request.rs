@@ -12,7 +12,7 @@ use crate::model::query::highest_placeholder;
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::pg::tls::{Connector, TlsError, TlsOptions};
-use crate::pg::wire::{self, ConnectParams, InBand};
+use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
 
 /// Which client library sends the requests that open a connection each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,12 @@ impl RequestSpec {
         self
     }
 
+    /// A socket made ahead for one request through the lean connection, where there can be one
+    /// (`wire::ReadySocket`).
+    pub fn ready_socket(&self) -> Option<ReadySocket> {
+        self.lean.as_ref().and_then(ReadySocket::new)
+    }
+
     pub fn connect(&self) -> Result<Client, Failure> {
         self.connector
             .connect(&self.config)
@@ -115,9 +121,22 @@ impl RequestSpec {
 
 /// One request on a new connection: open, run the query, read the rows, close.
 pub fn execute(spec: &RequestSpec, param: Option<&str>, start_offset: Duration) -> RequestRecord {
+    execute_ready(spec, None, param, start_offset)
+}
+
+/// As `execute`, on a socket made ahead by `RequestSpec::ready_socket` when there is one.
+pub fn execute_ready(
+    spec: &RequestSpec,
+    ready: Option<ReadySocket>,
+    param: Option<&str>,
+    start_offset: Duration,
+) -> RequestRecord {
     let started = Instant::now();
     let (connect, query, outcome) = match &spec.lean {
-        Some(params) => wire::timed_request(params, &spec.query, param, started + spec.timeout),
+        Some(params) => {
+            let deadline = started + spec.timeout;
+            wire::timed_request(params, ready, &spec.query, param, deadline)
+        }
         None => postgres_request(spec, param, started),
     };
     let latency = match (connect, query) {

@@ -220,6 +220,34 @@ fn nobody_listening_is_refused() {
     );
 }
 
+/// A listener that never accepts, its accept queue full: the kernel drops further SYNs, so a
+/// connect cannot complete, and the lean connection's blocking connect must still end at the
+/// request's deadline (the socket's send timeout bounds it), as a timeout.
+#[test]
+fn a_connect_the_server_never_completes_ends_at_the_deadline() {
+    let listener = loopback_listener();
+    let port = listener.local_addr().unwrap().port();
+    let listener = socket2::Socket::from(listener);
+    listener.listen(0).unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Fill the queue: with a backlog of 0 one waiting connection fills it; more are harmless.
+    let _fillers: Vec<_> = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok())
+        .collect();
+    let params = ConnectParams {
+        address: Address::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        ..cluster_free_params()
+    };
+    assert_eq!(
+        class_of(&params, "SELECT 1", None),
+        Some(FailureClass::Timeout)
+    );
+    drop(listener);
+}
+
 fn cluster_free_params() -> ConnectParams {
     ConnectParams {
         address: Address::Tcp {

@@ -14,7 +14,7 @@ mod reader;
 mod scram;
 mod stream;
 
-pub use connect::{Address, ConnectParams, Connection, WireTls};
+pub use connect::{Address, ConnectParams, Connection, ReadySocket, WireTls};
 pub use error::WireError;
 pub use query::{InBand, Session, rows_outcome, run_once, timed_request};
 pub use reader::{MAX_MESSAGE_LEN, MessageReader};

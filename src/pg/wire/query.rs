@@ -8,7 +8,7 @@ use postgres_protocol::IsNull;
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
-use super::connect::{ConnectParams, Connection};
+use super::connect::{ConnectParams, Connection, ReadySocket};
 use super::error::WireError;
 use super::reader::server_error;
 use crate::model::outcome::{Failure, FailureClass};
@@ -182,15 +182,17 @@ pub fn run_once(
 }
 
 /// One request on a new connection, timed as `request::execute` times it: the connect, then
-/// the query (closing is not part of either). Everything ends by `deadline`.
+/// the query (closing is not part of either). Everything ends by `deadline`. The connection
+/// is made on `ready` when a socket was made ahead.
 pub fn timed_request(
     params: &ConnectParams,
+    ready: Option<ReadySocket>,
     sql: &str,
     param: Option<&str>,
     deadline: Instant,
 ) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
     let started = Instant::now();
-    match Connection::connect(params, deadline) {
+    match Connection::connect_from(params, ready, deadline) {
         Err(err) => (None, None, Err(err.failure())),
         Ok(mut conn) => {
             let connected = Instant::now();

@@ -32,11 +32,13 @@ pub struct Stream {
 const REARM_AFTER: Duration = Duration::from_millis(5);
 
 impl Stream {
-    pub fn new(transport: Transport, deadline: Instant) -> Self {
+    /// `armed_at`: when both of the socket's timeouts were last set to the time left before
+    /// `deadline`, if they were (a TCP connect sets them).
+    pub fn new(transport: Transport, deadline: Instant, armed_at: Option<Instant>) -> Self {
         Stream {
             transport,
             deadline,
-            armed: [None; 2],
+            armed: [armed_at; 2],
         }
     }
 
