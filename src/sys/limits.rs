@@ -47,3 +47,65 @@ pub fn files_a_sampler_may_keep() -> usize {
     let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
     usize::try_from(soft / 16).unwrap_or(usize::MAX).min(1024)
 }
+
+/// Grows this process's table of file descriptors to hold `more` beyond those open now, ahead
+/// of a step that opens them. The kernel grows the table by doubling as descriptors are taken,
+/// and in a process of many threads each growth waits for every CPU to pass a quiescent state
+/// while the threads that need a descriptor wait for it: in a burst, right after its release.
+/// A table never shrinks, so only the first step of a size pays. Best effort: capped at the
+/// open-file limit, and nothing when the system refuses.
+pub fn reserve_descriptors(more: usize) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::sys::resource::{Resource, getrlimit};
+    use std::os::fd::AsRawFd;
+    let Ok(probe) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    // New descriptors take the lowest free numbers, and the probe just took the lowest.
+    let lowest_free = probe.as_raw_fd();
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    let highest = i32::try_from(limit.saturating_sub(1)).unwrap_or(i32::MAX);
+    let want = lowest_free
+        .saturating_add(i32::try_from(more).unwrap_or(i32::MAX))
+        .min(highest);
+    if want > lowest_free
+        && let Ok(far) = fcntl(&probe, FcntlArg::F_DUPFD_CLOEXEC(want))
+    {
+        let _ = nix::unistd::close(far);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of this process's descriptor table (FDSize in /proc/self/status).
+    fn table_size() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+        line["FDSize:".len()..].trim().parse().unwrap()
+    }
+
+    #[test]
+    fn reserving_descriptors_grows_the_table_ahead_and_opens_nothing() {
+        raise_open_files_limit();
+        let before = table_size();
+        reserve_descriptors(before + 1000);
+        assert!(
+            table_size() >= before + 1000,
+            "{before} -> {}",
+            table_size()
+        );
+        // The far descriptor that grew the table is closed again (other tests of this binary
+        // may hold a few low ones).
+        let highest_open = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
+            .max()
+            .unwrap();
+        assert!(
+            highest_open < before + 500,
+            "descriptor {highest_open} is open"
+        );
+    }
+}
