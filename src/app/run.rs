@@ -211,6 +211,8 @@ fn run_against(
         stop_requested: &interrupt::requested,
     }
     .run(engine.as_mut())?;
+    // `pgstress run` ends its process after the report.
+    engine.leave_threads_to_exit();
     drop((cpu_sampler, stats_sampler, console, engine));
     progress.finish();
     let breaches = finish(config, &facts, &ramp, &logs, printer)?;

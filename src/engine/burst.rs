@@ -2,11 +2,11 @@
 //! step parked at a gate and released together, so the requests really are concurrent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::bounded;
 
 use super::crew::Crew;
 use super::{EXIT_GRACE, Engine, REPORT_GRACE, Tagged, gather, guarded, hold_until};
@@ -22,6 +22,9 @@ pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
 /// release: a thread that starts late, on demand, for the tests of latency from the release
 /// (waiting for a CPU cannot be arranged deterministically). Unset in real runs.
 pub const HOLD_BACK_VAR: &str = "PGSTRESS_TEST_HOLD_BACK_MS";
+
+/// Descriptors kept free beyond a step's sockets (the samplers' files, a monitor's socket).
+const DESCRIPTORS_SPARE: usize = 64;
 
 /// A thread and a new connection per request, all released together.
 pub struct Burst {
@@ -64,6 +67,10 @@ impl Engine for Burst {
         self.release = Some(at);
     }
 
+    fn leave_threads_to_exit(&mut self) {
+        self.crew.leave_to_exit();
+    }
+
     fn run_step(
         &mut self,
         step: u32,
@@ -75,10 +82,15 @@ impl Engine for Burst {
         let launch_deadline = launch_started + LAUNCH_ALLOWANCE;
         let (all_here, all_here_rx) = bounded::<()>(1);
         let arrivals = Arc::new(Arrivals::new(requests, all_here));
-        // Nothing is ever sent on the gate: dropping its sender wakes every thread at once.
-        let (gate_tx, gate_rx) = bounded::<()>(0);
+        // The gate: held shut by the launcher's write lock until the release, when every
+        // thread waiting to read it wakes at once, with one system call for all of them
+        // (a channel's disconnect wakes its receivers one system call each).
+        let gate = Arc::new(RwLock::new(()));
+        let shut = gate.write().unwrap_or_else(PoisonError::into_inner);
         let (result_tx, result_rx) = bounded::<Tagged>(requests);
         let release_at = Arc::new(OnceLock::<Instant>::new());
+        // A socket each, made before the gate: the descriptor table grown once, here.
+        crate::sys::limits::reserve_descriptors(requests + DESCRIPTORS_SPARE);
 
         let mut spawn_failures = Vec::new();
         let mut started = 0;
@@ -87,7 +99,7 @@ impl Engine for Burst {
                 step,
                 spec: Arc::clone(&self.spec),
                 arrivals: Arc::clone(&arrivals),
-                gate: gate_rx.clone(),
+                gate: Arc::clone(&gate),
                 results: result_tx.clone(),
                 release_at: Arc::clone(&release_at),
                 gate_deadline: launch_deadline + REPORT_GRACE,
@@ -101,7 +113,7 @@ impl Engine for Burst {
                 )),
             }
         }
-        drop((gate_rx, result_tx));
+        drop(result_tx);
         // The threads that never started never arrive: counted here instead.
         arrivals.arrive(spawn_failures.len());
 
@@ -111,7 +123,7 @@ impl Engine for Burst {
         }
         let release = hold_until(self.release.take().filter(|at| *at < launch_deadline));
         let _ = release_at.set(release);
-        drop(gate_tx);
+        drop(shut);
 
         let deadline = release + self.spec.timeout + REPORT_GRACE;
         let (mut records, wall) = gather(&result_rx, step, started, release, deadline, observer);
@@ -155,7 +167,7 @@ struct Worker {
     step: u32,
     spec: Arc<RequestSpec>,
     arrivals: Arc<Arrivals>,
-    gate: crossbeam_channel::Receiver<()>,
+    gate: Arc<RwLock<()>>,
     results: crossbeam_channel::Sender<Tagged>,
     release_at: Arc<OnceLock<Instant>>,
     gate_deadline: Instant,
@@ -164,9 +176,14 @@ struct Worker {
 
 impl Worker {
     fn run(self, param: Option<String>) {
+        // Everything that costs the server nothing is done before the gate.
+        let ready = self.spec.ready_socket();
         self.arrivals.arrive(1);
-        if self.gate.recv_deadline(self.gate_deadline) != Err(RecvTimeoutError::Disconnected) {
-            return; // never released: the coordinator counts this request as timed out
+        // The launcher opens the gate by the launch deadline at the latest (or as it unwinds),
+        // so this wait ends by then; a thread that got here past that is not part of the step.
+        drop(self.gate.read().unwrap_or_else(PoisonError::into_inner));
+        if Instant::now() > self.gate_deadline {
+            return; // released too late: the coordinator counts this request as timed out
         }
         if let Some(hold_back) = self.hold_back {
             thread::sleep(hold_back);
@@ -175,7 +192,9 @@ impl Worker {
         // A client arriving at the release waits from the release: a thread that started late
         // (waiting for a CPU) adds its lag, kept apart as the request's wait.
         let lag = release.elapsed();
-        let record = guarded(lag, || request::execute(&self.spec, param.as_deref(), lag));
+        let record = guarded(lag, || {
+            request::execute_ready(&self.spec, ready, param.as_deref(), lag)
+        });
         let record = request::late_by(record, lag, self.spec.timeout);
         let _ = self.results.send((self.step, record));
     }

@@ -106,6 +106,10 @@ impl Engine for Rate {
         self.release = Some(at);
     }
 
+    fn leave_threads_to_exit(&mut self) {
+        self.crew.leave_to_exit();
+    }
+
     fn run_step(
         &mut self,
         step: u32,
