@@ -173,6 +173,19 @@ run_pgstress() { # part size pair prefix args...   (TOOL=name: the tool column, 
     record "$part" "${TOOL:-pgstress}" "$size" "$pair" "$req" "$failed" "$ELAPSED" "$CPU" "$RSS" "$rps" "$spread" "$spawn"
 }
 
+# Waits until the server has worked off the last storm: after a step of 10,000 connections the
+# postmaster still forks a backend for each one queued, long after its client gave up, and a
+# run started then would time out in pre-flight. At most SETTLE_SECONDS (default 180).
+settle() {
+    local deadline=$((SECONDS + ${SETTLE_SECONDS:-180})) backends
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        backends=$(PGCONNECT_TIMEOUT=5 psql -XAtc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'" 2>/dev/null || true)
+        [ "$backends" = 1 ] && return
+        sleep 2
+    done
+    die "the server did not settle within ${SETTLE_SECONDS:-180} s after the last run"
+}
+
 run_pgbench() { # part size pair prefix transactions-per-client args...
     local part=$1 size=$2 pair=$3 prefix=$4 per_client=$5
     shift 5
@@ -264,6 +277,7 @@ if has_part d; then
     for pair in $(seq 1 "$PAIRS"); do
         for size in $SCALE_SIZES; do
             note "d: run $pair, one step of $size threads"
+            settle
             run_pgstress d "$size" "$pair" "$RESULTS/d-pgstress-$size-$pair" \
                 --steps 1 --start "$size" --timeout "$SCALE_TIMEOUT"
         done
@@ -281,6 +295,7 @@ elif has_part e; then
     for pair in $(seq 1 "$PAIRS"); do
         for size in $SCALE_SIZES; do
             note "e: run $pair, one step of $size threads, pgstress on CPU 0 alone"
+            settle
             run_pgstress e "$size" "$pair" "$RESULTS/e-pgstress-$size-$pair" \
                 --steps 1 --start "$size" --timeout "$SCALE_TIMEOUT"
         done
