@@ -106,6 +106,8 @@ pub fn own_cpu_seconds() -> Option<f64> {
 pub struct ProcessTree {
     root: u32,
     children: KeptFiles,
+    /// The children the last reading found.
+    found: HashSet<u32>,
 }
 
 impl ProcessTree {
@@ -113,12 +115,27 @@ impl ProcessTree {
         ProcessTree {
             root,
             children: KeptFiles::new(crate::sys::limits::files_a_sampler_may_keep()),
+            found: HashSet::new(),
         }
     }
 
     /// CPU seconds of the tree: the root and its live children to the nanosecond (their
     /// schedstat run time; each is single-threaded), and the children it has reaped to the tick.
     pub fn cpu_seconds(&mut self) -> Option<f64> {
+        self.read(true)
+    }
+
+    /// As `cpu_seconds`, but a child is read only from the second reading that finds it on.
+    /// Most backends of a connection-per-request step live a few milliseconds, and opening
+    /// the files of every new one at every sample was most of the sampler's CPU. A child left
+    /// unread counts when it is reaped, or at the next reading, with all its CPU so far: its
+    /// CPU may land one window late, never lost or counted twice, and a reading with
+    /// `cpu_seconds` (a step's edges) reads every child.
+    pub fn cpu_seconds_of_settled(&mut self) -> Option<f64> {
+        self.read(false)
+    }
+
+    fn read(&mut self, every_child: bool) -> Option<f64> {
         let root = self.root;
         let stat = fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
         let times = StatTimes::parse(&stat)?;
@@ -127,9 +144,15 @@ impl ProcessTree {
         let own = run_seconds(root).unwrap_or_else(|| times.own_seconds(ticks));
         let children: HashSet<u32> = crate::sys::procfs::children(root).into_iter().collect();
         self.children.keep_only(&children);
-        let live: f64 = children
+        let to_read: Vec<u32> = children
             .iter()
-            .filter_map(|&child| {
+            .copied()
+            .filter(|child| every_child || self.found.contains(child))
+            .collect();
+        self.found = children;
+        let live: f64 = to_read
+            .into_iter()
+            .filter_map(|child| {
                 self.child_run_seconds(child).or_else(|| {
                     let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
                     StatTimes::parse(&stat).map(|times| times.own_seconds(ticks))
@@ -385,6 +408,49 @@ mod tests {
             "{seconds:?}, expected {own} + {reaped} + {live}"
         );
         assert_eq!(run_seconds(pid), None, "gone");
+    }
+
+    #[test]
+    fn a_child_is_read_from_the_second_settled_reading_on_and_at_once_by_a_full_one() {
+        // A shell waiting on a sleeping child: every counter stands still between the reads.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = shell.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let child = loop {
+            let sleeping = |p: u32| {
+                fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") S "))
+            };
+            let children = crate::sys::procfs::children(pid);
+            if let [child] = children[..]
+                && sleeping(child)
+                && sleeping(pid)
+                && fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default() == "sleep\n"
+            {
+                break child;
+            }
+            assert!(std::time::Instant::now() < deadline, "no sleeping child");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut tree = ProcessTree::new(pid);
+        let first = tree.cpu_seconds_of_settled().unwrap();
+        let second = tree.cpu_seconds_of_settled().unwrap();
+        let full = ProcessTree::new(pid).cpu_seconds().unwrap();
+        let live = field(&format!("/proc/{child}/schedstat"), 0) / 1e9;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert!(live > 0.0);
+        assert!(
+            (second - first - live).abs() < 1e-9,
+            "first {first}, second {second}, the child {live}"
+        );
+        assert!((full - second).abs() < 1e-9, "full {full}, second {second}");
     }
 
     #[test]

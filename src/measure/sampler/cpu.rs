@@ -125,6 +125,27 @@ impl CpuProbe {
             sides,
         }
     }
+
+    /// The counters read at every sample; at a step's edges (`every_child`) the server's and
+    /// pooler's children are all read, between them only those found by the sample before
+    /// (`ProcessTree::cpu_seconds_of_settled`).
+    fn reading(&mut self, every_child: bool) -> CpuReading {
+        let tree_seconds = |tree: &mut counters::ProcessTree| match every_child {
+            true => tree.cpu_seconds(),
+            false => tree.cpu_seconds_of_settled(),
+        };
+        CpuReading {
+            at: Instant::now(),
+            host: HostTicks::read(),
+            process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
+            server_seconds: self.server_tree.as_mut().and_then(tree_seconds),
+            // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
+            pooler_seconds: self.pooler_tree.as_mut().and_then(tree_seconds),
+            wait_ns: None,
+            client_cpus: None,
+            pooler_runnable: None,
+        }
+    }
 }
 
 impl Probe for CpuProbe {
@@ -134,23 +155,7 @@ impl Probe for CpuProbe {
     const MERGE_SHORT_TAIL: bool = true;
 
     fn read(&mut self) -> CpuReading {
-        CpuReading {
-            at: Instant::now(),
-            host: HostTicks::read(),
-            process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
-            server_seconds: self
-                .server_tree
-                .as_mut()
-                .and_then(counters::ProcessTree::cpu_seconds),
-            // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
-            pooler_seconds: self
-                .pooler_tree
-                .as_mut()
-                .and_then(counters::ProcessTree::cpu_seconds),
-            wait_ns: None,
-            client_cpus: None,
-            pooler_runnable: None,
-        }
+        self.reading(false)
     }
 
     fn read_edge(&mut self) -> CpuReading {
@@ -161,7 +166,7 @@ impl Probe for CpuProbe {
                 .sides
                 .pooler
                 .and_then(|pooler| counters::runnable_seconds(pooler.pid)),
-            ..self.read()
+            ..self.reading(true)
         }
     }
 
