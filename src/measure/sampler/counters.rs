@@ -427,7 +427,8 @@ mod tests {
             if let [child] = children[..]
                 && sleeping(child)
                 && sleeping(pid)
-                && fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default() == "sleep\n"
+                && fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default()
+                    == "sleep\n"
             {
                 break child;
             }
