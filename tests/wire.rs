@@ -296,6 +296,38 @@ fn a_unix_socket_and_extra_startup_parameters_work() {
     assert_eq!(class_of(&params, sql, None), None);
 }
 
+/// A burst thread's socket, made before its gate: only for TCP to an IP address, and a request
+/// on it is the same request.
+#[test]
+fn a_socket_made_ahead_carries_the_request() {
+    let cluster = cluster();
+    let params = cluster.params("scram_user", Some("scram secret"));
+    let deadline = || Instant::now() + Duration::from_secs(5);
+    let ready = wire::ReadySocket::new(&params).expect("a socket for 127.0.0.1");
+    let (connect, query, outcome) = wire::timed_request(
+        &params,
+        Some(ready),
+        "SELECT $1::text",
+        Some("x"),
+        deadline(),
+    );
+    assert_eq!(outcome.err().map(|f| f.class), None);
+    assert!(connect.is_some() && query.is_some());
+    let wrong = cluster.params("scram_user", Some("wrong"));
+    let ready = wire::ReadySocket::new(&wrong).unwrap();
+    let (_, _, outcome) = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
+    assert_eq!(outcome.err().map(|f| f.class), Some(FailureClass::Auth));
+    let mut by_name = cluster.params("scram_user", Some("scram secret"));
+    by_name.address = Address::Tcp {
+        host: "localhost".into(),
+        port: cluster.port,
+    };
+    assert!(wire::ReadySocket::new(&by_name).is_none(), "a name");
+    let mut unix = by_name.clone();
+    unix.address = Address::Unix(cluster.folder.join(format!(".s.PGSQL.{}", cluster.port)));
+    assert!(wire::ReadySocket::new(&unix).is_none(), "a Unix socket");
+}
+
 #[test]
 fn cached_and_per_connection_scram_give_the_same_outcomes() {
     let cluster = cluster();

@@ -199,8 +199,8 @@ mod tests {
         assert_eq!(crew.idle(), 4);
     }
 
-    #[test]
-    fn dropping_the_crew_ends_its_parked_threads() {
+    /// A crew with one parked thread, and a count that goes up when that thread ends.
+    fn crew_with_a_watched_parked_thread() -> (Crew, Arc<AtomicUsize>) {
         let crew = Crew::new(256 * 1024);
         let ended = Arc::new(AtomicUsize::new(0));
         struct Tell(Arc<AtomicUsize>);
@@ -215,6 +215,12 @@ mod tests {
             .unwrap();
         wait_idle(&crew, 1);
         assert_eq!(ended.load(Ordering::SeqCst), 0, "parked, not ended");
+        (crew, ended)
+    }
+
+    #[test]
+    fn dropping_the_crew_ends_its_parked_threads() {
+        let (crew, ended) = crew_with_a_watched_parked_thread();
         drop(crew);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while ended.load(Ordering::SeqCst) == 0 {
@@ -228,19 +234,7 @@ mod tests {
 
     #[test]
     fn a_crew_left_to_exit_keeps_its_parked_threads_parked_and_takes_no_more_jobs() {
-        let crew = Crew::new(256 * 1024);
-        let ended = Arc::new(AtomicUsize::new(0));
-        struct Tell(Arc<AtomicUsize>);
-        impl Drop for Tell {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        thread_local!(static TELL: std::cell::RefCell<Option<Tell>> = const { std::cell::RefCell::new(None) });
-        let watch = Arc::clone(&ended);
-        crew.run(move || TELL.with(|t| *t.borrow_mut() = Some(Tell(watch))))
-            .unwrap();
-        wait_idle(&crew, 1);
+        let (crew, ended) = crew_with_a_watched_parked_thread();
         crew.leave_to_exit();
         assert_eq!(crew.idle(), 0, "closed: no thread is handed out again");
         drop(crew);

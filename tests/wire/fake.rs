@@ -207,15 +207,8 @@ fn a_misbehaving_server_during_tls_negotiation_is_classified_too() {
 #[test]
 fn nobody_listening_is_refused() {
     let port = loopback_listener().local_addr().unwrap().port(); // bound, then dropped
-    let params = ConnectParams {
-        address: Address::Tcp {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        ..cluster_free_params()
-    };
     assert_eq!(
-        class_of(&params, "SELECT 1", None),
+        class_of(&loopback_params(port), "SELECT 1", None),
         Some(FailureClass::Refused)
     );
 }
@@ -234,18 +227,22 @@ fn a_connect_the_server_never_completes_ends_at_the_deadline() {
     let _fillers: Vec<_> = (0..3)
         .filter_map(|_| TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok())
         .collect();
-    let params = ConnectParams {
+    assert_eq!(
+        class_of(&loopback_params(port), "SELECT 1", None),
+        Some(FailureClass::Timeout)
+    );
+    drop(listener);
+}
+
+/// The lean connection's settings for a TCP port on 127.0.0.1 where no cluster listens.
+fn loopback_params(port: u16) -> ConnectParams {
+    ConnectParams {
         address: Address::Tcp {
             host: "127.0.0.1".into(),
             port,
         },
         ..cluster_free_params()
-    };
-    assert_eq!(
-        class_of(&params, "SELECT 1", None),
-        Some(FailureClass::Timeout)
-    );
-    drop(listener);
+    }
 }
 
 fn cluster_free_params() -> ConnectParams {
