@@ -79,6 +79,10 @@ pub fn reserve_descriptors(more: usize) {
 mod tests {
     use super::*;
 
+    /// Held by the tests that change this process's open-file limit, which is the whole
+    /// test binary's.
+    static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// The size of this process's descriptor table (FDSize in /proc/self/status).
     fn table_size() -> usize {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -87,7 +91,28 @@ mod tests {
     }
 
     #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_one_and_a_sixteenth_is_for_samplers() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let _limit = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // A soft limit below the hard one, as a login shell often has (and a sixteenth of it
+        // under the cap of 1,024).
+        let lowered = hard.min(8000) / 2;
+        setrlimit(Resource::RLIMIT_NOFILE, lowered, hard).unwrap();
+        assert_eq!(
+            files_a_sampler_may_keep(),
+            usize::try_from(lowered / 16).unwrap()
+        );
+        assert_eq!(raise_open_files_limit(), hard);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+        assert_eq!(raise_open_files_limit(), hard, "already raised");
+        let expected = usize::try_from(hard / 16).unwrap().min(1024);
+        assert_eq!(files_a_sampler_may_keep(), expected);
+    }
+
+    #[test]
     fn reserving_descriptors_grows_the_table_ahead_and_opens_nothing() {
+        let _limit = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
         raise_open_files_limit();
         let before = table_size();
         reserve_descriptors(before + 1000);
