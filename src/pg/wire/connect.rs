@@ -2,7 +2,7 @@
 //! startup and authentication exchange (in `auth`).
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -137,7 +137,9 @@ impl Connection {
         deadline: Instant,
     ) -> Result<Connection, WireError> {
         let (transport, armed_at) = match ready {
-            Some(ready) => ready.connect(deadline)?,
+            Some(ready) => ready
+                .connect(deadline)
+                .map_err(|err| io_error(err, "connecting"))?,
             None => open_socket(&params.address, params.source, deadline)?,
         };
         let mut conn = Connection {
@@ -282,10 +284,10 @@ fn open_socket(
                 .to_socket_addrs()
                 .map_err(WireError::Io)?
             {
-                let armed_at = Instant::now();
-                let left = time_left(deadline).map_err(timeout)?;
-                match connect_from(source, &addr, left) {
-                    Ok(socket) => return Ok((Transport::Tcp(socket), Some(armed_at))),
+                time_left(deadline).map_err(timeout)?;
+                let socket = new_socket(source, &addr).map(|socket| ReadySocket { socket, addr });
+                match socket.and_then(|ready| ready.connect(deadline)) {
+                    Ok(connected) => return Ok(connected),
                     Err(err) => last = Some(err),
                 }
             }
@@ -321,26 +323,13 @@ impl ReadySocket {
         Some(ReadySocket { socket, addr })
     }
 
-    fn connect(self, deadline: Instant) -> Result<(Transport, Option<Instant>), WireError> {
+    /// Connects by `deadline`; with the transport comes when its socket timeouts were set to
+    /// the time left.
+    fn connect(self, deadline: Instant) -> std::io::Result<(Transport, Option<Instant>)> {
         let armed_at = Instant::now();
-        let connected =
-            time_left(deadline).and_then(|left| connect_within(&self.socket, &self.addr, left));
-        match connected {
-            Ok(()) => Ok((Transport::Tcp(self.socket.into()), Some(armed_at))),
-            Err(err) => Err(io_error(err, "connecting")),
-        }
+        connect_within(&self.socket, &self.addr, time_left(deadline)?)?;
+        Ok((Transport::Tcp(self.socket.into()), Some(armed_at)))
     }
-}
-
-/// A TCP connection within `timeout`, from `source` when one is given.
-fn connect_from(
-    source: Option<std::net::IpAddr>,
-    addr: &std::net::SocketAddr,
-    timeout: std::time::Duration,
-) -> std::io::Result<TcpStream> {
-    let socket = new_socket(source, addr)?;
-    connect_within(&socket, addr, timeout)?;
-    Ok(socket.into())
 }
 
 /// A TCP socket for `addr` with Nagle off, bound to `source` when one is given (which the
