@@ -43,9 +43,15 @@ pub fn raise_open_files_limit() -> u64 {
 /// How many /proc files a sampler may keep open (`procfs::KeptFiles`): a sixteenth of the
 /// open-file limit in force, at most 1,024; the rest is for the steps' connections.
 pub fn files_a_sampler_may_keep() -> usize {
+    usize::try_from(open_files_limit() / 16)
+        .unwrap_or(usize::MAX)
+        .min(1024)
+}
+
+/// The open-file limit in force (the soft one); 0 when it cannot be read.
+fn open_files_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit};
-    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
-    usize::try_from(soft / 16).unwrap_or(usize::MAX).min(1024)
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
 }
 
 /// Grows this process's table of file descriptors to hold `more` beyond those open now, ahead
@@ -56,15 +62,13 @@ pub fn files_a_sampler_may_keep() -> usize {
 /// open-file limit, and nothing when the system refuses.
 pub fn reserve_descriptors(more: usize) {
     use nix::fcntl::{FcntlArg, fcntl};
-    use nix::sys::resource::{Resource, getrlimit};
     use std::os::fd::AsRawFd;
     let Ok(probe) = std::fs::File::open("/dev/null") else {
         return;
     };
     // New descriptors take the lowest free numbers, and the probe just took the lowest.
     let lowest_free = probe.as_raw_fd();
-    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
-    let highest = i32::try_from(limit.saturating_sub(1)).unwrap_or(i32::MAX);
+    let highest = i32::try_from(open_files_limit().saturating_sub(1)).unwrap_or(i32::MAX);
     let want = lowest_free
         .saturating_add(i32::try_from(more).unwrap_or(i32::MAX))
         .min(highest);
