@@ -119,6 +119,35 @@ fn field(path: &str, n: usize) -> f64 {
     text.split_whitespace().nth(n).unwrap().parse().unwrap()
 }
 
+/// The children of `pid` once `ready` holds for them, looked for every 20 ms for up to 60 s.
+fn children_once(pid: u32, ready: impl Fn(&[u32]) -> bool) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let children = crate::sys::procfs::children(pid);
+        if ready(&children) {
+            return children;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the children of {pid}: {children:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` sleeps (state S): its counters stand still.
+fn sleeping(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") S "))
+}
+
+/// Kills a test's process, if it is still there.
+fn kill(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 #[test]
 fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
     // A "postmaster" that reaped a busy child and now waits on two sleeping ones: all of
@@ -131,24 +160,9 @@ fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
         .spawn()
         .unwrap();
     let pid = shell.id();
-    let children_file = format!("/proc/{pid}/task/{pid}/children");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let children = loop {
-        let list = fs::read_to_string(&children_file).unwrap_or_default();
-        let children: Vec<u32> = list
-            .split_whitespace()
-            .map(|c| c.parse().unwrap())
-            .collect();
-        let sleeping = |c: &u32| {
-            fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| s.contains(" S "))
-        };
-        let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        if children.len() == 2 && children.iter().all(sleeping) && state.contains(") S ") {
-            break children;
-        }
-        assert!(std::time::Instant::now() < deadline, "{list} {state}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let children = children_once(pid, |children| {
+        children.len() == 2 && children.iter().all(|&c| sleeping(c)) && sleeping(pid)
+    });
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let times = StatTimes::parse(&stat).unwrap();
     let reaped = (times.cutime + times.cstime) as f64 / 100.0;
@@ -159,12 +173,7 @@ fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
         .sum();
     let seconds = ProcessTree::new(pid).cpu_seconds();
     let _ = shell.kill();
-    for child in children {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    children.into_iter().for_each(kill);
     let _ = shell.wait();
     assert!(
         reaped > 0.0 && own > 0.0 && live > 0.0,
@@ -186,31 +195,18 @@ fn a_child_is_read_from_the_second_settled_reading_on_and_at_once_by_a_full_one(
         .spawn()
         .unwrap();
     let pid = shell.id();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let child = loop {
-        let sleeping = |p: u32| {
-            fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") S "))
-        };
-        let children = crate::sys::procfs::children(pid);
-        if let [child] = children[..]
-            && sleeping(child)
-            && sleeping(pid)
-            && fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default() == "sleep\n"
-        {
-            break child;
-        }
-        assert!(std::time::Instant::now() < deadline, "no sleeping child");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let is_sleep =
+        |c: u32| fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default() == "sleep\n";
+    let children = children_once(pid, |children| {
+        matches!(children, [child] if sleeping(*child) && is_sleep(*child)) && sleeping(pid)
+    });
+    let child = children[0];
     let mut tree = ProcessTree::new(pid);
     let first = tree.cpu_seconds_of_settled().unwrap();
     let second = tree.cpu_seconds_of_settled().unwrap();
     let full = ProcessTree::new(pid).cpu_seconds().unwrap();
     let live = field(&format!("/proc/{child}/schedstat"), 0) / 1e9;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    kill(child);
     let _ = shell.kill();
     let _ = shell.wait();
     assert!(live > 0.0);
@@ -249,14 +245,7 @@ fn a_childs_file_is_kept_open_read_again_and_let_go_when_it_ends() {
         .spawn()
         .unwrap();
     let pid = shell.id();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let child = loop {
-        if let Some(&child) = crate::sys::procfs::children(pid).first() {
-            break child;
-        }
-        assert!(std::time::Instant::now() < deadline, "no child");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let child = children_once(pid, |children| !children.is_empty())[0];
     let mut tree = ProcessTree::new(pid);
     assert!(tree.cpu_seconds().is_some());
     assert_eq!(tree.children.len(), 1);
