@@ -139,6 +139,11 @@ impl Cluster {
         }
     }
 
+    /// The cluster's Unix socket.
+    fn unix_address(&self) -> Address {
+        Address::Unix(self.folder.join(format!(".s.PGSQL.{}", self.port)))
+    }
+
     fn tls_options(&self, mode: SslMode) -> TlsOptions {
         TlsOptions {
             client_cert: None,
@@ -288,7 +293,7 @@ fn verify_full_checks_the_host_name() {
 fn a_unix_socket_and_extra_startup_parameters_work() {
     let cluster = cluster();
     let mut params = cluster.params("postgres", None);
-    params.address = Address::Unix(cluster.folder.join(format!(".s.PGSQL.{}", cluster.port)));
+    params.address = cluster.unix_address();
     params
         .extra
         .push(("options".into(), "-c statement_timeout=4321".into()));
@@ -324,7 +329,7 @@ fn a_socket_made_ahead_carries_the_request() {
     };
     assert!(wire::ReadySocket::new(&by_name).is_none(), "a name");
     let mut unix = by_name.clone();
-    unix.address = Address::Unix(cluster.folder.join(format!(".s.PGSQL.{}", cluster.port)));
+    unix.address = cluster.unix_address();
     assert!(wire::ReadySocket::new(&unix).is_none(), "a Unix socket");
 }
 
