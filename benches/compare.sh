@@ -11,7 +11,9 @@
 #   b  persistent connections: pgstress --mode pool (lean and --client postgres) vs
 #      pgbench -c N -j 2 -M prepared
 #   c  the original's design (benches/original.py, psycopg2 + multiprocessing) vs burst mode
-#      (lean and --client postgres) vs pgbench -C, the same requests, alternating on one server
+#      (lean and --client postgres) vs the design's floor (examples/ramp_floor.rs: the same
+#      ramp and lookups on the lean connection with nothing measured) vs pgbench -C, the same
+#      requests, alternating on one server
 #   d  launch scaling: one burst step of 1,000, 5,000 and 10,000 threads
 #   e  the same steps with pgstress pinned to CPU 0 and the server to the other CPUs (taskset),
 #      to tell pgstress's own launch from the competition with a server on the same cores
@@ -62,8 +64,9 @@ command -v pgbench >/dev/null || die "pgbench is missing (apt-get install -y pos
 id postgres >/dev/null 2>&1 || die "no 'postgres' OS user to run the server as"
 
 note "building pgstress (release)"
-(cd "$ROOT" && cargo build --release --quiet)
+(cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example ramp_floor)
 BIN=$ROOT/target/release/pgstress
+FLOOR=$ROOT/target/release/examples/ramp_floor
 
 # ---------------------------------------------------------------- throwaway cluster
 WORK=$(mktemp -d /tmp/pgstress-bench.XXXXXX)
@@ -261,6 +264,12 @@ elif has_part c; then
         run_pgstress c "$ORIG_STEP" "$pair" "$RESULTS/c-pgstress-$pair" --steps "$ORIG_STEPS" --step "$ORIG_STEP"
         # The same requests through the postgres crate (before the lean connection), and through
         # pgbench -C at the first step's concurrency: every client of the comparison on one server.
+        note "c: round $pair, the design's floor (examples/ramp_floor.rs)"
+        prefix=$RESULTS/c-floor-$pair
+        timed "$prefix" "$FLOOR" "$DSN" "$WORK/data" "$ORIG_STEPS" "$ORIG_STEP"
+        read -r total ok < <(awk '/ requests, / { print $1, $3 }' "$prefix.out")
+        [ -n "${ok:-}" ] || die "ramp_floor failed: $(tail -n 5 "$prefix.out")"
+        record c floor "$ORIG_STEP" "$pair" "$total" $((total - ok)) "$ELAPSED" "$CPU" "$RSS" "" "" ""
         note "c: round $pair, pgstress burst --client postgres"
         TOOL=postgres run_pgstress c "$ORIG_STEP" "$pair" "$RESULTS/c-postgres-$pair" --steps "$ORIG_STEPS" \
             --step "$ORIG_STEP" --client postgres
@@ -360,16 +369,18 @@ if has_part c && [ -n "$PYTHON" ]; then
     echo
     echo "c. the original's design (benches/original.py: a process and a connection per request) vs pgstress burst, steps of +$ORIG_STEP to $((ORIG_STEP * ORIG_STEPS))"
     printf '%-9s %8s %6s %10s %12s %12s %14s\n' tool requests failed wall_s cpu_s cpu_ms/req server_ms/req
-    for tool in original postgres pgstress pgbench; do
+    for tool in original postgres pgstress floor pgbench; do
         [ -n "$(med c "$tool" "$ORIG_STEP" requests)" ] || continue
         printf '%-9s %8s %6s %10s %12s %12s %14s\n' "$tool" "$(med c "$tool" "$ORIG_STEP" requests)" \
             "$(med c "$tool" "$ORIG_STEP" failed)" "$(fmt "$(med c "$tool" "$ORIG_STEP" elapsed)" %.2f)" \
             "$(fmt "$(med c "$tool" "$ORIG_STEP" cpu)" %.2f)" "$(fmt "$(med c "$tool" "$ORIG_STEP" '1000*cpu/requests')" %.3f)" \
             "$(fmt "$(med c "$tool" "$ORIG_STEP" '1000*server/requests')" %.3f)"
     done
-    echo "   postgres = pgstress burst --client postgres (the postgres crate, as before the lean connection); pgbench = pgbench -C -c $ORIG_STEP -j 2"
+    echo "   postgres = pgstress burst --client postgres (the postgres crate, as before the lean connection); floor = examples/ramp_floor.rs (the same ramp on the lean connection, nothing measured); pgbench = pgbench -C -c $ORIG_STEP -j 2"
     lean_cpu=$(med c pgstress "$ORIG_STEP" 'cpu/requests')
     echo "ratio     client CPU per request: original / pgstress x$(ratio "$(med c original "$ORIG_STEP" 'cpu/requests')" "$lean_cpu"), pgstress / pgbench -C x$(ratio "$lean_cpu" "$(med c pgbench "$ORIG_STEP" 'cpu/requests')"), postgres crate / lean x$(ratio "$(med c postgres "$ORIG_STEP" 'cpu/requests')" "$lean_cpu")"
+    floor_cpu=$(med c floor "$ORIG_STEP" 'cpu/requests')
+    echo "          the design's floor: original / floor x$(ratio "$(med c original "$ORIG_STEP" 'cpu/requests')" "$floor_cpu"), pgstress / floor x$(ratio "$lean_cpu" "$floor_cpu")"
     echo "          wall: original / pgstress x$(ratio "$(med c original "$ORIG_STEP" elapsed)" "$(med c pgstress "$ORIG_STEP" elapsed)")"
     echo "per step (medians): wall_s from launch to last join (original) / release to last end (pgstress); cpu_s original from os.times, pgstress ~ process_cpu_mean x cores x wall"
     printf '%-6s %14s %14s %14s %14s\n' requests orig_wall_s pgstress_wall_s orig_cpu_s pgstress_cpu_s
