@@ -55,8 +55,9 @@ fn main() {
     let params = ConnectParams::from_config(&config, target.tls_options()).expect("TLS settings");
     let params = Arc::new(params);
     let largest = steps * step;
-    // The threads are made once, before the first step, and each step's share of them is
-    // released by its barrier: thread starts are not counted, as pgstress's crew reuses its.
+    // The threads are made once, before the first step, and kept, as pgstress's crew keeps
+    // its; each step's share of them is released by the step's barrier. Making them is in the
+    // process's CPU, as the crew's is in pgstress's.
     let barriers: Arc<Vec<(Barrier, Barrier)>> = Arc::new(
         (1..=steps)
             .map(|i| (Barrier::new(i * step), Barrier::new(largest + 1)))
