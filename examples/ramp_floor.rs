@@ -8,11 +8,10 @@
 //!
 //! `cargo run --release --example ramp_floor -- DSN DATA_DIR [STEPS] [STEP]`, as
 //! benches/compare.sh part c runs it; prints the requests and how many succeeded. The CPU is
-//! the process's, as /usr/bin/time reports it (the threads are made before the first step,
-//! as pgstress's crew keeps its threads, and their making is counted there too).
+//! the process's, as /usr/bin/time reports it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pgstress::config::DEFAULT_QUERY;
@@ -55,45 +54,54 @@ fn main() {
     let params = ConnectParams::from_config(&config, target.tls_options()).expect("TLS settings");
     let params = Arc::new(params);
     let largest = steps * step;
-    // The threads are made once, before the first step, and kept, as pgstress's crew keeps
-    // its; each step's share of them is released by the step's barrier. Making them is in the
-    // process's CPU, as the crew's is in pgstress's.
-    let barriers: Arc<Vec<(Barrier, Barrier)>> = Arc::new(
-        (1..=steps)
-            .map(|i| (Barrier::new(i * step), Barrier::new(largest + 1)))
-            .collect(),
-    );
+    // The threads are made once, before the first step, and kept, as pgstress's keep theirs
+    // (making them is in the process's CPU, as it is in pgstress's). A thread makes its next
+    // socket and waits at the gate of its next step, a write lock the main thread holds until
+    // the release: one wake-up a request. The last thread of a step to finish wakes the main
+    // thread.
+    let gates: Arc<Vec<RwLock<()>>> = Arc::new((0..steps).map(|_| RwLock::new(())).collect());
+    let mut shut: Vec<_> = gates.iter().map(|gate| gate.write().unwrap()).collect();
+    let done = Arc::new((Mutex::new(0usize), Condvar::new()));
     let ok = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..largest)
         .map(|n| {
-            let (params, barriers, ok) = (params.clone(), barriers.clone(), ok.clone());
+            let (params, gates, ok, done) =
+                (params.clone(), gates.clone(), ok.clone(), done.clone());
             let values = values.clone();
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    for (i, (release, end)) in barriers.iter().enumerate() {
-                        if n < (i + 1) * step {
-                            let ready = ReadySocket::new(&params);
-                            release.wait();
-                            let value = &values[(n * 7919 + i) % values.len()];
-                            let deadline = Instant::now() + TIMEOUT;
-                            let outcome = wire::timed_request(
-                                &params,
-                                ready,
-                                DEFAULT_QUERY,
-                                Some(value),
-                                deadline,
-                            );
-                            ok.fetch_add(usize::from(outcome.2.is_ok()), Ordering::Relaxed);
+                    // Thread n takes part from the first step with more than n requests.
+                    for i in n / step..steps {
+                        let ready = ReadySocket::new(&params);
+                        drop(gates[i].read().unwrap());
+                        let value = &values[(n * 7919 + i) % values.len()];
+                        let deadline = Instant::now() + TIMEOUT;
+                        let outcome = wire::timed_request(
+                            &params,
+                            ready,
+                            DEFAULT_QUERY,
+                            Some(value),
+                            deadline,
+                        );
+                        ok.fetch_add(usize::from(outcome.2.is_ok()), Ordering::Relaxed);
+                        let mut finished = done.0.lock().unwrap();
+                        *finished += 1;
+                        if *finished == (i + 1) * step {
+                            done.1.notify_one();
                         }
-                        end.wait();
                     }
                 })
                 .expect("a thread")
         })
         .collect();
-    for (_, end) in barriers.iter() {
-        end.wait();
+    for i in 0..steps {
+        drop(shut.remove(0));
+        let mut finished = done.0.lock().unwrap();
+        while *finished < (i + 1) * step {
+            finished = done.1.wait(finished).unwrap();
+        }
+        *finished = 0;
     }
     let total = step * steps * (steps + 1) / 2;
     let ok = ok.load(Ordering::Relaxed);

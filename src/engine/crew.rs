@@ -1,5 +1,5 @@
-//! The request threads of a run, kept between steps. Burst and rate run every request on a
-//! native thread of its own; starting and ending one costs the client about 0.1 ms of CPU (its
+//! Rate mode's request threads, kept between steps (burst keeps its own at the next step's
+//! gate: `squad`). Rate runs every request on a native thread of its own; starting and ending one costs the client about 0.1 ms of CPU (its
 //! stack and signal stack mapped and unmapped, the kernel's task, OpenSSL's per-thread state),
 //! as much as the rest of a lean request's own work. A thread that has sent its request's
 //! result parks here and takes a later request, so a ramp starts only as many threads as its
@@ -111,7 +111,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const STACK_TOUCHED: usize = 6 * 1024;
 
 #[inline(never)]
-fn touch_stack() {
+pub(super) fn touch_stack() {
     let mut pages = [0u8; STACK_TOUCHED];
     std::hint::black_box(&mut pages);
 }

@@ -10,6 +10,7 @@ pub mod burst;
 pub mod crew;
 pub mod pool;
 pub mod rate;
+pub mod squad;
 
 use std::time::{Duration, Instant};
 
@@ -125,11 +126,42 @@ const COLLECT_EVERY: Duration = Duration::from_millis(8);
 /// end of a step is seen at most this late.
 const COLLECT_AT_MOST: Duration = Duration::from_millis(32);
 
-/// Gathers a step's results until `expected` arrived or the deadline passed. The missing ones
+/// How often a progress line is brought up to date while a step's results arrive, where the
+/// collector is woken by the last result (`FinishLine`) rather than looking on its own.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Counts a step's results as their threads send them: the thread that sends the last one
+/// wakes the collector, one wake-up a step where looking every few milliseconds cost one each
+/// time (`gather`'s `finished`).
+pub struct FinishLine {
+    left: std::sync::atomic::AtomicUsize,
+    crossed: crossbeam_channel::Sender<()>,
+}
+
+impl FinishLine {
+    /// A line for `expected` results, and what the collector waits on.
+    pub fn new(expected: usize) -> (std::sync::Arc<Self>, Receiver<()>) {
+        let (crossed, wait) = crossbeam_channel::bounded(1);
+        let left = std::sync::atomic::AtomicUsize::new(expected);
+        (std::sync::Arc::new(FinishLine { left, crossed }), wait)
+    }
+
+    /// A result was sent (after its send: the collector finds it when woken).
+    pub fn cross(&self) {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            let _ = self.crossed.try_send(());
+        }
+    }
+}
+
+/// Gathers a step's results until `expected` arrived or the deadline passed. With `finished`
+/// (a `FinishLine`'s), it sleeps until the last result is sent; without, it looks every few
+/// milliseconds. The missing ones
 /// count as timeouts: pgstress's own deadline, so that no wait is longer than the request's.
 /// The wall time runs from `origin` to the last request's own end, as the request measured it.
 pub fn gather(
     results: &Receiver<Tagged>,
+    finished: Option<&Receiver<()>>,
     step: u32,
     expected: usize,
     origin: Instant,
@@ -167,6 +199,16 @@ pub fn gather(
         let left = deadline.saturating_duration_since(Instant::now());
         if !open || records.len() >= expected || left.is_zero() {
             break;
+        }
+        if let Some(finished) = finished {
+            // The last result's sender says so: one wake-up a step, and one a progress tick
+            // while a progress line is shown.
+            let wait = match observer {
+                Some(_) => PROGRESS_EVERY.min(left),
+                None => left,
+            };
+            let _ = finished.recv_timeout(wait);
+            continue;
         }
         pause = match records.len() > before {
             true => COLLECT_EVERY,
@@ -217,13 +259,46 @@ mod tests {
         tx.send((1, ok_record())).unwrap();
         tx.send((2, ok_record())).unwrap();
         let origin = Instant::now();
-        let (records, _) = gather(&rx, 2, 3, origin, origin + Duration::from_millis(20), None);
+        let (records, _) = gather(
+            &rx,
+            None,
+            2,
+            3,
+            origin,
+            origin + Duration::from_millis(20),
+            None,
+        );
         assert_eq!(records.len(), 3);
         let timeouts = records
             .iter()
             .filter(|r| matches!(&r.outcome, Err(f) if f.class == FailureClass::Timeout))
             .count();
         assert_eq!(timeouts, 2, "one result of step 2 came, two did not");
+    }
+
+    #[test]
+    fn the_finish_line_wakes_the_collector_once_at_the_last_result() {
+        let (line, finished) = FinishLine::new(3);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for _ in 0..2 {
+            tx.send((1, ok_record())).unwrap();
+            line.cross();
+        }
+        assert!(finished.try_recv().is_err(), "two of three");
+        tx.send((1, ok_record())).unwrap();
+        line.cross();
+        assert!(finished.try_recv().is_ok(), "the third");
+        let origin = Instant::now();
+        let far = origin + Duration::from_secs(600);
+        // Woken by the line, the collector still takes every result the channel holds.
+        let (_, again) = FinishLine::new(1);
+        tx.send((1, ok_record())).unwrap();
+        drop(tx);
+        let (records, _) = gather(&rx, Some(&again), 1, 4, origin, far, None);
+        assert_eq!(records.len(), 4);
+        let made_up =
+            |r: &RequestRecord| matches!(&r.outcome, Err(f) if f.class == FailureClass::Timeout);
+        assert!(!records.iter().any(made_up), "every one sent, none made up");
     }
 
     #[test]

@@ -195,7 +195,15 @@ impl Engine for Pool {
         }
         let expected = requests - records.len();
         let deadline = start_by + self.timeout + REPORT_GRACE;
-        let (answered, wall) = gather(&self.results, step, expected, origin, deadline, observer);
+        let (answered, wall) = gather(
+            &self.results,
+            None,
+            step,
+            expected,
+            origin,
+            deadline,
+            observer,
+        );
         records.extend(answered);
         StepRun {
             records,

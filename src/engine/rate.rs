@@ -172,7 +172,7 @@ impl Engine for Rate {
         drop((due_tx, results_tx));
 
         let deadline = origin + self.duration + self.spec.timeout + REPORT_GRACE;
-        let (mut records, wall) = gather(&results_rx, step, sent, origin, deadline, observer);
+        let (mut records, wall) = gather(&results_rx, None, step, sent, origin, deadline, observer);
         let unsent = planned - sent as u32 - dropped - failed_to_start.len() as u32;
         records.extend(failed_to_start);
         StepRun {
