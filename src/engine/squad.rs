@@ -278,6 +278,23 @@ mod tests {
     }
 
     #[test]
+    fn a_squad_left_to_exit_keeps_its_threads_waiting() {
+        let mut squad = Squad::new(|| (), 256 * 1024);
+        step(&mut squad, 2);
+        wait_for(&squad, 2);
+        let board = Arc::clone(&squad.next);
+        squad.leave_to_exit();
+        drop(squad);
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            Arc::strong_count(&board),
+            3,
+            "both threads still wait at the gate"
+        );
+        assert!(!board.closed.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn dropping_the_squad_ends_its_waiting_threads() {
         let mut squad = Squad::new(|| (), 256 * 1024);
         let ids = step(&mut squad, 2);
