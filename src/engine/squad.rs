@@ -219,7 +219,13 @@ mod tests {
             })
             .collect();
         assert!(squad.stage(jobs).is_empty());
-        squad.wait_all_here(Instant::now() + Duration::from_secs(10));
+        // Far off: the wait must end because every thread is here, which it checks.
+        squad.wait_all_here(Instant::now() + Duration::from_secs(600));
+        assert!(
+            squad.waiting() >= size,
+            "{} of {size} here",
+            squad.waiting()
+        );
         squad.release();
         (0..size)
             .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
