@@ -250,6 +250,10 @@ mod tests {
             "a thread each"
         );
         wait_for(&squad, 3);
+        // As many jobs as threads already waiting: no thread to start, none to wait for.
+        let same: HashSet<_> = step(&mut squad, 3).into_iter().collect();
+        assert_eq!(same, first.iter().copied().collect(), "the same three");
+        wait_for(&squad, 3);
         let second = step(&mut squad, 5);
         let second_set: HashSet<_> = second.iter().collect();
         assert_eq!(second_set.len(), 5, "a thread each");
