@@ -1,7 +1,7 @@
 //! The floor of pgstress's design: the "150-line program" of issue 12, built from pgstress's own
 //! lean connection and nothing else. A ramp of burst steps (50, 100, ... as `pgstress run
-//! --steps S --step N`), a native thread per request, all of a step released by one barrier,
-//! each one connect + SCRAM (keys derived once) + the run's lookup + close, with the run's
+//! --steps S --step N`), a native thread per request, all of a step released together at its
+//! gate, each one connect + SCRAM (keys derived once) + the run's lookup + close, with the run's
 //! startup settings (read-only, statement_timeout) and its parameter values, and no sampler,
 //! no histogram, no classification, no logs, no report. What pgstress spends per request above
 //! this is what its measurements cost.

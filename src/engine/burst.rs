@@ -117,7 +117,7 @@ impl Engine for Burst {
             .collect();
         let started = requests - spawn_failures.len();
         // The threads that never started never send.
-        (0..spawn_failures.len()).for_each(|_| finish.cross());
+        finish.cross_for(spawn_failures.len());
 
         // The last thread at the gate says so; the gate opens anyway at the launch deadline.
         self.squad.wait_all_here(launch_deadline);

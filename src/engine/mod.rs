@@ -5,6 +5,8 @@
 //! - `pool`: a fixed set of workers take the step's requests from a queue (the original's
 //!   proposed queue in front of the server).
 //! - `rate`: requests start at scheduled times, so many per second (open loop).
+//! - `squad` and `crew`: the request threads kept from step to step, burst's at the next step's
+//!   gate, rate's parked between requests.
 
 pub mod burst;
 pub mod crew;
@@ -12,9 +14,11 @@ pub mod pool;
 pub mod rate;
 pub mod squad;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
@@ -134,21 +138,26 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// wakes the collector, one wake-up a step where looking every few milliseconds cost one each
 /// time (`gather`'s `finished`).
 pub struct FinishLine {
-    left: std::sync::atomic::AtomicUsize,
-    crossed: crossbeam_channel::Sender<()>,
+    left: AtomicUsize,
+    crossed: Sender<()>,
 }
 
 impl FinishLine {
     /// A line for `expected` results, and what the collector waits on.
-    pub fn new(expected: usize) -> (std::sync::Arc<Self>, Receiver<()>) {
+    pub fn new(expected: usize) -> (Arc<Self>, Receiver<()>) {
         let (crossed, wait) = crossbeam_channel::bounded(1);
-        let left = std::sync::atomic::AtomicUsize::new(expected);
-        (std::sync::Arc::new(FinishLine { left, crossed }), wait)
+        let left = AtomicUsize::new(expected);
+        (Arc::new(FinishLine { left, crossed }), wait)
     }
 
     /// A result was sent (after its send: the collector finds it when woken).
     pub fn cross(&self) {
-        if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+        self.cross_for(1);
+    }
+
+    /// `count` results were sent, or will never be (their threads never started).
+    pub fn cross_for(&self, count: usize) {
+        if count > 0 && self.left.fetch_sub(count, Ordering::AcqRel) == count {
             let _ = self.crossed.try_send(());
         }
     }
@@ -156,8 +165,8 @@ impl FinishLine {
 
 /// Gathers a step's results until `expected` arrived or the deadline passed. With `finished`
 /// (a `FinishLine`'s), it sleeps until the last result is sent; without, it looks every few
-/// milliseconds. The missing ones
-/// count as timeouts: pgstress's own deadline, so that no wait is longer than the request's.
+/// milliseconds. The missing ones count as timeouts: pgstress's own deadline, so that no wait
+/// is longer than the request's.
 /// The wall time runs from `origin` to the last request's own end, as the request measured it.
 pub fn gather(
     results: &Receiver<Tagged>,
@@ -286,6 +295,13 @@ mod tests {
         }
         assert!(finished.try_recv().is_err(), "two of three");
         tx.send((1, ok_record())).unwrap();
+        line.cross();
+        assert!(finished.try_recv().is_ok(), "the third");
+        // Threads that never started cross all at once; none is a crossing of none.
+        let (line, finished) = FinishLine::new(3);
+        line.cross_for(0);
+        line.cross_for(2);
+        assert!(finished.try_recv().is_err(), "two of three");
         line.cross();
         assert!(finished.try_recv().is_ok(), "the third");
         let origin = Instant::now();

@@ -107,7 +107,7 @@ impl<P: Send + 'static> Squad<P> {
     /// waiting at its gate, and new ones for the rest. A job without a thread, because the
     /// system would not start one, is taken off the board: the error of each is returned.
     pub fn stage(&mut self, mut jobs: Vec<Job<P>>) -> Vec<io::Error> {
-        let waiting = self.next.waiting.load(Ordering::SeqCst);
+        let waiting = self.waiting();
         let mut errors = Vec::new();
         for _ in waiting..jobs.len() {
             if let Err(err) = self.spawn() {
@@ -126,7 +126,7 @@ impl<P: Send + 'static> Squad<P> {
     /// Waits until a thread for each staged job is at the gate, or until `deadline`.
     pub fn wait_all_here(&self, deadline: Instant) {
         let wanted = self.next.wanted.load(Ordering::SeqCst);
-        if self.next.waiting.load(Ordering::SeqCst) < wanted {
+        if self.waiting() < wanted {
             let _ = self.next.all_here.1.recv_deadline(deadline);
         }
     }
