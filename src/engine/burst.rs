@@ -179,6 +179,7 @@ impl Worker {
             request::execute_ready(&self.spec, ready, param.as_deref(), lag)
         });
         let record = request::late_by(record, lag, self.spec.timeout);
+        crate::sys::schedstat::publish_own_wait();
         let _ = self.results.send((self.step, record));
         self.finish.cross();
     }

@@ -139,7 +139,7 @@ fn work(
         }
     }
     // The thread's wait for a CPU would end with it: it is counted now.
-    crate::sys::schedstat::count_thread_end();
+    crate::sys::schedstat::publish_own_wait();
 }
 
 #[cfg(test)]

@@ -240,6 +240,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, ready: Sender<bool>) {
+        // Kept from step to step: its wait for a CPU is read at the steps' edges.
+        let _watched = crate::sys::schedstat::watch_this_thread();
         if !self.connect_per_request {
             let _ = self.reconnect();
         }

@@ -186,15 +186,18 @@ impl Engine for Rate {
     }
 }
 
-/// Sends one request that was due at `due.at`: its lag behind the schedule is its wait.
+/// Sends one request that was due at `due.at`: its lag behind the schedule is its wait. The
+/// thread's wait for a CPU is published before the record is handed over.
 fn send_request(spec: &RequestSpec, due: Due, origin: Instant) -> RequestRecord {
     let started = Instant::now();
     let lag = started.saturating_duration_since(due.at);
     let start_offset = started - origin;
-    guarded(start_offset, || {
+    let record = guarded(start_offset, || {
         request::execute(spec, due.param.as_deref(), start_offset)
     })
-    .after_waiting(lag)
+    .after_waiting(lag);
+    crate::sys::schedstat::publish_own_wait();
+    record
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ fn serve<P>(mut board: Arc<Board<P>>, prepare: Prepare<P>) {
         }
     }
     // The thread's wait for a CPU would end with it: it is counted now.
-    crate::sys::schedstat::count_thread_end();
+    crate::sys::schedstat::publish_own_wait();
 }
 
 #[cfg(test)]

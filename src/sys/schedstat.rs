@@ -1,70 +1,125 @@
 //! How long this process's threads waited for a CPU: the kernel's run-queue wait, the second
 //! field of /proc/<tid>/schedstat, in nanoseconds since each thread started.
 //!
-//! A thread's count is gone when the thread ends, so a thread that ends within a step (a burst
-//! request's) adds its own to `ENDED` as it ends; threads that outlive the step (pool workers,
-//! the samplers, the main thread) are read from /proc/self/task at the step's edges.
+//! Listing /proc/self/task and reading every thread's file at each step's edges cost a
+//! millisecond or more an edge with hundreds of request threads (most of the CPU sampler's
+//! time), so the count is kept two ways:
+//! - a request thread publishes its own wait (`publish_own_wait`) before it hands over its
+//!   result, so a step's end edge finds the step's waits counted; what it waits for after that
+//!   (making its next socket) counts in the next step;
+//! - a thread that outlives the steps and runs between edges (the main thread, the samplers, a
+//!   pool's workers) is watched (`watch_this_thread`): its file is read at every edge until it
+//!   ends, when its wait is published.
+//!
+//! Threads that do neither (short setup threads) are not counted.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::sys::procfs::KeptFiles;
+/// Run-queue wait published by the threads themselves, in nanoseconds: the request threads'
+/// so far, and the whole wait of watched threads that have ended.
+static PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
-/// Run-queue wait of the threads that have ended, in nanoseconds.
-static ENDED: AtomicU64 = AtomicU64::new(0);
+/// The watched threads' schedstat files, read at every edge.
+static WATCHED: Mutex<Vec<Arc<File>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The calling thread's schedstat file and the wait it published last.
+    static OWN: RefCell<Option<(File, u64)>> = const { RefCell::new(None) };
+}
 
 /// The run-queue wait in a schedstat text (`run_ns wait_ns timeslices`).
 pub fn parse_wait_ns(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The calling thread's run-queue wait so far.
-pub fn this_thread_wait_ns() -> Option<u64> {
-    parse_wait_ns(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+/// The wait in a kept schedstat file, read from its start.
+fn read_wait_ns(file: &File) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let len = file.read_at(&mut buf, 0).ok()?;
+    parse_wait_ns(std::str::from_utf8(&buf[..len]).ok()?)
 }
 
-/// Called by a thread that is about to end: its wait stays counted in the process's.
-pub fn count_thread_end() {
-    if let Some(wait) = this_thread_wait_ns() {
-        ENDED.fetch_add(wait, Ordering::Relaxed);
+/// The calling thread's schedstat file; a file opened through thread-self stays that thread's
+/// whichever thread reads it.
+fn open_own() -> Option<File> {
+    File::open("/proc/thread-self/schedstat").ok()
+}
+
+/// Whether the kernel keeps schedstat (it may be built without).
+fn supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| open_own().as_ref().and_then(read_wait_ns).is_some())
+}
+
+fn watched() -> MutexGuard<'static, Vec<Arc<File>>> {
+    WATCHED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Adds the calling thread's run-queue wait since its previous call to the published count:
+/// one read of a file the thread keeps open. A thread that runs requests calls it before
+/// handing over each result, and once more as it ends.
+pub fn publish_own_wait() {
+    OWN.with(|own| {
+        let mut own = own.borrow_mut();
+        if own.is_none() {
+            *own = open_own().map(|file| (file, 0));
+        }
+        if let Some((file, published)) = own.as_mut()
+            && let Some(wait) = read_wait_ns(file)
+        {
+            PUBLISHED.fetch_add(wait.saturating_sub(*published), Ordering::Relaxed);
+            *published = wait;
+        }
+    });
+}
+
+/// Keeps a thread's wait read at every edge while this lives; dropped (by the thread or not),
+/// it publishes the thread's wait so far and stops reading it.
+#[must_use = "the thread is watched only while this lives"]
+pub struct Watched(Option<Arc<File>>);
+
+/// Watches the calling thread: one that outlives the steps and does not publish its own wait.
+pub fn watch_this_thread() -> Watched {
+    let file = open_own().map(Arc::new);
+    if let Some(file) = &file {
+        watched().push(Arc::clone(file));
     }
+    Watched(file)
 }
 
-/// The run-queue wait of every thread of this process so far: the live ones and those that
-/// counted themselves as they ended. Each live thread's schedstat file stays open between
-/// readings (the request threads live from step to step, hundreds of them).
-#[derive(Debug)]
-pub struct ProcessWait {
-    threads: KeptFiles,
-}
-
-impl Default for ProcessWait {
-    fn default() -> Self {
-        ProcessWait {
-            threads: KeptFiles::new(crate::sys::limits::files_a_sampler_may_keep()),
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let Some(file) = self.0.take() else {
+            return;
+        };
+        // Under the lock, so that an edge reads the thread's wait either here or published,
+        // never both and never neither.
+        let mut watched = watched();
+        watched.retain(|kept| !Arc::ptr_eq(kept, &file));
+        if let Some(wait) = read_wait_ns(&file) {
+            PUBLISHED.fetch_add(wait, Ordering::Relaxed);
         }
     }
 }
+
+/// The run-queue wait of this process's threads so far: the watched ones read now, and what
+/// the others published.
+#[derive(Debug, Default)]
+pub struct ProcessWait;
 
 impl ProcessWait {
     /// None where the kernel keeps no schedstat.
     pub fn wait_ns(&mut self) -> Option<u64> {
-        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-        let live_threads: HashSet<u32> = tasks
-            .flatten()
-            .filter_map(|task| task.file_name().to_str()?.parse().ok())
-            .collect();
-        self.threads.keep_only(&live_threads);
-        let mut live = 0u64;
-        let mut read_any = false;
-        for &tid in &live_threads {
-            let path = || format!("/proc/self/task/{tid}/schedstat");
-            if let Some(wait) = self.threads.read(tid, path, parse_wait_ns) {
-                live += wait;
-                read_any = true;
-            }
+        if !supported() {
+            return None;
         }
-        read_any.then(|| live + ENDED.load(Ordering::Relaxed))
+        let watched = watched();
+        let live: u64 = watched.iter().filter_map(|file| read_wait_ns(file)).sum();
+        Some(live + PUBLISHED.load(Ordering::Relaxed))
     }
 }
 
@@ -79,22 +134,65 @@ mod tests {
         assert_eq!(parse_wait_ns(""), None);
     }
 
+    fn own_wait() -> u64 {
+        open_own()
+            .as_ref()
+            .and_then(read_wait_ns)
+            .expect("schedstat on Linux")
+    }
+
+    /// Keeps a CPU busy for a while, so that a thread has a chance to wait for one.
+    fn spin() {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(30);
+        while std::time::Instant::now() < until {
+            std::hint::black_box(0u64);
+        }
+    }
+
     #[test]
-    fn an_ended_thread_stays_counted() {
-        assert!(
-            ProcessWait::default().wait_ns().is_some(),
-            "schedstat on Linux"
-        );
-        // The count of ended threads, not the whole process's: other tests' threads end
-        // uncounted meanwhile, so the live sum may drop.
-        let before = ENDED.load(Ordering::Relaxed);
+    fn a_thread_publishes_its_wait_once() {
+        assert!(ProcessWait.wait_ns().is_some(), "schedstat on Linux");
+        // Other tests' threads publish meanwhile: the count only grows by at least this one's.
+        let before = PUBLISHED.load(Ordering::Relaxed);
         let own = std::thread::spawn(|| {
-            let own = this_thread_wait_ns().expect("schedstat on Linux");
-            count_thread_end();
-            own
+            spin();
+            publish_own_wait();
+            let first = PUBLISHED.load(Ordering::Relaxed);
+            // A second call adds only what the thread waited since the first.
+            publish_own_wait();
+            let own = own_wait();
+            (own, first)
         })
         .join()
         .unwrap();
-        assert!(ENDED.load(Ordering::Relaxed) >= before + own);
+        assert!(own.1 >= before, "published");
+        let now = PUBLISHED.load(Ordering::Relaxed);
+        assert!(now >= before + own.0, "{now} < {before} + {}", own.0);
+    }
+
+    #[test]
+    fn a_watched_thread_is_read_while_watched_and_counted_once_it_ends() {
+        let (watching, watched_now) = crossbeam_channel::bounded(0);
+        let (done, finish) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::spawn(move || {
+            let watch = watch_this_thread();
+            spin();
+            watching.send(own_wait()).unwrap();
+            finish.recv().unwrap();
+            let published = PUBLISHED.load(Ordering::Relaxed);
+            drop(watch);
+            (published, own_wait())
+        });
+        let wait_then = watched_now.recv().unwrap();
+        let is_watched = watched().len();
+        assert!(is_watched >= 1, "the thread's file is kept");
+        let read = ProcessWait.wait_ns().unwrap();
+        assert!(read >= wait_then, "{read} < {wait_then}");
+        done.send(()).unwrap();
+        let (published_before, final_wait) = thread.join().unwrap();
+        assert!(
+            PUBLISHED.load(Ordering::Relaxed) >= published_before + final_wait,
+            "the ended thread's wait is published"
+        );
     }
 }

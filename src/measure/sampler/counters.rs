@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fs;
 
-use crate::sys::procfs::KeptFiles;
+use crate::sys::procfs::{KeptFile, KeptFiles};
 
 /// Clock ticks per second for /proc times (USER_HZ, 100 on every Linux we run on).
 fn ticks_per_second() -> f64 {
@@ -27,18 +27,29 @@ pub struct HostTicks {
     pub total: u64,
 }
 
+/// /proc/stat, kept open.
+#[derive(Debug)]
+pub struct HostStat(KeptFile);
+
+impl Default for HostStat {
+    fn default() -> Self {
+        HostStat(KeptFile::new("/proc/stat"))
+    }
+}
+
+impl HostStat {
+    /// The whole host's ticks.
+    pub fn read(&mut self) -> Option<HostTicks> {
+        HostTicks::parse(self.0.read()?.lines().next()?)
+    }
+
+    /// The CPUs in `cpus` together, from their `cpuN` lines.
+    pub fn read_cpus(&mut self, cpus: &[usize]) -> Option<HostTicks> {
+        HostTicks::sum_of(self.0.read()?, cpus)
+    }
+}
+
 impl HostTicks {
-    pub fn read() -> Option<Self> {
-        let text = fs::read_to_string("/proc/stat").ok()?;
-        Self::parse(text.lines().next()?)
-    }
-
-    /// The CPUs in `cpus` together, from their `cpuN` lines of /proc/stat.
-    pub fn read_cpus(cpus: &[usize]) -> Option<Self> {
-        let text = fs::read_to_string("/proc/stat").ok()?;
-        Self::sum_of(&text, cpus)
-    }
-
     /// The sum of the `cpuN` lines of `stat` for the CPUs in `cpus`.
     pub fn sum_of(stat: &str, cpus: &[usize]) -> Option<Self> {
         let mut sum = HostTicks::default();
@@ -104,7 +115,8 @@ pub fn own_cpu_seconds() -> Option<f64> {
 /// whose schedstat files stay open between samples (`KeptFiles`).
 #[derive(Debug)]
 pub struct ProcessTree {
-    root: u32,
+    /// The root's stat, schedstat and list of children.
+    root_files: [KeptFile; 3],
     children: KeptFiles,
     /// The children the last reading found.
     found: HashSet<u32>,
@@ -113,7 +125,11 @@ pub struct ProcessTree {
 impl ProcessTree {
     pub fn new(root: u32) -> Self {
         ProcessTree {
-            root,
+            root_files: [
+                KeptFile::new(format!("/proc/{root}/stat")),
+                KeptFile::new(format!("/proc/{root}/schedstat")),
+                KeptFile::new(format!("/proc/{root}/task/{root}/children")),
+            ],
             children: KeptFiles::new(crate::sys::limits::files_a_sampler_may_keep()),
             found: HashSet::new(),
         }
@@ -136,13 +152,20 @@ impl ProcessTree {
     }
 
     fn read(&mut self, every_child: bool) -> Option<f64> {
-        let root = self.root;
-        let stat = fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
-        let times = StatTimes::parse(&stat)?;
+        let [stat, schedstat, children] = &mut self.root_files;
+        let times = StatTimes::parse(stat.read()?)?;
         let ticks = ticks_per_second();
         let reaped = times.reaped_seconds(ticks);
-        let own = run_seconds(root).unwrap_or_else(|| times.own_seconds(ticks));
-        let children: HashSet<u32> = crate::sys::procfs::children(root).into_iter().collect();
+        let own = schedstat
+            .read()
+            .and_then(parse_run_seconds)
+            .unwrap_or_else(|| times.own_seconds(ticks));
+        let children: HashSet<u32> = children
+            .read()
+            .map(crate::sys::procfs::parse_children)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         self.children.keep_only(&children);
         let to_read: Vec<u32> = children
             .iter()
@@ -185,11 +208,6 @@ fn parse_runnable_seconds(schedstat: &str) -> Option<f64> {
     let mut fields = schedstat.split_whitespace().map(|f| f.parse::<u64>().ok());
     let (run, wait) = (fields.next()??, fields.next()??);
     Some((run + wait) as f64 / 1e9)
-}
-
-/// A single-threaded process's run time from /proc/PID/schedstat (its first field, in ns).
-fn run_seconds(pid: u32) -> Option<f64> {
-    parse_run_seconds(&fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
 }
 
 /// The time fields of /proc/PID/stat.

@@ -171,7 +171,8 @@ fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
         .iter()
         .map(|c| field(&format!("/proc/{c}/schedstat"), 0) / 1e9)
         .sum();
-    let seconds = ProcessTree::new(pid).cpu_seconds();
+    let mut tree = ProcessTree::new(pid);
+    let seconds = tree.cpu_seconds();
     let _ = shell.kill();
     children.into_iter().for_each(kill);
     let _ = shell.wait();
@@ -184,7 +185,11 @@ fn a_servers_cpu_is_its_own_its_live_childrens_and_its_reaped_ones() {
         seconds.is_some_and(|s| (s - expected).abs() < 1e-9),
         "{seconds:?}, expected {own} + {reaped} + {live}"
     );
-    assert_eq!(run_seconds(pid), None, "gone");
+    assert_eq!(
+        tree.cpu_seconds(),
+        None,
+        "gone: its kept files read no more"
+    );
 }
 
 #[test]
@@ -218,13 +223,23 @@ fn a_child_is_read_from_the_second_settled_reading_on_and_at_once_by_a_full_one(
 }
 
 #[test]
-fn the_client_cpus_are_read_from_proc_stat() {
-    let first = HostTicks::read_cpus(&[0]).unwrap();
+fn the_client_cpus_are_read_from_proc_stat_kept_open() {
+    let mut host = HostStat::default();
+    let first = host.read_cpus(&[0]).unwrap();
+    // Every CPU's ticks advance 100 times a second, idle or busy.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let stat = fs::read_to_string("/proc/stat").unwrap();
     let later = HostTicks::sum_of(&stat, &[0]).unwrap();
     assert!(first.total > 0 && first.busy <= first.total, "{first:?}");
-    assert!(first.total <= later.total && first.busy <= later.busy);
-    assert_eq!(HostTicks::read_cpus(&[usize::MAX]), None);
+    assert!(first.total < later.total && first.busy <= later.busy);
+    // The kept file reads anew, not what it read first.
+    let again = host.read_cpus(&[0]).unwrap();
+    assert!(again.total >= later.total, "{again:?} before {later:?}");
+    assert!(
+        host.read().unwrap().total >= again.total,
+        "the whole host's ticks"
+    );
+    assert_eq!(host.read_cpus(&[usize::MAX]), None);
 }
 
 #[test]

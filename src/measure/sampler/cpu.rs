@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::counters::{self, HostTicks};
+use super::counters::{self, HostStat, HostTicks};
 use super::{Probe, StepTag};
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::sys::cpus::host_cores;
@@ -64,6 +64,10 @@ pub struct CpuProbe {
     pooler_tree: Option<counters::ProcessTree>,
     /// pgstress's own threads' wait for a CPU, read at the steps' edges.
     waits: crate::sys::schedstat::ProcessWait,
+    host: HostStat,
+    /// The thread that made the probe, the one that launches the steps, watched as long as
+    /// the probe lives.
+    _launcher: crate::sys::schedstat::Watched,
     run_start: Instant,
     cores: f64,
     sides: Sides,
@@ -120,6 +124,8 @@ impl CpuProbe {
                 .pooler
                 .map(|pooler| counters::ProcessTree::new(pooler.pid)),
             waits: Default::default(),
+            host: Default::default(),
+            _launcher: crate::sys::schedstat::watch_this_thread(),
             run_start,
             cores: host_cores() as f64,
             sides,
@@ -136,7 +142,7 @@ impl CpuProbe {
         };
         CpuReading {
             at: Instant::now(),
-            host: HostTicks::read(),
+            host: self.host.read(),
             process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
             server_seconds: self.server_tree.as_mut().and_then(tree_seconds),
             // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
@@ -161,7 +167,7 @@ impl Probe for CpuProbe {
     fn read_edge(&mut self) -> CpuReading {
         CpuReading {
             wait_ns: self.waits.wait_ns(),
-            client_cpus: HostTicks::read_cpus(&self.sides.client_cpus),
+            client_cpus: self.host.read_cpus(&self.sides.client_cpus),
             pooler_runnable: self
                 .sides
                 .pooler
@@ -296,6 +302,8 @@ mod tests {
             server_tree: None,
             pooler_tree: None,
             waits: Default::default(),
+            host: Default::default(),
+            _launcher: crate::sys::schedstat::watch_this_thread(),
             run_start,
             cores: 4.0,
             sides: Sides {

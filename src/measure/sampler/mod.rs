@@ -138,6 +138,7 @@ fn run_probe<P: Probe>(
     every: Duration,
     inbox: Receiver<Command<P::Sample, P::Whole>>,
 ) {
+    let _watched = crate::sys::schedstat::watch_this_thread();
     let mut current: Option<StepTag> = None;
     // The reading the step started from.
     let mut begin: Option<P::Reading> = None;
