@@ -286,7 +286,7 @@ fn start_samplers(
     config: &RunConfig,
     (local_server, monitor, sides, requests_name): (
         Option<LocalServer>,
-        Option<postgres::Client>,
+        Option<crate::pg::wire::Connection>,
         Sides,
         String,
     ),
@@ -303,7 +303,7 @@ fn start_samplers(
             Sampler::start(
                 "pgstress-monitor",
                 config.sample_every,
-                ServerStatsProbe::new(client, requests_name.clone()),
+                ServerStatsProbe::new(client, requests_name.clone(), config.timeout),
             )
         })
         .transpose()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -24,6 +24,7 @@ use crate::pg::pooler::ThrowawayPooler;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
 use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
+use crate::pg::wire;
 
 /// A panic in a request thread (or a pool worker's) is that request's failure (`client`), counted and shown in the
 /// step's first messages: a backtrace per request would bury the run's output.
@@ -63,13 +64,22 @@ pub fn demo_data(
     Ok(Some(data))
 }
 
-/// The monitoring connection; without one the run goes on, without server statistics.
+/// The monitoring connection, pgstress's lean one; without one the run goes on, without
+/// server statistics.
 pub fn open_monitor(
     target: &ConnectTarget,
     printer: &mut Printer<std::io::Stdout>,
-) -> Option<postgres::Client> {
-    target
-        .connect(target.setup_timeout(), "pgstress-monitor")
+) -> Option<wire::Connection> {
+    // pgstress's own connections (the demo data, the monitor) are not the load.
+    let timeout = target.setup_timeout();
+    let config = target.request_config(timeout, "pgstress-monitor", true);
+    let opened = wire::ConnectParams::from_config(&config, target.tls_options())
+        .map_err(|err| err.to_string())
+        .and_then(|params| {
+            wire::Connection::connect(&params, Instant::now() + timeout)
+                .map_err(|err| err.to_string())
+        });
+    opened
         .map_err(|err| {
             printer.note(format!(
                 "note: no monitoring connection ({err}); carrying on without server statistics"

@@ -11,12 +11,15 @@
 //!   pool's workers) is watched (`watch_this_thread`): its file is read at every edge until it
 //!   ends, when its wait is published.
 //!
-//! Threads that do neither (short setup threads) are not counted.
+//! Threads that do neither (short setup threads) are not counted. A thread's file stays open
+//! while the budget of a sampler's kept files allows (`limits::files_a_sampler_may_keep`):
+//! past it, as in a step of thousands of threads, it is opened for each read, so that the
+//! descriptors go to the connections.
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Run-queue wait published by the threads themselves, in nanoseconds: the request threads'
@@ -24,11 +27,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 static PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
 /// The watched threads' schedstat files, read at every edge.
-static WATCHED: Mutex<Vec<Arc<File>>> = Mutex::new(Vec::new());
+static WATCHED: Mutex<Vec<Arc<ThreadFile>>> = Mutex::new(Vec::new());
+
+/// Threads' schedstat files kept open now, across the process.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// The calling thread's schedstat file and the wait it published last.
-    static OWN: RefCell<Option<(File, u64)>> = const { RefCell::new(None) };
+    static OWN: RefCell<Option<(ThreadFile, u64)>> = const { RefCell::new(None) };
 }
 
 /// The run-queue wait in a schedstat text (`run_ns wait_ns timeslices`).
@@ -36,41 +42,80 @@ pub fn parse_wait_ns(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The wait in a kept schedstat file, read from its start.
+/// The wait in a schedstat file, read from its start.
 fn read_wait_ns(file: &File) -> Option<u64> {
     let mut buf = [0u8; 128];
     let len = file.read_at(&mut buf, 0).ok()?;
     parse_wait_ns(std::str::from_utf8(&buf[..len]).ok()?)
 }
 
-/// The calling thread's schedstat file; a file opened through thread-self stays that thread's
-/// whichever thread reads it.
-fn open_own() -> Option<File> {
-    File::open("/proc/thread-self/schedstat").ok()
+/// How many threads' files may stay open: the budget of a sampler's kept files, so that a
+/// step of thousands of threads keeps its descriptors for its connections.
+fn budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(crate::sys::limits::files_a_sampler_may_keep)
+}
+
+/// A thread's schedstat file: kept open while the budget allows (a read is then one `pread`),
+/// otherwise opened for each read.
+enum ThreadFile {
+    Kept(File),
+    Path(String),
+}
+
+impl ThreadFile {
+    fn of_this_thread() -> ThreadFile {
+        let tid = nix::unistd::gettid().as_raw();
+        let path = format!("/proc/self/task/{tid}/schedstat");
+        if KEPT.fetch_add(1, Ordering::Relaxed) < budget()
+            && let Ok(file) = File::open(&path)
+        {
+            return ThreadFile::Kept(file);
+        }
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+        ThreadFile::Path(path)
+    }
+
+    fn wait_ns(&self) -> Option<u64> {
+        match self {
+            ThreadFile::Kept(file) => read_wait_ns(file),
+            ThreadFile::Path(path) => read_wait_ns(&File::open(path).ok()?),
+        }
+    }
+}
+
+impl Drop for ThreadFile {
+    fn drop(&mut self) {
+        if let ThreadFile::Kept(_) = self {
+            KEPT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Whether the kernel keeps schedstat (it may be built without).
 fn supported() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| open_own().as_ref().and_then(read_wait_ns).is_some())
+    *SUPPORTED.get_or_init(|| {
+        File::open("/proc/thread-self/schedstat")
+            .ok()
+            .as_ref()
+            .and_then(read_wait_ns)
+            .is_some()
+    })
 }
 
-fn watched() -> MutexGuard<'static, Vec<Arc<File>>> {
+fn watched() -> MutexGuard<'static, Vec<Arc<ThreadFile>>> {
     WATCHED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Adds the calling thread's run-queue wait since its previous call to the published count:
-/// one read of a file the thread keeps open. A thread that runs requests calls it before
-/// handing over each result, and once more as it ends.
+/// Adds the calling thread's run-queue wait since its previous call to the published count.
+/// A thread that runs requests calls it before handing over each result, and once more as it
+/// ends.
 pub fn publish_own_wait() {
     OWN.with(|own| {
         let mut own = own.borrow_mut();
-        if own.is_none() {
-            *own = open_own().map(|file| (file, 0));
-        }
-        if let Some((file, published)) = own.as_mut()
-            && let Some(wait) = read_wait_ns(file)
-        {
+        let (file, published) = own.get_or_insert_with(|| (ThreadFile::of_this_thread(), 0));
+        if let Some(wait) = file.wait_ns() {
             PUBLISHED.fetch_add(wait.saturating_sub(*published), Ordering::Relaxed);
             *published = wait;
         }
@@ -80,15 +125,13 @@ pub fn publish_own_wait() {
 /// Keeps a thread's wait read at every edge while this lives; dropped (by the thread or not),
 /// it publishes the thread's wait so far and stops reading it.
 #[must_use = "the thread is watched only while this lives"]
-pub struct Watched(Option<Arc<File>>);
+pub struct Watched(Option<Arc<ThreadFile>>);
 
 /// Watches the calling thread: one that outlives the steps and does not publish its own wait.
 pub fn watch_this_thread() -> Watched {
-    let file = open_own().map(Arc::new);
-    if let Some(file) = &file {
-        watched().push(Arc::clone(file));
-    }
-    Watched(file)
+    let file = Arc::new(ThreadFile::of_this_thread());
+    watched().push(Arc::clone(&file));
+    Watched(Some(file))
 }
 
 impl Drop for Watched {
@@ -100,7 +143,7 @@ impl Drop for Watched {
         // never both and never neither.
         let mut watched = watched();
         watched.retain(|kept| !Arc::ptr_eq(kept, &file));
-        if let Some(wait) = read_wait_ns(&file) {
+        if let Some(wait) = file.wait_ns() {
             PUBLISHED.fetch_add(wait, Ordering::Relaxed);
         }
     }
@@ -118,7 +161,7 @@ impl ProcessWait {
             return None;
         }
         let watched = watched();
-        let live: u64 = watched.iter().filter_map(|file| read_wait_ns(file)).sum();
+        let live: u64 = watched.iter().filter_map(|file| file.wait_ns()).sum();
         Some(live + PUBLISHED.load(Ordering::Relaxed))
     }
 }
@@ -135,9 +178,8 @@ mod tests {
     }
 
     fn own_wait() -> u64 {
-        open_own()
-            .as_ref()
-            .and_then(read_wait_ns)
+        ThreadFile::of_this_thread()
+            .wait_ns()
             .expect("schedstat on Linux")
     }
 
@@ -147,6 +189,24 @@ mod tests {
         while std::time::Instant::now() < until {
             std::hint::black_box(0u64);
         }
+    }
+
+    #[test]
+    fn a_thread_file_is_kept_within_the_budget_and_read_by_its_path_past_it() {
+        let kept = ThreadFile::of_this_thread();
+        assert!(
+            matches!(kept, ThreadFile::Kept(_)),
+            "a budget of {}",
+            budget()
+        );
+        let tid = nix::unistd::gettid().as_raw();
+        let by_path = ThreadFile::Path(format!("/proc/self/task/{tid}/schedstat"));
+        let (first, second) = (kept.wait_ns().unwrap(), by_path.wait_ns().unwrap());
+        assert!(first <= second, "the same thread's wait, read in turn");
+        assert_eq!(
+            ThreadFile::Path("/proc/self/task/0/schedstat".into()).wait_ns(),
+            None
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The server-statistics probe: over one monitoring connection (not counted in any step),
-//! connections by state from pg_stat_activity and transactions from pg_stat_database.
+//! the run's sessions by state from pg_stat_activity. The connection is pgstress's lean one:
+//! the `postgres` crate's runtime cost four times as much CPU a reading.
 
-use postgres::Client;
+use std::time::{Duration, Instant};
+
+use crate::pg::wire::Connection;
 
 use super::{Probe, StepTag};
 use crate::model::sample::ServerStatsSample;
@@ -15,18 +18,27 @@ pub struct ServerStatsReading {
 }
 
 pub struct ServerStatsProbe {
-    client: Option<Client>,
+    connection: Option<Connection>,
     /// The application_name of the run's requests: other sessions on the server are not its.
     application_name: String,
+    /// The most a reading may take; past it the monitor is given up.
+    deadline: Duration,
 }
 
 impl ServerStatsProbe {
-    pub fn new(client: Client, application_name: String) -> Self {
+    pub fn new(connection: Connection, application_name: String, deadline: Duration) -> Self {
         ServerStatsProbe {
-            client: Some(client),
+            connection: Some(connection),
             application_name,
+            deadline,
         }
     }
+}
+
+/// A count as the query returns it (`int`), never below zero.
+fn count(value: Option<&Option<String>>) -> Option<u32> {
+    let value: i64 = value?.as_deref()?.parse().ok()?;
+    Some(value.max(0) as u32)
 }
 
 /// The run's own sessions: by the requests' application_name, the monitor left out (it may
@@ -41,19 +53,23 @@ impl Probe for ServerStatsProbe {
     type Sample = ServerStatsSample;
 
     fn read(&mut self) -> Option<ServerStatsReading> {
-        let client = self.client.as_mut()?;
+        let connection = self.connection.as_mut()?;
+        connection.set_deadline(Instant::now() + self.deadline);
         // The unnamed statement, one round trip: behind a transaction-mode pooler a named one
         // may not be on the server connection the next transaction gets.
-        let name = self.application_name.as_str();
-        let rows = client.query_typed(QUERY, &[(&name, postgres::types::Type::TEXT)]);
-        match rows.as_ref().map(|rows| rows.first()) {
-            Ok(Some(row)) => Some(ServerStatsReading {
-                connections: row.get::<_, i32>(0).max(0) as u32,
-                active: row.get::<_, i32>(1).max(0) as u32,
+        let row = connection.first_row(QUERY, Some(&self.application_name));
+        let reading = match row {
+            Ok(Some(row)) => count(row.first()).zip(count(row.get(1))),
+            Ok(None) | Err(_) => None,
+        };
+        match reading {
+            Some((connections, active)) => Some(ServerStatsReading {
+                connections,
+                active,
             }),
-            Ok(None) | Err(_) => {
+            None => {
                 // A monitor that lost its server stays quiet: the steps report the failures.
-                self.client = None;
+                self.connection = None;
                 None
             }
         }

@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::IsNull;
-use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::backend::{DataRowBody, Message};
 use postgres_protocol::message::frontend;
 
 use super::connect::{ConnectParams, Connection, ReadySocket};
@@ -131,15 +132,47 @@ impl Connection {
         frontend::execute("", 0, &mut self.out).map_err(bad)
     }
 
+    /// The first row of `sql`'s answer for `param`, each value as text (NULL as None); None
+    /// when there is no row. One round trip on the unnamed statement, for pgstress's own
+    /// queries (the monitor's), not the load.
+    pub fn first_row(
+        &mut self,
+        sql: &str,
+        param: Option<&str>,
+    ) -> Result<Option<Vec<Option<String>>>, WireError> {
+        self.push_query("", Some(sql), param)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        let mut first = None;
+        self.read_answer(|row| {
+            if first.is_none() {
+                first = Some(row_values(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(first)
+    }
+
     /// Counts DataRows up to ReadyForQuery, keeping the first error the server reported.
     fn read_result(&mut self) -> Result<u64, WireError> {
+        self.read_answer(|_| Ok(()))
+    }
+
+    /// As `read_result`, handing each DataRow to `on_row`.
+    fn read_answer(
+        &mut self,
+        mut on_row: impl FnMut(&DataRowBody) -> Result<(), WireError>,
+    ) -> Result<u64, WireError> {
         let (mut rows, mut error) = (0u64, None);
         loop {
             match self
                 .reader
                 .next(&mut self.stream, "waiting for the query's answer")?
             {
-                Message::DataRow(_) => rows += 1,
+                Message::DataRow(row) => {
+                    on_row(&row)?;
+                    rows += 1;
+                }
                 Message::ReadyForQuery(body) => {
                     self.in_transaction = body.status() != b'I';
                     return error.map_or(Ok(rows), Err);
@@ -164,6 +197,25 @@ impl Connection {
             }
         }
     }
+}
+
+/// A DataRow's values in text format.
+fn row_values(row: &DataRowBody) -> Result<Vec<Option<String>>, WireError> {
+    let bad = || WireError::protocol("a malformed row");
+    let buffer = row.buffer();
+    let mut ranges = row.ranges();
+    let mut values = Vec::new();
+    while let Some(range) = ranges.next().map_err(|_| bad())? {
+        values.push(match range {
+            Some(range) => Some(
+                std::str::from_utf8(buffer.get(range).ok_or_else(bad)?)
+                    .map_err(|_| bad())?
+                    .to_owned(),
+            ),
+            None => None,
+        });
+    }
+    Ok(values)
 }
 
 /// One request on a new connection: connect, run the query on the unnamed statement, count
