@@ -460,3 +460,25 @@ fn a_session_prepares_once_and_runs_many_times() {
         "the session survives an error"
     );
 }
+
+/// pgstress's own queries (the monitor's) read values: the first row's, as text, NULL as None.
+#[test]
+fn first_row_returns_the_first_rows_values_as_text() {
+    let cluster = cluster();
+    let params = cluster.params("scram_user", Some("scram secret"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut conn = Connection::connect(&params, deadline).unwrap();
+    let sql = "SELECT n, n * 10, NULL::text, $1::text FROM generate_series(3, 5) AS n";
+    let row = conn.first_row(sql, Some("éa")).unwrap();
+    let expected = [Some("3"), Some("30"), None, Some("éa")].map(|v| v.map(str::to_owned));
+    assert_eq!(row, Some(expected.to_vec()));
+    assert_eq!(conn.first_row("SELECT 1 WHERE false", None).unwrap(), None);
+    let err = conn.first_row("SELECT $1::int", Some("x")).unwrap_err();
+    assert_eq!(err.class(), FailureClass::BadValue, "{err}");
+    let again = conn.first_row("SELECT 7", None).unwrap();
+    assert_eq!(
+        again,
+        Some(vec![Some("7".to_owned())]),
+        "usable after an error"
+    );
+}
