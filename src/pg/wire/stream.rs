@@ -21,15 +21,22 @@ pub struct Stream {
     pub transport: Transport,
     deadline: Instant,
     /// When the socket's read and write timeouts were last set to the time left (Tcp and
-    /// Unix): a call within `REARM_AFTER` of that can end at most that late past the deadline,
+    /// Unix): a call within `rearm_after` of that can end at most that late past the deadline,
     /// so the timeout is not set again (a system call per read and write otherwise).
     armed: [Option<Instant>; 2],
+    rearm_after: Duration,
 }
 
 /// How stale an armed socket timeout may be: a blocking call ends at most this long after the
-/// deadline. A request's exchange on loopback takes a few milliseconds, so most requests
-/// set each timeout once.
-const REARM_AFTER: Duration = Duration::from_millis(5);
+/// deadline. A hundredth of the time the stream was given, between these bounds: a request
+/// on loopback that the server answers at once sets each timeout once, and one that waits
+/// its turn on a loaded server (hundreds of milliseconds) sets it again every 50 ms at most,
+/// not at every read.
+const REARM_AFTER: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(50));
+
+fn rearm_after(deadline: Instant) -> Duration {
+    (deadline.saturating_duration_since(Instant::now()) / 100).clamp(REARM_AFTER.0, REARM_AFTER.1)
+}
 
 impl Stream {
     /// `armed_at`: when both of the socket's timeouts were last set to the time left before
@@ -39,6 +46,7 @@ impl Stream {
             transport,
             deadline,
             armed: [armed_at; 2],
+            rearm_after: rearm_after(deadline),
         }
     }
 
@@ -50,6 +58,7 @@ impl Stream {
     pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.armed = [None; 2];
+        self.rearm_after = rearm_after(deadline);
     }
 }
 
@@ -72,12 +81,13 @@ pub fn arm_tcp(socket: &TcpStream, deadline: Instant) -> io::Result<()> {
 
 impl Stream {
     /// Sets the socket's timeout for this direction to the time left, unless it was set within
-    /// `REARM_AFTER`: called before every blocking call.
+    /// `rearm_after`: called before every blocking call.
     fn arm(&mut self, reading: bool) -> io::Result<()> {
         let left = Some(time_left(self.deadline)?);
         let direction = usize::from(!reading);
         let now = Instant::now();
-        let fresh = self.armed[direction].is_some_and(|at| now.duration_since(at) < REARM_AFTER);
+        let fresh =
+            self.armed[direction].is_some_and(|at| now.duration_since(at) < self.rearm_after);
         match &self.transport {
             // TLS reads may write (and writes read) during renegotiation: arm both ways, always.
             Transport::Tls(tls) => return arm_tcp(tls.get_ref(), self.deadline),
