@@ -1,6 +1,6 @@
 //! The server-statistics probe: over one monitoring connection (not counted in any step),
 //! the run's sessions by state from pg_stat_activity. The connection is pgstress's lean one:
-//! the `postgres` crate's runtime cost four times as much CPU a reading.
+//! through the `postgres` crate's runtime a reading cost 0.15 ms of CPU, on it 0.09 ms.
 
 use std::time::{Duration, Instant};
 
