@@ -192,6 +192,27 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_is_read_from_the_start_of_a_kept_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedstat");
+        std::fs::write(&path, "123456 7890 12\n").unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_wait_ns(&file), Some(7890));
+        std::fs::write(&path, "1 2 3\n").unwrap();
+        assert_eq!(read_wait_ns(&file), Some(2), "read again from the start");
+    }
+
+    #[test]
+    fn kept_files_are_given_back_as_they_drop() {
+        assert_eq!(budget(), crate::sys::limits::files_a_sampler_may_keep());
+        // More than the budget, one at a time: each one dropped frees its place.
+        for _ in 0..=budget() {
+            drop(ThreadFile::of_this_thread());
+        }
+        assert!(matches!(ThreadFile::of_this_thread(), ThreadFile::Kept(_)));
+    }
+
+    #[test]
     fn a_thread_file_is_kept_within_the_budget_and_read_by_its_path_past_it() {
         let kept = ThreadFile::of_this_thread();
         assert!(
@@ -236,11 +257,14 @@ mod tests {
         let (done, finish) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::spawn(move || {
             let watch = watch_this_thread();
+            let file = watch.0.clone().unwrap();
             spin();
             watching.send(own_wait()).unwrap();
             finish.recv().unwrap();
             let published = PUBLISHED.load(Ordering::Relaxed);
             drop(watch);
+            let still_read = watched().iter().any(|kept| Arc::ptr_eq(kept, &file));
+            assert!(!still_read, "an ended watch is no longer read");
             (published, own_wait())
         });
         let wait_then = watched_now.recv().unwrap();
@@ -248,6 +272,10 @@ mod tests {
         assert!(is_watched >= 1, "the thread's file is kept");
         let read = ProcessWait.wait_ns().unwrap();
         assert!(read >= wait_then, "{read} < {wait_then}");
+        assert!(
+            read >= PUBLISHED.load(Ordering::Relaxed),
+            "the published waits count too"
+        );
         done.send(()).unwrap();
         let (published_before, final_wait) = thread.join().unwrap();
         assert!(
