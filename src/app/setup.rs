@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -70,16 +70,8 @@ pub fn open_monitor(
     target: &ConnectTarget,
     printer: &mut Printer<std::io::Stdout>,
 ) -> Option<wire::Connection> {
-    // pgstress's own connections (the demo data, the monitor) are not the load.
-    let timeout = target.setup_timeout();
-    let config = target.request_config(timeout, "pgstress-monitor", true);
-    let opened = wire::ConnectParams::from_config(&config, target.tls_options())
-        .map_err(|err| err.to_string())
-        .and_then(|params| {
-            wire::Connection::connect(&params, Instant::now() + timeout)
-                .map_err(|err| err.to_string())
-        });
-    opened
+    target
+        .connect_lean(target.setup_timeout(), "pgstress-monitor")
         .map_err(|err| {
             printer.note(format!(
                 "note: no monitoring connection ({err}); carrying on without server statistics"

@@ -2,9 +2,9 @@
 //! gate: `squad`). Rate runs every request on a native thread of its own; starting and ending
 //! one costs the client about 0.1 ms of CPU (its stack and signal stack mapped and unmapped,
 //! the kernel's task, OpenSSL's per-thread state), as much as the rest of a lean request's own
-//! work. A thread that has sent its request's
-//! result parks here and takes a later request, so a ramp starts only as many threads as its
-//! largest step needs at once, and each request still has a thread to itself while it runs.
+//! work. A thread that has sent its request's result parks here and takes a later request,
+//! so a ramp starts only as many threads as its largest step needs at once, and each request
+//! still has a thread to itself while it runs.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::config::Host;
 use postgres::{Client, Config};
@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::pg::libpq::{self, Inputs, LibpqError, Resolved};
 use crate::pg::tls::{self, Connector, SslMode, TlsError, TlsOptions};
-use crate::pg::wire::InBand;
+use crate::pg::wire::{self, InBand};
 
 #[derive(Debug, Error)]
 pub enum TargetError {
@@ -295,14 +295,33 @@ impl ConnectTarget {
         timeout: Duration,
         application_name: &str,
     ) -> Result<Client, ConnectError> {
-        // pgstress's own connections (the demo data, the monitor) are not the load.
-        let config = self.request_config(timeout, application_name, true);
+        let config = self.own_config(timeout, application_name);
         let connector = self.connector.clone();
         match within(timeout, move || connector.connect(&config)) {
             Some(Ok(client)) => Ok(client),
             Some(Err(err)) => Err(ConnectError::Server(err)),
             None => Err(ConnectError::NoAnswer(timeout)),
         }
+    }
+
+    /// The same on pgstress's lean connection (the monitor's: no runtime per reading), whose
+    /// every read and write ends by `timeout`.
+    pub fn connect_lean(
+        &self,
+        timeout: Duration,
+        application_name: &str,
+    ) -> Result<wire::Connection, ConnectError> {
+        let config = self.own_config(timeout, application_name);
+        let params = wire::ConnectParams::from_config(&config, &self.tls)?;
+        Ok(wire::Connection::connect(
+            &params,
+            Instant::now() + timeout,
+        )?)
+    }
+
+    /// pgstress's own connections (the demo data, the monitor) are not the load.
+    fn own_config(&self, timeout: Duration, application_name: &str) -> Config {
+        self.request_config(timeout, application_name, true)
     }
 }
 
@@ -394,6 +413,10 @@ pub enum ConnectError {
     Server(postgres::Error),
     #[error("no answer within {}: the server accepts connections but does not respond", humantime::format_duration(*.0))]
     NoAnswer(Duration),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
 }
 
 /// Runs `work` on a thread of its own and waits at most `deadline` for it. A thread still

@@ -27,29 +27,12 @@ pub struct HostTicks {
     pub total: u64,
 }
 
-/// /proc/stat, kept open.
-#[derive(Debug)]
-pub struct HostStat(KeptFile);
-
-impl Default for HostStat {
-    fn default() -> Self {
-        HostStat(KeptFile::new("/proc/stat"))
-    }
-}
-
-impl HostStat {
-    /// The whole host's ticks.
-    pub fn read(&mut self) -> Option<HostTicks> {
-        HostTicks::parse(self.0.read()?.lines().next()?)
-    }
-
-    /// The CPUs in `cpus` together, from their `cpuN` lines.
-    pub fn read_cpus(&mut self, cpus: &[usize]) -> Option<HostTicks> {
-        HostTicks::sum_of(self.0.read()?, cpus)
-    }
-}
-
 impl HostTicks {
+    /// The whole host's ticks: the first line of /proc/stat.
+    pub fn of_stat(stat: &str) -> Option<Self> {
+        Self::parse(stat.lines().next()?)
+    }
+
     /// The sum of the `cpuN` lines of `stat` for the CPUs in `cpus`.
     pub fn sum_of(stat: &str, cpus: &[usize]) -> Option<Self> {
         let mut sum = HostTicks::default();

@@ -224,8 +224,8 @@ fn a_child_is_read_from_the_second_settled_reading_on_and_at_once_by_a_full_one(
 
 #[test]
 fn the_client_cpus_are_read_from_proc_stat_kept_open() {
-    let mut host = HostStat::default();
-    let first = host.read_cpus(&[0]).unwrap();
+    let mut host = crate::sys::procfs::KeptFile::new("/proc/stat");
+    let first = HostTicks::sum_of(host.read().unwrap(), &[0]).unwrap();
     // Every CPU's ticks advance 100 times a second, idle or busy.
     std::thread::sleep(std::time::Duration::from_millis(50));
     let stat = fs::read_to_string("/proc/stat").unwrap();
@@ -233,13 +233,11 @@ fn the_client_cpus_are_read_from_proc_stat_kept_open() {
     assert!(first.total > 0 && first.busy <= first.total, "{first:?}");
     assert!(first.total < later.total && first.busy <= later.busy);
     // The kept file reads anew, not what it read first.
-    let again = host.read_cpus(&[0]).unwrap();
+    let again = HostTicks::sum_of(host.read().unwrap(), &[0]).unwrap();
     assert!(again.total >= later.total, "{again:?} before {later:?}");
-    assert!(
-        host.read().unwrap().total >= again.total,
-        "the whole host's ticks"
-    );
-    assert_eq!(host.read_cpus(&[usize::MAX]), None);
+    let whole = HostTicks::of_stat(host.read().unwrap()).unwrap();
+    assert!(whole.total >= again.total, "the whole host's ticks");
+    assert_eq!(HostTicks::sum_of(host.read().unwrap(), &[usize::MAX]), None);
 }
 
 #[test]

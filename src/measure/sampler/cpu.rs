@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::counters::{self, HostStat, HostTicks};
+use super::counters::{self, HostTicks};
 use super::{Probe, StepTag};
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::sys::cpus::host_cores;
+use crate::sys::procfs::KeptFile;
 
 /// The local server whose CPU is sampled: its postmaster, whose children are the backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,8 @@ pub struct CpuProbe {
     pooler_tree: Option<counters::ProcessTree>,
     /// pgstress's own threads' wait for a CPU, read at the steps' edges.
     waits: crate::sys::schedstat::ProcessWait,
-    host: HostStat,
+    /// /proc/stat, kept open.
+    host_stat: KeptFile,
     /// The thread that made the probe, the one that launches the steps, watched as long as
     /// the probe lives.
     _launcher: crate::sys::schedstat::Watched,
@@ -124,7 +126,7 @@ impl CpuProbe {
                 .pooler
                 .map(|pooler| counters::ProcessTree::new(pooler.pid)),
             waits: Default::default(),
-            host: Default::default(),
+            host_stat: KeptFile::new("/proc/stat"),
             _launcher: crate::sys::schedstat::watch_this_thread(),
             run_start,
             cores: host_cores() as f64,
@@ -132,23 +134,26 @@ impl CpuProbe {
         }
     }
 
-    /// The counters read at every sample; at a step's edges (`every_child`) the server's and
+    /// The counters read at every sample; at a step's edges (`edge`) the server's and
     /// pooler's children are all read, between them only those found by the sample before
-    /// (`ProcessTree::cpu_seconds_of_settled`).
-    fn reading(&mut self, every_child: bool) -> CpuReading {
-        let tree_seconds = |tree: &mut counters::ProcessTree| match every_child {
+    /// (`ProcessTree::cpu_seconds_of_settled`), and pgstress's CPUs' ticks are taken from the
+    /// same read of /proc/stat as the host's.
+    fn reading(&mut self, edge: bool) -> CpuReading {
+        let tree_seconds = |tree: &mut counters::ProcessTree| match edge {
             true => tree.cpu_seconds(),
             false => tree.cpu_seconds_of_settled(),
         };
+        let stat = self.host_stat.read();
+        let client_cpus = |stat| HostTicks::sum_of(stat, &self.sides.client_cpus);
         CpuReading {
             at: Instant::now(),
-            host: self.host.read(),
+            host: stat.and_then(HostTicks::of_stat),
+            client_cpus: stat.filter(|_| edge).and_then(client_cpus),
             process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
             server_seconds: self.server_tree.as_mut().and_then(tree_seconds),
             // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
             pooler_seconds: self.pooler_tree.as_mut().and_then(tree_seconds),
             wait_ns: None,
-            client_cpus: None,
             pooler_runnable: None,
         }
     }
@@ -167,7 +172,6 @@ impl Probe for CpuProbe {
     fn read_edge(&mut self) -> CpuReading {
         CpuReading {
             wait_ns: self.waits.wait_ns(),
-            client_cpus: self.host.read_cpus(&self.sides.client_cpus),
             pooler_runnable: self
                 .sides
                 .pooler
@@ -302,7 +306,7 @@ mod tests {
             server_tree: None,
             pooler_tree: None,
             waits: Default::default(),
-            host: Default::default(),
+            host_stat: KeptFile::new("/proc/stat"),
             _launcher: crate::sys::schedstat::watch_this_thread(),
             run_start,
             cores: 4.0,
