@@ -35,10 +35,10 @@ fn usage_error(err: clap::Error) -> ExitCode {
     }
     let (message, tip) = usage_message(&err.render().to_string());
     let command = help_command(&std::env::args().collect::<Vec<_>>());
-    let message = pgstress::pg::target::redact_secrets(&message);
+    let message = pgstress::pg::redact::redact_secrets(&message);
     eprintln!("Error: {message}; see `pgstress{command} --help`");
     if let Some(tip) = tip {
-        eprintln!("  tip: {}", pgstress::pg::target::redact_secrets(&tip));
+        eprintln!("  tip: {}", pgstress::pg::redact::redact_secrets(&tip));
     }
     ExitCode::from(USAGE)
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod kept;
 pub mod libpq;
 pub mod pooler;
+pub mod redact;
 pub mod request;
 pub mod server;
 pub mod target;
