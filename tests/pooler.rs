@@ -299,10 +299,15 @@ fn slow_handshake_certificate(dir: &Path) -> (String, String) {
 
 #[test]
 fn pgbouncers_one_thread_full_of_tls_handshakes_is_pooler_saturated() {
+    // Full by construction, on any machine: PgBouncer is pinned to one CPU that a busy loop
+    // of the test's own shares, so while its handshakes last its thread is always runnable
+    // (running, or waiting for that CPU), however fast the CPU is.
+    let cpu = *pgstress::sys::affinity::available().last().unwrap();
+    let _busy = BusyLoop::on_cpu(cpu);
     let server = start_server(&[]);
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = slow_handshake_certificate(certs.path());
-    let pooler = ThrowawayPooler::start(
+    let pooler = ThrowawayPooler::start_on(
         &server.target(),
         &settings(&[
             ("client_tls_sslmode", "allow"),
@@ -310,10 +315,11 @@ fn pgbouncers_one_thread_full_of_tls_handshakes_is_pooler_saturated() {
             ("client_tls_key_file", &key),
             ("max_client_conn", "400"),
         ]),
+        Some(&[cpu]),
     )
     .expect("start pgbouncer");
     let dsn = pooler.dsn().replace("sslmode=disable", "sslmode=require");
-    // 200 handshakes at once: over a second of PgBouncer's thread, little of pgstress's.
+    // 200 handshakes at once: all of PgBouncer's thread it can get, little of pgstress's.
     let logs = tempfile::tempdir().unwrap();
     let output = pgstress_run(logs.path())
         .args([
@@ -334,5 +340,32 @@ fn pgbouncers_one_thread_full_of_tls_handshakes_is_pooler_saturated() {
     assert!(
         stdout.contains("its CPU sampled (pid") && stdout.contains("1 core"),
         "PgBouncer listens on the target's port: {stdout}"
+    );
+}
+
+#[test]
+fn an_idle_pgbouncer_beside_a_busy_loop_is_not_pooler_saturated() {
+    // The control for the test above: the same pinning and busy loop, but only plain
+    // connections, so PgBouncer's thread is rarely runnable and the flag must stay down.
+    let cpu = *pgstress::sys::affinity::available().last().unwrap();
+    let _busy = BusyLoop::on_cpu(cpu);
+    let server = start_server(&[]);
+    let pooler =
+        ThrowawayPooler::start_on(&server.target(), &[], Some(&[cpu])).expect("start pgbouncer");
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &pooler.dsn(), "--query", "SELECT pg_sleep(1)"])
+        .args(["--steps", "1", "--step", "5"])
+        .args(["--timeout", "60s", "--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    assert_eq!(number(&rows[0], "ok"), 5, "{:?}", rows[0]);
+    assert!(
+        !rows[0]["flags"].contains("pooler-saturated"),
+        "{:?}\n{stdout}",
+        rows[0]
     );
 }

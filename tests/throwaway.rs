@@ -94,8 +94,10 @@ fn failed_with(output: &std::process::Output, words: &str) -> bool {
 #[test]
 fn another_os_user_cannot_reach_the_throwaway_server() {
     use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only root can act as another OS user (runuser)");
+    if !prerequisite(
+        nix::unistd::geteuid().is_root(),
+        "only root can act as another OS user (runuser)",
+    ) {
         return;
     }
     let server = start_server(&[]);

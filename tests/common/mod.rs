@@ -212,3 +212,40 @@ pub fn small_server() -> (MutexGuard<'static, ()>, String) {
     let dsn = slot.lock().unwrap().as_ref().unwrap().dsn();
     (guard, dsn)
 }
+
+/// Whether a test's prerequisite holds. When it does not, under `CI=true` the test fails (CI
+/// installs every prerequisite, so a missing one is CI's fault, never a pass); elsewhere it
+/// says it skipped and the caller returns.
+pub fn prerequisite(holds: bool, what: &str) -> bool {
+    if holds {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "missing prerequisite under CI=true: {what}"
+    );
+    eprintln!("skipped: {what}");
+    false
+}
+
+/// A shell spinning on one CPU, killed (and reaped) however the test ends: whatever else is
+/// pinned to that CPU gets about half of it and waits for it the rest of the time.
+pub struct BusyLoop(std::process::Child);
+
+impl BusyLoop {
+    pub fn on_cpu(cpu: usize) -> Self {
+        let child = std::process::Command::new("taskset")
+            .args(["-c", &cpu.to_string(), "sh", "-c", "while :; do :; done"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("taskset (util-linux) and sh");
+        BusyLoop(child)
+    }
+}
+
+impl Drop for BusyLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
