@@ -105,15 +105,29 @@ fn a_missing_argument_is_named() {
 }
 
 #[test]
-fn a_negative_duration_names_its_option() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--timeout", "-1s"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(error.contains("--timeout '-1s'"), "{error}");
+fn a_malformed_value_is_a_usage_error_naming_its_option_and_the_form() {
+    // Values are typed where they are read: a duration, a CPU list, a KEY=VALUE or a gate
+    // that does not parse is refused by the command line's parser, before any check.
+    for (option, value, form) in [
+        ("--timeout", "-1s", "such as 10s"),
+        ("--server-cpus", "zero", "CPU list"),
+        ("--server-setting", "max_connections", "KEY=VALUE"),
+        ("--fail-if", "speed>3", "capacity<200"),
+        ("--listen", "localhost", "127.0.0.1:7777"),
+    ] {
+        let logs = tempfile::tempdir().unwrap();
+        let output = pgstress_run(logs.path())
+            .args([option, value])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{option} {value}");
+        let (error, _) = usage_error(&output.stderr);
+        assert!(
+            error.contains(&format!("'{value}' for '{option} ")) && error.contains(form),
+            "{error}"
+        );
+        assert_eq!(std::fs::read_dir(logs.path()).unwrap().count(), 0);
+    }
 }
 
 #[test]

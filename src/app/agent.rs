@@ -9,27 +9,14 @@ use anyhow::{Context, bail};
 use super::preflight::preflight;
 use super::setup::{build_engine, quiet_request_panics, request_spec};
 use crate::Status;
-use crate::cli::{AgentArgs, RunArgs};
+use crate::cli::AgentArgs;
 use crate::config::{RunConfig, TargetChoice};
-use crate::fleet::agent::{self, Caps, Session};
-use crate::fleet::messages::AgentPlan;
+use crate::fleet::agent::{self, Session};
 
 pub fn agent(args: AgentArgs) -> anyhow::Result<Status> {
-    let max_duration = humantime::parse_duration(&args.max_duration).map_err(|_| {
-        anyhow::anyhow!(
-            "invalid --max-duration '{}': expected a duration such as 30m or 2h",
-            args.max_duration
-        )
-    })?;
-    if args.max_connections == 0 {
-        bail!("invalid --max-connections '0': give 1 or more");
-    }
-    let caps = Caps {
-        max_connections: args.max_connections,
-        max_duration,
-    };
+    let caps = crate::config::agent_caps(&args.caps)?;
     // The target is checked before dialing: an agent without one has nothing to offer.
-    let own = RunConfig::from_args(agent_run_args(&args, &AgentPlan::default()))?;
+    let own = RunConfig::agent_target(args.target.clone())?;
     if matches!(own.target, TargetChoice::Throwaway { .. }) {
         bail!(
             "this agent has no target: give --dsn, DATABASE_URL or PG* variables (the coordinator never sends one)"
@@ -53,7 +40,7 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<Status> {
 
 /// Builds the engine the plan calls for against this agent's target, then serves the steps.
 fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()> {
-    let prepared = RunConfig::from_args(agent_run_args(args, &session.plan))
+    let prepared = RunConfig::for_agent(args.target.clone(), &session.plan)
         .map_err(anyhow::Error::from)
         .and_then(|config| {
             let TargetChoice::Server(target) = &config.target else {
@@ -90,44 +77,6 @@ fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()
         .context("the agent stopped")?;
     eprintln!("agent {name}: the run is over");
     Ok(())
-}
-
-/// The options of `pgstress run` that make this agent's engine: its own target, the plan's
-/// request and mode. Validated by the same code as the coordinator's own options.
-fn agent_run_args(args: &AgentArgs, plan: &AgentPlan) -> RunArgs {
-    let ms = |ms: u64| format!("{ms}ms");
-    RunArgs {
-        dsn: args.dsn.clone(),
-        sslmode: args.sslmode.clone(),
-        sslrootcert: args.sslrootcert.clone(),
-        steps: Some(1),
-        // A pool's queue holds the largest share; the other modes take their size from the
-        // parameters each step brings.
-        step: Some(match plan.mode.as_str() {
-            "pool" => plan.largest_share.max(1),
-            _ => 1,
-        }),
-        query: Some(match plan.query.is_empty() {
-            true => "SELECT 1".to_owned(),
-            false => plan.query.clone(),
-        }),
-        allow_writes: plan.allow_writes,
-        mode: (!plan.mode.is_empty()).then(|| plan.mode.clone()),
-        workers: plan.workers,
-        connect_per_request: plan.connect_per_request,
-        duration: plan.duration_ms.map(ms),
-        arrival: plan.arrival.clone(),
-        max_inflight: plan.max_inflight,
-        timeout: (plan.timeout_ms > 0).then(|| ms(plan.timeout_ms)),
-        sample_every: (plan.sample_every_ms > 0).then(|| ms(plan.sample_every_ms)),
-        client: (!plan.client.is_empty()).then(|| plan.client.clone()),
-        scram_per_connection: plan.scram_per_connection,
-        stack_kib: (plan.stack_kib > 0).then_some(plan.stack_kib),
-        prepare: plan.prepare.clone(),
-        no_report: true,
-        quiet: true,
-        ..RunArgs::default()
-    }
 }
 
 fn host_name() -> String {

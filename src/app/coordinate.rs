@@ -10,9 +10,8 @@ use crate::fleet::messages::AgentPlan;
 use crate::fleet::remote::{Remote, Shape};
 use crate::fleet::split;
 use crate::model::facts::ServerFacts;
-use crate::model::plan::{Arrival, Mode};
+use crate::model::plan::Mode;
 use crate::output::printer::Printer;
-use crate::pg::request::{Prepare, RequestClient};
 
 /// Waits for the agents, sends them their plans and returns the engine that drives them.
 pub fn remote_engine(
@@ -51,57 +50,38 @@ fn plan_for(
 ) -> AgentPlan {
     let share_of = |total: u32| split::shares(total, agents as usize)[index as usize - 1];
     let largest_requests = config.mode.requests_for(config.plan.largest());
-    let (duration, arrival, max_inflight, connect_per_request) = match &config.mode {
+    let mode = match config.mode.clone() {
+        Mode::Pool {
+            connect_per_request,
+            ..
+        } => Mode::Pool {
+            workers: workers.map(share_of),
+            connect_per_request,
+        },
         Mode::Rate {
             duration,
             arrival,
             max_inflight,
-        } => {
-            let arrival = match arrival {
-                Arrival::Uniform => "uniform",
-                Arrival::Poisson => "poisson",
-            };
-            (
-                Some(duration.as_millis() as u64),
-                Some(arrival.to_owned()),
-                max_inflight.map(share_of),
-                false,
-            )
-        }
-        Mode::Pool {
-            connect_per_request,
-            ..
-        } => (None, None, None, *connect_per_request),
-        Mode::Burst => (None, None, None, false),
-    };
-    let (client, scram_per_connection) = match config.client {
-        RequestClient::Postgres => ("postgres", false),
-        RequestClient::Lean {
-            scram_per_connection,
-        } => ("lean", scram_per_connection),
+        } => Mode::Rate {
+            duration,
+            arrival,
+            max_inflight: max_inflight.map(share_of),
+        },
+        Mode::Burst => Mode::Burst,
     };
     AgentPlan {
         index,
-        mode: config.mode.name().to_owned(),
-        workers: workers.map(share_of),
-        connect_per_request,
-        duration_ms: duration,
-        arrival,
-        max_inflight,
+        mode,
         query: config.query.clone(),
-        timeout_ms: config.timeout.as_millis() as u64,
+        timeout: config.timeout,
         allow_writes: config.allow_writes,
-        client: client.to_owned(),
-        scram_per_connection,
+        client: config.client,
         stack_kib: config.stack_size / 1024,
-        prepare: config.prepare.map(|p| match p {
-            Prepare::Once => "once".to_owned(),
-            Prepare::Never => "never".to_owned(),
-        }),
-        sample_every_ms: config.sample_every.as_millis() as u64,
+        prepare: config.prepare,
+        sample_every: config.sample_every,
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
         largest_share: share_of(largest_requests),
-        bound_ms: bound.as_millis() as u64,
+        bound,
     }
 }
 

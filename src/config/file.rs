@@ -1,81 +1,67 @@
-//! The `--config` TOML file: the same options as the command line, which wins over it.
+//! The `--config` TOML file: `pgstress run`'s own options (`cli::RunArgs`), read by serde
+//! under their long names. The command line wins over it, field by field.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use clap::{Args, Command};
 
+use crate::cli::RunArgs;
 use crate::config::error::ConfigError;
 
-/// The keys a `--config` TOML file may hold: the long option names of `pgstress run`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(super) struct FileConfig {
-    pub(super) dsn: Option<String>,
-    pub(super) sslmode: Option<String>,
-    pub(super) sslrootcert: Option<PathBuf>,
-    pub(super) steps: Option<u32>,
-    pub(super) step: Option<u32>,
-    pub(super) start: Option<u32>,
-    pub(super) query: Option<String>,
-    pub(super) data: Option<PathBuf>,
-    pub(super) column: Option<usize>,
-    pub(super) skip_header: Option<bool>,
-    pub(super) allow_writes: Option<bool>,
-    pub(super) client: Option<String>,
-    pub(super) scram_per_connection: Option<bool>,
-    pub(super) logs: Option<PathBuf>,
-    pub(super) timeout: Option<String>,
-    pub(super) sample_every: Option<String>,
-    pub(super) pause: Option<String>,
-    pub(super) stack_kib: Option<usize>,
-    pub(super) log_requests: Option<bool>,
-    pub(super) mode: Option<String>,
-    pub(super) workers: Option<u32>,
-    pub(super) connect_per_request: Option<bool>,
-    pub(super) duration: Option<String>,
-    pub(super) arrival: Option<String>,
-    pub(super) max_inflight: Option<u32>,
-    // The option's own name, and the plural the README showed first.
-    #[serde(alias = "server-settings")]
-    pub(super) server_setting: Option<Vec<String>>,
-    pub(super) server_cpus: Option<String>,
-    pub(super) client_cpus: Option<String>,
-    pub(super) no_pin: Option<bool>,
-    pub(super) pooler: Option<String>,
-    pub(super) pooler_setting: Option<Vec<String>>,
-    pub(super) prepare: Option<String>,
-    pub(super) slo_p99: Option<String>,
-    pub(super) stop_failure_rate: Option<f64>,
-    pub(super) tolerate: Option<f64>,
-    pub(super) stop_p99: Option<String>,
-    pub(super) no_stop: Option<bool>,
-    pub(super) fail_if: Option<Vec<String>>,
-    pub(super) spread_max: Option<String>,
-    pub(super) spread_ratio: Option<f64>,
-    pub(super) saturated_cpu: Option<f64>,
-    pub(super) no_report: Option<bool>,
-    pub(super) quiet: Option<bool>,
-    pub(super) agents: Option<u32>,
-    pub(super) listen: Option<String>,
-    pub(super) agents_timeout: Option<String>,
+/// The file's keys beyond the long options: names a key was once written under.
+const ALIASES: [&str; 1] = ["server-settings"];
+
+/// The options a file at `path` gives.
+pub(super) fn load(path: &Path) -> Result<RunArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::ReadFile {
+        path: path.to_owned(),
+        cause,
+    })?;
+    parse(&text).map_err(|message| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message,
+    })
 }
 
-impl FileConfig {
-    pub(super) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::ReadFile {
-            path: path.to_owned(),
-            cause,
-        })?;
-        toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
-            path: path.to_owned(),
-            // toml's message spans several lines (a source excerpt); keep the one that says why,
-            // and name the key it is about (never its value: it may be a DSN with a password).
-            message: match err.span().and_then(|span| key_at(&text, span.start)) {
-                Some((line, key)) => format!("{} (line {line}, key `{key}`)", err.message()),
-                None => err.message().to_owned(),
-            },
-        })
+/// The options of a file's text, or why not, naming the key and its line (never the value: it
+/// may be a DSN with a password).
+pub(super) fn parse(text: &str) -> Result<RunArgs, String> {
+    // serde quotes a value of the wrong type: a DSN written under another key keeps its
+    // password out of the message.
+    let located = |err: toml::de::Error| {
+        let message = crate::pg::redact::redact_secrets(err.message());
+        match err.span().and_then(|span| key_at(text, span.start)) {
+            Some((line, key)) => format!("{message} (line {line}, key `{key}`)"),
+            None => message,
+        }
+    };
+    let table: toml::Table = toml::from_str(text).map_err(located)?;
+    // serde cannot refuse unknown keys of a struct with a flattened group (the target's), so
+    // they are refused here against the command line's own list.
+    let known = long_options();
+    if let Some(unknown) = table
+        .keys()
+        .find(|key| !known.contains(key) && !ALIASES.contains(&key.as_str()))
+    {
+        let line = text
+            .lines()
+            .position(|line| line.split('=').next().is_some_and(|k| k.trim() == unknown))
+            .map_or(String::new(), |at| format!(" (line {})", at + 1));
+        return Err(format!(
+            "unknown key `{unknown}`{line}: the keys are `pgstress run`'s long options, e.g. steps"
+        ));
     }
+    toml::from_str(text).map_err(located)
+}
+
+/// `pgstress run`'s long options but `--config`: the keys a file may hold.
+pub(super) fn long_options() -> Vec<String> {
+    RunArgs::augment_args(Command::new("run"))
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| *long != "config")
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The line number and key of the `key = value` line holding byte `at`.
@@ -93,8 +79,36 @@ mod tests {
 
     #[test]
     fn unknown_file_key_is_rejected() {
-        let err = toml::from_str::<FileConfig>("stepz = 3").unwrap_err();
-        assert!(err.message().contains("stepz"), "{}", err.message());
+        let err = parse("steps = 3\nstepz = 3").unwrap_err();
+        assert!(err.contains("`stepz` (line 2)"), "{err}");
+    }
+
+    #[test]
+    fn every_long_option_is_a_key_of_the_same_name() {
+        // A table is no option's value: a key serde knows is refused for its type, a key it
+        // does not know would pass unread.
+        for key in long_options() {
+            let err = parse(&format!("{key} = {{ x = 1 }}"));
+            assert!(err.is_err(), "`{key}` is not read from the file");
+        }
+        assert!(parse("server-settings = ['max_connections=5']").is_ok());
+    }
+
+    #[test]
+    fn a_file_gives_typed_values_and_booleans_either_way() {
+        let args = parse("quiet = false\nno-report = true\nmode = 'pool'\ntimeout = '2s'").unwrap();
+        assert_eq!(args.quiet, Some(false));
+        assert_eq!(args.no_report, Some(true));
+        assert_eq!(args.mode, Some(crate::cli::values::ModeName::Pool));
+        assert_eq!(
+            args.timeout,
+            Some(crate::cli::values::Span(std::time::Duration::from_secs(2)))
+        );
+        assert!(
+            parse("mode = 'fast'")
+                .unwrap_err()
+                .contains("line 1, key `mode`")
+        );
     }
 
     #[test]
@@ -107,7 +121,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pgstress.toml");
         std::fs::write(&path, text).unwrap();
-        let err = FileConfig::load(&path).unwrap_err().to_string();
+        let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("(line 2, key `steps`)"), "{err}");
+        let dsn_as_steps = parse("steps = 'postgres://u:hunter2@db/x'").unwrap_err();
+        assert!(dsn_as_steps.contains("key `steps`"), "{dsn_as_steps}");
+        assert!(!dsn_as_steps.contains("hunter2"), "{dsn_as_steps}");
     }
 }

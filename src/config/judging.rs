@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::config::error::ConfigError;
-use crate::config::file::FileConfig;
 use crate::config::values::{optional_latency, percentage, share};
 use crate::judge::gate::Gate;
 use crate::model::rules::{StopRules, Thresholds};
@@ -20,57 +19,39 @@ pub(super) struct Judging {
 }
 
 impl Judging {
-    pub(super) fn merge(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let latency = |option: &'static str, cli: &Option<String>, file: &Option<String>| {
-            optional_latency(option, cli.as_deref().or(file.as_deref()))
-        };
-        let slo_p99 = latency("--slo-p99", &args.slo_p99, &file.slo_p99)?;
-        let stop_p99 = latency("--stop-p99", &args.stop_p99, &file.stop_p99)?;
-        let failure_rate = share(
-            "--stop-failure-rate",
-            args.stop_failure_rate.or(file.stop_failure_rate),
-            0.5,
-        )?;
-        let stop = if args.no_stop || file.no_stop == Some(true) {
-            StopRules::none()
-        } else {
-            StopRules {
+    pub(super) fn merge(options: &RunArgs) -> Result<Self, ConfigError> {
+        let slo_p99 = optional_latency("--slo-p99", options.slo_p99)?;
+        let stop_p99 = optional_latency("--stop-p99", options.stop_p99)?;
+        let failure_rate = share("--stop-failure-rate", options.stop_failure_rate, 0.5)?;
+        let stop = match options.no_stop.unwrap_or(false) {
+            true => StopRules::none(),
+            false => StopRules {
                 failure_rate: Some(failure_rate),
                 p99: stop_p99,
                 unresponsive: true,
-            }
+            },
         };
-        let gate_texts = if args.fail_if.is_empty() {
-            file.fail_if.clone().unwrap_or_default()
-        } else {
-            args.fail_if.clone()
-        };
-        let gates = gate_texts
-            .iter()
-            .map(|text| text.parse())
-            .collect::<Result<Vec<Gate>, _>>()?;
         let defaults = Thresholds::default();
         let thresholds = Thresholds {
             saturated_cpu_pct: percentage(
                 "--saturated-cpu",
-                args.saturated_cpu.or(file.saturated_cpu),
+                options.saturated_cpu,
                 defaults.saturated_cpu_pct,
             )?,
             spread_ratio: share(
                 "--spread-ratio",
-                args.spread_ratio.or(file.spread_ratio),
+                options.spread_ratio,
                 defaults.spread_ratio,
             )?,
-            spread_max: latency("--spread-max", &args.spread_max, &file.spread_max)?
+            spread_max: optional_latency("--spread-max", options.spread_max)?
                 .unwrap_or(defaults.spread_max),
             starved_wait_share: defaults.starved_wait_share,
         };
-        let tolerate = share("--tolerate", args.tolerate.or(file.tolerate), 0.0)?;
         Ok(Judging {
-            tolerate,
+            tolerate: share("--tolerate", options.tolerate, 0.0)?,
             slo_p99,
             stop,
-            gates,
+            gates: options.fail_if.clone().unwrap_or_default(),
             thresholds,
         })
     }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cli::values::Span;
 use crate::cli::{Cli, K8sEntrypointArgs, K8sRenderArgs};
+use crate::config::caps::agent_caps;
 use crate::config::error::{ConfigError, invalid};
-use crate::config::values::parse_duration;
 
 /// The Secret's keys, as the user creates them and the pods read them.
 pub const SECRET_KEYS: [&str; 2] = ["DATABASE_URL", "PGSTRESS_TOKEN"];
@@ -46,9 +47,8 @@ pub struct RenderConfig {
     pub deadline: Duration,
     pub logs_claim: Option<String>,
     pub resources: Resources,
-    pub max_connections: Option<u32>,
-    /// As the user wrote it (checked), passed on to `pgstress agent`.
-    pub max_duration: Option<String>,
+    /// The agents' caps as given (checked), passed on to `pgstress agent`.
+    pub caps: crate::cli::CapsArgs,
     pub run_args: Vec<String>,
 }
 
@@ -75,12 +75,12 @@ impl RenderConfig {
                 ),
             ));
         }
-        let hold = parse_duration("--hold", Some(&args.hold), Duration::ZERO)?;
-        let deadline = parse_duration("--deadline", Some(&args.deadline), Duration::ZERO)?;
+        let Span(hold) = args.hold;
+        let Span(deadline) = args.deadline;
         if deadline <= hold {
             return Err(invalid(
                 "--deadline",
-                &args.deadline,
+                args.deadline,
                 "give more than --hold: the deadline counts the run and the hold together",
             ));
         }
@@ -107,8 +107,10 @@ impl RenderConfig {
                 memory_request: quantity("--memory-request", args.memory_request)?,
                 memory_limit: quantity("--memory-limit", args.memory_limit)?,
             },
-            max_connections: max_connections(args.max_connections)?,
-            max_duration: max_duration(args.max_duration)?,
+            caps: {
+                agent_caps(&args.caps)?;
+                args.caps
+            },
             run_args: run_args(args.run_args)?,
         })
     }
@@ -149,7 +151,7 @@ pub fn role(args: K8sEntrypointArgs, index: Option<&str>) -> Result<Role, Config
         })?,
     };
     if index == 0 {
-        let hold = parse_duration("--hold", Some(&args.hold), Duration::ZERO)?;
+        let Span(hold) = args.hold;
         let mut run = vec!["run".to_owned()];
         run.extend(run_args(args.run_args)?);
         run.extend([
@@ -165,12 +167,8 @@ pub fn role(args: K8sEntrypointArgs, index: Option<&str>) -> Result<Role, Config
         "--coordinator".to_owned(),
         format!("{host}:{port}"),
     ];
-    if let Some(cap) = max_connections(args.max_connections)? {
-        agent.extend(["--max-connections".to_owned(), cap.to_string()]);
-    }
-    if let Some(cap) = max_duration(args.max_duration)? {
-        agent.extend(["--max-duration".to_owned(), cap]);
-    }
+    agent_caps(&args.caps)?;
+    agent.extend(caps_args(&args.caps));
     Ok(Role::Agent { args: agent })
 }
 
@@ -226,27 +224,16 @@ fn image(image: &str) -> Result<String, ConfigError> {
     Ok(image.to_owned())
 }
 
-fn max_connections(cap: Option<u32>) -> Result<Option<u32>, ConfigError> {
-    match cap {
-        Some(0) => Err(invalid(
-            "--max-connections",
-            0,
-            "give at least 1: an agent that may open no connection sends no load",
-        )),
-        cap => Ok(cap),
+/// The caps given, as `pgstress agent`'s options.
+pub fn caps_args(caps: &crate::cli::CapsArgs) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(cap) = caps.max_connections {
+        args.extend(["--max-connections".to_owned(), cap.to_string()]);
     }
-}
-
-fn max_duration(cap: Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(text) = cap else { return Ok(None) };
-    if parse_duration("--max-duration", Some(&text), Duration::ZERO)?.is_zero() {
-        return Err(invalid(
-            "--max-duration",
-            &text,
-            "give more than 0s, e.g. 30m",
-        ));
+    if let Some(cap) = caps.max_duration {
+        args.extend(["--max-duration".to_owned(), cap.to_string()]);
     }
-    Ok(Some(text))
+    args
 }
 
 /// The options after `--`, refused here when `pgstress run` would refuse them in the pod.

@@ -11,15 +11,14 @@ fn render_args(agents: u32) -> K8sRenderArgs {
         port: 7433,
         secret: "pgstress".to_owned(),
         secret_template: false,
-        hold: "10m".to_owned(),
-        deadline: "3h".to_owned(),
+        hold: "10m".parse().unwrap(),
+        deadline: "3h".parse().unwrap(),
         logs_claim: None,
         cpu_request: None,
         cpu_limit: None,
         memory_request: None,
         memory_limit: None,
-        max_connections: None,
-        max_duration: None,
+        caps: Default::default(),
         run_args: Vec::new(),
     }
 }
@@ -32,9 +31,11 @@ fn entrypoint_args(run_args: &[&str]) -> K8sEntrypointArgs {
     K8sEntrypointArgs {
         agents: 3,
         coordinator: "load-0.load:7433".to_owned(),
-        max_connections: Some(2000),
-        max_duration: Some("30m".to_owned()),
-        hold: "5m".to_owned(),
+        caps: crate::cli::CapsArgs {
+            max_connections: Some(2000),
+            max_duration: Some("30m".parse().unwrap()),
+        },
+        hold: "5m".parse().unwrap(),
         run_args: run_args.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -121,7 +122,7 @@ fn quantities_are_checked_as_kubernetes_parses_them() {
 #[test]
 fn a_deadline_shorter_than_the_hold_is_refused() {
     let mut args = render_args(1);
-    args.deadline = "5m".to_owned();
+    args.deadline = "5m".parse().unwrap();
     assert!(refusal(args).contains("--deadline '5m'"));
 }
 

@@ -1,6 +1,8 @@
 //! The validated plan: command line, TOML file and environment merged and checked once, so
 //! that by the time a step runs every value is known good.
 
+mod agent;
+mod caps;
 pub mod data;
 mod env;
 mod error;
@@ -16,18 +18,19 @@ mod values;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::cli::values::MAX_DURATION;
+pub use caps::agent_caps;
 pub use env::EnvTarget;
 pub use error::ConfigError;
 pub use pooler::PoolerChoice;
 pub use prepare::PrepareConfig;
-pub use values::MAX_DURATION;
 
 use crate::cli::RunArgs;
+use crate::cli::values::{ClientName, CpuList};
 use crate::config::error::invalid;
-use crate::config::file::FileConfig;
 use crate::config::judging::Judging;
 use crate::config::plan::{check_gate_steps, merge_mode, validate_plan};
-use crate::config::values::{parse_duration, parse_setting};
+use crate::config::values::or_default;
 use crate::judge::gate::Gate;
 use crate::model::plan::{CpuChoice, Mode, StepPlan};
 use crate::model::query::highest_placeholder;
@@ -112,33 +115,32 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The command line's options over the `--config` file's, over the defaults.
     pub fn from_args(args: RunArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
-        };
-        let env = EnvTarget::from_process();
-        Self::merge(args, file, &env)
+        let mut options = args;
+        if let Some(path) = options.config.clone() {
+            merge::Merge::merge(&mut options, file::load(&path)?);
+        }
+        Self::validate(options, &EnvTarget::from_process())
     }
 
     /// The checks run in a fixed order, so that of several mistakes the same one is named.
-    fn merge(args: RunArgs, file: FileConfig, env: &EnvTarget) -> Result<Self, ConfigError> {
-        let judging = Judging::merge(&args, &file)?;
-        let client = merge_client(&args, &file)?;
-        let steps = args.steps.or(file.steps).unwrap_or(DEFAULT_STEPS);
-        let step = args.step.or(file.step).unwrap_or(DEFAULT_STEP);
-        let start = args.start.or(file.start).unwrap_or(step);
+    fn validate(options: RunArgs, env: &EnvTarget) -> Result<Self, ConfigError> {
+        let judging = Judging::merge(&options)?;
+        let client = merge_client(&options)?;
+        let steps = options.steps.unwrap_or(DEFAULT_STEPS);
+        let step = options.step.unwrap_or(DEFAULT_STEP);
+        let start = options.start.unwrap_or(step);
         let plan = validate_plan(steps, step, start)?;
-        let mode = merge_mode(&args, &file, &plan)?;
+        let mode = merge_mode(&options, &plan)?;
         check_gate_steps(&judging.gates, &plan, &mode)?;
-        let (query, takes_parameter) = merge_query(&args, &file)?;
-        let timing = Timing::merge(&args, &file)?;
-        let target = merge_target(&args, &file, env)?;
-        let pooler = pooler::merge_pooler(&args, &file)?;
-        let prepare = pooler::merge_prepare(&args, &file)?;
-        let cpus = merge_cpus(&args, &file, &target)?;
-        let fleet = fleet::merge_fleet(&args, &file, &target, &mode, pooler.is_some())?;
-        let data = args.data.or(file.data);
+        let (query, takes_parameter) = merge_query(&options)?;
+        let timing = Timing::merge(&options)?;
+        let target = merge_target(&options, env)?;
+        let pooler = pooler::merge_pooler(&options)?;
+        let cpus = merge_cpus(&options, &target)?;
+        let fleet = fleet::merge_fleet(&options, &target, &mode, pooler.is_some())?;
+        let data = options.data;
         let data_from_demo = data.is_none()
             && takes_parameter
             && matches!(target, TargetChoice::Throwaway { .. })
@@ -151,17 +153,14 @@ impl RunConfig {
             takes_parameter,
             data_dir: data.unwrap_or_else(|| PathBuf::from("data")),
             data_from_demo,
-            column: args.column.or(file.column).unwrap_or(0),
-            skip_header: args.skip_header || file.skip_header.unwrap_or(false),
-            allow_writes: args.allow_writes || file.allow_writes.unwrap_or(false),
+            column: options.column.unwrap_or(0),
+            skip_header: options.skip_header.unwrap_or(false),
+            allow_writes: options.allow_writes.unwrap_or(false),
             client,
             pooler,
-            prepare,
-            logs_dir: args
-                .logs
-                .or(file.logs)
-                .unwrap_or_else(|| PathBuf::from("logs")),
-            log_requests: args.log_requests || file.log_requests.unwrap_or(false),
+            prepare: options.prepare,
+            logs_dir: options.logs.unwrap_or_else(|| PathBuf::from("logs")),
+            log_requests: options.log_requests.unwrap_or(false),
             timeout: timing.timeout,
             sample_every: timing.sample_every,
             pause: timing.pause,
@@ -171,8 +170,8 @@ impl RunConfig {
             stop: judging.stop,
             gates: judging.gates,
             thresholds: judging.thresholds,
-            report: !(args.no_report || file.no_report == Some(true)),
-            quiet: args.quiet || file.quiet == Some(true),
+            report: !options.no_report.unwrap_or(false),
+            quiet: options.quiet.unwrap_or(false),
             cpus,
             fleet,
         })
@@ -180,11 +179,10 @@ impl RunConfig {
 }
 
 /// The query and whether it takes `$1`: pgstress binds one parameter, never more.
-fn merge_query(args: &RunArgs, file: &FileConfig) -> Result<(String, bool), ConfigError> {
-    let query = args
+fn merge_query(options: &RunArgs) -> Result<(String, bool), ConfigError> {
+    let query = options
         .query
         .clone()
-        .or_else(|| file.query.clone())
         .unwrap_or_else(|| DEFAULT_QUERY.to_owned());
     let takes_parameter = match highest_placeholder(&query) {
         0 => false,
@@ -208,20 +206,18 @@ fn merge_query(args: &RunArgs, file: &FileConfig) -> Result<(String, bool), Conf
 }
 
 /// The request client: the lean connection unless `--client postgres`.
-fn merge_client(args: &RunArgs, file: &FileConfig) -> Result<RequestClient, ConfigError> {
-    let scram_per_connection =
-        args.scram_per_connection || file.scram_per_connection.unwrap_or(false);
-    match args.client.as_deref().or(file.client.as_deref()) {
-        None | Some("lean") => Ok(RequestClient::Lean {
+fn merge_client(options: &RunArgs) -> Result<RequestClient, ConfigError> {
+    let scram_per_connection = options.scram_per_connection.unwrap_or(false);
+    match options.client.unwrap_or(ClientName::Lean) {
+        ClientName::Lean => Ok(RequestClient::Lean {
             scram_per_connection,
         }),
-        Some("postgres") if scram_per_connection => Err(invalid(
+        ClientName::Postgres if scram_per_connection => Err(invalid(
             "--scram-per-connection",
             "true",
             "the postgres client derives SCRAM keys on every connection anyway; drop one of the two",
         )),
-        Some("postgres") => Ok(RequestClient::Postgres),
-        Some(other) => Err(invalid("--client", other, "use lean or postgres")),
+        ClientName::Postgres => Ok(RequestClient::Postgres),
     }
 }
 
@@ -234,12 +230,8 @@ struct Timing {
 }
 
 impl Timing {
-    fn merge(args: &RunArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let timeout = parse_duration(
-            "--timeout",
-            args.timeout.as_deref().or(file.timeout.as_deref()),
-            DEFAULT_TIMEOUT,
-        )?;
+    fn merge(options: &RunArgs) -> Result<Self, ConfigError> {
+        let timeout = or_default(options.timeout, DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return Err(invalid(
                 "--timeout",
@@ -247,13 +239,7 @@ impl Timing {
                 "a request needs a deadline above zero, e.g. 10s",
             ));
         }
-        let sample_every = parse_duration(
-            "--sample-every",
-            args.sample_every
-                .as_deref()
-                .or(file.sample_every.as_deref()),
-            DEFAULT_SAMPLE_EVERY,
-        )?;
+        let sample_every = or_default(options.sample_every, DEFAULT_SAMPLE_EVERY);
         if sample_every < MIN_SAMPLE_EVERY {
             return Err(invalid(
                 "--sample-every",
@@ -261,15 +247,8 @@ impl Timing {
                 "sample at most every 10ms; the sampler would disturb the measurement",
             ));
         }
-        let pause = parse_duration(
-            "--pause",
-            args.pause.as_deref().or(file.pause.as_deref()),
-            Duration::ZERO,
-        )?;
-        let stack_kib = args
-            .stack_kib
-            .or(file.stack_kib)
-            .unwrap_or(DEFAULT_STACK_KIB);
+        let pause = or_default(options.pause, Duration::ZERO);
+        let stack_kib = options.stack_kib.unwrap_or(DEFAULT_STACK_KIB);
         if stack_kib < MIN_STACK_KIB {
             return Err(invalid("--stack-kib", stack_kib, "use at least 64 (KiB)"));
         }
@@ -289,29 +268,11 @@ impl Timing {
     }
 }
 
-/// The server named by the command line, the file or the environment, else a throwaway one;
-/// an option that fits only the other kind is refused rather than ignored.
-/// The CPU split: lists parse, and only a server pgstress starts can be pinned.
-fn merge_cpus(
-    args: &RunArgs,
-    file: &FileConfig,
-    target: &TargetChoice,
-) -> Result<CpuChoice, ConfigError> {
-    let list = |option: &'static str, text: Option<&String>| {
-        text.map(|text| {
-            crate::sys::affinity::parse_list(text).map_err(|e| invalid(option, text, e))
-        })
-        .transpose()
-    };
-    let server = list(
-        "--server-cpus",
-        args.server_cpus.as_ref().or(file.server_cpus.as_ref()),
-    )?;
-    let client = list(
-        "--client-cpus",
-        args.client_cpus.as_ref().or(file.client_cpus.as_ref()),
-    )?;
-    let no_pin = args.no_pin || file.no_pin == Some(true);
+/// The CPU split: only a server pgstress starts can be pinned.
+fn merge_cpus(options: &RunArgs, target: &TargetChoice) -> Result<CpuChoice, ConfigError> {
+    let server = options.server_cpus.clone().map(|CpuList(cpus)| cpus);
+    let client = options.client_cpus.clone().map(|CpuList(cpus)| cpus);
+    let no_pin = options.no_pin.unwrap_or(false);
     let given = server.is_some() || client.is_some();
     if no_pin && given {
         return Err(invalid(
@@ -321,22 +282,16 @@ fn merge_cpus(
         ));
     }
     if given && !matches!(target, TargetChoice::Throwaway { .. }) {
-        let given_text = |cli: &Option<String>, file: &Option<String>| {
-            cli.clone().or_else(|| file.clone()).unwrap_or_default()
-        };
-        let (option, text) = match server {
-            Some(_) => (
-                "--server-cpus",
-                given_text(&args.server_cpus, &file.server_cpus),
-            ),
-            None => (
+        let (option, list) = match (&options.server_cpus, &options.client_cpus) {
+            (Some(list), _) => ("--server-cpus", list.to_string()),
+            (None, list) => (
                 "--client-cpus",
-                given_text(&args.client_cpus, &file.client_cpus),
+                list.as_ref().map(ToString::to_string).unwrap_or_default(),
             ),
         };
         return Err(invalid(
             option,
-            text,
+            list,
             "pgstress pins CPUs only for the throwaway server it starts, not for --dsn or PGHOST",
         ));
     }
@@ -347,53 +302,34 @@ fn merge_cpus(
     })
 }
 
-fn merge_target(
-    args: &RunArgs,
-    file: &FileConfig,
-    env: &EnvTarget,
-) -> Result<TargetChoice, ConfigError> {
-    let settings = if args.server_settings.is_empty() {
-        file.server_setting.clone().unwrap_or_default()
-    } else {
-        args.server_settings.clone()
-    };
-    let settings = settings
+/// The server named by the command line, the file or the environment, else a throwaway one;
+/// an option that fits only the other kind is refused rather than ignored.
+fn merge_target(options: &RunArgs, env: &EnvTarget) -> Result<TargetChoice, ConfigError> {
+    let settings: Vec<(String, String)> = options
+        .server_settings
         .iter()
-        .map(|s| parse_setting(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sslmode = args
-        .sslmode
-        .as_ref()
-        .or(file.sslmode.as_ref())
-        .map(|m| m.parse())
-        .transpose()?;
-    let sslrootcert = args
-        .sslrootcert
-        .clone()
-        .or_else(|| file.sslrootcert.clone());
-    let given = match (&args.dsn, &file.dsn) {
-        (Some(dsn), _) => Some((dsn.clone(), "--dsn")),
-        (None, Some(dsn)) => Some((dsn.clone(), "dsn in the config file")),
-        (None, None) => None,
-    };
-    let inputs = env.inputs(given);
+        .flatten()
+        .map(|s| (s.key.clone(), s.value.clone()))
+        .collect();
+    let target = &options.target;
+    let inputs = env.inputs(target.dsn.clone().map(|dsn| (dsn, "--dsn")));
     match inputs.names_a_target() {
         true => {
-            if !settings.is_empty() {
+            if let Some((key, _)) = settings.first() {
                 return Err(invalid(
                     "--server-setting",
-                    &settings[0].0,
+                    key,
                     "it applies to the throwaway server only; set it on your server instead",
                 ));
             }
-            let target = ConnectTarget::resolve(&inputs)?;
+            let resolved = ConnectTarget::resolve(&inputs)?;
             Ok(TargetChoice::Server(Box::new(
-                target.with_tls(sslmode, sslrootcert)?,
+                resolved.with_tls(target.sslmode, target.sslrootcert.clone())?,
             )))
         }
-        false if sslmode.is_some() || sslrootcert.is_some() => Err(invalid(
+        false if target.sslmode.is_some() || target.sslrootcert.is_some() => Err(invalid(
             "--sslmode",
-            sslmode.unwrap_or_default(),
+            target.sslmode.unwrap_or_default(),
             "TLS settings apply to a --dsn target; the throwaway server speaks plain TCP on loopback",
         )),
         false => Ok(TargetChoice::Throwaway { settings }),

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::cli::RunArgs;
+use crate::cli::values::{ModeName, Span, name_of};
 use crate::config::error::{ConfigError, invalid};
-use crate::config::file::FileConfig;
-use crate::config::values::parse_duration;
+use crate::config::values::or_default;
 use crate::judge::gate::Gate;
 use crate::model::plan::{Arrival, Mode, StepPlan};
 
@@ -41,43 +41,34 @@ pub(super) fn validate_plan(steps: u32, step: u32, start: u32) -> Result<StepPla
     Ok(StepPlan { steps, start, step })
 }
 
-/// The mode options, the command line's over the file's.
-struct ModeOptions<'a> {
+/// The mode options given, whichever mode they belong to.
+struct ModeOptions {
     workers: Option<u32>,
-    connect_per_request: bool,
-    duration: Option<&'a str>,
-    arrival: Option<&'a str>,
+    connect_per_request: Option<bool>,
+    duration: Option<Span>,
+    arrival: Option<Arrival>,
     max_inflight: Option<u32>,
 }
 
-pub(super) fn merge_mode(
-    args: &RunArgs,
-    file: &FileConfig,
-    plan: &StepPlan,
-) -> Result<Mode, ConfigError> {
-    let name = args
-        .mode
-        .as_deref()
-        .or(file.mode.as_deref())
-        .unwrap_or("burst");
-    let options = ModeOptions {
-        workers: args.workers.or(file.workers),
-        connect_per_request: args.connect_per_request || file.connect_per_request.unwrap_or(false),
-        duration: args.duration.as_deref().or(file.duration.as_deref()),
-        arrival: args.arrival.as_deref().or(file.arrival.as_deref()),
-        max_inflight: args.max_inflight.or(file.max_inflight),
+pub(super) fn merge_mode(options: &RunArgs, plan: &StepPlan) -> Result<Mode, ConfigError> {
+    let name = options.mode.unwrap_or(ModeName::Burst);
+    let mode_options = ModeOptions {
+        workers: options.workers,
+        connect_per_request: options.connect_per_request,
+        duration: options.duration,
+        arrival: options.arrival,
+        max_inflight: options.max_inflight,
     };
-    refuse_misplaced(name, &options)?;
+    refuse_misplaced(name, &mode_options)?;
     match name {
-        "burst" => burst_mode(plan),
-        "pool" => pool_mode(&options, plan),
-        "rate" => rate_mode(&options, plan),
-        other => Err(invalid("--mode", other, "expected burst, pool or rate")),
+        ModeName::Burst => burst_mode(plan),
+        ModeName::Pool => pool_mode(&mode_options, plan),
+        ModeName::Rate => rate_mode(&mode_options, plan),
     }
 }
 
 /// An option of another mode is a mistake worth naming, not something to ignore.
-fn refuse_misplaced(name: &str, options: &ModeOptions) -> Result<(), ConfigError> {
+fn refuse_misplaced(name: ModeName, options: &ModeOptions) -> Result<(), ConfigError> {
     let misplaced = |option: &'static str, value: String, belongs: &str| {
         invalid(
             option,
@@ -85,20 +76,24 @@ fn refuse_misplaced(name: &str, options: &ModeOptions) -> Result<(), ConfigError
             format!("it applies to --mode {belongs}; add --mode {belongs} or drop it"),
         )
     };
-    if name != "pool" {
+    if name != ModeName::Pool {
         if let Some(w) = options.workers {
             return Err(misplaced("--workers", w.to_string(), "pool"));
         }
-        if options.connect_per_request {
-            return Err(misplaced("--connect-per-request", "true".into(), "pool"));
+        if let Some(connect) = options.connect_per_request {
+            return Err(misplaced(
+                "--connect-per-request",
+                connect.to_string(),
+                "pool",
+            ));
         }
     }
-    if name != "rate" {
+    if name != ModeName::Rate {
         if let Some(d) = options.duration {
-            return Err(misplaced("--duration", d.to_owned(), "rate"));
+            return Err(misplaced("--duration", d.to_string(), "rate"));
         }
         if let Some(a) = options.arrival {
-            return Err(misplaced("--arrival", a.to_owned(), "rate"));
+            return Err(misplaced("--arrival", name_of(&a), "rate"));
         }
         if let Some(m) = options.max_inflight {
             return Err(misplaced("--max-inflight", m.to_string(), "rate"));
@@ -118,21 +113,15 @@ fn pool_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError
     }
     let mode = Mode::Pool {
         workers: options.workers,
-        connect_per_request: options.connect_per_request,
+        connect_per_request: options.connect_per_request.unwrap_or(false),
     };
     check_queued_step(&mode, plan)?;
     Ok(mode)
 }
 
 fn rate_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError> {
-    let duration = parse_duration("--duration", options.duration, Duration::from_secs(1))?;
-    let arrival = match options.arrival.unwrap_or("uniform") {
-        "uniform" => Arrival::Uniform,
-        "poisson" => Arrival::Poisson,
-        other => {
-            return Err(invalid("--arrival", other, "expected uniform or poisson"));
-        }
-    };
+    let duration = or_default(options.duration, Duration::from_secs(1));
+    let arrival = options.arrival.unwrap_or(Arrival::Uniform);
     if options.max_inflight == Some(0) {
         return Err(invalid(
             "--max-inflight",

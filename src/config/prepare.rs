@@ -18,7 +18,8 @@ pub struct PrepareConfig {
 impl PrepareConfig {
     pub fn from_args(args: PrepareArgs) -> Result<Self, ConfigError> {
         let env = EnvTarget::from_process();
-        let inputs = env.inputs(args.dsn.map(|dsn| (dsn, "--dsn")));
+        let target = args.target;
+        let inputs = env.inputs(target.dsn.map(|dsn| (dsn, "--dsn")));
         if !inputs.names_a_target() {
             return Err(invalid(
                 "--dsn",
@@ -30,7 +31,8 @@ impl PrepareConfig {
             return Err(invalid("--rows", 0, "create at least 1 row"));
         }
         Ok(PrepareConfig {
-            target: ConnectTarget::resolve(&inputs)?,
+            target: ConnectTarget::resolve(&inputs)?
+                .with_tls(target.sslmode, target.sslrootcert)?,
             rows: args.rows,
             write_data: args.write_data,
         })

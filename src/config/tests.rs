@@ -1,16 +1,34 @@
 //! `RunConfig::merge` end to end: the command line, a TOML text and an empty environment
 //! merged as a run would, each refusal checked for the option it names.
 
-use super::*;
+use clap::Parser;
 
-fn merge(args: RunArgs, toml_text: &str) -> Result<RunConfig, ConfigError> {
-    let file: FileConfig = toml::from_str(toml_text).unwrap();
-    RunConfig::merge(args, file, &EnvTarget::default())
+use super::*;
+use crate::cli::{Cli, Command};
+
+/// The options of `pgstress run ARGS`, as clap reads them, or clap's error.
+fn parse(args: &[&str]) -> Result<RunArgs, String> {
+    let argv = ["pgstress", "run"].iter().chain(args);
+    match Cli::try_parse_from(argv)
+        .map_err(|e| e.to_string())?
+        .command
+    {
+        Command::Run(options) => Ok(*options),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A run's config from a command line and a file's text, in an empty environment; any
+/// refusal, of a value at the edge or of the merged whole, as its message.
+fn merge(args: &[&str], toml_text: &str) -> Result<RunConfig, String> {
+    let mut options = parse(args)?;
+    merge::Merge::merge(&mut options, file::parse(toml_text)?);
+    RunConfig::validate(options, &EnvTarget::default()).map_err(|e| e.to_string())
 }
 
 #[test]
 fn defaults_are_the_original_ramp() {
-    let config = merge(RunArgs::default(), "").unwrap();
+    let config = merge(&[], "").unwrap();
     assert_eq!(
         config.plan,
         StepPlan {
@@ -26,10 +44,7 @@ fn defaults_are_the_original_ramp() {
 
 #[test]
 fn command_line_wins_over_file() {
-    let args = RunArgs {
-        steps: Some(3),
-        ..Default::default()
-    };
+    let args = &["--steps", "3"];
     let config = merge(args, "steps = 7\nstep = 10\ntimeout = '2s'").unwrap();
     assert_eq!(
         config.plan,
@@ -44,12 +59,7 @@ fn command_line_wins_over_file() {
 
 #[test]
 fn start_sets_first_step_only() {
-    let args = RunArgs {
-        steps: Some(3),
-        step: Some(10),
-        start: Some(5),
-        ..Default::default()
-    };
+    let args = &["--steps", "3", "--step", "10", "--start", "5"];
     let plan = merge(args, "").unwrap().plan;
     assert_eq!(
         (1..=3).map(|i| plan.requests_at(i)).collect::<Vec<_>>(),
@@ -60,31 +70,22 @@ fn start_sets_first_step_only() {
 
 #[test]
 fn zero_steps_names_the_option() {
-    let args = RunArgs {
-        steps: Some(0),
-        ..Default::default()
-    };
-    let err = merge(args, "").unwrap_err().to_string();
+    let args = &["--steps", "0"];
+    let err = merge(args, "").unwrap_err();
     assert!(err.contains("--steps '0'"), "{err}");
 }
 
 #[test]
 fn bad_duration_names_the_value() {
-    let args = RunArgs {
-        timeout: Some("ten".into()),
-        ..Default::default()
-    };
-    let err = merge(args, "").unwrap_err().to_string();
-    assert!(err.contains("--timeout 'ten'"), "{err}");
+    let args = &["--timeout", "ten"];
+    let err = merge(args, "").unwrap_err();
+    assert!(err.contains("'ten' for '--timeout <DURATION>'"), "{err}");
 }
 
 #[test]
 fn second_placeholder_is_rejected() {
-    let args = RunArgs {
-        query: Some("SELECT $1, $2".into()),
-        ..Default::default()
-    };
-    assert!(merge(args, "").unwrap_err().to_string().contains("$2"));
+    let args = &["--query", "SELECT $1, $2"];
+    assert!(merge(args, "").unwrap_err().contains("$2"));
 }
 
 #[test]
@@ -99,7 +100,7 @@ fn placeholders_inside_literals_do_not_count() {
 
 #[test]
 fn stop_rules_default_to_half_failed_and_no_stop_clears_them() {
-    let config = merge(RunArgs::default(), "").unwrap();
+    let config = merge(&[], "").unwrap();
     assert_eq!(
         config.stop,
         StopRules {
@@ -108,73 +109,52 @@ fn stop_rules_default_to_half_failed_and_no_stop_clears_them() {
             unresponsive: true
         }
     );
-    let args = RunArgs {
-        no_stop: true,
-        ..Default::default()
-    };
+    let args = &["--no-stop"];
     assert_eq!(merge(args, "").unwrap().stop, StopRules::none());
-    let config = merge(
-        RunArgs::default(),
-        "stop-p99 = '2s'\nstop-failure-rate = 0.1",
-    )
-    .unwrap();
+    let config = merge(&[], "stop-p99 = '2s'\nstop-failure-rate = 0.1").unwrap();
     assert_eq!(config.stop.p99, Some(Duration::from_secs(2)));
     assert_eq!(config.stop.failure_rate, Some(0.1));
 }
 
 #[test]
 fn failure_rate_above_one_is_refused() {
-    let args = RunArgs {
-        stop_failure_rate: Some(1.5),
-        ..Default::default()
-    };
+    let args = &["--stop-failure-rate", "1.5"];
     assert!(
         merge(args, "")
             .unwrap_err()
-            .to_string()
             .contains("--stop-failure-rate '1.5'")
     );
 }
 
 #[test]
 fn bad_gate_is_named() {
-    let args = RunArgs {
-        fail_if: vec!["speed>3".into()],
-        ..Default::default()
-    };
+    let args = &["--fail-if", "speed>3"];
     assert!(
         merge(args, "")
             .unwrap_err()
-            .to_string()
-            .contains("--fail-if 'speed>3'")
+            .contains("'speed>3' for '--fail-if <GATE>'")
     );
 }
 
 #[test]
 fn unknown_mode_is_named() {
-    let args = RunArgs {
-        mode: Some("warp".into()),
-        ..Default::default()
-    };
-    let err = merge(args, "").unwrap_err().to_string();
+    let args = &["--mode", "warp"];
+    let err = merge(args, "").unwrap_err();
     assert!(
-        err.contains("--mode 'warp'") && err.contains("burst, pool or rate"),
+        err.contains("'warp' for '--mode <MODE>'") && err.contains("burst, pool, rate"),
         "{err}"
     );
 }
 
 #[test]
 fn an_option_of_another_mode_is_refused() {
-    let args = RunArgs {
-        workers: Some(5),
-        ..Default::default()
-    };
-    let err = merge(args, "").unwrap_err().to_string();
+    let args = &["--workers", "5"];
+    let err = merge(args, "").unwrap_err();
     assert!(
         err.contains("--workers '5'") && err.contains("--mode pool"),
         "{err}"
     );
-    let err = merge(RunArgs::default(), "mode = \"pool\"\nmax-inflight = 3")
+    let err = merge(&[], "mode = \"pool\"\nmax-inflight = 3")
         .unwrap_err()
         .to_string();
     assert!(
@@ -186,17 +166,42 @@ fn an_option_of_another_mode_is_refused() {
 #[test]
 fn rate_steps_offer_rate_times_duration() {
     let config = merge(
-        RunArgs::default(),
+        &[],
         "mode = \"rate\"\nduration = \"2s\"\narrival = \"poisson\"\nsteps = 3\nstep = 10",
     )
     .unwrap();
     assert_eq!(config.mode.requests_for(config.plan.largest()), 60);
     assert_eq!(config.mode.unit(), "requests per second");
-    let err = merge(
-        RunArgs::default(),
-        "mode = \"rate\"\nduration = \"10ms\"\nstep = 5",
-    )
-    .unwrap_err()
-    .to_string();
+    let err = merge(&[], "mode = \"rate\"\nduration = \"10ms\"\nstep = 5").unwrap_err();
     assert!(err.contains("--duration '10ms'"), "{err}");
+}
+
+#[test]
+fn the_command_line_undoes_a_files_boolean() {
+    let file = "quiet = true\nno-report = true\nno-stop = true";
+    let config = merge(&[], file).unwrap();
+    assert!(config.quiet && !config.report);
+    assert_eq!(config.stop, StopRules::none());
+    let config = merge(
+        &["--quiet=false", "--no-report=false", "--no-stop=false"],
+        file,
+    )
+    .unwrap();
+    assert!(!config.quiet && config.report);
+    assert_eq!(config.stop.failure_rate, Some(0.5));
+    assert!(merge(&["--quiet"], "").unwrap().quiet);
+    assert!(
+        merge(&["--quiet=maybe"], "")
+            .unwrap_err()
+            .contains("'maybe'")
+    );
+}
+
+#[test]
+fn repeatable_options_on_the_command_line_replace_the_files() {
+    let file = "fail-if = ['capacity<10', 'p99>1s']";
+    assert_eq!(merge(&[], file).unwrap().gates.len(), 2);
+    let gates = merge(&["--fail-if", "failed>3"], file).unwrap().gates;
+    assert_eq!(gates.len(), 1);
+    assert_eq!(gates[0].to_string(), "failed>3");
 }

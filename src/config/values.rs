@@ -1,56 +1,29 @@
-//! Single values as the user writes them (durations, shares, percentages, server settings),
-//! each refused with the option it came from.
+//! Single values checked against what their option allows (shares, percentages, latencies),
+//! each refused with the option it came from. Their text was parsed at the edge (`cli::values`).
 
 use std::time::Duration;
 
+use crate::cli::values::Span;
 use crate::config::error::{ConfigError, invalid};
 
-/// The longest duration any option takes.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-pub(super) fn parse_duration(
-    option: &'static str,
-    value: Option<&str>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    let duration = humantime::parse_duration(text.trim()).map_err(|_| {
-        invalid(
-            option,
-            text,
-            "expected a duration such as 10s, 1.5s or 500ms",
-        )
-    })?;
-    if duration > MAX_DURATION {
-        return Err(invalid(
-            option,
-            text,
-            "give at most 24h; longer is a mistake for a stress test (and past what \
-             PostgreSQL's statement_timeout takes)",
-        ));
-    }
-    Ok(duration)
+/// A duration option's value, or its default.
+pub(super) fn or_default(value: Option<Span>, default: Duration) -> Duration {
+    value.map_or(default, |Span(duration)| duration)
 }
 
 /// A latency limit, if given: zero would hold every step to an impossible bound.
 pub(super) fn optional_latency(
     option: &'static str,
-    value: Option<&str>,
+    value: Option<Span>,
 ) -> Result<Option<Duration>, ConfigError> {
-    value
-        .map(
-            |text| match parse_duration(option, Some(text), Duration::ZERO)? {
-                zero if zero.is_zero() => Err(invalid(
-                    option,
-                    text,
-                    "give a latency above zero, e.g. 250ms",
-                )),
-                limit => Ok(limit),
-            },
-        )
-        .transpose()
+    match value {
+        Some(span) if span.0.is_zero() => Err(invalid(
+            option,
+            span,
+            "give a latency above zero, e.g. 250ms",
+        )),
+        other => Ok(other.map(|Span(limit)| limit)),
+    }
 }
 
 pub(super) fn share(
@@ -81,29 +54,24 @@ pub(super) fn percentage(
     }
 }
 
-pub(super) fn parse_setting(text: &str) -> Result<(String, String), ConfigError> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.trim().to_owned()))
-        }
-        _ => Err(invalid(
-            "--server-setting",
-            text,
-            "expected KEY=VALUE, e.g. max_connections=300",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn server_setting_needs_key_and_value() {
-        assert_eq!(
-            parse_setting("max_connections=20").unwrap(),
-            ("max_connections".into(), "20".into())
-        );
-        assert!(parse_setting("max_connections").is_err());
+    fn a_zero_latency_is_refused_naming_the_option() {
+        let zero = optional_latency("--slo-p99", Some(Span(Duration::ZERO)));
+        assert!(zero.unwrap_err().to_string().contains("--slo-p99 '0s'"));
+        let limit = optional_latency("--slo-p99", Some(Span(Duration::from_millis(5))));
+        assert_eq!(limit.unwrap(), Some(Duration::from_millis(5)));
+        assert_eq!(optional_latency("--slo-p99", None).unwrap(), None);
+    }
+
+    #[test]
+    fn shares_and_percentages_keep_their_bounds() {
+        assert_eq!(share("--tolerate", Some(1.0), 0.0).unwrap(), 1.0);
+        assert!(share("--tolerate", Some(1.5), 0.0).is_err());
+        assert!(percentage("--saturated-cpu", Some(0.0), 90.0).is_err());
+        assert_eq!(percentage("--saturated-cpu", None, 90.0).unwrap(), 90.0);
     }
 }

@@ -17,6 +17,7 @@ use crate::judge::flags::{self, StepContext};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::model::facts::ClientCpus;
 use crate::model::fleet::AgentStep;
+use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
 use crate::model::rules::Thresholds;
 use crate::model::sample::{CpuSample, StepCpu};
@@ -160,13 +161,12 @@ fn garbled(peer: &str, message: &ToAgent) -> FleetError {
 
 /// Why a plan asks more than the caps allow, if it does.
 pub fn check_caps(plan: &AgentPlan, caps: Caps) -> Result<(), String> {
-    let connections = match plan.mode.as_str() {
-        "pool" => plan
-            .workers
+    let connections = match plan.mode {
+        Mode::Pool { workers, .. } => workers
             .unwrap_or(plan.largest_share)
             .min(plan.largest_share),
-        "rate" => plan.max_inflight.unwrap_or(plan.largest_share),
-        _ => plan.largest_share,
+        Mode::Rate { max_inflight, .. } => max_inflight.unwrap_or(plan.largest_share),
+        Mode::Burst => plan.largest_share,
     };
     if connections > caps.max_connections {
         return Err(format!(
@@ -174,7 +174,7 @@ pub fn check_caps(plan: &AgentPlan, caps: Caps) -> Result<(), String> {
             caps.max_connections
         ));
     }
-    let bound = Duration::from_millis(plan.bound_ms);
+    let bound = plan.bound;
     if bound > caps.max_duration {
         return Err(format!(
             "the plan may take up to {}, above this agent's --max-duration {}",
@@ -289,8 +289,8 @@ impl Session {
         let mut measured = StepResult::from_run(step, share, run, &[], &[]);
         measured.cpu = cpu;
         let context = StepContext {
-            starts_together: self.plan.mode == "burst",
-            scheduled: self.plan.mode == "rate",
+            starts_together: self.plan.mode == Mode::Burst,
+            scheduled: matches!(self.plan.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(share),
             usable_connections: None,
             server_cores: None,
@@ -431,10 +431,18 @@ mod tests {
             max_duration: Duration::from_secs(600),
         };
         let plan = AgentPlan {
-            mode: "burst".to_owned(),
+            index: 1,
+            mode: Mode::Burst,
+            query: "SELECT 1".to_owned(),
+            timeout: Duration::from_secs(10),
+            allow_writes: false,
+            client: crate::pg::request::RequestClient::Postgres,
+            stack_kib: 256,
+            prepare: None,
+            sample_every: Duration::from_millis(100),
+            saturated_cpu_pct: 90.0,
             largest_share: 100,
-            bound_ms: 60_000,
-            ..AgentPlan::default()
+            bound: Duration::from_secs(60),
         };
         assert_eq!(check_caps(&plan, caps), Ok(()));
         let wide = AgentPlan {
@@ -447,14 +455,16 @@ mod tests {
                 .contains("--max-connections 100")
         );
         let pool = AgentPlan {
-            mode: "pool".to_owned(),
-            workers: Some(10),
+            mode: Mode::Pool {
+                workers: Some(10),
+                connect_per_request: false,
+            },
             largest_share: 500,
             ..plan.clone()
         };
         assert_eq!(check_caps(&pool, caps), Ok(()));
         let long = AgentPlan {
-            bound_ms: 601_000,
+            bound: Duration::from_secs(601),
             ..plan
         };
         assert!(

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::fleet::AgentStep;
 use crate::model::outcome::{Failure, FailureClass};
+use crate::model::plan::Mode;
 use crate::model::record::RequestRecord;
+use crate::pg::request::{Prepare, RequestClient};
 
 /// From the coordinator to an agent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,35 +73,28 @@ pub enum ToCoordinator {
     Part(Box<PartReport>),
 }
 
-/// The step plan of one agent: what every request sends and how; the agent checks it as
-/// `pgstress run` checks its own options, against its own caps.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The step plan of one agent, in the types the coordinator validated: what every request
+/// sends and how. The agent checks it against its own caps and builds its engine from it with
+/// the code `pgstress run` uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentPlan {
     /// The agent's number, from 1.
     pub index: u32,
-    pub mode: String,
-    /// Pool mode: this agent's share of the workers.
-    pub workers: Option<u32>,
-    pub connect_per_request: bool,
-    /// Rate mode: how long each step lasts, the arrivals, this agent's share of the senders.
-    pub duration_ms: Option<u64>,
-    pub arrival: Option<String>,
-    pub max_inflight: Option<u32>,
+    /// The run's mode with this agent's share of the workers (pool) or senders (rate).
+    pub mode: Mode,
     pub query: String,
-    pub timeout_ms: u64,
+    pub timeout: Duration,
     pub allow_writes: bool,
-    /// "lean" or "postgres".
-    pub client: String,
-    pub scram_per_connection: bool,
+    pub client: RequestClient,
     pub stack_kib: usize,
-    /// "once" or "never"; None: as the agent's target calls for.
-    pub prepare: Option<String>,
-    pub sample_every_ms: u64,
+    /// None: as the agent's target calls for.
+    pub prepare: Option<Prepare>,
+    pub sample_every: Duration,
     pub saturated_cpu_pct: f64,
     /// The most requests of any step this agent gets.
     pub largest_share: u32,
     /// The longest the whole run can take, whatever the server does.
-    pub bound_ms: u64,
+    pub bound: Duration,
 }
 
 /// One step's share: the parameters of its requests and when to release them.

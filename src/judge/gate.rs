@@ -71,6 +71,8 @@ impl fmt::Display for Gate {
     }
 }
 
+crate::deserialize_from_str!(Gate);
+
 impl FromStr for Gate {
     type Err = GateError;
 

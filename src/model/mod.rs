@@ -10,3 +10,4 @@ pub mod record;
 pub mod rules;
 pub mod sample;
 pub mod step;
+pub mod text;

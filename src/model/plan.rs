@@ -7,8 +7,6 @@ pub const DEMO_ROWS: u64 = 100_000;
 
 /// The names `--mode` takes, in `Mode`'s order.
 pub const MODE_NAMES: [&str; 3] = ["burst", "pool", "rate"];
-/// The names `--arrival` takes, in `Arrival`'s order.
-pub const ARRIVAL_NAMES: [&str; 2] = ["uniform", "poisson"];
 
 /// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +33,10 @@ impl StepPlan {
 }
 
 /// When a rate step's requests are due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Arrival {
     /// Evenly spaced.
     Uniform,
@@ -44,7 +45,7 @@ pub enum Arrival {
 }
 
 /// How the load is sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// A thread and a new connection per request, all released together.
     Burst,

@@ -15,7 +15,7 @@ use crate::pg::tls::{Connector, TlsError, TlsOptions};
 use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
 
 /// Which client library sends the requests that open a connection each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RequestClient {
     /// pgstress's own blocking connection: one socket, no runtime, SCRAM keys derived once
     /// per run unless `scram_per_connection`.
@@ -26,7 +26,10 @@ pub enum RequestClient {
 }
 
 /// How a kept connection (pool mode) runs the query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Prepare {
     /// Prepared once per connection as a named statement: one Bind/Execute per request. It
     /// lives on the server connection, so a transaction-mode pooler breaks it.

@@ -31,12 +31,14 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// libpq's sslmode values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// libpq's sslmode values (`allow` is taken as `prefer`: pgstress never starts without TLS
+/// to retry with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SslMode {
     Disable,
     /// TLS when the server offers it, unverified; plain otherwise (libpq's default).
     #[default]
+    #[value(alias = "allow")]
     Prefer,
     /// TLS, unverified.
     Require,
@@ -60,6 +62,8 @@ impl FromStr for SslMode {
         }
     }
 }
+
+crate::deserialize_from_str!(SslMode);
 
 impl fmt::Display for SslMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

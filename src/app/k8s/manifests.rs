@@ -170,12 +170,7 @@ pub fn command(config: &RenderConfig) -> Vec<String> {
     command.push(format!("{}:{}", config.coordinator_host(), config.port));
     command.push("--hold".to_owned());
     command.push(humantime::format_duration(config.hold).to_string());
-    if let Some(cap) = config.max_connections {
-        command.extend(["--max-connections".to_owned(), cap.to_string()]);
-    }
-    if let Some(cap) = &config.max_duration {
-        command.extend(["--max-duration".to_owned(), cap.clone()]);
-    }
+    command.extend(crate::config::k8s::caps_args(&config.caps));
     if !config.run_args.is_empty() {
         command.push("--".to_owned());
         command.extend(config.run_args.iter().cloned());

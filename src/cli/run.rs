@@ -1,0 +1,238 @@
+//! `pgstress run`'s options: the one definition of each, read by clap from the command line
+//! and by serde from the `--config` TOML file under the same name, with the same type.
+//!
+//! Every option is an `Option`: None means "not given here", so the layers (command line over
+//! file over default) merge field by field, booleans included (`--quiet=false` undoes a file's
+//! `quiet = true`). The defaults live where the plan is validated (`config`), and each is
+//! stated in its option's help as `[default: …]`, which tests/options_doc.rs holds to
+//! docs/options.md.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use merge::Merge;
+use serde::Deserialize;
+
+use super::target::TargetArgs;
+use super::values::{ClientName, CpuList, ListenAddr, ModeName, PoolerName, Setting, Span};
+use crate::judge::gate::Gate;
+use crate::model::plan::Arrival;
+use crate::pg::request::Prepare;
+
+/// Every option is also a key of the `--config` TOML file; the command line wins.
+#[derive(Debug, Clone, Default, Args, Deserialize, Merge)]
+#[serde(rename_all = "kebab-case")]
+#[merge(strategy = merge::option::overwrite_none)]
+// `--steps -1` is then a bad value of --steps, not an unknown option `-1`.
+#[command(allow_negative_numbers = true)]
+pub struct RunArgs {
+    /// TOML file whose keys are these options' long names (e.g. `steps = 10`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[merge(strategy = merge::Merge::merge)]
+    pub target: TargetArgs,
+
+    /// Number of steps in the ramp [default: 15].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u32>,
+
+    /// Requests added at each step: step i sends start + (i-1) * step [default: 50].
+    #[arg(long, value_name = "N")]
+    pub step: Option<u32>,
+
+    /// Requests of the first step [default: the value of --step].
+    #[arg(long, value_name = "N")]
+    pub start: Option<u32>,
+
+    /// SQL run by every request; $1 is bound to a value drawn from the data files.
+    #[arg(long, value_name = "SQL")]
+    pub query: Option<String>,
+
+    /// Folder whose *.csv files (no header) hold the parameter values [default: data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Zero-based CSV column holding the values [default: 0].
+    #[arg(long, value_name = "N")]
+    pub column: Option<usize>,
+
+    /// The CSV files start with a header row: read past it [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub skip_header: Option<bool>,
+
+    /// Let the query write. Without it every request runs in a read-only transaction, so a
+    /// stress test never changes the data it is aimed at [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_writes: Option<bool>,
+
+    /// Folder for the run's log files [default: logs].
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+
+    /// How the load is sent: burst (a thread and a new connection per request, all released
+    /// together), pool (a fixed set of workers take the step's requests from a queue) or rate
+    /// (step i offers i * step requests per second, each at its scheduled time) [default: burst].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<ModeName>,
+
+    /// pool: worker threads, each with its own connection [default: the server's usable
+    /// connections minus a margin, at most the largest step].
+    #[arg(long, value_name = "W")]
+    pub workers: Option<u32>,
+
+    /// pool: open a new connection for every request instead of keeping one per worker
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub connect_per_request: Option<bool>,
+
+    /// rate: how long each step offers its rate [default: 1s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub duration: Option<Span>,
+
+    /// rate: when requests are due within a step: uniform (evenly spaced) or poisson
+    /// (random, as independent users arrive) [default: uniform].
+    #[arg(long, value_name = "ARRIVAL")]
+    pub arrival: Option<Arrival>,
+
+    /// rate: send requests from this many workers; a request due while all are busy is
+    /// dropped and counted [default: a thread per request].
+    #[arg(long, value_name = "M")]
+    pub max_inflight: Option<u32>,
+
+    /// Deadline of one request, connect plus query, e.g. 10s or 500ms [default: 10s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub timeout: Option<Span>,
+
+    /// CPU sampling interval during a step [default: 100ms].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub sample_every: Option<Span>,
+
+    /// Pause between steps, to let the server settle, e.g. 2s [default: 0s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub pause: Option<Span>,
+
+    /// Also write <ts>_requests.csv: one row per request (as pgbench --log) [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub log_requests: Option<bool>,
+
+    /// Client of every request and of the pool's kept connections: lean (pgstress's own: one
+    /// socket, no runtime, SCRAM keys derived once) or postgres (the `postgres` crate)
+    /// [default: lean].
+    #[arg(long, value_name = "CLIENT")]
+    pub client: Option<ClientName>,
+
+    /// Derive SCRAM's keys on every connection, as a libpq client does, instead of once per
+    /// run (the server's work is the same either way) [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub scram_per_connection: Option<bool>,
+
+    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
+    #[arg(long, value_name = "KIB")]
+    pub stack_kib: Option<usize>,
+
+    /// Latency objective: a step whose p99 exceeds it was not handled, e.g. 250ms [default: none].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub slo_p99: Option<Span>,
+
+    /// Stop after a step whose failure rate reaches this share [default: 0.5].
+    #[arg(long, value_name = "F")]
+    pub stop_failure_rate: Option<f64>,
+
+    /// A step is handled while the server fails at most this share of the requests sent,
+    /// e.g. 0.001 [default: 0].
+    #[arg(long, value_name = "SHARE")]
+    pub tolerate: Option<f64>,
+
+    /// Stop after a step whose p99 latency exceeds this [default: none].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub stop_p99: Option<Span>,
+
+    /// Run every step: no stop rule, not even "the server stopped responding" [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub no_stop: Option<bool>,
+
+    /// Exit 3 when the run breaches this gate, e.g. "capacity<200", "p99>250ms@100",
+    /// "failure-rate>0.01" (repeatable) [default: none].
+    #[arg(long = "fail-if", value_name = "GATE")]
+    #[serde(rename = "fail-if")]
+    pub fail_if: Option<Vec<Gate>>,
+
+    /// launch-spread flag: first-to-last request start above this [default: 100ms].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub spread_max: Option<Span>,
+
+    /// launch-spread flag: first-to-last request start above this share of the step's wall
+    /// time [default: 0.1].
+    #[arg(long, value_name = "F")]
+    pub spread_ratio: Option<f64>,
+
+    /// CPU over a step (percent of the CPUs a side may run on) from which the client or the
+    /// server counts as saturated [default: 90].
+    #[arg(long, value_name = "PCT")]
+    pub saturated_cpu: Option<f64>,
+
+    /// CPUs of the throwaway server's processes, e.g. 1 or 2-3 [default: the larger half of
+    /// the CPUs pgstress may use, when there are two or more].
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<CpuList>,
+
+    /// CPUs of pgstress's own threads, e.g. 0 or 0-1 [default: the CPUs the server does not
+    /// take].
+    #[arg(long, value_name = "LIST")]
+    pub client_cpus: Option<CpuList>,
+
+    /// Leave the throwaway server and pgstress on the same CPUs, competing for them
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub no_pin: Option<bool>,
+
+    /// Start a throwaway pooler in front of the target (the throwaway server or --dsn's) and
+    /// send the load through it: pgbouncer (the machine's own binary) [default: none].
+    #[arg(long, value_name = "POOLER")]
+    pub pooler: Option<PoolerName>,
+
+    /// Setting for the throwaway pooler's ini file, e.g. pool_mode=transaction (repeatable)
+    /// [default: none].
+    #[arg(long = "pooler-setting", value_name = "KEY=VALUE")]
+    #[serde(rename = "pooler-setting")]
+    pub pooler_settings: Option<Vec<Setting>>,
+
+    /// pool: prepare the query once per kept connection (a named statement), or never (the
+    /// unnamed statement with every request, as a transaction-mode pooler needs) [default:
+    /// once, never when the target is a pooler].
+    #[arg(long, value_name = "WHEN")]
+    pub prepare: Option<Prepare>,
+
+    /// Setting for the throwaway server, e.g. max_connections=300 (repeatable) [default: none].
+    #[arg(long = "server-setting", value_name = "KEY=VALUE")]
+    // The option's own name, and the plural the README showed first.
+    #[serde(rename = "server-setting", alias = "server-settings")]
+    pub server_settings: Option<Vec<Setting>>,
+
+    /// Do not draw the charts and the HTML report at the end of the run [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub no_report: Option<bool>,
+
+    /// No progress bars, even on a terminal: the plain per-step lines only [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub quiet: Option<bool>,
+
+    /// Send each step's load from N agents (`pgstress agent`) instead of this process, which
+    /// coordinates: it releases each step on every agent at once and merges what they
+    /// measured [default: none].
+    #[arg(long, value_name = "N")]
+    pub agents: Option<u32>,
+
+    /// With --agents: the address and port the agents dial, e.g. 0.0.0.0:7777. Beyond loopback
+    /// it needs the shared token in PGSTRESS_TOKEN (on the agents too) [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<ListenAddr>,
+
+    /// With --agents: how long to wait for all of them to join [default: 60s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub agents_timeout: Option<Span>,
+}
