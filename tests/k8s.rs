@@ -309,33 +309,44 @@ fn no_secret_is_rendered_without_the_flag_and_no_password_from_the_environment_e
 
 #[test]
 fn bad_options_are_one_line_errors_naming_the_value() {
-    let cases: [(&[&str], &str); 6] = [
-        (&["--agents", "0"], "--agents '0'"),
+    // Exit 1 for a value refused by its checks, 2 for one that does not parse (a usage error).
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["--agents", "0"], 1, "--agents '0'"),
         (
             &["--agents", "2", "--name", "Load_Test"],
+            1,
             "--name 'Load_Test'",
         ),
-        (&["--agents", "2", "--port", "80"], "--port '80'"),
+        (&["--agents", "2", "--port", "80"], 1, "--port '80'"),
         (
             &["--agents", "2", "--cpu-request", "lots"],
+            1,
             "--cpu-request 'lots'",
         ),
-        (&["--agents", "2", "--hold", "soon"], "--hold 'soon'"),
+        (
+            &["--agents", "2", "--hold", "soon"],
+            2,
+            "'soon' for '--hold <DURATION>'",
+        ),
         (
             &["--agents", "2", "--", "--dsn", "postgres://u:hunter2@db/x"],
+            1,
             "DATABASE_URL",
         ),
     ];
-    for (args, expected) in cases {
+    for (args, code, expected) in cases {
         let mut all = vec!["--image", "pgstress:dev"];
         all.extend(args);
         let output = render(&all);
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
         assert!(
             output.stdout.is_empty(),
             "{args:?}: nothing printed on a refusal"
         );
-        let error = one_line_error(&output.stderr);
+        let error = match code {
+            1 => one_line_error(&output.stderr),
+            _ => usage_error(&output.stderr).0,
+        };
         assert!(error.contains(expected), "{args:?}: {error}");
         assert!(!error.contains("hunter2"), "{error}");
     }

@@ -196,8 +196,7 @@ impl<W: Write> StepLoop<'_, W> {
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         // A step where any agent was the limit is client-limited as a whole.
         for agent in &run.agents {
-            let raised = agent.flags.iter().filter_map(|name| Flag::from_name(name));
-            for flag in raised.filter(|flag| flag.is_client_limit()) {
+            for &flag in agent.flags.iter().filter(|flag| flag.is_client_limit()) {
                 if !flags.contains(&flag) {
                     flags.push(flag);
                 }
@@ -227,7 +226,12 @@ fn agent_notes(run: &StepRun) -> Vec<String> {
             format!(
                 "  agent {}: {} (its own share)",
                 agent.agent,
-                agent.flags.join(", ")
+                agent
+                    .flags
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
         .collect();

@@ -321,7 +321,6 @@ impl Session {
                 .filter(|flag| {
                     flag.is_client_limit() && *flag != crate::model::rules::Flag::LaunchSpread
                 })
-                .map(|flag| flag.name().to_owned())
                 .collect(),
             latency_histogram_us: crate::model::hdr::encode(&measured.latency),
             ..AgentStep::default()

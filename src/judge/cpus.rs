@@ -1,6 +1,6 @@
 //! Whose CPUs filled first: each side's CPU over the CPUs it may run on, step by step.
 
-use super::verdict::{CpusFilled, Judging};
+use super::verdict::{CpusFilled, Filled, Judging};
 use crate::model::rules::STARVED_WAIT_SHARE;
 use crate::model::step::StepResult;
 
@@ -22,7 +22,7 @@ fn figures(step: &StepResult, judging: &Judging) -> CpusFilled {
         .process
         .map(|process| of_own_cpus(process.mean, host, judging.client_cores));
     CpusFilled {
-        side: "neither",
+        side: Filled::Neither,
         step: step.step,
         server_pct,
         server_cores,
@@ -46,9 +46,9 @@ pub fn filled_first(steps: &[StepResult], judging: &Judging) -> Option<CpusFille
         let client =
             figures.client_pct.is_some_and(|pct| pct >= threshold) || figures.client_starved;
         match (server, client) {
-            (true, true) => Some("both"),
-            (true, false) => Some("server"),
-            (false, true) => Some("client"),
+            (true, true) => Some(Filled::Both),
+            (true, false) => Some(Filled::Server),
+            (false, true) => Some(Filled::Client),
             (false, false) => None,
         }
     };
@@ -90,26 +90,14 @@ pub fn sentence(filled: &CpusFilled) -> String {
         })
         .unwrap_or_default();
     let figures = format!("{server}, {client}{wait}");
+    let step = filled.step;
     match filled.side {
-        "neither" => format!(
-            "CPUs: neither side's filled; at its busiest (step {}) {figures}",
-            filled.step
-        ),
-        "both" => format!(
-            "CPUs: both sides' filled at step {}: {figures}",
-            filled.step
-        ),
-        side => {
-            let whose = if side == "server" {
-                "the server's"
-            } else {
-                "pgstress's"
-            };
-            format!(
-                "CPUs: {whose} filled first, at step {}: {figures}",
-                filled.step
-            )
+        Filled::Neither => {
+            format!("CPUs: neither side's filled; at its busiest (step {step}) {figures}")
         }
+        Filled::Both => format!("CPUs: both sides' filled at step {step}: {figures}"),
+        Filled::Server => format!("CPUs: the server's filled first, at step {step}: {figures}"),
+        Filled::Client => format!("CPUs: pgstress's filled first, at step {step}: {figures}"),
     }
 }
 
@@ -146,7 +134,7 @@ mod tests {
             step(3, 50.0, 48.0),
         ];
         let filled = filled_first(&steps, &judging()).unwrap();
-        assert_eq!((filled.side, filled.step), ("server", 2));
+        assert_eq!((filled.side, filled.step), (Filled::Server, 2));
         assert_eq!(filled.server_pct, Some(98.0));
         assert_eq!(filled.client_pct, Some(40.0));
         let line = sentence(&filled);
@@ -165,9 +153,9 @@ mod tests {
         let mut starved = step(1, 20.0, 19.0);
         starved.cpu.client_wait_share = Some(STARVED_WAIT_SHARE);
         let filled = filled_first(&[starved], &judging()).unwrap();
-        assert_eq!(filled.side, "client");
+        assert_eq!(filled.side, Filled::Client);
         let quiet = filled_first(&[step(1, 10.0, 5.0), step(2, 20.0, 5.0)], &judging()).unwrap();
-        assert_eq!((quiet.side, quiet.step), ("neither", 2));
+        assert_eq!((quiet.side, quiet.step), (Filled::Neither, 2));
         assert_eq!(filled_first(&[], &judging()), None);
     }
 }

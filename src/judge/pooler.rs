@@ -45,7 +45,7 @@ fn first_pooler_limit(judged: &[StepResult]) -> Option<Limit> {
             .filter(|f| f.is_pooler_limit())
             .min_by_key(|f| !f.withholds_load())
             .map(|flag| Limit::Pooler {
-                flag: flag.name().to_owned(),
+                flag: *flag,
                 step: step.step,
                 requests: step.requests,
             })
@@ -60,10 +60,7 @@ pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit>
     let Some(pooler) = first_pooler_limit(judged) else {
         return limit;
     };
-    let rank = |flag: &str, step: u32| {
-        let withholds = Flag::from_name(flag).is_some_and(|f| f.withholds_load());
-        (step, !withholds)
-    };
+    let rank = |flag: &Flag, step: u32| (step, !flag.withholds_load());
     match (&limit, &pooler) {
         (
             Some(Limit::Client { flag, step, .. }),
@@ -78,9 +75,9 @@ pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit>
 }
 
 /// The verdict's sentence for the pooler's limit.
-pub fn sentence(flag: &str, step: u32, requests: u32, broke: bool) -> String {
+pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
     let what = match flag {
-        "pooler-refused" => "the pooler refused clients (its max_client_conn)",
+        Flag::PoolerRefused => "the pooler refused clients (its max_client_conn)",
         _ => "the pooler's CPU was full (PgBouncer runs on one core)",
     };
     match broke {
@@ -167,7 +164,7 @@ mod tests {
             flagged(2, Flag::PoolerSaturated),
         ];
         let client = Some(Limit::Client {
-            flag: "launch-spread".into(),
+            flag: Flag::LaunchSpread,
             step: 1,
             requests: 10,
             agent: None,
@@ -178,13 +175,13 @@ mod tests {
             flagged(2, Flag::LaunchSpread),
         ];
         let late_client = Some(Limit::Client {
-            flag: "launch-spread".into(),
+            flag: Flag::LaunchSpread,
             step: 2,
             requests: 20,
             agent: None,
         });
         let pooler = Some(Limit::Pooler {
-            flag: "pooler-saturated".into(),
+            flag: Flag::PoolerSaturated,
             step: 1,
             requests: 10,
         });
@@ -195,14 +192,14 @@ mod tests {
         // Refused clients say more than a busy CPU in the same step.
         let refused = [flagged(1, Flag::PoolerRefused)];
         let busy_client = Some(Limit::Client {
-            flag: "client-saturated".into(),
+            flag: Flag::ClientSaturated,
             step: 1,
             requests: 10,
             agent: None,
         });
         let refused_limit = with_pooler(busy_client, &refused);
         assert!(
-            matches!(&refused_limit, Some(Limit::Pooler { flag, .. }) if flag == "pooler-refused"),
+            matches!(&refused_limit, Some(Limit::Pooler { flag, .. }) if *flag == Flag::PoolerRefused),
             "{refused_limit:?}"
         );
     }

@@ -138,12 +138,22 @@ pub struct Judging {
     pub saturated_cpu_pct: f64,
 }
 
+/// Whose CPUs filled in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filled {
+    Server,
+    Client,
+    Both,
+    /// Neither: the figures are the busiest step's.
+    Neither,
+}
+
 /// Which side's CPUs filled first, with both sides' figures in that step: each side's CPU
 /// over its own CPUs, in percent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpusFilled {
-    /// "server", "client", "both", or "neither" (then the figures are the busiest step's).
-    pub side: &'static str,
+    pub side: Filled,
     pub step: u32,
     pub server_pct: Option<f64>,
     pub server_cores: Option<f64>,
@@ -164,7 +174,7 @@ pub struct BreakingPoint {
     pub requests: u32,
     pub failed: u32,
     /// The most frequent failure class and its count.
-    pub dominant_failure: Option<(String, u32)>,
+    pub dominant_failure: Option<(FailureClass, u32)>,
     pub p99_ms: Option<f64>,
 }
 
@@ -175,7 +185,7 @@ pub enum Limit {
     Server,
     /// A client flag appeared at or before the breaking point.
     Client {
-        flag: String,
+        flag: Flag,
         step: u32,
         requests: u32,
         /// The agent whose share raised it, when agents sent the load.
@@ -184,7 +194,7 @@ pub enum Limit {
     },
     /// A pooler flag appeared at or before the breaking point, before any client flag.
     Pooler {
-        flag: String,
+        flag: Flag,
         step: u32,
         requests: u32,
     },
@@ -238,10 +248,7 @@ impl Verdict {
                 load: step.load,
                 requests: step.requests,
                 failed: step.failed,
-                dominant_failure: step
-                    .failure_breakdown()
-                    .first()
-                    .map(|(class, n)| (class.name().to_owned(), *n)),
+                dominant_failure: step.failure_breakdown().first().copied(),
                 p99_ms: step.latency_ms(99.0),
             }
         });
@@ -254,7 +261,7 @@ impl Verdict {
                 .filter(|f| f.is_client_limit())
                 .min_by_key(|f| !f.withholds_load())
                 .map(|flag| Limit::Client {
-                    flag: flag.name().to_owned(),
+                    flag: *flag,
                     step: step.step,
                     requests: step.requests,
                     agent: (step.limiting_agents.iter())
@@ -265,7 +272,9 @@ impl Verdict {
         let cpus_filled = super::cpus::filled_first(steps, judging);
         // With no breaking point, the server is still the limit when its CPUs alone filled:
         // the load only made it slower.
-        let server_filled = cpus_filled.as_ref().is_some_and(|f| f.side == "server");
+        let server_filled = cpus_filled
+            .as_ref()
+            .is_some_and(|f| f.side == Filled::Server);
         let limit = match (&breaking_point, first_client_flag) {
             (_, Some(client)) => Some(client),
             (Some(_), None) => Some(Limit::Server),
@@ -337,7 +346,13 @@ impl Verdict {
         }
         lines.extend(self.limit_sentence());
         if let Some(step) = self.client_saturated_from
-            && !matches!(&self.limit, Some(Limit::Client { flag, .. }) if flag == Flag::ClientSaturated.name())
+            && !matches!(
+                &self.limit,
+                Some(Limit::Client {
+                    flag: Flag::ClientSaturated,
+                    ..
+                })
+            )
         {
             lines.push(format!("the client was saturated from step {step}: results from there on measure pgstress as much as the server"));
         }
@@ -396,7 +411,7 @@ impl Verdict {
                 flag,
                 step,
                 requests,
-            } => super::pooler::sentence(flag, *step, *requests, broke),
+            } => super::pooler::sentence(*flag, *step, *requests, broke),
         })
     }
 }

@@ -25,7 +25,10 @@ fn breaking_point_is_the_first_step_with_failures() {
     assert_eq!(verdict.capacity, Some(100));
     let bp = verdict.breaking_point.as_ref().unwrap();
     assert_eq!((bp.step, bp.requests, bp.failed), (3, 150, 41));
-    assert_eq!(bp.dominant_failure, Some(("too_many_clients".into(), 41)));
+    assert_eq!(
+        bp.dominant_failure,
+        Some((FailureClass::TooManyClients, 41))
+    );
     assert_eq!(verdict.limit, Some(Limit::Server));
     let first = &verdict.sentences()[0];
     assert!(first.starts_with("breaking point: 150 concurrent requests (step 3) — 41 of 150 failed, 41 too_many_clients"), "{first}");
@@ -108,7 +111,7 @@ fn client_flag_before_the_break_names_the_client() {
     assert_eq!(
         verdict.limit,
         Some(Limit::Client {
-            flag: "client-saturated".into(),
+            flag: Flag::ClientSaturated,
             step: 2,
             requests: 100,
             agent: None,
@@ -123,7 +126,7 @@ fn the_verdict_names_load_never_sent_before_a_busy_cpu() {
     steps[0].flags = vec![Flag::ClientSaturated, Flag::SpawnFailed];
     let verdict = Verdict::judge(&steps, &judging(2, None), None);
     assert!(
-        matches!(&verdict.limit, Some(Limit::Client { flag, step: 1, .. }) if flag == "spawn-failed"),
+        matches!(&verdict.limit, Some(Limit::Client { flag, step: 1, .. }) if *flag == Flag::SpawnFailed),
         "{:?}",
         verdict.limit
     );
@@ -346,7 +349,7 @@ fn a_client_flag_on_the_breaking_step_names_the_client() {
     assert_eq!(
         verdict.limit,
         Some(Limit::Client {
-            flag: "launch-spread".into(),
+            flag: Flag::LaunchSpread,
             step: 2,
             requests: 100,
             agent: None,

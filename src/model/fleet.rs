@@ -33,7 +33,7 @@ pub struct AgentStep {
     pub process_cpu_pct: Option<f64>,
     pub client_wait_share: Option<f64>,
     /// The client-limit flags the agent raised on its own share.
-    pub flags: Vec<String>,
+    pub flags: Vec<crate::model::rules::Flag>,
     /// Latency of the share's successful requests in microseconds, HdrHistogram V2 deflate,
     /// base64 (the interchange encoding).
     pub latency_histogram_us: String,

@@ -42,6 +42,13 @@ pub enum Side {
     Pooler,
 }
 
+/// Written under its name, as in the logs.
+impl serde::Serialize for FailureClass {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 impl FailureClass {
     pub const ALL: [FailureClass; 11] = [
         FailureClass::Refused,
