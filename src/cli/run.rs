@@ -26,7 +26,8 @@ use crate::pg::request::Prepare;
 // `--steps -1` is then a bad value of --steps, not an unknown option `-1`.
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
-    /// TOML file whose keys are these options' long names (e.g. `steps = 10`).
+    /// TOML file whose keys are these options' long names (e.g. `steps = 10`, `quiet = true`,
+    /// `server-setting = ["max_connections=300"]`); the command line wins [default: none].
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -48,7 +49,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub start: Option<u32>,
 
-    /// SQL run by every request; $1 is bound to a value drawn from the data files.
+    /// SQL run by every request; $1 is bound to a value drawn from the data files [default:
+    /// the demo table's lookup, SELECT * FROM sharding WHERE url_hash = decode($1, 'hex')].
     #[arg(long, value_name = "SQL")]
     pub query: Option<String>,
 

@@ -13,8 +13,8 @@ use crate::pg::tls::SslMode;
 #[serde(rename_all = "kebab-case")]
 #[merge(strategy = merge::option::overwrite_none)]
 pub struct TargetArgs {
-    /// Target: libpq key=value string or postgres:// URL. Default: DATABASE_URL, then libpq's
-    /// PG* variables and service file; for `run` with none of them, a throwaway server.
+    /// Target: libpq key=value string or postgres:// URL [default: DATABASE_URL, then libpq's
+    /// PG* variables and service file; for run, with none of them, a throwaway server].
     #[arg(long, value_name = "DSN")]
     pub dsn: Option<String>,
 

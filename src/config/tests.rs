@@ -205,3 +205,80 @@ fn repeatable_options_on_the_command_line_replace_the_files() {
     assert_eq!(gates.len(), 1);
     assert_eq!(gates[0].to_string(), "failed>3");
 }
+
+/// The `[default: …]` an option's help states.
+fn stated_default(long: &str) -> String {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build();
+    let run = cli.find_subcommand("run").unwrap();
+    let arg = run
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .unwrap();
+    let help = arg.get_help().unwrap().to_string().replace('\n', " ");
+    let (_, default) = help.rsplit_once("[default: ").unwrap();
+    default.trim_end_matches(']').to_owned()
+}
+
+#[test]
+fn the_defaults_the_help_states_are_the_ones_applied() {
+    let config = merge(&[], "").unwrap();
+    let span = |d: Duration| humantime::format_duration(d).to_string();
+    let applied = [
+        ("steps", config.plan.steps.to_string()),
+        ("step", config.plan.step.to_string()),
+        ("column", config.column.to_string()),
+        ("data", config.data_dir.display().to_string()),
+        ("logs", config.logs_dir.display().to_string()),
+        ("mode", config.mode.name().to_owned()),
+        ("timeout", span(config.timeout)),
+        ("sample-every", span(config.sample_every)),
+        ("pause", span(config.pause)),
+        ("stack-kib", (config.stack_size / 1024).to_string()),
+        (
+            "stop-failure-rate",
+            config.stop.failure_rate.unwrap().to_string(),
+        ),
+        ("tolerate", config.tolerate.to_string()),
+        ("spread-max", span(config.thresholds.spread_max)),
+        ("spread-ratio", config.thresholds.spread_ratio.to_string()),
+        (
+            "saturated-cpu",
+            config.thresholds.saturated_cpu_pct.to_string(),
+        ),
+        ("quiet", config.quiet.to_string()),
+        ("no-report", (!config.report).to_string()),
+        ("allow-writes", config.allow_writes.to_string()),
+    ];
+    for (long, value) in applied {
+        assert_eq!(stated_default(long), value, "--{long}");
+    }
+    assert!(stated_default("query").ends_with(DEFAULT_QUERY));
+    let rate = merge(&["--mode", "rate"], "").unwrap();
+    let Mode::Rate {
+        duration, arrival, ..
+    } = rate.mode
+    else {
+        panic!("{:?}", rate.mode)
+    };
+    assert_eq!(stated_default("duration"), span(duration));
+    assert_eq!(
+        stated_default("arrival"),
+        crate::cli::values::name_of(&arrival)
+    );
+    let fleet = merge(
+        &[
+            "--agents",
+            "1",
+            "--listen",
+            "127.0.0.1:7777",
+            "--dsn",
+            "host=h",
+        ],
+        "",
+    );
+    let timeout = fleet.unwrap().fleet.unwrap().timeout;
+    let stated: crate::cli::values::Span = stated_default("agents-timeout").parse().unwrap();
+    assert_eq!(stated.0, timeout);
+}
