@@ -69,9 +69,9 @@ fn encode_png(rgb: &[u8]) -> Result<Vec<u8>, String> {
         let mut encoder = png::Encoder::new(&mut out, SIZE.0, SIZE.1);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        // The default deflate was a fifth of a short run's CPU (perf): charts of flat colours
-        // compress about as well with the PNG-tuned fast one, which pgstress's cost should not
-        // pay for.
+        // The default deflate would be a fifth of a short run's CPU (perf): charts of flat
+        // colours compress about as well with the PNG-tuned fast one, and a stress tester's own
+        // cost should go to the load, not to its pictures.
         encoder.set_compression(png::Compression::Fast);
         let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
         writer.write_image_data(rgb).map_err(|e| e.to_string())?;
