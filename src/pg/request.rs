@@ -20,8 +20,8 @@ pub enum RequestClient {
     /// pgstress's own blocking connection: one socket, no runtime, SCRAM keys derived once
     /// per run unless `scram_per_connection`.
     Lean { scram_per_connection: bool },
-    /// The `postgres` crate, as before the lean connection: to check that a figure does not
-    /// depend on pgstress's own wire code.
+    /// The `postgres` crate, an independent client: to check that a figure does not depend on
+    /// pgstress's own wire code.
     Postgres,
 }
 

@@ -9,7 +9,8 @@ use crate::pg::classify::{class_of_error, classify_io_error};
 /// An error of the lean connection.
 #[derive(Debug)]
 pub enum WireError {
-    /// The socket failed (connect refused, reset, ...): classed by its kind, as today.
+    /// The socket failed (connect refused, reset, ...): classed by its errno and kind, as the
+    /// `postgres` crate's errors are, so a figure does not depend on the client.
     Io(io::Error),
     /// The request's deadline passed while waiting for the named step.
     Timeout(&'static str),

@@ -1,4 +1,4 @@
-//! The lean blocking connection (issue 12): PostgreSQL's wire protocol over one blocking socket
+//! The lean blocking connection: PostgreSQL's wire protocol over one blocking socket
 //! (TCP, Unix, or TLS through OpenSSL), with no async runtime inside, so a request costs one
 //! file descriptor and no threads of its own. Messages are encoded and parsed by the
 //! `postgres-protocol` crate; SCRAM is done here so that the salted password is derived once
