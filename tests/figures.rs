@@ -165,7 +165,7 @@ fn a_thread_held_back_waits_from_the_release_and_is_cut_off_by_the_releases_dead
     let held_back = |timeout: &str| {
         let logs = tempfile::tempdir().unwrap();
         let output = pgstress_run(logs.path())
-            .env("PGSTRESS_TEST_HOLD_BACK_MS", "1500")
+            .env(pgstress::engine::burst::HOLD_BACK_VAR, "1500")
             .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "5"])
             .args([
                 "--query",
