@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TARGET_VARS, log_file, one_line_error, read_csv_with_header, shared_dsn};
+use common::{
+    log_file, one_line_error, output_text, pgstress, read_csv_with_header, shared_dsn, step_rows,
+    summary,
+};
 
 use pgstress::model::hdr;
 
@@ -21,10 +24,7 @@ fn coordinator_address() -> String {
 
 /// `pgstress agent` dialing `address`, sending to `dsn`, with no other target or token.
 fn agent(address: &str, dsn: &str, name: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgstress"));
-    for var in TARGET_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = pgstress();
     cmd.env_remove("PGSTRESS_TOKEN")
         .args([
             "agent",
@@ -75,19 +75,6 @@ fn finish(mut child: Child, deadline: Duration, what: &str) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-fn summary(logs: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(log_file(logs, "_summary.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Lets the test server take connections from any loopback address (initdb allows 127.0.0.1
@@ -152,9 +139,14 @@ fn three_agents_send_one_step_merged_exactly_and_released_together() {
     let output = finish(run, Duration::from_secs(60), "the coordinator");
     for (i, agent) in agents.drain(..).enumerate() {
         let out = finish(agent, Duration::from_secs(10), "an agent");
-        assert!(out.status.success(), "agent {}: {}", i + 1, text(&out));
+        assert!(
+            out.status.success(),
+            "agent {}: {}",
+            i + 1,
+            output_text(&out)
+        );
     }
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
 
     let json = summary(logs.path());
     let requests = read_csv_with_header(&log_file(logs.path(), "_requests.csv"));
@@ -286,11 +278,11 @@ fn a_wrong_or_missing_token_is_refused_and_the_coordinator_keeps_waiting() {
         .unwrap();
     let output = finish(run, Duration::from_secs(60), "the coordinator");
     let right = finish(right, Duration::from_secs(10), "the agent with the token");
-    assert!(right.status.success(), "{}", text(&right));
-    assert!(output.status.success(), "{}", text(&output));
-    let said = text(&output);
+    assert!(right.status.success(), "{}", output_text(&right));
+    assert!(output.status.success(), "{}", output_text(&output));
+    let said = output_text(&output);
     assert_eq!(said.matches("refused an agent").count(), 2, "{said}");
-    let everything = format!("{said}{}{}", text(&wrong), text(&none));
+    let everything = format!("{said}{}{}", output_text(&wrong), output_text(&none));
     assert!(!everything.contains("the-right-token") && !everything.contains("a-wrong-token"));
     assert_eq!(
         summary(logs.path())["steps"][0]["agents"][0]["agent"],
@@ -317,7 +309,7 @@ fn a_plan_beyond_an_agents_caps_is_refused_on_both_sides() {
     assert!(!capped.status.success());
     let line = one_line_error(&capped.stderr);
     assert!(line.contains("--max-connections 5"), "{line}");
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
     let line = one_line_error(&output.stderr);
     assert!(
         line.contains("refused the plan") && line.contains("--max-connections 5"),
@@ -369,10 +361,10 @@ fn an_agent_killed_mid_step_ends_the_run_with_the_step_incomplete() {
     let _ = victim.wait();
     let output = finish(run, Duration::from_secs(60), "the coordinator");
     let _ = finish_or_kill(&mut survivor);
-    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
-    let said = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{}", output_text(&output));
+    let said = output_text(&output);
     assert!(said.contains("victim") && said.contains("lost"), "{said}");
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert_eq!(rows.len(), 2, "step 1 and the incomplete step 2");
     assert_eq!(rows[0]["ok"], "4", "step 1 intact");
     assert!(rows[1]["flags"].contains("partial"), "{:?}", rows[1]);
@@ -414,9 +406,9 @@ fn run_with_agents(n: u32, extra: &[&str]) -> (Output, serde_json::Value) {
     eprintln!("{extra:?}: {:?}", started.elapsed());
     for agent in agents {
         let out = finish(agent, Duration::from_secs(10), "an agent");
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
     }
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let json = summary(logs.path());
     (output, json)
 }

@@ -9,332 +9,396 @@ fn unused_port() -> u16 {
     pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).unwrap()
 }
 
-#[test]
-fn malformed_dsn_is_a_one_line_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", "host=127.0.0.1 port=notaport"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(error.contains("invalid DSN"), "{error}");
+/// How the refusal must read.
+#[derive(Clone, Copy)]
+enum Error {
+    /// Exactly one line, starting with "Error:".
+    OneLine,
+    /// clap's usage error: one line, and its tip on a second line when it has one.
+    Usage,
+    /// A usage error whose tip must be there and contain this.
+    UsageWithTip(&'static str),
 }
 
-#[test]
-fn unreachable_port_fails_fast_with_the_cause() {
-    let logs = tempfile::tempdir().unwrap();
-    let dsn = format!(
+/// What the run may print to stdout before it is refused.
+#[derive(Clone, Copy)]
+enum Stdout {
+    Any,
+    /// Nothing at all: nothing may have started.
+    Empty,
+    /// Not this, e.g. no throwaway server started.
+    Lacks(&'static str),
+}
+
+/// One bad input and how it must be refused.
+struct Case {
+    /// The arguments after `pgstress`; `{dir}` stands for the case's own empty folder.
+    args: Vec<String>,
+    /// Files written into that folder first: (name, contents).
+    files: &'static [(&'static str, &'static str)],
+    /// The exit codes allowed.
+    exit: &'static [i32],
+    error: Error,
+    /// Words the error must contain, every one of them.
+    says: &'static [&'static str],
+    /// Words it must not contain: the passwords of the command line.
+    hides: &'static [&'static str],
+    stdout: Stdout,
+    /// The folder is still empty afterwards: no logs for a run that never started.
+    no_logs: bool,
+}
+
+/// `pgstress run` logging into the case's folder, refused with a one-line error and exit 1
+/// unless the row says otherwise.
+fn run(args: &[&str]) -> Case {
+    let mut all = vec!["run", "--logs", "{dir}"];
+    all.extend_from_slice(args);
+    pgstress_with(&all)
+}
+
+/// Any other command line, after `pgstress`.
+fn pgstress_with(args: &[&str]) -> Case {
+    Case {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        files: &[],
+        exit: &[1],
+        error: Error::OneLine,
+        says: &[],
+        hides: &[],
+        stdout: Stdout::Any,
+        no_logs: false,
+    }
+}
+
+fn cases() -> Vec<(&'static str, Case)> {
+    let unreachable = format!(
         "host=127.0.0.1 port={} user=postgres password=hunter2",
         unused_port()
     );
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", &dsn])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(
-        error.contains("cannot connect") && error.contains("refused"),
-        "{error}"
-    );
-    assert!(!error.contains("hunter2"), "password leaked: {error}");
-    assert_eq!(
-        std::fs::read_dir(logs.path()).unwrap().count(),
-        0,
-        "no logs for a run that never started"
-    );
-}
-
-#[test]
-fn wrong_password_is_reported_without_it() {
-    let logs = tempfile::tempdir().unwrap();
     let dsn = shared_dsn();
-    let wrong = format!(
+    let wrong_password = format!(
         "{} password=WrongPassw0rd",
         dsn.rsplit_once(" password=").unwrap().0
     );
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", &wrong])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(error.contains("28P01"), "{error}");
-    assert!(!error.contains("WrongPassw0rd"), "password leaked: {error}");
+    vec![
+        (
+            "a malformed DSN",
+            Case {
+                exit: &[1],
+                says: &["invalid DSN"],
+                ..run(&["--dsn", "host=127.0.0.1 port=notaport"])
+            },
+        ),
+        (
+            "an unreachable port fails fast with the cause",
+            Case {
+                exit: &[1],
+                says: &["cannot connect", "refused"],
+                hides: &["hunter2"],
+                no_logs: true,
+                ..run(&["--dsn", &unreachable])
+            },
+        ),
+        (
+            "a wrong password is reported without it",
+            Case {
+                exit: &[1],
+                says: &["28P01"],
+                hides: &["WrongPassw0rd"],
+                ..run(&["--dsn", &wrong_password])
+            },
+        ),
+        (
+            "a missing data folder is named",
+            Case {
+                exit: &[1],
+                says: &["/no/such/folder"],
+                ..run(&["--data", "/no/such/folder"])
+            },
+        ),
+        (
+            "an unknown option is a usage error with clap's suggestion",
+            Case {
+                exit: &[2],
+                error: Error::UsageWithTip("'--step'"),
+                says: &["--stepz", "pgstress run --help"],
+                ..run(&["--stepz", "3"])
+            },
+        ),
+        (
+            "a missing argument is named",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["not provided: <RUN>...", "pgstress compare --help"],
+                ..pgstress_with(&["compare"])
+            },
+        ),
+        // Values are typed where they are read: one that does not parse is refused by the
+        // command line's parser, naming the option and the form it takes.
+        (
+            "a negative duration names its option",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'-1s' for '--timeout <DURATION>'", "such as 10s"],
+                no_logs: true,
+                ..run(&["--timeout", "-1s"])
+            },
+        ),
+        (
+            "a CPU list that is not one names its form",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'zero' for '--server-cpus <LIST>'", "CPU list"],
+                no_logs: true,
+                ..run(&["--server-cpus", "zero"])
+            },
+        ),
+        (
+            "a setting without its value names the form",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'--server-setting <KEY=VALUE>'", "KEY=VALUE"],
+                no_logs: true,
+                ..run(&["--server-setting", "max_connections"])
+            },
+        ),
+        (
+            "a gate that does not parse shows examples",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'speed>3' for '--fail-if <GATE>'", "capacity<200"],
+                no_logs: true,
+                ..run(&["--fail-if", "speed>3"])
+            },
+        ),
+        (
+            "a listen address without a port names the form",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'localhost' for '--listen <ADDR:PORT>'", "127.0.0.1:7777"],
+                no_logs: true,
+                ..run(&["--listen", "localhost"])
+            },
+        ),
+        (
+            "a mode outside the choices lists them",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'foo'", "--mode", "burst"],
+                ..run(&["--mode", "foo"])
+            },
+        ),
+        (
+            "an sslmode outside the choices lists them",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'bogus'", "--sslmode", "verify-full"],
+                ..run(&["--sslmode", "bogus"])
+            },
+        ),
+        (
+            "an arrival outside the choices lists them",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &["'often'", "--arrival", "poisson"],
+                ..run(&["--arrival", "often"])
+            },
+        ),
+        (
+            "a DSN without --dsn is refused without its password",
+            Case {
+                exit: &[2],
+                says: &["someone:***@127.0.0.1"],
+                hides: &["Hunter2Secret"],
+                ..run(&["postgres://someone:Hunter2Secret@127.0.0.1:1/x"])
+            },
+        ),
+        (
+            "a timeout past a day",
+            Case {
+                exit: &[1, 2],
+                says: &["--timeout", "30d"],
+                ..run(&["--timeout", "30d"])
+            },
+        ),
+        (
+            "a pause past a day",
+            Case {
+                exit: &[1, 2],
+                says: &["--pause", "18446744073709551615s"],
+                ..run(&["--pause", "18446744073709551615s"])
+            },
+        ),
+        (
+            "a negative count of steps",
+            Case {
+                exit: &[1, 2],
+                says: &["--steps", "-1"],
+                ..run(&["--steps", "-1"])
+            },
+        ),
+        (
+            "a gate on a step the plan lacks is refused before the run",
+            Case {
+                exit: &[1],
+                says: &["p99>10ms@7", "5, 10, 15"],
+                stdout: Stdout::Lacks("throwaway"),
+                ..run(&["--steps", "3", "--step", "5", "--fail-if", "p99>10ms@7"])
+            },
+        ),
+        (
+            "a value of the wrong type is a one-line usage error",
+            Case {
+                exit: &[2],
+                says: &["'ten'", "--steps"],
+                ..run(&["--steps", "ten"])
+            },
+        ),
+        (
+            "zero steps is refused before any server starts",
+            Case {
+                exit: &[1],
+                says: &["--steps '0'"],
+                stdout: Stdout::Empty,
+                ..run(&["--steps", "0"])
+            },
+        ),
+        (
+            "an unknown config key is named",
+            Case {
+                files: &[("bad.toml", "stepz = 3\n")],
+                exit: &[1],
+                says: &["stepz"],
+                ..run(&["--config", "{dir}/bad.toml"])
+            },
+        ),
+        (
+            "a query that does not prepare shows the server's error",
+            Case {
+                exit: &[1],
+                says: &["syntax error", "42601"],
+                ..run(&[
+                    "--dsn",
+                    &dsn,
+                    "--query",
+                    "SELEC * FROM sharding WHERE url = $1",
+                ])
+            },
+        ),
+        (
+            "an unwritable logs folder fails before the run",
+            Case {
+                files: &[("file", "")],
+                exit: &[1],
+                says: &["--logs"],
+                stdout: Stdout::Empty,
+                ..pgstress_with(&["run", "--logs", "{dir}/file/logs", "--dsn", &dsn])
+            },
+        ),
+        (
+            "malformed TOML is named",
+            Case {
+                files: &[("bad.toml", "steps = [unclosed\n")],
+                exit: &[1],
+                says: &["bad.toml"],
+                ..run(&["--config", "{dir}/bad.toml"])
+            },
+        ),
+        (
+            "a query with a parameter and an empty data folder",
+            Case {
+                exit: &[1],
+                says: &["no *.csv file"],
+                stdout: Stdout::Empty,
+                ..run(&["--query", "SELECT $1::text", "--data", "{dir}"])
+            },
+        ),
+        (
+            // $1 inside a dollar-quoted literal is no parameter: the server sees none.
+            "the parameter count is checked by the server",
+            Case {
+                exit: &[1],
+                says: &["takes 0 parameters but pgstress binds 1"],
+                ..run(&["--dsn", &dsn, "--query", "SELECT $$ $1 $$"])
+            },
+        ),
+        (
+            "a step beyond the thread limit is refused before the run",
+            Case {
+                exit: &[1],
+                says: &["threads at once"],
+                stdout: Stdout::Empty,
+                ..run(&["--steps", "1", "--start", "4000000000"])
+            },
+        ),
+    ]
 }
 
-#[test]
-fn missing_data_folder_is_named() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--data", "/no/such/folder"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("/no/such/folder"));
-}
-
-#[test]
-fn unknown_option_is_a_usage_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .arg("--stepz")
-        .arg("3")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let (error, tip) = usage_error(&output.stderr);
-    assert!(error.contains("--stepz"), "{error}");
-    assert!(error.contains("pgstress run --help"), "{error}");
-    let tip = tip.expect("clap's suggestion kept");
-    assert!(tip.contains("'--step'"), "{tip}");
-}
-
-#[test]
-fn a_missing_argument_is_named() {
-    let output = assert_cmd::Command::cargo_bin("pgstress")
-        .unwrap()
-        .arg("compare")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let (error, _) = usage_error(&output.stderr);
-    assert!(error.contains("not provided: <RUN>..."), "{error}");
-    assert!(error.contains("pgstress compare --help"), "{error}");
-}
-
-#[test]
-fn a_malformed_value_is_a_usage_error_naming_its_option_and_the_form() {
-    // Values are typed where they are read: a duration, a CPU list, a KEY=VALUE or a gate
-    // that does not parse is refused by the command line's parser, before any check.
-    for (option, value, form) in [
-        ("--timeout", "-1s", "such as 10s"),
-        ("--server-cpus", "zero", "CPU list"),
-        ("--server-setting", "max_connections", "KEY=VALUE"),
-        ("--fail-if", "speed>3", "capacity<200"),
-        ("--listen", "localhost", "127.0.0.1:7777"),
-    ] {
-        let logs = tempfile::tempdir().unwrap();
-        let output = pgstress_run(logs.path())
-            .args([option, value])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{option} {value}");
-        let (error, _) = usage_error(&output.stderr);
-        assert!(
-            error.contains(&format!("'{value}' for '{option} ")) && error.contains(form),
-            "{error}"
-        );
-        assert_eq!(std::fs::read_dir(logs.path()).unwrap().count(), 0);
-    }
-}
-
-#[test]
-fn a_value_outside_the_choices_is_a_usage_error_listing_them() {
-    for (option, value, choice) in [
-        ("--mode", "foo", "burst"),
-        ("--sslmode", "bogus", "verify-full"),
-        ("--arrival", "often", "poisson"),
-    ] {
-        let logs = tempfile::tempdir().unwrap();
-        let output = pgstress_run(logs.path())
-            .args([option, value])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{option} {value}");
-        let (error, _) = usage_error(&output.stderr);
-        assert!(
-            error.contains(&format!("'{value}'"))
-                && error.contains(option)
-                && error.contains(choice),
-            "{error}"
-        );
-    }
-}
-
-#[test]
-fn a_dsn_without_dsn_is_refused_without_its_password() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .arg("postgres://someone:Hunter2Secret@127.0.0.1:1/x")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let error = one_line_error(&output.stderr);
-    assert!(error.contains("someone:***@127.0.0.1"), "{error}");
-    assert!(!error.contains("Hunter2Secret"), "password leaked: {error}");
-}
-
-#[test]
-fn durations_past_a_day_and_negative_counts_are_refused_by_name() {
-    for (option, value) in [
-        ("--timeout", "30d"),
-        ("--pause", "18446744073709551615s"),
-        ("--steps", "-1"),
-    ] {
-        let logs = tempfile::tempdir().unwrap();
-        let output = pgstress_run(logs.path())
-            .args([option, value])
-            .output()
-            .unwrap();
-        assert!(
-            matches!(output.status.code(), Some(1 | 2)),
-            "{option} {value}"
-        );
-        let error = one_line_error(&output.stderr);
-        assert!(error.contains(option) && error.contains(value), "{error}");
-    }
-}
-
-#[test]
-fn a_gate_on_a_step_the_plan_lacks_is_refused_before_the_run() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--steps", "3", "--step", "5", "--fail-if", "p99>10ms@7"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(
-        error.contains("p99>10ms@7") && error.contains("5, 10, 15"),
-        "{error}"
-    );
-    assert!(
-        !String::from_utf8_lossy(&output.stdout).contains("throwaway"),
-        "nothing started"
-    );
-}
-
-#[test]
-fn a_value_of_the_wrong_type_is_a_one_line_usage_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--steps", "ten"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let error = one_line_error(&output.stderr);
-    assert!(
-        error.contains("'ten'") && error.contains("--steps"),
-        "{error}"
-    );
-}
-
-#[test]
-fn zero_steps_is_refused_before_any_server_starts() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--steps", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("--steps '0'"));
-    assert!(
-        output.stdout.is_empty(),
-        "nothing may start: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-}
-
-#[test]
-fn unknown_config_key_is_named() {
+/// Runs one case in a folder of its own and checks every part of its refusal.
+fn check(what: &str, case: &Case) {
+    // The shared helpers' own assertions do not know the case: this names it in the output.
+    eprintln!("case: {what}");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "stepz = 3\n").unwrap();
-    let output = pgstress_run(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("stepz"));
-}
-
-#[test]
-fn query_that_does_not_prepare_shows_the_server_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args([
-            "--dsn",
-            &shared_dsn(),
-            "--query",
-            "SELEC * FROM sharding WHERE url = $1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
+    for (name, contents) in case.files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    let folder = dir.path().to_str().unwrap();
+    let args: Vec<String> = case
+        .args
+        .iter()
+        .map(|a| a.replace("{dir}", folder))
+        .collect();
+    let output = pgstress().args(&args).output().unwrap();
+    let code = output.status.code();
     assert!(
-        error.contains("syntax error") && error.contains("42601"),
-        "{error}"
+        code.is_some_and(|c| case.exit.contains(&c)),
+        "{what}: exit {code:?}, not one of {:?}\n{}",
+        case.exit,
+        output_text(&output)
     );
+    let error = match case.error {
+        Error::OneLine => one_line_error(&output.stderr),
+        Error::Usage => usage_error(&output.stderr).0,
+        Error::UsageWithTip(expected) => {
+            let (error, tip) = usage_error(&output.stderr);
+            let tip = tip.expect("clap's suggestion kept");
+            assert!(tip.contains(expected), "{what}: {tip}");
+            error
+        }
+    };
+    for word in case.says {
+        assert!(error.contains(word), "{what}: no {word:?} in {error}");
+    }
+    for secret in case.hides {
+        assert!(!error.contains(secret), "{what}: password leaked: {error}");
+    }
+    let stdout = text(&output.stdout);
+    match case.stdout {
+        Stdout::Any => {}
+        Stdout::Empty => assert!(stdout.is_empty(), "{what}: nothing may start: {stdout}"),
+        Stdout::Lacks(word) => assert!(!stdout.contains(word), "{what}: nothing started"),
+    }
+    if case.no_logs {
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{what}: no logs for a run that never started"
+        );
+    }
 }
 
 #[test]
-fn unwritable_logs_folder_fails_before_the_run() {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    let output = pgstress_run(&file.path().join("logs"))
-        .args(["--dsn", &shared_dsn()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("--logs"));
-    assert!(output.stdout.is_empty());
-}
-
-#[test]
-fn malformed_toml_is_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "steps = [unclosed\n").unwrap();
-    let output = pgstress_run(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("bad.toml"));
-}
-
-#[test]
-fn query_with_a_parameter_and_an_empty_data_folder_is_refused() {
-    let data = tempfile::tempdir().unwrap();
-    let output = pgstress_run(data.path())
-        .args(["--query", "SELECT $1::text"])
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("no *.csv file"));
-    assert!(output.stdout.is_empty(), "nothing may start");
-}
-
-#[test]
-fn parameter_count_is_checked_by_the_server() {
-    let logs = tempfile::tempdir().unwrap();
-    // $1 inside a dollar-quoted literal is no parameter: the server sees none.
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", &shared_dsn(), "--query", "SELECT $$ $1 $$"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let error = one_line_error(&output.stderr);
-    assert!(
-        error.contains("takes 0 parameters but pgstress binds 1"),
-        "{error}"
-    );
-}
-
-#[test]
-fn step_beyond_the_thread_limit_is_refused_before_the_run() {
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--steps", "1", "--start", "4000000000"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(one_line_error(&output.stderr).contains("threads at once"));
-    assert!(output.stdout.is_empty());
+fn each_bad_input_is_refused_naming_it() {
+    for (what, case) in cases() {
+        check(what, &case);
+    }
 }

@@ -19,12 +19,6 @@ fn sql(statement: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn data_folder(name: &str, text: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(name), text).unwrap();
-    dir
-}
-
 fn run(logs: &Path, args: &[&str]) -> Output {
     pgstress_run(logs)
         .args(["--dsn", &shared_dsn(), "--no-report"])
@@ -273,14 +267,6 @@ fn a_full_disk_mid_run_still_prints_the_verdict_of_the_finished_steps() {
         assert!(!empty_picture, "an empty {name} was left");
         assert!(!name.ends_with(".tmp"), "a temporary {name} was left");
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn step_rows(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    read_csv_with_header(&log_file(dir, "_steps.csv"))
 }
 
 /// Limits for the child pgstress only, set between fork and exec.

@@ -37,14 +37,6 @@ fn finish(child: Child) -> Output {
     waiter.join().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn step_rows(logs: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    read_csv_with_header(&log_file(logs, "_steps.csv"))
-}
-
 /// Signals the postmaster and every backend (each runs in a session of its own).
 /// Signals the postmaster before its backends: once it is stopped it forks no
 /// more, so the list of backends read after it is complete. Read the other way

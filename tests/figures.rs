@@ -4,54 +4,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
-
-type Row = HashMap<String, String>;
-
-fn summary(logs: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(log_file(logs, "_summary.json")).unwrap())
-        .unwrap()
-}
-
-fn steps(logs: &Path) -> Vec<Row> {
-    read_csv_with_header(&log_file(logs, "_steps.csv"))
-}
-
-fn float(row: &Row, column: &str) -> f64 {
-    row[column]
-        .parse()
-        .unwrap_or_else(|_| panic!("column {column} = {:?} in {row:?}", row[column]))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A run that must succeed; its stdout and stderr.
-fn run_ok(logs: &Path, args: &[&str]) -> String {
-    let output = pgstress_run(logs).args(args).output().unwrap();
-    let text = text(&output);
-    assert!(output.status.success(), "{text}");
-    text
-}
-
-/// A data folder of one file holding `values`, one a line.
-fn data_folder(values: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("values.csv"), values.join("\n") + "\n").unwrap();
-    dir
-}
 
 /// A run of 60 requests holding their connections, with 80 open files for the whole process.
 fn out_of_open_files(mode: &[&str]) {
@@ -84,13 +40,13 @@ fn out_of_open_files(mode: &[&str]) {
         });
     }
     let output = command.output().unwrap();
-    let all = text(&output);
+    let all = output_text(&output);
     assert!(output.status.success(), "{all}");
     assert!(
         !all.contains("panicked at"),
         "a panic reached the terminal:\n{all}"
     );
-    let row = &steps(logs.path())[0];
+    let row = &step_rows(logs.path())[0];
     assert!(number(row, "client") > 0, "{row:?}\n{all}");
     assert_eq!(
         number(row, "ok") + number(row, "client"),
@@ -125,7 +81,7 @@ fn values_without_a_row_or_malformed_are_the_datas_failures_not_a_breaking_point
     let logs = tempfile::tempdir().unwrap();
     // 0 has no row; x is not an integer (SQLSTATE 22P02); the first value is good, for the
     // pre-flight request.
-    let data = data_folder(&["1", "2", "3", "4", "5", "6", "7", "8", "0", "x"]);
+    let data = data_folder("values.csv", "1\n2\n3\n4\n5\n6\n7\n8\n0\nx\n");
     let query = "SELECT $1::int WHERE $1::int <> 0";
     let data_path = data.path().to_str().unwrap();
     let out = run_ok(
@@ -143,7 +99,7 @@ fn values_without_a_row_or_malformed_are_the_datas_failures_not_a_breaking_point
             data_path,
         ],
     );
-    let rows = steps(logs.path());
+    let rows = step_rows(logs.path());
     let no_row: u64 = rows.iter().map(|r| number(r, "no_row")).sum();
     let bad: u64 = rows.iter().map(|r| number(r, "bad_value")).sum();
     assert!(no_row > 0 && bad > 0, "{rows:?}");
@@ -165,7 +121,7 @@ fn a_thread_held_back_waits_from_the_release_and_is_cut_off_by_the_releases_dead
     let held_back = |timeout: &str| {
         let logs = tempfile::tempdir().unwrap();
         let output = pgstress_run(logs.path())
-            .env("PGSTRESS_TEST_HOLD_BACK_MS", "1500")
+            .env(pgstress::engine::burst::HOLD_BACK_VAR, "1500")
             .args(["--dsn", &shared_dsn(), "--steps", "1", "--step", "5"])
             .args([
                 "--query",
@@ -176,8 +132,8 @@ fn a_thread_held_back_waits_from_the_release_and_is_cut_off_by_the_releases_dead
             ])
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", text(&output));
-        steps(logs.path()).remove(0)
+        assert!(output.status.success(), "{}", output_text(&output));
+        step_rows(logs.path()).remove(0)
     };
     let row = held_back("10s");
     assert_eq!(number(&row, "ok"), 5, "{row:?}");
@@ -216,7 +172,7 @@ fn a_burst_the_server_serialises_falls_short_of_its_concurrency_and_one_it_holds
                 query,
             ],
         );
-        steps(logs.path()).remove(0)
+        step_rows(logs.path()).remove(0)
     };
     // Each request holds its connection for two seconds: all 30 are connected at once.
     let held = burst(&shared_dsn(), "30", "SELECT $1::text FROM pg_sleep(2)");
@@ -267,7 +223,7 @@ fn throughput_counts_successes_and_attempts_beside_them() {
             "SELECT $1::text FROM pg_sleep(0.5)",
         ],
     );
-    let row = &steps(logs.path())[0];
+    let row = &step_rows(logs.path())[0];
     let (ok, refused) = (number(row, "ok"), number(row, "too_many_clients"));
     assert!(ok > 0 && refused > 0, "{row:?}");
     let wall = float(row, "wall_s");
@@ -326,7 +282,7 @@ fn sessions_already_open_shrink_the_usable_connections_and_are_not_counted_as_pg
         out.contains(&format!("{open} sessions open): {usable} free")),
         "{out}"
     );
-    let rows = steps(logs.path());
+    let rows = step_rows(logs.path());
     // 10 fit beside the others; 18 cannot, and the step says so.
     assert_eq!(number(&rows[0], "too_many_clients"), 0, "{:?}", rows[0]);
     assert!(!rows[0]["flags"].contains("over-max-connections"));
@@ -364,7 +320,7 @@ fn a_small_share_of_server_failures_is_tolerated_only_when_asked() {
                 "SELECT $1::text FROM pg_sleep(1)",
             ],
         );
-        let row = steps(logs.path()).remove(0);
+        let row = step_rows(logs.path()).remove(0);
         (row, summary(logs.path())["verdict"].clone())
     };
     let (row, tolerated) = run("0.2");
@@ -400,8 +356,8 @@ fn a_rate_step_interrupted_half_way_is_partial_and_not_in_the_capacity() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let output = child.wait_with_output().unwrap();
-    let rows = steps(logs.path());
-    assert_eq!(rows.len(), 2, "{rows:?}\n{}", text(&output));
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "{rows:?}\n{}", output_text(&output));
     let (first, cut) = (&rows[0], &rows[1]);
     assert_eq!(number(first, "unsent"), 0, "{first:?}");
     assert!(!first["flags"].contains("partial"), "{first:?}");

@@ -1,6 +1,6 @@
 //! The architecture, kept true: dependencies between the layers of `src/` point down only,
-//! no two files import each other in a circle, and no file or function grows past what a
-//! reader takes in at once.
+//! no two files import each other in a circle, no file or function grows past what a reader
+//! takes in at once, and no test hook reaches a build without the `test-hooks` feature.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -258,8 +258,41 @@ fn no_function_is_over_eighty_lines() {
     );
 }
 
+/// The lines naming a test hook's variable (`"PGSTRESS_TEST_…"`) with no
+/// `#[cfg(feature = "test-hooks")]` among the attributes and doc comments right above them.
+/// The hooks' readers use those constants, so the compiler keeps them gated too: a release
+/// build (no dev-dependencies, so no feature) has neither the names nor the reads.
+fn ungated_hooks(file: &str, text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut ungated = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        if !line.contains("\"PGSTRESS_TEST_") {
+            continue;
+        }
+        let gated = lines[..at]
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .take_while(|l| l.starts_with("#[") || l.starts_with("//"))
+            .any(|l| l == "#[cfg(feature = \"test-hooks\")]");
+        if !gated {
+            ungated.push(format!("{file}:{}", at + 1));
+        }
+    }
+    ungated
+}
+
 #[test]
-fn the_checks_see_a_circle_and_a_long_function_when_there_is_one() {
+fn every_test_hook_is_behind_the_test_hooks_feature() {
+    let ungated: Vec<String> = source_files()
+        .iter()
+        .flat_map(|f| ungated_hooks(&relative(f), &fs::read_to_string(f).unwrap()))
+        .collect();
+    assert!(ungated.is_empty(), "test hooks in every build: {ungated:?}");
+}
+
+#[test]
+fn the_checks_see_a_circle_a_long_function_and_an_ungated_hook() {
     let files: BTreeSet<String> = ["a.rs", "b/mod.rs", "b/c.rs"]
         .map(String::from)
         .into_iter()
@@ -273,4 +306,8 @@ fn the_checks_see_a_circle_and_a_long_function_when_there_is_one() {
     let body = format!("fn long() {{\n{}}}\n", "    let _ = 1;\n".repeat(85));
     assert_eq!(long_functions("x.rs", &body).len(), 1);
     assert!(long_functions("x.rs", "fn short() {\n}\n").is_empty());
+    let hook = "/// Why.\npub const X: &str = \"PGSTRESS_TEST_X\";\n";
+    assert_eq!(ungated_hooks("x.rs", hook), vec!["x.rs:2".to_string()]);
+    let gated = format!("#[cfg(feature = \"test-hooks\")]\n{hook}");
+    assert!(ungated_hooks("x.rs", &gated).is_empty());
 }

@@ -40,10 +40,6 @@ fn write_private(path: &Path, text: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn assert_ok(output: &std::process::Output, logs: &Path) -> String {
     let stdout = text(&output.stdout);
     assert!(
@@ -51,7 +47,7 @@ fn assert_ok(output: &std::process::Output, logs: &Path) -> String {
         "{stdout}\n{}",
         text(&output.stderr)
     );
-    let rows = read_csv_with_header(&log_file(logs, "_steps.csv"));
+    let rows = step_rows(logs);
     assert_eq!(number(&rows[0], "ok"), 2, "{:?}", rows[0]);
     assert!(!stdout.contains("throwaway"), "{stdout}");
     stdout
@@ -326,7 +322,7 @@ fn a_first_run_from_a_folder_without_data() {
         text(&output.stderr)
     );
     assert!(stdout.contains("demo table"), "{stdout}");
-    let rows = read_csv_with_header(&log_file(&folder.path().join("logs"), "_steps.csv"));
+    let rows = step_rows(&folder.path().join("logs"));
     assert_eq!(number(&rows[0], "ok"), 5, "{:?}", rows[0]);
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,24 +10,6 @@ use common::*;
 
 /// Each request holds its connection 20 ms, so requests queue behind busy workers.
 const BUSY_QUERY: &str = "SELECT $1::text FROM pg_sleep(0.02)";
-
-fn run_ok(logs: &Path, args: &[&str]) -> String {
-    let output = pgstress_run(logs).args(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn float(row: &HashMap<String, String>, column: &str) -> f64 {
-    row[column]
-        .parse()
-        .unwrap_or_else(|_| panic!("{column} = '{}' is not a number", row[column]))
-}
 
 #[test]
 fn pool_below_max_connections_queues_steps_far_above_it_without_failures() {
@@ -53,7 +34,7 @@ fn pool_below_max_connections_queues_steps_far_above_it_without_failures() {
         ],
     );
     assert!(stdout.contains("pool: 10 workers"), "{stdout}");
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert_eq!(rows.len(), 3);
     for row in &rows {
         assert_eq!(number(row, "failed"), 0, "the queue's promise: {row:?}");
@@ -114,7 +95,7 @@ fn pool_survives_its_connections_being_killed() {
             "--no-report",
         ],
     );
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert_eq!(rows.len(), 2, "{stdout}");
     let total = |column: &str| rows.iter().map(|r| number(r, column)).sum::<u64>();
     assert_eq!(total("requests"), 120);
@@ -163,7 +144,7 @@ fn rate_offers_the_planned_count_at_its_due_times_and_logs_the_lag() {
             "--no-report",
         ],
     );
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     // 40/s and 80/s for half a second.
     for (row, offered) in rows.iter().zip([20i64, 40]) {
         let requests = number(row, "requests") as i64;
@@ -221,7 +202,7 @@ fn rate_with_too_few_workers_drops_and_blames_the_client() {
             "--no-report",
         ],
     );
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     let row = &rows[0];
     assert_eq!(number(row, "requests"), 50);
     assert!(number(row, "dropped") >= 30, "{row:?}");
@@ -371,7 +352,7 @@ fn rate_behind_its_schedule_without_drops_is_the_clients_limit() {
     run.signal(nix::sys::signal::Signal::SIGCONT);
     let (code, stdout) = run.wait();
     assert_eq!(code, Some(0), "{stdout}");
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     let row = &rows[1];
     assert_eq!(number(row, "dropped"), 0, "{row:?}");
     assert_eq!(number(row, "failed"), 0, "{row:?}");
@@ -440,7 +421,7 @@ fn pool_workers_back_off_while_the_server_refuses_them() {
         .batch_execute("DROP DATABASE backoff_test WITH (FORCE)")
         .unwrap();
     assert_eq!(code, Some(0), "{stdout}");
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert_eq!(number(&rows[0], "ok"), 6, "{rows:?}");
     assert_eq!(number(&rows[1], "failed"), 12, "{rows:?}");
     // Step 2, one worker: the first request meets the dead connection, each later one

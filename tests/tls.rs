@@ -90,35 +90,31 @@ fn ssl_query(ssl: bool) -> String {
     format!("SELECT $1::text FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl = {ssl}")
 }
 
-fn run_ok(dsn: &str, query: &str) {
+/// A step of three requests, every one of them ok.
+fn three_ok(dsn: &str, query: &str) {
     let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args([
+    run_ok(
+        logs.path(),
+        &[
             "--dsn", dsn, "--steps", "1", "--step", "3", "--query", query,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert_eq!(number(&rows[0], "ok"), 3, "{:?}", rows[0]);
 }
 
 #[test]
 fn require_encrypts_every_request() {
     let server = tls_server();
-    run_ok(&format!("{} sslmode=require", server.dsn), &ssl_query(true));
+    three_ok(&format!("{} sslmode=require", server.dsn), &ssl_query(true));
 }
 
 #[test]
 fn prefer_encrypts_where_the_server_offers_it_and_falls_back_where_not() {
     let server = tls_server();
-    run_ok(&format!("{} sslmode=prefer", server.dsn), &ssl_query(true));
+    three_ok(&format!("{} sslmode=prefer", server.dsn), &ssl_query(true));
     // The shared cluster has no certificate: prefer connects in plain text.
-    run_ok(
+    three_ok(
         &format!("{} sslmode=prefer", shared_dsn()),
         &ssl_query(false),
     );
@@ -127,7 +123,7 @@ fn prefer_encrypts_where_the_server_offers_it_and_falls_back_where_not() {
 #[test]
 fn disable_connects_in_plain_text() {
     let server = tls_server();
-    run_ok(
+    three_ok(
         &format!("{} sslmode=disable", server.dsn),
         &ssl_query(false),
     );
@@ -141,7 +137,7 @@ fn verify_full_accepts_the_certificates_host_name() {
         "{dsn} sslmode=verify-full sslrootcert={}",
         server.root_cert.display()
     );
-    run_ok(&dsn, &ssl_query(true));
+    three_ok(&dsn, &ssl_query(true));
 }
 
 #[test]
@@ -180,7 +176,7 @@ fn verify_ca_checks_the_chain_but_not_the_host_name() {
         server.port,
         server.root_cert.display()
     );
-    run_ok(&url, &ssl_query(true));
+    three_ok(&url, &ssl_query(true));
 }
 
 #[test]
@@ -243,7 +239,7 @@ fn require_with_a_root_certificate_checks_the_chain_as_libpq_does() {
             cert.display()
         )
     };
-    run_ok(&with_root(&server.root_cert), &ssl_query(true));
+    three_ok(&with_root(&server.root_cert), &ssl_query(true));
     let other = tempfile::tempdir().unwrap();
     let (other_cert, _) = make_certificate(other.path());
     let logs = tempfile::tempdir().unwrap();

@@ -2,18 +2,11 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
 
 /// Holds every connection for half a second, so the requests of a step overlap for certain.
 const SLOW_QUERY: &str = "SELECT $1::text FROM pg_sleep(0.5)";
-
-fn summary(logs: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(log_file(logs, "_summary.json")).unwrap())
-        .unwrap()
-}
 
 #[test]
 fn first_step_above_max_connections_is_the_breaking_point() {
@@ -52,7 +45,7 @@ fn first_step_above_max_connections_is_the_breaking_point() {
         "{stdout}"
     );
 
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     assert!(
         !rows[0]["flags"].contains("over-max-connections"),
         "{:?}",
@@ -120,7 +113,7 @@ fn summary_and_steps_csv_agree_with_the_requests_they_count() {
     assert_eq!(summary["complete"], true);
     assert_eq!(summary["pgstress_version"], env!("CARGO_PKG_VERSION"));
     assert!(summary["target"].as_str().unwrap().contains("password=***"));
-    let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    let rows = step_rows(logs.path());
     let steps = summary["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
     assert_eq!(rows.len(), 3);

@@ -20,7 +20,9 @@ use crate::pg::wire::ReadySocket;
 pub const LAUNCH_ALLOWANCE: Duration = Duration::from_secs(10);
 /// Holds the first request thread of every step back this many milliseconds after the
 /// release: a thread that starts late, on demand, for the tests of latency from the release
-/// (waiting for a CPU cannot be arranged deterministically). Unset in real runs.
+/// (waiting for a CPU cannot be arranged deterministically). Only in a build with the
+/// `test-hooks` feature, which `cargo test` turns on and a release build leaves off.
+#[cfg(feature = "test-hooks")]
 pub const HOLD_BACK_VAR: &str = "PGSTRESS_TEST_HOLD_BACK_MS";
 
 /// Descriptors kept free beyond a step's sockets (the samplers' files, a monitor's socket).
@@ -37,18 +39,27 @@ pub struct Burst {
 
 impl Burst {
     pub fn new(spec: Arc<RequestSpec>, stack_size: usize) -> Self {
-        let hold_back = std::env::var(HOLD_BACK_VAR)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(Duration::from_millis);
         let for_sockets = Arc::clone(&spec);
         Burst {
             squad: Squad::new(move || for_sockets.ready_socket(), stack_size),
             spec,
-            hold_back,
+            hold_back: hold_back(),
             release: None,
         }
     }
+}
+
+#[cfg(feature = "test-hooks")]
+fn hold_back() -> Option<Duration> {
+    std::env::var(HOLD_BACK_VAR)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn hold_back() -> Option<Duration> {
+    None
 }
 
 impl Engine for Burst {

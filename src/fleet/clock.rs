@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 /// A test-only offset added to an agent's clock, in milliseconds, so that the tests can show
-/// the offset estimate cancelling it. Not an option: nothing else should set it.
+/// the offset estimate cancelling it. Not an option: only a build with the `test-hooks`
+/// feature (which `cargo test` turns on, a release build leaves off) reads it.
+#[cfg(feature = "test-hooks")]
 pub const TEST_SKEW_VAR: &str = "PGSTRESS_TEST_CLOCK_SKEW_MS";
 
 /// This process's clock for the control protocol.
@@ -18,13 +20,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let skew_ms: i64 = std::env::var(TEST_SKEW_VAR)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0);
         Clock {
             epoch: Instant::now(),
-            skew_ns: skew_ms.saturating_mul(1_000_000),
+            skew_ns: test_skew_ms().saturating_mul(1_000_000),
         }
     }
 
@@ -37,6 +35,19 @@ impl Clock {
         let since_epoch = (ns - self.skew_ns).max(0) as u64;
         self.epoch + Duration::from_nanos(since_epoch)
     }
+}
+
+#[cfg(feature = "test-hooks")]
+fn test_skew_ms() -> i64 {
+    std::env::var(TEST_SKEW_VAR)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn test_skew_ms() -> i64 {
+    0
 }
 
 impl Default for Clock {

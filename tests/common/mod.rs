@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
-
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -82,15 +82,43 @@ pub fn pgstress_run(logs: &Path) -> Command {
 
 /// The same command as a plain process, for a run a test spawns, signals or limits.
 pub fn run_command(logs: &Path) -> std::process::Command {
+    let mut cmd = pgstress();
+    cmd.arg("run").arg("--logs").arg(logs);
+    cmd
+}
+
+/// pgstress with no subcommand yet, from the repo's root, with no target from the environment.
+pub fn pgstress() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgstress"));
     for var in TARGET_VARS {
         cmd.env_remove(var);
     }
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("run")
-        .arg("--logs")
-        .arg(logs);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     cmd
+}
+
+/// A `pgstress run` that must succeed; its stdout (both streams in the message if it fails).
+pub fn run_ok(logs: &Path, args: &[&str]) -> String {
+    let output = pgstress_run(logs).args(args).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+    text(&output.stdout)
+}
+
+/// What a process wrote to one stream.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Everything a process said: its stdout, then its stderr.
+pub fn output_text(output: &Output) -> String {
+    format!("{}\n{}", text(&output.stdout), text(&output.stderr))
+}
+
+/// A data folder holding one file.
+pub fn data_folder(name: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    dir
 }
 
 /// Waits until a run logging into `logs` has logged `steps` steps, failing past `deadline`.
@@ -129,8 +157,11 @@ pub fn log_file(dir: &Path, suffix: &str) -> PathBuf {
     matches.into_iter().next().unwrap()
 }
 
+/// A CSV row as a map from header to value.
+pub type Row = std::collections::HashMap<String, String>;
+
 /// The rows of a CSV file as maps from header to value.
-pub fn read_csv_with_header(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+pub fn read_csv_with_header(path: &Path) -> Vec<Row> {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let headers = reader.headers().unwrap().clone();
     reader
@@ -157,10 +188,30 @@ pub fn read_csv_without_header(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub fn number(row: &std::collections::HashMap<String, String>, column: &str) -> u64 {
+/// The run's steps, one row each, from its `_steps.csv`.
+pub fn step_rows(logs: &Path) -> Vec<Row> {
+    read_csv_with_header(&log_file(logs, "_steps.csv"))
+}
+
+/// The run's `_summary.json`.
+pub fn summary(logs: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(log_file(logs, "_summary.json")).unwrap())
+        .unwrap()
+}
+
+pub fn number(row: &Row, column: &str) -> u64 {
     row[column]
         .parse()
         .unwrap_or_else(|_| panic!("column {column} = {:?}", row[column]))
+}
+
+pub fn float(row: &Row, column: &str) -> f64 {
+    row[column].parse().unwrap_or_else(|_| {
+        panic!(
+            "column {column} = {:?} is not a number in {row:?}",
+            row[column]
+        )
+    })
 }
 
 /// stderr of a failed command: exactly one line, starting with "Error:".
