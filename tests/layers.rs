@@ -28,7 +28,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cli", "fleet", "judge", "measure", "engine", "pg", "sys", "model",
         ],
     ),
-    ("cli", &["model"]),
+    // The command line types its values where it reads them, with the types (and parsers)
+    // of the layers that own them: a gate, an sslmode, a CPU list.
+    ("cli", &["judge", "pg", "sys", "model"]),
 ];
 
 const MAX_FILE_LINES: usize = 500;
