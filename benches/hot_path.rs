@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgstress::config::data::ParamData;
-use pgstress::pg::classify::{classify, failure_of};
+use pgstress::pg::request::classify::{classify, failure_of};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

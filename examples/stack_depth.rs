@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgstress::engine::guarded;
+use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::pg::request::{RequestClient, RequestSpec, execute};
-use pgstress::pg::server::ThrowawayServer;
-use pgstress::pg::tls::{SslMode, TlsOptions};
+use pgstress::pg::target::tls::{SslMode, TlsOptions};
 
 const PATTERN: u64 = 0xA5C3_5A3C_A5C3_5A3C;
 const SQL: &str = "SELECT $1::text";

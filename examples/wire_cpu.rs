@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::pg::request::{RequestClient, RequestSpec, execute};
-use pgstress::pg::server::ThrowawayServer;
-use pgstress::pg::tls::{SslMode, TlsOptions};
+use pgstress::pg::target::tls::{SslMode, TlsOptions};
 use pgstress::pg::wire::{self, ConnectParams};
 
 const SQL: &str = "SELECT $1::text";

@@ -8,7 +8,7 @@ use pgstress::cli::Cli;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    pgstress::pg::tls::skip_system_ca_bundle();
+    pgstress::pg::target::tls::skip_system_ca_bundle();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
@@ -35,10 +35,13 @@ fn usage_error(err: clap::Error) -> ExitCode {
     }
     let (message, tip) = usage_message(&err.render().to_string());
     let command = help_command(&std::env::args().collect::<Vec<_>>());
-    let message = pgstress::pg::redact::redact_secrets(&message);
+    let message = pgstress::pg::target::redact::redact_secrets(&message);
     eprintln!("Error: {message}; see `pgstress{command} --help`");
     if let Some(tip) = tip {
-        eprintln!("  tip: {}", pgstress::pg::redact::redact_secrets(&tip));
+        eprintln!(
+            "  tip: {}",
+            pgstress::pg::target::redact::redact_secrets(&tip)
+        );
     }
     ExitCode::from(USAGE)
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use pgstress::pg::server::ThrowawayServer;
+use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::sys::affinity;
 
 fn two_cpus() -> bool {

@@ -56,7 +56,7 @@ fn source_files() -> Vec<PathBuf> {
     files
 }
 
-/// The path of a file relative to `src/`, as `pg/request.rs`.
+/// The path of a file relative to `src/`, as `pg/request/kept.rs`.
 fn relative(path: &Path) -> String {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     path.strip_prefix(&src)

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use pgstress::pg::pooler::ThrowawayPooler;
+use pgstress::pg::local::pooler::ThrowawayPooler;
 
 fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

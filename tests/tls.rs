@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
-use pgstress::pg::server::ThrowawayServer;
+use pgstress::pg::local::server::ThrowawayServer;
 
 /// Where the certificate lives, and the cluster using it.
 struct TlsServer {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::start_server;
 use pgstress::model::outcome::FailureClass;
+use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::pg::request::{RequestClient, RequestSpec, execute};
-use pgstress::pg::server::ThrowawayServer;
-use pgstress::pg::tls::{SslMode, TlsOptions};
+use pgstress::pg::target::tls::{SslMode, TlsOptions};
 use pgstress::pg::wire::{self, Address, ConnectParams, Connection, Session};
 
 /// The cluster of these tests: TLS on, and one role per authentication method.

@@ -11,7 +11,7 @@ use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::ServerFacts;
 use crate::model::outcome::{Failure, FailureClass, Side};
-use crate::pg::kept::Kept;
+use crate::pg::request::kept::Kept;
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, refuses_startup_options, within};
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::Status;
 use crate::config::PrepareConfig;
-use crate::pg::demo;
+use crate::pg::local::demo;
 
 pub fn prepare(config: &PrepareConfig) -> anyhow::Result<Status> {
     for warning in config.target.warnings() {

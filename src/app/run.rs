@@ -27,16 +27,16 @@ use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
-use crate::pg::pooler::ThrowawayPooler;
+use crate::pg::local::pooler::ThrowawayPooler;
+use crate::pg::local::server::ThrowawayServer;
 use crate::pg::request::RequestSpec;
-use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::sys::interrupt;
 
 pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     // Before any thread starts, so that every thread of pgstress runs on its own CPUs.
     let placement = place_sides(&config)?;
-    interrupt::install(crate::pg::server::kill_all_now);
+    interrupt::install(crate::pg::local::server::kill_all_now);
     quiet_request_panics();
     // Input first: nothing is sent to any server before it is known good.
     let data = match config.takes_parameter && !config.data_from_demo {

@@ -20,9 +20,9 @@ use crate::model::facts::{PlanFacts, ServerFacts};
 use crate::model::plan::Mode;
 use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
-use crate::pg::pooler::ThrowawayPooler;
+use crate::pg::local::pooler::ThrowawayPooler;
+use crate::pg::local::server::ThrowawayServer;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
-use crate::pg::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::pg::wire;
 
@@ -55,7 +55,7 @@ pub fn demo_data(
     let mut client = target
         .connect(target.setup_timeout(), "pgstress-setup")
         .context("cannot connect to the throwaway server")?;
-    let values = crate::pg::demo::write_data(&mut client, folder.path())?;
+    let values = crate::pg::local::demo::write_data(&mut client, folder.path())?;
     printer.note(format!(
         "no data/ folder here and no --data: drawing the parameters from the demo table's {values} sampled rows"
     ));
@@ -231,7 +231,7 @@ pub fn start_throwaway(
         .target()
         .connect(crate::pg::target::DEFAULT_SETUP_TIMEOUT, "pgstress-setup")
         .context("cannot connect to the throwaway server")?;
-    crate::pg::demo::seed(&mut client, crate::pg::demo::DEFAULT_ROWS)
+    crate::pg::local::demo::seed(&mut client, crate::pg::local::demo::DEFAULT_ROWS)
         .context("cannot create the demo data")?;
     Ok(server)
 }
@@ -262,7 +262,7 @@ pub fn pooler_side(
     match pooler {
         Some(pooler) => (
             Some(LocalPooler::of_pid(pooler.pid())),
-            crate::pg::console::open(&pooler.console_target()),
+            crate::pg::local::console::open(&pooler.console_target()),
         ),
         None => {
             let local = target
@@ -270,7 +270,7 @@ pub fn pooler_side(
                 .then(|| LocalPooler::listening_on(target.first_address().1, server))
                 .flatten();
             let console = match local.is_some() || target.settings_in_band() {
-                true => crate::pg::console::open(target),
+                true => crate::pg::local::console::open(target),
                 false => None,
             };
             (local, console)

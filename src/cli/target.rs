@@ -6,7 +6,7 @@ use clap::Args;
 use merge::Merge;
 use serde::Deserialize;
 
-use crate::pg::tls::SslMode;
+use crate::pg::target::tls::SslMode;
 
 /// Where the load goes and how TLS reaches it.
 #[derive(Debug, Clone, Default, Args, Deserialize, Merge)]

@@ -1,7 +1,7 @@
 //! The target named by the environment: `DATABASE_URL`, and libpq's own variables, password
 //! file and service file, for users who already set them up for psql.
 
-use crate::pg::libpq::Inputs;
+use crate::pg::target::libpq::Inputs;
 
 /// The environment as it bears on the target.
 #[derive(Debug, Default)]

@@ -28,7 +28,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Gate(#[from] GateError),
     #[error(transparent)]
-    Tls(#[from] crate::pg::tls::TlsError),
+    Tls(#[from] crate::pg::target::tls::TlsError),
 }
 
 pub(super) fn invalid(

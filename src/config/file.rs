@@ -29,7 +29,7 @@ pub(super) fn parse(text: &str) -> Result<RunArgs, String> {
     // serde quotes a value of the wrong type: a DSN written under another key keeps its
     // password out of the message.
     let located = |err: toml::de::Error| {
-        let message = crate::pg::redact::redact_secrets(err.message());
+        let message = crate::pg::target::redact::redact_secrets(err.message());
         match err.span().and_then(|span| key_at(text, span.start)) {
             Some((line, key)) => format!("{message} (line {line}, key `{key}`)"),
             None => message,

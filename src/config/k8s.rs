@@ -246,7 +246,7 @@ fn run_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
             .iter()
             .find(|(name, _)| *name == option)
         {
-            let shown = crate::pg::redact::redact_secrets(arg);
+            let shown = crate::pg::target::redact::redact_secrets(arg);
             return Err(invalid("run option", shown, format!("leave it out: {why}")));
         }
     }
@@ -255,7 +255,7 @@ fn run_args(args: Vec<String>) -> Result<Vec<String>, ConfigError> {
         let rendered = err.render().to_string();
         let first = rendered.lines().next().unwrap_or("invalid option");
         let first = first.strip_prefix("error: ").unwrap_or(first);
-        let shown = crate::pg::redact::redact_secrets(&args.join(" "));
+        let shown = crate::pg::target::redact::redact_secrets(&args.join(" "));
         return Err(invalid(
             "run options",
             shown,

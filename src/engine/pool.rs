@@ -13,7 +13,7 @@ use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, hold_unt
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
-use crate::pg::kept::Kept;
+use crate::pg::request::kept::Kept;
 use crate::pg::request::{self, RequestSpec};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).

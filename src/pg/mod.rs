@@ -1,17 +1,10 @@
-//! PostgreSQL: where the target is, how to reach it (TLS, the lean wire connection), the
-//! throwaway server, one request, and the demo data set.
+//! PostgreSQL, one folder a job: where the target is and how to reach it (`target`: libpq's
+//! resolution, TLS, masking passwords), the wire client (`wire`), one request and the
+//! connections kept across requests with their failures classified (`request`), and the
+//! processes pgstress starts and stops on this machine (`local`: the throwaway server, the
+//! pooler, the watchdog that removes them).
 
-pub mod classify;
-pub mod console;
-pub mod demo;
-pub mod kept;
-pub mod libpq;
-pub mod pooler;
-pub mod redact;
+pub mod local;
 pub mod request;
-pub mod server;
 pub mod target;
-pub mod throwaway;
-pub mod tls;
-pub mod watchdog;
 pub mod wire;

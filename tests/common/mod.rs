@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use pgstress::pg::server::ThrowawayServer;
+use pgstress::pg::local::server::ThrowawayServer;
 
 mod slow_door;
 #[allow(unused_imports)] // each test binary uses its own subset
@@ -49,7 +49,7 @@ pub fn start_server(settings: &[(&str, &str)]) -> ThrowawayServer {
         .target()
         .connect(Duration::from_secs(10), "pgstress-test")
         .unwrap();
-    pgstress::pg::demo::seed(&mut client, pgstress::pg::demo::DEFAULT_ROWS).unwrap();
+    pgstress::pg::local::demo::seed(&mut client, pgstress::pg::local::demo::DEFAULT_ROWS).unwrap();
     server
 }
 

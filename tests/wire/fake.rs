@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use pgstress::model::outcome::FailureClass;
-use pgstress::pg::tls::{SslMode, TlsOptions};
+use pgstress::pg::target::tls::{SslMode, TlsOptions};
 use pgstress::pg::wire::{self, Address, ConnectParams, WireError};
 use proptest::prelude::*;
 

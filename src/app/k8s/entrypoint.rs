@@ -44,7 +44,7 @@ pub fn start(role: Role) -> anyhow::Result<u8> {
         }
         Role::Coordinator { args, hold } => {
             install_handlers()?;
-            let shown = crate::pg::redact::redact_secrets(&args.join(" "));
+            let shown = crate::pg::target::redact::redact_secrets(&args.join(" "));
             say(&format!("coordinator: pgstress {shown}"));
             let child = Command::new(&me)
                 .args(&args)

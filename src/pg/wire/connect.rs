@@ -15,7 +15,7 @@ use super::error::WireError;
 use super::query::InBand;
 use super::reader::{MessageReader, io_error};
 use super::stream::{Stream, Transport, arm_tcp, time_left};
-use crate::pg::tls::{SslMode, TlsError, TlsOptions};
+use crate::pg::target::tls::{SslMode, TlsError, TlsOptions};
 
 /// Where the server listens.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl WireTls {
     /// None for `disable`.
     pub fn from_options(options: &TlsOptions) -> Result<Option<WireTls>, TlsError> {
         Ok(
-            crate::pg::tls::ssl_connector(options)?.map(|connector| WireTls {
+            crate::pg::target::tls::ssl_connector(options)?.map(|connector| WireTls {
                 connector,
                 mode: options.mode,
             }),

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::model::outcome::{Failure, FailureClass};
-use crate::pg::classify::{class_of_error, classify_io_error};
+use crate::pg::request::classify::{class_of_error, classify_io_error};
 
 /// An error of the lean connection.
 #[derive(Debug)]

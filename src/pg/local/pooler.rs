@@ -17,12 +17,12 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 use thiserror::Error;
 
-use crate::pg::server::server_owner;
-use crate::pg::target::ConnectTarget;
-use crate::pg::throwaway::{
+use crate::pg::local::server::server_owner;
+use crate::pg::local::throwaway::{
     ReadyLogs, free_port, loopback_target, spawn_as, wait_until_ready, write_private,
 };
-use crate::pg::watchdog::Watchdog;
+use crate::pg::local::watchdog::Watchdog;
+use crate::pg::target::ConnectTarget;
 
 /// Time for PgBouncer to accept connections after it is launched.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -119,7 +119,7 @@ impl ThrowawayPooler {
         let version = version_of(&binary);
         let mut command = Command::new(&binary);
         command.arg(data.join("pgbouncer.ini"));
-        crate::pg::tls::restore_ca_bundle(&mut command);
+        crate::pg::target::tls::restore_ca_bundle(&mut command);
         let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
             .map_err(|err| PoolerError::Start(err.to_string()))?;
         pin(&child, cpus)?;

@@ -1,4 +1,8 @@
-//! One request against PostgreSQL, and what it measured.
+//! One request against PostgreSQL, and what it measured; the connections a pool keeps
+//! across requests (kept), and why a request failed (classify), whichever client sent it.
+
+pub mod classify;
+pub mod kept;
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -11,7 +15,7 @@ use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
-use crate::pg::tls::{Connector, TlsError, TlsOptions};
+use crate::pg::target::tls::{Connector, TlsError, TlsOptions};
 use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
 
 /// Which client library sends the requests that open a connection each.
@@ -118,7 +122,7 @@ impl RequestSpec {
     pub fn connect(&self) -> Result<Client, Failure> {
         self.connector
             .connect(&self.config)
-            .map_err(|err| crate::pg::classify::failure_of(&err))
+            .map_err(|err| crate::pg::request::classify::failure_of(&err))
     }
 }
 
@@ -220,7 +224,7 @@ impl Session {
         };
         let statement = client
             .prepare_typed(&spec.query, types)
-            .map_err(|err| crate::pg::classify::failure_of(&err))?;
+            .map_err(|err| crate::pg::request::classify::failure_of(&err))?;
         Ok(Session { client, statement })
     }
 }
@@ -265,14 +269,14 @@ pub fn run_query(
     let begin = format!("{}; {}", settings.begin(), settings.set_timeout());
     let outcome = client
         .batch_execute(&begin)
-        .map_err(|err| crate::pg::classify::failure_of(&err))
+        .map_err(|err| crate::pg::request::classify::failure_of(&err))
         .and_then(|()| query_rows(client, spec, param));
     let end = match outcome {
         Ok(()) => "COMMIT",
         Err(_) => "ROLLBACK",
     };
     match client.batch_execute(end) {
-        Err(err) if outcome.is_ok() => Err(crate::pg::classify::failure_of(&err)),
+        Err(err) if outcome.is_ok() => Err(crate::pg::request::classify::failure_of(&err)),
         _ => outcome,
     }
 }
@@ -291,7 +295,7 @@ fn rows_outcome(result: Result<Vec<postgres::Row>, postgres::Error>) -> Result<(
     match result {
         Ok(rows) if rows.is_empty() => Err(Failure::new(FailureClass::NoRow, "no row came back")),
         Ok(_) => Ok(()),
-        Err(err) => Err(crate::pg::classify::failure_of(&err)),
+        Err(err) => Err(crate::pg::request::classify::failure_of(&err)),
     }
 }
 

@@ -1,4 +1,10 @@
-//! The server under load: how to reach it, with its password kept out of everything printed.
+//! The server under load: where it is (libpq's resolution of a DSN, the environment, the
+//! password and service files), how to reach it (TLS), with its password kept out of
+//! everything printed (redact).
+
+pub mod libpq;
+pub mod redact;
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -8,8 +14,8 @@ use postgres::config::Host;
 use postgres::{Client, Config};
 use thiserror::Error;
 
-use crate::pg::libpq::{self, Inputs, LibpqError, Resolved};
-use crate::pg::tls::{self, Connector, SslMode, TlsError, TlsOptions};
+use self::libpq::{Inputs, LibpqError, Resolved};
+use self::tls::{Connector, SslMode, TlsError, TlsOptions};
 use crate::pg::wire::{self, InBand};
 
 #[derive(Debug, Error)]
@@ -441,5 +447,5 @@ fn describe(config: &Config, tls: &TlsOptions) -> String {
 }
 
 #[cfg(test)]
-#[path = "target_tests.rs"]
+#[path = "tests.rs"]
 mod tests;

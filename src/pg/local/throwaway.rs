@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::User;
 
 use crate::pg::target::ConnectTarget;
-use crate::pg::tls::{SslMode, TlsOptions};
+use crate::pg::target::tls::{SslMode, TlsOptions};
 
 /// Writes a file only its owner may read, created so: never readable by others, not even
 /// for a moment.

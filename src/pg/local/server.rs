@@ -15,11 +15,11 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 use thiserror::Error;
 
-use crate::pg::target::ConnectTarget;
-use crate::pg::throwaway::{
+use crate::pg::local::throwaway::{
     ReadyLogs, free_port, last_lines, loopback_target, spawn_as, wait_until_ready, write_private,
 };
-use crate::pg::watchdog::Watchdog;
+use crate::pg::local::watchdog::Watchdog;
+use crate::pg::target::ConnectTarget;
 
 /// initdb of a fresh cluster takes 1-3 s here; this bounds a machine that is badly overloaded.
 const INITDB_DEADLINE: Duration = Duration::from_secs(120);
@@ -82,7 +82,7 @@ impl ThrowawayServer {
     ) -> Result<Self, ServerError> {
         let bin_dir = find_binaries().ok_or(ServerError::NotFound)?;
         let owner = server_owner()?;
-        let leftovers = crate::pg::watchdog::remove_leftovers();
+        let leftovers = crate::pg::local::watchdog::remove_leftovers();
         // 0700 from the first moment: the socket and the password file live in this folder,
         // and no other local user may reach either.
         let folder = tempfile::Builder::new()
@@ -253,7 +253,7 @@ impl Postmaster {
     fn launch(&self) -> Result<Child, ServerError> {
         let mut command = Command::new(&self.binary);
         command.args(&self.args);
-        crate::pg::tls::restore_ca_bundle(&mut command);
+        crate::pg::target::tls::restore_ca_bundle(&mut command);
         if let Some(cpus) = &self.cpus {
             pin_child(&mut command, cpus)?;
         }
