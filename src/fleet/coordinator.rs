@@ -328,7 +328,7 @@ impl Door {
             let why = match outcome {
                 Ok(Proven { name, mut stream }) => {
                     let who = format!("agent {name} at {}", peer_of(&stream));
-                    let reason = "the run has all the agents it waits for".to_owned();
+                    let reason = "the coordinator stopped taking agents".to_owned();
                     refuse(&mut stream, &who, reason, Instant::now() + LOST_AFTER)
                 }
                 Err(why) => why,
@@ -441,8 +441,9 @@ fn welcome(proven: Proven, joined: &[AgentLink], cap: usize) -> Result<AgentLink
     let who = format!("agent {name} at {}", peer_of(&stream));
     let deadline = Instant::now() + LOST_AFTER;
     if joined.iter().any(|link| link.name == name) {
-        let reason =
-            format!("an agent named {name} already joined; give each agent its own --name");
+        // Not the name again: the refusal must fit the agent's cap on a handshake's message.
+        let reason = "an agent of the same name already joined; give each agent its own --name";
+        let reason = reason.to_owned();
         return Err(refuse(&mut stream, &who, reason, deadline));
     }
     frame::send(&mut stream, &ToAgent::Welcome, left(deadline)).map_err(|err| err.to_string())?;
