@@ -516,6 +516,10 @@ fn stranger(address: &str, trickle: bool, stop: Arc<AtomicBool>) -> JoinHandle<(
 /// joined, and cut then.
 #[test]
 fn strangers_at_the_door_keep_no_agent_out() {
+    let both = |output: &Output| {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        format!("{}\n{}", text(&output.stdout), text(&output.stderr))
+    };
     let logs = tempfile::tempdir().unwrap();
     let address = coordinator_address();
     let dsn = shared_dsn();
@@ -553,10 +557,10 @@ fn strangers_at_the_door_keep_no_agent_out() {
     }
     reader.join().unwrap();
     said.extend(lines.try_iter());
-    let said = format!("{}\n{}", said.join("\n"), text(&output));
+    let said = format!("{}\n{}", said.join("\n"), both(&output));
     for agent in agents {
         let out = finish(agent, Duration::from_secs(10), "an agent");
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", both(&out));
     }
     assert!(output.status.success(), "{said}");
     assert_eq!(said.matches("joined from").count(), 2, "{said}");

@@ -132,16 +132,22 @@ pub fn assemble(
     plan_for: &dyn Fn(u32) -> AgentPlan,
     note: &mut dyn FnMut(String),
 ) -> Result<(Vec<AgentLink>, Vec<String>), FleetError> {
-    assemble_within(settings, HANDSHAKE_WITHIN, plan_for, note)
+    // Agent 1 has the largest share (the first ones get one more).
+    let cap = messages::largest_from_agent(plan_for(1).largest_share);
+    let mut links = gather(settings, HANDSHAKE_WITHIN, cap, note)?;
+    let engines = send_plans(&mut links, plan_for)?;
+    Ok((links, engines))
 }
 
-/// `assemble`, each handshake given `within` from its connection.
-fn assemble_within(
+/// Listens until `settings.agents` agents joined, each handshake given `within` from its
+/// connection and each agent's messages then capped at `cap` bytes; the handshakes still
+/// under way when it returns are ended.
+fn gather(
     settings: &FleetSettings,
     within: Duration,
-    plan_for: &dyn Fn(u32) -> AgentPlan,
+    cap: usize,
     note: &mut dyn FnMut(String),
-) -> Result<(Vec<AgentLink>, Vec<String>), FleetError> {
+) -> Result<Vec<AgentLink>, FleetError> {
     let listener = TcpListener::bind(settings.listen).map_err(|cause| {
         FleetError::Refused(format!(
             "cannot listen for agents on {}: {cause}; give --listen a free address and port of this machine",
@@ -160,14 +166,10 @@ fn assemble_within(
         settings.agents,
         settings.listen
     ));
-    // Agent 1 has the largest share (the first ones get one more).
-    let cap = messages::largest_from_agent(plan_for(1).largest_share);
     let mut door = Door::new(settings.token.clone(), within);
     let joined = door.admit(&listener, settings, cap, note);
     door.close(note);
-    let mut links = joined?;
-    let engines = send_plans(&mut links, plan_for)?;
-    Ok((links, engines))
+    joined
 }
 
 /// A handshake under way on its own thread, its stream kept to cut it.
@@ -513,36 +515,10 @@ fn send_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
     use crate::fleet::agent::{self, Caps};
-    use crate::model::record::{StepObserver, StepRun};
     use std::io::{ErrorKind, Read, Write};
     use std::net::{IpAddr, SocketAddr};
     use std::sync::mpsc;
-
-    /// An engine that sends nothing: the agents here only need to join.
-    struct Idle;
-
-    impl Engine for Idle {
-        fn describe(&self) -> String {
-            "idle".to_owned()
-        }
-        fn concurrency(&self, _size: u32) -> Option<u32> {
-            None
-        }
-        fn step_bound(&self, _size: u32) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn run_step(
-            &mut self,
-            _step: u32,
-            _params: Vec<Option<String>>,
-            _observer: Option<&dyn StepObserver>,
-        ) -> StepRun {
-            StepRun::default()
-        }
-        fn release_next_at(&mut self, _at: Instant) {}
-    }
 
     /// Dials until the coordinator listens (within 30 s).
     fn dial(address: SocketAddr) -> TcpStream {
@@ -570,8 +546,8 @@ mod tests {
 
     /// Twelve strangers reach the door first, each on a handshake deadline of an hour: four
     /// announce 500 MiB, four send half a hello, four say nothing. Two agents dialing after
-    /// them join and get their plans; the announcers were refused on their length alone, and
-    /// the eight others were still held, unheard and open, until the door closed.
+    /// them join; the announcers were refused on their length alone, and the eight others
+    /// were still held, unheard and open, until the door closed.
     #[test]
     fn strangers_at_the_door_hold_only_their_own_handshakes() {
         let loopback = IpAddr::from([127, 0, 0, 1]);
@@ -586,17 +562,11 @@ mod tests {
         let coordinator = {
             let settings = settings.clone();
             std::thread::spawn(move || {
-                let plan_for = |index| AgentPlan {
-                    index,
-                    largest_share: 1,
-                    ..AgentPlan::default()
-                };
                 let mut note = |line: String| {
                     let _ = notes_tx.send(line);
                 };
                 let within = Duration::from_secs(3600);
-                assemble_within(&settings, within, &plan_for, &mut note)
-                    .map(|(links, engines)| (links.len(), engines, links))
+                gather(&settings, within, 1 << 20, &mut note)
             })
         };
         let mut strangers: Vec<TcpStream> = (0..12).map(|_| dial(settings.listen)).collect();
@@ -622,14 +592,14 @@ mod tests {
                         max_duration: Duration::from_secs(60),
                     };
                     let name = format!("a{i}");
-                    let session = agent::join(&address, &name, Some("door-test-token"), caps)?;
-                    session.serve(&mut Idle, "idle".to_owned())
+                    agent::join(&address, &name, Some("door-test-token"), caps).map(|_| ())
                 })
             })
             .collect();
-        let (joined, engines, links) = coordinator.join().unwrap().unwrap();
-        assert_eq!(joined, 2);
-        assert_eq!(engines, ["idle", "idle"]);
+        let links = coordinator.join().unwrap().unwrap();
+        let mut names: Vec<&str> = links.iter().map(|link| link.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a1", "a2"]);
         said.extend(notes.try_iter());
         let count = |what: &str| said.iter().filter(|line| line.contains(what)).count();
         assert_eq!(count("joined from"), 2, "{said:#?}");
@@ -642,9 +612,11 @@ mod tests {
         for (i, stranger) in strangers.iter_mut().enumerate() {
             assert!(closed(stranger), "stranger {i} is still open");
         }
+        // The agents joined and wait for their plans: the end of the run ends them.
         drop(links);
         for agent in agents {
-            agent.join().unwrap().unwrap();
+            let ended = agent.join().unwrap().unwrap_err().to_string();
+            assert!(ended.contains("the run ended before it began"), "{ended}");
         }
     }
 }
