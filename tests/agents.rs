@@ -3,9 +3,13 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -462,4 +466,99 @@ fn pool_workers_and_rate_arrivals_are_split_across_agents() {
         15
     );
     assert_eq!(step["ok"], 15, "{step}");
+}
+
+/// A stranger at the coordinator's door: it dials in as soon as the coordinator listens, then
+/// either announces a 500 MiB message and trickles it a byte every 200 ms (each byte well
+/// within any per-read timeout), or says nothing. Its thread ends when `stop` is set or its
+/// connection is cut.
+fn stranger(address: &str, trickle: bool, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match TcpStream::connect(address) {
+            Ok(stream) => break stream,
+            Err(err) if Instant::now() > give_up => panic!("the coordinator never listened: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    std::thread::spawn(move || {
+        if trickle && stream.write_all(&(500u32 << 20).to_be_bytes()).is_err() {
+            return;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let bound = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < bound {
+            if trickle && stream.write_all(b"{").is_err() {
+                return;
+            }
+            // The coordinator never writes to a stranger that has not introduced itself:
+            // anything read is the end of the connection.
+            match stream.read(&mut [0u8; 64]) {
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                _ => return,
+            }
+        }
+    })
+}
+
+/// Eight strangers reach the coordinator before its two agents: four announce 500 MiB and
+/// trickle it, four say nothing. The announcers are refused on their length alone before any
+/// agent starts; the agents join beside the four silent ones and the run succeeds, the silent
+/// ones still held (their handshake's deadline, 10 s, far from passed) when the last agent
+/// joined, and cut then.
+#[test]
+fn strangers_at_the_door_keep_no_agent_out() {
+    let both = |output: &Output| {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        format!("{}\n{}", text(&output.stdout), text(&output.stderr))
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let address = coordinator_address();
+    let dsn = shared_dsn();
+    let steps = ["--steps", "1", "--step", "4", "--query", "SELECT 1"];
+    let mut run = coordinator(logs.path(), &address, 2, &steps)
+        .spawn()
+        .unwrap();
+    // The coordinator's lines as it prints them.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = run.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let strangers: Vec<JoinHandle<()>> = (0..8)
+        .map(|i| stranger(&address, i < 4, Arc::clone(&stop)))
+        .collect();
+    let refused = "a message of 524288000 bytes, above the 4096";
+    let mut said: Vec<String> = Vec::new();
+    while said.iter().filter(|line| line.contains(refused)).count() < 4 {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => said.push(line),
+            Err(_) => panic!("the announcers were not refused: {said:#?}"),
+        }
+    }
+    let agents: Vec<Child> = (1..=2)
+        .map(|i| agent(&address, &dsn, &format!("a{i}")).spawn().unwrap())
+        .collect();
+    let output = finish(run, Duration::from_secs(60), "the coordinator");
+    stop.store(true, Ordering::Relaxed);
+    for stranger in strangers {
+        stranger.join().unwrap();
+    }
+    reader.join().unwrap();
+    said.extend(lines.try_iter());
+    let said = format!("{}\n{}", said.join("\n"), both(&output));
+    for agent in agents {
+        let out = finish(agent, Duration::from_secs(10), "an agent");
+        assert!(out.status.success(), "{}", both(&out));
+    }
+    assert!(output.status.success(), "{said}");
+    assert_eq!(said.matches("joined from").count(), 2, "{said}");
+    assert_eq!(said.matches(refused).count(), 4, "{said}");
+    assert!(
+        said.contains("closed 4 connections that had not finished their handshake"),
+        "{said}"
+    );
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::auth::{self, Role};
 use super::clock::Clock;
-use super::frame::{self, peer_of};
-use super::messages::{AgentPlan, PartReport, StepOrder, ToAgent, ToCoordinator, WireRecord};
+use super::frame::{self, HANDSHAKE_FRAME, peer_of};
+use super::messages::{
+    AgentPlan, LARGEST_FROM_COORDINATOR as FROM_COORDINATOR, PartReport, StepOrder, ToAgent,
+    ToCoordinator, WireRecord,
+};
 use super::{FleetError, HEARTBEAT_EVERY};
 use crate::engine::Engine;
 use crate::judge::flags::{self, StepContext};
@@ -23,7 +26,7 @@ use crate::model::rules::Thresholds;
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::model::step::{CpuSummary, StepResult};
 
-/// How long one attempt to dial the coordinator, and each step of the handshake, may take.
+/// How long one attempt to dial the coordinator, and the whole handshake, may take.
 const DIAL_WITHIN: Duration = Duration::from_secs(10);
 /// How long an agent keeps dialing a coordinator that is not listening yet, and how often.
 pub const DIAL_FOR: Duration = Duration::from_secs(120);
@@ -57,6 +60,8 @@ pub fn join(
 ) -> Result<Session, FleetError> {
     let mut stream = dial(coordinator)?;
     let peer = peer_of(&stream);
+    // Until the welcome, the coordinator's messages are a handshake's: small, all by then.
+    let deadline = Instant::now() + DIAL_WITHIN;
     let nonce = auth::nonce();
     let hello = ToCoordinator::Hello {
         name: name.to_owned(),
@@ -70,11 +75,12 @@ pub fn join(
             "the coordinator at {peer} refused this agent: {reason}"
         ))
     };
-    let (their_nonce, proof) = match frame::receive::<ToAgent>(&mut stream, DIAL_WITHIN)? {
-        ToAgent::Challenge { nonce, proof } => (nonce, proof),
-        ToAgent::Refused { reason } => return Err(refused(reason)),
-        other => return Err(garbled(&peer, &other)),
-    };
+    let (their_nonce, proof) =
+        match frame::receive_by::<ToAgent>(&mut stream, deadline, HANDSHAKE_FRAME)? {
+            ToAgent::Challenge { nonce, proof } => (nonce, proof),
+            ToAgent::Refused { reason } => return Err(refused(reason)),
+            other => return Err(garbled(&peer, &other)),
+        };
     if let Some(token) = token {
         let proven = proof.is_some_and(|proof| {
             auth::verify(token, Role::Coordinator, &nonce, &their_nonce, &proof)
@@ -90,7 +96,7 @@ pub fn join(
         let proof = auth::prove(token, Role::Agent, &their_nonce, &nonce);
         frame::send(&mut stream, &ToCoordinator::Proof { proof }, DIAL_WITHIN)?;
     }
-    match frame::receive::<ToAgent>(&mut stream, DIAL_WITHIN)? {
+    match frame::receive_by::<ToAgent>(&mut stream, deadline, HANDSHAKE_FRAME)? {
         ToAgent::Welcome => {}
         ToAgent::Refused { reason } => return Err(refused(reason)),
         other => return Err(garbled(&peer, &other)),
@@ -101,7 +107,7 @@ pub fn join(
     })?;
     let heartbeat = Heartbeat::start(writer);
     // The coordinator sends the plans once every agent joined: within this agent's lifetime.
-    let plan = match frame::receive::<ToAgent>(&mut stream, caps.max_duration)? {
+    let plan = match frame::receive::<ToAgent>(&mut stream, caps.max_duration, FROM_COORDINATOR)? {
         ToAgent::Plan(plan) => *plan,
         ToAgent::Refused { reason } => return Err(refused(reason)),
         ToAgent::Finish => return Err(refused("the run ended before it began".to_owned())),
@@ -213,11 +219,14 @@ impl Session {
         let heartbeat = &self.heartbeat;
         loop {
             let left = self.ends.saturating_duration_since(Instant::now());
-            let message =
-                frame::receive::<ToAgent>(&mut self.stream, left.max(Duration::from_millis(1)))
-                    .map_err(|err| {
-                        FleetError::Lost(format!("lost the coordinator at {}: {err}", self.peer))
-                    })?;
+            let message = frame::receive::<ToAgent>(
+                &mut self.stream,
+                left.max(Duration::from_millis(1)),
+                FROM_COORDINATOR,
+            )
+            .map_err(|err| {
+                FleetError::Lost(format!("lost the coordinator at {}: {err}", self.peer))
+            })?;
             match message {
                 ToAgent::Ping { sent_ns } => {
                     let pong = ToCoordinator::Pong {

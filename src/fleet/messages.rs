@@ -133,6 +133,48 @@ pub struct WireRecord {
     pub f: Option<(String, String)>,
 }
 
+/// The longest failure message a record carries across, in bytes: a failure's first line is
+/// rarely above 200 bytes, but a server may quote a parameter value of any length back in it.
+const WIRE_MESSAGE: usize = 512;
+
+/// The most one record's JSON can take: five times of up to 20 digits with their keys (150
+/// bytes), the longest class name and the brackets (under 60), and a message of
+/// `WIRE_MESSAGE` bytes that JSON may double (`"` and `\` are escaped in two bytes; control
+/// characters, which take six, are replaced before). The test below builds that record: 1185
+/// bytes; an ordinary successful one takes 56.
+pub const RECORD_BYTES: usize = 256 + 2 * WIRE_MESSAGE;
+
+/// The most a part takes besides its records: the agent's summary, whose latency histogram
+/// is the largest piece (every bucket from 1 µs to a day filled with distinct counts: 111 KB
+/// with the rest of the summary, measured by the test below), with a margin of over ten.
+pub const PART_BYTES: usize = 2 * 1024 * 1024;
+
+/// The largest message an agent that proved the token may send the coordinator: a part of
+/// `largest_share` records, each at its largest. Nothing else an agent sends comes close.
+pub fn largest_from_agent(largest_share: u32) -> usize {
+    (largest_share as usize)
+        .saturating_mul(RECORD_BYTES)
+        .saturating_add(PART_BYTES)
+}
+
+/// The largest message a coordinator that proved the token may send an agent. A step order
+/// carries the share's parameter values, whose length pgstress does not bound (they are the
+/// user's), so this cap is only far below what would exhaust memory.
+pub const LARGEST_FROM_COORDINATOR: usize = 512 * 1024 * 1024;
+
+/// A failure message as it crosses: control characters replaced by spaces, cut to
+/// `WIRE_MESSAGE` bytes on a character boundary.
+fn wire_message(message: &str) -> String {
+    let mut kept = String::with_capacity(message.len().min(WIRE_MESSAGE));
+    for ch in message.chars() {
+        if kept.len() + ch.len_utf8() > WIRE_MESSAGE {
+            break;
+        }
+        kept.push(if ch.is_control() { ' ' } else { ch });
+    }
+    kept
+}
+
 fn us(duration: Duration) -> u64 {
     duration.as_micros().min(u128::from(u64::MAX)) as u64
 }
@@ -145,11 +187,12 @@ impl From<&RequestRecord> for WireRecord {
             c: record.connect.map(us),
             q: record.query.map(us),
             l: us(record.latency),
-            f: record
-                .outcome
-                .as_ref()
-                .err()
-                .map(|failure| (failure.class.name().to_owned(), failure.message.clone())),
+            f: record.outcome.as_ref().err().map(|failure| {
+                (
+                    failure.class.name().to_owned(),
+                    wire_message(&failure.message),
+                )
+            }),
         }
     }
 }
@@ -203,5 +246,97 @@ mod tests {
         let failure = back.outcome.unwrap_err();
         assert_eq!(failure.class, FailureClass::TooManyClients);
         assert_eq!(failure.message, "too many");
+    }
+
+    fn worst_record() -> WireRecord {
+        let longest = FailureClass::ALL
+            .into_iter()
+            .max_by_key(|class| class.name().len())
+            .unwrap();
+        // Quotes and backslashes, the characters JSON doubles (control characters become
+        // spaces first: see the next test).
+        let message = "\"\\".repeat(WIRE_MESSAGE);
+        let record = RequestRecord {
+            start_offset: Some(Duration::MAX),
+            queue_wait: Some(Duration::MAX),
+            connect: Some(Duration::MAX),
+            query: Some(Duration::MAX),
+            latency: Duration::MAX,
+            outcome: Err(Failure::new(longest, message)),
+        };
+        WireRecord::from(&record)
+    }
+
+    /// The caps come from these sizes: the largest record, the largest summary, and a part
+    /// made of them under `largest_from_agent`; an ordinary record is far smaller.
+    #[test]
+    fn the_largest_part_an_agent_can_send_fits_its_cap() {
+        let worst = serde_json::to_vec(&worst_record()).unwrap().len();
+        assert!(worst <= RECORD_BYTES, "{worst} bytes");
+        let ordinary = RequestRecord {
+            start_offset: Some(Duration::from_millis(1234)),
+            queue_wait: None,
+            connect: Some(Duration::from_micros(850)),
+            query: Some(Duration::from_micros(420)),
+            latency: Duration::from_micros(1300),
+            outcome: Ok(()),
+        };
+        let ordinary = serde_json::to_vec(&WireRecord::from(&ordinary))
+            .unwrap()
+            .len();
+        // Every bucket from 1 µs to a day, each with its own count, deflates worst. (The
+        // flags, a few short names, are left out: they are inside the margin.)
+        let mut histogram = crate::model::step::histogram();
+        let mut value = 1u64;
+        let mut count = 1u64;
+        while value < 24 * 3600 * 1_000_000 {
+            histogram.record_n(value, count).unwrap();
+            value = histogram.next_non_equivalent(value);
+            count = count * 7919 % 1_000_003 + 1;
+        }
+        let summary = AgentStep {
+            agent: "a".repeat(255),
+            failures: FailureClass::ALL
+                .into_iter()
+                .map(|class| (class.name().to_owned(), u32::MAX))
+                .collect(),
+            latency_histogram_us: crate::model::hdr::encode(&histogram),
+            host_cpu_pct: Some(100.0 / 3.0),
+            process_cpu_pct: Some(100.0 / 3.0),
+            client_wait_share: Some(1.0 / 3.0),
+            ..AgentStep::default()
+        };
+        let share = 1000;
+        let part = ToCoordinator::Part(Box::new(PartReport {
+            step: u32::MAX,
+            records: (0..share).map(|_| worst_record()).collect(),
+            dropped: u32::MAX,
+            unsent: u32::MAX,
+            launch_us: u64::MAX,
+            wall_us: u64::MAX,
+            gate_late_us: u64::MAX,
+            summary,
+        }));
+        let bytes = serde_json::to_vec(&part).unwrap().len();
+        let besides = bytes - share as usize * worst;
+        eprintln!(
+            "largest record {worst} bytes, ordinary {ordinary}; a part besides its records {besides}; \
+             {share} largest records: {bytes} of a cap of {}",
+            largest_from_agent(share)
+        );
+        assert!(
+            besides * 10 <= PART_BYTES,
+            "{besides} bytes besides the records"
+        );
+        assert!(bytes <= largest_from_agent(share));
+    }
+
+    #[test]
+    fn a_failure_message_crosses_cut_and_without_control_characters() {
+        assert_eq!(wire_message("a\tb\nc"), "a b c");
+        let long = "é".repeat(WIRE_MESSAGE);
+        let cut = wire_message(&long);
+        assert_eq!(cut.len(), WIRE_MESSAGE);
+        assert!(cut.chars().all(|ch| ch == 'é'));
     }
 }
