@@ -15,7 +15,7 @@ use pgstress::model::outcome::FailureClass;
 use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::pg::request::{RequestClient, RequestSpec, execute};
 use pgstress::pg::target::tls::{SslMode, TlsOptions};
-use pgstress::pg::wire::{self, Address, ConnectParams, Connection, Session};
+use pgstress::pg::wire::{self, Address, ConnectParams, Connection, Hosts, Session};
 
 /// The cluster of these tests: TLS on, and one role per authentication method.
 struct Cluster {
@@ -123,10 +123,10 @@ fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 impl Cluster {
     fn params(&self, user: &str, password: Option<&str>) -> ConnectParams {
         ConnectParams {
-            address: Address::Tcp {
+            hosts: Hosts::one(Address::Tcp {
                 host: "127.0.0.1".into(),
                 port: self.port,
-            },
+            }),
             user: user.into(),
             password: password.map(str::to_owned),
             database: Some("postgres".into()),
@@ -136,6 +136,8 @@ impl Cluster {
             scram_per_connection: false,
             in_band: None,
             source: None,
+            channel_binding: Default::default(),
+            keepalives: None,
         }
     }
 
@@ -183,8 +185,15 @@ impl Cluster {
             },
             false => RequestClient::Postgres,
         };
-        let spec =
-            RequestSpec::new(config, &tls, sql.into(), Duration::from_secs(1), client).unwrap();
+        let spec = RequestSpec::new(
+            config,
+            &tls,
+            Default::default(),
+            sql.into(),
+            Duration::from_secs(1),
+            client,
+        )
+        .unwrap();
         execute(&spec, param, Duration::ZERO)
             .outcome
             .err()
@@ -280,10 +289,10 @@ fn verify_full_checks_the_host_name() {
         "{}",
         failure.message
     );
-    params.address = Address::Tcp {
+    params.hosts = Hosts::one(Address::Tcp {
         host: "localhost".into(),
         port: cluster.port,
-    };
+    });
     // localhost may resolve to ::1 first, where the server does not listen: the next address
     // is tried.
     assert_eq!(class_of(&params, SSL_QUERY, Some("x")), None);
@@ -293,7 +302,7 @@ fn verify_full_checks_the_host_name() {
 fn a_unix_socket_and_extra_startup_parameters_work() {
     let cluster = cluster();
     let mut params = cluster.params("postgres", None);
-    params.address = cluster.unix_address();
+    params.hosts = Hosts::one(cluster.unix_address());
     params
         .extra
         .push(("options".into(), "-c statement_timeout=4321".into()));
@@ -323,13 +332,13 @@ fn a_socket_made_ahead_carries_the_request() {
     let (_, _, outcome) = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
     assert_eq!(outcome.err().map(|f| f.class), Some(FailureClass::Auth));
     let mut by_name = cluster.params("scram_user", Some("scram secret"));
-    by_name.address = Address::Tcp {
+    by_name.hosts = Hosts::one(Address::Tcp {
         host: "localhost".into(),
         port: cluster.port,
-    };
+    });
     assert!(wire::ReadySocket::new(&by_name).is_none(), "a name");
     let mut unix = by_name.clone();
-    unix.address = cluster.unix_address();
+    unix.hosts = Hosts::one(cluster.unix_address());
     assert!(wire::ReadySocket::new(&unix).is_none(), "a Unix socket");
 }
 

@@ -15,6 +15,7 @@ use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
+use crate::pg::target::route::Route;
 use crate::pg::target::tls::{Connector, TlsError, TlsOptions};
 use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
 
@@ -77,6 +78,7 @@ impl RequestSpec {
     pub fn new(
         config: Config,
         tls: &TlsOptions,
+        route: Route,
         query: String,
         timeout: Duration,
         client: RequestClient,
@@ -86,7 +88,7 @@ impl RequestSpec {
             RequestClient::Lean {
                 scram_per_connection,
             } => {
-                let mut params = ConnectParams::from_config(&config, tls)?;
+                let mut params = route.apply(ConnectParams::from_config(&config, tls)?);
                 params.scram_per_connection = scram_per_connection;
                 Some(params)
             }
