@@ -54,6 +54,19 @@ fn open_files_limit() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
 }
 
+/// Descriptors kept for pgstress's own outputs: the summary's temporary file, a chart or a
+/// report page, a log, written after a step whatever the step did to the open-file limit.
+/// Each is written and closed before the next; a sampler's /proc file besides; 16 is ample.
+pub const KEPT_FOR_OUTPUTS: u64 = 16;
+
+/// The lowest descriptor number kept for pgstress's own outputs (`KEPT_FOR_OUTPUTS` below the
+/// open-file limit in force). The kernel gives a new descriptor the lowest free number, so a
+/// descriptor held between steps only when its number is below this one leaves the outputs
+/// theirs: what a step opened beyond it is closed by the step's end.
+pub fn first_kept_for_outputs() -> i32 {
+    i32::try_from(open_files_limit().saturating_sub(KEPT_FOR_OUTPUTS)).unwrap_or(i32::MAX)
+}
+
 /// Grows this process's table of file descriptors to hold `more` beyond those open now, ahead
 /// of a step that opens them. The kernel grows the table by doubling as descriptors are taken,
 /// and in a process of many threads each growth waits for every CPU to pass a quiescent state
