@@ -491,3 +491,31 @@ fn first_row_returns_the_first_rows_values_as_text() {
         "usable after an error"
     );
 }
+
+/// The pre-flight's check of the query: the parameters counted on the unnamed statement,
+/// nothing run (a write is not done), an error in the server's words, the connection usable
+/// after it, and no statement left behind under a name.
+#[test]
+fn parameters_are_counted_on_the_unnamed_statement_without_running_the_query() {
+    let cluster = cluster();
+    let params = cluster.params("scram_user", Some("scram secret"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut conn = Connection::connect(&params, deadline).unwrap();
+    assert_eq!(conn.parameters_of("SELECT 1").unwrap(), 0);
+    assert_eq!(conn.parameters_of("SELECT $1::text, $2::int").unwrap(), 2);
+    let err = conn.parameters_of("SELEC 1").unwrap_err();
+    assert!(err.to_string().starts_with("42601"), "{err}");
+    // Described, never run: the sequence is where it was.
+    let sql = "CREATE TEMP SEQUENCE IF NOT EXISTS described";
+    conn.first_row(sql, None).unwrap();
+    assert_eq!(
+        conn.parameters_of("SELECT nextval('described')").unwrap(),
+        0
+    );
+    let next = conn.first_row("SELECT nextval('described')", None).unwrap();
+    assert_eq!(next, Some(vec![Some("1".to_owned())]));
+    let named = conn
+        .first_row("SELECT count(*) FROM pg_prepared_statements", None)
+        .unwrap();
+    assert_eq!(named, Some(vec![Some("0".to_owned())]));
+}

@@ -380,6 +380,11 @@ impl ReadySocket {
         Some(ReadySocket { socket, addr })
     }
 
+    /// Its descriptor's number.
+    pub fn descriptor(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
     /// Connects by `deadline`; with the transport comes when its socket timeouts were set to
     /// the time left.
     fn connect(self, deadline: Instant) -> std::io::Result<(Transport, Option<Instant>)> {

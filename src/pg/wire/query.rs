@@ -153,6 +153,53 @@ impl Connection {
         Ok(first)
     }
 
+    /// How many parameters the server finds in `sql`: Parse and Describe on the unnamed
+    /// statement, then Sync; nothing runs. A named statement would outlive the check on the
+    /// server connection, which a transaction-mode pooler hands to its next client, and a name
+    /// another client left there would refuse it; the unnamed one is every session's own.
+    pub fn parameters_of(&mut self, sql: &str) -> Result<usize, WireError> {
+        let bad =
+            |err: std::io::Error| WireError::protocol(format!("cannot encode the query: {err}"));
+        frontend::parse("", sql, std::iter::empty(), &mut self.out).map_err(bad)?;
+        frontend::describe(b'S', "", &mut self.out).map_err(bad)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        let (mut parameters, mut error) = (None, None);
+        loop {
+            let step = "waiting for the query's description";
+            match self.reader.next(&mut self.stream, step)? {
+                Message::ParameterDescription(body) => {
+                    let count = body.parameters().count();
+                    let count =
+                        count.map_err(|_| WireError::protocol("a malformed description"))?;
+                    parameters = Some(count);
+                }
+                Message::ReadyForQuery(body) => {
+                    self.in_transaction = body.status() != b'I';
+                    return match (error, parameters) {
+                        (Some(error), _) => Err(error),
+                        (None, Some(count)) => Ok(count),
+                        (None, None) => Err(WireError::protocol("no description of the query")),
+                    };
+                }
+                Message::ErrorResponse(body) => {
+                    error.get_or_insert(server_error(body.fields()));
+                }
+                Message::ParseComplete
+                | Message::RowDescription(_)
+                | Message::NoData
+                | Message::NoticeResponse(_)
+                | Message::ParameterStatus(_)
+                | Message::NotificationResponse(_) => {}
+                _ => {
+                    return Err(WireError::protocol(
+                        "unexpected message in a query's description",
+                    ));
+                }
+            }
+        }
+    }
+
     /// Counts DataRows up to ReadyForQuery, keeping the first error the server reported.
     fn read_result(&mut self) -> Result<u64, WireError> {
         self.read_answer(|_| Ok(()))
