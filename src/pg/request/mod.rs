@@ -15,9 +15,10 @@ use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
-use crate::pg::target::route::Route;
+use crate::pg::target::ConnectError;
+use crate::pg::target::route::{Route, connect_postgres};
 use crate::pg::target::tls::{Connector, TlsError, TlsOptions};
-use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
+use crate::pg::wire::{self, ConnectParams, Hosts, InBand, ReadySocket};
 
 /// Which client library sends the requests that open a connection each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +58,8 @@ impl Prepare {
 #[derive(Clone)]
 pub struct RequestSpec {
     pub config: Config,
+    /// The hosts of `config`, as the route chooses among them (the `postgres` client's).
+    pub hosts: Hosts,
     pub connector: Connector,
     pub query: String,
     /// The deadline of one request, connect plus query. The server and the connect enforce it
@@ -74,7 +77,7 @@ pub struct RequestSpec {
 
 impl RequestSpec {
     /// What every request sends, through the chosen client. The lean connection's settings are
-    /// read once here from the `postgres` crate's (one host) and the target's TLS options.
+    /// read once here from the `postgres` crate's and the target's TLS options and route.
     pub fn new(
         config: Config,
         tls: &TlsOptions,
@@ -93,8 +96,11 @@ impl RequestSpec {
                 Some(params)
             }
         };
+        let mut hosts = Hosts::from_config(&config);
+        hosts.attrs = route.attrs;
         Ok(RequestSpec {
             connector: Connector::build(tls)?,
+            hosts,
             config,
             query,
             timeout,
@@ -121,10 +127,14 @@ impl RequestSpec {
         self.lean.as_ref().and_then(ReadySocket::new)
     }
 
+    /// A `postgres` crate connection on the server the host list leads to.
     pub fn connect(&self) -> Result<Client, Failure> {
-        self.connector
-            .connect(&self.config)
-            .map_err(|err| crate::pg::request::classify::failure_of(&err))
+        match connect_postgres(&self.connector, &self.config, &self.hosts) {
+            Ok((client, _)) => Ok(client),
+            Err(ConnectError::Server(err)) => Err(classify::failure_of(&err)),
+            Err(ConnectError::Wire(err)) => Err(err.failure()),
+            Err(other) => Err(Failure::new(FailureClass::Io, other.to_string())),
+        }
     }
 }
 

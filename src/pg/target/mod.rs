@@ -323,9 +323,11 @@ impl ConnectTarget {
     ) -> Result<Client, ConnectError> {
         let config = self.own_config(timeout, application_name);
         let connector = self.connector.clone();
-        match within(timeout, move || connector.connect(&config)) {
-            Some(Ok(client)) => Ok(client),
-            Some(Err(err)) => Err(ConnectError::Server(err)),
+        let hosts = self.hosts();
+        match within(timeout, move || {
+            route::connect_postgres(&connector, &config, &hosts)
+        }) {
+            Some(result) => result.map(|(client, _)| client),
             None => Err(ConnectError::NoAnswer(timeout)),
         }
     }

@@ -5,9 +5,15 @@
 
 use std::time::Duration;
 
-use super::TargetError;
+use postgres::config::{LoadBalanceHosts, TargetSessionAttrs};
+use postgres::{Client, Config};
+
 use super::libpq::Resolved;
-use crate::pg::wire::{ChannelBinding, ConnectParams, SessionAttrs};
+use super::tls::Connector;
+use super::{ConnectError, TargetError};
+use crate::pg::wire::{
+    Address, ChannelBinding, ConnectParams, Endpoint, Hosts, NodeKind, SessionAttrs, WireError,
+};
 
 /// What libpq's keywords ask of every connection beyond its address.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +86,103 @@ impl Route {
         params.keepalives = self.keepalives;
         params
     }
+}
+
+/// A `postgres` crate client on the server the host list leads to, chosen as the lean client
+/// chooses (the crate knows neither primary, standby nor prefer-standby), and which endpoint
+/// it is.
+pub fn connect_postgres(
+    connector: &Connector,
+    config: &Config,
+    hosts: &Hosts,
+) -> Result<(Client, usize), ConnectError> {
+    if hosts.single().is_some() {
+        return Ok((connector.connect(config).map_err(ConnectError::Server)?, 0));
+    }
+    let ours = config
+        .get_options()
+        .is_some_and(|options| options.contains("default_transaction_read_only"));
+    let mut last = None;
+    for (want, node) in hosts.attempts() {
+        let endpoint = &hosts.endpoints[node];
+        let mut client = match connector.connect(&single_host(config, endpoint)) {
+            Ok(client) => client,
+            Err(err) => {
+                last = Some(ConnectError::Server(err));
+                continue;
+            }
+        };
+        if want == SessionAttrs::Any || want.accepts(kind_of(&mut client, ours)?) {
+            return Ok((client, node));
+        }
+        last = Some(ConnectError::Wire(WireError::WrongNode {
+            endpoint: endpoint.describe(),
+            wanted: hosts.attrs,
+        }));
+    }
+    Err(last.unwrap_or(ConnectError::Wire(WireError::protocol(
+        "the host list is empty",
+    ))))
+}
+
+/// What kind of server a client reached, asked as libpq asks a server before PostgreSQL 14.
+fn kind_of(client: &mut Client, ours: bool) -> Result<NodeKind, ConnectError> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.pg_is_in_recovery(), \
+             pg_catalog.current_setting('default_transaction_read_only') = 'on'",
+            &[],
+        )
+        .map_err(ConnectError::Server)?;
+    let read_only: bool = row.get(1);
+    Ok(NodeKind::asked(row.get(0), (!ours).then_some(read_only)))
+}
+
+/// `config` with one endpoint of its list in place of the list.
+pub fn single_host(config: &Config, endpoint: &Endpoint) -> Config {
+    let mut one = Config::new();
+    match &endpoint.address {
+        Address::Tcp { host, port } => {
+            one.host(&endpoint.name).port(*port);
+            if let Ok(ip) = host.parse() {
+                one.hostaddr(ip);
+            }
+        }
+        Address::Unix(path) => {
+            let dir = path.parent().unwrap_or(path);
+            one.host_path(dir);
+            let port = path
+                .extension()
+                .and_then(|ext| ext.to_str()?.parse().ok())
+                .unwrap_or(5432);
+            one.port(port);
+        }
+    }
+    if let Some(user) = config.get_user() {
+        one.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        one.password(password);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        one.dbname(dbname);
+    }
+    if let Some(options) = config.get_options() {
+        one.options(options);
+    }
+    if let Some(name) = config.get_application_name() {
+        one.application_name(name);
+    }
+    if let Some(timeout) = config.get_connect_timeout() {
+        one.connect_timeout(*timeout);
+    }
+    one.ssl_mode(config.get_ssl_mode())
+        .channel_binding(config.get_channel_binding())
+        .keepalives(config.get_keepalives())
+        .keepalives_idle(config.get_keepalives_idle())
+        .target_session_attrs(TargetSessionAttrs::Any)
+        .load_balance_hosts(LoadBalanceHosts::Disable);
+    one
 }
 
 #[cfg(test)]

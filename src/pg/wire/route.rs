@@ -85,7 +85,7 @@ impl SessionAttrs {
 
     /// Whether a server of this kind will do. `PreferStandby` takes a standby here; its
     /// second pass asks `Any`.
-    fn accepts(self, kind: NodeKind) -> bool {
+    pub fn accepts(self, kind: NodeKind) -> bool {
         match self {
             SessionAttrs::Any => true,
             SessionAttrs::ReadWrite => !kind.read_only(),
@@ -112,6 +112,15 @@ pub struct NodeKind {
 }
 
 impl NodeKind {
+    /// A server that answered `pg_is_in_recovery()` and, unless pgstress set the session's
+    /// own, `default_transaction_read_only` (as libpq asks a server before PostgreSQL 14).
+    pub fn asked(in_recovery: bool, default_read_only: Option<bool>) -> Self {
+        NodeKind {
+            in_hot_standby: in_recovery,
+            default_read_only,
+        }
+    }
+
     fn read_only(self) -> bool {
         self.in_hot_standby || self.default_read_only == Some(true)
     }
@@ -234,29 +243,36 @@ impl Hosts {
     }
 }
 
+impl Hosts {
+    /// The endpoints to try, in libpq's order, each with the kind it must be:
+    /// `prefer-standby` goes through the list twice, a standby first, then any server.
+    pub fn attempts(&self) -> Vec<(SessionAttrs, usize)> {
+        let mut order: Vec<usize> = (0..self.endpoints.len()).collect();
+        if self.load_balance {
+            order.shuffle(&mut rand::rng());
+        }
+        let passes: &[SessionAttrs] = match self.attrs {
+            SessionAttrs::PreferStandby => &[SessionAttrs::Standby, SessionAttrs::Any],
+            _ => std::slice::from_ref(&self.attrs),
+        };
+        passes
+            .iter()
+            .flat_map(|&want| order.iter().map(move |&node| (want, node)))
+            .collect()
+    }
+}
+
 /// Connects to the first server of the list, in libpq's order, that is the kind asked for;
 /// all before `deadline`. The connection knows which endpoint it reached (`node`).
 pub(super) fn connect(params: &ConnectParams, deadline: Instant) -> Result<Connection, WireError> {
-    let hosts = &params.hosts;
-    let mut order: Vec<usize> = (0..hosts.endpoints.len()).collect();
-    if hosts.load_balance {
-        order.shuffle(&mut rand::rng());
-    }
-    let passes: &[SessionAttrs] = match hosts.attrs {
-        SessionAttrs::PreferStandby => &[SessionAttrs::Standby, SessionAttrs::Any],
-        SessionAttrs::Any => &[SessionAttrs::Any],
-        _ => std::slice::from_ref(&hosts.attrs),
-    };
     let mut last = None;
-    for &want in passes {
-        for &node in &order {
-            match try_endpoint(params, node, want, deadline) {
-                Ok(conn) => return Ok(conn),
-                Err(err) => last = Some(err),
-            }
-            if Instant::now() >= deadline {
-                return Err(last.unwrap_or(WireError::Timeout("connecting")));
-            }
+    for (want, node) in params.hosts.attempts() {
+        match try_endpoint(params, node, want, deadline) {
+            Ok(conn) => return Ok(conn),
+            Err(err) => last = Some(err),
+        }
+        if Instant::now() >= deadline {
+            return Err(last.unwrap_or(WireError::Timeout("connecting")));
         }
     }
     Err(last.unwrap_or_else(|| WireError::protocol("the host list is empty")))
@@ -351,6 +367,31 @@ mod tests {
             assert_eq!(SessionAttrs::parse(name).unwrap().name(), name);
         }
         assert_eq!(SessionAttrs::parse("master"), None);
+    }
+
+    #[test]
+    fn attempts_go_in_order_and_prefer_standby_twice() {
+        let mut hosts = Hosts::one(Address::Unix("/a".into()));
+        hosts.endpoints.push(Endpoint {
+            address: Address::Unix("/b".into()),
+            name: "b".into(),
+        });
+        assert_eq!(
+            hosts.attempts(),
+            [(SessionAttrs::Any, 0), (SessionAttrs::Any, 1)]
+        );
+        hosts.attrs = SessionAttrs::PreferStandby;
+        let standby_then_any = [
+            (SessionAttrs::Standby, 0),
+            (SessionAttrs::Standby, 1),
+            (SessionAttrs::Any, 0),
+            (SessionAttrs::Any, 1),
+        ];
+        assert_eq!(hosts.attempts(), standby_then_any);
+        hosts.load_balance = true;
+        let firsts: std::collections::BTreeSet<usize> =
+            (0..64).map(|_| hosts.attempts()[0].1).collect();
+        assert_eq!(firsts.len(), 2, "random order starts at either host");
     }
 
     #[test]
