@@ -204,12 +204,13 @@ fn first_row_error(
 }
 
 /// A failure that says the request itself is wrong (its query, its data, its credentials,
-/// the client), not how the server bears load.
+/// the client), not how the server bears load. A first request that meets a read-only server
+/// is one too: a query that writes (pgstress sends it read-only) or a target that is a standby.
 fn stops_the_run(failure: &Failure) -> bool {
     matches!(failure.class.side(), Side::Client | Side::Data)
         || matches!(
             failure.class,
-            FailureClass::Query | FailureClass::Auth | FailureClass::Io
+            FailureClass::Query | FailureClass::Auth | FailureClass::Io | FailureClass::ReadOnly
         )
 }
 

@@ -111,7 +111,7 @@ pub struct RunConfig {
     /// Where the throwaway server and pgstress run.
     pub cpus: CpuChoice,
     /// The agents that send the load instead of this process, if any.
-    pub fleet: Option<crate::fleet::coordinator::FleetSettings>,
+    pub fleet: Option<crate::fleet::door::FleetSettings>,
 }
 
 impl RunConfig {
