@@ -185,10 +185,41 @@ fn spread_of(pair: &Pair, dsn: &str, requests: u32, extra: &[&str]) -> (usize, u
     );
     let rows = step_rows(logs.path());
     assert_eq!(number(&rows[0], "ok"), u64::from(requests), "{stdout}");
-    (
+    let spread = (
         load_connections(&primary_log) - before.0,
         load_connections(&pair.standby.log()) - before.1,
-    )
+    );
+    // What pgstress says it reached is what the nodes ran (less the request tried first).
+    let nodes = &summary(logs.path())["facts"]["nodes"];
+    let by_node: Vec<usize> = match rows[0]["requests_by_node"].as_str() {
+        "" => Vec::new(),
+        text => text.split(';').map(|n| n.parse().unwrap()).collect(),
+    };
+    if let Some(hosts) = nodes.as_array() {
+        assert_eq!(by_node.len(), hosts.len(), "{nodes} {by_node:?}");
+        let counted = |port: u16| {
+            hosts
+                .iter()
+                .zip(&by_node)
+                .filter(|(host, _)| host.as_str().unwrap().ends_with(&format!(":{port}")))
+                .map(|(_, n)| *n)
+                .sum::<usize>()
+        };
+        assert_eq!(
+            counted(pair.primary.port()) + counted(pair.standby.port),
+            requests as usize
+        );
+        assert!(
+            counted(pair.primary.port()) <= spread.0,
+            "{by_node:?} {spread:?}"
+        );
+        assert!(
+            counted(pair.standby.port) <= spread.1,
+            "{by_node:?} {spread:?}"
+        );
+        assert!(stdout.contains("nodes: "), "{stdout}");
+    }
+    spread
 }
 
 /// The port psql reaches with `dsn`.
@@ -256,11 +287,17 @@ fn the_load_reaches_the_node_psql_reaches() {
         ),
         (format!("host=localhost port={s}"), s),
     ];
+    // The postgres client takes the same choices through code of its own (the crate knows
+    // neither primary, standby nor prefer-standby): checked on the cases that ask for a kind.
     for (dsn, expected) in cases {
         let dsn = format!("{dsn} {login}");
         let shown = dsn.replace(pair.primary.password(), "***");
         assert_eq!(psql_port(&dsn), expected, "psql with {shown}");
-        for client in ["lean", "postgres"] {
+        let clients: &[&str] = match dsn.contains("target_session_attrs=") {
+            true => &["lean", "postgres"],
+            false => &["lean"],
+        };
+        for &client in clients {
             let (on_primary, on_standby) = spread_of(pair, &dsn, 6, &["--client", client]);
             let reached = match (on_primary, on_standby) {
                 (n, 0) if n >= 6 => p,

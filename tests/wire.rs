@@ -318,19 +318,23 @@ fn a_socket_made_ahead_carries_the_request() {
     let params = cluster.params("scram_user", Some("scram secret"));
     let deadline = || Instant::now() + Duration::from_secs(5);
     let ready = wire::ReadySocket::new(&params).expect("a socket for 127.0.0.1");
-    let (connect, query, outcome) = wire::timed_request(
+    let timed = wire::timed_request(
         &params,
         Some(ready),
         "SELECT $1::text",
         Some("x"),
         deadline(),
     );
-    assert_eq!(outcome.err().map(|f| f.class), None);
-    assert!(connect.is_some() && query.is_some());
+    assert_eq!(timed.outcome.err().map(|f| f.class), None);
+    assert!(timed.connect.is_some() && timed.query.is_some());
+    assert_eq!(timed.node, None, "one host, no node to record");
     let wrong = cluster.params("scram_user", Some("wrong"));
     let ready = wire::ReadySocket::new(&wrong).unwrap();
-    let (_, _, outcome) = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
-    assert_eq!(outcome.err().map(|f| f.class), Some(FailureClass::Auth));
+    let timed = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
+    assert_eq!(
+        timed.outcome.err().map(|f| f.class),
+        Some(FailureClass::Auth)
+    );
     let mut by_name = cluster.params("scram_user", Some("scram secret"));
     by_name.hosts = Hosts::one(Address::Tcp {
         host: "localhost".into(),

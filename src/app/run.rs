@@ -169,6 +169,10 @@ fn run_against(
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
+        nodes: match target.hosts().endpoints.as_slice() {
+            [_] => Vec::new(),
+            many => many.iter().map(|e| e.describe()).collect(),
+        },
         throwaway: around.throwaway.is_some(),
         pooler: describe_pooler(
             around.pooler_text.or_else(|| detected_pooler(target)),

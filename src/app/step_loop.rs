@@ -185,6 +185,11 @@ impl<W: Write> StepLoop<'_, W> {
         let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
         measured.pooler = pooler;
+        // Every host of the list counted, those no request reached too.
+        if !self.facts.nodes.is_empty() {
+            let hosts = self.facts.nodes.len().max(measured.by_node.len());
+            measured.by_node.resize(hosts, 0);
+        }
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),

@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 56] = [
+pub const STEPS_HEADER: [&str; 57] = [
     "step",
     "requests",
     "ok",
@@ -69,6 +69,7 @@ pub const STEPS_HEADER: [&str; 56] = [
     "pooler_max_wait_ms",
     "pooler_avg_wait_ms",
     "read_only",
+    "requests_by_node",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -157,6 +158,9 @@ pub struct StepRow {
     pub pooler_avg_wait_ms: Option<f64>,
     /// Requests that reached a read-only server where they needed one that writes.
     pub read_only: u32,
+    /// Requests that reached each host of the target's list, in its order, `;`-separated
+    /// (the summary's `facts.nodes` names them); empty with one host.
+    pub requests_by_node: String,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -231,6 +235,9 @@ impl StepRow {
             pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
             pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
             read_only: class(FailureClass::ReadOnly),
+            requests_by_node: (step.by_node.iter().map(u32::to_string))
+                .collect::<Vec<_>>()
+                .join(";"),
         }
     }
 }

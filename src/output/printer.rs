@@ -15,6 +15,8 @@ pub struct Printer<W: Write> {
     classes_explained: HashSet<FailureClass>,
     /// Shortfalls of concurrency already explained: each kind is told once per run.
     shortfalls_explained: HashSet<Shortfall>,
+    /// The target's hosts, when it has several (from the header).
+    nodes: Vec<String>,
 }
 
 impl<W: Write> Printer<W> {
@@ -23,6 +25,7 @@ impl<W: Write> Printer<W> {
             out,
             classes_explained: HashSet::new(),
             shortfalls_explained: HashSet::new(),
+            nodes: Vec::new(),
         }
     }
 
@@ -42,6 +45,7 @@ impl<W: Write> Printer<W> {
     }
 
     pub fn header(&mut self, facts: &RunFacts, log_paths: &[&Path]) {
+        self.nodes = facts.nodes.clone();
         let plan = &facts.plan;
         let unit = &plan.unit;
         self.line(format!(
@@ -147,6 +151,15 @@ impl<W: Write> Printer<W> {
             wait(result.cpu.client_wait_share),
             cpu(result.cpu.server),
         ));
+        if !result.by_node.is_empty() {
+            let reached: Vec<String> = (result.by_node.iter().enumerate())
+                .map(|(node, n)| match self.nodes.get(node) {
+                    Some(name) => format!("{n} on {name}"),
+                    None => format!("{n} on host {}", node + 1),
+                })
+                .collect();
+            self.line(format!("         nodes: {}", reached.join(", ")));
+        }
         for (class, message) in &result.first_messages {
             if self.classes_explained.insert(*class) {
                 self.line(format!("         first {class}: {message}"));

@@ -17,7 +17,7 @@ mod stream;
 
 pub use connect::{Address, ChannelBinding, ConnectParams, Connection, ReadySocket, WireTls};
 pub use error::WireError;
-pub use query::{InBand, Session, rows_outcome, run_once, timed_request};
+pub use query::{InBand, Session, Timed, rows_outcome, run_once, timed_request};
 pub use reader::{MAX_MESSAGE_LEN, MessageReader};
 pub use route::{Endpoint, Hosts, NodeKind, SessionAttrs};
 pub use scram::{ScramClient, clear_key_cache, key_derivations};

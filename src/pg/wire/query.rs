@@ -289,20 +289,41 @@ pub fn timed_request(
     sql: &str,
     param: Option<&str>,
     deadline: Instant,
-) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+) -> Timed {
     let started = Instant::now();
     match Connection::connect_from(params, ready, deadline) {
-        Err(err) => (None, None, Err(err.failure())),
+        Err(err) => Timed {
+            connect: None,
+            query: None,
+            outcome: Err(err.failure()),
+            node: None,
+        },
         Ok(mut conn) => {
             let connected = Instant::now();
             let outcome = rows_outcome(conn.request(sql, param, params.in_band.as_ref()));
             let query = connected.elapsed();
+            let node = params.hosts.node_of(conn.node());
             // Terminate after the answer, not in the query's write: PgBouncer drops a client at
             // its Terminate without passing on the answers still to come.
             conn.close();
-            (Some(connected - started), Some(query), outcome)
+            Timed {
+                connect: Some(connected - started),
+                query: Some(query),
+                outcome,
+                node,
+            }
         }
     }
+}
+
+/// What one request on a new connection measured.
+#[derive(Debug)]
+pub struct Timed {
+    pub connect: Option<Duration>,
+    pub query: Option<Duration>,
+    pub outcome: Result<(), Failure>,
+    /// The host of the list it reached, when the list has several.
+    pub node: Option<u8>,
 }
 
 /// A request's outcome by pgstress's rule: at least one row, or a classified failure.

@@ -223,6 +223,11 @@ impl Hosts {
         }
     }
 
+    /// The endpoint a connection reached, as a request records it: None with a single host.
+    pub fn node_of(&self, node: usize) -> Option<u8> {
+        (self.endpoints.len() > 1).then(|| u8::try_from(node).unwrap_or(u8::MAX))
+    }
+
     /// Every endpoint's `host:port`, comma-separated.
     pub fn describe(&self) -> String {
         let all: Vec<String> = self.endpoints.iter().map(Endpoint::describe).collect();
