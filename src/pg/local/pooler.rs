@@ -22,7 +22,7 @@ use crate::pg::local::throwaway::{
     ReadyLogs, free_port, loopback_target, spawn_as, wait_until_ready, write_private,
 };
 use crate::pg::local::watchdog::Watchdog;
-use crate::pg::target::ConnectTarget;
+use crate::pg::target::{ConnectTarget, Credentials};
 
 /// Time for PgBouncer to accept connections after it is launched.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -96,7 +96,7 @@ impl ThrowawayPooler {
             .map_err(PoolerError::Folder)?;
         let stats_password = run_password();
         let port = free_port().map_err(PoolerError::Folder)?;
-        let (_, _, dbname) = upstream.login();
+        let dbname = upstream.login().dbname;
         let Login {
             user,
             password,
@@ -250,7 +250,7 @@ impl Login {
     /// waits). Else a password made for this run, in plain text: PgBouncer salts it afresh
     /// on every login, and both sides pay PBKDF2 each time.
     fn for_load(upstream: &ConnectTarget) -> Login {
-        let (user, password, _) = upstream.login();
+        let Credentials { user, password, .. } = upstream.login();
         match (password, upstream_verifier(upstream)) {
             (Some(password), Some(secret)) => Login {
                 user,
@@ -300,7 +300,11 @@ fn ini_text(
     port: u16,
     settings: &[(String, String)],
 ) -> Result<String, PoolerError> {
-    let (user, password, dbname) = upstream.login();
+    let Credentials {
+        user,
+        password,
+        dbname,
+    } = upstream.login();
     let (host, upstream_port) = upstream.first_address();
     let quoted = |what: &'static str, value: &str| match value.contains(['\'', '\\']) {
         true => Err(PoolerError::Unquotable(what)),

@@ -50,6 +50,13 @@ const WIRE_KEYS: [&str; 11] = [
     "load_balance_hosts",
 ];
 
+/// Who the target logs in as, where, and with what password (never printed).
+pub struct Credentials {
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+}
+
 /// A server to connect to, with its password kept out of everything printed.
 #[derive(Clone)]
 pub struct ConnectTarget {
@@ -196,14 +203,18 @@ impl ConnectTarget {
 
     /// The user and database the target logs in as, and its password: for a pooler put in
     /// front of it. The password is for the pooler's private files only, never printed.
-    pub fn login(&self) -> (String, Option<String>, String) {
+    pub fn login(&self) -> Credentials {
         let user = self.config.get_user().unwrap_or("postgres").to_owned();
         let password = self
             .config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
         let dbname = self.config.get_dbname().unwrap_or(&user).to_owned();
-        (user, password, dbname)
+        Credentials {
+            user,
+            password,
+            dbname,
+        }
     }
 
     /// The first host and port, as a pooler's `[databases]` line names them.

@@ -1,0 +1,156 @@
+//! What a run starts or watches on this machine beside the load: the throwaway server and
+//! pooler, the pooler's console and CPU, and the monitor connection to the server.
+
+use anyhow::Context;
+
+use crate::config::RunConfig;
+use crate::measure::sampler::Sampler;
+use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
+use crate::measure::sampler::pooler_view::PoolerViewProbe;
+use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
+use crate::output::printer::Printer;
+use crate::pg::local::pooler::ThrowawayPooler;
+use crate::pg::local::server::ThrowawayServer;
+use crate::pg::target::ConnectTarget;
+use crate::pg::wire;
+
+pub fn start_throwaway(
+    settings: &[(String, String)],
+    cpus: Option<&[usize]>,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<ThrowawayServer> {
+    let server = ThrowawayServer::start_on(settings, cpus)?;
+    for removed in server.removed_leftovers() {
+        printer.note(removed);
+    }
+    printer.note(format!(
+        "started a throwaway PostgreSQL server on 127.0.0.1:{} in {} (binaries: {}); it is removed after the run",
+        server.port(),
+        server.folder().display(),
+        server.bin_dir().display()
+    ));
+    let mut client = server
+        .target()
+        .connect(crate::pg::target::DEFAULT_SETUP_TIMEOUT, "pgstress-setup")
+        .context("cannot connect to the throwaway server")?;
+    crate::pg::local::demo::seed(&mut client, crate::pg::local::demo::DEFAULT_ROWS)
+        .context("cannot create the demo data")?;
+    Ok(server)
+}
+
+pub fn start_pooler(
+    upstream: &ConnectTarget,
+    settings: &[(String, String)],
+    cpus: Option<&[usize]>,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<ThrowawayPooler> {
+    let pooler = ThrowawayPooler::start_on(upstream, settings, cpus)?;
+    printer.note(format!(
+        "started a throwaway pooler: {} in {}; it is removed after the run",
+        pooler.description(),
+        pooler.folder().display()
+    ));
+    Ok(pooler)
+}
+
+/// The target the load goes to (the throwaway pooler's, when there is one) and the pooler as
+/// the header names it.
+pub fn load_target(
+    pooler: Option<&ThrowawayPooler>,
+    target: &ConnectTarget,
+) -> (ConnectTarget, Option<String>) {
+    match pooler {
+        Some(pooler) => (
+            pooler.target(),
+            Some(format!(
+                "{}, in front of {}",
+                pooler.description(),
+                target.redacted()
+            )),
+        ),
+        None => (target.clone(), None),
+    }
+}
+
+/// The sampler of the pooler's console, when it is reachable.
+pub fn start_console(
+    config: &RunConfig,
+    console: Option<postgres::Client>,
+) -> anyhow::Result<Option<Sampler<PoolerViewSample, PoolerStatsWhole>>> {
+    console
+        .map(|client| {
+            Sampler::start(
+                "pgstress-console",
+                config.sample_every,
+                PoolerViewProbe::new(client),
+            )
+        })
+        .transpose()
+        .context("cannot start the pooler's console sampler")
+}
+
+/// The pooler as a third side: its process on this machine (the throwaway one, or whatever
+/// listens on a loopback target's port that is not PostgreSQL) and its console, where the
+/// login may read it.
+pub fn pooler_side(
+    pooler: Option<&ThrowawayPooler>,
+    target: &ConnectTarget,
+    server: Option<LocalServer>,
+) -> (Option<LocalPooler>, Option<postgres::Client>) {
+    match pooler {
+        Some(pooler) => (
+            Some(LocalPooler::of_pid(pooler.pid())),
+            crate::pg::local::console::open(&pooler.console_target()),
+        ),
+        None => {
+            let local = target
+                .is_loopback()
+                .then(|| LocalPooler::listening_on(target.first_address().1, server))
+                .flatten();
+            let console = match local.is_some() || target.settings_in_band() {
+                true => crate::pg::local::console::open(target),
+                false => None,
+            };
+            (local, console)
+        }
+    }
+}
+
+/// The header's pooler line, with what pgstress could see of it.
+pub fn describe_pooler(
+    text: Option<String>,
+    local: Option<LocalPooler>,
+    console: bool,
+) -> Option<String> {
+    let text = match (text, local) {
+        (Some(text), _) => text,
+        (None, Some(_)) => "a pooler listens on the target's port".to_owned(),
+        (None, None) => return None,
+    };
+    let cpu = local.map(|pooler| match pooler.cores {
+        Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
+        None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
+    });
+    let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
+    let seen: Vec<String> = cpu.into_iter().chain(console).collect();
+    Some(match seen.is_empty() {
+        true => text,
+        false => format!("{text}; {}", seen.join(", ")),
+    })
+}
+
+/// The monitoring connection, pgstress's lean one; without one the run goes on, without
+/// server statistics.
+pub fn open_monitor(
+    target: &ConnectTarget,
+    printer: &mut Printer<std::io::Stdout>,
+) -> Option<wire::Connection> {
+    target
+        .connect_lean(target.setup_timeout(), "pgstress-monitor")
+        .map_err(|err| {
+            printer.note(format!(
+                "note: no monitoring connection ({err}); carrying on without server statistics"
+            ))
+        })
+        .ok()
+}

@@ -1,0 +1,14 @@
+//! What a run sets up before its first step, by what it sets up: what runs on this machine
+//! beside the load (`local`), the request and the engine (`load`), and what the header says
+//! (`facts`).
+
+mod facts;
+mod load;
+mod local;
+
+pub use facts::{demo_data, describe_data, describe_target, plan_facts};
+pub use load::{build_engine, quiet_request_panics, request_spec, warn_if_open_files_short};
+pub use local::{
+    describe_pooler, load_target, open_monitor, pooler_side, start_console, start_pooler,
+    start_throwaway,
+};
