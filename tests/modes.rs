@@ -504,3 +504,51 @@ fn pool_connecting_per_request_opens_a_backend_for_every_request() {
         .batch_execute("DROP DATABASE per_request_test WITH (FORCE)")
         .unwrap();
 }
+
+/// The same cases through every kept connection there is, both clients by both ways of running
+/// the query: every request answered, a value the server cannot read classed `bad_value`, a
+/// value the table lacks `no_row`, whichever client holds the connection.
+#[test]
+fn both_clients_keep_their_connections_through_the_same_cases() {
+    let data = data_folder("mixed.csv", "1\n2\nnot a number\n99999\n");
+    let data = data.path().to_str().unwrap();
+    for client in ["lean", "postgres"] {
+        for prepare in ["once", "never"] {
+            let logs = tempfile::tempdir().unwrap();
+            let what = format!("--client {client} --prepare {prepare}");
+            run_ok(
+                logs.path(),
+                &[
+                    "--dsn",
+                    &shared_dsn(),
+                    "--mode",
+                    "pool",
+                    "--workers",
+                    "2",
+                    "--client",
+                    client,
+                    "--prepare",
+                    prepare,
+                    "--query",
+                    "SELECT 1 FROM generate_series(1, 10) AS n WHERE n = $1::int",
+                    "--data",
+                    data,
+                    "--steps",
+                    "1",
+                    "--step",
+                    "40",
+                    "--no-stop",
+                ],
+            );
+            let row = &step_rows(logs.path())[0];
+            let (ok, bad, none) = (
+                number(row, "ok"),
+                number(row, "bad_value"),
+                number(row, "no_row"),
+            );
+            assert_eq!(ok + bad + none, 40, "{what}: {row:?}");
+            assert!(ok > 0 && bad > 0 && none > 0, "{what}: {row:?}");
+            assert_eq!(number(row, "failed"), bad + none, "{what}: {row:?}");
+        }
+    }
+}

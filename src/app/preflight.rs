@@ -11,7 +11,7 @@ use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::ServerFacts;
 use crate::model::outcome::{Failure, FailureClass, Side};
-use crate::pg::request::kept::Kept;
+use crate::pg::request::kept::{self};
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, refuses_startup_options, within};
 
@@ -301,7 +301,7 @@ fn kept_twice(
     spec: &RequestSpec,
     param: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut kept = Kept::open(spec).map_err(|failure| {
+    let mut kept = kept::open(spec).map_err(|failure| {
         anyhow::anyhow!(
             "a pool worker cannot open its connection: {}",
             failure.message

@@ -13,7 +13,7 @@ use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, hold_unt
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
-use crate::pg::request::kept::Kept;
+use crate::pg::request::kept::{self, Kept};
 use crate::pg::request::{self, RequestSpec};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
@@ -319,7 +319,7 @@ impl Worker {
     fn reconnect(&mut self) -> Result<(), Failure> {
         // A connection kept from step to step that left no descriptor free below those kept
         // for pgstress's own files would cost the run its summary: let go, the client's limit.
-        let opened = Kept::open(&self.spec).and_then(|session| {
+        let opened = kept::open(&self.spec).and_then(|session| {
             match crate::sys::limits::outputs_untouched() {
                 true => Ok(session),
                 false => Err(Failure::new(

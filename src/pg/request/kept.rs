@@ -1,108 +1,157 @@
-//! A connection kept across requests (pool mode), in the shape the run's `Prepare` asks for:
-//! a named statement prepared once, or the unnamed statement parsed with every request so that
-//! nothing lives on the server between transactions (a transaction-mode pooler).
+//! A connection kept across requests (pool mode), whichever client holds it, in the shape the
+//! run's `Prepare` asks for: a named statement prepared once, or the unnamed statement parsed
+//! with every request so that nothing lives on the server between transactions (a
+//! transaction-mode pooler). Each client is one implementation of `KeptSession`; the pool
+//! and the pre-flight see only the trait.
 
 use std::time::{Duration, Instant};
 
-use postgres::Client;
+use postgres::types::Type;
+use postgres::{Client, Statement};
 
+use super::{Prepare, RequestSpec, TextParam, classify, rows_outcome, run_query};
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::query::highest_placeholder;
 use crate::model::record::RequestRecord;
-use crate::pg::request::{self, Prepare, RequestSpec, Session};
 use crate::pg::wire::{self, WireError};
 
-/// One worker's connection.
-pub enum Kept {
-    /// The `postgres` crate with the query prepared once (`--prepare once --client postgres`).
-    Prepared(Session),
-    /// The lean connection with the query prepared once (`--prepare once`, the default), the
-    /// settings in each transaction through a pooler that refused them at startup.
-    LeanPrepared(wire::Session),
-    /// The lean connection, the unnamed statement per request (`--prepare never`).
-    Lean(wire::Connection),
-    /// The `postgres` crate, the unnamed statement per request (`--prepare never
-    /// --client postgres`), and the host of the list it reached.
-    Plain(Client, Option<u8>),
+/// One worker's connection, kept from request to request.
+pub trait KeptSession: Send {
+    /// One request; the record, and whether the connection may serve the next one.
+    fn execute(
+        &mut self,
+        spec: &RequestSpec,
+        param: Option<&str>,
+        start_offset: Duration,
+    ) -> (RequestRecord, bool);
 }
 
-impl Kept {
-    /// Connects (and prepares, for `Prepare::Once`) within the request deadline.
-    pub fn open(spec: &RequestSpec) -> Result<Kept, Failure> {
+pub type Kept = Box<dyn KeptSession>;
+
+/// Connects (and prepares, for `Prepare::Once`) within the request deadline, with the run's
+/// client.
+pub fn open(spec: &RequestSpec) -> Result<Kept, Failure> {
+    match &spec.lean {
+        Some(params) => LeanKept::open(spec, params).map(|kept| Box::new(kept) as Kept),
+        None => PostgresKept::open(spec).map(|kept| Box::new(kept) as Kept),
+    }
+}
+
+/// pgstress's own connection: a prepared session, or a connection sending the unnamed
+/// statement with every request.
+enum LeanKept {
+    /// Prepared once; the settings go in each transaction through a pooler that refused them
+    /// at startup, in one write with the query (one round trip).
+    Prepared(wire::Session),
+    Plain(wire::Connection),
+}
+
+impl LeanKept {
+    fn open(spec: &RequestSpec, params: &wire::ConnectParams) -> Result<Self, Failure> {
         let deadline = Instant::now() + spec.timeout;
-        match (spec.prepare, &spec.lean) {
-            // Settings in-band (a pooler) go in one write with the query, one round trip;
-            // the postgres crate's session would need three.
-            (Prepare::Once, Some(params)) => {
+        let opened = match spec.prepare {
+            Prepare::Once => {
                 let has_param = highest_placeholder(&spec.query) > 0;
                 wire::Session::open(params, &spec.query, has_param, deadline)
-                    .map(Kept::LeanPrepared)
-                    .map_err(|err| err.failure())
+                    .map(LeanKept::Prepared)
             }
-            (Prepare::Once, None) if spec.in_band.is_some() => Err(Failure::new(
-                FailureClass::Io,
-                "--prepare once through a pooler needs the lean client: drop --client postgres",
-            )),
-            (Prepare::Once, None) => Session::open(spec).map(Kept::Prepared),
-            (Prepare::Never, Some(params)) => wire::Connection::connect(params, deadline)
-                .map(Kept::Lean)
-                .map_err(|err| err.failure()),
-            (Prepare::Never, None) => spec
-                .connect_node()
-                .map(|(client, node)| Kept::Plain(client, node)),
-        }
+            Prepare::Never => wire::Connection::connect(params, deadline).map(LeanKept::Plain),
+        };
+        opened.map_err(|err| err.failure())
     }
+}
 
-    /// One request; the record, and whether the connection may serve the next one.
-    pub fn execute(
+impl KeptSession for LeanKept {
+    fn execute(
         &mut self,
         spec: &RequestSpec,
         param: Option<&str>,
         start_offset: Duration,
     ) -> (RequestRecord, bool) {
-        match self {
-            Kept::Prepared(session) => {
-                let record = request::execute_on(session, param, start_offset);
-                (record, !session.client.is_closed())
-            }
-            Kept::Lean(conn) => {
-                let started = Instant::now();
-                conn.set_deadline(started + spec.timeout);
+        let started = Instant::now();
+        let deadline = started + spec.timeout;
+        let (result, node) = match self {
+            LeanKept::Plain(conn) => {
+                conn.set_deadline(deadline);
                 let result = conn.request(&spec.query, param, spec.in_band.as_ref());
-                let node = spec.hosts.node_of(conn.node());
-                lean_record(result, started, start_offset, node)
+                (result, conn.node())
             }
-            Kept::LeanPrepared(session) => {
-                let started = Instant::now();
-                let deadline = started + spec.timeout;
+            LeanKept::Prepared(session) => {
                 let result = session.execute_with(param, spec.in_band.as_ref(), deadline);
-                let node = spec.hosts.node_of(session.conn.node());
-                lean_record(result, started, start_offset, node)
+                (result, session.conn.node())
             }
-            Kept::Plain(client, node) => {
-                let started = Instant::now();
-                let outcome = request::run_query(client, spec, param);
-                let record = kept_record(started.elapsed(), outcome, start_offset, *node);
-                (record, !client.is_closed())
-            }
-        }
+        };
+        // After the server's own error the connection is ready again (rolled back); after any
+        // other (a deadline, a reset) its state is unknown: it is replaced.
+        let usable = matches!(result, Ok(_) | Err(WireError::Server { .. }));
+        let outcome = wire::rows_outcome(result);
+        let node = spec.hosts.node_of(node);
+        (
+            kept_record(started.elapsed(), outcome, start_offset, node),
+            usable,
+        )
     }
 }
 
-fn lean_record(
-    result: Result<u64, WireError>,
-    started: Instant,
-    start_offset: Duration,
+/// The `postgres` crate's client, with the query prepared on it once (`Some` statement) or
+/// sent unnamed with every request.
+struct PostgresKept {
+    client: Client,
+    statement: Option<Statement>,
+    /// The host of the list it reached, when the list has several.
     node: Option<u8>,
-) -> (RequestRecord, bool) {
-    // After the server's own error the connection is ready again (rolled back); after any
-    // other (a deadline, a reset) its state is unknown: it is replaced.
-    let usable = matches!(result, Ok(_) | Err(WireError::Server { .. }));
-    let outcome = wire::rows_outcome(result);
-    (
-        kept_record(started.elapsed(), outcome, start_offset, node),
-        usable,
-    )
+}
+
+impl PostgresKept {
+    /// Connects and, for `Prepare::Once`, prepares the query with `$1` typed `unknown` so the
+    /// server infers its type.
+    fn open(spec: &RequestSpec) -> Result<Self, Failure> {
+        let (mut client, node) = spec.connect_node()?;
+        let statement = match spec.prepare {
+            // The crate cannot carry the settings in the prepared statement's transaction.
+            Prepare::Once if spec.in_band.is_some() => {
+                return Err(Failure::new(
+                    FailureClass::Io,
+                    "--prepare once through a pooler needs the lean client: drop --client postgres",
+                ));
+            }
+            Prepare::Once => {
+                let types: &[Type] = match highest_placeholder(&spec.query) {
+                    0 => &[],
+                    _ => &[Type::UNKNOWN],
+                };
+                let prepared = client.prepare_typed(&spec.query, types);
+                Some(prepared.map_err(|err| classify::failure_of(&err))?)
+            }
+            Prepare::Never => None,
+        };
+        Ok(PostgresKept {
+            client,
+            statement,
+            node,
+        })
+    }
+}
+
+impl KeptSession for PostgresKept {
+    fn execute(
+        &mut self,
+        spec: &RequestSpec,
+        param: Option<&str>,
+        start_offset: Duration,
+    ) -> (RequestRecord, bool) {
+        let started = Instant::now();
+        // A prepared statement is a single round trip, bind and execute.
+        let outcome = match (&self.statement, param) {
+            (Some(statement), Some(value)) => {
+                rows_outcome(self.client.query(statement, &[&TextParam(value)]))
+            }
+            (Some(statement), None) => rows_outcome(self.client.query(statement, &[])),
+            (None, _) => run_query(&mut self.client, spec, param),
+        };
+        let record = kept_record(started.elapsed(), outcome, start_offset, self.node);
+        (record, !self.client.is_closed())
+    }
 }
 
 fn kept_record(

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, Statement};
-
-use crate::model::query::highest_placeholder;
+use postgres::{Client, Config};
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
@@ -233,58 +231,6 @@ pub fn within_deadline(
     }
 }
 
-/// A connection kept across requests, with the query prepared on it once.
-pub struct Session {
-    pub client: Client,
-    statement: Statement,
-    /// The host of the list it reached, when the list has several.
-    pub node: Option<u8>,
-}
-
-impl Session {
-    /// Connects and prepares the query, `$1` typed `unknown` so the server infers its type.
-    pub fn open(spec: &RequestSpec) -> Result<Self, Failure> {
-        let (mut client, node) = spec.connect_node()?;
-        let types: &[Type] = match highest_placeholder(&spec.query) {
-            0 => &[],
-            _ => &[Type::UNKNOWN],
-        };
-        let statement = client
-            .prepare_typed(&spec.query, types)
-            .map_err(|err| crate::pg::request::classify::failure_of(&err))?;
-        Ok(Session {
-            client,
-            statement,
-            node,
-        })
-    }
-}
-
-/// One request on an open session: a single round trip, bind and execute.
-pub fn execute_on(
-    session: &mut Session,
-    param: Option<&str>,
-    start_offset: Duration,
-) -> RequestRecord {
-    let started = Instant::now();
-    let result = match param {
-        Some(value) => session
-            .client
-            .query(&session.statement, &[&TextParam(value)]),
-        None => session.client.query(&session.statement, &[]),
-    };
-    let query = started.elapsed();
-    RequestRecord {
-        start_offset: Some(start_offset),
-        queue_wait: None,
-        connect: None,
-        query: Some(query),
-        latency: query,
-        outcome: rows_outcome(result),
-        node: session.node,
-    }
-}
-
 /// Runs the query and reads its rows: success means at least one row (the original's rule).
 /// One round trip: parse, bind and execute go together, `$1` typed `unknown` so that the
 /// server infers its type as it would for an untyped parameter (a plain `query` would spend
@@ -323,7 +269,9 @@ fn query_rows(client: &mut Client, spec: &RequestSpec, param: Option<&str>) -> R
     rows_outcome(result)
 }
 
-fn rows_outcome(result: Result<Vec<postgres::Row>, postgres::Error>) -> Result<(), Failure> {
+pub(super) fn rows_outcome(
+    result: Result<Vec<postgres::Row>, postgres::Error>,
+) -> Result<(), Failure> {
     match result {
         Ok(rows) if rows.is_empty() => Err(Failure::new(FailureClass::NoRow, "no row came back")),
         Ok(_) => Ok(()),
