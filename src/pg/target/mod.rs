@@ -34,22 +34,6 @@ pub enum TargetError {
 /// The deadline of the setup connections when `connect_timeout` is not given.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The keywords the postgres crate applies itself; the others are pgstress's (TLS, timeout,
-/// `target_session_attrs`, whose primary, standby and prefer-standby the crate lacks).
-const WIRE_KEYS: [&str; 11] = [
-    "host",
-    "hostaddr",
-    "port",
-    "user",
-    "password",
-    "dbname",
-    "options",
-    "keepalives",
-    "keepalives_idle",
-    "channel_binding",
-    "load_balance_hosts",
-];
-
 /// Who the target logs in as, where, and with what password (never printed).
 pub struct Credentials {
     pub user: String,
@@ -103,20 +87,7 @@ impl ConnectTarget {
     }
 
     pub fn from_resolved(resolved: &Resolved) -> Result<Self, TargetError> {
-        let mut config = Config::new();
-        let mut text = String::new();
-        for key in WIRE_KEYS {
-            if let Some(value) = resolved.get(key) {
-                text.push_str(&format!("{key}={} ", quote_value(value)));
-            }
-        }
-        if !text.is_empty() {
-            config = text
-                .parse()
-                .map_err(|err: postgres::Error| TargetError::BadDsn {
-                    reason: describe_error(&err),
-                })?;
-        }
+        let mut config = wire_config(resolved)?;
         let name = resolved
             .get("application_name")
             .or(resolved.get("fallback_application_name"));
@@ -420,15 +391,75 @@ pub fn describe_error(err: &postgres::Error) -> String {
     }
 }
 
+/// The `postgres` crate's configuration of the keywords it applies itself, set through its
+/// builder (the others are pgstress's: TLS, timeouts, `target_session_attrs`, whose primary,
+/// standby and prefer-standby the crate lacks). A value is never repeated in an error: it may
+/// be a password.
+fn wire_config(resolved: &Resolved) -> Result<Config, TargetError> {
+    let bad = |key: &str, what: &str| TargetError::BadDsn {
+        reason: format!("{key} is not {what}"),
+    };
+    let list = |key: &str| {
+        resolved
+            .get(key)
+            .map(|text| text.split(',').map(str::trim).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let mut config = Config::new();
+    for host in list("host") {
+        match host.starts_with('/') {
+            true => config.host_path(host),
+            false => config.host(host),
+        };
+    }
+    for addr in list("hostaddr") {
+        config.hostaddr(addr.parse().map_err(|_| bad("hostaddr", "an IP address"))?);
+    }
+    for port in list("port").into_iter().filter(|p| !p.is_empty()) {
+        config.port(port.parse().map_err(|_| bad("port", "a port number"))?);
+    }
+    if let Some(user) = resolved.get("user") {
+        config.user(user);
+    }
+    if let Some(password) = resolved.get("password") {
+        config.password(password);
+    }
+    if let Some(dbname) = resolved.get("dbname") {
+        config.dbname(dbname);
+    }
+    if let Some(options) = resolved.get("options") {
+        config.options(options);
+    }
+    if let Some(on) = resolved.get("keepalives") {
+        config.keepalives(on.trim() != "0");
+    }
+    if let Some(idle) = resolved.get("keepalives_idle") {
+        let seconds: u64 = idle
+            .trim()
+            .parse()
+            .map_err(|_| bad("keepalives_idle", "a number of seconds"))?;
+        config.keepalives_idle(Duration::from_secs(seconds));
+    }
+    config.channel_binding(match resolved.get("channel_binding").map(str::trim) {
+        Some("disable") => postgres::config::ChannelBinding::Disable,
+        Some("require") => postgres::config::ChannelBinding::Require,
+        _ => postgres::config::ChannelBinding::Prefer,
+    });
+    match resolved.get("load_balance_hosts").map(str::trim) {
+        None | Some("disable") => {}
+        Some("random") => {
+            config.load_balance_hosts(postgres::config::LoadBalanceHosts::Random);
+        }
+        Some(_) => return Err(bad("load_balance_hosts", "disable or random")),
+    }
+    Ok(config)
+}
+
 fn default_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()
         .map_or_else(|| "postgres".to_owned(), |user| user.name)
-}
-
-fn quote_value(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// libpq's `connect_timeout`: whole seconds, at least 2; 0 (libpq: wait forever) keeps

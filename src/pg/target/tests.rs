@@ -140,3 +140,25 @@ fn every_host_and_address_is_shown_and_a_hostaddr_alone_is_dialed() {
     assert_eq!(alone.hosts().describe(), "10.1.2.3:6000");
     assert!(!alone.is_loopback());
 }
+
+#[test]
+fn a_bad_list_value_is_named_without_the_value() {
+    for (dsn, named) in [
+        (
+            "host=a hostaddr=not-an-ip password=s3cret",
+            "hostaddr is not an IP address",
+        ),
+        (
+            "host=a port=five password=s3cret",
+            "port is not a port number",
+        ),
+        (
+            "host=a load_balance_hosts=sometimes password=s3cret",
+            "load_balance_hosts is not disable or random",
+        ),
+    ] {
+        let err = ConnectTarget::parse(dsn, None).unwrap_err().to_string();
+        assert!(err.contains(named), "{dsn}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
