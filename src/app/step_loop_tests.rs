@@ -151,6 +151,7 @@ fn run_ramp(
         logs: &mut logs,
         printer: &mut printer,
         progress: &mut progress,
+        metrics: None,
         stop_requested,
     }
     .run(engine)
