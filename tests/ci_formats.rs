@@ -126,9 +126,17 @@ impl Prometheus {
             address,
             _dir: dir,
         };
+        // Ready, and scraping: its discovery hands the scrapers their targets some seconds
+        // after the start (it batches updates), and a run before that would go unseen.
         let give_up = Instant::now() + Duration::from_secs(60);
-        while !matches!(get(address, "/-/ready", "*/*"), Ok((200, _, _))) {
-            assert!(Instant::now() < give_up, "Prometheus never became ready");
+        let scraping = |(status, _, body): (u16, String, String)| {
+            status == 200 && body.contains(&format!("\"scrapeUrl\":\"http://{target}/metrics\""))
+        };
+        while !get(address, "/api/v1/targets", "*/*").is_ok_and(scraping) {
+            assert!(
+                Instant::now() < give_up,
+                "Prometheus never scraped {target}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         prometheus
@@ -449,4 +457,63 @@ fn render_markdown(markdown: &str) -> String {
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, parser);
     html
+}
+
+#[test]
+fn an_interrupted_run_still_leaves_its_reports_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    // A pause far beyond the test's patience: Ctrl-C ends it after the first step.
+    let mut run = run_command(&logs)
+        .args([
+            "--dsn",
+            &shared_dsn(),
+            "--steps",
+            "3",
+            "--step",
+            "5",
+            "--pause",
+            "1h",
+        ])
+        .arg("--junit")
+        .arg(dir.path().join("junit.xml"))
+        .arg("--summary-md")
+        .arg(dir.path().join("summary.md"))
+        .args(["--no-report", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    wait_for_steps(&logs, 1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while run.try_wait().unwrap().is_none() {
+        if Instant::now() > give_up {
+            let _ = run.kill();
+            panic!("the run did not end after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = run.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", output_text(&output));
+
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let skipped: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("skipped"))
+        .map(|n| n.attribute("message").unwrap())
+        .collect();
+    assert_eq!(skipped, ["interrupted after step 1"; 2], "{xml}");
+    let markdown = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        markdown.starts_with("## pgstress: ⚠️ interrupted after 1 of 3 steps\n"),
+        "{markdown}"
+    );
+    let file = std::fs::read_to_string(log_file(&logs, "_metrics.txt")).unwrap();
+    promtool_check(&file);
+    assert!(file.contains("pgstress_steps_total{"), "{file}");
 }

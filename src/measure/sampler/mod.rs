@@ -268,6 +268,25 @@ mod tests {
     }
 
     #[test]
+    fn the_tap_is_handed_each_sample_as_it_is_taken() {
+        let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tap: Tap<(StepTag, u32)> = {
+            let taken = std::sync::Arc::clone(&taken);
+            Box::new(move |sample| taken.lock().unwrap().push(*sample))
+        };
+        let every = Duration::from_secs(60);
+        let sampler = Sampler::start_tapped("test", every, Counter(0), Some(tap)).unwrap();
+        let tag = StepTag {
+            step: 1,
+            requests: 5,
+        };
+        sampler.begin_step(tag);
+        sampler.read_now();
+        let samples = sampler.end_step();
+        assert_eq!(*taken.lock().unwrap(), samples);
+    }
+
+    #[test]
     fn a_step_shorter_than_the_interval_still_has_one_sample() {
         let sampler = Sampler::start("test", Duration::from_secs(60), Counter(0)).unwrap();
         let tag = StepTag {
