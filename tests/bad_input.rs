@@ -9,6 +9,15 @@ fn unused_port() -> u16 {
     pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).unwrap()
 }
 
+/// The port of a key=value DSN.
+fn port_of(dsn: &str) -> u16 {
+    let port = dsn
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("port="));
+    port.and_then(|p| p.parse().ok())
+        .expect("a DSN with its port")
+}
+
 /// How the refusal must read.
 #[derive(Clone, Copy)]
 enum Error {
@@ -184,6 +193,59 @@ fn cases() -> Vec<(&'static str, Case)> {
                 says: &["'localhost' for '--listen <ADDR:PORT>'", "127.0.0.1:7777"],
                 no_logs: true,
                 ..run(&["--listen", "localhost"])
+            },
+        ),
+        (
+            "a metrics address without a port names the form",
+            Case {
+                exit: &[2],
+                error: Error::Usage,
+                says: &[
+                    "'9187' for '--metrics-listen <ADDR:PORT>'",
+                    "127.0.0.1:7777",
+                ],
+                no_logs: true,
+                ..run(&["--metrics-listen", "9187"])
+            },
+        ),
+        (
+            "a metrics port among the ephemeral ones is refused before anything starts",
+            Case {
+                exit: &[1],
+                says: &["--metrics-listen", "from 1 to 32767"],
+                stdout: Stdout::Empty,
+                no_logs: true,
+                ..run(&["--metrics-listen", "127.0.0.1:40000"])
+            },
+        ),
+        (
+            "a linger without the endpoint is refused",
+            Case {
+                exit: &[1],
+                says: &["--metrics-linger", "--metrics-listen"],
+                stdout: Stdout::Empty,
+                ..run(&["--metrics-linger", "5s"])
+            },
+        ),
+        (
+            "a metrics port already taken fails before any server starts",
+            Case {
+                exit: &[1],
+                says: &["cannot serve metrics on 127.0.0.1:", "--metrics-listen"],
+                stdout: Stdout::Lacks("throwaway"),
+                no_logs: true,
+                // The shared cluster's own port, taken as long as this test binary runs.
+                ..run(&["--metrics-listen", &format!("127.0.0.1:{}", port_of(&dsn))])
+            },
+        ),
+        (
+            "a JUnit report in a folder that cannot be made fails before the run",
+            Case {
+                files: &[("file", "")],
+                exit: &[1],
+                says: &["cannot write", "junit.xml (--junit)"],
+                stdout: Stdout::Empty,
+                ..run(&["--dsn", &dsn, "--junit", "{dir}/file/junit.xml"])
             },
         ),
         (

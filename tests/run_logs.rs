@@ -27,7 +27,7 @@ fn small_run_writes_every_log_file() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     let failures_log = log_file(logs.path(), "_log.csv");
     let timestamp = &failures_log.file_name().unwrap().to_str().unwrap()[..15];
     assert!(
@@ -40,6 +40,7 @@ fn small_run_writes_every_log_file() {
         "steps.csv",
         "cpu.csv",
         "summary.json",
+        "metrics.txt",
     ] {
         assert!(
             names.contains(&format!("{timestamp}_{suffix}")),

@@ -6,6 +6,7 @@ pub mod coordinate;
 pub mod cpus;
 pub mod k8s;
 pub mod manual;
+pub mod outputs;
 pub mod preflight;
 pub mod prepare;
 pub mod report;

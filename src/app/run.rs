@@ -2,7 +2,7 @@
 //! judging and writing each step as soon as it ends, and clean up however the run ends.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -19,12 +19,14 @@ use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
 use crate::engine::Engine;
 use crate::logs::{self, RunLogs};
-use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
-use crate::model::facts::{RunFacts, ServerFacts};
+use crate::measure::sampler::{Sampler, Tap};
+use crate::model::facts::{ClientCpus, RunFacts, ServerFacts};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
+use crate::output::metrics::RunMetrics;
+use crate::output::metrics::endpoint::MetricsEndpoint;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::pg::local::pooler::ThrowawayPooler;
@@ -50,6 +52,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     logs::check_writable(&config.logs_dir)?;
 
     let mut printer = Printer::new(std::io::stdout());
+    let endpoint = super::outputs::open(&config, &mut printer)?;
     let throwaway = match &config.target {
         TargetChoice::Throwaway { settings } => {
             let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
@@ -84,6 +87,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
                 throwaway: throwaway.as_ref(),
                 pooler: pooler.as_ref(),
                 pooler_text,
+                endpoint: endpoint.as_ref(),
             },
             demo.as_ref().or(data.as_ref()),
             pinned,
@@ -100,7 +104,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         printer.note("throwaway server stopped and removed");
     }
     let (ramp, breaches) = outcome?;
-    Ok(status_of(&ramp, &breaches, &config, &mut printer))
+    let status = status_of(&ramp, &breaches, &config, &mut printer);
+    if let Some(endpoint) = &endpoint {
+        super::outputs::linger(endpoint, config.outputs.metrics, &mut printer);
+    }
+    Ok(status)
 }
 
 /// How the run ended, said on the terminal where it was not a plain end.
@@ -139,6 +147,8 @@ struct Around<'a> {
     throwaway: Option<&'a ThrowawayServer>,
     pooler: Option<&'a ThrowawayPooler>,
     pooler_text: Option<String>,
+    /// The live metrics' endpoint, if asked for.
+    endpoint: Option<&'a MetricsEndpoint>,
 }
 
 /// The run against a server that is up: pre-flight, the samplers, the ramp, the verdict.
@@ -162,7 +172,7 @@ fn run_against(
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
-    let mut engine = engine_for(config, spec, &server, printer)?;
+    let engine = engine_for(config, spec, &server, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -192,26 +202,61 @@ fn run_against(
         server_cores: facts.cpus.server_cores,
         pooler: local_pooler,
     };
-    let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
-    printer.header(&facts, &logs.paths());
     let probes = (local_server, monitor, sides, requests_name);
-    let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start)?;
-    let console = start_console(config, console)?;
+    let pooler_cores = local_pooler.and_then(|pooler| pooler.cores);
+    let sides = (cpus, probes, console, pooler_cores);
+    let end = (data, around.endpoint, run_start);
+    run_ramp(config, &facts, sides, engine, end, printer)
+}
+
+/// What the samplers read: the local server, the monitoring connection, the sides' CPUs and
+/// the name of the run's sessions.
+type Probes = (
+    Option<LocalServer>,
+    Option<crate::pg::wire::Connection>,
+    Sides,
+    String,
+);
+
+/// The logs, the metrics and the samplers, the steps, and the end of the run.
+fn run_ramp(
+    config: &RunConfig,
+    facts: &RunFacts,
+    (cpus, probes, console, pooler_cores): (
+        ClientCpus,
+        Probes,
+        Option<postgres::Client>,
+        Option<f64>,
+    ),
+    mut engine: Box<dyn Engine>,
+    (data, endpoint, run_start): (Option<&ParamData>, Option<&MetricsEndpoint>, Instant),
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<(Ramp, Breaches)> {
+    let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
+    printer.header(facts, &logs.paths());
+    let metrics = super::outputs::run_metrics(config, facts, &logs, endpoint);
+    let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start, &metrics)?;
+    let console = start_console(
+        config,
+        console,
+        Some(tap(&metrics, RunMetrics::pooler_sample)),
+    )?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
     let ramp = StepLoop {
         config,
-        facts: &facts,
+        facts,
         cpus,
         data,
         cpu_sampler: &cpu_sampler,
         stats_sampler: stats_sampler.as_ref(),
         pooler: PoolerWatch {
             console: console.as_ref(),
-            cores: local_pooler.and_then(|pooler| pooler.cores),
+            cores: pooler_cores,
         },
         logs: &mut logs,
         printer,
         progress: &mut progress,
+        metrics: Some((&metrics, endpoint.is_some())),
         stop_requested: &interrupt::requested,
     }
     .run(engine.as_mut())?;
@@ -219,8 +264,15 @@ fn run_against(
     engine.leave_threads_to_exit();
     drop((cpu_sampler, stats_sampler, console, engine));
     progress.finish();
-    let breaches = finish(config, &facts, &ramp, &logs, printer)?;
+    let ran = (&ramp, &logs, run_start.elapsed());
+    let breaches = finish(config, facts, ran, &metrics, printer)?;
     Ok((ramp, breaches))
+}
+
+/// Hands a sampler's samples to the run's metrics.
+fn tap<S: 'static>(metrics: &Arc<RunMetrics>, take: fn(&RunMetrics, &S)) -> Tap<S> {
+    let metrics = Arc::clone(metrics);
+    Box::new(move |sample: &S| take(&metrics, sample))
 }
 
 /// The engine that sends the load: this process's own, or the agents' (`--agents`).
@@ -285,29 +337,28 @@ fn detected_pooler(target: &ConnectTarget) -> Option<String> {
     })
 }
 
-/// The CPU sampler and, with a monitoring connection, the server statistics sampler.
+/// The CPU sampler and, with a monitoring connection, the server statistics sampler, each
+/// handing its samples to the run's metrics as it takes them.
 fn start_samplers(
     config: &RunConfig,
-    (local_server, monitor, sides, requests_name): (
-        Option<LocalServer>,
-        Option<crate::pg::wire::Connection>,
-        Sides,
-        String,
-    ),
+    (local_server, monitor, sides, requests_name): Probes,
     run_start: Instant,
+    metrics: &Arc<RunMetrics>,
 ) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
-    let cpu_sampler: CpuSampler = Sampler::start(
+    let cpu_sampler: CpuSampler = Sampler::start_tapped(
         "pgstress-cpu",
         config.sample_every,
         CpuProbe::new(local_server, run_start, sides),
+        Some(tap(metrics, RunMetrics::cpu_sample)),
     )
     .context("cannot start the CPU sampler")?;
     let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
         .map(|client| {
-            Sampler::start(
+            Sampler::start_tapped(
                 "pgstress-monitor",
                 config.sample_every,
                 ServerStatsProbe::new(client, requests_name.clone(), config.timeout),
+                Some(tap(metrics, RunMetrics::server_sample)),
             )
         })
         .transpose()
@@ -315,12 +366,13 @@ fn start_samplers(
     Ok((cpu_sampler, stats_sampler))
 }
 
-/// After the last step: the verdict, the gates, the final summary and what to do next.
+/// After the last step: the verdict, the gates, the final summary, the metrics file and the
+/// reports for CI, and what to do next.
 fn finish(
     config: &RunConfig,
     facts: &RunFacts,
-    ramp: &Ramp,
-    logs: &RunLogs,
+    (ramp, logs, elapsed): (&Ramp, &RunLogs, Duration),
+    metrics: &RunMetrics,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Breaches> {
     if let Some((step, reason)) = &ramp.stopped
@@ -329,10 +381,9 @@ fn finish(
         printer.note(format!("stopped after step {step}: {}", reason.describe()));
     }
     let verdict = judge_run(ramp, config, facts);
-    let breaches: Breaches = config
-        .gates
-        .iter()
-        .map(|gate| (gate.to_string(), gate.breach(&verdict, &ramp.results)))
+    let gates = super::outputs::judge_gates(config, &verdict, ramp);
+    let breaches: Breaches = (gates.iter())
+        .map(|g| (g.gate.clone(), g.breached.clone()))
         .collect();
     let complete = !interrupt::requested() && ramp.log_error.is_none() && ramp.lost.is_none();
     let summary_written = match &ramp.log_error {
@@ -348,6 +399,16 @@ fn finish(
             None => printer.note(format!("gate passed: {gate}")),
         }
     }
+    let end = super::outputs::Finished {
+        config,
+        facts,
+        ramp,
+        verdict: &verdict,
+        gates: &gates,
+        logs,
+        elapsed,
+    };
+    let reports_written = super::outputs::write_reports(&end, metrics, printer);
     if let Some(err) = &ramp.log_error {
         bail!(
             "the logs could not be written after step {} ({err:#}); the steps before it are on disk",
@@ -355,6 +416,7 @@ fn finish(
         );
     }
     summary_written?;
+    reports_written?;
     if config.report {
         printer.note(crate::report::after_run(logs.summary_path()));
     }

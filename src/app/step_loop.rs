@@ -15,7 +15,7 @@ use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
-use crate::model::record::{StepObserver, StepRun, Tally};
+use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
 use crate::model::sample::{
     CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample, StepCpu,
@@ -24,6 +24,7 @@ use crate::model::step::{CpuSummary, PoolerSide, StepResult};
 
 /// A step's CPU samples and what its counters measured as a whole.
 type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
+use crate::output::metrics::{RunMetrics, StepEnd};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::sys::interrupt;
@@ -61,6 +62,9 @@ pub struct StepLoop<'a, W: Write> {
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
     pub progress: &'a mut Progress,
+    /// The run's metrics, and whether a scraper sees them live: then each request is counted
+    /// as it ends, else the step's records at its end.
+    pub metrics: Option<(&'a RunMetrics, bool)>,
     /// Asked before each step: has the user asked the run to stop (Ctrl-C, SIGTERM)?
     pub stop_requested: &'a dyn Fn() -> bool,
 }
@@ -106,6 +110,16 @@ impl<W: Write> StepLoop<'_, W> {
             ramp.summaries.push(StepSummary::of(&result, &run.agents));
             ramp.results.push(result);
             let verdict = judge_run(&ramp, self.config, self.facts);
+            if let (Some((metrics, _)), Some(result)) = (self.metrics, ramp.results.last()) {
+                let handled = verdict::handled(result, &judging(self.config, self.facts));
+                let (run, verdict) = (&run, &verdict);
+                metrics.end_step(&StepEnd {
+                    run,
+                    result,
+                    handled,
+                    verdict,
+                });
+            }
             let written = written.map_err(anyhow::Error::from).and_then(|()| {
                 write_summary(self.logs, self.facts, &ramp.summaries, &verdict, &[], false)
             });
@@ -155,8 +169,13 @@ impl<W: Write> StepLoop<'_, W> {
             console.begin_step(tag);
         }
         self.progress.start_step(index, requests);
+        let size = self.config.plan.requests_at(index);
+        if let Some((metrics, _)) = self.metrics {
+            metrics.begin_step(index, size, requests, engine.concurrency(size));
+        }
         let watch = StepWatch {
             progress: self.progress.observer(),
+            metrics: self.metrics.filter(|(_, live)| *live).map(|(m, _)| m),
             server_stats: self.stats_sampler,
             pooler_view: self.pooler.console,
             first_end_seen: Cell::new(false),
@@ -299,15 +318,26 @@ pub fn write_summary(
 /// shorter than the sampling interval would be seen only after they closed).
 struct StepWatch<'a> {
     progress: Option<&'a dyn StepObserver>,
+    /// The live metrics, when a scraper reads them.
+    metrics: Option<&'a RunMetrics>,
     server_stats: Option<&'a Sampler<ServerStatsSample>>,
     pooler_view: Option<&'a Sampler<PoolerViewSample, PoolerStatsWhole>>,
     first_end_seen: Cell<bool>,
 }
 
 impl StepObserver for StepWatch<'_> {
+    fn record_ended(&self, record: &RequestRecord) {
+        if let Some(metrics) = self.metrics {
+            metrics.record_ended(record);
+        }
+    }
+
     fn request_ended(&self, tally: Tally) {
         if let Some(progress) = self.progress {
             progress.request_ended(tally);
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.step_progress(tally.done);
         }
         if !self.first_end_seen.replace(true) {
             if let Some(sampler) = self.server_stats {

@@ -58,7 +58,7 @@ impl Engine for FakeEngine {
         &mut self,
         step: u32,
         params: Vec<Option<String>>,
-        _observer: Option<&dyn StepObserver>,
+        observer: Option<&dyn StepObserver>,
     ) -> StepRun {
         self.seen
             .push((step, params.len(), steps_in_summary(&self.summary)));
@@ -75,8 +75,15 @@ impl Engine for FakeEngine {
             },
             node: None,
         };
+        let records: Vec<RequestRecord> = (0..params.len()).map(record).collect();
+        // The first half seen live as they end; the rest only with the step.
+        for record in records.iter().take(records.len() / 2) {
+            if let Some(observer) = observer {
+                observer.record_ended(record);
+            }
+        }
         StepRun {
-            records: (0..params.len()).map(record).collect(),
+            records,
             dropped: 0,
             unsent: 0,
             launch: Duration::from_micros(10),
@@ -131,6 +138,17 @@ fn run_ramp(
     logs_dir: &Path,
     stop_requested: &dyn Fn() -> bool,
 ) -> (Ramp, String) {
+    run_ramp_with(config, engine, logs_dir, stop_requested, None)
+}
+
+/// The same, with the run's metrics counted live.
+fn run_ramp_with(
+    config: &RunConfig,
+    engine: &mut FakeEngine,
+    logs_dir: &Path,
+    stop_requested: &dyn Fn() -> bool,
+    metrics: Option<&RunMetrics>,
+) -> (Ramp, String) {
     let facts = facts(config, engine);
     let mut logs = RunLogs::create(logs_dir, "test", false).expect("logs");
     let sampler = Sampler::start(
@@ -153,6 +171,7 @@ fn run_ramp(
         logs: &mut logs,
         printer: &mut printer,
         progress: &mut progress,
+        metrics: metrics.map(|metrics| (metrics, true)),
         stop_requested,
     }
     .run(engine)
@@ -242,4 +261,48 @@ fn each_step_has_its_planned_load_and_its_flags_from_the_start() {
     let verdict = judge_run(&ramp, &config, &facts(&config, &engine));
     assert_eq!(verdict.breaking_point, None);
     assert_eq!(verdict.capacity, Some(60));
+}
+
+#[test]
+fn the_metrics_end_each_step_with_its_counts_seen_live_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(3, 10);
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 4, 1], FailureClass::Timeout, &summary);
+    let metrics = RunMetrics::new(&crate::output::metrics::RunLabels {
+        run_id: "test".to_owned(),
+        mode: "burst".to_owned(),
+        version: "0".to_owned(),
+        load_unit: "concurrent requests".to_owned(),
+        steps_planned: 3,
+        max_connections: 100,
+        usable_connections: 96,
+    });
+    let (ramp, _) = run_ramp_with(&config, &mut engine, dir.path(), &|| false, Some(&metrics));
+    let text = metrics.text();
+    let value = |series: &str| -> u32 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let labels = "run_id=\"test\",mode=\"burst\"";
+    let ok: u32 = ramp.results.iter().map(|r| r.ok).sum();
+    let failed: u32 = ramp.results.iter().map(|r| r.failed).sum();
+    assert_eq!((ok, failed), (55, 5));
+    let requests = |outcome: &str| {
+        value(&format!(
+            "pgstress_requests_total{{{labels},outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!((requests("ok"), requests("failed")), (ok, failed));
+    assert_eq!(
+        value(&format!(
+            "pgstress_request_latency_seconds_count{{{labels}}}"
+        )),
+        ok
+    );
+    assert_eq!(value(&format!("pgstress_step{{{labels}}}")), 3);
+    assert_eq!(
+        value(&format!("pgstress_breaking_point_step{{{labels}}}")),
+        2
+    );
 }

@@ -219,6 +219,27 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub no_report: Option<bool>,
 
+    /// Write the run as a JUnit XML test report: a test case per step and per --fail-if gate,
+    /// for a CI system's test view [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the run's Markdown summary (verdict, steps, gates) to this file; under GitHub
+    /// Actions it is also appended to GITHUB_STEP_SUMMARY [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+
+    /// Serve the run's live metrics on http://ADDR:PORT/metrics for Prometheus, e.g.
+    /// 127.0.0.1:9187; beyond loopback only at an address given here, such as 0.0.0.0:9187
+    /// [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<ListenAddr>,
+
+    /// With --metrics-listen: how long the last values are still served after the run ends,
+    /// so the last scrape sees the last step [default: 15s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub metrics_linger: Option<Span>,
+
     /// No progress bars, even on a terminal: the plain per-step lines only [default: false].
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub quiet: Option<bool>,

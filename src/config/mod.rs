@@ -10,6 +10,7 @@ mod file;
 mod fleet;
 mod judging;
 pub mod k8s;
+mod outputs;
 mod plan;
 mod pooler;
 mod prepare;
@@ -22,6 +23,7 @@ pub use crate::cli::values::MAX_DURATION;
 pub use caps::agent_caps;
 pub use env::EnvTarget;
 pub use error::ConfigError;
+pub use outputs::{GITHUB_STEP_SUMMARY, MetricsSettings, Outputs};
 pub use pooler::PoolerChoice;
 pub use prepare::PrepareConfig;
 
@@ -112,6 +114,8 @@ pub struct RunConfig {
     pub cpus: CpuChoice,
     /// The agents that send the load instead of this process, if any.
     pub fleet: Option<crate::fleet::door::FleetSettings>,
+    /// The JUnit report, the Markdown summary and the live metrics, where asked for.
+    pub outputs: Outputs,
 }
 
 impl RunConfig {
@@ -121,7 +125,9 @@ impl RunConfig {
         if let Some(path) = options.config.clone() {
             merge::Merge::merge(&mut options, file::load(&path)?);
         }
-        Self::validate(options, &EnvTarget::from_process())
+        let mut config = Self::validate(options, &EnvTarget::from_process())?;
+        config.outputs.github_summary = outputs::github_summary_from_env();
+        Ok(config)
     }
 
     /// The checks run in a fixed order, so that of several mistakes the same one is named.
@@ -140,6 +146,7 @@ impl RunConfig {
         let pooler = pooler::merge_pooler(&options)?;
         let cpus = merge_cpus(&options, &target)?;
         let fleet = fleet::merge_fleet(&options, &target, &mode, pooler.is_some())?;
+        let outputs = outputs::merge_outputs(&options)?;
         let data = options.data;
         let data_from_demo = data.is_none()
             && takes_parameter
@@ -174,6 +181,7 @@ impl RunConfig {
             quiet: options.quiet.unwrap_or(false),
             cpus,
             fleet,
+            outputs,
         })
     }
 }

@@ -186,6 +186,7 @@ pub fn gather(
         }
         if let Some(observer) = observer {
             tally.count(&record);
+            observer.record_ended(&record);
             observer.request_ended(tally);
         }
         let end = match record.start_offset {

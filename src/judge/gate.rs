@@ -194,6 +194,34 @@ impl Gate {
         })
     }
 
+    /// What the run measured of the gate's metric, breached or not: the capacity, or the
+    /// figure of the step that comes closest to breaching it (the highest, for a gate on `>`).
+    pub fn measured(&self, verdict: &Verdict, steps: &[StepResult]) -> String {
+        if self.metric == Metric::Capacity {
+            return format!("capacity is {}", verdict.capacity.unwrap_or(0));
+        }
+        let name = self.text.split(['<', '>']).next().unwrap_or("").trim();
+        let chosen = steps
+            .iter()
+            .filter(|s| self.at_requests.is_none_or(|n| s.requests == n));
+        let valued = chosen.filter_map(|step| self.value_of(step).map(|value| (value, step)));
+        let above = matches!(self.op, Op::Greater | Op::GreaterOrEqual);
+        let closest = valued.reduce(|a, b| match (b.0 > a.0) == above && b.0 != a.0 {
+            true => b,
+            false => a,
+        });
+        match (closest, self.at_requests) {
+            (Some((value, step)), _) => format!(
+                "{name} is {value:.3} at step {} ({} requests)",
+                step.step, step.requests
+            ),
+            (None, Some(n)) if !steps.iter().any(|s| s.requests == n) => {
+                format!("the run has no step of {n} requests")
+            }
+            (None, _) => format!("no step measured {name}"),
+        }
+    }
+
     fn value_of(&self, step: &StepResult) -> Option<f64> {
         match self.metric {
             Metric::Capacity => None,

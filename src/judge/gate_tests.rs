@@ -290,3 +290,39 @@ fn a_latency_gate_over_steps_without_success_holds() {
     assert_eq!(gate("p99>=0ms").breach(&verdict, &steps), None);
     assert_eq!(gate("max>=0ms").breach(&verdict, &steps), None);
 }
+
+#[test]
+fn a_gate_says_what_was_measured_whether_it_held_or_not() {
+    let steps = vec![
+        step_with_failures(1, 100, 0, FailureClass::Io, 100),
+        step_with_failures(2, 200, 4, FailureClass::Io, 400),
+    ];
+    let verdict = Verdict::judge(
+        &steps,
+        &Judging {
+            steps_planned: 2,
+            unit: CONCURRENT,
+            ..Judging::default()
+        },
+        None,
+    );
+    let measured = |text: &str| gate(text).measured(&verdict, &steps);
+    assert_eq!(measured("capacity<50"), "capacity is 100");
+    // The figure closest to breaching: the highest for `>`, the lowest for `<`.
+    assert_eq!(
+        measured("p99>1s"),
+        "p99 is 400.127 at step 2 (200 requests)"
+    );
+    assert_eq!(
+        measured("p50<1ms"),
+        "p50 is 100.031 at step 1 (100 requests)"
+    );
+    assert_eq!(
+        measured("failed>10@100"),
+        "failed is 0.000 at step 1 (100 requests)"
+    );
+    assert_eq!(
+        measured("p99>1s@300"),
+        "the run has no step of 300 requests"
+    );
+}

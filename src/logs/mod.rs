@@ -1,8 +1,12 @@
 //! The run's log files, one writer per file, all sharing the run's timestamp. Each step's rows
 //! are written and flushed as soon as the step ends, so a crash loses at most the step in flight.
 
+pub mod ci;
 mod cpu;
 pub mod files;
+pub mod junit;
+pub mod markdown;
+mod metrics;
 mod original;
 pub mod read;
 mod requests;
@@ -66,6 +70,8 @@ pub struct RunLogs {
     /// Only with `--log-requests`.
     requests: Option<requests::RequestsCsv>,
     summary: PathBuf,
+    /// Written once, at the end.
+    metrics: PathBuf,
 }
 
 impl RunLogs {
@@ -109,6 +115,7 @@ impl RunLogs {
                 false => None,
             },
             summary: path(schema::SUMMARY),
+            metrics: path(schema::METRICS),
         })
     }
 
@@ -144,6 +151,33 @@ impl RunLogs {
         &self.summary
     }
 
+    /// The run's id: the timestamp its files share, `11292026_092253` (`-2` and on for a
+    /// second run in the same second).
+    pub fn run_id(&self) -> String {
+        let name = self
+            .summary
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let id = name.strip_suffix(schema::SUMMARY).unwrap_or(&name);
+        id.to_owned()
+    }
+
+    /// Writes `<ts>_metrics.txt`: the run's metric families as they stand, whole.
+    pub fn write_metrics(
+        &self,
+        metrics: &crate::output::metrics::RunMetrics,
+    ) -> Result<(), LogError> {
+        if crate::sys::interrupt::abandoned() {
+            return Ok(());
+        }
+        metrics::write(&self.metrics, metrics)
+    }
+
+    pub fn metrics_path(&self) -> &Path {
+        &self.metrics
+    }
+
     pub fn paths(&self) -> Vec<&Path> {
         let mut paths = self.original.paths();
         paths.push(self.steps.path());
@@ -152,6 +186,7 @@ impl RunLogs {
             paths.push(requests.path());
         }
         paths.push(&self.summary);
+        paths.push(&self.metrics);
         paths
     }
 }

@@ -15,6 +15,8 @@ pub const CPU_LOG: &str = "_cpu.csv";
 pub const REQUESTS_LOG: &str = "_requests.csv";
 pub const SUMMARY: &str = "_summary.json";
 pub const REPORT_PAGE: &str = "_report.html";
+/// The run's metrics at its end, in the Prometheus text format (what the Pushgateway takes).
+pub const METRICS: &str = "_metrics.txt";
 
 /// `<prefix><suffix>`, e.g. `logs/11282026_111515_report.html`.
 pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {

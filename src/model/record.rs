@@ -104,4 +104,7 @@ impl Tally {
 /// prints. Called on the thread that collects the results, so it must return quickly.
 pub trait StepObserver {
     fn request_ended(&self, tally: Tally);
+    /// The record of the request that just ended, before its `request_ended` (live metrics).
+    /// Engines that hear only counts (agents' heartbeats) never call it.
+    fn record_ended(&self, _record: &RequestRecord) {}
 }

@@ -118,6 +118,15 @@ fn read_from_start(file: &File) -> Option<String> {
 }
 
 /// The live children of a single-threaded process (the postmaster is one).
+/// This machine's name, as a report names where it ran; `localhost` when it has none.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 pub fn children(pid: u32) -> Vec<u32> {
     parse_children(
         &std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default(),

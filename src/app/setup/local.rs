@@ -76,13 +76,15 @@ pub fn load_target(
 pub fn start_console(
     config: &RunConfig,
     console: Option<postgres::Client>,
+    tap: Option<crate::measure::sampler::Tap<PoolerViewSample>>,
 ) -> anyhow::Result<Option<Sampler<PoolerViewSample, PoolerStatsWhole>>> {
     console
         .map(|client| {
-            Sampler::start(
+            Sampler::start_tapped(
                 "pgstress-console",
                 config.sample_every,
                 PoolerViewProbe::new(client),
+                tap,
             )
         })
         .transpose()

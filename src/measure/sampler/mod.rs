@@ -63,6 +63,9 @@ pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// A probe stuck on a dead server is left behind rather than holding up the exit.
 const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Told of each sample as it is taken (live metrics), on the sampler's thread.
+pub type Tap<S> = Box<dyn FnMut(&S) + Send>;
+
 /// Handle to a sampler thread; dropping it stops the thread.
 pub struct Sampler<S, W = ()> {
     commands: Option<Sender<Command<S, W>>>,
@@ -75,10 +78,20 @@ impl<S: Send + 'static, W: Send + 'static> Sampler<S, W> {
         every: Duration,
         probe: P,
     ) -> std::io::Result<Self> {
+        Self::start_tapped(name, every, probe, None)
+    }
+
+    /// A sampler that also hands each sample to `tap` as soon as it is taken.
+    pub fn start_tapped<P: Probe<Sample = S, Whole = W>>(
+        name: &str,
+        every: Duration,
+        probe: P,
+        tap: Option<Tap<S>>,
+    ) -> std::io::Result<Self> {
         let (commands, inbox) = unbounded();
         let handle = thread::Builder::new()
             .name(name.into())
-            .spawn(move || run_probe(probe, every, inbox))?;
+            .spawn(move || run_probe(probe, every, inbox, tap))?;
         Ok(Sampler {
             commands: Some(commands),
             handle: Some(handle),
@@ -137,6 +150,7 @@ fn run_probe<P: Probe>(
     mut probe: P,
     every: Duration,
     inbox: Receiver<Command<P::Sample, P::Whole>>,
+    mut tap: Option<Tap<P::Sample>>,
 ) {
     let _watched = crate::sys::schedstat::watch_this_thread();
     let mut current: Option<StepTag> = None;
@@ -172,6 +186,9 @@ fn run_probe<P: Probe>(
                     }
                     previous = (Instant::now(), now);
                 }
+                if let (Some(tap), Some(last)) = (&mut tap, samples.last()) {
+                    tap(last);
+                }
                 let _ = reply.send((std::mem::take(&mut samples), whole));
             }
             Ok(Command::ReadNow) | Err(RecvTimeoutError::Timeout) => {
@@ -181,6 +198,9 @@ fn run_probe<P: Probe>(
                     let count = samples.len();
                     samples.extend(probe.sample(tag, &before.1, &previous.1));
                     last_start = (samples.len() > count).then_some(before.1);
+                    if let (Some(tap), true) = (&mut tap, samples.len() > count) {
+                        tap(&samples[count]);
+                    }
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -245,6 +265,25 @@ mod tests {
         points.begin_step(tag);
         points.read_now();
         assert_eq!(points.end_step(), vec![(tag, 1), (tag, 1)]);
+    }
+
+    #[test]
+    fn the_tap_is_handed_each_sample_as_it_is_taken() {
+        let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tap: Tap<(StepTag, u32)> = {
+            let taken = std::sync::Arc::clone(&taken);
+            Box::new(move |sample| taken.lock().unwrap().push(*sample))
+        };
+        let every = Duration::from_secs(60);
+        let sampler = Sampler::start_tapped("test", every, Counter(0), Some(tap)).unwrap();
+        let tag = StepTag {
+            step: 1,
+            requests: 5,
+        };
+        sampler.begin_step(tag);
+        sampler.read_now();
+        let samples = sampler.end_step();
+        assert_eq!(*taken.lock().unwrap(), samples);
     }
 
     #[test]
