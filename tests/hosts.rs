@@ -334,6 +334,22 @@ fn load_balance_hosts_random_spreads_a_step_over_both_nodes() {
     );
 }
 
+/// The one-line error of a run refused before any load (exit 1, no step logged).
+fn refused(dsn: &str) -> String {
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", dsn, "--steps", "1", "--step", "2", "--no-report"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    assert_eq!(
+        std::fs::read_dir(logs.path()).unwrap().count(),
+        0,
+        "no step ran"
+    );
+    one_line_error(&output.stderr)
+}
+
 #[test]
 fn a_target_with_no_node_of_the_kind_asked_is_refused_naming_it() {
     let pair = pair();
@@ -345,13 +361,7 @@ fn a_target_with_no_node_of_the_kind_asked_is_refused_naming_it() {
             pair.primary.password()
         )
     );
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", &dsn, "--steps", "1", "--step", "2", "--no-report"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    let error = one_line_error(&output.stderr);
+    let error = refused(&dsn);
     assert!(error.contains("target_session_attrs=read-write"), "{error}");
     assert!(!error.contains(pair.primary.password()), "{error}");
 }
@@ -363,12 +373,6 @@ fn channel_binding_require_refuses_a_login_without_tls() {
         "{} channel_binding=require",
         node_dsn(&pair.primary, pair.primary.port())
     );
-    let logs = tempfile::tempdir().unwrap();
-    let output = pgstress_run(logs.path())
-        .args(["--dsn", &dsn, "--steps", "1", "--step", "2", "--no-report"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    let error = one_line_error(&output.stderr);
+    let error = refused(&dsn);
     assert!(error.contains("channel_binding"), "{error}");
 }
