@@ -9,16 +9,22 @@ use postgres::Client;
 use crate::config::RunConfig;
 use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
-use crate::model::facts::ServerFacts;
+use crate::model::facts::{PoolerLimit, ServerFacts};
 use crate::model::outcome::{Failure, FailureClass, Side};
 use crate::pg::request::kept::Kept;
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, refuses_startup_options, within};
 
 /// What the pre-flight connection learnt: the target as requests must reach it (its settings
-/// in-band when it refused them at startup, as a pooler does), the server's facts, and the
-/// server's processes when they are visible from here.
-pub type Reached = (ConnectTarget, ServerFacts, Option<LocalServer>);
+/// in-band when it refused them at startup, as a pooler does), the server's facts, the
+/// server's processes when they are visible from here, and pgpool-II's client limit when the
+/// target is pgpool-II.
+pub type Reached = (
+    ConnectTarget,
+    ServerFacts,
+    Option<LocalServer>,
+    Option<PoolerLimit>,
+);
 
 /// One connection before step 1: reads the server's facts and prepares the query, so that a
 /// wrong target or a broken query fails fast with the server's own words, within a deadline.
@@ -71,6 +77,8 @@ fn check_server(
 ) -> anyhow::Result<Reached> {
     let (target, mut client) = reach(target)?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
+    // pgpool-II answers its own command; anything else answers a syntax error, harmlessly.
+    let pgpool = crate::pg::local::console::pgpool_limit(&mut client);
     // Looked up while this connection's backend is alive: its parent is the postmaster.
     // Unnamed statements only: behind a transaction-mode pooler a named one may be gone.
     let backend_pid = client
@@ -100,7 +108,7 @@ fn check_server(
         true => backend_pid.and_then(LocalServer::from_backend_pid),
         false => None,
     };
-    Ok((target, facts, visible_server))
+    Ok((target, facts, visible_server, pgpool))
 }
 
 fn read_facts(client: &mut Client) -> anyhow::Result<ServerFacts> {

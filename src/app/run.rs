@@ -22,11 +22,12 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
-use crate::model::facts::{RunFacts, ServerFacts};
+use crate::model::facts::{PoolerLimit, RunFacts, ServerFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
+use crate::pg::local::console;
 use crate::pg::local::pooler::ThrowawayPooler;
 use crate::pg::local::server::ThrowawayServer;
 use crate::pg::request::RequestSpec;
@@ -152,17 +153,18 @@ fn run_against(
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
-    let (target, server, visible_server) = preflight(target, config)?;
+    let (target, server, visible_server, pgpool) = preflight(target, config)?;
     let target = &target;
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
-    let (local_pooler, console) = pooler_side(around.pooler, target, local_server);
+    let (local_pooler, mut console) = pooler_side(around.pooler, target, local_server);
+    let pooler_limit = pgpool.or_else(|| console.as_mut().and_then(console::pgbouncer_limit));
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
-    let mut engine = engine_for(config, spec, &server, printer)?;
+    let mut engine = engine_for(config, spec, &server, pooler_limit.as_ref(), printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -174,7 +176,9 @@ fn run_against(
             around.pooler_text.or_else(|| detected_pooler(target)),
             local_pooler,
             console.is_some(),
+            pooler_limit.as_ref(),
         ),
+        pooler_limit,
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -224,12 +228,14 @@ fn engine_for(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     server: &ServerFacts,
+    pooler_limit: Option<&PoolerLimit>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
+    let clients = clients_at_once(server, pooler_limit);
     Ok(match &config.fleet {
-        Some(fleet) => super::coordinate::remote_engine(config, fleet, server, printer)?,
+        Some(fleet) => super::coordinate::remote_engine(config, fleet, clients, printer)?,
         None => {
-            let engine = build_engine(config, spec, server)?;
+            let engine = build_engine(config, spec, clients)?;
             warn_if_open_files_short(config, engine.as_ref(), printer);
             engine
         }
@@ -325,10 +331,17 @@ fn finish(
         printer.note(format!("stopped after step {step}: {}", reason.describe()));
     }
     let verdict = judge_run(ramp, config, facts);
+    let size_of: fn(&crate::model::step::StepResult) -> u32 = match config.mode.timed_pool() {
+        Some(_) => |step| step.load,
+        None => |step| step.requests,
+    };
     let breaches: Breaches = config
         .gates
         .iter()
-        .map(|gate| (gate.to_string(), gate.breach(&verdict, &ramp.results)))
+        .map(|gate| {
+            let breach = gate.breach_by(&verdict, &ramp.results, size_of);
+            (gate.to_string(), breach)
+        })
         .collect();
     let complete = !interrupt::requested() && ramp.log_error.is_none() && ramp.lost.is_none();
     let summary_written = match &ramp.log_error {

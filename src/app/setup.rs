@@ -16,7 +16,7 @@ use crate::engine::rate::Rate;
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
-use crate::model::facts::{PlanFacts, ServerFacts};
+use crate::model::facts::{PlanFacts, PoolerLimit};
 use crate::model::plan::Mode;
 use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
@@ -133,23 +133,28 @@ pub fn warn_if_open_files_short(
 }
 
 /// The engine of the chosen mode; a pool opens its connections here, before step 1.
+/// `clients`: the connections the load can hold at once (the server's usable ones, or a
+/// pooler's client limit), which the pool's default workers leave a margin under.
 pub fn build_engine(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
-    server: &ServerFacts,
+    clients: u32,
 ) -> anyhow::Result<Box<dyn Engine>> {
     Ok(match &config.mode {
         Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
         Mode::Pool {
             workers,
             connect_per_request,
+            duration,
         } => {
             let largest = config.plan.largest();
-            let workers = workers
-                .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
+            let workers = workers.unwrap_or_else(|| pool::default_workers(clients, largest));
             let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
                 .context("cannot start the pool's worker threads")?;
-            Box::new(pool)
+            match duration {
+                Some(duration) => Box::new(pool.timed(*duration, config.plan)),
+                None => Box::new(pool),
+            }
         }
         Mode::Rate {
             duration,
@@ -200,6 +205,7 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
         allow_writes: config.allow_writes,
         tolerate: config.tolerate,
+        step_duration_s: config.mode.timed_pool().map(|d| d.as_secs_f64()),
     }
 }
 
@@ -283,18 +289,28 @@ pub fn describe_pooler(
     text: Option<String>,
     local: Option<LocalPooler>,
     console: bool,
+    limit: Option<&PoolerLimit>,
 ) -> Option<String> {
-    let text = match (text, local) {
-        (Some(text), _) => text,
-        (None, Some(_)) => "a pooler listens on the target's port".to_owned(),
-        (None, None) => return None,
+    let text = match (text, local, limit) {
+        (Some(text), _, _) => text,
+        (None, Some(_), Some(limit)) => format!("{} listens on the target's port", limit.pooler),
+        (None, None, Some(limit)) => format!("{} answers on the target", limit.pooler),
+        (None, Some(_), None) => "a pooler listens on the target's port".to_owned(),
+        (None, None, None) => return None,
     };
+    // What sizes the pool's default workers in its place of the server's connections.
+    let limit = limit.map(|limit| {
+        format!(
+            "its client limit: {} at once ({})",
+            limit.clients, limit.setting
+        )
+    });
     let cpu = local.map(|pooler| match pooler.cores {
         Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
         None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
     });
     let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
-    let seen: Vec<String> = cpu.into_iter().chain(console).collect();
+    let seen: Vec<String> = cpu.into_iter().chain(console).chain(limit).collect();
     Some(match seen.is_empty() {
         true => text,
         false => format!("{text}; {}", seen.join(", ")),

@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 55] = [
+pub const STEPS_HEADER: [&str; 56] = [
     "step",
     "requests",
     "ok",
@@ -68,6 +68,7 @@ pub const STEPS_HEADER: [&str; 55] = [
     "pooler_clients_waiting_peak",
     "pooler_max_wait_ms",
     "pooler_avg_wait_ms",
+    "pooler_queued",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -154,6 +155,9 @@ pub struct StepRow {
     pub pooler_max_wait_ms: Option<f64>,
     /// PgBouncer's `SHOW STATS` over the step: the wait for a server per transaction.
     pub pooler_avg_wait_ms: Option<f64>,
+    /// Connections held in the pooler's queue until their deadline, never answered while
+    /// others were (pgpool-II's num_init_children): the pooler's limit.
+    pub pooler_queued: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -227,6 +231,7 @@ impl StepRow {
             pooler_clients_waiting_peak: view.and_then(|v| v.clients_waiting_peak),
             pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
             pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
+            pooler_queued: class(FailureClass::PoolerQueued),
         }
     }
 }
@@ -279,6 +284,11 @@ mod tests {
             at(classes[10]),
             at("peak_connected").map(|p| p + 1),
             "after the columns of the earlier versions"
+        );
+        assert_eq!(
+            at(classes[11]),
+            Some(STEPS_HEADER.len() - 1),
+            "last, after the pooler's other columns"
         );
     }
 

@@ -30,6 +30,10 @@ pub enum FailureClass {
     /// A pooler in front of the server refused the client: PgBouncer's "no more connections
     /// allowed (max_client_conn)". The pooler's limit, not the server's.
     PoolerTooManyClients,
+    /// A connection through a pooler that never got its first answer while others on the same
+    /// target did: held in the pooler's queue until its deadline (pgpool-II with every child
+    /// busy). The pooler's client limit, not the server's.
+    PoolerQueued,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -50,7 +54,7 @@ impl serde::Serialize for FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 12] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -62,6 +66,7 @@ impl FailureClass {
         FailureClass::Client,
         FailureClass::BadValue,
         FailureClass::PoolerTooManyClients,
+        FailureClass::PoolerQueued,
     ];
 
     /// The name used in logs and in the terminal.
@@ -78,6 +83,7 @@ impl FailureClass {
             FailureClass::Client => "client",
             FailureClass::BadValue => "bad_value",
             FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
+            FailureClass::PoolerQueued => "pooler_queued",
         }
     }
 
@@ -88,7 +94,7 @@ impl FailureClass {
         match self {
             FailureClass::Spawn | FailureClass::Client => Side::Client,
             FailureClass::NoRow | FailureClass::BadValue => Side::Data,
-            FailureClass::PoolerTooManyClients => Side::Pooler,
+            FailureClass::PoolerTooManyClients | FailureClass::PoolerQueued => Side::Pooler,
             _ => Side::Server,
         }
     }
@@ -109,6 +115,10 @@ impl fmt::Display for FailureClass {
 pub struct Failure {
     pub class: FailureClass,
     pub message: String,
+    /// The target never said a word on this connection: its deadline passed before the
+    /// first answer (the connect itself, the answer to TLS, or to the startup message), as
+    /// for a connection held in a queue in front of the server.
+    pub unanswered: bool,
 }
 
 impl Failure {
@@ -116,6 +126,15 @@ impl Failure {
         Failure {
             class,
             message: message.into(),
+            unanswered: false,
+        }
+    }
+
+    /// A timeout before the target's first answer.
+    pub fn unanswered(message: impl Into<String>) -> Self {
+        Failure {
+            unanswered: true,
+            ..Failure::new(FailureClass::Timeout, message)
         }
     }
 }
@@ -151,7 +170,8 @@ mod tests {
                 "io",
                 "client",
                 "bad_value",
-                "pooler_too_many_clients"
+                "pooler_too_many_clients",
+                "pooler_queued"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");
@@ -159,5 +179,9 @@ mod tests {
             (failure.class, failure.message.as_str()),
             (FailureClass::Auth, "28P01: no")
         );
+        assert!(!failure.unanswered);
+        let queued = Failure::unanswered("deadline passed while connecting");
+        assert!(queued.unanswered && queued.class == FailureClass::Timeout);
+        assert_eq!(FailureClass::PoolerQueued.side(), Side::Pooler);
     }
 }

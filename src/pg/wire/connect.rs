@@ -121,6 +121,9 @@ pub struct Connection {
     pub(super) bound: bool,
     /// The last ReadyForQuery said a transaction is open (or failed).
     pub(super) in_transaction: bool,
+    /// The target has answered on this connection: a timeout from here on is no longer one
+    /// before its first answer.
+    pub(super) heard: bool,
     terminated: bool,
 }
 
@@ -136,11 +139,13 @@ impl Connection {
         ready: Option<ReadySocket>,
         deadline: Instant,
     ) -> Result<Connection, WireError> {
+        // Nothing was heard from the target yet: a connect that times out is unanswered.
         let (transport, armed_at) = match ready {
             Some(ready) => ready
                 .connect(deadline)
-                .map_err(|err| io_error(err, "connecting"))?,
-            None => open_socket(&params.address, params.source, deadline)?,
+                .map_err(|err| io_error(err, "connecting").unanswered())?,
+            None => open_socket(&params.address, params.source, deadline)
+                .map_err(WireError::unanswered)?,
         };
         let mut conn = Connection {
             stream: Stream::new(transport, deadline, armed_at),
@@ -149,6 +154,7 @@ impl Connection {
             tls: false,
             bound: false,
             in_transaction: false,
+            heard: false,
             terminated: false,
         };
         if let (Some(tls), Address::Tcp { host, .. }) = (&params.tls, &params.address) {
@@ -185,7 +191,8 @@ impl Connection {
         let mut answer = [0u8; 1];
         self.stream
             .read_exact(&mut answer)
-            .map_err(|err| io_error(err, "waiting for the answer to TLS"))?;
+            .map_err(|err| io_error(err, "waiting for the answer to TLS").unanswered())?;
+        self.heard = true;
         match (answer[0], tls.mode) {
             (b'S', _) => self.handshake(tls, host),
             (b'N', SslMode::Prefer) => Ok(()),
