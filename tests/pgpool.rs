@@ -182,6 +182,8 @@ fn connections_pgpool_holds_in_its_queue_are_its_client_limit_not_the_servers() 
         assert_eq!(number(&row, "timeout"), 0, "{row:?}");
         assert_eq!(number(&row, "server_failed"), 0, "{row:?}");
         assert!(row["flags"].contains("pooler-queued"), "{row:?}");
+        // 120 workers against pgpool's 64, though the server had 129 connections free.
+        assert!(row["flags"].contains("over-max-connections"), "{row:?}");
     }
     assert!(stdout.contains("no breaking point"), "{stdout}");
     assert!(
@@ -221,6 +223,7 @@ fn the_pools_default_workers_are_sized_by_pgpools_children() {
     for row in step_rows(logs.path()) {
         assert_eq!(number(&row, "failed"), 0, "{row:?}\n{stdout}");
         assert!(!row["flags"].contains("pooler-queued"), "{row:?}");
+        assert!(!row["flags"].contains("over-max-connections"), "{row:?}");
     }
     assert!(stdout.contains("no breaking point"), "{stdout}");
     let limit = &summary(logs.path())["pooler_limit"];

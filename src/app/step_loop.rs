@@ -13,7 +13,7 @@ use crate::judge::verdict::{self, Judging, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
-use crate::model::facts::{ClientCpus, RunFacts};
+use crate::model::facts::{ClientCpus, RunFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
@@ -191,7 +191,11 @@ impl<W: Write> StepLoop<'_, W> {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(size),
-            usable_connections: Some(self.facts.server.usable_connections()),
+            // Through a pooler that reported its client limit, that is what the target takes.
+            usable_connections: Some(clients_at_once(
+                &self.facts.server,
+                self.facts.pooler_limit.as_ref(),
+            )),
             server_cores: self.facts.cpus.server_cores,
         };
         measured.concurrency.asked = context.concurrency;
