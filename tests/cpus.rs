@@ -101,8 +101,11 @@ fn no_pin_shares_the_cpus_and_says_so() {
     assert!(stdout.contains("shared CPUs"), "{stdout}");
 }
 
-#[test]
-fn pgstress_sharing_its_cpu_with_a_busy_loop_is_client_saturated() {
+/// A step of 1 s from pgstress pinned to one CPU beside a busy loop spinning on it: four pool
+/// workers running short lookups back to back, so that every CPU taken from them shows in
+/// their wait (docs/verdict.md: 0.55 to 1.12 of their requests' time), over a step long
+/// enough to judge by construction. Its rows and what it printed.
+fn pool_beside_a_busy_loop(more: &[&str]) -> (Vec<Row>, String) {
     let dsn = shared_dsn();
     let cpu = affinity::available()[0];
     let _busy = BusyLoop::on_cpu(cpu);
@@ -115,17 +118,48 @@ fn pgstress_sharing_its_cpu_with_a_busy_loop_is_client_saturated() {
         .env_remove("PGHOST")
         .args(["run", "--dsn", &dsn, "--logs"])
         .arg(logs.path())
-        .args(["--steps", "1", "--step", "20", "--no-report", "--quiet"])
+        .args(["--mode", "pool", "--workers", "4", "--duration", "1s"])
+        .args(["--steps", "1", "--step", "4", "--no-report"])
+        .args(more)
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
+    (rows, output_text(&output))
+}
+
+#[test]
+fn pgstress_sharing_its_cpu_with_a_busy_loop_is_client_saturated() {
+    let (rows, _) = pool_beside_a_busy_loop(&[]);
+    assert!(float(&rows[0], "wall_s") >= 1.0, "{:?}", rows[0]);
     assert!(
         rows[0]["flags"].contains("client-saturated"),
         "wait share {}: {:?}",
         rows[0]["client_cpu_wait_share"],
         rows[0]
     );
+}
+
+#[test]
+fn a_step_too_short_to_judge_raises_no_cpu_flag_however_full_its_cpu() {
+    // The step of the test above, whose CPU a busy loop fills: there it is client-saturated.
+    // Sampled every 60 s, its second is shorter than the run's resolution on the CPU, by
+    // construction: its figures are logged, and judged on neither side.
+    let (rows, stdout) = pool_beside_a_busy_loop(&["--sample-every", "60s"]);
+    let step = &rows[0];
+    assert!(float(step, "wall_s") < 60.0, "{step:?}");
+    assert!(!step["client_cpu_wait_share"].is_empty(), "{step:?}");
+    assert!(!step["process_cpu_mean"].is_empty(), "{step:?}");
+    assert!(step["flags"].contains("too-short-to-judge"), "{step:?}");
+    for flag in ["client-saturated", "server-saturated", "pooler-saturated"] {
+        assert!(!step["flags"].contains(flag), "{flag}: {step:?}");
+    }
+    assert!(
+        stdout.contains("CPUs: not judged: every step lasted under 1m"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("client was saturated"), "{stdout}");
+    assert!(!stdout.contains("may have measured the client"), "{stdout}");
 }
 
 #[test]

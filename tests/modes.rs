@@ -67,6 +67,73 @@ fn pool_below_max_connections_queues_steps_far_above_it_without_failures() {
 }
 
 #[test]
+fn a_timed_pool_step_keeps_its_size_queued_for_its_duration() {
+    let (_guard, dsn) = small_server();
+    let logs = tempfile::tempdir().unwrap();
+    // 4 workers; steps of 2 and of 8 requests kept queued for 1 s, each holding its worker
+    // 20 ms. The gate names the second step by its size, its request count known only after.
+    let stdout = run_ok(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--duration",
+            "1s",
+            "--steps",
+            "2",
+            "--start",
+            "2",
+            "--step",
+            "6",
+            "--query",
+            BUSY_QUERY,
+            "--fail-if",
+            "failed>0@8",
+            "--no-report",
+        ],
+    );
+    assert!(
+        stdout.contains("requests queued at once (+6 per step), each step kept up for 1s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pool: 4 workers keep each step's size of requests queued for 1s"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gate passed: failed>0@8"), "{stdout}");
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for row in &rows {
+        assert_eq!(number(row, "failed"), 0, "{row:?}");
+        let wall = float(row, "wall_s");
+        assert!(
+            (1.0..5.0).contains(&wall),
+            "the step lasts its time: {row:?}"
+        );
+        assert!(!row["flags"].contains("too-short-to-judge"), "{row:?}");
+        // At most 1 s / 20 ms rounds of the requests on a worker, and the last ones finishing.
+        let on_workers = number(row, "concurrency_asked");
+        assert!(number(row, "requests") <= on_workers * 51, "{row:?}");
+        assert!(number(row, "peak_in_flight") <= on_workers, "{row:?}");
+    }
+    let (two, eight) = (&rows[0], &rows[1]);
+    assert_eq!(number(two, "concurrency_asked"), 2, "{two:?}");
+    assert_eq!(number(eight, "concurrency_asked"), 4, "{eight:?}");
+    // Replaced as they are answered: far more requests than the step's size.
+    assert!(number(two, "requests") > 10, "{two:?}");
+    // Twice the requests on a worker at once: more answered, and the 4 past the workers wait.
+    assert!(
+        float(eight, "throughput_rps") > 1.3 * float(two, "throughput_rps"),
+        "{two:?}\n{eight:?}"
+    );
+    assert!(float(eight, "queue_wait_p50_ms") >= 10.0, "{eight:?}");
+}
+
+#[test]
 fn pool_survives_its_connections_being_killed() {
     let (_guard, dsn) = small_server();
     let logs = tempfile::tempdir().unwrap();

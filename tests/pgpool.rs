@@ -1,6 +1,7 @@
 //! Through pgpool-II (Debian's `pgpool2`, its defaults but for where it lives and what it
 //! fronts), started by the test in front of a throwaway cluster: burst and pool mode get
-//! their answers, and pgpool's processes are sampled as the pooler's side.
+//! their answers, pgpool's processes are sampled as the pooler's side, and the connections
+//! its queue holds past its `num_init_children` are its limit, not the server's.
 
 mod common;
 
@@ -42,6 +43,12 @@ fn pgpool_binary() -> &'static str {
 /// pgpool-II in raw mode (one backend, no replication checks) in front of `backend_port`,
 /// SCRAM to its clients with the server's user and password (pool_passwd, plain text).
 fn start_pgpool(backend_port: u16, password: &str) -> Pgpool {
+    start_pgpool_with(backend_port, password, "scram-sha-256", "")
+}
+
+/// As `start_pgpool`, its clients authenticated by `method` (pool_hba.conf; pgpool logs in to
+/// the server with pool_passwd's password whatever it is) and `more` lines in pgpool.conf.
+fn start_pgpool_with(backend_port: u16, password: &str, method: &str, more: &str) -> Pgpool {
     let folder = tempfile::tempdir().unwrap();
     let dir = folder.path().display().to_string();
     let loopback = "127.0.0.1".parse().unwrap();
@@ -53,11 +60,14 @@ fn start_pgpool(backend_port: u16, password: &str) -> Pgpool {
          pcp_socket_dir = '{dir}'\npid_file_name = '{dir}/pgpool.pid'\nlogdir = '{dir}'\n\
          backend_hostname0 = '127.0.0.1'\nbackend_port0 = {backend_port}\n\
          backend_weight0 = 1\nenable_pool_hba = on\npool_passwd = '{dir}/pool_passwd'\n\
-         health_check_period = 0\nsr_check_period = 0\n"
+         health_check_period = 0\nsr_check_period = 0\n{more}"
     );
     let write = |name: &str, text: &str| std::fs::write(folder.path().join(name), text).unwrap();
     write("pgpool.conf", &conf);
-    write("pool_hba.conf", "host all all 127.0.0.1/32 scram-sha-256\n");
+    write(
+        "pool_hba.conf",
+        &format!("host all all 127.0.0.1/32 {method}\n"),
+    );
     write("pool_passwd", &format!("postgres:TEXT{password}\n"));
     write("pcp.conf", "");
     let log = std::fs::File::create(folder.path().join("pgpool.log")).unwrap();
@@ -127,9 +137,96 @@ fn burst_and_pool_mode_work_through_pgpool_as_configured() {
             );
         }
         assert!(
-            stdout.contains("pooler:  a pooler listens on the target's port; its CPU sampled"),
+            stdout.contains("pooler:  pgpool-II listens on the target's port; its CPU sampled"),
             "{args:?}: {stdout}"
         );
         assert!(!stdout.contains(server.password()), "{stdout}");
     }
+}
+
+/// The issue's pgpool-II: 64 children, so 64 clients at once; the rest wait in its queue (its
+/// listen backlog) unanswered. Trusted clients: the test is about the queue, and a debug build
+/// deriving SCRAM keys for every one of 120 connections on a loaded machine would time some
+/// out in their authentication, after pgpool answered.
+fn pgpool_of_64(server: &pgstress::pg::local::server::ThrowawayServer) -> (Pgpool, String) {
+    let pgpool = start_pgpool_with(
+        server.port(),
+        server.password(),
+        "trust",
+        "num_init_children = 64\n",
+    );
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        pgpool.port
+    );
+    (pgpool, dsn)
+}
+
+#[test]
+fn connections_pgpool_holds_in_its_queue_are_its_client_limit_not_the_servers() {
+    // 130 connections on the server: the pool's old default, sized from it, was 126 workers.
+    let server = start_server(&[("max_connections", "130")]);
+    let (_pgpool, dsn) = pgpool_of_64(&server);
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &dsn, "--mode", "pool", "--workers", "120"])
+        .args(["--steps", "2", "--step", "100", "--timeout", "5s"])
+        .args(["--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = output_text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    for row in step_rows(logs.path()) {
+        // The workers beyond pgpool's children never got an answer while the others did.
+        assert!(number(&row, "pooler_queued") > 0, "{row:?}\n{stdout}");
+        assert_eq!(number(&row, "timeout"), 0, "{row:?}");
+        assert_eq!(number(&row, "server_failed"), 0, "{row:?}");
+        assert!(row["flags"].contains("pooler-queued"), "{row:?}");
+        // 120 workers against pgpool's 64, though the server had 129 connections free.
+        assert!(row["flags"].contains("over-max-connections"), "{row:?}");
+    }
+    assert!(stdout.contains("no breaking point"), "{stdout}");
+    assert!(
+        stdout.contains("possibly the pooler's") || stdout.contains("may have measured the pooler"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pooler-queued from step 1"), "{stdout}");
+    assert!(!stdout.contains("client's"), "no client blame: {stdout}");
+    assert!(!stdout.contains("may have measured the client"), "{stdout}");
+    let verdict = &summary(logs.path())["verdict"];
+    assert_eq!(verdict["limit"]["side"], "pooler", "{verdict}");
+    assert_eq!(verdict["limit"]["flag"], "pooler-queued", "{verdict}");
+    assert!(verdict["breaking_point"].is_null(), "{verdict}");
+}
+
+#[test]
+fn the_pools_default_workers_are_sized_by_pgpools_children() {
+    let server = start_server(&[("max_connections", "130")]);
+    let (_pgpool, dsn) = pgpool_of_64(&server);
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &dsn, "--mode", "pool"])
+        .args(["--steps", "2", "--step", "100", "--timeout", "5s"])
+        .args(["--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = output_text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    // 64 children less the margin of 3 (pgstress's own monitor holds one of them).
+    assert!(stdout.contains("pool: 61 workers"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "its client limit: 64 at once (num_init_children 64 less reserved_connections 0)"
+        ),
+        "{stdout}"
+    );
+    for row in step_rows(logs.path()) {
+        assert_eq!(number(&row, "failed"), 0, "{row:?}\n{stdout}");
+        assert!(!row["flags"].contains("pooler-queued"), "{row:?}");
+        assert!(!row["flags"].contains("over-max-connections"), "{row:?}");
+    }
+    assert!(stdout.contains("no breaking point"), "{stdout}");
+    let limit = &summary(logs.path())["pooler_limit"];
+    assert_eq!(limit["pooler"], "pgpool-II", "{limit}");
+    assert_eq!(limit["clients"], 64, "{limit}");
 }

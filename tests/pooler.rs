@@ -269,6 +269,46 @@ fn clients_past_max_client_conn_are_the_poolers_refusal_not_the_servers() {
     assert_eq!(output.status.code(), Some(0), "{stdout}");
 }
 
+#[test]
+fn the_pools_default_workers_are_sized_by_pgbouncers_client_limit() {
+    // The server takes 100 connections; PgBouncer 40 clients, its console read as its stats
+    // user. In transaction pooling the 40 are its limit: 37 workers (pgstress's monitor and
+    // console are clients too). In session pooling (its default) each client holds one of the
+    // 20 server connections of default_pool_size for its whole session: 17 workers.
+    for (mode, workers, limit) in [
+        (
+            "transaction",
+            37,
+            "its client limit: 40 at once (max_client_conn 40)",
+        ),
+        (
+            "session",
+            17,
+            "its client limit: 20 at once (pool_mode session: default_pool_size 20, of \
+             max_client_conn 40)",
+        ),
+    ] {
+        let logs = tempfile::tempdir().unwrap();
+        let output = pgstress_run(logs.path())
+            .args(["--dsn", &shared_dsn(), "--pooler", "pgbouncer"])
+            .args(["--pooler-setting", "max_client_conn=40"])
+            .args(["--pooler-setting", &format!("pool_mode={mode}")])
+            .args(["--mode", "pool", "--steps", "1", "--step", "50"])
+            .args(["--timeout", "60s", "--no-report", "--quiet"])
+            .output()
+            .unwrap();
+        let stdout = output_text(&output);
+        assert_eq!(output.status.code(), Some(0), "{mode}: {stdout}");
+        assert!(
+            stdout.contains(&format!("pool: {workers} workers")),
+            "{mode}: {stdout}"
+        );
+        assert!(stdout.contains(limit), "{mode}: {stdout}");
+        let row = &step_rows(logs.path())[0];
+        assert_eq!(number(row, "failed"), 0, "{mode}: {row:?}");
+    }
+}
+
 /// A key and certificate for PgBouncer (RSA 4096: some 6 ms of its one thread per handshake),
 /// owned by the user it runs as.
 fn slow_handshake_certificate(dir: &Path) -> (String, String) {

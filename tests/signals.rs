@@ -198,6 +198,22 @@ fn ctrl_c_in_rate_mode_sends_no_more_of_the_step() {
 }
 
 #[test]
+fn ctrl_c_cuts_a_timed_pool_step_short() {
+    // Steps of 10 s: 5 workers, step 2 keeping 10 requests of 2 s queued; the signal comes
+    // about 0.8 s into it. The 5 on a worker finish, the 5 waiting are never sent.
+    let rows = ends_in_order(
+        Signal::SIGINT,
+        130,
+        &["--mode", "pool", "--workers", "5", "--duration", "10s"],
+    );
+    let step = &rows[1];
+    assert_eq!(number(step, "ok"), 5, "{step:?}");
+    assert_eq!(number(step, "unsent"), 5, "{step:?}");
+    assert!(step["flags"].contains("partial"), "{step:?}");
+    assert!(float(step, "wall_s") < 10.0, "cut short: {step:?}");
+}
+
+#[test]
 fn ctrl_c_during_the_pause_ends_the_run_without_waiting_it_out() {
     let logs = tempfile::tempdir().unwrap();
     // A pause far beyond RUN_DEADLINE: a run that sleeps it out fails the wait below.

@@ -12,6 +12,7 @@ use crate::Status;
 use crate::cli::AgentArgs;
 use crate::config::{RunConfig, TargetChoice};
 use crate::fleet::agent::{self, Session};
+use crate::model::facts::clients_at_once;
 
 pub fn agent(args: AgentArgs) -> anyhow::Result<Status> {
     let caps = crate::config::agent_caps(&args.caps)?;
@@ -46,7 +47,7 @@ fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()
             let TargetChoice::Server(target) = &config.target else {
                 bail!("this agent has no target");
             };
-            let (target, server, _) = preflight(target, &config)?;
+            let (target, server, _, pgpool) = preflight(target, &config)?;
             let mut spec = request_spec(&config, &target)?;
             if let Some(source) = args.source_address {
                 let Some(lean) = spec.lean.as_mut() else {
@@ -56,7 +57,9 @@ fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()
                 };
                 lean.source = Some(source);
             }
-            let engine = build_engine(&config, Arc::new(spec), &server)?;
+            // The plan names the workers; the limit only sizes a plan that did not.
+            let clients = clients_at_once(&server, pgpool.as_ref());
+            let engine = build_engine(&config, Arc::new(spec), clients)?;
             Ok(engine)
         });
     let mut engine = match prepared {

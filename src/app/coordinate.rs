@@ -10,24 +10,26 @@ use crate::fleet::door::FleetSettings;
 use crate::fleet::messages::AgentPlan;
 use crate::fleet::remote::{Remote, Shape};
 use crate::fleet::split;
-use crate::model::facts::ServerFacts;
 use crate::model::plan::Mode;
 use crate::output::printer::Printer;
 
 /// Waits for the agents, sends them their plans and returns the engine that drives them.
+/// `clients`: the connections the load can hold at once (the server's usable ones, or a
+/// pooler's client limit), which the pool's default workers leave a margin under.
 pub fn remote_engine(
     config: &RunConfig,
     fleet: &FleetSettings,
-    server: &ServerFacts,
+    clients: u32,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
     let agents = fleet.agents;
-    let workers = match config.mode {
-        Mode::Pool { workers, .. } => Some(workers.unwrap_or_else(|| {
-            pool::default_workers(server.usable_connections(), config.plan.largest()).max(agents)
-        })),
-        _ => None,
-    };
+    let workers =
+        match config.mode {
+            Mode::Pool { workers, .. } => Some(workers.unwrap_or_else(|| {
+                pool::default_workers(clients, config.plan.largest()).max(agents)
+            })),
+            _ => None,
+        };
     let shape = shape(config, agents, workers);
     let bound: Duration = (1..=config.plan.steps)
         .map(|i| (shape.step_bound)(config.plan.requests_at(i)) + config.pause)
@@ -54,10 +56,12 @@ fn plan_for(
     let mode = match config.mode.clone() {
         Mode::Pool {
             connect_per_request,
+            duration,
             ..
         } => Mode::Pool {
             workers: workers.map(share_of),
             connect_per_request,
+            duration,
         },
         Mode::Rate {
             duration,

@@ -86,10 +86,16 @@ pub fn run_metrics(
 
 /// The gates as judged, with what the run measured of each.
 pub fn judge_gates(config: &RunConfig, verdict: &Verdict, ramp: &Ramp) -> Vec<GateOutcome> {
+    // A timed pool step is named by its size (the requests it kept queued), its request
+    // count known only after it.
+    let size_of: fn(&crate::model::step::StepResult) -> u32 = match config.mode.timed_pool() {
+        Some(_) => |step| step.load,
+        None => |step| step.requests,
+    };
     (config.gates.iter())
         .map(|gate| GateOutcome {
             gate: gate.to_string(),
-            breached: gate.breach(verdict, &ramp.results),
+            breached: gate.breach_by(verdict, &ramp.results, size_of),
             measured: gate.measured(verdict, &ramp.results),
         })
         .collect()

@@ -9,16 +9,22 @@ use postgres::Client;
 use crate::config::RunConfig;
 use crate::config::data::{ParamData, SampleValue};
 use crate::measure::sampler::cpu::LocalServer;
-use crate::model::facts::ServerFacts;
+use crate::model::facts::{PoolerLimit, ServerFacts};
 use crate::model::outcome::{Failure, FailureClass, Side};
 use crate::pg::request::kept::{self};
 use crate::pg::request::{self, RequestSpec};
 use crate::pg::target::{ConnectTarget, describe_error, refuses_startup_options, within};
 
 /// What the pre-flight connection learnt: the target as requests must reach it (its settings
-/// in-band when it refused them at startup, as a pooler does), the server's facts, and the
-/// server's processes when they are visible from here.
-pub type Reached = (ConnectTarget, ServerFacts, Option<LocalServer>);
+/// in-band when it refused them at startup, as a pooler does), the server's facts, the
+/// server's processes when they are visible from here, and pgpool-II's client limit when the
+/// target is pgpool-II.
+pub type Reached = (
+    ConnectTarget,
+    ServerFacts,
+    Option<LocalServer>,
+    Option<PoolerLimit>,
+);
 
 /// One connection before step 1: reads the server's facts and prepares the query, so that a
 /// wrong target or a broken query fails fast with the server's own words, within a deadline.
@@ -71,6 +77,8 @@ fn check_server(
 ) -> anyhow::Result<Reached> {
     let (target, mut client) = reach(target)?;
     let facts = read_facts(&mut client).context("cannot read the server's settings")?;
+    // pgpool-II answers its own command; anything else answers a syntax error, harmlessly.
+    let pgpool = crate::pg::local::console::pgpool_limit(&mut client);
     // Looked up while this connection's backend is alive: its parent is the postmaster.
     // Unnamed statements only: behind a transaction-mode pooler a named one may be gone.
     let backend_pid = client
@@ -91,13 +99,13 @@ fn check_server(
             "the query takes {parameters} parameters but pgstress binds {expected}; use $1 once for the drawn value"
         );
     }
-    Ok((target, facts, visible_server))
+    Ok((target, facts, visible_server, pgpool))
 }
 
 /// The parameters the query takes, as the server parses it, on the unnamed statement of a
 /// connection of its own (pgstress's lean one): through a transaction-mode pooler a named
 /// statement (the `postgres` crate's "s0") outlives the check on the server connection, where
-/// the next client's "s0" meets it (issue 32).
+/// the next client's "s0" meets it.
 fn parameters_of(target: &ConnectTarget, query: &str) -> anyhow::Result<usize> {
     let mut conn = target
         .connect_lean(target.setup_timeout(), "pgstress-preflight")

@@ -22,13 +22,14 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
-use crate::model::facts::{ClientCpus, RunFacts, ServerFacts};
+use crate::model::facts::{ClientCpus, PoolerLimit, RunFacts, ServerFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
 use crate::output::metrics::RunMetrics;
 use crate::output::metrics::endpoint::MetricsEndpoint;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
+use crate::pg::local::console;
 use crate::pg::local::pooler::ThrowawayPooler;
 use crate::pg::local::server::ThrowawayServer;
 use crate::pg::request::RequestSpec;
@@ -162,17 +163,18 @@ fn run_against(
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let run_start = Instant::now();
     let started_at = chrono::Local::now();
-    let (target, server, visible_server) = preflight(target, config)?;
+    let (target, server, visible_server, pgpool) = preflight(target, config)?;
     let target = &target;
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
-    let (local_pooler, console) = pooler_side(around.pooler, target, local_server);
+    let (local_pooler, mut console) = pooler_side(around.pooler, target, local_server);
+    let pooler_limit = pgpool.or_else(|| console.as_mut().and_then(console::pgbouncer_limit));
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
     let requests_name = requests_name.to_owned();
-    let engine = engine_for(config, spec, &server, printer)?;
+    let engine = engine_for(config, spec, &server, pooler_limit.as_ref(), printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -188,7 +190,9 @@ fn run_against(
             around.pooler_text.or_else(|| detected_pooler(target)),
             local_pooler,
             console.is_some(),
+            pooler_limit.as_ref(),
         ),
+        pooler_limit,
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
@@ -280,12 +284,14 @@ fn engine_for(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     server: &ServerFacts,
+    pooler_limit: Option<&PoolerLimit>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
+    let clients = clients_at_once(server, pooler_limit);
     Ok(match &config.fleet {
-        Some(fleet) => super::coordinate::remote_engine(config, fleet, server, printer)?,
+        Some(fleet) => super::coordinate::remote_engine(config, fleet, clients, printer)?,
         None => {
-            let engine = build_engine(config, spec, server)?;
+            let engine = build_engine(config, spec, clients)?;
             warn_if_open_files_short(config, engine.as_ref(), printer);
             engine
         }

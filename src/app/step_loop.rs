@@ -13,7 +13,7 @@ use crate::judge::verdict::{self, Judging, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
-use crate::model::facts::{ClientCpus, RunFacts};
+use crate::model::facts::{ClientCpus, RunFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
@@ -87,7 +87,12 @@ impl<W: Write> StepLoop<'_, W> {
             if (self.stop_requested)() {
                 break;
             }
-            let (run, cpu, server_samples) = self.send_step(engine, index, &mut rng);
+            let (mut run, cpu, server_samples) = self.send_step(engine, index, &mut rng);
+            // Through a pooler, a connection never answered while others were waited in its
+            // queue: the pooler's limit, classed so before anything is logged or judged.
+            if self.facts.pooler.is_some() {
+                crate::judge::pooler::held_in_queue(&mut run.records);
+            }
             let (cpu_samples, whole) = cpu;
             let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
             let pooler = PoolerSide {
@@ -145,17 +150,13 @@ impl<W: Write> StepLoop<'_, W> {
         index: u32,
         rng: &mut impl rand::Rng,
     ) -> (StepRun, StepCpuSamples, Vec<ServerStatsSample>) {
-        let requests = self
-            .config
-            .mode
-            .requests_for(self.config.plan.requests_at(index));
+        let size = self.config.plan.requests_at(index);
+        let requests = self.config.mode.requests_for(size);
+        // A timed pool step draws a deck its requests take in turn, however many they are.
+        let values = self.config.mode.values_for(size) as usize;
         let params: Vec<Option<String>> = match self.data {
-            Some(data) => data
-                .draw_step(requests as usize, rng)
-                .into_iter()
-                .map(Some)
-                .collect(),
-            None => vec![None; requests as usize],
+            Some(data) => data.draw_step(values, rng).into_iter().map(Some).collect(),
+            None => vec![None; values],
         };
         let tag = StepTag {
             step: index,
@@ -168,7 +169,8 @@ impl<W: Write> StepLoop<'_, W> {
         if let Some(console) = self.pooler.console {
             console.begin_step(tag);
         }
-        self.progress.start_step(index, requests);
+        let known = self.config.mode.timed_pool().is_none();
+        self.progress.start_step(index, known.then_some(requests));
         let size = self.config.plan.requests_at(index);
         if let Some((metrics, _)) = self.metrics {
             metrics.begin_step(index, size, requests, engine.concurrency(size));
@@ -213,7 +215,11 @@ impl<W: Write> StepLoop<'_, W> {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(size),
-            usable_connections: Some(self.facts.server.usable_connections()),
+            // Through a pooler that reported its client limit, that is what the target takes.
+            usable_connections: Some(clients_at_once(
+                &self.facts.server,
+                self.facts.pooler_limit.as_ref(),
+            )),
             server_cores: self.facts.cpus.server_cores,
         };
         measured.concurrency.asked = context.concurrency;
@@ -275,6 +281,7 @@ pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
         client_cores: facts.client.allowed_cores,
         server_cores: facts.cpus.server_cores,
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
+        min_judged_wall: config.thresholds.min_judged_wall,
     }
 }
 

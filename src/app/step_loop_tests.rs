@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::cli::RunArgs;
+use crate::judge::verdict::{Filled, Limit};
 use crate::measure::sampler::cpu::CpuProbe;
 use crate::model::facts::ServerFacts;
 use crate::model::outcome::{Failure, FailureClass};
@@ -22,6 +23,10 @@ struct FakeEngine {
     summary: PathBuf,
     /// Per step run: (its number, requests asked for, steps already in the summary).
     seen: Vec<(u32, usize, usize)>,
+    /// Each step's wall time: long enough to judge its CPU unless a test says otherwise.
+    wall: Duration,
+    /// The failures timed out before the target's first answer.
+    unanswered: bool,
 }
 
 impl FakeEngine {
@@ -31,6 +36,8 @@ impl FakeEngine {
             class,
             summary: summary.to_path_buf(),
             seen: Vec::new(),
+            wall: Duration::from_millis(500),
+            unanswered: false,
         }
     }
 }
@@ -69,9 +76,10 @@ impl Engine for FakeEngine {
             connect: Some(Duration::from_millis(1)),
             query: Some(Duration::from_millis(1)),
             latency: Duration::from_millis(2),
-            outcome: match i < failed {
-                true => Err(Failure::new(self.class, "scripted")),
-                false => Ok(()),
+            outcome: match (i < failed, self.unanswered) {
+                (true, false) => Err(Failure::new(self.class, "scripted")),
+                (true, true) => Err(Failure::unanswered("deadline passed while connecting")),
+                (false, _) => Ok(()),
             },
             node: None,
         };
@@ -87,7 +95,7 @@ impl Engine for FakeEngine {
             dropped: 0,
             unsent: 0,
             launch: Duration::from_micros(10),
-            wall: Duration::from_millis(5),
+            wall: self.wall,
             ..StepRun::default()
         }
     }
@@ -112,6 +120,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         nodes: Vec::new(),
         throwaway: false,
         pooler: None,
+        pooler_limit: None,
         server: ServerFacts {
             version: "15".to_owned(),
             max_connections: 100,
@@ -138,18 +147,19 @@ fn run_ramp(
     logs_dir: &Path,
     stop_requested: &dyn Fn() -> bool,
 ) -> (Ramp, String) {
-    run_ramp_with(config, engine, logs_dir, stop_requested, None)
+    let facts = facts(config, engine);
+    run_ramp_with(config, &facts, engine, logs_dir, stop_requested, None)
 }
 
-/// The same, with the run's metrics counted live.
+/// As `run_ramp`, with the run's facts given and, when given, its metrics counted live.
 fn run_ramp_with(
     config: &RunConfig,
+    facts: &RunFacts,
     engine: &mut FakeEngine,
     logs_dir: &Path,
     stop_requested: &dyn Fn() -> bool,
     metrics: Option<&RunMetrics>,
 ) -> (Ramp, String) {
-    let facts = facts(config, engine);
     let mut logs = RunLogs::create(logs_dir, "test", false).expect("logs");
     let sampler = Sampler::start(
         "test-cpu",
@@ -162,7 +172,7 @@ fn run_ramp_with(
     let mut progress = Progress::new(config.plan.steps, true);
     let ramp = StepLoop {
         config,
-        facts: &facts,
+        facts,
         cpus: CPUS,
         data: None,
         cpu_sampler: &sampler,
@@ -278,7 +288,15 @@ fn the_metrics_end_each_step_with_its_counts_seen_live_or_not() {
         max_connections: 100,
         usable_connections: 96,
     });
-    let (ramp, _) = run_ramp_with(&config, &mut engine, dir.path(), &|| false, Some(&metrics));
+    let facts = facts(&config, &engine);
+    let (ramp, _) = run_ramp_with(
+        &config,
+        &facts,
+        &mut engine,
+        dir.path(),
+        &|| false,
+        Some(&metrics),
+    );
     let text = metrics.text();
     let value = |series: &str| -> u32 {
         let line = text.lines().find(|l| l.starts_with(series)).unwrap();
@@ -305,4 +323,85 @@ fn the_metrics_end_each_step_with_its_counts_seen_live_or_not() {
         value(&format!("pgstress_breaking_point_step{{{labels}}}")),
         2
     );
+}
+
+#[test]
+fn steps_too_short_to_judge_say_so_and_make_no_cpu_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(3, 20);
+    // Any CPU at all would fill a side: only the steps' length keeps the flags off.
+    config.thresholds.saturated_cpu_pct = 0.0;
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 0, 0], FailureClass::Timeout, &summary);
+    engine.wall = Duration::from_millis(5);
+    let (ramp, _) = run_ramp(&config, &mut engine, dir.path(), &|| false);
+    for step in &ramp.results {
+        assert_eq!(
+            step.flags,
+            vec![Flag::TooShortToJudge],
+            "step {}",
+            step.step
+        );
+    }
+    let verdict = judge_run(&ramp, &config, &facts(&config, &engine));
+    assert_eq!(verdict.limit, None);
+    let cpus = verdict.cpus_filled.as_ref().expect("CPU figures");
+    assert_eq!((cpus.side, cpus.too_short), (Filled::Unjudged, 3));
+    let text = verdict.sentences().join("\n");
+    assert!(
+        text.contains("CPUs: not judged: every step lasted under 100ms"),
+        "{text}"
+    );
+    // The same steps, long enough: both sides' flags, and a CPU verdict.
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = FakeEngine::new(&[0, 0, 0], FailureClass::Timeout, &summary);
+    let (ramp, _) = run_ramp(&config, &mut engine, dir.path(), &|| false);
+    assert!(ramp.results[0].flags.contains(&Flag::ClientSaturated));
+    assert!(!ramp.results[0].flags.contains(&Flag::TooShortToJudge));
+}
+
+#[test]
+fn through_a_pooler_connections_never_answered_beside_answered_ones_are_the_poolers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(2, 20);
+    config.thresholds.saturated_cpu_pct = f64::INFINITY;
+    let summary = dir.path().join("test_summary.json");
+    let mut engine = FakeEngine::new(&[0, 8], FailureClass::Timeout, &summary);
+    engine.unanswered = true;
+    let mut through_pgpool = facts(&config, &engine);
+    through_pgpool.pooler = Some("pgpool-II".to_owned());
+    let (ramp, _) = run_ramp_with(
+        &config,
+        &through_pgpool,
+        &mut engine,
+        dir.path(),
+        &|| false,
+        None,
+    );
+    let second = &ramp.results[1];
+    assert_eq!(second.failures(FailureClass::PoolerQueued), 8);
+    assert_eq!(second.failures(FailureClass::Timeout), 0);
+    assert_eq!(second.flags, vec![Flag::PoolerQueued]);
+    let verdict = judge_run(&ramp, &config, &through_pgpool);
+    assert_eq!(verdict.breaking_point, None, "not the server's failures");
+    assert!(
+        matches!(
+            &verdict.limit,
+            Some(Limit::Pooler {
+                flag: Flag::PoolerQueued,
+                step: 2,
+                ..
+            })
+        ),
+        "{:?}",
+        verdict.limit
+    );
+    // Straight to the server, the same timeouts are the server's: a breaking point.
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = FakeEngine::new(&[0, 8], FailureClass::Timeout, &summary);
+    engine.unanswered = true;
+    let (ramp, _) = run_ramp(&config, &mut engine, dir.path(), &|| false);
+    assert_eq!(ramp.results[1].failures(FailureClass::Timeout), 8);
+    let verdict = judge_run(&ramp, &config, &facts(&config, &engine));
+    assert_eq!(verdict.breaking_point.map(|bp| bp.step), Some(2));
 }

@@ -82,7 +82,8 @@ pub struct RunArgs {
     pub mode: Option<ModeName>,
 
     /// pool: worker threads, each with its own connection [default: the server's usable
-    /// connections minus a margin, at most the largest step].
+    /// connections (through pgpool-II or PgBouncer, the pooler's client limit) minus a margin,
+    /// at most the largest step].
     #[arg(long, value_name = "W")]
     pub workers: Option<u32>,
 
@@ -91,7 +92,9 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub connect_per_request: Option<bool>,
 
-    /// rate: how long each step offers its rate [default: 1s].
+    /// rate: how long each step offers its rate; pool: how long each step keeps its size of
+    /// requests queued, each answered one replaced by the next, like pgbench -T (without it a
+    /// pool step's requests are queued once and drained) [default: rate 1s; pool none].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<Span>,
 

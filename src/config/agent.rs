@@ -55,10 +55,12 @@ fn agent_options(target: TargetArgs, plan: &AgentPlan) -> RunArgs {
         Mode::Pool {
             workers,
             connect_per_request,
+            duration,
         } => {
             options.mode = Some(ModeName::Pool);
             options.workers = workers;
             options.connect_per_request = Some(connect_per_request);
+            options.duration = duration.map(Span);
         }
         Mode::Rate {
             duration,
@@ -130,6 +132,7 @@ mod tests {
             mode: Mode::Pool {
                 workers: Some(3),
                 connect_per_request: true,
+                duration: None,
             },
             client: RequestClient::Postgres,
             ..plan

@@ -57,6 +57,14 @@ pub(super) fn merge_fleet(
             format!("each of the {agents} agents needs a worker at least"),
         ));
     }
+    if let Some(duration) = mode.timed_pool() {
+        return Err(invalid(
+            "--duration",
+            humantime::format_duration(duration),
+            "a timed pool step is not split among agents yet: drop --duration (each step's queue \
+             drained once) or --agents",
+        ));
+    }
     if matches!(target, TargetChoice::Throwaway { .. }) {
         return Err(invalid(
             "--agents",

@@ -46,6 +46,8 @@ impl Judging {
             spread_max: optional_latency("--spread-max", options.spread_max)?
                 .unwrap_or(defaults.spread_max),
             starved_wait_share: defaults.starved_wait_share,
+            // Set with the sampling interval, once it is known (`RunConfig::validate`).
+            min_judged_wall: defaults.min_judged_wall,
         };
         Ok(Judging {
             tolerate: share("--tolerate", options.tolerate, 0.0)?,

@@ -142,6 +142,9 @@ impl RunConfig {
         check_gate_steps(&judging.gates, &plan, &mode)?;
         let (query, takes_parameter) = merge_query(&options)?;
         let timing = Timing::merge(&options)?;
+        let mut judging = judging;
+        judging.thresholds.min_judged_wall =
+            crate::model::rules::min_judged_wall(timing.sample_every);
         let target = merge_target(&options, env)?;
         let pooler = pooler::merge_pooler(&options)?;
         let cpus = merge_cpus(&options, &target)?;

@@ -88,10 +88,16 @@ fn refuse_misplaced(name: ModeName, options: &ModeOptions) -> Result<(), ConfigE
             ));
         }
     }
+    if name == ModeName::Burst
+        && let Some(d) = options.duration
+    {
+        return Err(invalid(
+            "--duration",
+            d,
+            "it applies to --mode pool and --mode rate; add one of them or drop it",
+        ));
+    }
     if name != ModeName::Rate {
-        if let Some(d) = options.duration {
-            return Err(misplaced("--duration", d.to_string(), "rate"));
-        }
         if let Some(a) = options.arrival {
             return Err(misplaced("--arrival", name_of(&a), "rate"));
         }
@@ -111,9 +117,19 @@ fn pool_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError
     if options.workers == Some(0) {
         return Err(invalid("--workers", 0, "the pool needs at least 1 worker"));
     }
+    if let Some(Span(duration)) = options.duration
+        && duration.is_zero()
+    {
+        return Err(invalid(
+            "--duration",
+            "0s",
+            "a timed pool step needs a time above zero, e.g. 10s; leave it out to drain each step's queue once",
+        ));
+    }
     let mode = Mode::Pool {
         workers: options.workers,
         connect_per_request: options.connect_per_request.unwrap_or(false),
+        duration: options.duration.map(|Span(d)| d),
     };
     check_queued_step(&mode, plan)?;
     Ok(mode)

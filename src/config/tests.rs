@@ -164,6 +164,38 @@ fn an_option_of_another_mode_is_refused() {
 }
 
 #[test]
+fn a_pool_step_may_last_a_time_and_a_burst_may_not() {
+    let config = merge(&["--mode", "pool", "--duration", "2s", "--step", "10"], "").unwrap();
+    assert_eq!(config.mode.timed_pool(), Some(Duration::from_secs(2)));
+    // The step's size is what it keeps queued; it draws a deck of values to take in turn.
+    assert_eq!(config.mode.requests_for(10), 10);
+    assert_eq!(config.mode.values_for(10), crate::model::plan::POOL_DECK);
+    assert_eq!(config.mode.unit(), "requests queued at once");
+    assert_eq!(
+        merge(&["--mode", "pool"], "").unwrap().mode.timed_pool(),
+        None
+    );
+    let err = merge(&["--duration", "2s"], "").unwrap_err();
+    assert!(
+        err.contains("--duration '2s'") && err.contains("--mode pool and --mode rate"),
+        "{err}"
+    );
+    let err = merge(&["--mode", "pool", "--duration", "0s"], "").unwrap_err();
+    assert!(err.contains("--duration '0s'"), "{err}");
+}
+
+#[test]
+fn the_shortest_step_judged_follows_the_sampling_interval() {
+    let judged = |args: &[&str]| merge(args, "").unwrap().thresholds.min_judged_wall;
+    assert_eq!(judged(&[]), Duration::from_millis(100));
+    assert_eq!(
+        judged(&["--sample-every", "20ms"]),
+        Duration::from_millis(100)
+    );
+    assert_eq!(judged(&["--sample-every", "1s"]), Duration::from_secs(1));
+}
+
+#[test]
 fn rate_steps_offer_rate_times_duration() {
     let config = merge(
         &[],
@@ -262,7 +294,12 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     else {
         panic!("{:?}", rate.mode)
     };
-    assert_eq!(stated_default("duration"), span(duration));
+    assert_eq!(
+        stated_default("duration"),
+        format!("rate {}; pool none", span(duration))
+    );
+    let pool = merge(&["--mode", "pool"], "").unwrap();
+    assert_eq!(pool.mode.timed_pool(), None);
     assert_eq!(
         stated_default("arrival"),
         crate::cli::values::name_of(&arrival)

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{Engine, POOL_THREAD, REPORT_GRACE, Tagged, gather, guarded, hold_until, reap};
+use crate::model::plan::StepPlan;
+
+#[path = "pool_timed.rs"]
+mod timed;
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
@@ -64,6 +68,9 @@ pub struct Pool {
     /// Workers whose first connection opened before step 1.
     pub connected_at_start: u32,
     release: Option<Instant>,
+    /// Each step lasts this long, keeping its size queued (`Pool::timed`); None: each step's
+    /// requests are queued once and drained.
+    timed: Option<(Duration, StepPlan)>,
 }
 
 impl Pool {
@@ -117,7 +124,18 @@ impl Pool {
             handles,
             connected_at_start,
             release: None,
+            timed: None,
         })
+    }
+
+    /// Each step lasts `duration`, as `pgbench -T` does: the plan's size of the step is the
+    /// requests kept on the queue (waiting, or on a worker) all along, each answered one
+    /// replaced at once by the next until the time is over; then those still waiting are
+    /// withdrawn (never sent, never counted) and those on a worker finish. The step's values
+    /// are a deck (`Mode::values_for`) its requests take in turn.
+    pub fn timed(mut self, duration: Duration, plan: StepPlan) -> Self {
+        self.timed = Some((duration, plan));
+        self
     }
 
     /// How long the queue takes to drain at worst: each worker serves its share of the step
@@ -142,10 +160,14 @@ impl Engine for Pool {
                 }
             ),
         };
-        format!(
-            "pool: {} workers take each step's requests from a queue, {connections}",
-            self.workers
-        )
+        let queue = match self.timed {
+            Some((duration, _)) => format!(
+                "keep each step's size of requests queued for {}, replacing each answered one",
+                humantime::format_duration(duration)
+            ),
+            None => "take each step's requests from a queue".to_owned(),
+        };
+        format!("pool: {} workers {queue}, {connections}", self.workers)
     }
 
     fn concurrency(&self, size: u32) -> Option<u32> {
@@ -153,7 +175,11 @@ impl Engine for Pool {
     }
 
     fn step_bound(&self, size: u32) -> Duration {
-        self.drain_bound(size as usize) + REPORT_GRACE
+        match self.timed {
+            // The time, then the requests on a worker finish (the rest are withdrawn).
+            Some((duration, _)) => duration + self.timeout + REPORT_GRACE,
+            None => self.drain_bound(size as usize) + REPORT_GRACE,
+        }
     }
 
     fn release_next_at(&mut self, at: Instant) {
@@ -168,6 +194,10 @@ impl Engine for Pool {
     ) -> StepRun {
         while self.leftovers.try_recv().is_ok() {}
         self.current_step.store(step, Ordering::SeqCst);
+        if let Some((duration, plan)) = self.timed {
+            let size = (plan.requests_at(step) as usize).min(params.len());
+            return self.run_timed(step, params, size, duration, observer);
+        }
         let requests = params.len();
         let origin = hold_until(self.release.take());
         let start_by = origin + self.drain_bound(requests);

@@ -466,6 +466,7 @@ mod tests {
             mode: Mode::Pool {
                 workers: Some(10),
                 connect_per_request: false,
+                duration: None,
             },
             largest_share: 500,
             ..plan.clone()

@@ -131,6 +131,9 @@ pub struct WireRecord {
     pub q: Option<u64>,
     pub l: u64,
     pub f: Option<(String, String)>,
+    /// The failure came before the target's first answer (`Failure::unanswered`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub u: bool,
 }
 
 /// The longest failure message a record carries across, in bytes: a failure's first line is
@@ -193,6 +196,10 @@ impl From<&RequestRecord> for WireRecord {
                     wire_message(&failure.message),
                 )
             }),
+            u: record
+                .outcome
+                .as_ref()
+                .is_err_and(|failure| failure.unanswered),
         }
     }
 }
@@ -209,7 +216,10 @@ impl WireRecord {
                     .into_iter()
                     .find(|known| known.name() == class)
                     .unwrap_or(FailureClass::Io);
-                Err(Failure::new(class, message))
+                Err(Failure {
+                    unanswered: self.u,
+                    ..Failure::new(class, message)
+                })
             }
         };
         RequestRecord {
@@ -248,6 +258,16 @@ mod tests {
         let failure = back.outcome.unwrap_err();
         assert_eq!(failure.class, FailureClass::TooManyClients);
         assert_eq!(failure.message, "too many");
+        assert!(!failure.unanswered);
+        assert!(!json.contains("\"u\""), "{json}");
+        let queued = RequestRecord {
+            outcome: Err(Failure::unanswered("deadline passed while connecting")),
+            ..record
+        };
+        let json = serde_json::to_string(&WireRecord::from(&queued)).unwrap();
+        let wire: WireRecord = serde_json::from_str(&json).unwrap();
+        let failure = wire.into_record(Duration::ZERO).outcome.unwrap_err();
+        assert!(failure.unanswered && failure.class == FailureClass::Timeout);
     }
 
     fn worst_record() -> WireRecord {
@@ -264,7 +284,10 @@ mod tests {
             connect: Some(Duration::MAX),
             query: Some(Duration::MAX),
             latency: Duration::MAX,
-            outcome: Err(Failure::new(longest, message)),
+            outcome: Err(Failure {
+                unanswered: true,
+                ..Failure::new(longest, message)
+            }),
             node: None,
         };
         WireRecord::from(&record)

@@ -27,9 +27,10 @@ pub fn diagnose(
     t: &Thresholds,
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
+    let judged = cpu_judged(step, t);
     // The host's CPU flags nothing on its own: a full host that does not make pgstress's
     // threads wait has not limited pgstress.
-    if client_saturated(step, cpus, t) {
+    if judged && client_saturated(step, cpus, t) {
         flags.push(Flag::ClientSaturated);
     }
     let spread = step.launch_spread.as_secs_f64();
@@ -48,14 +49,16 @@ pub fn diagnose(
         flags.push(Flag::OverMaxConnections);
     }
     let server_cores = context.server_cores.unwrap_or(cpus.host_cores);
-    if step.cpu.server.is_some_and(|server| {
-        fills(
-            server.mean,
-            cpus.host_cores,
-            server_cores,
-            t.saturated_cpu_pct,
-        )
-    }) {
+    if judged
+        && step.cpu.server.is_some_and(|server| {
+            fills(
+                server.mean,
+                cpus.host_cores,
+                server_cores,
+                t.saturated_cpu_pct,
+            )
+        })
+    {
         flags.push(Flag::ServerSaturated);
     }
     let lagging = step
@@ -81,7 +84,17 @@ pub fn diagnose(
         Some(Shortfall::AcceptedSlowly) => flags.push(Flag::AcceptedSlowly),
         None => {}
     }
+    if !judged {
+        flags.push(Flag::TooShortToJudge);
+    }
     flags
+}
+
+/// Whether the step lasted long enough for its CPU figures to be judged: a side's CPU over a
+/// few milliseconds is a handful of the kernel's clock ticks, and its threads' wait over them
+/// the instant of the release, not the load (`Thresholds::min_judged_wall`).
+pub fn cpu_judged(step: &StepResult, t: &Thresholds) -> bool {
+    step.wall >= t.min_judged_wall
 }
 
 /// pgstress used the threshold's share of its own CPUs over the step, or its threads waited for
@@ -196,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_short_step_without_a_peak_is_judged_on_its_mean() {
-        let mut step = step_with(cpu(10.0, 5.0, None), 1, 30, 10);
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 100, 10);
         step.cpu.server = Some(MeanPeak {
             mean: 95.0,
             peak: None,
@@ -204,6 +217,42 @@ mod tests {
         assert_eq!(
             diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()),
             vec![Flag::ServerSaturated]
+        );
+    }
+
+    #[test]
+    fn a_step_too_short_to_judge_raises_no_cpu_flag_on_either_side() {
+        let t = Thresholds::default();
+        // Both sides full, and pgstress's threads waiting: over the shortest judged step, both
+        // flags; a millisecond shorter, neither, and the step says why.
+        let mut step = step_with(cpu(99.0, 95.0, Some(95.0)), 1, 100, 10);
+        step.cpu.client_wait_share = Some(0.5);
+        assert_eq!(t.min_judged_wall, Duration::from_millis(100));
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::ClientSaturated, Flag::ServerSaturated]
+        );
+        step.wall = Duration::from_millis(99);
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::TooShortToJudge]
+        );
+        // The other flags are still raised on it: they are not read from the CPU.
+        step.unsent = 1;
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::Partial, Flag::TooShortToJudge]
+        );
+        // The bound follows the run's: a step of 1 s is too short beside a 2 s sampling.
+        let sampled_slowly = Thresholds {
+            min_judged_wall: Duration::from_secs(2),
+            ..t
+        };
+        step.wall = Duration::from_secs(1);
+        step.unsent = 0;
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &sampled_slowly),
+            vec![Flag::TooShortToJudge]
         );
     }
 

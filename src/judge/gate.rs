@@ -166,6 +166,17 @@ fn never_true(metric: Metric, op: Op, value: f64, at: Option<u32>) -> Option<&'s
 impl Gate {
     /// Why the gate is breached, or None when it holds.
     pub fn breach(&self, verdict: &Verdict, steps: &[StepResult]) -> Option<String> {
+        self.breach_by(verdict, steps, |step| step.requests)
+    }
+
+    /// As `breach`, with `@N` naming the step whose `size_of` is N: a timed pool step is
+    /// named by its size (the requests it kept queued), its request count known only after it.
+    pub fn breach_by(
+        &self,
+        verdict: &Verdict,
+        steps: &[StepResult],
+        size_of: fn(&StepResult) -> u32,
+    ) -> Option<String> {
         if self.metric == Metric::Capacity {
             let capacity = f64::from(verdict.capacity.unwrap_or(0));
             return self
@@ -174,7 +185,7 @@ impl Gate {
                 .then(|| format!("{self}: capacity is {capacity}"));
         }
         let chosen: Vec<&StepResult> = match self.at_requests {
-            Some(n) => steps.iter().filter(|s| s.requests == n).collect(),
+            Some(n) => steps.iter().filter(|s| size_of(s) == n).collect(),
             None => steps.iter().collect(),
         };
         if chosen.is_empty() {

@@ -1,16 +1,18 @@
 //! The pooler as a third side: when its one core was full (PgBouncer is one thread) or it
 //! refused clients, the step measured the pooler, and the verdict names it, not the server.
 
-use super::flags::fills;
+use super::flags::{cpu_judged, fills};
 use super::verdict::Limit;
-use crate::model::outcome::FailureClass;
+use crate::model::outcome::{FailureClass, Side};
+use crate::model::record::RequestRecord;
 use crate::model::rules::{Flag, Thresholds};
 use crate::model::step::StepResult;
 
 /// The pooler's flags of one step. `pooler_cores`: the most CPUs the pooler can use (1 for
 /// PgBouncer), None for all the host's. A one-thread pooler whose thread was runnable (running,
 /// or ready and waiting for a CPU) the threshold's share of the step is saturated too: every
-/// client waited for it, and on a host busy with other work it never shows a full core.
+/// client waited for it, and on a host busy with other work it never shows a full core. A
+/// step too short to judge a CPU on (`too-short-to-judge`) is not judged saturated.
 pub fn pooler_flags(
     step: &StepResult,
     pooler_cores: Option<f64>,
@@ -28,13 +30,52 @@ pub fn pooler_flags(
         .pooler
         .runnable_pct
         .is_some_and(|pct| one_thread && pct >= t.saturated_cpu_pct);
-    if busy || runnable {
+    if (busy || runnable) && cpu_judged(step, t) {
         flags.push(Flag::PoolerSaturated);
     }
     if step.failures(FailureClass::PoolerTooManyClients) > 0 {
         flags.push(Flag::PoolerRefused);
     }
+    if step.failures(FailureClass::PoolerQueued) > 0 {
+        flags.push(Flag::PoolerQueued);
+    }
     flags
+}
+
+/// Whether a request got its target's first answer: it succeeded, or failed on a word from the
+/// server or the data after it started (not on pgstress's own limits, a refused or broken
+/// socket, or a deadline that passed before any answer).
+fn answered(record: &RequestRecord) -> bool {
+    match &record.outcome {
+        Ok(()) => true,
+        Err(failure) => {
+            record.start_offset.is_some()
+                && !failure.unanswered
+                && matches!(failure.class.side(), Side::Server | Side::Data)
+                && !matches!(failure.class, FailureClass::Refused | FailureClass::Io)
+        }
+    }
+}
+
+/// Through a pooler, a connection that never got its first answer while others of the step
+/// did was held in a queue in front of the server (pgpool-II's children all busy, its
+/// listen queue holding the rest): its timeout is the pooler's client limit
+/// (`pooler_queued`), not the server's. Returns how many were reclassed.
+pub fn held_in_queue(records: &mut [RequestRecord]) -> u32 {
+    if !records.iter().any(answered) {
+        return 0;
+    }
+    let mut held = 0;
+    for record in records.iter_mut() {
+        if let Err(failure) = &mut record.outcome
+            && failure.unanswered
+            && failure.class == FailureClass::Timeout
+        {
+            failure.class = FailureClass::PoolerQueued;
+            held += 1;
+        }
+    }
+    held
 }
 
 /// The first step (of those judged) with a pooler flag; a refusal says more than a busy core.
@@ -78,6 +119,11 @@ pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit>
 pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
     let what = match flag {
         Flag::PoolerRefused => "the pooler refused clients (its max_client_conn)",
+        Flag::PoolerQueued => {
+            "connections waited in the pooler's queue and never got an answer while others \
+             did: its client limit (pgpool-II's num_init_children, PgBouncer's max_client_conn), \
+             not the server's"
+        }
         _ => "the pooler's CPU was full (PgBouncer runs on one core)",
     };
     match broke {
@@ -95,6 +141,7 @@ pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::outcome::Failure;
     use crate::model::step::MeanPeak;
     use crate::test_support::{step_result, step_with_failures};
 
@@ -141,6 +188,94 @@ mod tests {
     }
 
     #[test]
+    fn a_short_step_is_not_judged_saturated() {
+        let t = Thresholds::default();
+        let mut step = step_result(1, 50, 0);
+        step.pooler.cpu = busy(46.0);
+        step.pooler.runnable_pct = Some(95.0);
+        step.wall = t.min_judged_wall;
+        assert_eq!(
+            pooler_flags(&step, Some(1.0), 2.0, &t),
+            vec![Flag::PoolerSaturated]
+        );
+        step.wall = t.min_judged_wall - std::time::Duration::from_millis(1);
+        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
+    }
+
+    fn record(outcome: Result<(), Failure>, started: bool) -> RequestRecord {
+        let mut record = RequestRecord::failed_without_running(
+            Failure::new(FailureClass::Io, "x"),
+            std::time::Duration::from_millis(5),
+        );
+        record.outcome = outcome;
+        record.start_offset = started.then_some(std::time::Duration::ZERO);
+        record
+    }
+
+    #[test]
+    fn unanswered_connections_beside_answered_ones_were_held_in_the_poolers_queue() {
+        let unanswered = || record(Err(Failure::unanswered("deadline passed")), true);
+        let mut records = vec![unanswered(), record(Ok(()), true), unanswered()];
+        assert_eq!(held_in_queue(&mut records), 2);
+        let classes: Vec<Option<FailureClass>> = records
+            .iter()
+            .map(|r| r.outcome.as_ref().err().map(|f| f.class))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                Some(FailureClass::PoolerQueued),
+                None,
+                Some(FailureClass::PoolerQueued)
+            ]
+        );
+        let step = step_with_failures(1, 10, 3, FailureClass::PoolerQueued, 10);
+        assert_eq!(
+            pooler_flags(&step, None, 2.0, &Thresholds::default()),
+            vec![Flag::PoolerQueued]
+        );
+        assert_eq!(step.server_failed(), 0, "not the server's failure");
+    }
+
+    #[test]
+    fn with_no_answer_at_all_or_answers_from_nobody_the_timeouts_stay_the_servers() {
+        let unanswered = || record(Err(Failure::unanswered("deadline passed")), true);
+        let all_silent = &mut [unanswered(), unanswered()];
+        assert_eq!(held_in_queue(all_silent), 0);
+        assert!(all_silent.iter().all(|r| {
+            r.outcome
+                .as_ref()
+                .is_err_and(|f| f.class == FailureClass::Timeout)
+        }));
+        // None of these is an answer from the target: a refused or broken socket, the
+        // client's own failure, a request that never started.
+        for other in [
+            record(Err(Failure::new(FailureClass::Refused, "refused")), true),
+            record(Err(Failure::new(FailureClass::Io, "reset")), true),
+            record(Err(Failure::new(FailureClass::Client, "files")), true),
+            record(Err(Failure::new(FailureClass::Timeout, "queue")), false),
+        ] {
+            assert_eq!(held_in_queue(&mut [unanswered(), other]), 0);
+        }
+        // A timeout after the first answer, an error or a missing row are answers.
+        for answer in [
+            record(Err(Failure::new(FailureClass::Timeout, "57014")), true),
+            record(Err(Failure::new(FailureClass::Query, "42P01")), true),
+            record(Err(Failure::new(FailureClass::NoRow, "no row")), true),
+        ] {
+            let records = &mut [unanswered(), answer];
+            assert_eq!(held_in_queue(records), 1);
+            // A timeout that was answered first stays the server's.
+            assert!(
+                !records[1]
+                    .outcome
+                    .as_ref()
+                    .is_err_and(|f| f.class == FailureClass::PoolerQueued)
+            );
+        }
+    }
+
+    #[test]
     fn refused_clients_are_the_poolers_and_withhold_load() {
         let t = Thresholds::default();
         let step = step_with_failures(1, 101, 1, FailureClass::PoolerTooManyClients, 10);
@@ -155,6 +290,39 @@ mod tests {
         let mut result = step_result(step, 10 * step, 0);
         result.flags.push(flag);
         result
+    }
+
+    #[test]
+    fn connections_held_in_the_poolers_queue_say_more_than_a_busy_client() {
+        let both = {
+            let mut step = flagged(1, Flag::ClientSaturated);
+            step.flags.push(Flag::PoolerQueued);
+            [step]
+        };
+        let client = Some(Limit::Client {
+            flag: Flag::ClientSaturated,
+            step: 1,
+            requests: 10,
+            agent: None,
+        });
+        let limit = with_pooler(client, &both);
+        assert!(
+            matches!(
+                &limit,
+                Some(Limit::Pooler {
+                    flag: Flag::PoolerQueued,
+                    step: 1,
+                    ..
+                })
+            ),
+            "{limit:?}"
+        );
+        let line = sentence(Flag::PoolerQueued, 1, 120, false);
+        assert!(
+            line.contains("pooler-queued from step 1 (120 requests)")
+                && line.contains("num_init_children"),
+            "{line}"
+        );
     }
 
     #[test]

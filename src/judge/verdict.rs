@@ -136,6 +136,8 @@ pub struct Judging {
     pub server_cores: Option<f64>,
     /// CPU share from which a side counts as saturated.
     pub saturated_cpu_pct: f64,
+    /// Steps shorter than this were too short to judge a CPU on (`too-short-to-judge`).
+    pub min_judged_wall: Duration,
 }
 
 /// Whose CPUs filled in a step.
@@ -147,6 +149,9 @@ pub enum Filled {
     Both,
     /// Neither: the figures are the busiest step's.
     Neither,
+    /// No step lasted long enough to judge a CPU on: the figures are the busiest step's,
+    /// and stand for nothing.
+    Unjudged,
 }
 
 /// Which side's CPUs filled first, with both sides' figures in that step: each side's CPU
@@ -163,6 +168,10 @@ pub struct CpusFilled {
     pub client_wait_share: Option<f64>,
     /// pgstress's threads waited for CPUs that were full (`client-saturated`).
     pub client_starved: bool,
+    /// Steps with CPU figures that were too short to judge them (`too-short-to-judge`),
+    /// and the shortest step judged, in milliseconds.
+    pub too_short: u32,
+    pub min_judged_ms: f64,
 }
 
 /// The first step the server did not handle.

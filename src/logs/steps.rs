@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 57] = [
+pub const STEPS_HEADER: [&str; 58] = [
     "step",
     "requests",
     "ok",
@@ -70,6 +70,7 @@ pub const STEPS_HEADER: [&str; 57] = [
     "pooler_avg_wait_ms",
     "read_only",
     "requests_by_node",
+    "pooler_queued",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -161,6 +162,9 @@ pub struct StepRow {
     /// Requests that reached each host of the target's list, in its order, `;`-separated
     /// (the summary's `facts.nodes` names them); empty with one host.
     pub requests_by_node: String,
+    /// Connections held in the pooler's queue until their deadline, never answered while
+    /// others were (pgpool-II's num_init_children): the pooler's limit.
+    pub pooler_queued: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -238,6 +242,7 @@ impl StepRow {
             requests_by_node: (step.by_node.iter().map(u32::to_string))
                 .collect::<Vec<_>>()
                 .join(";"),
+            pooler_queued: class(FailureClass::PoolerQueued),
         }
     }
 }
@@ -290,6 +295,16 @@ mod tests {
             at(classes[10]),
             at("peak_connected").map(|p| p + 1),
             "after the columns of the earlier versions"
+        );
+        assert_eq!(
+            at(classes[11]),
+            at("pooler_avg_wait_ms").map(|p| p + 1),
+            "after the pooler's other columns"
+        );
+        assert_eq!(
+            at(classes[12]),
+            Some(STEPS_HEADER.len() - 1),
+            "last, after the hosts' counts"
         );
     }
 

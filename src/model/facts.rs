@@ -31,9 +31,45 @@ impl ServerFacts {
     }
 }
 
+/// A pooler's limit on the clients it serves at once, as the pooler itself reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerLimit {
+    /// The pooler, as it answered: `pgpool-II` or `PgBouncer`.
+    pub pooler: String,
+    /// Clients it serves at once: more wait in its queue (pgpool-II) or are refused
+    /// (PgBouncer).
+    pub clients: u32,
+    /// Where the figure comes from, e.g. `num_init_children 64 less reserved_connections 0`.
+    pub setting: String,
+}
+
+/// Connections the run's load can hold at once: through a pooler that reported its client
+/// limit, that limit (the server behind it sees the pooler's own connections, not the
+/// load's); else the server's usable connections.
+pub fn clients_at_once(server: &ServerFacts, pooler: Option<&PoolerLimit>) -> u32 {
+    pooler.map_or_else(|| server.usable_connections(), |limit| limit.clients)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poolers_client_limit_stands_for_the_servers_connections() {
+        let server = ServerFacts {
+            max_connections: 124,
+            sessions_at_start: 1,
+            superuser: true,
+            ..ServerFacts::default()
+        };
+        assert_eq!(clients_at_once(&server, None), 123);
+        let pgpool = PoolerLimit {
+            pooler: "pgpool-II".into(),
+            clients: 64,
+            setting: "num_init_children 64".into(),
+        };
+        assert_eq!(clients_at_once(&server, Some(&pgpool)), 64);
+    }
 
     #[test]
     fn usable_connections_are_those_free_at_the_start_for_this_role() {
@@ -91,9 +127,24 @@ pub struct PlanFacts {
     /// The requests could write (`--allow-writes`); else each ran read-only.
     #[serde(default)]
     pub allow_writes: bool,
+    /// A timed pool step's duration (`--mode pool --duration`): its requests are as many as
+    /// its workers answer in it, and `total_requests` is the least the steps send.
+    #[serde(default)]
+    pub step_duration_s: Option<f64>,
 }
 
 impl PlanFacts {
+    /// How many requests the ramp sends, in the header's words.
+    pub fn requests_in_all(&self) -> String {
+        match self.step_duration_s {
+            Some(seconds) => format!(
+                "each step kept up for {}",
+                humantime::format_duration(std::time::Duration::from_secs_f64(seconds))
+            ),
+            None => format!("{} requests in all", self.total_requests),
+        }
+    }
+
     /// What a step's size counts; runs logged before the field existed were all burst runs.
     pub fn unit_name(&self) -> &str {
         match self.unit.as_str() {
@@ -124,6 +175,10 @@ pub struct RunFacts {
     /// behaved as one); None: straight to the server.
     #[serde(default)]
     pub pooler: Option<String>,
+    /// The pooler's client limit, where it reported one: what the pool's default workers
+    /// are sized by.
+    #[serde(default)]
+    pub pooler_limit: Option<PoolerLimit>,
     pub server: ServerFacts,
     pub server_cpu_visible: bool,
     pub server_stats_visible: bool,

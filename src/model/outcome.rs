@@ -34,6 +34,10 @@ pub enum FailureClass {
     /// (a write sent to a standby, or to a primary that was demoted under the load), or a
     /// `target_session_attrs=read-write` target whose every host answered read-only.
     ReadOnly,
+    /// A connection through a pooler that never got its first answer while others on the same
+    /// target did: held in the pooler's queue until its deadline (pgpool-II with every child
+    /// busy). The pooler's client limit, not the server's.
+    PoolerQueued,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -54,7 +58,7 @@ impl serde::Serialize for FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 12] = [
+    pub const ALL: [FailureClass; 13] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -67,6 +71,7 @@ impl FailureClass {
         FailureClass::BadValue,
         FailureClass::PoolerTooManyClients,
         FailureClass::ReadOnly,
+        FailureClass::PoolerQueued,
     ];
 
     /// The name used in logs and in the terminal.
@@ -84,6 +89,7 @@ impl FailureClass {
             FailureClass::BadValue => "bad_value",
             FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
             FailureClass::ReadOnly => "read_only",
+            FailureClass::PoolerQueued => "pooler_queued",
         }
     }
 
@@ -94,7 +100,7 @@ impl FailureClass {
         match self {
             FailureClass::Spawn | FailureClass::Client => Side::Client,
             FailureClass::NoRow | FailureClass::BadValue => Side::Data,
-            FailureClass::PoolerTooManyClients => Side::Pooler,
+            FailureClass::PoolerTooManyClients | FailureClass::PoolerQueued => Side::Pooler,
             _ => Side::Server,
         }
     }
@@ -115,6 +121,10 @@ impl fmt::Display for FailureClass {
 pub struct Failure {
     pub class: FailureClass,
     pub message: String,
+    /// The target never said a word on this connection: its deadline passed before the
+    /// first answer (the connect itself, the answer to TLS, or to the startup message), as
+    /// for a connection held in a queue in front of the server.
+    pub unanswered: bool,
 }
 
 impl Failure {
@@ -122,6 +132,15 @@ impl Failure {
         Failure {
             class,
             message: message.into(),
+            unanswered: false,
+        }
+    }
+
+    /// A timeout before the target's first answer.
+    pub fn unanswered(message: impl Into<String>) -> Self {
+        Failure {
+            unanswered: true,
+            ..Failure::new(FailureClass::Timeout, message)
         }
     }
 }
@@ -158,7 +177,8 @@ mod tests {
                 "client",
                 "bad_value",
                 "pooler_too_many_clients",
-                "read_only"
+                "read_only",
+                "pooler_queued"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");
@@ -166,5 +186,9 @@ mod tests {
             (failure.class, failure.message.as_str()),
             (FailureClass::Auth, "28P01: no")
         );
+        assert!(!failure.unanswered);
+        let queued = Failure::unanswered("deadline passed while connecting");
+        assert!(queued.unanswered && queued.class == FailureClass::Timeout);
+        assert_eq!(FailureClass::PoolerQueued.side(), Side::Pooler);
     }
 }

@@ -54,6 +54,12 @@ pub enum Mode {
         /// None: chosen from the server's usable connections once they are known.
         workers: Option<u32>,
         connect_per_request: bool,
+        /// Some: each step lasts this long, its size the requests kept on the queue (waiting
+        /// or on a worker) all along, each answered one replaced by the next, like
+        /// `pgbench -c SIZE -T DURATION`; None: each step's requests are queued once and
+        /// drained.
+        #[serde(default)]
+        duration: Option<Duration>,
     },
     /// Step i offers `i * step` requests per second for `duration`.
     Rate {
@@ -82,7 +88,8 @@ impl Mode {
         }
     }
 
-    /// Requests a step of this size sends: in rate mode the size is a rate per second.
+    /// Requests a step of this size sends: in rate mode the size is a rate per second; a timed
+    /// pool step sends at least its size (as many more as its workers answer in its time).
     pub fn requests_for(&self, size: u32) -> u32 {
         match self {
             Mode::Rate { duration, .. } => {
@@ -91,7 +98,27 @@ impl Mode {
             _ => size,
         }
     }
+
+    /// A timed pool step's duration: its request count is not known before it ends.
+    pub fn timed_pool(&self) -> Option<Duration> {
+        match self {
+            Mode::Pool { duration, .. } => *duration,
+            _ => None,
+        }
+    }
+
+    /// The parameter values a step of this size draws: a timed pool step draws a deck of at
+    /// least `POOL_DECK`, which its requests take in turn (again from the top when it runs out).
+    pub fn values_for(&self, size: u32) -> u32 {
+        match self.timed_pool() {
+            Some(_) => size.max(POOL_DECK),
+            None => self.requests_for(size),
+        }
+    }
 }
+
+/// The fewest parameter values a timed pool step draws for its requests to take in turn.
+pub const POOL_DECK: u32 = 4096;
 
 /// The unit of a burst step's load.
 pub const CONCURRENT: &str = "concurrent requests";

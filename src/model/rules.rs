@@ -37,10 +37,17 @@ pub enum Flag {
     /// A pooler refused some of the step's clients (its max_client_conn): that load never
     /// reached the server.
     PoolerRefused,
+    /// Connections that never got their first answer while others on the same target did,
+    /// in front of a pooler: held in its queue past their deadline (pgpool-II's
+    /// num_init_children, all busy). That load never reached the server.
+    PoolerQueued,
+    /// The step was too short to measure a CPU over (`Thresholds::min_judged_wall`): no CPU
+    /// flag is raised on it, on either side, and no verdict on the CPUs rests on it.
+    TooShortToJudge,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 13] = [
+    pub const ALL: [Flag; 15] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
@@ -54,6 +61,8 @@ impl Flag {
         Flag::AcceptedSlowly,
         Flag::PoolerSaturated,
         Flag::PoolerRefused,
+        Flag::PoolerQueued,
+        Flag::TooShortToJudge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +80,8 @@ impl Flag {
             Flag::AcceptedSlowly => "accepted-slowly",
             Flag::PoolerSaturated => "pooler-saturated",
             Flag::PoolerRefused => "pooler-refused",
+            Flag::PoolerQueued => "pooler-queued",
+            Flag::TooShortToJudge => "too-short-to-judge",
         }
     }
 
@@ -89,6 +100,7 @@ impl Flag {
                 | Flag::ClientErrors
                 | Flag::Partial
                 | Flag::PoolerRefused
+                | Flag::PoolerQueued
         )
     }
 
@@ -109,7 +121,10 @@ impl Flag {
 impl Flag {
     /// Whether the flag says the pooler between pgstress and the server may be the limit.
     pub fn is_pooler_limit(self) -> bool {
-        matches!(self, Flag::PoolerSaturated | Flag::PoolerRefused)
+        matches!(
+            self,
+            Flag::PoolerSaturated | Flag::PoolerRefused | Flag::PoolerQueued
+        )
     }
 }
 
@@ -152,10 +167,32 @@ pub struct Thresholds {
     /// pgstress's threads waiting for a CPU this share of the time its requests were in flight
     /// raises `client-saturated` (see docs/verdict.md for the measurements behind it).
     pub starved_wait_share: f64,
+    /// A step shorter than this is too short to judge a CPU on (`too-short-to-judge`): see
+    /// `min_judged_wall`.
+    pub min_judged_wall: Duration,
 }
 
 /// The default of `Thresholds::starved_wait_share`.
 pub const STARVED_WAIT_SHARE: f64 = 0.1;
+
+/// The coarsest unit of the CPU accounting the flags read: a clock tick (USER_HZ is 100 on
+/// every Linux pgstress runs on), in which the kernel counts the CPU of the children a process
+/// has reaped (a server's backends that ended within the step) and the host's CPU. pgstress's
+/// own CPU, its threads' wait and the live processes' CPU are counted to the nanosecond.
+pub const CPU_TICK: Duration = Duration::from_millis(10);
+
+/// The fewest clock ticks a step lasts for its CPU to be judged: one tick's error is then at
+/// most a tenth of one CPU, as far as the 90% threshold is from 80%. docs/verdict.md has the
+/// measurements: shorter steps read their sides' CPU and wait share far from what the same
+/// load reads over a longer step.
+pub const MIN_JUDGED_TICKS: u32 = 10;
+
+/// The shortest step whose CPU is judged: ten clock ticks, and at least the sampling interval
+/// (`--sample-every`): the run's own resolution on the CPU, below which it measured no
+/// interval of its own inside the step.
+pub fn min_judged_wall(sample_every: Duration) -> Duration {
+    (CPU_TICK * MIN_JUDGED_TICKS).max(sample_every)
+}
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -164,6 +201,7 @@ impl Default for Thresholds {
             spread_ratio: 0.10,
             spread_max: Duration::from_millis(100),
             starved_wait_share: STARVED_WAIT_SHARE,
+            min_judged_wall: CPU_TICK * MIN_JUDGED_TICKS,
         }
     }
 }
@@ -194,6 +232,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_is_judged_from_ten_ticks_and_one_sampling_interval() {
+        assert_eq!(
+            min_judged_wall(Duration::from_millis(10)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            min_judged_wall(Duration::from_millis(100)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            min_judged_wall(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
     fn flags_have_names_that_read_back() {
         let names: Vec<String> = Flag::ALL.iter().map(|f| f.to_string()).collect();
         assert_eq!(
@@ -211,7 +265,9 @@ mod tests {
                 "started-late",
                 "accepted-slowly",
                 "pooler-saturated",
-                "pooler-refused"
+                "pooler-refused",
+                "pooler-queued",
+                "too-short-to-judge"
             ]
         );
         for flag in Flag::ALL {
@@ -253,14 +309,25 @@ mod tests {
                 Flag::SpawnFailed,
                 Flag::ClientErrors,
                 Flag::Partial,
-                Flag::PoolerRefused
+                Flag::PoolerRefused,
+                Flag::PoolerQueued
             ]
         );
         let pooler: Vec<Flag> = Flag::ALL
             .into_iter()
             .filter(|f| f.is_pooler_limit())
             .collect();
-        assert_eq!(pooler, [Flag::PoolerSaturated, Flag::PoolerRefused]);
+        assert_eq!(
+            pooler,
+            [
+                Flag::PoolerSaturated,
+                Flag::PoolerRefused,
+                Flag::PoolerQueued
+            ]
+        );
+        assert!(!Flag::TooShortToJudge.is_client_limit());
+        assert!(!Flag::TooShortToJudge.is_pooler_limit());
+        assert!(!Flag::TooShortToJudge.withholds_load());
     }
 
     #[test]
@@ -270,6 +337,7 @@ mod tests {
             (t.saturated_cpu_pct, t.spread_ratio, t.spread_max),
             (90.0, 0.10, Duration::from_millis(100))
         );
+        assert_eq!(t.min_judged_wall, Duration::from_millis(100));
         let none = StopRules::none();
         assert_eq!(
             (none.failure_rate, none.p99, none.unresponsive),

@@ -49,14 +49,14 @@ impl<W: Write> Printer<W> {
         let plan = &facts.plan;
         let unit = &plan.unit;
         self.line(format!(
-            "pgstress {}: {} mode, {} steps of {} to {} {unit} (+{} per step), {} requests in all",
+            "pgstress {}: {} mode, {} steps of {} to {} {unit} (+{} per step), {}",
             facts.pgstress_version,
             plan.mode,
             plan.steps,
             plan.start,
             plan.largest_step,
             plan.step,
-            plan.total_requests
+            plan.requests_in_all()
         ));
         self.line(format!("load:    {}", plan.engine));
         let kind = if facts.throwaway {

@@ -22,6 +22,11 @@ const STEP_TEMPLATES: [&str; 2] = [
     "{prefix:>9} [{bar:30}] {pos}/{len} requests  {msg}  {elapsed}",
     "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} requests  {msg}  {elapsed}",
 ];
+/// A step whose request count is known only at its end (a timed pool step): a count, no bar.
+const OPEN_STEP_TEMPLATES: [&str; 2] = [
+    "{prefix:>9} {spinner} {pos} requests  {msg}  {elapsed}",
+    "{prefix:>9} {spinner:.cyan} {pos} requests  {msg}  {elapsed}",
+];
 
 pub struct Progress {
     bars: Option<Bars>,
@@ -56,10 +61,15 @@ impl Progress {
         }
     }
 
-    pub fn start_step(&mut self, index: u32, requests: u32) {
+    /// A bar for the step's `requests`, or a count when they are known only at its end.
+    pub fn start_step(&mut self, index: u32, requests: Option<u32>) {
         let Some(bars) = &mut self.bars else { return };
-        let step = bars.multi.add(ProgressBar::new(u64::from(requests)));
-        step.set_style(style(STEP_TEMPLATES, bars.color));
+        let (bar, templates) = match requests {
+            Some(requests) => (ProgressBar::new(u64::from(requests)), STEP_TEMPLATES),
+            None => (ProgressBar::no_length(), OPEN_STEP_TEMPLATES),
+        };
+        let step = bars.multi.add(bar);
+        step.set_style(style(templates, bars.color));
         step.set_prefix(format!("step {index}"));
         step.set_message("0 ok, 0 failed");
         step.enable_steady_tick(TICK);
@@ -130,7 +140,8 @@ mod tests {
 
     #[test]
     fn the_templates_in_use_parse() {
-        for template in PLAN_TEMPLATES.iter().chain(&STEP_TEMPLATES) {
+        let all = PLAN_TEMPLATES.iter().chain(&STEP_TEMPLATES);
+        for template in all.chain(&OPEN_STEP_TEMPLATES) {
             assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
         }
     }
@@ -139,7 +150,7 @@ mod tests {
     fn quiet_means_no_bars_even_on_a_terminal() {
         // Whatever stdout is here, --quiet alone must turn the bars off.
         let mut progress = Progress::new(3, true);
-        progress.start_step(1, 10);
+        progress.start_step(1, Some(10));
         assert!(progress.bars.is_none());
         assert!(progress.observer().is_none());
     }

@@ -202,5 +202,6 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::BadValue => RGBColor(44, 160, 44),
         FailureClass::PoolerTooManyClients => RGBColor(255, 187, 120),
         FailureClass::ReadOnly => RGBColor(140, 86, 75),
+        FailureClass::PoolerQueued => RGBColor(255, 152, 150),
     }
 }

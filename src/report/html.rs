@@ -154,14 +154,14 @@ fn plan(html: &mut String, run: &SavedRun) {
         (
             "ramp",
             format!(
-                "{} mode, {} steps of {} to {} {} (+{} per step), {} requests in all",
+                "{} mode, {} steps of {} to {} {} (+{} per step), {}",
                 plan.mode,
                 plan.steps,
                 plan.start,
                 plan.largest_step,
                 plan.unit_name(),
                 plan.step,
-                plan.total_requests
+                plan.requests_in_all()
             ),
         ),
         ("target", format!("{}{target_kind}", run.facts.target)),

@@ -147,6 +147,7 @@ impl SavedRun {
             saturated_cpu_pct: crate::model::rules::Thresholds::default().saturated_cpu_pct,
             allow_writes: false,
             tolerate: 0.0,
+            step_duration_s: None,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(SavedRun {
@@ -162,6 +163,7 @@ impl SavedRun {
                 nodes: Vec::new(),
                 throwaway: false,
                 pooler: None,
+                pooler_limit: None,
                 server: ServerFacts::default(),
                 server_cpu_visible: steps.iter().any(|s| s.server_cpu_mean.is_some()),
                 server_stats_visible: steps.iter().any(|s| s.server_connections_peak.is_some()),

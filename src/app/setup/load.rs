@@ -10,7 +10,6 @@ use crate::engine::Engine;
 use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
-use crate::model::facts::ServerFacts;
 use crate::model::plan::Mode;
 use crate::output::printer::Printer;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
@@ -35,23 +34,28 @@ pub fn request_spec(config: &RunConfig, target: &ConnectTarget) -> anyhow::Resul
 }
 
 /// The engine of the chosen mode; a pool opens its connections here, before step 1.
+/// `clients`: the connections the load can hold at once (the server's usable ones, or a
+/// pooler's client limit), which the pool's default workers leave a margin under.
 pub fn build_engine(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
-    server: &ServerFacts,
+    clients: u32,
 ) -> anyhow::Result<Box<dyn Engine>> {
     Ok(match &config.mode {
         Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
         Mode::Pool {
             workers,
             connect_per_request,
+            duration,
         } => {
             let largest = config.plan.largest();
-            let workers = workers
-                .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
+            let workers = workers.unwrap_or_else(|| pool::default_workers(clients, largest));
             let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
                 .context("cannot start the pool's worker threads")?;
-            Box::new(pool)
+            match duration {
+                Some(duration) => Box::new(pool.timed(*duration, config.plan)),
+                None => Box::new(pool),
+            }
         }
         Mode::Rate {
             duration,

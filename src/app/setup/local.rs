@@ -7,6 +7,7 @@ use crate::config::RunConfig;
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
+use crate::model::facts::PoolerLimit;
 use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
 use crate::pg::local::pooler::ThrowawayPooler;
@@ -123,18 +124,28 @@ pub fn describe_pooler(
     text: Option<String>,
     local: Option<LocalPooler>,
     console: bool,
+    limit: Option<&PoolerLimit>,
 ) -> Option<String> {
-    let text = match (text, local) {
-        (Some(text), _) => text,
-        (None, Some(_)) => "a pooler listens on the target's port".to_owned(),
-        (None, None) => return None,
+    let text = match (text, local, limit) {
+        (Some(text), _, _) => text,
+        (None, Some(_), Some(limit)) => format!("{} listens on the target's port", limit.pooler),
+        (None, None, Some(limit)) => format!("{} answers on the target", limit.pooler),
+        (None, Some(_), None) => "a pooler listens on the target's port".to_owned(),
+        (None, None, None) => return None,
     };
+    // What sizes the pool's default workers in its place of the server's connections.
+    let limit = limit.map(|limit| {
+        format!(
+            "its client limit: {} at once ({})",
+            limit.clients, limit.setting
+        )
+    });
     let cpu = local.map(|pooler| match pooler.cores {
         Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
         None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
     });
     let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
-    let seen: Vec<String> = cpu.into_iter().chain(console).collect();
+    let seen: Vec<String> = cpu.into_iter().chain(console).chain(limit).collect();
     Some(match seen.is_empty() {
         true => text,
         false => format!("{text}; {}", seen.join(", ")),

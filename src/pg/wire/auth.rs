@@ -37,7 +37,13 @@ impl Connection {
 
     fn authenticate(&mut self, params: &ConnectParams) -> Result<(), WireError> {
         loop {
-            let message = self.reader.next(&mut self.stream, AUTH)?;
+            let message = match self.reader.next(&mut self.stream, AUTH) {
+                Ok(message) => message,
+                // Without TLS the first answer is the one to the startup message.
+                Err(err) if !self.heard => return Err(err.unanswered()),
+                Err(err) => return Err(err),
+            };
+            self.heard = true;
             match message {
                 Message::AuthenticationOk => return require_binding(params, false, "trust"),
                 Message::AuthenticationCleartextPassword => {

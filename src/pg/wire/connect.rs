@@ -135,6 +135,9 @@ pub struct Connection {
     /// startup (PostgreSQL 14 and later).
     pub(super) in_hot_standby: Option<bool>,
     pub(super) default_read_only: Option<bool>,
+    /// The target has answered on this connection: a timeout from here on is no longer one
+    /// before its first answer.
+    pub(super) heard: bool,
     terminated: bool,
 }
 
@@ -153,9 +156,10 @@ impl Connection {
         let (Some(ready), Some(endpoint)) = (ready, params.hosts.single()) else {
             return route::connect(params, deadline);
         };
+        // Nothing was heard from the target yet: a connect that times out is unanswered.
         let (transport, armed_at) = ready
             .connect(deadline)
-            .map_err(|err| io_error(err, "connecting"))?;
+            .map_err(|err| io_error(err, "connecting").unanswered())?;
         Connection::start(params, endpoint, transport, armed_at, deadline)
     }
 
@@ -166,7 +170,8 @@ impl Connection {
         address: &Address,
         deadline: Instant,
     ) -> Result<Connection, WireError> {
-        let (transport, armed_at) = open_socket(params, address, deadline)?;
+        let (transport, armed_at) =
+            open_socket(params, address, deadline).map_err(WireError::unanswered)?;
         Connection::start(params, endpoint, transport, armed_at, deadline)
     }
 
@@ -187,6 +192,7 @@ impl Connection {
             node: 0,
             in_hot_standby: None,
             default_read_only: None,
+            heard: false,
             terminated: false,
         };
         if let (Some(tls), Address::Tcp { .. }) = (&params.tls, &endpoint.address) {
@@ -250,7 +256,8 @@ impl Connection {
         let mut answer = [0u8; 1];
         self.stream
             .read_exact(&mut answer)
-            .map_err(|err| io_error(err, "waiting for the answer to TLS"))?;
+            .map_err(|err| io_error(err, "waiting for the answer to TLS").unanswered())?;
+        self.heard = true;
         match (answer[0], tls.mode) {
             (b'S', _) => self.handshake(tls, host),
             (b'N', SslMode::Prefer) => Ok(()),

@@ -14,6 +14,10 @@ pub enum WireError {
     Io(io::Error),
     /// The request's deadline passed while waiting for the named step.
     Timeout(&'static str),
+    /// The deadline passed before the target's first answer on this connection (the connect
+    /// itself, the answer to TLS or to the startup message): a timeout, as for a connection
+    /// held in a queue in front of the server.
+    Unanswered(&'static str),
     /// The server closed the connection without a word.
     Closed,
     /// The server said no: an ErrorResponse with its SQLSTATE.
@@ -41,7 +45,7 @@ impl WireError {
     pub fn class(&self) -> FailureClass {
         match self {
             WireError::Io(err) => classify_io_error(err),
-            WireError::Timeout(_) => FailureClass::Timeout,
+            WireError::Timeout(_) | WireError::Unanswered(_) => FailureClass::Timeout,
             WireError::Closed => FailureClass::Refused,
             WireError::Server { code, message } => class_of_error(code, message),
             WireError::Protocol(_) | WireError::Tls(_) | WireError::Auth(_) => FailureClass::Io,
@@ -53,7 +57,18 @@ impl WireError {
     }
 
     pub fn failure(&self) -> Failure {
-        Failure::new(self.class(), self.to_string())
+        match self {
+            WireError::Unanswered(_) => Failure::unanswered(self.to_string()),
+            _ => Failure::new(self.class(), self.to_string()),
+        }
+    }
+
+    /// A timeout as one before the target's first answer.
+    pub fn unanswered(self) -> Self {
+        match self {
+            WireError::Timeout(step) => WireError::Unanswered(step),
+            other => other,
+        }
     }
 
     pub fn protocol(what: impl Into<String>) -> Self {
@@ -71,7 +86,9 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireError::Io(err) => write!(f, "{err}"),
-            WireError::Timeout(step) => write!(f, "deadline passed while {step}"),
+            WireError::Timeout(step) | WireError::Unanswered(step) => {
+                write!(f, "deadline passed while {step}")
+            }
             WireError::Closed => f.write_str("the server closed the connection unexpectedly"),
             WireError::Server { code, message } => write!(f, "{code}: {message}"),
             WireError::Protocol(what) => write!(f, "protocol error: {what}"),
@@ -112,5 +129,12 @@ mod tests {
         assert_eq!(WireError::Io(refused).class(), FailureClass::Refused);
         assert_eq!(WireError::protocol("x").class(), FailureClass::Io);
         assert_eq!(server("28000").failure().message, "28000: m");
+        let unanswered = WireError::Timeout("connecting").unanswered();
+        assert_eq!(unanswered.class(), FailureClass::Timeout);
+        let failure = unanswered.failure();
+        assert!(failure.unanswered, "{failure:?}");
+        assert_eq!(failure.message, "deadline passed while connecting");
+        assert!(!WireError::Timeout("x").failure().unanswered);
+        assert!(matches!(WireError::Closed.unanswered(), WireError::Closed));
     }
 }
