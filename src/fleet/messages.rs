@@ -134,6 +134,9 @@ pub struct WireRecord {
     /// The failure came before the target's first answer (`Failure::unanswered`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub u: bool,
+    /// The host of the agent's target list it reached, when the list has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u8>,
 }
 
 /// The longest failure message a record carries across, in bytes: a failure's first line is
@@ -200,6 +203,7 @@ impl From<&RequestRecord> for WireRecord {
                 .outcome
                 .as_ref()
                 .is_err_and(|failure| failure.unanswered),
+            n: record.node,
         }
     }
 }
@@ -229,7 +233,7 @@ impl WireRecord {
             query: self.q.map(time),
             latency: time(self.l),
             outcome,
-            node: None,
+            node: self.n,
         }
     }
 }
@@ -288,7 +292,7 @@ mod tests {
                 unanswered: true,
                 ..Failure::new(longest, message)
             }),
-            node: None,
+            node: Some(u8::MAX),
         };
         WireRecord::from(&record)
     }
