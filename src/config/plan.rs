@@ -221,13 +221,13 @@ fn plan_error(plan: &StepPlan, reason: String) -> ConfigError {
 /// A burst step runs all its requests' threads at once.
 fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
     let largest = u64::from(plan.largest());
-    let limit = crate::sys::limits::thread_limit();
+    let (limit, setting) = crate::sys::limits::thread_limit();
     if largest > limit {
         return Err(plan_error(
             plan,
             format!(
                 "the last step would need {largest} threads at once, above this process's \
-                 limit of {limit}; use fewer or smaller steps"
+                 limit of {limit} ({setting}); raise it, or use fewer or smaller steps"
             ),
         ));
     }

@@ -1,25 +1,53 @@
 //! Resource limits that bound how many requests this process can have open at once.
 
-/// The most threads this process may hope to run at once: the lowest of RLIMIT_NPROC, the
-/// kernel's threads-max and the cgroup's pids.max. An upper bound, since other processes count too.
-pub fn thread_limit() -> u64 {
+/// The most threads this process may hope to run at once, and the setting that says so: the
+/// lowest of RLIMIT_NPROC, the kernel's threads-max and pid_max (every thread takes a pid), and
+/// the cgroup's pids.max. An upper bound, since other processes count too.
+pub fn thread_limit() -> (u64, &'static str) {
     let rlimit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
         .map(|(soft, _)| soft)
-        .unwrap_or(u64::MAX);
-    let read_number = |path: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-    };
-    [
-        Some(rlimit),
-        read_number("/proc/sys/kernel/threads-max"),
-        read_number("/sys/fs/cgroup/pids.max"),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .unwrap_or(u64::MAX)
+        .ok();
+    lowest([
+        (rlimit, "the process's RLIMIT_NPROC (ulimit -u)"),
+        (
+            read_number("/proc/sys/kernel/threads-max"),
+            "kernel.threads-max",
+        ),
+        (read_number("/proc/sys/kernel/pid_max"), "kernel.pid_max"),
+        (
+            read_number("/sys/fs/cgroup/pids.max"),
+            "the cgroup's pids.max",
+        ),
+    ])
+}
+
+/// The lowest of the limits known, with its name; unlimited when none is.
+fn lowest<const N: usize>(limits: [(Option<u64>, &'static str); N]) -> (u64, &'static str) {
+    limits
+        .into_iter()
+        .filter_map(|(value, name)| Some((value?, name)))
+        .min_by_key(|(value, _)| *value)
+        .unwrap_or((u64::MAX, "none"))
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+}
+
+/// How many local ports the kernel hands out to outgoing connections
+/// (`net.ipv4.ip_local_port_range`): the most connections one source address holds to one
+/// server address at once.
+pub fn ephemeral_ports() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    ports_in(&text)
+}
+
+fn ports_in(range: &str) -> Option<u64> {
+    let mut bounds = range.split_whitespace().map(|n| n.parse::<u64>().ok());
+    let (low, high) = (bounds.next()??, bounds.next()??);
+    (high >= low).then(|| high - low + 1)
 }
 
 /// Open files each `postgres` crate connection holds: its socket, and the epoll and eventfd
@@ -112,6 +140,25 @@ pub fn reserve_descriptors(more: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_lowest_known_limit_is_named() {
+        let limit = super::lowest([
+            (Some(4_000), "a"),
+            (None, "b"),
+            (Some(3_000), "kernel.pid_max"),
+        ]);
+        assert_eq!(limit, (3_000, "kernel.pid_max"));
+        assert_eq!(super::lowest([(None, "a")]), (u64::MAX, "none"));
+    }
+
+    #[test]
+    fn the_ephemeral_range_counts_both_ends() {
+        assert_eq!(super::ports_in("32768\t60999\n"), Some(28_232));
+        assert_eq!(super::ports_in("5 4"), None);
+        assert_eq!(super::ports_in("x"), None);
+        assert!(super::ephemeral_ports().is_some_and(|n| n > 0));
+    }
+
     use super::*;
 
     /// Held by the tests that change this process's open-file limit, which is the whole

@@ -96,6 +96,17 @@ pub fn warn_if_open_files_short(
              raise `ulimit -n` for a clean measurement"
         ));
     }
+    // Every connection to one server address from one source address takes a local port of
+    // the ephemeral range, and a closed one keeps it a while (TIME_WAIT).
+    if let Some(ports) = crate::sys::limits::ephemeral_ports()
+        && u64::from(largest_concurrency) > ports
+    {
+        printer.note(format!(
+            "note: the largest step may hold {largest_concurrency} connections, but one source address has {ports} local ports \
+             (net.ipv4.ip_local_port_range): beyond that connects fail as `client` (pgstress's own limit); \
+             widen the range, or spread the load over agents on several source addresses (`pgstress agent --source-address`)"
+        ));
+    }
 }
 
 /// A panic in a request thread (or a pool worker's) is that request's failure (`client`), counted and shown in the
