@@ -13,7 +13,7 @@ use super::setup::{
     quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
 };
 use super::setup::{describe_pooler, pooler_side, start_console};
-use super::step_loop::{PoolerWatch, Ramp, StepLoop, judge_run, write_summary};
+use super::step_loop::{PoolerWatch, Ramp, StatsSampler, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
@@ -22,9 +22,10 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
-use crate::model::facts::{RunFacts, ServerFacts};
+use crate::model::facts::{CpuFacts, RunFacts, ServerFacts};
 use crate::model::plan::Mode;
-use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
+use crate::model::sample::{CpuSample, StepCpu};
+use crate::model::server_cpu::ServerSource;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::pg::local::pooler::ThrowawayPooler;
@@ -178,8 +179,9 @@ fn run_against(
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
+        server_source: server_source(local_server, monitor.is_some()),
         client: cpus.into(),
-        cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
+        cpus: server_cpus(config, local_server, pinned, printer),
     };
 
     let sides = Sides {
@@ -250,6 +252,36 @@ fn local_server(
     throwaway.or(visible)
 }
 
+/// Where the server side's figures come from at the start: its processes here, else SQL.
+fn server_source(local: Option<LocalServer>, monitor: bool) -> ServerSource {
+    match (local, monitor) {
+        (Some(_), _) => ServerSource::Local,
+        (None, true) => ServerSource::SqlEstimate,
+        (None, false) => ServerSource::None,
+    }
+}
+
+/// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
+/// to be left unused where they are.
+fn server_cpus(
+    config: &RunConfig,
+    local: Option<LocalServer>,
+    pinned: bool,
+    printer: &mut Printer<std::io::Stdout>,
+) -> CpuFacts {
+    let facts = super::cpus::facts(local.map(|s| s.postmaster_pid), config.server_cores, pinned);
+    if let Some(cores) = config.server_cores
+        && !facts.server_cores_given
+    {
+        printer.note(format!(
+            "note: --server-cores {cores} left unused: the server runs on this machine, and its \
+             own CPUs ({}) are read",
+            facts.server.as_deref().unwrap_or("all")
+        ));
+    }
+    facts
+}
+
 /// The exact request before the load, and for a pool's kept connections the same request on
 /// the same connection twice (what a transaction-mode pooler would break).
 fn probe(
@@ -291,19 +323,31 @@ fn start_samplers(
         String,
     ),
     run_start: Instant,
-) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
+) -> anyhow::Result<(CpuSampler, Option<StatsSampler>)> {
     let cpu_sampler: CpuSampler = Sampler::start(
         "pgstress-cpu",
         config.sample_every,
         CpuProbe::new(local_server, run_start, sides),
     )
     .context("cannot start the CPU sampler")?;
-    let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
+    let stats_sampler: Option<StatsSampler> = monitor
         .map(|client| {
             Sampler::start(
                 "pgstress-monitor",
                 config.sample_every,
-                ServerStatsProbe::new(client, requests_name.clone(), config.timeout),
+                ServerStatsProbe::new(
+                    client,
+                    requests_name.clone(),
+                    config.timeout,
+                    // All but a pool's kept connections close after each request.
+                    !matches!(
+                        config.mode,
+                        Mode::Pool {
+                            connect_per_request: false,
+                            ..
+                        }
+                    ),
+                ),
             )
         })
         .transpose()

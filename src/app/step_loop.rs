@@ -13,17 +13,24 @@ use crate::judge::verdict::{self, Judging, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
+use crate::model::activity::DatabaseCounts;
 use crate::model::facts::{ClientCpus, RunFacts};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
 use crate::model::sample::{
-    CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample, StepCpu,
+    CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample,
+    ServerStatsSummary, StepCpu,
 };
+use crate::model::server_cpu::{ServerCpu, of_own_cpus};
 use crate::model::step::{CpuSummary, PoolerSide, StepResult};
 
 /// A step's CPU samples and what its counters measured as a whole.
 type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
+/// The monitor's samples of the server's sessions, and its counters over the step.
+type ServerSamples = (Vec<ServerStatsSample>, Option<DatabaseCounts>);
+/// The monitor's sampler.
+pub type StatsSampler = Sampler<ServerStatsSample, DatabaseCounts>;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::sys::interrupt;
@@ -56,7 +63,7 @@ pub struct StepLoop<'a, W: Write> {
     pub cpus: ClientCpus,
     pub data: Option<&'a ParamData>,
     pub cpu_sampler: &'a Sampler<CpuSample, StepCpu>,
-    pub stats_sampler: Option<&'a Sampler<ServerStatsSample>>,
+    pub stats_sampler: Option<&'a StatsSampler>,
     pub pooler: PoolerWatch<'a>,
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
@@ -130,7 +137,7 @@ impl<W: Write> StepLoop<'_, W> {
         engine: &mut dyn Engine,
         index: u32,
         rng: &mut impl rand::Rng,
-    ) -> (StepRun, StepCpuSamples, Vec<ServerStatsSample>) {
+    ) -> (StepRun, StepCpuSamples, ServerSamples) {
         let requests = self
             .config
             .mode
@@ -148,8 +155,9 @@ impl<W: Write> StepLoop<'_, W> {
             requests,
         };
         self.cpu_sampler.begin_step(tag);
+        // The server's counters before any of the step's sessions can end and flush its own.
         if let Some(sampler) = self.stats_sampler {
-            sampler.begin_step(tag);
+            sampler.begin_step_read(tag);
         }
         if let Some(console) = self.pooler.console {
             console.begin_step(tag);
@@ -166,7 +174,7 @@ impl<W: Write> StepLoop<'_, W> {
         let cpu_samples = self.cpu_sampler.end_step_whole();
         let server_samples = self
             .stats_sampler
-            .map(Sampler::end_step)
+            .map(Sampler::end_step_whole)
             .unwrap_or_default();
         (run, cpu_samples, server_samples)
     }
@@ -179,18 +187,26 @@ impl<W: Write> StepLoop<'_, W> {
         index: u32,
         run: &StepRun,
         (cpu, pooler): (CpuSummary, PoolerSide),
-        server_samples: &[ServerStatsSample],
+        (server_samples, counts): &ServerSamples,
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
-        let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
+        let mut measured = StepResult::from_run(index, size, run, &[], &[]);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
+        let own = of_own_cpus(1.0, self.cpus.host_cores, self.cpus.allowed_cores);
+        measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));
         measured.pooler = pooler;
+        measured.server = ServerStatsSummary::of(server_samples, *counts);
+        measured.server_cpu = ServerCpu::of(
+            measured.cpu.server,
+            measured.server.as_ref().and_then(|s| s.activity.as_ref()),
+            self.cpus.host_cores,
+            self.facts.cpus.server_cores,
+        );
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(size),
             usable_connections: Some(self.facts.server.usable_connections()),
-            server_cores: self.facts.cpus.server_cores,
         };
         measured.concurrency.asked = context.concurrency;
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
@@ -249,7 +265,6 @@ pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
         server_shares_host: facts.cpus.shared,
         host_cores: facts.client.host_cores,
         client_cores: facts.client.allowed_cores,
-        server_cores: facts.cpus.server_cores,
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
     }
 }
@@ -294,7 +309,7 @@ pub fn write_summary(
 /// shorter than the sampling interval would be seen only after they closed).
 struct StepWatch<'a> {
     progress: Option<&'a dyn StepObserver>,
-    server_stats: Option<&'a Sampler<ServerStatsSample>>,
+    server_stats: Option<&'a StatsSampler>,
     pooler_view: Option<&'a Sampler<PoolerViewSample, PoolerStatsWhole>>,
     first_end_seen: Cell<bool>,
 }

@@ -15,8 +15,6 @@ pub struct StepContext {
     /// At most this many requests at once, if the mode bounds it; else the measured peak.
     pub concurrency: Option<u32>,
     pub usable_connections: Option<u32>,
-    /// The CPUs a local server may run on; None: all the host's.
-    pub server_cores: Option<f64>,
 }
 
 /// The flags of one step.
@@ -47,15 +45,9 @@ pub fn diagnose(
     {
         flags.push(Flag::OverMaxConnections);
     }
-    let server_cores = context.server_cores.unwrap_or(cpus.host_cores);
-    if step.cpu.server.is_some_and(|server| {
-        fills(
-            server.mean,
-            cpus.host_cores,
-            server_cores,
-            t.saturated_cpu_pct,
-        )
-    }) {
+    // Measured (its own processes, here or by a watcher) or estimated from its sessions on
+    // CPU: `ServerCpu` holds the rule for each.
+    if step.server_cpu.saturated(t.saturated_cpu_pct) {
         flags.push(Flag::ServerSaturated);
     }
     let lagging = step
@@ -109,6 +101,8 @@ pub fn fills(pct_of_host: f64, host_cores: f64, cores: f64, threshold_pct: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::activity::{Activity, ActivitySample};
+    use crate::model::server_cpu::ServerCpu;
     use crate::model::step::{CpuSummary, MeanPeak};
     use crate::test_support::step_result;
     use std::time::Duration;
@@ -129,6 +123,7 @@ mod tests {
         CpuSummary {
             host: series(host),
             process: series(process),
+            process_own: None,
             server: server.and_then(series),
             client_wait_ms: None,
             client_wait_share: None,
@@ -142,15 +137,22 @@ mod tests {
             scheduled: false,
             concurrency: None,
             usable_connections,
-            server_cores: None,
         }
     }
 
+    /// A step whose server, when its CPU is given, is on this 2-core host with all of it.
     fn step_with(cpu: CpuSummary, spread_ms: u64, wall_ms: u64, requests: u32) -> StepResult {
         let mut step = step_result(1, requests, 0);
         step.cpu = cpu;
+        step.server_cpu = ServerCpu::of(cpu.server, None, 2.0, None);
         step.launch_spread = Duration::from_millis(spread_ms);
         step.wall = Duration::from_millis(wall_ms);
+        step
+    }
+
+    /// The step's server pinned to one of the host's two CPUs.
+    fn server_on_one_cpu(mut step: StepResult) -> StepResult {
+        step.server_cpu = ServerCpu::of(step.cpu.server, None, 2.0, Some(1.0));
         step
     }
 
@@ -183,12 +185,9 @@ mod tests {
     fn the_server_is_judged_against_its_own_cpus() {
         // 49% of a 2-core host is 0.98 cores: saturated on the one CPU it is pinned to.
         let step = step_with(cpu(90.0, 20.0, Some(49.0)), 1, 500, 10);
-        let pinned = StepContext {
-            server_cores: Some(1.0),
-            ..burst(None)
-        };
+        let pinned = server_on_one_cpu(step.clone());
         assert_eq!(
-            diagnose(&step, &pinned, &TWO_CORES, &Thresholds::default()),
+            diagnose(&pinned, &burst(None), &TWO_CORES, &Thresholds::default()),
             vec![Flag::ServerSaturated]
         );
         assert!(diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()).is_empty());
@@ -201,6 +200,7 @@ mod tests {
             mean: 95.0,
             peak: None,
         });
+        step.server_cpu = ServerCpu::of(step.cpu.server, None, 2.0, None);
         assert_eq!(
             diagnose(&step, &burst(None), &TWO_CORES, &Thresholds::default()),
             vec![Flag::ServerSaturated]
@@ -239,15 +239,12 @@ mod tests {
             host_cores: 2.0,
             allowed_cores: 1.0,
         };
-        let server_pinned = StepContext {
-            server_cores: Some(1.0),
-            ..burst(None)
-        };
+        let mut step = server_on_one_cpu(step);
         let t = Thresholds::default();
-        assert!(diagnose(&step, &server_pinned, &pinned, &t).is_empty());
+        assert!(diagnose(&step, &burst(None), &pinned, &t).is_empty());
         step.cpu.process = peaked(46.0);
         assert_eq!(
-            diagnose(&step, &server_pinned, &pinned, &t),
+            diagnose(&step, &burst(None), &pinned, &t),
             vec![Flag::ClientSaturated]
         );
     }
@@ -290,7 +287,6 @@ mod tests {
             scheduled: false,
             concurrency: Some(90),
             usable_connections: Some(97),
-            server_cores: None,
         };
         assert!(diagnose(&step, &pool, &TWO_CORES, &Thresholds::default()).is_empty());
     }
@@ -302,7 +298,6 @@ mod tests {
             scheduled: true,
             concurrency: None,
             usable_connections: None,
-            server_cores: None,
         };
         let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
         assert!(diagnose(&step, &rate, &TWO_CORES, &Thresholds::default()).is_empty());
@@ -398,7 +393,6 @@ mod tests {
             scheduled: true,
             concurrency: None,
             usable_connections: None,
-            ..StepContext::default()
         };
         let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 100);
         // 1 ms is exact in the histogram: a lag at the bound is not above it.
@@ -440,5 +434,30 @@ mod tests {
             vec![Flag::StartedLate]
         );
         assert!(Flag::StartedLate.is_client_limit() && !Flag::StartedLate.withholds_load());
+    }
+
+    #[test]
+    fn a_server_seen_only_over_sql_is_saturated_when_its_sessions_on_cpu_reach_its_cores() {
+        let sessions = |cpu: u32, sleeping: u32| ActivitySample {
+            events: vec![
+                ("CPU".to_owned(), cpu),
+                ("Timeout:PgSleep".to_owned(), sleeping),
+            ],
+        };
+        let t = Thresholds::default();
+        let mut step = step_with(cpu(10.0, 5.0, None), 1, 1000, 10);
+        let busy = Activity::of(&[sessions(2, 0), sessions(1, 0)]).unwrap();
+        step.server_cpu = ServerCpu::of(None, Some(&busy), 2.0, Some(1.0));
+        assert_eq!(
+            diagnose(&step, &burst(None), &TWO_CORES, &t),
+            vec![Flag::ServerSaturated]
+        );
+        // Four sessions asleep and one on CPU half the time: not its CPU.
+        let asleep = Activity::of(&[sessions(1, 4), sessions(0, 4)]).unwrap();
+        step.server_cpu = ServerCpu::of(None, Some(&asleep), 2.0, Some(1.0));
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
+        // No core count: nothing to judge the sessions against.
+        step.server_cpu = ServerCpu::of(None, Some(&busy), 2.0, None);
+        assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
     }
 }
