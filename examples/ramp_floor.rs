@@ -84,7 +84,7 @@ fn main() {
                             Some(value),
                             deadline,
                         );
-                        ok.fetch_add(usize::from(outcome.2.is_ok()), Ordering::Relaxed);
+                        ok.fetch_add(usize::from(outcome.outcome.is_ok()), Ordering::Relaxed);
                         let mut finished = done.0.lock().unwrap();
                         *finished += 1;
                         if *finished == (i + 1) * step {

@@ -125,7 +125,15 @@ fn spec(
     config.host(host).port(port).user("postgres");
     config.password(password).dbname("postgres");
     config.connect_timeout(TIMEOUT);
-    RequestSpec::new(config, &tls(mode), SQL.into(), TIMEOUT, client).unwrap()
+    RequestSpec::new(
+        config,
+        &tls(mode),
+        Default::default(),
+        SQL.into(),
+        TIMEOUT,
+        client,
+    )
+    .unwrap()
 }
 
 fn main() {

@@ -57,8 +57,15 @@ fn main() {
         scram_per_connection: true,
         ..cached.clone()
     };
-    let spec =
-        RequestSpec::new(config, &tls, SQL.into(), TIMEOUT, RequestClient::Postgres).unwrap();
+    let spec = RequestSpec::new(
+        config,
+        &tls,
+        Default::default(),
+        SQL.into(),
+        TIMEOUT,
+        RequestClient::Postgres,
+    )
+    .unwrap();
     let lean = |params: &ConnectParams| {
         wire::rows_outcome(wire::run_once(params, SQL, Some("x"), TIMEOUT)).is_ok()
     };

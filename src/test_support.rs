@@ -22,6 +22,7 @@ pub fn step_with_failures(
         query: Some(Duration::from_millis(latency_ms.saturating_sub(1))),
         latency: Duration::from_millis(latency_ms),
         outcome: Ok(()),
+        node: None,
     };
     let bad = RequestRecord::failed_without_running(
         Failure::new(class, class.name()),

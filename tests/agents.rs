@@ -562,3 +562,73 @@ fn strangers_at_the_door_keep_no_agent_out() {
         "{said}"
     );
 }
+
+/// Four agents through one transaction-mode PgBouncer. Through a
+/// transaction pooler a named statement outlives its client on the server connection, and the
+/// next client handed that connection meets it: one agent's pre-flight left the `postgres`
+/// crate's "s0" for the next one's ("prepared statement \"s0\" already exists"). Here the
+/// pool has one server connection and the test leaves an "s0" on it first, so that every check
+/// of the query that names a statement meets it, whatever the timing; the unnamed statement
+/// holds. The agents find the pooler as `run` does (settings in-band), every request is ok,
+/// and `run` itself checks the query through the same pool.
+#[test]
+fn four_agents_through_a_transaction_pooler_check_the_query_and_run() {
+    let server = common::start_server(&[]);
+    let settings = [
+        ("pool_mode".to_owned(), "transaction".to_owned()),
+        ("default_pool_size".to_owned(), "1".to_owned()),
+    ];
+    let pooler = pgstress::pg::local::pooler::ThrowawayPooler::start(&server.target(), &settings)
+        .expect("start pgbouncer");
+    let dsn = pooler.dsn();
+    let mut other = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+    other.batch_execute("PREPARE s0 AS SELECT 1").unwrap();
+    drop(other);
+    let logs = tempfile::tempdir().unwrap();
+    let address = coordinator_address();
+    // The coordinator reaches the server itself: what is checked here is the agents'.
+    let mut run = common::run_command(logs.path());
+    run.env_remove("PGSTRESS_TOKEN")
+        .args([
+            "--dsn",
+            &server.dsn(),
+            "--agents",
+            "4",
+            "--listen",
+            &address,
+        ])
+        .args(["--agents-timeout", "40s", "--no-report", "--quiet"])
+        .args(["--steps", "2", "--step", "8", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = run.spawn().unwrap();
+    let agents: Vec<Child> = (1..=4)
+        .map(|i| agent(&address, &dsn, &format!("t{i}")).spawn().unwrap())
+        .collect();
+    let output = finish(run, Duration::from_secs(90), "the coordinator");
+    let agents: Vec<Output> = agents
+        .into_iter()
+        .map(|agent| finish(agent, Duration::from_secs(10), "an agent"))
+        .collect();
+    let direct_logs = tempfile::tempdir().unwrap();
+    let direct = common::pgstress_run(direct_logs.path())
+        .args(["--dsn", &dsn, "--steps", "1", "--step", "4", "--no-report"])
+        .args(["--quiet", "--timeout", "30s"])
+        .output()
+        .unwrap();
+    pooler.stop();
+    server.stop();
+    for out in &agents {
+        assert!(out.status.success(), "{}", common::output_text(out));
+    }
+    assert!(output.status.success(), "{}", common::output_text(&output));
+    let json = summary(logs.path());
+    assert_eq!(json["complete"], true, "{json}");
+    for (step, requests) in json["steps"].as_array().unwrap().iter().zip([8, 16]) {
+        assert_eq!(step["requests"], requests, "{step}");
+        assert_eq!(step["ok"], requests, "{step}");
+        assert_eq!(step["agents"].as_array().unwrap().len(), 4, "{step}");
+    }
+    assert!(direct.status.success(), "{}", common::output_text(&direct));
+    assert_eq!(summary(direct_logs.path())["steps"][0]["ok"], 4);
+}

@@ -252,3 +252,68 @@ fn statement_timeout_is_classified_as_timeout() {
     let rows = read_csv_with_header(&log_file(logs.path(), "_steps.csv"));
     assert_eq!(number(&rows[0], "timeout"), 2, "{:?}", rows[0]);
 }
+
+/// At the client's open-file limit (soft and hard both 80, so pgstress cannot raise its own),
+/// a step of 150 requests each holding its connection for a second, in a burst and through a
+/// pool of 150 workers: the requests beyond the limit fail as `client`, and what pgstress holds
+/// between steps (a burst's sockets made ahead for the next step, a pool's kept connections)
+/// leaves it the descriptors its summary and report need (issue 32, item 1). The second's sleep
+/// keeps every connection of the step open at once, whatever the machine's speed.
+#[test]
+fn the_summary_and_report_are_written_at_the_open_file_limit() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: libc::rlim_t = 80;
+    let server = start_server(&[]);
+    for mode in [
+        &["--mode", "burst"][..],
+        &["--mode", "pool", "--workers", "150"],
+    ] {
+        let logs = tempfile::tempdir().unwrap();
+        let mut command = run_command(logs.path());
+        command
+            .args(["--dsn", &server.dsn(), "--steps", "1", "--step", "150"])
+            .args(["--query", "SELECT pg_sleep(1)"])
+            .args(mode);
+        // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{mode:?}: {stdout}\n{stderr}");
+
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(log_file(logs.path(), "_summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["complete"], true, "{mode:?}: {summary}");
+        let steps = summary["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 1, "{mode:?}: {summary}");
+        let step = &steps[0];
+        assert_eq!(step["requests"], 150, "{mode:?}: {step}");
+        let failed = step["failed"].as_u64().unwrap();
+        // 150 connections open at once cannot fit in 80 descriptors.
+        assert!(failed >= 150 - LIMIT, "{mode:?}: {step}");
+        assert_eq!(step["client"].as_u64(), Some(failed), "{mode:?}: {step}");
+        assert_eq!(
+            step["ok"].as_u64().unwrap() + failed,
+            150,
+            "{mode:?}: {step}"
+        );
+        // The verdict, which only the summary carries, is there.
+        let verdict = summary["verdict_text"].as_array().unwrap();
+        assert!(!verdict.is_empty(), "{mode:?}: {summary}");
+        log_file(logs.path(), "_report.html");
+    }
+    server.stop();
+}

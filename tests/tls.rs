@@ -275,3 +275,34 @@ fn pgsslmode_and_the_default_root_certificate_from_the_home_folder() {
     assert!(stdout.contains("sslmode=verify-ca"), "{stdout}");
     assert!(stdout.contains("PGSSLMODE"), "{stdout}");
 }
+
+#[test]
+fn channel_binding_require_holds_over_tls_and_refuses_without_it() {
+    // SCRAM over TLS binds the login to the channel (SCRAM-SHA-256-PLUS): both clients run.
+    let server = tls_server();
+    let bound = format!("{} sslmode=require channel_binding=require", server.dsn);
+    three_ok(&bound, &ssl_query(true));
+    let logs = tempfile::tempdir().unwrap();
+    run_ok(
+        logs.path(),
+        &[
+            "--dsn", &bound, "--steps", "1", "--step", "3", "--client", "postgres",
+        ],
+    );
+    // Without TLS there is no channel to bind to: a one-line refusal naming the setting,
+    // before any load.
+    let plain = format!("{} sslmode=disable channel_binding=require", server.dsn);
+    let logs = tempfile::tempdir().unwrap();
+    let output = pgstress_run(logs.path())
+        .args(["--dsn", &plain, "--steps", "1", "--step", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    let error = one_line_error(&output.stderr);
+    assert!(error.contains("channel bind"), "{error}");
+    assert_eq!(
+        std::fs::read_dir(logs.path()).unwrap().count(),
+        0,
+        "no step ran"
+    );
+}

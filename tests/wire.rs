@@ -15,7 +15,7 @@ use pgstress::model::outcome::FailureClass;
 use pgstress::pg::local::server::ThrowawayServer;
 use pgstress::pg::request::{RequestClient, RequestSpec, execute};
 use pgstress::pg::target::tls::{SslMode, TlsOptions};
-use pgstress::pg::wire::{self, Address, ConnectParams, Connection, Session};
+use pgstress::pg::wire::{self, Address, ConnectParams, Connection, Hosts, Session};
 
 /// The cluster of these tests: TLS on, and one role per authentication method.
 struct Cluster {
@@ -123,10 +123,10 @@ fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 impl Cluster {
     fn params(&self, user: &str, password: Option<&str>) -> ConnectParams {
         ConnectParams {
-            address: Address::Tcp {
+            hosts: Hosts::one(Address::Tcp {
                 host: "127.0.0.1".into(),
                 port: self.port,
-            },
+            }),
             user: user.into(),
             password: password.map(str::to_owned),
             database: Some("postgres".into()),
@@ -136,6 +136,8 @@ impl Cluster {
             scram_per_connection: false,
             in_band: None,
             source: None,
+            channel_binding: Default::default(),
+            keepalives: None,
         }
     }
 
@@ -183,8 +185,15 @@ impl Cluster {
             },
             false => RequestClient::Postgres,
         };
-        let spec =
-            RequestSpec::new(config, &tls, sql.into(), Duration::from_secs(1), client).unwrap();
+        let spec = RequestSpec::new(
+            config,
+            &tls,
+            Default::default(),
+            sql.into(),
+            Duration::from_secs(1),
+            client,
+        )
+        .unwrap();
         execute(&spec, param, Duration::ZERO)
             .outcome
             .err()
@@ -280,10 +289,10 @@ fn verify_full_checks_the_host_name() {
         "{}",
         failure.message
     );
-    params.address = Address::Tcp {
+    params.hosts = Hosts::one(Address::Tcp {
         host: "localhost".into(),
         port: cluster.port,
-    };
+    });
     // localhost may resolve to ::1 first, where the server does not listen: the next address
     // is tried.
     assert_eq!(class_of(&params, SSL_QUERY, Some("x")), None);
@@ -293,7 +302,7 @@ fn verify_full_checks_the_host_name() {
 fn a_unix_socket_and_extra_startup_parameters_work() {
     let cluster = cluster();
     let mut params = cluster.params("postgres", None);
-    params.address = cluster.unix_address();
+    params.hosts = Hosts::one(cluster.unix_address());
     params
         .extra
         .push(("options".into(), "-c statement_timeout=4321".into()));
@@ -309,27 +318,31 @@ fn a_socket_made_ahead_carries_the_request() {
     let params = cluster.params("scram_user", Some("scram secret"));
     let deadline = || Instant::now() + Duration::from_secs(5);
     let ready = wire::ReadySocket::new(&params).expect("a socket for 127.0.0.1");
-    let (connect, query, outcome) = wire::timed_request(
+    let timed = wire::timed_request(
         &params,
         Some(ready),
         "SELECT $1::text",
         Some("x"),
         deadline(),
     );
-    assert_eq!(outcome.err().map(|f| f.class), None);
-    assert!(connect.is_some() && query.is_some());
+    assert_eq!(timed.outcome.err().map(|f| f.class), None);
+    assert!(timed.connect.is_some() && timed.query.is_some());
+    assert_eq!(timed.node, None, "one host, no node to record");
     let wrong = cluster.params("scram_user", Some("wrong"));
     let ready = wire::ReadySocket::new(&wrong).unwrap();
-    let (_, _, outcome) = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
-    assert_eq!(outcome.err().map(|f| f.class), Some(FailureClass::Auth));
+    let timed = wire::timed_request(&wrong, Some(ready), "SELECT 1", None, deadline());
+    assert_eq!(
+        timed.outcome.err().map(|f| f.class),
+        Some(FailureClass::Auth)
+    );
     let mut by_name = cluster.params("scram_user", Some("scram secret"));
-    by_name.address = Address::Tcp {
+    by_name.hosts = Hosts::one(Address::Tcp {
         host: "localhost".into(),
         port: cluster.port,
-    };
+    });
     assert!(wire::ReadySocket::new(&by_name).is_none(), "a name");
     let mut unix = by_name.clone();
-    unix.address = cluster.unix_address();
+    unix.hosts = Hosts::one(cluster.unix_address());
     assert!(wire::ReadySocket::new(&unix).is_none(), "a Unix socket");
 }
 
@@ -481,4 +494,32 @@ fn first_row_returns_the_first_rows_values_as_text() {
         Some(vec![Some("7".to_owned())]),
         "usable after an error"
     );
+}
+
+/// The pre-flight's check of the query: the parameters counted on the unnamed statement,
+/// nothing run (a write is not done), an error in the server's words, the connection usable
+/// after it, and no statement left behind under a name.
+#[test]
+fn parameters_are_counted_on_the_unnamed_statement_without_running_the_query() {
+    let cluster = cluster();
+    let params = cluster.params("scram_user", Some("scram secret"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut conn = Connection::connect(&params, deadline).unwrap();
+    assert_eq!(conn.parameters_of("SELECT 1").unwrap(), 0);
+    assert_eq!(conn.parameters_of("SELECT $1::text, $2::int").unwrap(), 2);
+    let err = conn.parameters_of("SELEC 1").unwrap_err();
+    assert!(err.to_string().starts_with("42601"), "{err}");
+    // Described, never run: the sequence is where it was.
+    let sql = "CREATE TEMP SEQUENCE IF NOT EXISTS described";
+    conn.first_row(sql, None).unwrap();
+    assert_eq!(
+        conn.parameters_of("SELECT nextval('described')").unwrap(),
+        0
+    );
+    let next = conn.first_row("SELECT nextval('described')", None).unwrap();
+    assert_eq!(next, Some(vec![Some("1".to_owned())]));
+    let named = conn
+        .first_row("SELECT count(*) FROM pg_prepared_statements", None)
+        .unwrap();
+    assert_eq!(named, Some(vec![Some("0".to_owned())]));
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::config::RunConfig;
 use crate::engine::{EXIT_GRACE, Engine, REPORT_GRACE, burst, pool};
-use crate::fleet::coordinator::{self, FleetSettings};
+use crate::fleet::coordinator;
+use crate::fleet::door::FleetSettings;
 use crate::fleet::messages::AgentPlan;
 use crate::fleet::remote::{Remote, Shape};
 use crate::fleet::split;

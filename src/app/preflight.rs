@@ -78,29 +78,44 @@ fn check_server(
         .ok()
         .and_then(|rows| rows.first().map(|row| row.get::<_, i32>(0)))
         .and_then(|pid| u32::try_from(pid).ok());
-    let statement = client.prepare(query).map_err(|err| {
+    let visible_server = match target.is_loopback() {
+        true => backend_pid.and_then(LocalServer::from_backend_pid),
+        false => None,
+    };
+    // Let go before the check's own connection: a pool of one is not held twice.
+    drop(client);
+    let parameters = parameters_of(&target, query)?;
+    let expected = usize::from(takes_parameter);
+    if parameters != expected {
+        bail!(
+            "the query takes {parameters} parameters but pgstress binds {expected}; use $1 once for the drawn value"
+        );
+    }
+    Ok((target, facts, visible_server))
+}
+
+/// The parameters the query takes, as the server parses it, on the unnamed statement of a
+/// connection of its own (pgstress's lean one): through a transaction-mode pooler a named
+/// statement (the `postgres` crate's "s0") outlives the check on the server connection, where
+/// the next client's "s0" meets it (issue 32).
+fn parameters_of(target: &ConnectTarget, query: &str) -> anyhow::Result<usize> {
+    let mut conn = target
+        .connect_lean(target.setup_timeout(), "pgstress-preflight")
+        .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", target.redacted()))?;
+    let described = conn.parameters_of(query);
+    conn.close();
+    described.map_err(|err| {
         let hint = if query == crate::config::DEFAULT_QUERY {
             " or create the demo table with `pgstress prepare --dsn ...`"
         } else {
             ""
         };
-        anyhow::anyhow!(
-            "the query does not prepare on the server: {}; fix --query{hint}",
-            describe_error(&err)
-        )
-    })?;
-    let expected = usize::from(takes_parameter);
-    if statement.params().len() != expected {
-        bail!(
-            "the query takes {} parameters but pgstress binds {expected}; use $1 once for the drawn value",
-            statement.params().len()
-        );
-    }
-    let visible_server = match target.is_loopback() {
-        true => backend_pid.and_then(LocalServer::from_backend_pid),
-        false => None,
-    };
-    Ok((target, facts, visible_server))
+        let why = match err {
+            crate::pg::wire::WireError::Server { code, message } => format!("{message} ({code})"),
+            other => other.to_string(),
+        };
+        anyhow::anyhow!("the query does not prepare on the server: {why}; fix --query{hint}")
+    })
 }
 
 fn read_facts(client: &mut Client) -> anyhow::Result<ServerFacts> {
@@ -189,12 +204,13 @@ fn first_row_error(
 }
 
 /// A failure that says the request itself is wrong (its query, its data, its credentials,
-/// the client), not how the server bears load.
+/// the client), not how the server bears load. A first request that meets a read-only server
+/// is one too: a query that writes (pgstress sends it read-only) or a target that is a standby.
 fn stops_the_run(failure: &Failure) -> bool {
     matches!(failure.class.side(), Side::Client | Side::Data)
         || matches!(
             failure.class,
-            FailureClass::Query | FailureClass::Auth | FailureClass::Io
+            FailureClass::Query | FailureClass::Auth | FailureClass::Io | FailureClass::ReadOnly
         )
 }
 

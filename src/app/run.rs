@@ -170,6 +170,7 @@ fn run_against(
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
+        nodes: node_names(target),
         throwaway: around.throwaway.is_some(),
         pooler: describe_pooler(
             around.pooler_text.or_else(|| detected_pooler(target)),
@@ -250,6 +251,14 @@ fn local_server(
         postmaster_pid: server.postmaster_pid(),
     });
     throwaway.or(visible)
+}
+
+/// The hosts of the target's list, named; none with one host.
+fn node_names(target: &ConnectTarget) -> Vec<String> {
+    match target.hosts().endpoints.as_slice() {
+        [_] => Vec::new(),
+        many => many.iter().map(|e| e.describe()).collect(),
+    }
 }
 
 /// Where the server side's figures come from at the start: its processes here, else SQL.

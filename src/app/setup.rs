@@ -98,6 +98,7 @@ pub fn request_spec(config: &RunConfig, target: &ConnectTarget) -> anyhow::Resul
     let spec = RequestSpec::new(
         target.request_config(config.timeout, "pgstress", config.allow_writes),
         target.tls_options(),
+        target.route(),
         config.query.clone(),
         config.timeout,
         config.client,

@@ -202,6 +202,11 @@ impl<W: Write> StepLoop<'_, W> {
             self.cpus.host_cores,
             self.facts.cpus.server_cores,
         );
+        // Every host of the list counted, those no request reached too.
+        if !self.facts.nodes.is_empty() {
+            let hosts = self.facts.nodes.len().max(measured.by_node.len());
+            measured.by_node.resize(hosts, 0);
+        }
         let context = StepContext {
             starts_together: matches!(self.config.mode, Mode::Burst),
             scheduled: matches!(self.config.mode, Mode::Rate { .. }),

@@ -73,6 +73,7 @@ impl Engine for FakeEngine {
                 true => Err(Failure::new(self.class, "scripted")),
                 false => Ok(()),
             },
+            node: None,
         };
         StepRun {
             records: (0..params.len()).map(record).collect(),
@@ -101,6 +102,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         started_at: "now".to_owned(),
         plan: crate::app::setup::plan_facts(config, None, engine),
         target: "nowhere".to_owned(),
+        nodes: Vec::new(),
         throwaway: false,
         pooler: None,
         server: ServerFacts {

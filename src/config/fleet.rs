@@ -9,7 +9,7 @@ use super::error::{ConfigError, invalid};
 use super::values::or_default;
 use crate::cli::RunArgs;
 use crate::cli::values::ListenAddr;
-use crate::fleet::coordinator::FleetSettings;
+use crate::fleet::door::FleetSettings;
 use crate::model::plan::Mode;
 
 const DEFAULT_AGENTS_TIMEOUT: Duration = Duration::from_secs(60);

@@ -116,7 +116,7 @@ pub struct RunConfig {
     /// processes pgstress cannot see.
     pub server_cores: Option<f64>,
     /// The agents that send the load instead of this process, if any.
-    pub fleet: Option<crate::fleet::coordinator::FleetSettings>,
+    pub fleet: Option<crate::fleet::door::FleetSettings>,
 }
 
 impl RunConfig {

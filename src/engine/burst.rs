@@ -1,6 +1,7 @@
 //! The burst engine: one native thread and one new connection per request, all threads of a
 //! step parked at a gate and released together, so the requests really are concurrent.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,16 +36,27 @@ pub struct Burst {
     squad: Squad<Option<ReadySocket>>,
     hold_back: Option<Duration>,
     release: Option<Instant>,
+    /// The lowest descriptor kept for pgstress's own outputs (`limits::first_kept_for_outputs`),
+    /// read before each step: a socket made ahead that got one from there is closed again, so
+    /// the sockets held between steps never take what the summary and report need.
+    kept_from: Arc<AtomicI32>,
 }
 
 impl Burst {
     pub fn new(spec: Arc<RequestSpec>, stack_size: usize) -> Self {
         let for_sockets = Arc::clone(&spec);
+        let kept_from = Arc::new(AtomicI32::new(crate::sys::limits::first_kept_for_outputs()));
+        let below = Arc::clone(&kept_from);
+        let ready_socket = move || {
+            (for_sockets.ready_socket())
+                .filter(|socket| socket.descriptor() < below.load(Ordering::Relaxed))
+        };
         Burst {
-            squad: Squad::new(move || for_sockets.ready_socket(), stack_size),
+            squad: Squad::new(ready_socket, stack_size),
             spec,
             hold_back: hold_back(),
             release: None,
+            kept_from,
         }
     }
 }
@@ -97,6 +109,10 @@ impl Engine for Burst {
         let (finish, finished) = FinishLine::new(requests);
         // A socket each, made before the gate: the descriptor table grown once, here.
         crate::sys::limits::reserve_descriptors(requests + DESCRIPTORS_SPARE);
+        (self.kept_from).store(
+            crate::sys::limits::first_kept_for_outputs(),
+            Ordering::Relaxed,
+        );
 
         let jobs: Vec<Job<Option<ReadySocket>>> = params
             .into_iter()

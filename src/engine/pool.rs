@@ -317,7 +317,21 @@ impl Worker {
     }
 
     fn reconnect(&mut self) -> Result<(), Failure> {
-        match Kept::open(&self.spec) {
+        // A connection kept from step to step that left no descriptor free below those kept
+        // for pgstress's own files would cost the run its summary: let go, the client's limit.
+        let opened = Kept::open(&self.spec).and_then(|session| {
+            match crate::sys::limits::outputs_untouched() {
+                true => Ok(session),
+                false => Err(Failure::new(
+                    FailureClass::Client,
+                    format!(
+                        "too many open files: the last {} below the open-file limit are kept for pgstress's own files",
+                        crate::sys::limits::KEPT_FOR_OUTPUTS
+                    ),
+                )),
+            }
+        });
+        match opened {
             Ok(session) => {
                 self.session = Some(session);
                 self.backoff = FIRST_BACKOFF;

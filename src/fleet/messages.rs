@@ -219,6 +219,7 @@ impl WireRecord {
             query: self.q.map(time),
             latency: time(self.l),
             outcome,
+            node: None,
         }
     }
 }
@@ -236,6 +237,7 @@ mod tests {
             query: None,
             latency: Duration::from_micros(900),
             outcome: Err(Failure::new(FailureClass::TooManyClients, "too many")),
+            node: None,
         };
         let json = serde_json::to_string(&WireRecord::from(&record)).unwrap();
         let wire: WireRecord = serde_json::from_str(&json).unwrap();
@@ -263,6 +265,7 @@ mod tests {
             query: Some(Duration::MAX),
             latency: Duration::MAX,
             outcome: Err(Failure::new(longest, message)),
+            node: None,
         };
         WireRecord::from(&record)
     }
@@ -280,6 +283,7 @@ mod tests {
             query: Some(Duration::from_micros(420)),
             latency: Duration::from_micros(1300),
             outcome: Ok(()),
+            node: None,
         };
         let ordinary = serde_json::to_vec(&WireRecord::from(&ordinary))
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use super::clock::{self, Clock, Exchange, Offset};
-use super::coordinator::AgentLink;
+use super::link::AgentLink;
 use super::messages::{PartReport, StepOrder, ToAgent, ToCoordinator};
 use super::split;
 use super::{FleetError, LOST_AFTER};

@@ -14,7 +14,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 81] = [
+pub const STEPS_HEADER: [&str; 83] = [
     "step",
     "requests",
     "ok",
@@ -70,6 +70,8 @@ pub const STEPS_HEADER: [&str; 81] = [
     "pooler_clients_waiting_peak",
     "pooler_max_wait_ms",
     "pooler_avg_wait_ms",
+    "read_only",
+    "requests_by_node",
     "server_source",
     "server_cores",
     "process_cpu_own_mean",
@@ -182,6 +184,11 @@ pub struct StepRow {
     pub pooler_max_wait_ms: Option<f64>,
     /// PgBouncer's `SHOW STATS` over the step: the wait for a server per transaction.
     pub pooler_avg_wait_ms: Option<f64>,
+    /// Requests that reached a read-only server where they needed one that writes.
+    pub read_only: u32,
+    /// Requests that reached each host of the target's list, in its order, `;`-separated
+    /// (the summary's `facts.nodes` names them); empty with one host.
+    pub requests_by_node: String,
     /// Where the server side's figures came from: local, watcher, sql-estimate or none.
     pub server_source: ServerSource,
     /// The CPUs the server is judged against.
@@ -291,6 +298,10 @@ impl StepRow {
             pooler_clients_waiting_peak: view.and_then(|v| v.clients_waiting_peak),
             pooler_max_wait_ms: ms(view.and_then(|v| v.max_wait_ms)),
             pooler_avg_wait_ms: ms(view.and_then(|v| v.avg_wait_ms)),
+            read_only: class(FailureClass::ReadOnly),
+            requests_by_node: (step.by_node.iter().map(u32::to_string))
+                .collect::<Vec<_>>()
+                .join(";"),
             ..StepRow::default()
         }
         .with_server_side(step)

@@ -62,6 +62,7 @@ mod tests {
             query: Some(ms(query)),
             latency: ms(connect.unwrap_or(0) + query),
             outcome: Ok(()),
+            node: None,
         }
     }
 

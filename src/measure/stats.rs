@@ -59,6 +59,7 @@ impl StepResult {
             pooler: Default::default(),
             flags: Vec::new(),
             limiting_agents: Vec::new(),
+            by_node: Vec::new(),
         };
         for record in &run.records {
             result.add(record);
@@ -72,6 +73,12 @@ impl StepResult {
     }
 
     fn add(&mut self, record: &RequestRecord) {
+        if let Some(node) = record.node.map(usize::from) {
+            if self.by_node.len() <= node {
+                self.by_node.resize(node + 1, 0);
+            }
+            self.by_node[node] += 1;
+        }
         if let Some(connect) = record.connect {
             record_micros(&mut self.connect, micros(connect));
         }
@@ -137,6 +144,7 @@ mod tests {
             query: Some(Duration::from_millis(latency_ms / 2)),
             latency: Duration::from_millis(latency_ms),
             outcome: Ok(()),
+            node: None,
         }
     }
 

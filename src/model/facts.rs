@@ -117,6 +117,10 @@ pub struct RunFacts {
     pub plan: PlanFacts,
     /// The target with its password redacted.
     pub target: String,
+    /// The hosts of the target's list (`host:port`), when it has several: the steps count the
+    /// requests each reached, in this order.
+    #[serde(default)]
+    pub nodes: Vec<String>,
     pub throwaway: bool,
     /// The pooler the load went through (a throwaway one pgstress started, or a target that
     /// behaved as one); None: straight to the server.

@@ -30,6 +30,10 @@ pub enum FailureClass {
     /// A pooler in front of the server refused the client: PgBouncer's "no more connections
     /// allowed (max_client_conn)". The pooler's limit, not the server's.
     PoolerTooManyClients,
+    /// The request reached a read-only server where it needed one that writes: SQLSTATE 25006
+    /// (a write sent to a standby, or to a primary that was demoted under the load), or a
+    /// `target_session_attrs=read-write` target whose every host answered read-only.
+    ReadOnly,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -50,7 +54,7 @@ impl serde::Serialize for FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 12] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -62,6 +66,7 @@ impl FailureClass {
         FailureClass::Client,
         FailureClass::BadValue,
         FailureClass::PoolerTooManyClients,
+        FailureClass::ReadOnly,
     ];
 
     /// The name used in logs and in the terminal.
@@ -78,6 +83,7 @@ impl FailureClass {
             FailureClass::Client => "client",
             FailureClass::BadValue => "bad_value",
             FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
+            FailureClass::ReadOnly => "read_only",
         }
     }
 
@@ -151,7 +157,8 @@ mod tests {
                 "io",
                 "client",
                 "bad_value",
-                "pooler_too_many_clients"
+                "pooler_too_many_clients",
+                "read_only"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");

@@ -17,6 +17,9 @@ pub struct RequestRecord {
     /// What the user waits: the queue wait (if any) plus the service time.
     pub latency: Duration,
     pub outcome: Result<(), Failure>,
+    /// Which host of the target's list the request's connection reached (from 0); None when
+    /// it reached none, or the target has one host.
+    pub node: Option<u8>,
 }
 
 impl RequestRecord {
@@ -29,6 +32,7 @@ impl RequestRecord {
             query: None,
             latency,
             outcome: Err(failure),
+            node: None,
         }
     }
 

@@ -212,6 +212,9 @@ pub struct StepResult {
     pub flags: Vec<Flag>,
     /// Agents whose share raised a client-limit flag, with the flag (none on one machine).
     pub limiting_agents: Vec<(Flag, String)>,
+    /// Requests that reached each host of the target's list, in its order; empty when the
+    /// target has one host.
+    pub by_node: Vec<u32>,
 }
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).

@@ -17,6 +17,8 @@ pub struct Printer<W: Write> {
     classes_explained: HashSet<FailureClass>,
     /// Shortfalls of concurrency already explained: each kind is told once per run.
     shortfalls_explained: HashSet<Shortfall>,
+    /// The target's hosts, when it has several (from the header).
+    nodes: Vec<String>,
 }
 
 impl<W: Write> Printer<W> {
@@ -25,6 +27,7 @@ impl<W: Write> Printer<W> {
             out,
             classes_explained: HashSet::new(),
             shortfalls_explained: HashSet::new(),
+            nodes: Vec::new(),
         }
     }
 
@@ -44,6 +47,7 @@ impl<W: Write> Printer<W> {
     }
 
     pub fn header(&mut self, facts: &RunFacts, log_paths: &[&Path]) {
+        self.nodes = facts.nodes.clone();
         let plan = &facts.plan;
         let unit = &plan.unit;
         self.line(format!(
@@ -151,6 +155,15 @@ impl<W: Write> Printer<W> {
             server_cpu(result),
             sessions(result),
         ));
+        if !result.by_node.is_empty() {
+            let reached: Vec<String> = (result.by_node.iter().enumerate())
+                .map(|(node, n)| match self.nodes.get(node) {
+                    Some(name) => format!("{n} on {name}"),
+                    None => format!("{n} on host {}", node + 1),
+                })
+                .collect();
+            self.line(format!("         nodes: {}", reached.join(", ")));
+        }
         for (class, message) in &result.first_messages {
             if self.classes_explained.insert(*class) {
                 self.line(format!("         first {class}: {message}"));

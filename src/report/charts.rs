@@ -214,5 +214,6 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::Client => RGBColor(31, 119, 180),
         FailureClass::BadValue => RGBColor(44, 160, 44),
         FailureClass::PoolerTooManyClients => RGBColor(255, 187, 120),
+        FailureClass::ReadOnly => RGBColor(140, 86, 75),
     }
 }

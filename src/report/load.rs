@@ -186,6 +186,7 @@ impl SavedRun {
                     .to_owned(),
                 plan,
                 target: String::new(),
+                nodes: Vec::new(),
                 throwaway: false,
                 pooler: None,
                 server: ServerFacts::default(),

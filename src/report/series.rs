@@ -38,6 +38,7 @@ pub fn failures(row: &StepRow, class: FailureClass) -> u32 {
         FailureClass::Client => row.client,
         FailureClass::BadValue => row.bad_value,
         FailureClass::PoolerTooManyClients => row.pooler_too_many_clients,
+        FailureClass::ReadOnly => row.read_only,
     }
 }
 

@@ -54,6 +54,37 @@ fn open_files_limit() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
 }
 
+/// Descriptors kept for pgstress's own outputs: the summary's temporary file, a chart or a
+/// report page, a log, written after a step whatever the step did to the open-file limit.
+/// Each is written and closed before the next; a sampler's /proc file besides; 16 is ample.
+pub const KEPT_FOR_OUTPUTS: u64 = 16;
+
+/// The lowest descriptor number kept for pgstress's own outputs (`KEPT_FOR_OUTPUTS` below the
+/// open-file limit in force). The kernel gives a new descriptor the lowest free number, so a
+/// descriptor held between steps only when its number is below this one leaves the outputs
+/// theirs: what a step opened beyond it is closed by the step's end.
+pub fn first_kept_for_outputs() -> i32 {
+    i32::try_from(open_files_limit().saturating_sub(KEPT_FOR_OUTPUTS)).unwrap_or(i32::MAX)
+}
+
+/// Whether every descriptor kept for pgstress's own outputs is free now. Checked right after
+/// opening a connection kept from step to step, whose descriptors cannot all be named (the
+/// `postgres` crate's runtime opens its own): with the outputs' numbers all free, every
+/// descriptor open now, the new connection's included, lies below them. A transient one of
+/// another thread may make it say no when keeping would have been safe, never the reverse.
+pub fn outputs_untouched() -> bool {
+    let limit = i32::try_from(open_files_limit()).unwrap_or(i32::MAX);
+    none_open(first_kept_for_outputs()..limit)
+}
+
+/// Whether no descriptor numbered in `numbers` is open.
+fn none_open(numbers: std::ops::Range<i32>) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags, and fails on one not open.
+    numbers
+        .into_iter()
+        .all(|fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1)
+}
+
 /// Grows this process's table of file descriptors to hold `more` beyond those open now, ahead
 /// of a step that opens them. The kernel grows the table by doubling as descriptors are taken,
 /// and in a process of many threads each growth waits for every CPU to pass a quiescent state
@@ -136,5 +167,19 @@ mod tests {
             highest_open < before + 500,
             "descriptor {highest_open} is open"
         );
+    }
+
+    #[test]
+    fn the_outputs_descriptors_are_seen_taken_and_free_again() {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let _limit = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+        raise_open_files_limit();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // Far above what this test binary holds: a number in a band nothing else touches.
+        let far = fcntl(&file, FcntlArg::F_DUPFD_CLOEXEC(1500)).unwrap();
+        assert!(!none_open(far..far + 16), "{far} is open");
+        assert!(none_open(far + 1..far + 17));
+        nix::unistd::close(far).unwrap();
+        assert!(none_open(far..far + 16));
     }
 }

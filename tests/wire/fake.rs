@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pgstress::model::outcome::FailureClass;
 use pgstress::pg::target::tls::{SslMode, TlsOptions};
-use pgstress::pg::wire::{self, Address, ConnectParams, WireError};
+use pgstress::pg::wire::{self, Address, ConnectParams, Hosts, WireError};
 use proptest::prelude::*;
 
 use super::class_of;
@@ -148,10 +148,10 @@ fn a_misbehaving_server_ends_in_a_classified_failure_within_the_deadline() {
         let drip = name.starts_with("a drip");
         let port = fake_server_paced(reply, close, false, drip);
         let params = ConnectParams {
-            address: Address::Tcp {
+            hosts: Hosts::one(Address::Tcp {
                 host: "127.0.0.1".into(),
                 port,
-            },
+            }),
             password: Some("p".into()),
             ..cluster_free_params()
         };
@@ -189,10 +189,10 @@ fn a_misbehaving_server_during_tls_negotiation_is_classified_too() {
     ] {
         let port = fake_server(reply, false, true);
         let params = ConnectParams {
-            address: Address::Tcp {
+            hosts: Hosts::one(Address::Tcp {
                 host: "127.0.0.1".into(),
                 port,
-            },
+            }),
             tls: tls.clone(),
             ..cluster_free_params()
         };
@@ -237,20 +237,20 @@ fn a_connect_the_server_never_completes_ends_at_the_deadline() {
 /// The lean connection's settings for a TCP port on 127.0.0.1 where no cluster listens.
 fn loopback_params(port: u16) -> ConnectParams {
     ConnectParams {
-        address: Address::Tcp {
+        hosts: Hosts::one(Address::Tcp {
             host: "127.0.0.1".into(),
             port,
-        },
+        }),
         ..cluster_free_params()
     }
 }
 
 fn cluster_free_params() -> ConnectParams {
     ConnectParams {
-        address: Address::Tcp {
+        hosts: Hosts::one(Address::Tcp {
             host: "127.0.0.1".into(),
             port: 1,
-        },
+        }),
         user: "u".into(),
         password: None,
         database: None,
@@ -260,6 +260,8 @@ fn cluster_free_params() -> ConnectParams {
         scram_per_connection: false,
         in_band: None,
         source: None,
+        channel_binding: Default::default(),
+        keepalives: None,
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use postgres::Client;
+use postgres::types::Type;
 
 pub const DEFAULT_ROWS: u64 = crate::model::plan::DEMO_ROWS;
 /// Every `SAMPLE_EVERY`-th row goes into the parameter CSVs...
@@ -18,13 +19,15 @@ pub fn seed(client: &mut Client, rows: u64) -> Result<(), postgres::Error> {
         "CREATE TABLE IF NOT EXISTS sharding (id bigserial PRIMARY KEY, url text NOT NULL, url_hash bytea NOT NULL)",
     )?;
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-    // Row n is https://example.com/page/n and its hash is the md5 of that URL.
-    client.execute(
+    // Row n is https://example.com/page/n and its hash is the md5 of that URL. Unnamed
+    // statements only (`query_typed`): through a transaction-mode pooler a named one outlives
+    // this session on the server connection, and another client's of the same name meets it.
+    client.query_typed(
         "INSERT INTO sharding (id, url, url_hash)
          SELECT n, 'https://example.com/page/' || n, decode(md5('https://example.com/page/' || n), 'hex')
          FROM generate_series(1, $1::bigint) AS n
          ON CONFLICT (id) DO NOTHING",
-        &[&rows],
+        &[(&rows, Type::INT8)],
     )?;
     client.batch_execute(
         "CREATE INDEX IF NOT EXISTS sharding_url_hash_idx ON sharding (url_hash);
@@ -36,9 +39,9 @@ pub fn seed(client: &mut Client, rows: u64) -> Result<(), postgres::Error> {
 /// Writes the hex hashes of every `SAMPLE_EVERY`-th row into `sharding_<k>.csv` files.
 pub fn write_data(client: &mut Client, dir: &Path) -> anyhow::Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let rows = client.query(
+    let rows = client.query_typed(
         "SELECT encode(url_hash, 'hex') FROM sharding WHERE id % $1 = 0 ORDER BY id",
-        &[&(SAMPLE_EVERY as i64)],
+        &[(&(SAMPLE_EVERY as i64), Type::INT8)],
     )?;
     let values: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
     for (index, chunk) in values.chunks(VALUES_PER_FILE).enumerate() {

@@ -12,6 +12,8 @@ pub fn class_of_sqlstate(code: &str) -> FailureClass {
         "53300" => FailureClass::TooManyClients,
         "28P01" | "28000" => FailureClass::Auth,
         "57014" => FailureClass::Timeout,
+        // A write reached a standby, or a primary demoted under the load.
+        "25006" => FailureClass::ReadOnly,
         // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
         // or not yet accepting connections (57P03): it dropped or refused us.
         "57P01" | "57P02" | "57P03" => FailureClass::Refused,
@@ -151,7 +153,7 @@ mod tests {
             ("42P01", FailureClass::Query),
             ("22P02", FailureClass::BadValue),
             ("22023", FailureClass::BadValue),
-            ("25006", FailureClass::Query),
+            ("25006", FailureClass::ReadOnly),
         ];
         for (code, class) in cases {
             assert_eq!(class_of_sqlstate(code), class, "{code}");

@@ -22,8 +22,8 @@ pub enum Kept {
     /// The lean connection, the unnamed statement per request (`--prepare never`).
     Lean(wire::Connection),
     /// The `postgres` crate, the unnamed statement per request (`--prepare never
-    /// --client postgres`).
-    Plain(Client),
+    /// --client postgres`), and the host of the list it reached.
+    Plain(Client, Option<u8>),
 }
 
 impl Kept {
@@ -47,7 +47,9 @@ impl Kept {
             (Prepare::Never, Some(params)) => wire::Connection::connect(params, deadline)
                 .map(Kept::Lean)
                 .map_err(|err| err.failure()),
-            (Prepare::Never, None) => spec.connect().map(Kept::Plain),
+            (Prepare::Never, None) => spec
+                .connect_node()
+                .map(|(client, node)| Kept::Plain(client, node)),
         }
     }
 
@@ -67,18 +69,20 @@ impl Kept {
                 let started = Instant::now();
                 conn.set_deadline(started + spec.timeout);
                 let result = conn.request(&spec.query, param, spec.in_band.as_ref());
-                lean_record(result, started, start_offset)
+                let node = spec.hosts.node_of(conn.node());
+                lean_record(result, started, start_offset, node)
             }
             Kept::LeanPrepared(session) => {
                 let started = Instant::now();
                 let deadline = started + spec.timeout;
                 let result = session.execute_with(param, spec.in_band.as_ref(), deadline);
-                lean_record(result, started, start_offset)
+                let node = spec.hosts.node_of(session.conn.node());
+                lean_record(result, started, start_offset, node)
             }
-            Kept::Plain(client) => {
+            Kept::Plain(client, node) => {
                 let started = Instant::now();
                 let outcome = request::run_query(client, spec, param);
-                let record = kept_record(started.elapsed(), outcome, start_offset);
+                let record = kept_record(started.elapsed(), outcome, start_offset, *node);
                 (record, !client.is_closed())
             }
         }
@@ -89,13 +93,14 @@ fn lean_record(
     result: Result<u64, WireError>,
     started: Instant,
     start_offset: Duration,
+    node: Option<u8>,
 ) -> (RequestRecord, bool) {
     // After the server's own error the connection is ready again (rolled back); after any
     // other (a deadline, a reset) its state is unknown: it is replaced.
     let usable = matches!(result, Ok(_) | Err(WireError::Server { .. }));
     let outcome = wire::rows_outcome(result);
     (
-        kept_record(started.elapsed(), outcome, start_offset),
+        kept_record(started.elapsed(), outcome, start_offset, node),
         usable,
     )
 }
@@ -104,6 +109,7 @@ fn kept_record(
     query: Duration,
     outcome: Result<(), Failure>,
     start_offset: Duration,
+    node: Option<u8>,
 ) -> RequestRecord {
     RequestRecord {
         start_offset: Some(start_offset),
@@ -112,5 +118,6 @@ fn kept_record(
         query: Some(query),
         latency: query,
         outcome,
+        node,
     }
 }

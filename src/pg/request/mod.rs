@@ -15,8 +15,10 @@ use crate::model::query::highest_placeholder;
 
 use crate::model::outcome::{Failure, FailureClass};
 use crate::model::record::RequestRecord;
+use crate::pg::target::ConnectError;
+use crate::pg::target::route::{Route, connect_postgres};
 use crate::pg::target::tls::{Connector, TlsError, TlsOptions};
-use crate::pg::wire::{self, ConnectParams, InBand, ReadySocket};
+use crate::pg::wire::{self, ConnectParams, Hosts, InBand, ReadySocket};
 
 /// Which client library sends the requests that open a connection each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,6 +58,8 @@ impl Prepare {
 #[derive(Clone)]
 pub struct RequestSpec {
     pub config: Config,
+    /// The hosts of `config`, as the route chooses among them (the `postgres` client's).
+    pub hosts: Hosts,
     pub connector: Connector,
     pub query: String,
     /// The deadline of one request, connect plus query. The server and the connect enforce it
@@ -73,10 +77,11 @@ pub struct RequestSpec {
 
 impl RequestSpec {
     /// What every request sends, through the chosen client. The lean connection's settings are
-    /// read once here from the `postgres` crate's (one host) and the target's TLS options.
+    /// read once here from the `postgres` crate's and the target's TLS options and route.
     pub fn new(
         config: Config,
         tls: &TlsOptions,
+        route: Route,
         query: String,
         timeout: Duration,
         client: RequestClient,
@@ -86,13 +91,16 @@ impl RequestSpec {
             RequestClient::Lean {
                 scram_per_connection,
             } => {
-                let mut params = ConnectParams::from_config(&config, tls)?;
+                let mut params = route.apply(ConnectParams::from_config(&config, tls)?);
                 params.scram_per_connection = scram_per_connection;
                 Some(params)
             }
         };
+        let mut hosts = Hosts::from_config(&config);
+        hosts.attrs = route.attrs;
         Ok(RequestSpec {
             connector: Connector::build(tls)?,
+            hosts,
             config,
             query,
             timeout,
@@ -119,10 +127,19 @@ impl RequestSpec {
         self.lean.as_ref().and_then(ReadySocket::new)
     }
 
+    /// A `postgres` crate connection on the server the host list leads to.
     pub fn connect(&self) -> Result<Client, Failure> {
-        self.connector
-            .connect(&self.config)
-            .map_err(|err| crate::pg::request::classify::failure_of(&err))
+        self.connect_node().map(|(client, _)| client)
+    }
+
+    /// The same, with the host of the list it reached when the list has several.
+    pub fn connect_node(&self) -> Result<(Client, Option<u8>), Failure> {
+        match connect_postgres(&self.connector, &self.config, &self.hosts) {
+            Ok((client, node)) => Ok((client, self.hosts.node_of(node))),
+            Err(ConnectError::Server(err)) => Err(classify::failure_of(&err)),
+            Err(ConnectError::Wire(err)) => Err(err.failure()),
+            Err(other) => Err(Failure::new(FailureClass::Io, other.to_string())),
+        }
     }
 }
 
@@ -139,7 +156,12 @@ pub fn execute_ready(
     start_offset: Duration,
 ) -> RequestRecord {
     let started = Instant::now();
-    let (connect, query, outcome) = match &spec.lean {
+    let wire::Timed {
+        connect,
+        query,
+        outcome,
+        node,
+    } = match &spec.lean {
         Some(params) => {
             let deadline = started + spec.timeout;
             wire::timed_request(params, ready, &spec.query, param, deadline)
@@ -157,25 +179,28 @@ pub fn execute_ready(
         query,
         latency,
         outcome: within_deadline(outcome, latency, spec.timeout),
+        node,
     }
 }
 
 /// One request through the `postgres` crate: its connect and query times, and its outcome.
-fn postgres_request(
-    spec: &RequestSpec,
-    param: Option<&str>,
-    started: Instant,
-) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
-    match spec.connect() {
-        Err(failure) => (None, None, Err(failure)),
-        Ok(mut client) => {
+fn postgres_request(spec: &RequestSpec, param: Option<&str>, started: Instant) -> wire::Timed {
+    match spec.connect_node() {
+        Err(failure) => wire::Timed {
+            connect: None,
+            query: None,
+            outcome: Err(failure),
+            node: None,
+        },
+        Ok((mut client, node)) => {
             let connected = Instant::now();
             let outcome = run_query(&mut client, spec, param);
-            (
-                Some(connected - started),
-                Some(connected.elapsed()),
+            wire::Timed {
+                connect: Some(connected - started),
+                query: Some(connected.elapsed()),
                 outcome,
-            )
+                node,
+            }
             // The client closes as it drops here: closing is not part of the latency.
         }
     }
@@ -212,12 +237,14 @@ pub fn within_deadline(
 pub struct Session {
     pub client: Client,
     statement: Statement,
+    /// The host of the list it reached, when the list has several.
+    pub node: Option<u8>,
 }
 
 impl Session {
     /// Connects and prepares the query, `$1` typed `unknown` so the server infers its type.
     pub fn open(spec: &RequestSpec) -> Result<Self, Failure> {
-        let mut client = spec.connect()?;
+        let (mut client, node) = spec.connect_node()?;
         let types: &[Type] = match highest_placeholder(&spec.query) {
             0 => &[],
             _ => &[Type::UNKNOWN],
@@ -225,7 +252,11 @@ impl Session {
         let statement = client
             .prepare_typed(&spec.query, types)
             .map_err(|err| crate::pg::request::classify::failure_of(&err))?;
-        Ok(Session { client, statement })
+        Ok(Session {
+            client,
+            statement,
+            node,
+        })
     }
 }
 
@@ -250,6 +281,7 @@ pub fn execute_on(
         query: Some(query),
         latency: query,
         outcome: rows_outcome(result),
+        node: session.node,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod libpq;
 pub mod redact;
+pub mod route;
 pub mod tls;
 
 use std::error::Error as StdError;
@@ -15,6 +16,7 @@ use postgres::{Client, Config};
 use thiserror::Error;
 
 use self::libpq::{Inputs, LibpqError, Resolved};
+use self::route::Route;
 use self::tls::{Connector, SslMode, TlsError, TlsOptions};
 use crate::pg::wire::{self, InBand};
 
@@ -32,8 +34,9 @@ pub enum TargetError {
 /// The deadline of the setup connections when `connect_timeout` is not given.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The keywords the postgres crate applies itself; the others are pgstress's (TLS, timeout).
-const WIRE_KEYS: [&str; 12] = [
+/// The keywords the postgres crate applies itself; the others are pgstress's (TLS, timeout,
+/// `target_session_attrs`, whose primary, standby and prefer-standby the crate lacks).
+const WIRE_KEYS: [&str; 11] = [
     "host",
     "hostaddr",
     "port",
@@ -41,7 +44,6 @@ const WIRE_KEYS: [&str; 12] = [
     "password",
     "dbname",
     "options",
-    "target_session_attrs",
     "keepalives",
     "keepalives_idle",
     "channel_binding",
@@ -62,6 +64,8 @@ pub struct ConnectTarget {
     /// The settings go in each request's transaction, not in the `options` startup parameter
     /// (a pooler such as PgBouncer refuses it).
     settings_in_band: bool,
+    /// How a host of the list is chosen and what a login must be.
+    route: Route,
 }
 
 impl fmt::Debug for ConnectTarget {
@@ -125,6 +129,8 @@ impl ConnectTarget {
         };
         let mut target = Self::from_config(config, tls)?;
         target.setup_timeout = connect_timeout(resolved.get("connect_timeout"))?;
+        target.route = Route::from_resolved(resolved)?;
+        target.redacted = describe(&target.config, &target.tls, &target.route);
         target.origin = Some(resolved.origin.clone());
         target.warnings = resolved.warnings.clone();
         Ok(target)
@@ -155,7 +161,7 @@ impl ConnectTarget {
             tls::check_root_cert(path)?;
         }
         let connector = Connector::build(&tls)?;
-        let redacted = describe(&config, &tls);
+        let redacted = describe(&config, &tls, &Route::default());
         Ok(ConnectTarget {
             config,
             redacted,
@@ -165,6 +171,7 @@ impl ConnectTarget {
             warnings: Vec::new(),
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
             settings_in_band: false,
+            route: Route::default(),
         })
     }
 
@@ -228,9 +235,11 @@ impl ConnectTarget {
         };
         let target = Self::from_config(self.config, tls)?;
         Ok(ConnectTarget {
+            redacted: describe(&target.config, &target.tls, &self.route),
             origin: self.origin,
             warnings: self.warnings,
             setup_timeout: self.setup_timeout,
+            route: self.route,
             ..target
         })
     }
@@ -250,15 +259,26 @@ impl ConnectTarget {
 
     /// Whether every host is on this machine's loopback, so its processes are visible here.
     pub fn is_loopback(&self) -> bool {
-        self.config.get_hosts().iter().all(|host| match host {
-            Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            Host::Unix(_) => true,
-        })
+        self.hosts().all_local()
+    }
+
+    /// The hosts of the list, in libpq's order, with how one is chosen.
+    pub fn hosts(&self) -> wire::Hosts {
+        let mut hosts = wire::Hosts::from_config(&self.config);
+        hosts.attrs = self.route.attrs;
+        hosts
+    }
+
+    pub fn route(&self) -> Route {
+        self.route
+    }
+
+    /// The lean client's settings for `config` (one of this target's), every libpq keyword
+    /// of the route applied.
+    pub fn lean_params(&self, config: &Config) -> Result<wire::ConnectParams, TlsError> {
+        Ok(self
+            .route
+            .apply(wire::ConnectParams::from_config(config, &self.tls)?))
     }
 
     /// The connection settings one request uses: the deadline enforced on connect and on the
@@ -303,9 +323,11 @@ impl ConnectTarget {
     ) -> Result<Client, ConnectError> {
         let config = self.own_config(timeout, application_name);
         let connector = self.connector.clone();
-        match within(timeout, move || connector.connect(&config)) {
-            Some(Ok(client)) => Ok(client),
-            Some(Err(err)) => Err(ConnectError::Server(err)),
+        let hosts = self.hosts();
+        match within(timeout, move || {
+            route::connect_postgres(&connector, &config, &hosts)
+        }) {
+            Some(result) => result.map(|(client, _)| client),
             None => Err(ConnectError::NoAnswer(timeout)),
         }
     }
@@ -318,7 +340,7 @@ impl ConnectTarget {
         application_name: &str,
     ) -> Result<wire::Connection, ConnectError> {
         let config = self.own_config(timeout, application_name);
-        let params = wire::ConnectParams::from_config(&config, &self.tls)?;
+        let params = self.lean_params(&config)?;
         Ok(wire::Connection::connect(
             &params,
             Instant::now() + timeout,
@@ -414,7 +436,8 @@ fn connect_timeout(value: Option<&str>) -> Result<Duration, TargetError> {
     })
 }
 
-fn describe(config: &Config, tls: &TlsOptions) -> String {
+/// The target as libpq's keywords, every host shown, the password masked.
+fn describe(config: &Config, tls: &TlsOptions, route: &Route) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -423,8 +446,20 @@ fn describe(config: &Config, tls: &TlsOptions) -> String {
             Host::Unix(path) => path.display().to_string(),
         })
         .collect();
+    let addrs: Vec<String> = config
+        .get_hostaddrs()
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
     let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    let mut text = format!("host={}", hosts.join(","));
+    let mut parts = Vec::new();
+    if !hosts.is_empty() {
+        parts.push(format!("host={}", hosts.join(",")));
+    }
+    if !addrs.is_empty() {
+        parts.push(format!("hostaddr={}", addrs.join(",")));
+    }
+    let mut text = parts.join(" ");
     if !ports.is_empty() {
         text.push_str(&format!(" port={}", ports.join(",")));
     }
@@ -436,6 +471,15 @@ fn describe(config: &Config, tls: &TlsOptions) -> String {
     }
     if let Some(dbname) = config.get_dbname() {
         text.push_str(&format!(" dbname={dbname}"));
+    }
+    if route.attrs != wire::SessionAttrs::Any {
+        text.push_str(&format!(" target_session_attrs={}", route.attrs.name()));
+    }
+    if config.get_load_balance_hosts() == postgres::config::LoadBalanceHosts::Random {
+        text.push_str(" load_balance_hosts=random");
+    }
+    if route.channel_binding == wire::ChannelBinding::Require {
+        text.push_str(" channel_binding=require");
     }
     if tls.mode != SslMode::Prefer {
         text.push_str(&format!(" sslmode={}", tls.mode));

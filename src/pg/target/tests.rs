@@ -103,7 +103,40 @@ fn libpq_keywords_reach_the_wire_config() {
     assert!(
         target
             .redacted()
-            .starts_with("host=/var/run/postgresql,db port=5433")
+            .starts_with("host=/var/run/postgresql,db port=5433"),
+        "{}",
+        target.redacted()
+    );
+    assert!(
+        target
+            .redacted()
+            .contains(" target_session_attrs=read-write")
     );
     assert!(!target.has_password());
+}
+
+#[test]
+fn every_host_and_address_is_shown_and_a_hostaddr_alone_is_dialed() {
+    let both = ConnectTarget::parse(
+        "host=db1,db2 hostaddr=127.0.0.5,127.0.0.6 port=5433,5434 password=hunter2",
+        None,
+    )
+    .unwrap();
+    let shown = both.redacted();
+    assert!(
+        shown.starts_with("host=db1,db2 hostaddr=127.0.0.5,127.0.0.6 port=5433,5434"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let hosts = both.hosts();
+    assert_eq!(hosts.describe(), "db1:5433,db2:5434");
+    assert!(hosts.all_local(), "the addresses dialed are loopback");
+    let alone = ConnectTarget::parse("hostaddr=10.1.2.3 port=6000", None).unwrap();
+    assert!(
+        alone.redacted().starts_with("hostaddr=10.1.2.3 port=6000"),
+        "{}",
+        alone.redacted()
+    );
+    assert_eq!(alone.hosts().describe(), "10.1.2.3:6000");
+    assert!(!alone.is_loopback());
 }

@@ -8,7 +8,7 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::message::backend::{AuthenticationSaslBody, Message};
 use postgres_protocol::message::frontend;
 
-use super::connect::{ConnectParams, Connection};
+use super::connect::{ChannelBinding, ConnectParams, Connection};
 use super::error::WireError;
 use super::reader::server_error;
 use super::scram::ScramClient;
@@ -39,12 +39,14 @@ impl Connection {
         loop {
             let message = self.reader.next(&mut self.stream, AUTH)?;
             match message {
-                Message::AuthenticationOk => return Ok(()),
+                Message::AuthenticationOk => return require_binding(params, false, "trust"),
                 Message::AuthenticationCleartextPassword => {
+                    require_binding(params, false, "a cleartext password")?;
                     let password = password(params)?;
                     self.send_password(password.as_bytes())?;
                 }
                 Message::AuthenticationMd5Password(body) => {
+                    require_binding(params, false, "md5")?;
                     let hashed = md5_hash(
                         params.user.as_bytes(),
                         password(params)?.as_bytes(),
@@ -90,20 +92,25 @@ impl Connection {
             .mechanisms()
             .collect()
             .map_err(|err| WireError::protocol(format!("SASL mechanisms: {err}")))?;
-        let binding = match mechanisms.contains(&"SCRAM-SHA-256-PLUS") {
-            true => self.channel_binding(),
-            false => None,
+        let offered = mechanisms.contains(&"SCRAM-SHA-256-PLUS");
+        let binding = match (offered, params.channel_binding) {
+            (true, ChannelBinding::Prefer | ChannelBinding::Require) => self.channel_binding(),
+            _ => None,
         };
+        require_binding(params, binding.is_some(), "SCRAM without channel binding")?;
         if binding.is_none() && !mechanisms.contains(&"SCRAM-SHA-256") {
             return Err(WireError::Auth(format!(
                 "no SASL mechanism pgstress speaks among {mechanisms:?}"
             )));
         }
         self.bound = binding.is_some();
+        // Under `disable` the client says it does not bind ("n"), not that the server could
+        // not ("y"), which a server offering SCRAM-SHA-256-PLUS would take for a downgrade.
+        let may_bind = self.tls && params.channel_binding != ChannelBinding::Disable;
         let mut client = ScramClient::new(
             password(params)?,
             params.scram_per_connection,
-            self.tls,
+            may_bind,
             binding,
         )?;
         frontend::sasl_initial_response(
@@ -162,9 +169,17 @@ impl Connection {
                 .next(&mut self.stream, "waiting for the server to be ready")?
             {
                 Message::ReadyForQuery(_) => return Ok(()),
-                Message::ParameterStatus(_)
-                | Message::BackendKeyData(_)
-                | Message::NoticeResponse(_) => {}
+                Message::ParameterStatus(body) => {
+                    let on = |value: &str| value == "on";
+                    match (body.name(), body.value()) {
+                        (Ok("in_hot_standby"), Ok(value)) => self.in_hot_standby = Some(on(value)),
+                        (Ok("default_transaction_read_only"), Ok(value)) => {
+                            self.default_read_only = Some(on(value))
+                        }
+                        _ => {}
+                    }
+                }
+                Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
                 Message::ErrorResponse(body) => return Err(server_error(body.fields())),
                 _ => {
                     return Err(WireError::protocol(
@@ -173,6 +188,16 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// `channel_binding=require` takes no login but SCRAM bound to the TLS channel.
+fn require_binding(params: &ConnectParams, bound: bool, method: &str) -> Result<(), WireError> {
+    match (params.channel_binding, bound) {
+        (ChannelBinding::Require, false) => Err(WireError::Auth(format!(
+            "channel_binding=require, but the server authenticated with {method} (SCRAM-SHA-256-PLUS over TLS is required; give channel_binding=prefer to allow it)"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -2,7 +2,6 @@
 //! startup and authentication exchange (in `auth`).
 
 use std::io::{Read, Write};
-use std::net::ToSocketAddrs;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,11 +13,12 @@ use postgres_protocol::message::frontend;
 use super::error::WireError;
 use super::query::InBand;
 use super::reader::{MessageReader, io_error};
+use super::route::{self, Endpoint, Hosts, NodeKind};
 use super::stream::{Stream, Transport, arm_tcp, time_left};
 use crate::pg::target::tls::{SslMode, TlsError, TlsOptions};
 
 /// Where the server listens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     Tcp {
         host: String,
@@ -49,10 +49,24 @@ impl WireTls {
     }
 }
 
+/// libpq's `channel_binding`: whether SCRAM binds the login to the TLS channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Never bind, even when the server offers SCRAM-SHA-256-PLUS.
+    Disable,
+    /// Bind when the server offers it over TLS.
+    #[default]
+    Prefer,
+    /// Refuse any login that is not SCRAM bound to the TLS channel: the setting exists to
+    /// refuse a downgrade.
+    Require,
+}
+
 /// Everything a connection needs but its deadline.
 #[derive(Clone)]
 pub struct ConnectParams {
-    pub address: Address,
+    /// The servers to try and how to choose among them.
+    pub hosts: Hosts,
     pub user: String,
     pub password: Option<String>,
     pub database: Option<String>,
@@ -69,31 +83,23 @@ pub struct ConnectParams {
     /// The local address TCP connections leave from; None: the system's choice. Each source
     /// address has its own ephemeral ports (an agent on a host with several addresses).
     pub source: Option<std::net::IpAddr>,
+    pub channel_binding: ChannelBinding,
+    /// TCP keepalives on the socket (libpq's `keepalives`), with their idle time
+    /// (`keepalives_idle`; None: the system's). Off unless asked: a request's connection lives
+    /// shorter than any idle time, and each option is a system call per connection.
+    pub keepalives: Option<Option<std::time::Duration>>,
 }
 
 impl ConnectParams {
-    /// The first host of a `postgres` crate configuration (the lean connection tries one).
+    /// The hosts of a `postgres` crate configuration, tried in order, any kind of server.
     pub fn from_config(config: &postgres::Config, tls: &TlsOptions) -> Result<Self, TlsError> {
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let address = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(host)) => Address::Tcp {
-                host: host.clone(),
-                port,
-            },
-            Some(postgres::config::Host::Unix(dir)) => {
-                Address::Unix(dir.join(format!(".s.PGSQL.{port}")))
-            }
-            None => Address::Tcp {
-                host: "localhost".into(),
-                port,
-            },
-        };
+        let hosts = Hosts::from_config(config);
         let mut extra = Vec::new();
         if let Some(options) = config.get_options() {
             extra.push(("options".to_owned(), options.to_owned()));
         }
         Ok(ConnectParams {
-            address,
+            hosts,
             user: config.get_user().unwrap_or("postgres").to_owned(),
             password: config
                 .get_password()
@@ -105,6 +111,8 @@ impl ConnectParams {
             scram_per_connection: false,
             in_band: None,
             source: None,
+            channel_binding: ChannelBinding::default(),
+            keepalives: None,
         })
     }
 }
@@ -121,6 +129,12 @@ pub struct Connection {
     pub(super) bound: bool,
     /// The last ReadyForQuery said a transaction is open (or failed).
     pub(super) in_transaction: bool,
+    /// Which endpoint of the host list this connection reached.
+    pub(super) node: usize,
+    /// The server's `in_hot_standby` and `default_transaction_read_only` as it reported them at
+    /// startup (PostgreSQL 14 and later).
+    pub(super) in_hot_standby: Option<bool>,
+    pub(super) default_read_only: Option<bool>,
     terminated: bool,
 }
 
@@ -136,12 +150,33 @@ impl Connection {
         ready: Option<ReadySocket>,
         deadline: Instant,
     ) -> Result<Connection, WireError> {
-        let (transport, armed_at) = match ready {
-            Some(ready) => ready
-                .connect(deadline)
-                .map_err(|err| io_error(err, "connecting"))?,
-            None => open_socket(&params.address, params.source, deadline)?,
+        let (Some(ready), Some(endpoint)) = (ready, params.hosts.single()) else {
+            return route::connect(params, deadline);
         };
+        let (transport, armed_at) = ready
+            .connect(deadline)
+            .map_err(|err| io_error(err, "connecting"))?;
+        Connection::start(params, endpoint, transport, armed_at, deadline)
+    }
+
+    /// Connects to one address of `endpoint` and logs in, by `deadline`.
+    pub(super) fn open(
+        params: &ConnectParams,
+        endpoint: &Endpoint,
+        address: &Address,
+        deadline: Instant,
+    ) -> Result<Connection, WireError> {
+        let (transport, armed_at) = open_socket(params, address, deadline)?;
+        Connection::start(params, endpoint, transport, armed_at, deadline)
+    }
+
+    fn start(
+        params: &ConnectParams,
+        endpoint: &Endpoint,
+        transport: Transport,
+        armed_at: Option<Instant>,
+        deadline: Instant,
+    ) -> Result<Connection, WireError> {
         let mut conn = Connection {
             stream: Stream::new(transport, deadline, armed_at),
             reader: MessageReader::new(),
@@ -149,13 +184,43 @@ impl Connection {
             tls: false,
             bound: false,
             in_transaction: false,
+            node: 0,
+            in_hot_standby: None,
+            default_read_only: None,
             terminated: false,
         };
-        if let (Some(tls), Address::Tcp { host, .. }) = (&params.tls, &params.address) {
-            conn.negotiate_tls(tls, host)?;
+        if let (Some(tls), Address::Tcp { .. }) = (&params.tls, &endpoint.address) {
+            conn.negotiate_tls(tls, &endpoint.name)?;
         }
         conn.startup(params)?;
         Ok(conn)
+    }
+
+    /// Which endpoint of the host list (from 0) this connection reached.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    /// What kind of server this is: from what it reported at startup, else asked (servers
+    /// before PostgreSQL 14 do not report `in_hot_standby`).
+    pub(super) fn kind(&mut self, params: &ConnectParams) -> Result<NodeKind, WireError> {
+        let in_hot_standby = match self.in_hot_standby {
+            Some(standby) => standby,
+            None => {
+                let row = self.first_row("SELECT pg_catalog.pg_is_in_recovery()", None)?;
+                row.and_then(|values| values.into_iter().next().flatten())
+                    .is_some_and(|value| value == "t")
+            }
+        };
+        // pgstress sets the session read-only itself unless writes are allowed: the session's
+        // value then says nothing of the server's.
+        let ours = params.extra.iter().any(|(key, value)| {
+            key == "options" && value.contains("default_transaction_read_only")
+        });
+        Ok(NodeKind {
+            in_hot_standby,
+            default_read_only: self.default_read_only.filter(|_| !ours),
+        })
     }
 
     /// Whether the login was SCRAM-SHA-256-PLUS, bound to this TLS channel.
@@ -262,11 +327,11 @@ fn handshake_error(err: openssl::ssl::Error) -> WireError {
     }
 }
 
-/// Connects to the first address that answers, trying each the host name resolves to. With
+/// Connects to one address (a name is resolved by the route, an address at a time). With
 /// the transport comes when its socket timeouts were set to the time left (TCP), if they were.
 fn open_socket(
+    params: &ConnectParams,
     address: &Address,
-    source: Option<std::net::IpAddr>,
     deadline: Instant,
 ) -> Result<(Transport, Option<Instant>), WireError> {
     let timeout = |err| io_error(err, "connecting");
@@ -279,22 +344,14 @@ fn open_socket(
                 .map_err(WireError::Io)
         }
         Address::Tcp { host, port } => {
-            let mut last = None;
-            for addr in (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(WireError::Io)?
-            {
-                time_left(deadline).map_err(timeout)?;
-                let socket = new_socket(source, &addr).map(|socket| ReadySocket { socket, addr });
-                match socket.and_then(|ready| ready.connect(deadline)) {
-                    Ok(connected) => return Ok(connected),
-                    Err(err) => last = Some(err),
-                }
-            }
-            Err(last.map_or_else(
-                || WireError::protocol(format!("{host} resolves to no address")),
-                |err| io_error(err, "connecting"),
-            ))
+            let ip = host
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| WireError::protocol(format!("{host} is not an address")))?;
+            let addr = std::net::SocketAddr::new(ip, *port);
+            let socket = new_socket(params, &addr).map_err(WireError::Io)?;
+            ReadySocket { socket, addr }
+                .connect(deadline)
+                .map_err(timeout)
         }
     }
 }
@@ -314,13 +371,18 @@ impl ReadySocket {
     /// when the system will not make one now: the request then makes its own, and meets the
     /// error itself.
     pub fn new(params: &ConnectParams) -> Option<ReadySocket> {
-        let Address::Tcp { host, port } = &params.address else {
+        let Address::Tcp { host, port } = &params.hosts.single()?.address else {
             return None;
         };
         let ip = host.parse::<std::net::IpAddr>().ok()?;
         let addr = std::net::SocketAddr::new(ip, *port);
-        let socket = new_socket(params.source, &addr).ok()?;
+        let socket = new_socket(params, &addr).ok()?;
         Some(ReadySocket { socket, addr })
+    }
+
+    /// Its descriptor's number.
+    pub fn descriptor(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
     }
 
     /// Connects by `deadline`; with the transport comes when its socket timeouts were set to
@@ -332,10 +394,10 @@ impl ReadySocket {
     }
 }
 
-/// A TCP socket for `addr` with Nagle off, bound to `source` when one is given (which the
-/// standard library cannot do).
+/// A TCP socket for `addr` with Nagle off, bound to the source address when one is given
+/// (which the standard library cannot do), with keepalives when asked.
 fn new_socket(
-    source: Option<std::net::IpAddr>,
+    params: &ConnectParams,
     addr: &std::net::SocketAddr,
 ) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
@@ -345,8 +407,15 @@ fn new_socket(
     )?;
     // Requests are single writes: send each at once, never wait on Nagle.
     socket.set_tcp_nodelay(true)?;
-    if let Some(source) = source {
+    if let Some(source) = params.source {
         socket.bind(&std::net::SocketAddr::new(source, 0).into())?;
+    }
+    match params.keepalives {
+        Some(Some(idle)) => {
+            socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?
+        }
+        Some(None) => socket.set_keepalive(true)?,
+        None => {}
     }
     Ok(socket)
 }

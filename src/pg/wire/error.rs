@@ -26,6 +26,11 @@ pub enum WireError {
     /// Authentication failed on the client's side: an unsupported method, no password, or a
     /// server that could not prove it knows the password.
     Auth(String),
+    /// The server is not the kind `target_session_attrs` asks for (the last host tried).
+    WrongNode {
+        endpoint: String,
+        wanted: super::SessionAttrs,
+    },
 }
 
 impl WireError {
@@ -40,6 +45,10 @@ impl WireError {
             WireError::Closed => FailureClass::Refused,
             WireError::Server { code, message } => class_of_error(code, message),
             WireError::Protocol(_) | WireError::Tls(_) | WireError::Auth(_) => FailureClass::Io,
+            // Only read-only servers answered a target that asks for writes: the class of a
+            // write that reached a standby. Otherwise no server of the kind answered at all.
+            WireError::WrongNode { wanted, .. } if wanted.wanted_writes() => FailureClass::ReadOnly,
+            WireError::WrongNode { .. } => FailureClass::Refused,
         }
     }
 
@@ -68,6 +77,12 @@ impl fmt::Display for WireError {
             WireError::Protocol(what) => write!(f, "protocol error: {what}"),
             WireError::Tls(what) => write!(f, "TLS error: {what}"),
             WireError::Auth(what) => write!(f, "authentication error: {what}"),
+            WireError::WrongNode { endpoint, wanted } => write!(
+                f,
+                "no server of the host list is {} (target_session_attrs={}; the last tried, {endpoint}, is not)",
+                wanted.name(),
+                wanted.name()
+            ),
         }
     }
 }

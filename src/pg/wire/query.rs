@@ -153,6 +153,53 @@ impl Connection {
         Ok(first)
     }
 
+    /// How many parameters the server finds in `sql`: Parse and Describe on the unnamed
+    /// statement, then Sync; nothing runs. A named statement would outlive the check on the
+    /// server connection, which a transaction-mode pooler hands to its next client, and a name
+    /// another client left there would refuse it; the unnamed one is every session's own.
+    pub fn parameters_of(&mut self, sql: &str) -> Result<usize, WireError> {
+        let bad =
+            |err: std::io::Error| WireError::protocol(format!("cannot encode the query: {err}"));
+        frontend::parse("", sql, std::iter::empty(), &mut self.out).map_err(bad)?;
+        frontend::describe(b'S', "", &mut self.out).map_err(bad)?;
+        frontend::sync(&mut self.out);
+        self.send("sending the query")?;
+        let (mut parameters, mut error) = (None, None);
+        loop {
+            let step = "waiting for the query's description";
+            match self.reader.next(&mut self.stream, step)? {
+                Message::ParameterDescription(body) => {
+                    let count = body.parameters().count();
+                    let count =
+                        count.map_err(|_| WireError::protocol("a malformed description"))?;
+                    parameters = Some(count);
+                }
+                Message::ReadyForQuery(body) => {
+                    self.in_transaction = body.status() != b'I';
+                    return match (error, parameters) {
+                        (Some(error), _) => Err(error),
+                        (None, Some(count)) => Ok(count),
+                        (None, None) => Err(WireError::protocol("no description of the query")),
+                    };
+                }
+                Message::ErrorResponse(body) => {
+                    error.get_or_insert(server_error(body.fields()));
+                }
+                Message::ParseComplete
+                | Message::RowDescription(_)
+                | Message::NoData
+                | Message::NoticeResponse(_)
+                | Message::ParameterStatus(_)
+                | Message::NotificationResponse(_) => {}
+                _ => {
+                    return Err(WireError::protocol(
+                        "unexpected message in a query's description",
+                    ));
+                }
+            }
+        }
+    }
+
     /// Counts DataRows up to ReadyForQuery, keeping the first error the server reported.
     fn read_result(&mut self) -> Result<u64, WireError> {
         self.read_answer(|_| Ok(()))
@@ -242,20 +289,41 @@ pub fn timed_request(
     sql: &str,
     param: Option<&str>,
     deadline: Instant,
-) -> (Option<Duration>, Option<Duration>, Result<(), Failure>) {
+) -> Timed {
     let started = Instant::now();
     match Connection::connect_from(params, ready, deadline) {
-        Err(err) => (None, None, Err(err.failure())),
+        Err(err) => Timed {
+            connect: None,
+            query: None,
+            outcome: Err(err.failure()),
+            node: None,
+        },
         Ok(mut conn) => {
             let connected = Instant::now();
             let outcome = rows_outcome(conn.request(sql, param, params.in_band.as_ref()));
             let query = connected.elapsed();
+            let node = params.hosts.node_of(conn.node());
             // Terminate after the answer, not in the query's write: PgBouncer drops a client at
             // its Terminate without passing on the answers still to come.
             conn.close();
-            (Some(connected - started), Some(query), outcome)
+            Timed {
+                connect: Some(connected - started),
+                query: Some(query),
+                outcome,
+                node,
+            }
         }
     }
+}
+
+/// What one request on a new connection measured.
+#[derive(Debug)]
+pub struct Timed {
+    pub connect: Option<Duration>,
+    pub query: Option<Duration>,
+    pub outcome: Result<(), Failure>,
+    /// The host of the list it reached, when the list has several.
+    pub node: Option<u8>,
 }
 
 /// A request's outcome by pgstress's rule: at least one row, or a classified failure.

@@ -185,7 +185,8 @@ fn check_lists(resolved: &Resolved, inputs: &Inputs) -> Result<(), LibpqError> {
             "port",
             "a list of ports needs one port per host (or a single port for all)",
         )
-    } else if hosts > 0 && addrs > 0 && hosts != addrs {
+    } else if (hosts > 0 && addrs > 0 && hosts != addrs) || (hosts == 0 && addrs > 1) {
+        // libpq counts a missing host as one: several hostaddr need as many hosts.
         ("hostaddr", "a list of hostaddr needs one address per host")
     } else {
         return Ok(());

@@ -149,11 +149,13 @@ fn ports_no_server_can_have_are_refused_naming_where_they_came_from() {
         error.contains("\"hostaddr\" in --dsn: a list of hostaddr"),
         "{error}"
     );
+    // As libpq: a missing host counts as one, so two addresses need two hosts.
+    let error = refused("hostaddr=127.0.0.1,127.0.0.2", &[]);
+    assert!(error.contains("a list of hostaddr"), "{error}");
     // One port for every host, one per host, a URL's hosts with and without theirs.
     for dsn in [
         "host=a,b port=5433",
         "host=a,b port=1,2",
-        "hostaddr=127.0.0.1,127.0.0.2 port=1,2",
         "host=a,b hostaddr=127.0.0.1,127.0.0.2",
         "postgres://u@a,b:1,c/x",
         "host=db port=00005",
