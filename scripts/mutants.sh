@@ -23,7 +23,8 @@ else
     files="--file src/judge/verdict.rs --file src/judge/flags.rs --file src/judge/gate.rs
         --file src/measure/stats.rs --file src/model/step.rs --file src/model/outcome.rs
         --file src/model/rules.rs --file src/measure/sampler/counters.rs
-        --file src/measure/sampler/cpu.rs --file src/engine/rate.rs"
+        --file src/measure/sampler/cpu.rs --file src/engine/rate.rs
+        --file src/model/mean_peak.rs --file src/model/activity.rs --file src/model/server_cpu.rs"
 fi
 
 # Out of scope in those files: what reads the live system (/proc, sysinfo) or starts threads

@@ -27,14 +27,17 @@ pub fn place_sides(config: &RunConfig) -> anyhow::Result<Option<affinity::Placem
 }
 
 /// Which CPUs each side has now: pgstress's affinity, and the local server's postmaster's
-/// `Cpus_allowed_list` (which its backends inherit).
-pub fn facts(postmaster: Option<u32>, pinned: bool) -> CpuFacts {
+/// `Cpus_allowed_list` (which its backends inherit), else the count the user gave
+/// (`--server-cores`) for a server whose processes are not seen.
+pub fn facts(postmaster: Option<u32>, given_cores: Option<f64>, pinned: bool) -> CpuFacts {
     let client = affinity::available();
     let server = postmaster.and_then(affinity::allowed_of);
+    let local_cores = server.as_ref().map(|cpus| cpus.len().max(1) as f64);
     CpuFacts {
         client: affinity::format_list(&client),
         server: server.as_deref().map(affinity::format_list),
-        server_cores: server.as_ref().map(|cpus| cpus.len().max(1) as f64),
+        server_cores: local_cores.or(given_cores),
+        server_cores_given: local_cores.is_none() && given_cores.is_some(),
         pinned,
         shared: server
             .as_deref()

@@ -13,7 +13,7 @@ use super::setup::{
     quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
 };
 use super::setup::{describe_pooler, pooler_side, start_console};
-use super::step_loop::{PoolerWatch, Ramp, StepLoop, judge_run, write_summary};
+use super::step_loop::{PoolerWatch, Ramp, StatsSampler, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
@@ -22,9 +22,12 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
-use crate::model::facts::{ClientCpus, PoolerLimit, RunFacts, ServerFacts, clients_at_once};
+use crate::model::facts::{
+    ClientCpus, CpuFacts, PoolerLimit, RunFacts, ServerFacts, clients_at_once,
+};
 use crate::model::plan::Mode;
-use crate::model::sample::{CpuSample, ServerStatsSample, StepCpu};
+use crate::model::sample::{CpuSample, StepCpu};
+use crate::model::server_cpu::ServerSource;
 use crate::output::metrics::RunMetrics;
 use crate::output::metrics::endpoint::MetricsEndpoint;
 use crate::output::printer::Printer;
@@ -181,10 +184,7 @@ fn run_against(
         started_at: started_at.to_rfc3339(),
         plan: plan_facts(config, data, engine.as_ref()),
         target: describe_target(target),
-        nodes: match target.hosts().endpoints.as_slice() {
-            [_] => Vec::new(),
-            many => many.iter().map(|e| e.describe()).collect(),
-        },
+        nodes: node_names(target),
         throwaway: around.throwaway.is_some(),
         pooler: describe_pooler(
             around.pooler_text.or_else(|| detected_pooler(target)),
@@ -196,8 +196,9 @@ fn run_against(
         server,
         server_cpu_visible: local_server.is_some(),
         server_stats_visible: monitor.is_some(),
+        server_source: server_source(local_server, monitor.is_some()),
         client: cpus.into(),
-        cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
+        cpus: server_cpus(config, local_server, pinned, printer),
     };
 
     let sides = Sides {
@@ -312,6 +313,44 @@ fn local_server(
     throwaway.or(visible)
 }
 
+/// The hosts of the target's list, named; none with one host.
+fn node_names(target: &ConnectTarget) -> Vec<String> {
+    match target.hosts().endpoints.as_slice() {
+        [_] => Vec::new(),
+        many => many.iter().map(|e| e.describe()).collect(),
+    }
+}
+
+/// Where the server side's figures come from at the start: its processes here, else SQL.
+fn server_source(local: Option<LocalServer>, monitor: bool) -> ServerSource {
+    match (local, monitor) {
+        (Some(_), _) => ServerSource::Local,
+        (None, true) => ServerSource::SqlEstimate,
+        (None, false) => ServerSource::None,
+    }
+}
+
+/// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
+/// to be left unused where they are.
+fn server_cpus(
+    config: &RunConfig,
+    local: Option<LocalServer>,
+    pinned: bool,
+    printer: &mut Printer<std::io::Stdout>,
+) -> CpuFacts {
+    let facts = super::cpus::facts(local.map(|s| s.postmaster_pid), config.server_cores, pinned);
+    if let Some(cores) = config.server_cores
+        && !facts.server_cores_given
+    {
+        printer.note(format!(
+            "note: --server-cores {cores} left unused: the server runs on this machine, and its \
+             own CPUs ({}) are read",
+            facts.server.as_deref().unwrap_or("all")
+        ));
+    }
+    facts
+}
+
 /// The exact request before the load, and for a pool's kept connections the same request on
 /// the same connection twice (what a transaction-mode pooler would break).
 fn probe(
@@ -350,7 +389,7 @@ fn start_samplers(
     (local_server, monitor, sides, requests_name): Probes,
     run_start: Instant,
     metrics: &Arc<RunMetrics>,
-) -> anyhow::Result<(CpuSampler, Option<Sampler<ServerStatsSample>>)> {
+) -> anyhow::Result<(CpuSampler, Option<StatsSampler>)> {
     let cpu_sampler: CpuSampler = Sampler::start_tapped(
         "pgstress-cpu",
         config.sample_every,
@@ -358,12 +397,24 @@ fn start_samplers(
         Some(tap(metrics, RunMetrics::cpu_sample)),
     )
     .context("cannot start the CPU sampler")?;
-    let stats_sampler: Option<Sampler<ServerStatsSample>> = monitor
+    let stats_sampler: Option<StatsSampler> = monitor
         .map(|client| {
             Sampler::start_tapped(
                 "pgstress-monitor",
                 config.sample_every,
-                ServerStatsProbe::new(client, requests_name.clone(), config.timeout),
+                ServerStatsProbe::new(
+                    client,
+                    requests_name.clone(),
+                    config.timeout,
+                    // All but a pool's kept connections close after each request.
+                    !matches!(
+                        config.mode,
+                        Mode::Pool {
+                            connect_per_request: false,
+                            ..
+                        }
+                    ),
+                ),
                 Some(tap(metrics, RunMetrics::server_sample)),
             )
         })

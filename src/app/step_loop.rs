@@ -13,18 +13,26 @@ use crate::judge::verdict::{self, Judging, StopReason, Verdict};
 use crate::logs::{self, RunLogs, RunSummary, StepSummary};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
+use crate::model::activity::DatabaseCounts;
 use crate::model::facts::{ClientCpus, RunFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
 use crate::model::sample::{
-    CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample, StepCpu,
+    CpuSample, PoolerStatsWhole, PoolerViewSample, PoolerViewSummary, ServerStatsSample,
+    ServerStatsSummary, StepCpu,
 };
+use crate::model::server_cpu::{ServerCpu, of_own_cpus};
 use crate::model::step::{CpuSummary, PoolerSide, StepResult};
 
 /// A step's CPU samples and what its counters measured as a whole.
 type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
 use crate::output::metrics::{RunMetrics, StepEnd};
+
+/// The monitor's samples of the server's sessions, and its counters over the step.
+type ServerSamples = (Vec<ServerStatsSample>, Option<DatabaseCounts>);
+/// The monitor's sampler.
+pub type StatsSampler = Sampler<ServerStatsSample, DatabaseCounts>;
 use crate::output::printer::Printer;
 use crate::output::progress::Progress;
 use crate::sys::interrupt;
@@ -57,7 +65,7 @@ pub struct StepLoop<'a, W: Write> {
     pub cpus: ClientCpus,
     pub data: Option<&'a ParamData>,
     pub cpu_sampler: &'a Sampler<CpuSample, StepCpu>,
-    pub stats_sampler: Option<&'a Sampler<ServerStatsSample>>,
+    pub stats_sampler: Option<&'a StatsSampler>,
     pub pooler: PoolerWatch<'a>,
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
@@ -149,7 +157,7 @@ impl<W: Write> StepLoop<'_, W> {
         engine: &mut dyn Engine,
         index: u32,
         rng: &mut impl rand::Rng,
-    ) -> (StepRun, StepCpuSamples, Vec<ServerStatsSample>) {
+    ) -> (StepRun, StepCpuSamples, ServerSamples) {
         let size = self.config.plan.requests_at(index);
         let requests = self.config.mode.requests_for(size);
         // A timed pool step draws a deck its requests take in turn, however many they are.
@@ -163,8 +171,9 @@ impl<W: Write> StepLoop<'_, W> {
             requests,
         };
         self.cpu_sampler.begin_step(tag);
+        // The server's counters before any of the step's sessions can end and flush its own.
         if let Some(sampler) = self.stats_sampler {
-            sampler.begin_step(tag);
+            sampler.begin_step_read(tag);
         }
         if let Some(console) = self.pooler.console {
             console.begin_step(tag);
@@ -187,7 +196,7 @@ impl<W: Write> StepLoop<'_, W> {
         let cpu_samples = self.cpu_sampler.end_step_whole();
         let server_samples = self
             .stats_sampler
-            .map(Sampler::end_step)
+            .map(Sampler::end_step_whole)
             .unwrap_or_default();
         (run, cpu_samples, server_samples)
     }
@@ -200,12 +209,21 @@ impl<W: Write> StepLoop<'_, W> {
         index: u32,
         run: &StepRun,
         (cpu, pooler): (CpuSummary, PoolerSide),
-        server_samples: &[ServerStatsSample],
+        (server_samples, counts): &ServerSamples,
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
-        let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
+        let mut measured = StepResult::from_run(index, size, run, &[], &[]);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
+        let own = of_own_cpus(1.0, self.cpus.host_cores, self.cpus.allowed_cores);
+        measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));
         measured.pooler = pooler;
+        measured.server = ServerStatsSummary::of(server_samples, *counts);
+        measured.server_cpu = ServerCpu::of(
+            measured.cpu.server,
+            measured.server.as_ref().and_then(|s| s.activity.as_ref()),
+            self.cpus.host_cores,
+            self.facts.cpus.server_cores,
+        );
         // Every host of the list counted, those no request reached too.
         if !self.facts.nodes.is_empty() {
             let hosts = self.facts.nodes.len().max(measured.by_node.len());
@@ -220,7 +238,6 @@ impl<W: Write> StepLoop<'_, W> {
                 &self.facts.server,
                 self.facts.pooler_limit.as_ref(),
             )),
-            server_cores: self.facts.cpus.server_cores,
         };
         measured.concurrency.asked = context.concurrency;
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
@@ -279,7 +296,6 @@ pub fn judging(config: &RunConfig, facts: &RunFacts) -> Judging {
         server_shares_host: facts.cpus.shared,
         host_cores: facts.client.host_cores,
         client_cores: facts.client.allowed_cores,
-        server_cores: facts.cpus.server_cores,
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
         min_judged_wall: config.thresholds.min_judged_wall,
     }
@@ -327,7 +343,7 @@ struct StepWatch<'a> {
     progress: Option<&'a dyn StepObserver>,
     /// The live metrics, when a scraper reads them.
     metrics: Option<&'a RunMetrics>,
-    server_stats: Option<&'a Sampler<ServerStatsSample>>,
+    server_stats: Option<&'a StatsSampler>,
     pooler_view: Option<&'a Sampler<PoolerViewSample, PoolerStatsWhole>>,
     first_end_seen: Cell<bool>,
 }

@@ -130,6 +130,7 @@ fn facts(config: &RunConfig, engine: &dyn Engine) -> RunFacts {
         },
         server_cpu_visible: false,
         server_stats_visible: false,
+        server_source: Default::default(),
         client: CPUS.into(),
         cpus: Default::default(),
     }

@@ -176,9 +176,17 @@ pub struct RunArgs {
     pub spread_ratio: Option<f64>,
 
     /// CPU over a step (percent of the CPUs a side may run on) from which the client or the
-    /// server counts as saturated [default: 90].
+    /// server counts as saturated; a server seen over SQL alone counts when its sessions on CPU
+    /// reach --server-cores [default: 90].
     #[arg(long, value_name = "PCT")]
     pub saturated_cpu: Option<f64>,
+
+    /// The server's CPU count, where pgstress cannot see its processes (another machine, a
+    /// managed database): a step is server-saturated when the server's sessions on CPU,
+    /// sampled from pg_stat_activity, reach it [default: none: the sessions are logged, not
+    /// judged].
+    #[arg(long, value_name = "N")]
+    pub server_cores: Option<f64>,
 
     /// CPUs of the throwaway server's processes, e.g. 1 or 2-3 [default: the larger half of
     /// the CPUs pgstress may use, when there are two or more].

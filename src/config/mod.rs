@@ -57,6 +57,8 @@ const MIN_STACK_KIB: usize = 64;
 /// and every thread of a step would fail to start.
 const MAX_STACK_KIB: usize = 1024 * 1024;
 const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// More CPUs than any one machine has: beyond it a typo.
+const MAX_SERVER_CORES: f64 = 1_000_000.0;
 
 /// Where the load goes.
 #[derive(Debug)]
@@ -112,6 +114,9 @@ pub struct RunConfig {
     pub quiet: bool,
     /// Where the throwaway server and pgstress run.
     pub cpus: CpuChoice,
+    /// The server's CPU count as the user gave it (`--server-cores`), for a server whose
+    /// processes pgstress cannot see.
+    pub server_cores: Option<f64>,
     /// The agents that send the load instead of this process, if any.
     pub fleet: Option<crate::fleet::door::FleetSettings>,
     /// The JUnit report, the Markdown summary and the live metrics, where asked for.
@@ -148,6 +153,7 @@ impl RunConfig {
         let target = merge_target(&options, env)?;
         let pooler = pooler::merge_pooler(&options)?;
         let cpus = merge_cpus(&options, &target)?;
+        let server_cores = merge_server_cores(&options, &target)?;
         let fleet = fleet::merge_fleet(&options, &target, &mode, pooler.is_some())?;
         let outputs = outputs::merge_outputs(&options)?;
         let data = options.data;
@@ -183,6 +189,7 @@ impl RunConfig {
             report: !options.no_report.unwrap_or(false),
             quiet: options.quiet.unwrap_or(false),
             cpus,
+            server_cores,
             fleet,
             outputs,
         })
@@ -311,6 +318,33 @@ fn merge_cpus(options: &RunArgs, target: &TargetChoice) -> Result<CpuChoice, Con
         (false, true) => CpuChoice::Lists { server, client },
         (false, false) => CpuChoice::Split,
     })
+}
+
+/// The server's CPU count: a number of CPUs above zero, for a server pgstress does not start
+/// (the throwaway server's own CPUs are known).
+fn merge_server_cores(
+    options: &RunArgs,
+    target: &TargetChoice,
+) -> Result<Option<f64>, ConfigError> {
+    let Some(cores) = options.server_cores else {
+        return Ok(None);
+    };
+    if !(cores > 0.0 && cores <= MAX_SERVER_CORES) {
+        return Err(invalid(
+            "--server-cores",
+            cores,
+            "give the server's CPU count, above 0, e.g. 4 (or 0.5 for half a CPU's quota)",
+        ));
+    }
+    if matches!(target, TargetChoice::Throwaway { .. }) {
+        return Err(invalid(
+            "--server-cores",
+            cores,
+            "the throwaway server runs here and its CPUs are read; it is for a --dsn server \
+             whose processes pgstress cannot see",
+        ));
+    }
+    Ok(Some(cores))
 }
 
 /// The server named by the command line, the file or the environment, else a throwaway one;

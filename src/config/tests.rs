@@ -319,3 +319,29 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     let stated: crate::cli::values::Span = stated_default("agents-timeout").parse().unwrap();
     assert_eq!(stated.0, timeout);
 }
+
+#[test]
+fn server_cores_are_a_count_for_a_server_pgstress_does_not_start() {
+    let dsn = ["--dsn", "host=db.example port=5432"];
+    let given = |cores: &str| {
+        let mut args = dsn.to_vec();
+        args.extend(["--server-cores", cores]);
+        merge(&args, "")
+    };
+    assert_eq!(given("4").unwrap().server_cores, Some(4.0));
+    assert_eq!(given("0.5").unwrap().server_cores, Some(0.5));
+    assert_eq!(merge(&dsn, "").unwrap().server_cores, None);
+    assert_eq!(
+        merge(&dsn, "server-cores = 2.0").unwrap().server_cores,
+        Some(2.0)
+    );
+    for bad in ["0", "-2", "NaN", "inf"] {
+        let err = given(bad).unwrap_err();
+        assert!(err.contains("--server-cores"), "{bad}: {err}");
+    }
+    let err = merge(&["--server-cores", "2"], "").unwrap_err();
+    assert!(
+        err.contains("--server-cores") && err.contains("throwaway"),
+        "{err}"
+    );
+}

@@ -302,7 +302,6 @@ impl Session {
             scheduled: matches!(self.plan.mode, Mode::Rate { .. }),
             concurrency: engine.concurrency(share),
             usable_connections: None,
-            server_cores: None,
         };
         let thresholds = Thresholds {
             saturated_cpu_pct: self.plan.saturated_cpu_pct,

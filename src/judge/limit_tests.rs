@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::plan::CONCURRENT;
+use crate::model::server_cpu::ServerCpu;
 use crate::test_support::step_result;
 
 fn judging(steps_planned: u32) -> Judging {
@@ -25,12 +26,12 @@ fn a_server_whose_cpus_filled_is_the_limit_without_a_breaking_point() {
             mean: client,
             peak: None,
         });
+        step.server_cpu = ServerCpu::of(step.cpu.server, None, 2.0, Some(1.0));
         step
     };
     let pinned = Judging {
         host_cores: 2.0,
         client_cores: 1.0,
-        server_cores: Some(1.0),
         saturated_cpu_pct: 90.0,
         ..judging(15)
     };
@@ -51,6 +52,44 @@ fn a_server_whose_cpus_filled_is_the_limit_without_a_breaking_point() {
     assert_eq!(Verdict::judge(&both, &pinned, None).limit, None);
     let quiet = vec![busy(1, 20.0, 5.0)];
     assert_eq!(Verdict::judge(&quiet, &pinned, None).limit, None);
+    assert!(!lines[1].contains("estimate"), "{lines:?}");
+}
+
+#[test]
+fn a_server_seen_over_sql_is_the_limit_by_the_sampled_estimate() {
+    use crate::model::activity::{Activity, ActivitySample};
+    use crate::model::step::MeanPeak;
+    let mut step = step_result(1, 50, 0);
+    step.cpu.process = Some(MeanPeak {
+        mean: 5.0,
+        peak: None,
+    });
+    let on_cpu = ActivitySample {
+        events: vec![("CPU".to_owned(), 3)],
+    };
+    let activity = Activity::of(&[on_cpu]).unwrap();
+    step.server_cpu = ServerCpu::of(None, Some(&activity), 2.0, Some(1.0));
+    let judging = Judging {
+        host_cores: 2.0,
+        client_cores: 1.0,
+        saturated_cpu_pct: 90.0,
+        ..judging(1)
+    };
+    let verdict = Verdict::judge(&[step], &judging, None);
+    assert_eq!(verdict.limit, Some(Limit::Server));
+    let lines = verdict.sentences();
+    assert!(
+        lines[1].starts_with(
+            "whose limit: the server's CPUs (by the sampled estimate: its sessions on CPU reached its cores)"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].contains("the server's filled first")
+            && lines[2].contains("sessions on CPU averaged 3.0 on its 1 CPU")
+            && lines[2].contains("the sampled estimate"),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::outcome::FailureClass;
 
 use crate::model::rules::{Flag, StopRules};
+use crate::model::server_cpu::ServerSource;
 use crate::model::step::StepResult;
 
 /// Why a run stopped before its last step.
@@ -132,8 +133,6 @@ pub struct Judging {
     pub host_cores: f64,
     /// The CPUs pgstress may use.
     pub client_cores: f64,
-    /// The CPUs a local server may use; None when its CPU is not seen.
-    pub server_cores: Option<f64>,
     /// CPU share from which a side counts as saturated.
     pub saturated_cpu_pct: f64,
     /// Steps shorter than this were too short to judge a CPU on (`too-short-to-judge`).
@@ -162,6 +161,10 @@ pub struct CpusFilled {
     pub step: u32,
     pub server_pct: Option<f64>,
     pub server_cores: Option<f64>,
+    /// What the server's figures were read from: a measurement or the sampled estimate.
+    pub server_source: ServerSource,
+    /// Its sessions on CPU on average, where they were sampled.
+    pub server_sessions_on_cpu: Option<f64>,
     pub client_pct: Option<f64>,
     pub client_cores: f64,
     /// pgstress's threads' wait for a CPU over the CPU time its CPUs offered.
@@ -391,10 +394,16 @@ impl Verdict {
                 "whose limit: the server's (no client flag at or before the breaking point)"
                     .to_owned()
             }
-            Limit::Server => "whose limit: the server's CPUs, which filled while pgstress's did \
-                              not (no client flag in the run); no request failed: more load only \
-                              made the server slower"
-                .to_owned(),
+            Limit::Server => format!(
+                "whose limit: the server's CPUs{}, which filled while pgstress's did not (no \
+                 client flag in the run); no request failed: more load only made the server slower",
+                match self.cpus_filled.as_ref().map(|f| f.server_source) {
+                    Some(ServerSource::SqlEstimate) => {
+                        " (by the sampled estimate: its sessions on CPU reached its cores)"
+                    }
+                    _ => "",
+                }
+            ),
             Limit::Client {
                 flag,
                 step,

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
+use crate::model::activity::{Activity, WaitClass};
 use crate::model::outcome::FailureClass;
+use crate::model::server_cpu::ServerSource;
 use crate::model::step::{MeanPeak, StepResult};
 
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 58] = [
+pub const STEPS_HEADER: [&str; 84] = [
     "step",
     "requests",
     "ok",
@@ -71,6 +73,32 @@ pub const STEPS_HEADER: [&str; 58] = [
     "read_only",
     "requests_by_node",
     "pooler_queued",
+    "server_source",
+    "server_cores",
+    "process_cpu_own_mean",
+    "process_cpu_own_peak",
+    "server_cpu_own_mean",
+    "server_cpu_own_peak",
+    "server_aas_samples",
+    "server_aas_mean",
+    "server_aas_peak",
+    "server_aas_cpu",
+    "server_aas_lwlock",
+    "server_aas_lock",
+    "server_aas_io",
+    "server_aas_ipc",
+    "server_aas_client",
+    "server_aas_timeout",
+    "server_aas_bufferpin",
+    "server_aas_extension",
+    "server_aas_activity",
+    "server_aas_other",
+    "server_wait_events",
+    "server_sessions",
+    "server_sessions_abandoned",
+    "server_sessions_fatal",
+    "server_deadlocks",
+    "server_temp_bytes",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -115,7 +143,7 @@ pub struct StepRow {
     pub server_cpu_peak: Option<f64>,
     pub server_connections_peak: Option<u32>,
     pub server_active_peak: Option<u32>,
-    /// Always empty since the counts could not be made a step's own (docs/logs.md).
+    /// `pg_stat_database` over the step: the server's count, as it flushed it (docs/logs.md).
     pub server_xact_commit: Option<i64>,
     pub server_xact_rollback: Option<i64>,
     /// Diagnosis flags joined with `;`.
@@ -165,6 +193,42 @@ pub struct StepRow {
     /// Connections held in the pooler's queue until their deadline, never answered while
     /// others were (pgpool-II's num_init_children): the pooler's limit.
     pub pooler_queued: u32,
+    /// Where the server side's figures came from: local, watcher, sql-estimate or none.
+    pub server_source: ServerSource,
+    /// The CPUs the server is judged against.
+    pub server_cores: Option<f64>,
+    /// pgstress's CPU over the CPUs it may use (what `client-saturated` judges).
+    pub process_cpu_own_mean: Option<f64>,
+    pub process_cpu_own_peak: Option<f64>,
+    /// The server's CPU over its own CPUs (what `server-saturated` judges): measured (local,
+    /// watcher), or its sessions on CPU over its cores (sql-estimate, which may pass 100).
+    pub server_cpu_own_mean: Option<f64>,
+    pub server_cpu_own_peak: Option<f64>,
+    /// `pg_stat_activity` samples of the step: every client's active sessions, the monitor
+    /// left out, averaged (AAS), at most, and by wait class.
+    pub server_aas_samples: Option<u32>,
+    pub server_aas_mean: Option<f64>,
+    pub server_aas_peak: Option<u32>,
+    pub server_aas_cpu: Option<f64>,
+    pub server_aas_lwlock: Option<f64>,
+    pub server_aas_lock: Option<f64>,
+    pub server_aas_io: Option<f64>,
+    pub server_aas_ipc: Option<f64>,
+    pub server_aas_client: Option<f64>,
+    pub server_aas_timeout: Option<f64>,
+    pub server_aas_bufferpin: Option<f64>,
+    pub server_aas_extension: Option<f64>,
+    pub server_aas_activity: Option<f64>,
+    pub server_aas_other: Option<f64>,
+    /// The busiest events and their AAS, `;`-separated: `CPU 2.95;Timeout:PgSleep 0.05`.
+    pub server_wait_events: String,
+    /// `pg_stat_database` over the step, for the target's database (with
+    /// `server_xact_commit` and `server_xact_rollback`): the server's own counts.
+    pub server_sessions: Option<i64>,
+    pub server_sessions_abandoned: Option<i64>,
+    pub server_sessions_fatal: Option<i64>,
+    pub server_deadlocks: Option<i64>,
+    pub server_temp_bytes: Option<i64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -180,6 +244,8 @@ impl StepRow {
         let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
         let class = |c: FailureClass| step.failures(c);
         let view = step.pooler.view;
+        let server = step.server.as_ref();
+        let counts = server.and_then(|s| s.counts).unwrap_or_default();
         StepRow {
             step: step.step,
             requests: step.requests,
@@ -213,12 +279,10 @@ impl StepRow {
             process_cpu_peak: peak(step.cpu.process),
             server_cpu_mean: mean(step.cpu.server),
             server_cpu_peak: peak(step.cpu.server),
-            server_connections_peak: step.server.map(|s| s.connections_peak),
-            server_active_peak: step.server.map(|s| s.active_peak),
-            // Left empty: PostgreSQL 15 flushes a backend's transaction counts at most once a
-            // second and at its exit, so a step's count is neither its own nor complete.
-            server_xact_commit: None,
-            server_xact_rollback: None,
+            server_connections_peak: server.map(|s| s.connections_peak),
+            server_active_peak: server.map(|s| s.active_peak),
+            server_xact_commit: counts.xact_commit,
+            server_xact_rollback: counts.xact_rollback,
             flags: crate::model::rules::join(&step.flags),
             client: class(FailureClass::Client),
             bad_value: class(FailureClass::BadValue),
@@ -243,6 +307,51 @@ impl StepRow {
                 .collect::<Vec<_>>()
                 .join(";"),
             pooler_queued: class(FailureClass::PoolerQueued),
+            ..StepRow::default()
+        }
+        .with_server_side(step)
+    }
+
+    /// The server side's columns: its CPU by its source, its sessions, its counters.
+    fn with_server_side(self, step: &StepResult) -> Self {
+        let mean = |series: Option<MeanPeak>| series.map(|s| round(s.mean, 1));
+        let peak = |series: Option<MeanPeak>| series.and_then(|s| s.peak).map(|p| round(p, 1));
+        let activity = step.server.as_ref().and_then(|s| s.activity.as_ref());
+        let aas = |class: WaitClass| activity.map(|a| round(a.in_class(class), 2));
+        let counts = step
+            .server
+            .as_ref()
+            .and_then(|s| s.counts)
+            .unwrap_or_default();
+        let cpu = &step.server_cpu;
+        StepRow {
+            server_source: cpu.source,
+            server_cores: cpu.cores,
+            process_cpu_own_mean: mean(step.cpu.process_own),
+            process_cpu_own_peak: peak(step.cpu.process_own),
+            server_cpu_own_mean: mean(cpu.own),
+            server_cpu_own_peak: peak(cpu.own),
+            server_aas_samples: activity.map(|a| a.samples),
+            server_aas_mean: activity.map(|a| round(a.mean, 2)),
+            server_aas_peak: activity.map(|a| a.peak),
+            server_aas_cpu: aas(WaitClass::Cpu),
+            server_aas_lwlock: aas(WaitClass::LwLock),
+            server_aas_lock: aas(WaitClass::Lock),
+            server_aas_io: aas(WaitClass::Io),
+            server_aas_ipc: aas(WaitClass::Ipc),
+            server_aas_client: aas(WaitClass::Client),
+            server_aas_timeout: aas(WaitClass::Timeout),
+            server_aas_bufferpin: aas(WaitClass::BufferPin),
+            server_aas_extension: aas(WaitClass::Extension),
+            server_aas_activity: aas(WaitClass::Activity),
+            server_aas_other: aas(WaitClass::Other),
+            server_wait_events: activity.map(Activity::top_events_text).unwrap_or_default(),
+            server_sessions: counts.sessions,
+            server_sessions_abandoned: counts.sessions_abandoned,
+            server_sessions_fatal: counts.sessions_fatal,
+            server_deadlocks: counts.deadlocks,
+            server_temp_bytes: counts.temp_bytes,
+            ..self
         }
     }
 }
@@ -303,8 +412,8 @@ mod tests {
         );
         assert_eq!(
             at(classes[12]),
-            Some(STEPS_HEADER.len() - 1),
-            "last, after the hosts' counts"
+            at("requests_by_node").map(|p| p + 1),
+            "after the hosts' counts"
         );
     }
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::server_cpu::ServerSource;
+
 /// Facts read from the server before the first step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerFacts {
@@ -117,8 +119,8 @@ pub struct PlanFacts {
     /// The longest the largest step can take.
     #[serde(default)]
     pub largest_step_bound_s: f64,
-    /// CPU peak (percent) from which a side counts as saturated; runs logged before this
-    /// field existed used the default.
+    /// CPU mean over a step (percent of its own CPUs) from which a side counts as saturated;
+    /// runs logged before this field existed used the default.
     #[serde(default = "default_saturated_cpu_pct")]
     pub saturated_cpu_pct: f64,
     /// The share of server failures a handled step may have (`--tolerate`).
@@ -182,6 +184,10 @@ pub struct RunFacts {
     pub server: ServerFacts,
     pub server_cpu_visible: bool,
     pub server_stats_visible: bool,
+    /// Where the server side's figures come from at the start (each step logs its own);
+    /// runs logged before this field existed read as none.
+    #[serde(default)]
+    pub server_source: ServerSource,
     pub client: ClientFacts,
     /// Which CPUs each side had; runs logged before this field existed have it empty.
     #[serde(default)]
@@ -195,8 +201,12 @@ pub struct CpuFacts {
     pub client: String,
     /// The server's CPUs (its postmaster's `Cpus_allowed_list`); None when it is not local.
     pub server: Option<String>,
-    /// How many CPUs the server may run on: the denominator of its saturation.
+    /// How many CPUs the server may run on: the denominator of its saturation (its
+    /// postmaster's CPUs when it is local, else `--server-cores`).
     pub server_cores: Option<f64>,
+    /// `server_cores` is the user's `--server-cores`, not read from the server's processes.
+    #[serde(default)]
+    pub server_cores_given: bool,
     /// pgstress pinned the throwaway server and itself apart.
     pub pinned: bool,
     /// The two sides may run on the same CPUs and compete for them.
@@ -206,9 +216,13 @@ pub struct CpuFacts {
 impl CpuFacts {
     /// One line for the header and the summary.
     pub fn describe(&self) -> String {
-        let server = match &self.server {
-            Some(list) => format!("server on CPUs {list}"),
-            None => "server not on this machine".to_owned(),
+        let server = match (&self.server, self.server_cores) {
+            (Some(list), _) => format!("server on CPUs {list}"),
+            (None, Some(cores)) if self.server_cores_given => format!(
+                "server not on this machine ({cores} CPU{} by --server-cores)",
+                if cores == 1.0 { "" } else { "s" }
+            ),
+            (None, _) => "server not on this machine".to_owned(),
         };
         let how = match (self.pinned, self.shared) {
             (true, _) => "pinned apart",

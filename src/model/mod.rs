@@ -1,13 +1,16 @@
 //! Plain data shared by every layer: no I/O, no PostgreSQL, no threads.
 
+pub mod activity;
 pub mod facts;
 pub mod fleet;
 pub mod hdr;
+pub mod mean_peak;
 pub mod outcome;
 pub mod plan;
 pub mod query;
 pub mod record;
 pub mod rules;
 pub mod sample;
+pub mod server_cpu;
 pub mod step;
 pub mod text;

@@ -158,7 +158,8 @@ pub fn join(flags: &[Flag]) -> String {
 /// When a flag is raised.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
-    /// CPU peak, in percent, from which a side counts as saturated.
+    /// CPU mean over a step, in percent of its own CPUs, from which a side counts as saturated
+    /// (a server seen over SQL alone: its sessions on CPU reaching its cores instead).
     pub saturated_cpu_pct: f64,
     /// Launch spread above this share of the step's wall time...
     pub spread_ratio: f64,

@@ -1,5 +1,7 @@
 //! What the samplers saw beside a step: CPU shares and the server's own statistics.
 
+use crate::model::activity::{Activity, ActivitySample, DatabaseCounts};
+
 /// One sample, covering the time since the previous reading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CpuSample {
@@ -32,29 +34,39 @@ pub struct StepCpu {
     pub pooler_runnable_pct: Option<f64>,
 }
 
-/// One sample: pgstress's own sessions on the server when it was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One sample of the server's sessions: pgstress's own when it was read, and the active
+/// sessions of every client, by event.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStatsSample {
     pub step: u32,
     pub connections: u32,
     pub active: u32,
+    /// Every client's active sessions (the monitor left out); None for the reading at the
+    /// step's end, taken once its requests had all ended, which would count them all idle.
+    pub activity: Option<ActivitySample>,
 }
 
 /// What the server saw during one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServerStatsSummary {
     pub connections_peak: u32,
     pub active_peak: u32,
+    /// Every client's active sessions over the step's samples.
+    pub activity: Option<Activity>,
+    /// The server's own counters over the step, from its first reading to its last.
+    pub counts: Option<DatabaseCounts>,
 }
 
 impl ServerStatsSummary {
-    pub fn of(samples: &[ServerStatsSample]) -> Option<Self> {
-        if samples.is_empty() {
+    pub fn of(samples: &[ServerStatsSample], counts: Option<DatabaseCounts>) -> Option<Self> {
+        if samples.is_empty() && counts.is_none() {
             return None;
         }
         Some(ServerStatsSummary {
             connections_peak: samples.iter().map(|s| s.connections).max().unwrap_or(0),
             active_peak: samples.iter().map(|s| s.active).max().unwrap_or(0),
+            activity: Activity::of(samples.iter().filter_map(|s| s.activity.as_ref())),
+            counts,
         })
     }
 }
@@ -105,16 +117,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_keeps_the_peaks() {
-        let sample = |connections, active| ServerStatsSample {
+    fn summary_keeps_the_peaks_and_the_activity_of_the_samples_that_have_it() {
+        let sample = |connections, active, cpu: Option<u32>| ServerStatsSample {
             step: 1,
             connections,
             active,
+            activity: cpu.map(|n| ActivitySample {
+                events: vec![("CPU".to_owned(), n)],
+            }),
         };
-        let summary = ServerStatsSummary::of(&[sample(4, 4), sample(9, 3), sample(2, 1)]).unwrap();
+        let samples = [
+            sample(4, 4, Some(4)),
+            sample(9, 3, Some(2)),
+            sample(2, 1, None),
+        ];
+        let counts = DatabaseCounts {
+            xact_commit: Some(12),
+            ..DatabaseCounts::default()
+        };
+        let summary = ServerStatsSummary::of(&samples, Some(counts)).unwrap();
         assert_eq!(summary.connections_peak, 9);
         assert_eq!(summary.active_peak, 4);
-        assert_eq!(ServerStatsSummary::of(&[]), None);
+        // The end's reading (no activity) is not an idle sample: the mean of 4 and 2.
+        let activity = summary.activity.unwrap();
+        assert_eq!((activity.samples, activity.mean), (2, 3.0));
+        assert_eq!(summary.counts, Some(counts));
+        assert_eq!(ServerStatsSummary::of(&[], None), None);
+        let counts_only = ServerStatsSummary::of(&[], Some(counts)).unwrap();
+        assert_eq!(
+            (counts_only.activity, counts_only.connections_peak),
+            (None, 0)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::Flag;
 use crate::model::sample::{CpuSample, PoolerViewSummary, ServerStatsSummary, StepCpu};
+use crate::model::server_cpu::ServerCpu;
 
 /// Latencies are recorded in microseconds to 3 significant digits. The histograms grow to
 /// hold any value (a pool's queue wait has no bound, a deadline may be a day): nothing the
@@ -14,39 +15,16 @@ use crate::model::sample::{CpuSample, PoolerViewSummary, ServerStatsSummary, Ste
 const SIGFIG: u8 = 3;
 const AN_HOUR_MICROS: u64 = 3_600_000_000;
 
-/// Mean and peak of one CPU series over a step.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct MeanPeak {
-    pub mean: f64,
-    /// The highest sample; None where the step had fewer than `MIN_SAMPLES_FOR_PEAK` samples
-    /// (one or two samples are the mean again, not a peak).
-    pub peak: Option<f64>,
-}
-
-/// Samples a step needs before its highest one is called a peak.
-pub const MIN_SAMPLES_FOR_PEAK: usize = 3;
-
-impl MeanPeak {
-    /// The mean of the samples, and their peak when there are enough of them.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
-        let values: Vec<f64> = values.into_iter().collect();
-        let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
-        mean.map(|mean| MeanPeak::with_mean(mean, &values))
-    }
-
-    /// An exact mean (from counters) and the peak of the samples, when there are enough.
-    pub fn with_mean(mean: f64, samples: &[f64]) -> Self {
-        let peak = (samples.len() >= MIN_SAMPLES_FOR_PEAK)
-            .then(|| samples.iter().copied().fold(f64::MIN, f64::max).max(mean));
-        MeanPeak { mean, peak }
-    }
-}
+pub use crate::model::mean_peak::{MIN_SAMPLES_FOR_PEAK, MeanPeak};
 
 /// The CPU of a step: None where nothing was measured (or the server is not local).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuSummary {
     pub host: Option<MeanPeak>,
     pub process: Option<MeanPeak>,
+    /// pgstress's CPU over the CPUs it may use, in percent (as `client-saturated` judges it);
+    /// set once those CPUs are known.
+    pub process_own: Option<MeanPeak>,
     pub server: Option<MeanPeak>,
     /// How long pgstress's threads waited for a CPU in the step, summed over the threads.
     pub client_wait_ms: Option<f64>,
@@ -89,6 +67,7 @@ impl CpuSummary {
             return CpuSummary {
                 host: MeanPeak::of(samples.iter().map(|s| s.host_cpu_pct)),
                 process: MeanPeak::of(samples.iter().map(|s| s.process_cpu_pct)),
+                process_own: None,
                 server: MeanPeak::of(server),
                 client_wait_ms: None,
                 client_wait_share: None,
@@ -103,6 +82,7 @@ impl CpuSummary {
         CpuSummary {
             host: Some(series(cpu.host_cpu_pct, |s| Some(s.host_cpu_pct))),
             process: Some(series(cpu.process_cpu_pct, |s| Some(s.process_cpu_pct))),
+            process_own: None,
             server: cpu
                 .server_cpu_pct
                 .map(|mean| series(mean, |s| s.server_cpu_pct)),
@@ -223,6 +203,9 @@ pub struct StepResult {
     pub cpu: CpuSummary,
     /// What the server's own statistics showed; None without a monitoring connection.
     pub server: Option<ServerStatsSummary>,
+    /// The server's CPU over its own CPUs, and where it was read: what `server-saturated`
+    /// and the verdict judge.
+    pub server_cpu: ServerCpu,
     /// The pooler's CPU and view; empty without a pooler in sight.
     pub pooler: PoolerSide,
     /// Diagnosis flags, set once the step is judged.

@@ -218,3 +218,24 @@ fn the_poolers_cpu_takes_its_mean_from_the_counters_and_its_peak_from_the_sample
         None
     );
 }
+
+#[test]
+fn a_series_scales_its_mean_and_its_peak() {
+    let series = MeanPeak {
+        mean: 20.0,
+        peak: Some(30.0),
+    };
+    assert_eq!(
+        series.times(2.0),
+        MeanPeak {
+            mean: 40.0,
+            peak: Some(60.0)
+        }
+    );
+    let no_peak = MeanPeak {
+        mean: 20.0,
+        peak: None,
+    };
+    assert_eq!(no_peak.times(0.5).peak, None);
+    assert_eq!(no_peak.times(0.5).mean, 10.0);
+}

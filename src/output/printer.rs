@@ -5,8 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::judge::verdict::Verdict;
+use crate::model::activity::Activity;
 use crate::model::facts::RunFacts;
 use crate::model::outcome::FailureClass;
+use crate::model::server_cpu::ServerSource;
 use crate::model::step::{MeanPeak, Shortfall, StepResult};
 use crate::output::format;
 
@@ -107,6 +109,7 @@ impl<W: Write> Printer<W> {
             seconds(plan.largest_step_bound_s)
         ));
         self.line(format!("cpus:    {}", facts.cpus.describe()));
+        self.line(format!("source:  {}", server_source(facts)));
         for path in log_paths {
             self.line(format!("log:     {}", path.display()));
         }
@@ -138,7 +141,7 @@ impl<W: Write> Printer<W> {
             None => String::new(),
         };
         self.line(format!(
-            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}{dropped}  wall {:.3}s  p50 {}  p99 {}{waited}  cpu host {}  pgstress {} (waits {})  server {}{flags}",
+            "step {:>2}/{steps}  {:>6} req  {:>6} ok  {:>6} failed{failed}{dropped}  wall {:.3}s  p50 {}  p99 {}{waited}  cpu host {}  pgstress {} (waits {})  server {}{}{flags}",
             result.step,
             result.requests,
             result.ok,
@@ -149,7 +152,8 @@ impl<W: Write> Printer<W> {
             cpu(result.cpu.host),
             cpu(result.cpu.process),
             wait(result.cpu.client_wait_share),
-            cpu(result.cpu.server),
+            server_cpu(result),
+            sessions(result),
         ));
         if !result.by_node.is_empty() {
             let reached: Vec<String> = (result.by_node.iter().enumerate())
@@ -182,7 +186,7 @@ impl<W: Write> Printer<W> {
     pub fn summary(&mut self, results: &[StepResult]) {
         self.line("");
         self.line(format!(
-            "{:>4} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8}",
+            "{:>4} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6}",
             "step",
             "requests",
             "ok",
@@ -193,11 +197,12 @@ impl<W: Write> Printer<W> {
             "host_cpu",
             "pgstress",
             "server_cpu",
-            "cpu_wait"
+            "cpu_wait",
+            "aas"
         ));
         for r in results {
             self.line(format!(
-                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8}  {}",
+                "{:>4} {:>8} {:>8} {:>8} {:>9.3} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6}  {}",
                 r.step,
                 r.requests,
                 r.ok,
@@ -207,8 +212,9 @@ impl<W: Write> Printer<W> {
                 format::one_decimal(r.latency_ms(99.0)),
                 cpu(r.cpu.host),
                 cpu(r.cpu.process),
-                cpu(r.cpu.server),
+                server_cpu(r),
                 wait(r.cpu.client_wait_share),
+                activity(r).map_or_else(|| "-".to_owned(), |a| format!("{:.1}", a.mean)),
                 crate::model::rules::join(&r.flags),
             ));
         }
@@ -218,6 +224,64 @@ impl<W: Write> Printer<W> {
 /// "mean%/peak%" ("mean%/-" without enough samples for a peak), or "-" when nothing was measured.
 fn cpu(series: Option<MeanPeak>) -> String {
     format::cpu_mean_peak(series.map(|s| s.mean), series.and_then(|s| s.peak))
+}
+
+/// The server's CPU: measured here (a share of the host, as the host's and pgstress's), or
+/// the sampled estimate over its own CPUs, marked `~`.
+fn server_cpu(result: &StepResult) -> String {
+    let server = &result.server_cpu;
+    match (server.source, server.own) {
+        (ServerSource::SqlEstimate, Some(own)) => format!("~{:.0}%", own.mean),
+        _ => cpu(result.cpu.server),
+    }
+}
+
+fn activity(result: &StepResult) -> Option<&Activity> {
+    result.server.as_ref().and_then(|s| s.activity.as_ref())
+}
+
+/// The server's active sessions in the step: their average and its busiest events.
+fn sessions(result: &StepResult) -> String {
+    let Some(activity) = activity(result) else {
+        return String::new();
+    };
+    let events: Vec<String> = (activity.top_events.iter())
+        .map(|(event, aas)| format!("{event} {aas:.1}"))
+        .collect();
+    match events.is_empty() {
+        true => format!("  aas {:.1}", activity.mean),
+        false => format!("  aas {:.1} ({})", activity.mean, events.join(", ")),
+    }
+}
+
+/// The header's line on where the server side's figures come from, and how it is judged.
+fn server_source(facts: &RunFacts) -> String {
+    let every = facts.plan.sample_every_ms;
+    let source = facts.server_source;
+    let how = match (source, facts.cpus.server_cores) {
+        (ServerSource::Local, _) => format!(
+            "its processes' CPU measured on this machine{}",
+            match facts.server_stats_visible {
+                true => ", its sessions sampled from pg_stat_activity",
+                false => "",
+            }
+        ),
+        (ServerSource::Watcher, _) => "its CPU measured by a watcher on its host".to_owned(),
+        (ServerSource::SqlEstimate, Some(cores)) => format!(
+            "its CPU is not seen from here; its sessions on CPU, sampled from pg_stat_activity \
+             every {every}ms, are judged against its {} (--server-cores): server-saturated \
+             when they reach them",
+            crate::judge::cpus::cpus(cores)
+        ),
+        (ServerSource::SqlEstimate, None) => format!(
+            "its CPU is not seen from here; its sessions are sampled from pg_stat_activity every \
+             {every}ms but not judged: give --server-cores N (its CPU count) to judge them"
+        ),
+        (ServerSource::None, _) => {
+            "no monitoring connection, and its CPU is not seen from here".to_owned()
+        }
+    };
+    format!("server side {source}: {how}")
 }
 
 /// pgstress's threads' wait for a CPU as a share of its requests' time in flight, or "-".

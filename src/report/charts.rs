@@ -11,8 +11,8 @@ use plotters::prelude::*;
 use super::legend::{Mark, draw_legend};
 use super::load::SavedRun;
 use super::plot::{
-    BLUE, Break, Chart, Drawn, GREEN, ORANGE, PLOT_WIDTH, PURPLE, Picture, builder, draw_breaks,
-    draw_line, draw_lines, mesh, note, saturation_line,
+    self, BLUE, Break, Chart, Drawn, GREEN, ORANGE, PLOT_WIDTH, PURPLE, Picture, builder,
+    draw_breaks, draw_line, draw_lines, mesh, note, saturation_line,
 };
 use super::series;
 use crate::model::outcome::FailureClass;
@@ -51,7 +51,7 @@ impl ChartKind {
             ChartKind::Failures => "Failed requests per step, by failure class",
             ChartKind::Wall => "Wall time per step (gate release to last answer)",
             ChartKind::Latency => "Latency of the successful requests",
-            ChartKind::Cpu => "CPU during each step (mean solid, peak dashed)",
+            ChartKind::Cpu => "CPU of each side over its own CPUs (mean solid, peak dashed)",
         }
     }
 }
@@ -167,15 +167,28 @@ fn cpu<DB: DrawingBackend>(
     run: &SavedRun,
     legend: &mut Vec<(String, Mark)>,
 ) -> Drawn {
-    let y = 0.0..105.0;
+    let sides = series::cpu(&run.steps);
+    let y = 0.0..series::cpu_axis_top(&sides);
     let mut chart = frame(plot, ChartKind::Cpu, run, y.clone())?;
-    mesh(&mut chart, "CPU (% of all the host's cores)", false)?;
-    for ((mean, peak), color) in series::cpu(&run.steps).iter().zip([BLUE, ORANGE, GREEN]) {
+    mesh(&mut chart, "CPU (% of each side's own CPUs)", false)?;
+    for ((mean, peak), color) in sides.iter().zip([BLUE, ORANGE, GREEN]) {
         draw_line(&mut chart, mean, Mark::Line(color), legend)?;
         draw_line(&mut chart, peak, Mark::Dashed(color), legend)?;
     }
     let x = series::requests_axis(&run.steps);
-    saturation_line(&mut chart, x, run.facts.plan.saturated_cpu_pct, legend)?;
+    let threshold = run.facts.plan.saturated_cpu_pct;
+    for (i, at) in series::saturation_lines(&run.steps, threshold)
+        .into_iter()
+        .enumerate()
+    {
+        saturation_line(&mut chart, x.clone(), at, legend)?;
+        if i > 0 {
+            // The sampled estimate's own line: its sessions on CPU reach the server's cores.
+            if let Some((label, _)) = legend.last_mut() {
+                *label = format!("{}% est. saturation", plot::axis_number(at));
+            }
+        }
+    }
     draw_breaks(&mut chart, run_break(run).as_slice(), &y, legend)
 }
 

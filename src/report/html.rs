@@ -9,6 +9,7 @@ use super::load::SavedRun;
 use super::series;
 use crate::logs::StepRow;
 use crate::model::outcome::FailureClass;
+use crate::model::server_cpu::ServerSource;
 use crate::output::format::{self, cpu_mean_peak, one_decimal};
 
 const STYLE: &str = "
@@ -181,15 +182,32 @@ fn plan(html: &mut String, run: &SavedRun) {
             "stop after a step with",
             format::stop_rules(plan).unwrap_or_else(|| "nothing (--no-stop)".to_owned()),
         ),
-        (
-            "saturated from",
-            format!("{}% CPU peak", plan.saturated_cpu_pct),
-        ),
+        ("saturated from", saturated_from(run)),
     ];
     if let Some(slo) = plan.slo_p99_ms {
         rows.push(("latency objective", format!("p99 <= {slo}ms")));
     }
     facts_table(html, &rows);
+}
+
+/// The saturation rule: the mean over the step, of each side's own CPUs; and the sampled
+/// estimate's, where a step's server was seen over SQL alone.
+fn saturated_from(run: &SavedRun) -> String {
+    let mut rule = format!(
+        "{}% CPU mean over the step, of each side's own CPUs",
+        run.facts.plan.saturated_cpu_pct
+    );
+    if run
+        .steps
+        .iter()
+        .any(|row| row.server_source == ServerSource::SqlEstimate)
+    {
+        rule.push_str(
+            "; the server seen over SQL alone (sql-estimate): its sessions on CPU reaching its \
+             cores, on average over the step",
+        );
+    }
+    rule
 }
 
 fn steps(html: &mut String, run: &SavedRun) {
@@ -211,9 +229,10 @@ fn steps(html: &mut String, run: &SavedRun) {
         "p90 ms",
         "p99 ms",
         "max ms",
-        "client CPU",
+        "client host CPU",
         "pgstress CPU",
         "server CPU",
+        "server side",
         "flags",
     ] {
         if head == "wait p99 ms" && !waits {
@@ -234,9 +253,14 @@ fn steps(html: &mut String, run: &SavedRun) {
     };
     let _ = write!(
         html,
-        "</tbody>\n</table>\n<p>CPU is mean%/peak% of all the host's cores during the step. \
+        "</tbody>\n</table>\n<p>CPU is mean%/peak% during the step, each side over its own CPUs as \
+         the flags judge it: the client's host over all its cores, pgstress over the CPUs it may \
+         use, the server over its own (marked ~ where it is the sampled estimate: its sessions \
+         on CPU over its cores, which passes 100% when sessions wait for a CPU). Server side: \
+         where the server's figures came from (local, watcher, sql-estimate, none). \
          {wait_note}Highlighted: flagged steps (yellow), the breaking point (red).</p>\n",
     );
+    server_view(html, run);
 }
 
 fn step_row(html: &mut String, row: &StepRow, breaking: bool, waits: bool) {
@@ -269,7 +293,7 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool, waits: bool) {
         html,
         "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td{failed_class}>{}</td><td class=\"text\">{}</td>\
          <td>{:.3}</td><td>{:.1}</td><td>{:.1}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{flags}</td></tr>",
+         <td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{flags}</td></tr>",
         row.step,
         row.requests,
         row.ok,
@@ -288,9 +312,84 @@ fn step_row(html: &mut String, row: &StepRow, breaking: bool, waits: bool) {
         one_decimal(row.latency_p99_ms),
         one_decimal(row.latency_max_ms),
         cpu_mean_peak(row.host_cpu_mean, row.host_cpu_peak),
-        cpu_mean_peak(row.process_cpu_mean, row.process_cpu_peak),
-        cpu_mean_peak(row.server_cpu_mean, row.server_cpu_peak),
+        cpu_mean_peak(row.process_cpu_own_mean, row.process_cpu_own_peak),
+        server_cpu(row),
+        row.server_source,
     );
+}
+
+/// The server's CPU over its own CPUs, `~` for the sampled estimate.
+fn server_cpu(row: &StepRow) -> String {
+    let text = cpu_mean_peak(row.server_cpu_own_mean, row.server_cpu_own_peak);
+    match (row.server_source, row.server_cpu_own_mean) {
+        (ServerSource::SqlEstimate, Some(_)) => format!("~{text}"),
+        _ => text,
+    }
+}
+
+/// What the server said of each step itself, over SQL: its active sessions by wait class
+/// (`pg_stat_activity`) and its own counters (`pg_stat_database`), beside pgstress's count.
+fn server_view(html: &mut String, run: &SavedRun) {
+    let seen = |row: &StepRow| row.server_aas_samples.is_some() || row.server_xact_commit.is_some();
+    if !run.steps.iter().any(seen) {
+        return;
+    }
+    html.push_str(
+        "<h2>The server's own view</h2>\n<p>Every client's active sessions, sampled from \
+         <code>pg_stat_activity</code> (the monitor left out): their average over the step \
+         (AAS), the most at one sample, by wait class (CPU: active with no wait event), and the \
+         busiest events; and the database's counters from <code>pg_stat_database</code> over \
+         the step, as the server flushed them (docs/logs.md), beside pgstress's own count of \
+         successful requests.</p>\n<table class=\"server\">\n<thead><tr>",
+    );
+    for head in [
+        "step",
+        "source",
+        "samples",
+        "AAS",
+        "peak",
+        "by class",
+        "busiest events",
+        "ok",
+        "commits",
+        "rollbacks",
+        "sessions",
+        "abandoned",
+        "fatal",
+        "deadlocks",
+        "temp bytes",
+    ] {
+        let _ = write!(html, "<th>{head}</th>");
+    }
+    html.push_str("</tr></thead>\n<tbody>\n");
+    let number = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    for row in run.steps.iter().filter(|row| seen(row)) {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.step,
+            row.server_source,
+            row.server_aas_samples
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            row.server_aas_mean
+                .map_or_else(|| "-".to_owned(), |n| format!("{n:.2}")),
+            row.server_aas_peak
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            escape(&series::aas_by_class(row)),
+            escape(&row.server_wait_events.replace(';', ", ")),
+            row.ok,
+            number(row.server_xact_commit),
+            number(row.server_xact_rollback),
+            number(row.server_sessions),
+            number(row.server_sessions_abandoned),
+            number(row.server_sessions_fatal),
+            number(row.server_deadlocks),
+            number(row.server_temp_bytes),
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
 }
 
 fn machine(html: &mut String, run: &SavedRun) {

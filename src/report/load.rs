@@ -12,6 +12,7 @@ use crate::logs::schema;
 use crate::logs::{GateResult, StepRow};
 use crate::model::facts::{ClientFacts, PlanFacts, RunFacts, ServerFacts};
 use crate::model::rules::Flag;
+use crate::model::server_cpu::{ServerSource, of_own_cpus};
 
 /// The mode of a run read from its steps log alone, which does not record it.
 const STEPS_LOG_ONLY: &str = "unknown";
@@ -106,10 +107,36 @@ impl SavedRun {
             path: summary.to_owned(),
             cause,
         })?;
-        serde_json::from_str(&text).map_err(|err| ReportError::Parse {
+        let run: SavedRun = serde_json::from_str(&text).map_err(|err| ReportError::Parse {
             path: summary.to_owned(),
             message: err.to_string(),
-        })
+        })?;
+        Ok(run.with_own_cpus())
+    }
+
+    /// A run logged before each side's CPU was logged over its own CPUs: those columns
+    /// worked out from the shares of the host and the CPUs its facts record.
+    fn with_own_cpus(mut self) -> Self {
+        let host = self.facts.client.host_cores;
+        let client = self.facts.client.allowed_cores;
+        let server = self.facts.cpus.server_cores;
+        let own = |pct: Option<f64>, cores: f64| pct.map(|pct| of_own_cpus(pct, host, cores));
+        for row in &mut self.steps {
+            if row.process_cpu_own_mean.is_none() && client > 0.0 {
+                row.process_cpu_own_mean = own(row.process_cpu_mean, client);
+                row.process_cpu_own_peak = own(row.process_cpu_peak, client);
+            }
+            if let Some(cores) = server
+                && row.server_cpu_own_mean.is_none()
+                && row.server_cpu_mean.is_some()
+            {
+                row.server_source = ServerSource::Local;
+                row.server_cores = Some(cores);
+                row.server_cpu_own_mean = own(row.server_cpu_mean, cores);
+                row.server_cpu_own_peak = own(row.server_cpu_peak, cores);
+            }
+        }
+        self
     }
 
     /// A run known by its steps log alone (copied from another machine without its summary):
@@ -167,6 +194,7 @@ impl SavedRun {
                 server: ServerFacts::default(),
                 server_cpu_visible: steps.iter().any(|s| s.server_cpu_mean.is_some()),
                 server_stats_visible: steps.iter().any(|s| s.server_connections_peak.is_some()),
+                server_source: steps.first().map(|s| s.server_source).unwrap_or_default(),
                 client: ClientFacts {
                     host_cores: 0.0,
                     allowed_cores: 0.0,
@@ -288,6 +316,40 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, 5), (2, 10)]
         );
+    }
+
+    #[test]
+    fn an_older_runs_cpu_is_drawn_over_each_sides_own_cpus() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("01012026_000000");
+        let steps = schema::with_suffix(&prefix, schema::STEPS_LOG);
+        // Written before the own-CPU columns: shares of a 4-core host.
+        std::fs::write(
+            &steps,
+            "step,requests,ok,process_cpu_mean,process_cpu_peak,server_cpu_mean\n1,5,5,20,40,25\n",
+        )
+        .unwrap();
+        let mut run = SavedRun::from_steps_log(&steps).unwrap();
+        run.facts.client = ClientFacts {
+            host_cores: 4.0,
+            allowed_cores: 1.0,
+        };
+        run.facts.cpus.server_cores = Some(2.0);
+        let row = &run.with_own_cpus().steps[0];
+        assert_eq!(
+            (row.process_cpu_own_mean, row.process_cpu_own_peak),
+            (Some(80.0), Some(160.0))
+        );
+        assert_eq!(row.server_cpu_own_mean, Some(50.0));
+        assert_eq!(row.server_cpu_own_peak, None);
+        assert_eq!(
+            (row.server_source, row.server_cores),
+            (ServerSource::Local, Some(2.0))
+        );
+        // A steps log alone records no cores: nothing is worked out.
+        let alone = SavedRun::from_steps_log(&steps).unwrap().with_own_cpus();
+        assert_eq!(alone.steps[0].process_cpu_own_mean, None);
+        assert_eq!(alone.steps[0].server_cpu_own_mean, None);
     }
 
     #[test]

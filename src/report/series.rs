@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use crate::logs::StepRow;
 use crate::model::outcome::FailureClass;
+use crate::model::server_cpu::ServerSource;
 
 /// A latency range wider than this ratio (max over min) is drawn on a log scale, else the
 /// fast percentiles would be a flat line at the bottom of the chart.
@@ -120,27 +121,97 @@ pub fn latency(steps: &[StepRow]) -> Vec<Line> {
     ]
 }
 
-/// CPU lines as (mean, peak) pairs per side; a side never sampled (the server's CPU on
-/// another machine) has no lines at all.
+/// CPU lines as (mean, peak) pairs per side, each over its own CPUs as the flags judge it: the
+/// client's host over all its cores, pgstress over the CPUs it may use, the server over its
+/// own (measured, or its sessions on CPU over its cores); a side never sampled (the server
+/// seen by no one) has no lines at all.
 pub fn cpu(steps: &[StepRow]) -> Vec<(Line, Line)> {
+    let server = server_name(steps);
     let sides = [
         (
             line("client host mean", steps, |s| s.host_cpu_mean),
             line("client host peak", steps, |s| s.host_cpu_peak),
         ),
         (
-            line("pgstress mean", steps, |s| s.process_cpu_mean),
-            line("pgstress peak", steps, |s| s.process_cpu_peak),
+            line("pgstress mean", steps, |s| s.process_cpu_own_mean),
+            line("pgstress peak", steps, |s| s.process_cpu_own_peak),
         ),
         (
-            line("server mean", steps, |s| s.server_cpu_mean),
-            line("server peak", steps, |s| s.server_cpu_peak),
+            line(&format!("{server} mean"), steps, |s| s.server_cpu_own_mean),
+            line(&format!("{server} peak"), steps, |s| s.server_cpu_own_peak),
         ),
     ];
     sides
         .into_iter()
         .filter(|(mean, peak)| !mean.points.is_empty() || !peak.points.is_empty())
         .collect()
+}
+
+/// Steps whose server's CPU is the sampled estimate, not a measurement.
+fn estimated(steps: &[StepRow]) -> impl Iterator<Item = &StepRow> {
+    steps
+        .iter()
+        .filter(|s| s.server_source == ServerSource::SqlEstimate && s.server_cpu_own_mean.is_some())
+}
+
+/// The server's lines' name: `server` measured, `server est.` from its sessions on CPU,
+/// `server (watcher)` measured on its host.
+fn server_name(steps: &[StepRow]) -> &'static str {
+    let drawn = || steps.iter().filter(|s| s.server_cpu_own_mean.is_some());
+    let measured = drawn().any(|s| s.server_source != ServerSource::SqlEstimate);
+    let watcher = drawn().any(|s| s.server_source == ServerSource::Watcher);
+    match (estimated(steps).next().is_some(), measured, watcher) {
+        (true, true, _) => "server (est. in part)",
+        (true, false, _) => "server est.",
+        (false, _, true) => "server (watcher)",
+        (false, _, false) => "server",
+    }
+}
+
+/// Where the CPU chart draws its saturation lines: the threshold (`--saturated-cpu`) for the
+/// measured sides, and 100% where the server is the sampled estimate (its sessions on CPU
+/// reaching its cores).
+pub fn saturation_lines(steps: &[StepRow], threshold_pct: f64) -> Vec<f64> {
+    let mut lines = vec![threshold_pct];
+    if estimated(steps).next().is_some() && threshold_pct != 100.0 {
+        lines.push(100.0);
+    }
+    lines
+}
+
+/// The CPU axis's top: a little above 100%, or above the highest line (an estimate of more
+/// sessions on CPU than the server has cores passes 100%).
+pub fn cpu_axis_top(lines: &[(Line, Line)]) -> f64 {
+    let all: Vec<Line> = lines
+        .iter()
+        .flat_map(|(mean, peak)| [mean.clone(), peak.clone()])
+        .collect();
+    value_range(&all).map_or(105.0, |(_, high)| (high * 1.05).max(105.0))
+}
+
+/// A step's active sessions by wait class, the classes seen: `CPU 2.90, Timeout 0.10`.
+pub fn aas_by_class(row: &StepRow) -> String {
+    let classes = [
+        ("CPU", row.server_aas_cpu),
+        ("LWLock", row.server_aas_lwlock),
+        ("Lock", row.server_aas_lock),
+        ("IO", row.server_aas_io),
+        ("IPC", row.server_aas_ipc),
+        ("Client", row.server_aas_client),
+        ("Timeout", row.server_aas_timeout),
+        ("BufferPin", row.server_aas_bufferpin),
+        ("Extension", row.server_aas_extension),
+        ("Activity", row.server_aas_activity),
+        ("Other", row.server_aas_other),
+    ];
+    let seen: Vec<String> = classes
+        .into_iter()
+        .filter_map(|(name, aas)| {
+            aas.filter(|aas| *aas > 0.0)
+                .map(|aas| format!("{name} {aas:.2}"))
+        })
+        .collect();
+    seen.join(", ")
 }
 
 /// The lowest and highest value of the lines, if any.
@@ -234,5 +305,54 @@ mod tests {
         let sides = cpu(&[row(1, 50)]);
         let names: Vec<_> = sides.iter().map(|(m, _)| m.name.as_str()).collect();
         assert_eq!(names, vec!["client host mean"]);
+        assert_eq!(saturation_lines(&[row(1, 50)], 90.0), [90.0]);
+        assert_eq!(cpu_axis_top(&sides), 105.0);
+    }
+
+    #[test]
+    fn each_side_is_drawn_over_its_own_cpus() {
+        // pgstress at 45% of the host is 90% of its one CPU; the server at 45% of the host,
+        // 90% of its one: drawn at 90, where the flags judge them, not at 45.
+        let mut step = row(1, 50);
+        step.process_cpu_mean = Some(45.0);
+        step.process_cpu_own_mean = Some(90.0);
+        step.server_cpu_mean = Some(45.0);
+        step.server_cpu_own_mean = Some(90.0);
+        step.server_cpu_own_peak = Some(95.0);
+        step.server_source = ServerSource::Local;
+        let sides = cpu(&[step.clone()]);
+        let names: Vec<_> = sides.iter().map(|(m, _)| m.name.as_str()).collect();
+        assert_eq!(names, ["client host mean", "pgstress mean", "server mean"]);
+        assert_eq!(sides[1].0.points, [(50.0, 90.0)]);
+        assert_eq!(sides[2].0.points, [(50.0, 90.0)]);
+        assert_eq!(sides[2].1.points, [(50.0, 95.0)]);
+        assert_eq!(saturation_lines(&[step], 90.0), [90.0]);
+    }
+
+    #[test]
+    fn the_servers_estimate_is_named_and_saturated_at_its_cores() {
+        let mut step = row(1, 50);
+        step.server_source = ServerSource::SqlEstimate;
+        step.server_cpu_own_mean = Some(300.0);
+        let sides = cpu(&[step.clone()]);
+        assert_eq!(sides[1].0.name, "server est. mean");
+        assert_eq!(saturation_lines(&[step.clone()], 90.0), [90.0, 100.0]);
+        assert_eq!(saturation_lines(&[step.clone()], 100.0), [100.0]);
+        assert_eq!(cpu_axis_top(&sides), 315.0);
+        let mut local = row(2, 100);
+        local.server_source = ServerSource::Local;
+        local.server_cpu_own_mean = Some(50.0);
+        assert_eq!(
+            cpu(&[step.clone(), local])[1].0.name,
+            "server (est. in part) mean"
+        );
+        let mut watched = row(1, 50);
+        watched.server_source = ServerSource::Watcher;
+        watched.server_cpu_own_mean = Some(50.0);
+        assert_eq!(cpu(&[watched])[1].0.name, "server (watcher) mean");
+        // An estimate without the server's cores has no CPU to draw, and no line.
+        step.server_cpu_own_mean = None;
+        assert_eq!(cpu(&[step.clone()]).len(), 1);
+        assert_eq!(saturation_lines(&[step], 90.0), [90.0]);
     }
 }

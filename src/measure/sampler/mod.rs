@@ -34,6 +34,10 @@ pub trait Probe: Send + 'static {
     fn read_edge(&mut self) -> Self::Reading {
         self.read()
     }
+    /// The reading at a step's end, once its requests have all ended.
+    fn read_end(&mut self) -> Self::Reading {
+        self.read_edge()
+    }
     /// The whole step, from its first reading to its last.
     fn whole(
         &mut self,
@@ -52,7 +56,8 @@ pub trait Probe: Send + 'static {
 }
 
 enum Command<S, W> {
-    Begin(StepTag),
+    /// Begin a step; with a sender, say so once the step's first reading is taken.
+    Begin(StepTag, Option<Sender<()>>),
     /// Take a reading now, out of turn.
     ReadNow,
     End(Sender<(Vec<S>, Option<W>)>),
@@ -60,6 +65,9 @@ enum Command<S, W> {
 
 /// The sampler answers within this; past it a step is logged without these samples.
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest a step waits for its baseline reading (a few milliseconds on a server that
+/// answers).
+const BEGIN_DEADLINE: Duration = Duration::from_secs(1);
 /// A probe stuck on a dead server is left behind rather than holding up the exit.
 const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -101,7 +109,20 @@ impl<S: Send + 'static, W: Send + 'static> Sampler<S, W> {
     /// Starts sampling a step; the reading taken now is the baseline.
     pub fn begin_step(&self, tag: StepTag) {
         if let Some(commands) = &self.commands {
-            let _ = commands.send(Command::Begin(tag));
+            let _ = commands.send(Command::Begin(tag, None));
+        }
+    }
+
+    /// Starts sampling a step and returns once the baseline is read (or past
+    /// `BEGIN_DEADLINE`: a server too slow to answer its monitor must not hold the steps up):
+    /// counters that a step's first requests may move within milliseconds (a session's counts,
+    /// flushed as it exits) must be read before the step starts.
+    pub fn begin_step_read(&self, tag: StepTag) {
+        let (reply, answer) = bounded(1);
+        if let Some(commands) = &self.commands
+            && commands.send(Command::Begin(tag, Some(reply))).is_ok()
+        {
+            let _ = answer.recv_timeout(BEGIN_DEADLINE);
         }
     }
 
@@ -162,17 +183,20 @@ fn run_probe<P: Probe>(
     let mut samples = Vec::new();
     loop {
         match inbox.recv_timeout(every) {
-            Ok(Command::Begin(tag)) => {
+            Ok(Command::Begin(tag, read)) => {
                 current = Some(tag);
                 samples.clear();
                 last_start = None;
                 previous = (Instant::now(), probe.read_edge());
                 begin = Some(previous.1.clone());
+                if let Some(read) = read {
+                    let _ = read.send(());
+                }
             }
             Ok(Command::End(reply)) => {
                 let mut whole = None;
                 if let Some(tag) = current.take() {
-                    let now = probe.read_edge();
+                    let now = probe.read_end();
                     whole = begin
                         .take()
                         .and_then(|begin| probe.whole(tag, &begin, &now));
@@ -284,6 +308,35 @@ mod tests {
         sampler.read_now();
         let samples = sampler.end_step();
         assert_eq!(*taken.lock().unwrap(), samples);
+    }
+
+    #[test]
+    fn a_step_begun_with_its_reading_has_it_before_the_call_returns() {
+        /// Counts readings in a shared counter the test reads.
+        struct Shared(std::sync::Arc<std::sync::atomic::AtomicU32>);
+        impl Probe for Shared {
+            type Reading = u32;
+            type Sample = ();
+            type Whole = ();
+            fn read(&mut self) -> u32 {
+                // Slow enough that a call returning before the reading would see it missing.
+                thread::sleep(Duration::from_millis(20));
+                1 + self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            }
+            fn sample(&mut self, _: StepTag, _: &u32, _: &u32) -> Option<()> {
+                None
+            }
+        }
+        let readings = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let sampler =
+            Sampler::start("test", Duration::from_secs(60), Shared(readings.clone())).unwrap();
+        let tag = StepTag {
+            step: 1,
+            requests: 5,
+        };
+        sampler.begin_step_read(tag);
+        // The first reading when the thread started, the step's baseline before the return.
+        assert_eq!(readings.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -197,6 +197,7 @@ fn samples_set_each_sides_share_of_the_host() {
         step: 1,
         connections: 7,
         active: 3,
+        activity: None,
     });
     let text = metrics.text();
     let cpu = |side: &str| {
