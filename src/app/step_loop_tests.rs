@@ -74,6 +74,7 @@ impl Engine for FakeEngine {
                 false => Ok(()),
             },
             node: None,
+            client: None,
         };
         StepRun {
             records: (0..params.len()).map(record).collect(),

@@ -220,6 +220,7 @@ impl WireRecord {
             latency: time(self.l),
             outcome,
             node: None,
+            client: None,
         }
     }
 }
@@ -238,6 +239,7 @@ mod tests {
             latency: Duration::from_micros(900),
             outcome: Err(Failure::new(FailureClass::TooManyClients, "too many")),
             node: None,
+            client: None,
         };
         let json = serde_json::to_string(&WireRecord::from(&record)).unwrap();
         let wire: WireRecord = serde_json::from_str(&json).unwrap();
@@ -266,6 +268,7 @@ mod tests {
             latency: Duration::MAX,
             outcome: Err(Failure::new(longest, message)),
             node: None,
+            client: None,
         };
         WireRecord::from(&record)
     }
@@ -284,6 +287,7 @@ mod tests {
             latency: Duration::from_micros(1300),
             outcome: Ok(()),
             node: None,
+            client: None,
         };
         let ordinary = serde_json::to_vec(&WireRecord::from(&ordinary))
             .unwrap()

@@ -12,7 +12,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 57] = [
+pub const STEPS_HEADER: [&str; 59] = [
     "step",
     "requests",
     "ok",
@@ -70,6 +70,8 @@ pub const STEPS_HEADER: [&str; 57] = [
     "pooler_avg_wait_ms",
     "read_only",
     "requests_by_node",
+    "shutdown",
+    "starting",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -161,6 +163,10 @@ pub struct StepRow {
     /// Requests that reached each host of the target's list, in its order, `;`-separated
     /// (the summary's `facts.nodes` names them); empty with one host.
     pub requests_by_node: String,
+    /// Requests the server dropped or refused while shutting down (57P01, 57P02).
+    pub shutdown: u32,
+    /// Requests the server refused while starting up (57P03).
+    pub starting: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -238,6 +244,8 @@ impl StepRow {
             requests_by_node: (step.by_node.iter().map(u32::to_string))
                 .collect::<Vec<_>>()
                 .join(";"),
+            shutdown: class(FailureClass::Shutdown),
+            starting: class(FailureClass::Starting),
         }
     }
 }

@@ -144,6 +144,7 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             outcome: Ok(()),
             node: None,
+            client: None,
         }
     }
 

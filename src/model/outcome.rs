@@ -34,6 +34,11 @@ pub enum FailureClass {
     /// (a write sent to a standby, or to a primary that was demoted under the load), or a
     /// `target_session_attrs=read-write` target whose every host answered read-only.
     ReadOnly,
+    /// SQLSTATE 57P01 / 57P02: the server is shutting down (a fast stop, a terminated backend)
+    /// or crashing, and said so before it dropped the connection.
+    Shutdown,
+    /// SQLSTATE 57P03: the server is starting up (or recovering) and takes no connection yet.
+    Starting,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -54,7 +59,7 @@ impl serde::Serialize for FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 12] = [
+    pub const ALL: [FailureClass; 14] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -67,6 +72,8 @@ impl FailureClass {
         FailureClass::BadValue,
         FailureClass::PoolerTooManyClients,
         FailureClass::ReadOnly,
+        FailureClass::Shutdown,
+        FailureClass::Starting,
     ];
 
     /// The name used in logs and in the terminal.
@@ -84,6 +91,8 @@ impl FailureClass {
             FailureClass::BadValue => "bad_value",
             FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
             FailureClass::ReadOnly => "read_only",
+            FailureClass::Shutdown => "shutdown",
+            FailureClass::Starting => "starting",
         }
     }
 
@@ -158,7 +167,9 @@ mod tests {
                 "client",
                 "bad_value",
                 "pooler_too_many_clients",
-                "read_only"
+                "read_only",
+                "shutdown",
+                "starting"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");

@@ -202,5 +202,7 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::BadValue => RGBColor(44, 160, 44),
         FailureClass::PoolerTooManyClients => RGBColor(255, 187, 120),
         FailureClass::ReadOnly => RGBColor(140, 86, 75),
+        FailureClass::Shutdown => RGBColor(96, 96, 160),
+        FailureClass::Starting => RGBColor(160, 160, 220),
     }
 }

@@ -38,6 +38,8 @@ pub fn failures(row: &StepRow, class: FailureClass) -> u32 {
         FailureClass::BadValue => row.bad_value,
         FailureClass::PoolerTooManyClients => row.pooler_too_many_clients,
         FailureClass::ReadOnly => row.read_only,
+        FailureClass::Shutdown => row.shutdown,
+        FailureClass::Starting => row.starting,
     }
 }
 

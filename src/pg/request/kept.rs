@@ -119,5 +119,6 @@ fn kept_record(
         latency: query,
         outcome,
         node,
+        client: None,
     }
 }

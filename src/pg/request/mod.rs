@@ -180,6 +180,7 @@ pub fn execute_ready(
         latency,
         outcome: within_deadline(outcome, latency, spec.timeout),
         node,
+        client: None,
     }
 }
 
@@ -282,6 +283,7 @@ pub fn execute_on(
         latency: query,
         outcome: rows_outcome(result),
         node: session.node,
+        client: None,
     }
 }
 
