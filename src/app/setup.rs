@@ -148,8 +148,14 @@ pub fn build_engine(
             let largest = config.plan.largest();
             let workers = workers
                 .unwrap_or_else(|| pool::default_workers(server.usable_connections(), largest));
-            let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
-                .context("cannot start the pool's worker threads")?;
+            let pool = Pool::start(
+                spec,
+                workers,
+                *connect_per_request,
+                largest as usize,
+                config.reconnect,
+            )
+            .context("cannot start the pool's worker threads")?;
             Box::new(pool)
         }
         Mode::Rate {

@@ -91,6 +91,17 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub connect_per_request: Option<bool>,
 
+    /// pool: a worker whose connection fails opens a new one (the target's hosts resolved
+    /// again, so `target_session_attrs=read-write` finds a new primary) after a backoff that
+    /// doubles from 10 ms with jitter; false: the worker stops and fails the requests it takes.
+    /// Rate mode opens a connection per request, so it always reconnects [default: true].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub reconnect: Option<bool>,
+
+    /// pool: the longest wait between two reconnect attempts, e.g. 1s or 250ms [default: 1s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub reconnect_max: Option<Span>,
+
     /// rate: how long each step offers its rate [default: 1s].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<Span>,

@@ -10,6 +10,7 @@ mod file;
 mod fleet;
 mod judging;
 pub mod k8s;
+pub mod outage;
 mod plan;
 mod pooler;
 mod prepare;
@@ -102,6 +103,8 @@ pub struct RunConfig {
     /// A step whose p99 exceeds this was not handled.
     pub slo_p99: Option<Duration>,
     pub stop: StopRules,
+    /// What a pool worker does when its connection fails.
+    pub reconnect: crate::model::plan::Reconnect,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
     /// Draw the charts and the HTML report at the end of the run.
@@ -133,6 +136,7 @@ impl RunConfig {
         let start = options.start.unwrap_or(step);
         let plan = validate_plan(steps, step, start)?;
         let mode = merge_mode(&options, &plan)?;
+        let reconnect = outage::merge_reconnect(&options, &mode)?;
         check_gate_steps(&judging.gates, &plan, &mode)?;
         let (query, takes_parameter) = merge_query(&options)?;
         let timing = Timing::merge(&options)?;
@@ -168,6 +172,7 @@ impl RunConfig {
             slo_p99: judging.slo_p99,
             tolerate: judging.tolerate,
             stop: judging.stop,
+            reconnect,
             gates: judging.gates,
             thresholds: judging.thresholds,
             report: !options.no_report.unwrap_or(false),

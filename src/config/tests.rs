@@ -250,6 +250,8 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         ("quiet", config.quiet.to_string()),
         ("no-report", (!config.report).to_string()),
         ("allow-writes", config.allow_writes.to_string()),
+        ("reconnect", config.reconnect.enabled.to_string()),
+        ("reconnect-max", span(config.reconnect.max)),
     ];
     for (long, value) in applied {
         assert_eq!(stated_default(long), value, "--{long}");
