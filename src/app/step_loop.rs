@@ -183,6 +183,9 @@ impl<W: Write> StepLoop<'_, W> {
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
         let mut measured = StepResult::from_run(index, size, run, &[], server_samples);
+        // ok + failed + dropped + unsent = scheduled, for every step: whatever is missing was lost.
+        let scheduled = self.config.mode.requests_for(size);
+        measured.lost = scheduled.saturating_sub(measured.requests);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
         measured.pooler = pooler;
         // Every host of the list counted, those no request reached too.

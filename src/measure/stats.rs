@@ -59,6 +59,8 @@ impl StepResult {
             flags: Vec::new(),
             limiting_agents: Vec::new(),
             by_node: Vec::new(),
+            outage: crate::measure::outage::of(&run.records),
+            lost: 0,
         };
         for record in &run.records {
             result.add(record);

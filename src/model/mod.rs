@@ -3,6 +3,7 @@
 pub mod facts;
 pub mod fleet;
 pub mod hdr;
+pub mod outage;
 pub mod outcome;
 pub mod plan;
 pub mod query;

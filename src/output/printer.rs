@@ -165,6 +165,12 @@ impl<W: Write> Printer<W> {
                 self.line(format!("         first {class}: {message}"));
             }
         }
+        if let Some(outage) = &result.outage {
+            self.line(format!(
+                "         {}",
+                super::outage::line(outage, result.lost)
+            ));
+        }
         if let Some(shortfall) = result.concurrency.shortfall()
             && self.shortfalls_explained.insert(shortfall)
         {
