@@ -165,11 +165,16 @@ impl<W: Write> Printer<W> {
                 self.line(format!("         first {class}: {message}"));
             }
         }
-        if let Some(outage) = &result.outage {
-            self.line(format!(
-                "         {}",
-                super::outage::line(outage, result.lost)
-            ));
+        match &result.outage {
+            Some(outage) => {
+                let line = super::outage::line(outage, result.lost);
+                self.line(format!("         {line}"));
+            }
+            None if result.lost > 0 => self.line(format!(
+                "         {} requests of the schedule lost (uncounted: a pgstress bug)",
+                result.lost
+            )),
+            None => {}
         }
         if let Some(shortfall) = result.concurrency.shortfall()
             && self.shortfalls_explained.insert(shortfall)
