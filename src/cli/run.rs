@@ -169,7 +169,7 @@ pub struct RunArgs {
     pub no_stop: Option<bool>,
 
     /// Exit 3 when the run breaches this gate, e.g. "capacity<200", "p99>250ms@100",
-    /// "failure-rate>0.01" (repeatable) [default: none].
+    /// "failure-rate>0.01", "outage>5s", "gap-p99>4s", "lost>0" (repeatable) [default: none].
     #[arg(long = "fail-if", value_name = "GATE")]
     #[serde(rename = "fail-if")]
     pub fail_if: Option<Vec<Gate>>,
