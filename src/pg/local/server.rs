@@ -152,7 +152,14 @@ impl ThrowawayServer {
 
     /// Stops the server (fast shutdown) and starts it again on the same port and data.
     pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// A restart that leaves the server down for `down` between its stop and its start: an
+    /// outage longer than the server's own few hundred milliseconds.
+    pub fn restart_after(&mut self, down: Duration) -> Result<(), ServerError> {
         self.stop_postmaster();
+        std::thread::sleep(down);
         self.child = self.postmaster.launch()?;
         self.wait_until_ready()
     }

@@ -1,0 +1,244 @@
+//! Outages measured under load, against real clusters broken on purpose: the outage pgstress
+//! measures is compared with the downtime the test reads on its own (its clock around the
+//! fault, the new server's `pg_postmaster_start_time()`), within a tolerance derived from
+//! how finely pgstress samples (its 100 ms throughput bins, the interval between requests).
+//! Nothing here depends on how fast the machine is: every bound is the fault's own timing
+//! plus that granularity.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use pgstress::pg::local::server::ThrowawayServer;
+
+/// Every run here ends well within this; past it the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+/// The width of the bins pgstress counts throughput in (docs/outages.md).
+const BIN: Duration = Duration::from_millis(100);
+
+fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
+    run_command(logs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("pgstress hung past {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+fn control(server: &ThrowawayServer) -> postgres::Client {
+    postgres::Client::connect(&server.dsn(), postgres::NoTls).unwrap()
+}
+
+/// Transactions committed in the database so far (ended backends' included).
+fn commits(client: &mut postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until `count` more transactions than `from` committed: the load is running.
+fn wait_for_commits(server: &ThrowawayServer, from: i64, count: i64) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let mut client = control(server);
+        if commits(&mut client) >= from + count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the load never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn seconds(value: &serde_json::Value) -> Duration {
+    Duration::from_secs_f64(value.as_f64().unwrap_or_else(|| panic!("{value}")))
+}
+
+/// ok + failed + dropped + unsent = scheduled, and nothing lost.
+fn assert_every_request_accounted_for(logs: &Path, scheduled: u64) {
+    let rows = step_rows(logs);
+    let row = &rows[0];
+    let accounted: u64 = ["ok", "failed", "dropped", "unsent"]
+        .iter()
+        .map(|column| number(row, column))
+        .sum();
+    assert_eq!(
+        (number(row, "requests"), accounted),
+        (scheduled, scheduled),
+        "{row:?}"
+    );
+    assert_eq!(summary(logs)["steps"][0]["lost"], 0);
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
+    let mut server = start_server(&[]);
+    let dsn = server.dsn();
+    let logs = tempfile::tempdir().unwrap();
+    let before = commits(&mut control(&server));
+    // 200 requests a second for 8 s, a new connection each: 20 successes a 100 ms bin.
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "200",
+            "--duration",
+            "8s",
+            "--timeout",
+            "2s",
+            "--no-report",
+        ],
+    );
+    wait_for_commits(&server, before, 600);
+    let stopped = SystemTime::now();
+    // Down for a second between the stop and the start: an outage well above the granularity.
+    server.restart_after(Duration::from_secs(1)).unwrap();
+    let ready = SystemTime::now();
+    let started: f64 = control(&server)
+        .query_one(
+            "SELECT extract(epoch FROM pg_postmaster_start_time())::float8",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    let since_stop = |at: SystemTime| at.duration_since(stopped).unwrap_or_default();
+    let new_postmaster = since_stop(UNIX_EPOCH + Duration::from_secs_f64(started));
+    let answering = since_stop(ready);
+
+    assert_every_request_accounted_for(logs.path(), 1600);
+    let outage = &summary(logs.path())["steps"][0]["outage"];
+    assert!(outage.is_object(), "an outage in the summary: {stdout}");
+    let measured = seconds(&outage["end"]) - seconds(&outage["start"]);
+    // The first failure is a request sent at most one interval (5 ms) after the stop, the
+    // end a bin start at or after the first success, which comes after the new postmaster
+    // started: the outage is at least its downtime less a bin and an interval (and the
+    // request's own few ms). It ends at most two bins after the server answered again (the
+    // partial bin it came back in, and one for the arrival jitter across a bin's edge).
+    let interval = Duration::from_millis(5);
+    let slack = Duration::from_millis(50);
+    let low = new_postmaster.saturating_sub(BIN + interval + slack);
+    let high = answering + 2 * BIN + interval;
+    println!(
+        "restart: measured {measured:?} within [{low:?}, {high:?}]; new postmaster after \
+         {new_postmaster:?}, answering within {answering:?}\n{stdout}"
+    );
+    assert!(
+        low <= measured && measured <= high,
+        "measured {measured:?}, the new postmaster started {new_postmaster:?} after the stop \
+         and answered within {answering:?}: {outage:#}\n{stdout}"
+    );
+    // Every failure is the server's going or coming: refused, shutdown or starting.
+    let failures = outage["failures"].as_object().unwrap();
+    assert!(
+        failures
+            .keys()
+            .all(|class| ["refused", "shutdown", "starting"].contains(&class.as_str())),
+        "{failures:?}"
+    );
+    assert_eq!(outage["unrecovered"], 0, "{outage:#}");
+    assert!(
+        stdout.contains("outage ") && stdout.contains("nothing lost"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn killed_backends_cost_every_pool_worker_one_reconnect() {
+    let server = start_server(&[]);
+    let dsn = server.dsn();
+    let logs = tempfile::tempdir().unwrap();
+    // Four workers, each request at least 4 ms: 3,000 requests take at least 3 s.
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--steps",
+            "1",
+            "--step",
+            "3000",
+            "--query",
+            "SELECT 1 FROM pg_sleep(0.004)",
+            "--no-report",
+        ],
+    );
+    let mut client = control(&server);
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgstress' \
+                AND query LIKE '%pg_sleep(0.004)%'";
+    let deadline = Instant::now() + RUN_DEADLINE;
+    while client.query_one(busy, &[]).unwrap().get::<_, i64>(0) < 4 {
+        assert!(Instant::now() < deadline, "the workers never ran the query");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // a throughput to come back to
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'pgstress' AND query LIKE '%pg_sleep(0.004)%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    println!("kill-backends:\n{stdout}");
+    assert_eq!(killed, 4, "{stdout}");
+    assert_every_request_accounted_for(logs.path(), 3000);
+    let step = &summary(logs.path())["steps"][0];
+    assert_eq!(
+        step["failed"], 4,
+        "one request a killed connection: {stdout}"
+    );
+    let outage = &step["outage"];
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 4, "every worker had a gap: {outage:#}");
+    for gap in gaps {
+        // One failure (the request on the killed connection), then a new connection served
+        // the next request: one reconnect.
+        let failures = gap["failures"].as_object().unwrap();
+        let count: u64 = failures.values().map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(count, 1, "{gap}");
+        assert!(
+            failures.contains_key("shutdown") || failures.contains_key("refused"),
+            "{gap}"
+        );
+        assert!(gap["to"].is_number(), "reconnected: {gap}");
+    }
+    let clients: std::collections::BTreeSet<u64> =
+        gaps.iter().map(|g| g["client"].as_u64().unwrap()).collect();
+    assert_eq!(clients.len(), 4, "{outage:#}");
+}
