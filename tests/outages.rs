@@ -143,11 +143,14 @@ fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
     // end a bin start at or after the first success, which comes after the new postmaster
     // started: the outage is at least its downtime less a bin and an interval (and the
     // request's own few ms). It ends at most two bins after the server answered again (the
-    // partial bin it came back in, and one for the arrival jitter across a bin's edge).
+    // partial bin it came back in, and one for the arrival jitter across a bin's edge), and
+    // a request's latency (the run's own p99: the first answers of the new server end so
+    // much later than they started).
     let interval = Duration::from_millis(5);
     let slack = Duration::from_millis(50);
+    let p99 = Duration::from_secs_f64(float(&step_rows(logs.path())[0], "latency_p99_ms") / 1e3);
     let low = new_postmaster.saturating_sub(BIN + interval + slack);
-    let high = answering + 2 * BIN + interval;
+    let high = answering + 2 * BIN + interval + p99;
     println!(
         "restart: measured {measured:?} within [{low:?}, {high:?}]; new postmaster after \
          {new_postmaster:?}, answering within {answering:?}\n{stdout}"
@@ -241,4 +244,103 @@ fn killed_backends_cost_every_pool_worker_one_reconnect() {
     let clients: std::collections::BTreeSet<u64> =
         gaps.iter().map(|g| g["client"].as_u64().unwrap()).collect();
     assert_eq!(clients.len(), 4, "{outage:#}");
+}
+
+/// The instants a `--fault` said it acted at, from the load's start: "... at 2.001 s, ... at
+/// 2.314 s".
+fn fault_instants(stdout: &str) -> (Duration, Duration) {
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("fault "))
+        .unwrap_or_else(|| panic!("no fault line: {stdout}"));
+    let times: Vec<Duration> = line
+        .split(" at ")
+        .skip(1)
+        .map(|rest| rest.split(' ').next().unwrap().parse::<f64>().unwrap())
+        .map(Duration::from_secs_f64)
+        .collect();
+    assert_eq!(times.len(), 2, "{line}");
+    (times[0], times[1])
+}
+
+/// A rate run on the throwaway server with `fault`, 100 requests a second for 5 s; its stdout
+/// and its step's outage.
+fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value) {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "100",
+            "--duration",
+            "5s",
+            "--timeout",
+            timeout,
+            "--fault",
+            fault,
+            "--no-report",
+        ],
+    );
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    assert_every_request_accounted_for(logs.path(), 500);
+    let mut outage = summary(logs.path())["steps"][0]["outage"].clone();
+    assert!(outage.is_object(), "{stdout}{}", text(&output.stderr));
+    let p99 = float(&step_rows(logs.path())[0], "latency_p99_ms");
+    outage["p99_ms"] = p99.into(); // the run's own latency, for its tolerance
+    (stdout, outage)
+}
+
+#[test]
+fn a_restart_caused_by_pgstress_is_measured_as_the_one_caused_from_outside() {
+    let (stdout, outage) = rate_run_with_fault("restart@2s", "2s");
+    println!("--fault restart@2s:\n{stdout}");
+    let (stop, answered) = fault_instants(&stdout);
+    let start = seconds(&outage["start"]);
+    let measured = seconds(&outage["end"]) - start;
+    // As for a restart from outside: the first failure is the first request sent after the
+    // stop (10 ms apart), the end at most two bins and a request's latency (the run's p99)
+    // after the new server answered.
+    let interval = Duration::from_millis(10);
+    let p99 = Duration::from_secs_f64(outage["p99_ms"].as_f64().unwrap_or(0.0) / 1e3);
+    assert!(
+        start + Duration::from_millis(50) >= stop && start <= stop + interval + BIN,
+        "first failure at {start:?}, the stop at {stop:?}: {outage:#}"
+    );
+    assert!(
+        measured <= answered - stop + 2 * BIN + interval + p99,
+        "measured {measured:?}, down from {stop:?} to {answered:?}: {outage:#}"
+    );
+}
+
+#[test]
+fn a_frozen_server_is_an_outage_of_the_freeze_whose_failures_are_timeouts() {
+    let (stdout, outage) = rate_run_with_fault("freeze@2s:2s", "1s");
+    println!("--fault freeze@2s:2s:\n{stdout}");
+    let (stopped, resumed) = fault_instants(&stdout);
+    let frozen = resumed - stopped;
+    let measured = seconds(&outage["end"]) - seconds(&outage["start"]);
+    // Requests sent during the freeze wait for it, and fail when the 1 s deadline passes
+    // first: from the resume on, at most a deadline's worth of them is still pending, so the
+    // throughput is back within the deadline and two bins of it. It starts at most a bin and
+    // an interval (10 ms) after the stop.
+    let interval = Duration::from_millis(10);
+    let (low, high) = (
+        frozen.saturating_sub(BIN + interval),
+        frozen + Duration::from_secs(1) + 2 * BIN,
+    );
+    assert!(
+        low <= measured && measured <= high,
+        "measured {measured:?}, frozen {frozen:?}: {outage:#}\n{stdout}"
+    );
+    let failures = outage["failures"].as_object().unwrap();
+    assert_eq!(
+        failures.keys().collect::<Vec<_>>(),
+        ["timeout"],
+        "a frozen server closes nothing: {failures:?}"
+    );
 }

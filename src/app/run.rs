@@ -1,7 +1,7 @@
 //! One `pgstress run`: check the input, reach (or start) the server, run the ramp step by step,
 //! judging and writing each step as soon as it ends, and clean up however the run ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -57,9 +57,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         }
         TargetChoice::Server(_) => None,
     };
+    // Shared with the thread of a fault (`--fault`), which may restart it.
+    let throwaway = throwaway.map(|server| Arc::new(Mutex::new(server)));
     let target = match (&config.target, &throwaway) {
         (TargetChoice::Server(target), _) => (**target).clone(),
-        (_, Some(server)) => server.target(),
+        (_, Some(server)) => lock(server).target(),
         (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
     for warning in target.warnings() {
@@ -95,8 +97,11 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         pooler.stop();
         printer.note("throwaway pooler stopped and removed");
     }
-    if let Some(server) = throwaway {
-        server.stop();
+    if let Some(server) = throwaway.and_then(|server| Arc::into_inner(server)) {
+        server
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
         printer.note("throwaway server stopped and removed");
     }
     let (ramp, breaches) = outcome?;
@@ -136,7 +141,7 @@ type Breaches = Vec<(String, Option<String>)>;
 
 /// What pgstress started around the target, and the pooler as the header names it.
 struct Around<'a> {
-    throwaway: Option<&'a ThrowawayServer>,
+    throwaway: Option<&'a Arc<Mutex<ThrowawayServer>>>,
     pooler: Option<&'a ThrowawayPooler>,
     pooler_text: Option<String>,
 }
@@ -194,10 +199,12 @@ fn run_against(
     };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let probes = (local_server, monitor, sides, requests_name);
+    let probes = (local_server, monitor, sides, requests_name.clone());
     let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start)?;
     let console = start_console(config, console)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
+    let fault = (config.fault.zip(around.throwaway))
+        .map(|(fault, server)| super::fault::arm(fault, Arc::clone(server), requests_name.clone()));
     let ramp = StepLoop {
         config,
         facts: &facts,
@@ -214,7 +221,11 @@ fn run_against(
         progress: &mut progress,
         stop_requested: &interrupt::requested,
     }
-    .run(engine.as_mut())?;
+    .run(engine.as_mut());
+    if let Some(fault) = fault {
+        printer.note(fault.disarm());
+    }
+    let ramp = ramp?;
     // `pgstress run` ends its process after the report.
     engine.leave_threads_to_exit();
     drop((cpu_sampler, stats_sampler, console, engine));
@@ -245,11 +256,11 @@ type CpuSampler = Sampler<CpuSample, StepCpu>;
 /// The server whose CPU is sampled: the throwaway one, else one pre-flight found on this
 /// machine.
 fn local_server(
-    throwaway: Option<&ThrowawayServer>,
+    throwaway: Option<&Arc<Mutex<ThrowawayServer>>>,
     visible: Option<LocalServer>,
 ) -> Option<LocalServer> {
     let throwaway = throwaway.map(|server| LocalServer {
-        postmaster_pid: server.postmaster_pid(),
+        postmaster_pid: lock(server).postmaster_pid(),
     });
     throwaway.or(visible)
 }
@@ -359,4 +370,10 @@ fn finish(
         printer.note(crate::report::after_run(logs.summary_path()));
     }
     Ok(breaches)
+}
+
+fn lock(server: &Mutex<ThrowawayServer>) -> std::sync::MutexGuard<'_, ThrowawayServer> {
+    server
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -98,6 +98,13 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub reconnect: Option<bool>,
 
+    /// On the throwaway server, during the load: restart@30s (a fast stop and a start),
+    /// kill-backends@30s (pg_terminate_backend of the run's sessions) or freeze@30s:3s
+    /// (SIGSTOP, then SIGCONT 3 s later); the time counts from the load's start. The outage
+    /// is measured the same way without it, whoever causes the fault [default: none].
+    #[arg(long, value_name = "FAULT")]
+    pub fault: Option<crate::model::fault::Fault>,
+
     /// pool: the longest wait between two reconnect attempts, e.g. 1s or 250ms [default: 1s].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub reconnect_max: Option<Span>,

@@ -105,6 +105,8 @@ pub struct RunConfig {
     pub stop: StopRules,
     /// What a pool worker does when its connection fails.
     pub reconnect: crate::model::plan::Reconnect,
+    /// A fault to cause on the throwaway server during the load.
+    pub fault: Option<crate::model::fault::Fault>,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
     /// Draw the charts and the HTML report at the end of the run.
@@ -141,6 +143,7 @@ impl RunConfig {
         let (query, takes_parameter) = merge_query(&options)?;
         let timing = Timing::merge(&options)?;
         let target = merge_target(&options, env)?;
+        let fault = outage::merge_fault(&options, &target)?;
         let pooler = pooler::merge_pooler(&options)?;
         let cpus = merge_cpus(&options, &target)?;
         let fleet = fleet::merge_fleet(&options, &target, &mode, pooler.is_some())?;
@@ -173,6 +176,7 @@ impl RunConfig {
             tolerate: judging.tolerate,
             stop: judging.stop,
             reconnect,
+            fault,
             gates: judging.gates,
             thresholds: judging.thresholds,
             report: !options.no_report.unwrap_or(false),

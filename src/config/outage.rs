@@ -5,6 +5,7 @@ use crate::config::error::{ConfigError, invalid};
 use crate::config::values::or_default;
 // The first wait after a failed connect: `--reconnect-max` below it would never back off.
 use crate::engine::pool::FIRST_BACKOFF;
+use crate::model::fault::Fault;
 use crate::model::plan::{Mode, Reconnect};
 
 pub(super) fn merge_reconnect(options: &RunArgs, mode: &Mode) -> Result<Reconnect, ConfigError> {
@@ -34,6 +35,24 @@ pub(super) fn merge_reconnect(options: &RunArgs, mode: &Mode) -> Result<Reconnec
         ));
     }
     Ok(Reconnect { enabled, max })
+}
+
+/// A fault pgstress causes: only on the server it started, which it may break.
+pub(super) fn merge_fault(
+    options: &RunArgs,
+    target: &crate::config::TargetChoice,
+) -> Result<Option<Fault>, ConfigError> {
+    let Some(fault) = options.fault else {
+        return Ok(None);
+    };
+    if !matches!(target, crate::config::TargetChoice::Throwaway { .. }) {
+        return Err(invalid(
+            "--fault",
+            fault,
+            "pgstress breaks only the throwaway server it starts; drop --dsn, or cause the fault yourself (the outage is measured the same way)",
+        ));
+    }
+    Ok(Some(fault))
 }
 
 #[cfg(test)]

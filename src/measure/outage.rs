@@ -145,7 +145,8 @@ fn back_at(
         .map(|bin| BIN * bin as u32)
 }
 
-/// Each client's gap, for the clients that failed.
+/// Each client's gap, for the clients that failed: from the end of the last success it saw
+/// before it saw its first failure, to the end of its first success sent after it saw it.
 fn client_gaps(events: &[Event], horizon: Duration) -> Vec<ClientGap> {
     let mut by_client: BTreeMap<Option<u32>, Vec<&Event>> = BTreeMap::new();
     for event in events {
@@ -154,19 +155,21 @@ fn client_gaps(events: &[Event], horizon: Duration) -> Vec<ClientGap> {
     (by_client.into_iter())
         .filter_map(|(client, events)| {
             let failure = events.iter().find(|e| e.failed.is_some())?;
+            // What the client last saw succeed before it saw the failure: with concurrent
+            // requests of one client, one sent before the fault may end long after it.
             let from = (events.iter())
-                .filter(|e| e.failed.is_none() && e.start < failure.start)
+                .filter(|e| e.failed.is_none() && e.end <= failure.end)
                 .map(|e| e.end)
                 .max()
                 .unwrap_or_default();
             let back = (events.iter())
-                .filter(|e| e.failed.is_none() && e.start >= failure.start)
+                .filter(|e| e.failed.is_none() && e.start >= failure.end)
                 .min_by_key(|e| e.end);
             let to = back.map(|e| e.end);
             let until = back.map_or(Duration::MAX, |e| e.start);
             let failures = count_classes(
                 (events.iter())
-                    .filter(|e| e.start >= failure.start && e.start < until)
+                    .filter(|e| e.failed.is_some() && e.start >= failure.start && e.start < until)
                     .filter_map(|e| e.failed),
             );
             let gap = to.unwrap_or(horizon.max(failure.end)).saturating_sub(from);

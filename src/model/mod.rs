@@ -1,6 +1,7 @@
 //! Plain data shared by every layer: no I/O, no PostgreSQL, no threads.
 
 pub mod facts;
+pub mod fault;
 pub mod fleet;
 pub mod hdr;
 pub mod outage;

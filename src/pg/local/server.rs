@@ -164,6 +164,14 @@ impl ThrowawayServer {
         self.wait_until_ready()
     }
 
+    /// Stops every process of the server (SIGSTOP) until `resume` says so or `down` passed,
+    /// then lets them run again (SIGCONT): a server that hangs without closing a connection.
+    pub fn freeze(&self, down: Duration, resume: &crossbeam_channel::Receiver<()>) {
+        signal_family(self.child.id(), Signal::SIGSTOP);
+        let _ = resume.recv_timeout(down);
+        signal_family(self.child.id(), Signal::SIGCONT);
+    }
+
     fn wait_until_ready(&mut self) -> Result<(), ServerError> {
         let log = self.postmaster.log.clone();
         let target = self.target();
