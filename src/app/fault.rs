@@ -18,6 +18,16 @@ pub struct Armed {
     thread: JoinHandle<String>,
 }
 
+/// Arms the run's fault, if it has one, on its throwaway server.
+pub fn arm_for(
+    fault: Option<Fault>,
+    server: Option<&Arc<Mutex<ThrowawayServer>>>,
+    sessions: &str,
+) -> Option<Armed> {
+    let (fault, server) = fault.zip(server)?;
+    Some(arm(fault, Arc::clone(server), sessions.to_owned()))
+}
+
 /// Arms `fault` on `server` from now (the load's start); `sessions` names the run's requests.
 pub fn arm(fault: Fault, server: Arc<Mutex<ThrowawayServer>>, sessions: String) -> Armed {
     let origin = Instant::now();
@@ -32,6 +42,18 @@ impl Armed {
         drop(self.cancel);
         (self.thread.join()).unwrap_or_else(|_| "fault: its thread panicked".to_owned())
     }
+}
+
+/// Ends the run's fault (if any) and says what it did; `ramp` passes through.
+pub fn disarm<T, W: std::io::Write>(
+    fault: Option<Armed>,
+    printer: &mut crate::output::printer::Printer<W>,
+    ramp: T,
+) -> T {
+    if let Some(fault) = fault {
+        printer.note(fault.disarm());
+    }
+    ramp
 }
 
 fn lock(server: &Mutex<ThrowawayServer>) -> MutexGuard<'_, ThrowawayServer> {

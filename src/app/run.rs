@@ -97,7 +97,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         pooler.stop();
         printer.note("throwaway pooler stopped and removed");
     }
-    if let Some(server) = throwaway.and_then(|server| Arc::into_inner(server)) {
+    if let Some(server) = throwaway.and_then(Arc::into_inner) {
         server
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -165,8 +165,7 @@ fn run_against(
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
-    let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
-    let requests_name = requests_name.to_owned();
+    let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
     let mut engine = engine_for(config, spec, &server, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
@@ -190,7 +189,6 @@ fn run_against(
         client: cpus.into(),
         cpus: super::cpus::facts(local_server.map(|s| s.postmaster_pid), pinned),
     };
-
     let sides = Sides {
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
@@ -199,12 +197,11 @@ fn run_against(
     };
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(&facts, &logs.paths());
-    let probes = (local_server, monitor, sides, requests_name.clone());
+    let fault = super::fault::arm_for(config.fault, around.throwaway, &requests_name);
+    let probes = (local_server, monitor, sides, requests_name);
     let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start)?;
     let console = start_console(config, console)?;
     let mut progress = Progress::new(config.plan.steps, config.quiet);
-    let fault = (config.fault.zip(around.throwaway))
-        .map(|(fault, server)| super::fault::arm(fault, Arc::clone(server), requests_name.clone()));
     let ramp = StepLoop {
         config,
         facts: &facts,
@@ -222,10 +219,7 @@ fn run_against(
         stop_requested: &interrupt::requested,
     }
     .run(engine.as_mut());
-    if let Some(fault) = fault {
-        printer.note(fault.disarm());
-    }
-    let ramp = ramp?;
+    let ramp = super::fault::disarm(fault, printer, ramp)?;
     // `pgstress run` ends its process after the report.
     engine.leave_threads_to_exit();
     drop((cpu_sampler, stats_sampler, console, engine));

@@ -284,3 +284,13 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     let stated: crate::cli::values::Span = stated_default("agents-timeout").parse().unwrap();
     assert_eq!(stated.0, timeout);
 }
+
+#[test]
+fn a_fault_breaks_only_the_throwaway_server() {
+    let config = merge(&["--fault", "freeze@2s:1s"], "").unwrap();
+    assert_eq!(config.fault.unwrap().to_string(), "freeze@2s:1s");
+    let err = merge(&["--dsn", "host=h", "--fault", "restart@1s"], "").unwrap_err();
+    assert!(err.contains("--fault") && err.contains("throwaway"), "{err}");
+    let err = merge(&["--fault", "failover@1s"], "").unwrap_err();
+    assert!(err.contains("failover") && err.contains("restart@30s"), "{err}");
+}
