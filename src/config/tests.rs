@@ -290,7 +290,13 @@ fn a_fault_breaks_only_the_throwaway_server() {
     let config = merge(&["--fault", "freeze@2s:1s"], "").unwrap();
     assert_eq!(config.fault.unwrap().to_string(), "freeze@2s:1s");
     let err = merge(&["--dsn", "host=h", "--fault", "restart@1s"], "").unwrap_err();
-    assert!(err.contains("--fault") && err.contains("throwaway"), "{err}");
+    assert!(
+        err.contains("--fault") && err.contains("throwaway"),
+        "{err}"
+    );
     let err = merge(&["--fault", "failover@1s"], "").unwrap_err();
-    assert!(err.contains("failover") && err.contains("restart@30s"), "{err}");
+    assert!(
+        err.contains("failover") && err.contains("restart@30s"),
+        "{err}"
+    );
 }

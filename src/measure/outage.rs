@@ -44,12 +44,22 @@ fn events(records: &[RequestRecord]) -> Vec<Event> {
     events
 }
 
+/// When a failure shows the server gone: a failure the server or the network announced
+/// (refused, shutdown, starting...) at its end, when it came, since the request may have
+/// started long before the fault; a timeout at its start, the latest moment the server was
+/// still known to answer.
+fn seen(event: &Event) -> Option<Duration> {
+    match event.failed? {
+        FailureClass::Timeout => Some(event.start),
+        _ => Some(event.end),
+    }
+}
+
 /// The step's outage, if a request failed on the server's side after one had succeeded: a
 /// step that never had the server is not an outage but a server that was never there.
 pub fn of(records: &[RequestRecord]) -> Option<Outage> {
     let events = events(records);
-    let first = events.iter().find(|e| e.failed.is_some())?;
-    let start = first.start;
+    let start = events.iter().filter_map(seen).min()?;
     if !events.iter().any(|e| e.failed.is_none() && e.end <= start) {
         return None;
     }
@@ -64,7 +74,7 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
     let until = end.unwrap_or(Duration::MAX);
     let failures = count_classes(
         (events.iter())
-            .filter(|e| e.start >= start && e.start <= until)
+            .filter(|e| seen(e).is_some_and(|at| at >= start && at <= until))
             .filter_map(|e| e.failed),
     );
     let gaps = client_gaps(&events, horizon);
