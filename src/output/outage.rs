@@ -45,7 +45,12 @@ pub fn line(outage: &Outage, lost: u32) -> String {
     )
 }
 
+/// Seconds, to the millisecond below one (a reconnect's gap is a few of them).
 fn seconds(duration: Duration, decimals: usize) -> String {
+    let decimals = match duration < Duration::from_secs(1) {
+        true => 3,
+        false => decimals,
+    };
     format!("{:.decimals$} s", duration.as_secs_f64())
 }
 
