@@ -344,3 +344,67 @@ fn a_frozen_server_is_an_outage_of_the_freeze_whose_failures_are_timeouts() {
         "a frozen server closes nothing: {failures:?}"
     );
 }
+
+#[test]
+fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_primary() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--standby",
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "50",
+            "--duration",
+            "5s",
+            "--timeout",
+            "1s",
+            "--fault",
+            "failover@2s",
+            "--no-report",
+        ],
+    );
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    println!("--standby --fault failover@2s:\n{stdout}");
+    assert_every_request_accounted_for(logs.path(), 250);
+    let (stopped, _) = fault_instants(&stdout);
+    let step = &summary(logs.path())["steps"][0];
+    let outage = &step["outage"];
+    assert!(
+        outage["end"].is_number(),
+        "the load came back: {outage:#}\n{stdout}"
+    );
+    assert!(
+        seconds(&outage["start"]) + Duration::from_millis(50) >= stopped,
+        "{outage:#}"
+    );
+    assert_eq!(
+        outage["gaps"].as_array().unwrap().len(),
+        1,
+        "the schedule: {outage:#}"
+    );
+    // Both hosts took requests: the primary until its stop, then the promoted standby. No
+    // request succeeded after the stop but on the standby: the old primary is gone.
+    let nodes: Vec<u64> = (step["requests_by_node"].as_str().unwrap().split(';'))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        nodes.len() == 2 && nodes[0] > 0 && nodes[1] > 0,
+        "{nodes:?}"
+    );
+    let failures = outage["failures"].as_object().unwrap();
+    assert!(
+        failures.keys().all(
+            |c| ["refused", "shutdown", "starting", "read_only", "timeout"].contains(&c.as_str())
+        ),
+        "{failures:?}"
+    );
+    assert!(
+        stdout.contains("throwaway standby stopped and removed"),
+        "{stdout}"
+    );
+}

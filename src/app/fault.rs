@@ -11,6 +11,63 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::model::fault::{Fault, FaultKind};
 use crate::pg::local::server::ThrowawayServer;
 
+/// The servers pgstress started for the run: the primary, and its standby (`--standby`).
+pub struct Servers {
+    pub primary: Arc<Mutex<ThrowawayServer>>,
+    pub standby: Option<Arc<Mutex<ThrowawayServer>>>,
+}
+
+impl Servers {
+    pub fn new(primary: ThrowawayServer, standby: Option<ThrowawayServer>) -> Self {
+        let shared = |server| Arc::new(Mutex::new(server));
+        Servers {
+            primary: shared(primary),
+            standby: standby.map(shared),
+        }
+    }
+
+    /// The primary's postmaster (the one whose CPU is sampled).
+    pub fn postmaster_pid(&self) -> u32 {
+        lock(&self.primary).postmaster_pid()
+    }
+
+    /// The run's target: the primary, or with a standby both hosts, the writable one chosen
+    /// at each connection (`target_session_attrs=read-write`), so that the load follows a
+    /// failover.
+    pub fn target(&self) -> crate::pg::target::ConnectTarget {
+        let primary = lock(&self.primary);
+        let Some(standby) = &self.standby else {
+            return primary.target();
+        };
+        let dsn = format!(
+            "host=127.0.0.1,127.0.0.1 port={},{} user=postgres password={} dbname=postgres \
+             sslmode=disable target_session_attrs=read-write",
+            primary.port(),
+            lock(standby).port(),
+            primary.password()
+        );
+        crate::pg::target::ConnectTarget::parse(&dsn, None)
+            .expect("a DSN of two loopback hosts parses")
+    }
+
+    /// Stops and removes both, the standby first; what was stopped, for the terminal.
+    pub fn stop(self) -> Vec<&'static str> {
+        let mut stopped = Vec::new();
+        let own = |server: Arc<Mutex<ThrowawayServer>>| {
+            Arc::into_inner(server).map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))
+        };
+        if let Some(standby) = self.standby.and_then(own) {
+            standby.stop();
+            stopped.push("throwaway standby stopped and removed");
+        }
+        if let Some(primary) = own(self.primary) {
+            primary.stop();
+            stopped.push("throwaway server stopped and removed");
+        }
+        stopped
+    }
+}
+
 /// A fault waiting for its time, or being caused.
 pub struct Armed {
     /// Dropped when the run ends: a fault not yet caused is not, a freeze ends at once.
@@ -19,20 +76,20 @@ pub struct Armed {
 }
 
 /// Arms the run's fault, if it has one, on its throwaway server.
-pub fn arm_for(
-    fault: Option<Fault>,
-    server: Option<&Arc<Mutex<ThrowawayServer>>>,
-    sessions: &str,
-) -> Option<Armed> {
-    let (fault, server) = fault.zip(server)?;
-    Some(arm(fault, Arc::clone(server), sessions.to_owned()))
+pub fn arm_for(fault: Option<Fault>, servers: Option<&Servers>, sessions: &str) -> Option<Armed> {
+    let (fault, servers) = fault.zip(servers)?;
+    let servers = Servers {
+        primary: Arc::clone(&servers.primary),
+        standby: servers.standby.clone(),
+    };
+    Some(arm(fault, servers, sessions.to_owned()))
 }
 
 /// Arms `fault` on `server` from now (the load's start); `sessions` names the run's requests.
-pub fn arm(fault: Fault, server: Arc<Mutex<ThrowawayServer>>, sessions: String) -> Armed {
+pub fn arm(fault: Fault, servers: Servers, sessions: String) -> Armed {
     let origin = Instant::now();
     let (cancel, cancelled) = crossbeam_channel::bounded(1);
-    let thread = std::thread::spawn(move || cause(fault, &server, &sessions, &cancelled, origin));
+    let thread = std::thread::spawn(move || cause(fault, &servers, &sessions, &cancelled, origin));
     Armed { cancel, thread }
 }
 
@@ -64,7 +121,7 @@ fn lock(server: &Mutex<ThrowawayServer>) -> MutexGuard<'_, ThrowawayServer> {
 
 fn cause(
     fault: Fault,
-    server: &Mutex<ThrowawayServer>,
+    servers: &Servers,
     sessions: &str,
     cancelled: &Receiver<()>,
     origin: Instant,
@@ -74,7 +131,28 @@ fn cause(
     }
     let at = |instant: Instant| format!("{:.3} s", (instant - origin).as_secs_f64());
     let began = Instant::now();
+    let server = &servers.primary;
     match fault.kind {
+        FaultKind::Failover => {
+            lock(server).stop_immediately();
+            let stopped = Instant::now();
+            let promoted = match &servers.standby {
+                Some(standby) => lock(standby).promote(),
+                None => Err("no standby to promote".to_owned()),
+            };
+            match promoted {
+                Ok(()) => format!(
+                    "fault {fault}: primary stopped (immediate) at {} to {}, the standby promoted at {}",
+                    at(began),
+                    at(stopped),
+                    at(Instant::now())
+                ),
+                Err(err) => format!(
+                    "fault {fault}: primary stopped at {}, not promoted: {err}",
+                    at(began)
+                ),
+            }
+        }
         FaultKind::Restart => match lock(server).restart() {
             Ok(()) => format!(
                 "fault {fault}: fast stop sent at {}, the new server answered at {}",

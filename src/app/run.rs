@@ -1,12 +1,13 @@
 //! One `pgstress run`: check the input, reach (or start) the server, run the ramp step by step,
 //! judging and writing each step as soon as it ends, and clean up however the run ends.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use super::cpus::place_sides;
+use super::fault::Servers;
 use super::preflight::preflight;
 use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
@@ -58,10 +59,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         TargetChoice::Server(_) => None,
     };
     // Shared with the thread of a fault (`--fault`), which may restart it.
-    let throwaway = throwaway.map(|server| Arc::new(Mutex::new(server)));
+    let throwaway = match throwaway {
+        Some(primary) => Some(with_standby(primary, &config, &mut printer)?),
+        None => None,
+    };
     let target = match (&config.target, &throwaway) {
         (TargetChoice::Server(target), _) => (**target).clone(),
-        (_, Some(server)) => lock(server).target(),
+        (_, Some(servers)) => servers.target(),
         (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
     for warning in target.warnings() {
@@ -97,12 +101,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         pooler.stop();
         printer.note("throwaway pooler stopped and removed");
     }
-    if let Some(server) = throwaway.and_then(Arc::into_inner) {
-        server
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .stop();
-        printer.note("throwaway server stopped and removed");
+    for stopped in throwaway.map(Servers::stop).unwrap_or_default() {
+        printer.note(stopped);
     }
     let (ramp, breaches) = outcome?;
     Ok(status_of(&ramp, &breaches, &config, &mut printer))
@@ -141,7 +141,7 @@ type Breaches = Vec<(String, Option<String>)>;
 
 /// What pgstress started around the target, and the pooler as the header names it.
 struct Around<'a> {
-    throwaway: Option<&'a Arc<Mutex<ThrowawayServer>>>,
+    throwaway: Option<&'a Servers>,
     pooler: Option<&'a ThrowawayPooler>,
     pooler_text: Option<String>,
 }
@@ -249,12 +249,9 @@ type CpuSampler = Sampler<CpuSample, StepCpu>;
 
 /// The server whose CPU is sampled: the throwaway one, else one pre-flight found on this
 /// machine.
-fn local_server(
-    throwaway: Option<&Arc<Mutex<ThrowawayServer>>>,
-    visible: Option<LocalServer>,
-) -> Option<LocalServer> {
-    let throwaway = throwaway.map(|server| LocalServer {
-        postmaster_pid: lock(server).postmaster_pid(),
+fn local_server(throwaway: Option<&Servers>, visible: Option<LocalServer>) -> Option<LocalServer> {
+    let throwaway = throwaway.map(|servers| LocalServer {
+        postmaster_pid: servers.postmaster_pid(),
     });
     throwaway.or(visible)
 }
@@ -366,8 +363,23 @@ fn finish(
     Ok(breaches)
 }
 
-fn lock(server: &Mutex<ThrowawayServer>) -> std::sync::MutexGuard<'_, ThrowawayServer> {
-    server
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The throwaway server and, with `--standby`, its standby beside it.
+fn with_standby(
+    primary: ThrowawayServer,
+    config: &RunConfig,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<Servers> {
+    let standby = match config.standby {
+        true => {
+            let standby = primary.start_standby();
+            let standby = standby.context("cannot start the throwaway standby")?;
+            printer.note(format!(
+                "throwaway standby streaming on port {}",
+                standby.port()
+            ));
+            Some(standby)
+        }
+        false => None,
+    };
+    Ok(Servers::new(primary, standby))
 }

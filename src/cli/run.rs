@@ -98,7 +98,14 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub reconnect: Option<bool>,
 
+    /// Start a streaming standby beside the throwaway server (pg_basebackup -R, its own port
+    /// and folder, removed like the server); the run's target lists both hosts with
+    /// target_session_attrs=read-write, so that the load follows a failover [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub standby: Option<bool>,
+
     /// On the throwaway server, during the load: restart@30s (a fast stop and a start),
+    /// failover@30s (with --standby: the primary stopped -m immediate, the standby promoted),
     /// kill-backends@30s (pg_terminate_backend of the run's sessions) or freeze@30s:3s
     /// (SIGSTOP, then SIGCONT 3 s later); the time counts from the load's start. The outage
     /// is measured the same way without it, whoever causes the fault [default: none].

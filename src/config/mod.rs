@@ -107,6 +107,8 @@ pub struct RunConfig {
     pub reconnect: crate::model::plan::Reconnect,
     /// A fault to cause on the throwaway server during the load.
     pub fault: Option<crate::model::fault::Fault>,
+    /// A streaming standby beside the throwaway server.
+    pub standby: bool,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
     /// Draw the charts and the HTML report at the end of the run.
@@ -177,6 +179,7 @@ impl RunConfig {
             stop: judging.stop,
             reconnect,
             fault,
+            standby: options.standby.unwrap_or(false),
             gates: judging.gates,
             thresholds: judging.thresholds,
             report: !options.no_report.unwrap_or(false),

@@ -5,7 +5,7 @@ use crate::config::error::{ConfigError, invalid};
 use crate::config::values::or_default;
 // The first wait after a failed connect: `--reconnect-max` below it would never back off.
 use crate::engine::pool::FIRST_BACKOFF;
-use crate::model::fault::Fault;
+use crate::model::fault::{Fault, FaultKind};
 use crate::model::plan::{Mode, Reconnect};
 
 pub(super) fn merge_reconnect(options: &RunArgs, mode: &Mode) -> Result<Reconnect, ConfigError> {
@@ -42,9 +42,24 @@ pub(super) fn merge_fault(
     options: &RunArgs,
     target: &crate::config::TargetChoice,
 ) -> Result<Option<Fault>, ConfigError> {
+    let throwaway = matches!(target, crate::config::TargetChoice::Throwaway { .. });
+    if options.standby == Some(true) && !throwaway {
+        return Err(invalid(
+            "--standby",
+            true,
+            "pgstress starts a standby only beside the throwaway server it starts; drop --dsn",
+        ));
+    }
     let Some(fault) = options.fault else {
         return Ok(None);
     };
+    if fault.kind == FaultKind::Failover && options.standby != Some(true) {
+        return Err(invalid(
+            "--fault",
+            fault,
+            "a failover needs a standby to promote; add --standby",
+        ));
+    }
     if !matches!(target, crate::config::TargetChoice::Throwaway { .. }) {
         return Err(invalid(
             "--fault",

@@ -251,6 +251,7 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         ("no-report", (!config.report).to_string()),
         ("allow-writes", config.allow_writes.to_string()),
         ("reconnect", config.reconnect.enabled.to_string()),
+        ("standby", config.standby.to_string()),
         ("reconnect-max", span(config.reconnect.max)),
     ];
     for (long, value) in applied {
@@ -296,7 +297,14 @@ fn a_fault_breaks_only_the_throwaway_server() {
     );
     let err = merge(&["--fault", "failover@1s"], "").unwrap_err();
     assert!(
-        err.contains("failover") && err.contains("restart@30s"),
+        err.contains("failover") && err.contains("--standby"),
+        "{err}"
+    );
+    let config = merge(&["--standby", "--fault", "failover@1s"], "").unwrap();
+    assert!(config.standby);
+    let err = merge(&["--dsn", "host=h", "--standby"], "").unwrap_err();
+    assert!(
+        err.contains("--standby") && err.contains("throwaway"),
         "{err}"
     );
 }

@@ -15,6 +15,8 @@ pub enum FaultKind {
     KillBackends,
     /// SIGSTOP of the server's processes, SIGCONT after this long.
     Freeze(Duration),
+    /// The primary stopped at once (`-m immediate`), the standby promoted (`--standby`).
+    Failover,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,7 @@ impl fmt::Display for Fault {
         match self.kind {
             FaultKind::Restart => write!(f, "restart@{at}"),
             FaultKind::KillBackends => write!(f, "kill-backends@{at}"),
+            FaultKind::Failover => write!(f, "failover@{at}"),
             FaultKind::Freeze(down) => {
                 write!(f, "freeze@{at}:{}", humantime::format_duration(down))
             }
@@ -37,7 +40,7 @@ impl fmt::Display for Fault {
     }
 }
 
-const FORMS: &str = "restart@30s, kill-backends@30s or freeze@30s:3s";
+const FORMS: &str = "restart@30s, failover@30s, kill-backends@30s or freeze@30s:3s";
 
 impl FromStr for Fault {
     type Err = String;
@@ -57,13 +60,14 @@ impl FromStr for Fault {
         let kind = match (kind, down) {
             ("restart", None) => FaultKind::Restart,
             ("kill-backends", None) => FaultKind::KillBackends,
+            ("failover", None) => FaultKind::Failover,
             ("freeze", Some(down)) if !down.is_zero() => FaultKind::Freeze(down),
             ("freeze", _) => {
                 return Err(format!(
                     "'{text}': a freeze needs how long, e.g. freeze@30s:3s"
                 ));
             }
-            ("restart" | "kill-backends", Some(_)) => {
+            ("restart" | "kill-backends" | "failover", Some(_)) => {
                 return Err(format!(
                     "'{text}': only a freeze takes a length; give {FORMS}"
                 ));
@@ -86,7 +90,12 @@ mod tests {
 
     #[test]
     fn each_fault_reads_and_shows_as_written() {
-        for text in ["restart@30s", "kill-backends@1m 30s", "freeze@2s:3s 500ms"] {
+        for text in [
+            "restart@30s",
+            "failover@5s",
+            "kill-backends@1m 30s",
+            "freeze@2s:3s 500ms",
+        ] {
             assert_eq!(text.parse::<Fault>().unwrap().to_string(), text);
         }
         let freeze: Fault = "freeze@30s:3s".parse().unwrap();
@@ -101,13 +110,10 @@ mod tests {
             ("restart@soon", "'soon'"),
             ("freeze@3s", "how long"),
             ("restart@3s:1s", "only a freeze"),
-            ("failover@3s", "'failover' is no fault"),
+            ("switchover@3s", "'switchover' is no fault"),
         ] {
             let err = text.parse::<Fault>().unwrap_err();
-            assert!(
-                err.contains(says) && err.contains("restart@30s"),
-                "{text}: {err}"
-            );
+            assert!(err.contains(says) && err.contains("@30s"), "{text}: {err}");
         }
     }
 }

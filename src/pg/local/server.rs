@@ -241,6 +241,11 @@ impl ThrowawayServer {
 
     fn stop_postmaster(&mut self) {
         let postmaster = self.child.id();
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            // Already gone (stopped at once by a failover): its pid may be another's now.
+            forget_live(postmaster);
+            return;
+        }
         // A stopped server (SIGSTOP) would never see the shutdown request.
         signal_family(postmaster, Signal::SIGCONT);
         let _ = signal::kill(Pid::from_raw(postmaster as i32), Signal::SIGINT);
@@ -413,3 +418,6 @@ fn run_to_end(
         }
     }
 }
+
+#[path = "standby.rs"]
+mod standby;
