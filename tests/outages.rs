@@ -263,8 +263,8 @@ fn fault_instants(stdout: &str) -> (Duration, Duration) {
     (times[0], times[1])
 }
 
-/// A rate run on the throwaway server with `fault`, 100 requests a second for 5 s; its stdout
-/// and its step's outage.
+/// A rate run on the throwaway server with `fault`, 100 requests a second for 5 s, its report
+/// drawn; its stdout and its step's outage.
 fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value) {
     let logs = tempfile::tempdir().unwrap();
     let run = spawn_pgstress(
@@ -282,7 +282,6 @@ fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value
             timeout,
             "--fault",
             fault,
-            "--no-report",
         ],
     );
     let output = finish(run);
@@ -292,6 +291,9 @@ fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value
     assert!(outage.is_object(), "{stdout}{}", text(&output.stderr));
     let p99 = float(&step_rows(logs.path())[0], "latency_p99_ms");
     outage["p99_ms"] = p99.into(); // the run's own latency, for its tolerance
+    // The report draws the step's timeline, the outage shaded.
+    let report = std::fs::read_to_string(log_file(logs.path(), "_report.html")).unwrap();
+    assert!(report.contains("<h2>Outages</h2>") && report.contains("outage-step-1"));
     (stdout, outage)
 }
 

@@ -307,6 +307,7 @@ fn outage_gates_read_the_steps_outage_and_lost_count() {
         gap_max: ms(4_600),
         unrecovered: 0,
         gaps: Vec::new(),
+        timeline: Vec::new(),
     };
     let mut step = step_result(1, 100, 3);
     let verdict = Verdict::judge(&[], &judging(1), None);

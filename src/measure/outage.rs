@@ -91,7 +91,25 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
         gap_max: sorted.last().copied().unwrap_or_default(),
         unrecovered: gaps.iter().filter(|g| g.to.is_none()).count() as u32,
         gaps,
+        timeline: timeline(&events),
     })
+}
+
+/// Successes and failures per 100 ms bin, for the report's timeline.
+fn timeline(events: &[Event]) -> Vec<[u32; 2]> {
+    let mut bins: Vec<[u32; 2]> = Vec::new();
+    for event in events {
+        let (at, side) = match seen(event) {
+            Some(at) => (at, 1),
+            None => (event.end, 0),
+        };
+        let bin = bin_of(at);
+        if bins.len() <= bin {
+            bins.resize(bin + 1, [0, 0]);
+        }
+        bins[bin][side] += 1;
+    }
+    bins
 }
 
 /// Successes per 100 ms bin, by their end.

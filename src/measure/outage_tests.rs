@@ -51,6 +51,16 @@ fn a_server_down_for_a_second_and_a_half_is_an_outage_of_as_long_for_the_run_and
         (secs(1520), secs(1560), secs(1560))
     );
     assert_eq!(outage.unrecovered, 0);
+    // The timeline: 10 successes a bin, then 10 failures a bin, then successes again.
+    assert_eq!(outage.timeline.len(), 60);
+    assert_eq!(
+        (outage.timeline[29], outage.timeline[30]),
+        ([10, 0], [0, 10])
+    );
+    assert_eq!(
+        (outage.timeline[44], outage.timeline[45]),
+        ([0, 10], [10, 0])
+    );
 }
 
 #[test]

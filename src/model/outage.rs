@@ -61,6 +61,9 @@ pub struct Outage {
     /// Clients that had no success after their first failure before the step ended.
     pub unrecovered: u32,
     pub gaps: Vec<ClientGap>,
+    /// The step in 100 ms bins from its release: successes (by their end) and the server's
+    /// failures (when they showed the server gone), `[ok, failed]` each.
+    pub timeline: Vec<[u32; 2]>,
 }
 
 impl Outage {

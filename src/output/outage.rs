@@ -86,6 +86,7 @@ mod tests {
             gap_max: ms(3_500),
             unrecovered: 0,
             gaps: Vec::new(),
+            timeline: Vec::new(),
         };
         assert_eq!(
             line(&outage, 0),
