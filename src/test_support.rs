@@ -23,6 +23,7 @@ pub fn step_with_failures(
         latency: Duration::from_millis(latency_ms),
         outcome: Ok(()),
         node: None,
+        client: None,
     };
     let bad = RequestRecord::failed_without_running(
         Failure::new(class, class.name()),

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod compare;
 pub mod coordinate;
 pub mod cpus;
+pub mod fault;
 pub mod k8s;
 pub mod manual;
 pub mod outputs;

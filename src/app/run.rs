@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::cpus::place_sides;
+use super::fault::Servers;
 use super::preflight::preflight;
 use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
     quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
 };
-use super::setup::{describe_pooler, pooler_side, start_console};
+use super::setup::{
+    describe_pooler, detected_pooler, node_names, pooler_side, server_source, start_console,
+};
 use super::step_loop::{PoolerWatch, Ramp, StatsSampler, StepLoop, judge_run, write_summary};
 use crate::Status;
 use crate::config::data::ParamData;
@@ -27,7 +30,6 @@ use crate::model::facts::{
 };
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, StepCpu};
-use crate::model::server_cpu::ServerSource;
 use crate::output::metrics::RunMetrics;
 use crate::output::metrics::endpoint::MetricsEndpoint;
 use crate::output::printer::Printer;
@@ -64,9 +66,14 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         }
         TargetChoice::Server(_) => None,
     };
+    // Shared with the thread of a fault (`--fault`), which may restart it.
+    let throwaway = match throwaway {
+        Some(primary) => Some(with_standby(primary, &config, &mut printer)?),
+        None => None,
+    };
     let target = match (&config.target, &throwaway) {
         (TargetChoice::Server(target), _) => (**target).clone(),
-        (_, Some(server)) => server.target(),
+        (_, Some(servers)) => servers.target(),
         (TargetChoice::Throwaway { .. }, None) => unreachable!("a throwaway target has a server"),
     };
     for warning in target.warnings() {
@@ -103,9 +110,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
         pooler.stop();
         printer.note("throwaway pooler stopped and removed");
     }
-    if let Some(server) = throwaway {
-        server.stop();
-        printer.note("throwaway server stopped and removed");
+    for stopped in throwaway.map(Servers::stop).unwrap_or_default() {
+        printer.note(stopped);
     }
     let (ramp, breaches) = outcome?;
     let status = status_of(&ramp, &breaches, &config, &mut printer);
@@ -148,7 +154,7 @@ type Breaches = Vec<(String, Option<String>)>;
 
 /// What pgstress started around the target, and the pooler as the header names it.
 struct Around<'a> {
-    throwaway: Option<&'a ThrowawayServer>,
+    throwaway: Option<&'a Servers>,
     pooler: Option<&'a ThrowawayPooler>,
     pooler_text: Option<String>,
     /// The live metrics' endpoint, if asked for.
@@ -175,8 +181,7 @@ fn run_against(
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
-    let requests_name = (spec.config.get_application_name()).unwrap_or("pgstress");
-    let requests_name = requests_name.to_owned();
+    let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
     let engine = engine_for(config, spec, &server, pooler_limit.as_ref(), printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
@@ -200,17 +205,18 @@ fn run_against(
         client: cpus.into(),
         cpus: server_cpus(config, local_server, pinned, printer),
     };
-
     let sides = Sides {
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
         server_cores: facts.cpus.server_cores,
         pooler: local_pooler,
     };
+    // Armed just before the samplers and step 1: `--fault ...@T` counts from here.
+    let fault = super::fault::arm_for(config.fault, around.throwaway, &requests_name);
     let probes = (local_server, monitor, sides, requests_name);
     let pooler_cores = local_pooler.and_then(|pooler| pooler.cores);
     let sides = (cpus, probes, console, pooler_cores);
-    let end = (data, around.endpoint, run_start);
+    let end = (data, around.endpoint, run_start, fault);
     run_ramp(config, &facts, sides, engine, end, printer)
 }
 
@@ -234,7 +240,12 @@ fn run_ramp(
         Option<f64>,
     ),
     mut engine: Box<dyn Engine>,
-    (data, endpoint, run_start): (Option<&ParamData>, Option<&MetricsEndpoint>, Instant),
+    (data, endpoint, run_start, fault): (
+        Option<&ParamData>,
+        Option<&MetricsEndpoint>,
+        Instant,
+        Option<super::fault::Armed>,
+    ),
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<(Ramp, Breaches)> {
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
@@ -264,7 +275,8 @@ fn run_ramp(
         metrics: Some((&metrics, endpoint.is_some())),
         stop_requested: &interrupt::requested,
     }
-    .run(engine.as_mut())?;
+    .run(engine.as_mut());
+    let ramp = super::fault::disarm(fault, printer, ramp)?;
     // `pgstress run` ends its process after the report.
     engine.leave_threads_to_exit();
     drop((cpu_sampler, stats_sampler, console, engine));
@@ -303,31 +315,11 @@ type CpuSampler = Sampler<CpuSample, StepCpu>;
 
 /// The server whose CPU is sampled: the throwaway one, else one pre-flight found on this
 /// machine.
-fn local_server(
-    throwaway: Option<&ThrowawayServer>,
-    visible: Option<LocalServer>,
-) -> Option<LocalServer> {
-    let throwaway = throwaway.map(|server| LocalServer {
-        postmaster_pid: server.postmaster_pid(),
+fn local_server(throwaway: Option<&Servers>, visible: Option<LocalServer>) -> Option<LocalServer> {
+    let throwaway = throwaway.map(|servers| LocalServer {
+        postmaster_pid: servers.postmaster_pid(),
     });
     throwaway.or(visible)
-}
-
-/// The hosts of the target's list, named; none with one host.
-fn node_names(target: &ConnectTarget) -> Vec<String> {
-    match target.hosts().endpoints.as_slice() {
-        [_] => Vec::new(),
-        many => many.iter().map(|e| e.describe()).collect(),
-    }
-}
-
-/// Where the server side's figures come from at the start: its processes here, else SQL.
-fn server_source(local: Option<LocalServer>, monitor: bool) -> ServerSource {
-    match (local, monitor) {
-        (Some(_), _) => ServerSource::Local,
-        (None, true) => ServerSource::SqlEstimate,
-        (None, false) => ServerSource::None,
-    }
 }
 
 /// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
@@ -371,15 +363,6 @@ fn probe(
         super::preflight::probe_kept(target, spec, data)?;
     }
     Ok(())
-}
-
-/// What the header says of a target that turned out to be a pooler.
-fn detected_pooler(target: &ConnectTarget) -> Option<String> {
-    target.settings_in_band().then(|| {
-        "the target refused the `options` startup parameter, as a pooler does: settings sent in \
-         each request's transaction"
-            .to_owned()
-    })
 }
 
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler, each
@@ -478,4 +461,25 @@ fn finish(
         printer.note(crate::report::after_run(logs.summary_path()));
     }
     Ok(breaches)
+}
+
+/// The throwaway server and, with `--standby`, its standby beside it.
+fn with_standby(
+    primary: ThrowawayServer,
+    config: &RunConfig,
+    printer: &mut Printer<std::io::Stdout>,
+) -> anyhow::Result<Servers> {
+    let standby = match config.standby {
+        true => {
+            let standby = primary.start_standby();
+            let standby = standby.context("cannot start the throwaway standby")?;
+            printer.note(format!(
+                "throwaway standby streaming on port {}",
+                standby.port()
+            ));
+            Some(standby)
+        }
+        false => None,
+    };
+    Ok(Servers::new(primary, standby))
 }

@@ -213,6 +213,9 @@ impl<W: Write> StepLoop<'_, W> {
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
         let mut measured = StepResult::from_run(index, size, run, &[], &[]);
+        // ok + failed + dropped + unsent = scheduled, for every step: whatever is missing was lost.
+        let scheduled = self.config.mode.requests_for(size);
+        measured.lost = scheduled.saturating_sub(measured.requests);
         measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
         let own = of_own_cpus(1.0, self.cpus.host_cores, self.cpus.allowed_cores);
         measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));

@@ -82,6 +82,7 @@ impl Engine for FakeEngine {
                 (false, _) => Ok(()),
             },
             node: None,
+            client: None,
         };
         let records: Vec<RequestRecord> = (0..params.len()).map(record).collect();
         // The first half seen live as they end; the rest only with the step.

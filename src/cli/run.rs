@@ -92,6 +92,31 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub connect_per_request: Option<bool>,
 
+    /// pool: a worker whose connection fails opens a new one (the target's hosts resolved
+    /// again, so `target_session_attrs=read-write` finds a new primary) after a backoff that
+    /// doubles from 10 ms with jitter; false: the worker stops and fails the requests it takes.
+    /// Rate mode opens a connection per request, so it always reconnects [default: true].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub reconnect: Option<bool>,
+
+    /// Start a streaming standby beside the throwaway server (pg_basebackup -R, its own port
+    /// and folder, removed like the server); the run's target lists both hosts with
+    /// target_session_attrs=read-write, so that the load follows a failover [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub standby: Option<bool>,
+
+    /// On the throwaway server, during the load: restart@30s (a fast stop and a start),
+    /// failover@30s (with --standby: the primary stopped -m immediate, the standby promoted),
+    /// kill-backends@30s (pg_terminate_backend of the run's sessions) or freeze@30s:3s
+    /// (SIGSTOP, then SIGCONT 3 s later); the time counts from the load's start. The outage
+    /// is measured the same way without it, whoever causes the fault [default: none].
+    #[arg(long, value_name = "FAULT")]
+    pub fault: Option<crate::model::fault::Fault>,
+
+    /// pool: the longest wait between two reconnect attempts, e.g. 1s or 250ms [default: 1s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub reconnect_max: Option<Span>,
+
     /// rate: how long each step offers its rate; pool: how long each step keeps its size of
     /// requests queued, each answered one replaced by the next, like pgbench -T (without it a
     /// pool step's requests are queued once and drained) [default: rate 1s; pool none].
@@ -161,7 +186,7 @@ pub struct RunArgs {
     pub no_stop: Option<bool>,
 
     /// Exit 3 when the run breaches this gate, e.g. "capacity<200", "p99>250ms@100",
-    /// "failure-rate>0.01" (repeatable) [default: none].
+    /// "failure-rate>0.01", "outage>5s", "gap-p99>4s", "lost>0" (repeatable) [default: none].
     #[arg(long = "fail-if", value_name = "GATE")]
     #[serde(rename = "fail-if")]
     pub fail_if: Option<Vec<Gate>>,

@@ -10,6 +10,7 @@ mod file;
 mod fleet;
 mod judging;
 pub mod k8s;
+pub mod outage;
 mod outputs;
 mod plan;
 mod pooler;
@@ -106,6 +107,12 @@ pub struct RunConfig {
     /// A step whose p99 exceeds this was not handled.
     pub slo_p99: Option<Duration>,
     pub stop: StopRules,
+    /// What a pool worker does when its connection fails.
+    pub reconnect: crate::model::plan::Reconnect,
+    /// A fault to cause on the throwaway server during the load.
+    pub fault: Option<crate::model::fault::Fault>,
+    /// A streaming standby beside the throwaway server.
+    pub standby: bool,
     pub gates: Vec<Gate>,
     pub thresholds: Thresholds,
     /// Draw the charts and the HTML report at the end of the run.
@@ -144,6 +151,7 @@ impl RunConfig {
         let start = options.start.unwrap_or(step);
         let plan = validate_plan(steps, step, start)?;
         let mode = merge_mode(&options, &plan)?;
+        let reconnect = outage::merge_reconnect(&options, &mode)?;
         check_gate_steps(&judging.gates, &plan, &mode)?;
         let (query, takes_parameter) = merge_query(&options)?;
         let timing = Timing::merge(&options)?;
@@ -151,6 +159,7 @@ impl RunConfig {
         judging.thresholds.min_judged_wall =
             crate::model::rules::min_judged_wall(timing.sample_every);
         let target = merge_target(&options, env)?;
+        let fault = outage::merge_fault(&options, &target)?;
         let pooler = pooler::merge_pooler(&options)?;
         let cpus = merge_cpus(&options, &target)?;
         let server_cores = merge_server_cores(&options, &target)?;
@@ -184,6 +193,9 @@ impl RunConfig {
             slo_p99: judging.slo_p99,
             tolerate: judging.tolerate,
             stop: judging.stop,
+            reconnect,
+            fault,
+            standby: options.standby.unwrap_or(false),
             gates: judging.gates,
             thresholds: judging.thresholds,
             report: !options.no_report.unwrap_or(false),

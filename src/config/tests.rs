@@ -282,6 +282,9 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         ("quiet", config.quiet.to_string()),
         ("no-report", (!config.report).to_string()),
         ("allow-writes", config.allow_writes.to_string()),
+        ("reconnect", config.reconnect.enabled.to_string()),
+        ("standby", config.standby.to_string()),
+        ("reconnect-max", span(config.reconnect.max)),
     ];
     for (long, value) in applied {
         assert_eq!(stated_default(long), value, "--{long}");
@@ -342,6 +345,29 @@ fn server_cores_are_a_count_for_a_server_pgstress_does_not_start() {
     let err = merge(&["--server-cores", "2"], "").unwrap_err();
     assert!(
         err.contains("--server-cores") && err.contains("throwaway"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fault_breaks_only_the_throwaway_server() {
+    let config = merge(&["--fault", "freeze@2s:1s"], "").unwrap();
+    assert_eq!(config.fault.unwrap().to_string(), "freeze@2s:1s");
+    let err = merge(&["--dsn", "host=h", "--fault", "restart@1s"], "").unwrap_err();
+    assert!(
+        err.contains("--fault") && err.contains("throwaway"),
+        "{err}"
+    );
+    let err = merge(&["--fault", "failover@1s"], "").unwrap_err();
+    assert!(
+        err.contains("failover") && err.contains("--standby"),
+        "{err}"
+    );
+    let config = merge(&["--standby", "--fault", "failover@1s"], "").unwrap();
+    assert!(config.standby);
+    let err = merge(&["--dsn", "host=h", "--standby"], "").unwrap_err();
+    assert!(
+        err.contains("--standby") && err.contains("throwaway"),
         "{err}"
     );
 }

@@ -15,6 +15,7 @@ use crate::model::plan::StepPlan;
 #[path = "pool_timed.rs"]
 mod timed;
 use crate::model::outcome::{Failure, FailureClass};
+use crate::model::plan::Reconnect;
 use crate::model::record::RequestRecord;
 use crate::model::record::{StepObserver, StepRun};
 use crate::pg::request::kept::{self, Kept};
@@ -22,16 +23,22 @@ use crate::pg::request::{self, RequestSpec};
 
 /// Connections the default pool leaves to others (psql, monitoring, pgstress's own).
 pub const CONNECTION_MARGIN: u32 = 3;
-/// A worker whose connection died waits this long before reconnecting, doubling up to
-/// `MAX_BACKOFF` while the server keeps refusing.
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A worker whose connection died waits about this long before reconnecting, doubling up to
+/// `--reconnect-max` while the server keeps refusing.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// A worker's thread stack: it holds one client, like a burst request thread.
 const WORKER_STACK: usize = 256 * 1024;
 
-/// The wait after a failed connect that follows `backoff`: doubled, up to `MAX_BACKOFF`.
-fn next_backoff(backoff: Duration) -> Duration {
-    (backoff * 2).min(MAX_BACKOFF)
+/// The wait after a failed connect that follows `backoff`: doubled, up to `max`.
+fn next_backoff(backoff: Duration, max: Duration) -> Duration {
+    (backoff * 2).min(max)
+}
+
+/// The wait actually taken for a backoff: between half of it and all of it, at random, so
+/// that workers dropped together do not knock on the new server together ("equal jitter").
+fn jittered(backoff: Duration) -> Duration {
+    use rand::RngExt;
+    backoff.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// The default pool size: what the server accepts minus a margin, no more than the largest step.
@@ -81,6 +88,7 @@ impl Pool {
         workers: u32,
         connect_per_request: bool,
         queue_capacity: usize,
+        reconnect: Reconnect,
     ) -> std::io::Result<Self> {
         let (timeout, prepare) = (spec.timeout, spec.prepare);
         let (jobs_tx, jobs_rx) = bounded::<Job>(queue_capacity.max(1));
@@ -98,6 +106,9 @@ impl Pool {
                 session: None,
                 backoff: FIRST_BACKOFF,
                 next_attempt: Instant::now(),
+                index,
+                reconnect,
+                lost: None,
             };
             let ready = ready_tx.clone();
             let handle = thread::Builder::new()
@@ -266,6 +277,11 @@ struct Worker {
     backoff: Duration,
     /// After a failed connect, the next attempt waits until here.
     next_attempt: Instant,
+    /// The worker's number: its requests' client.
+    index: u32,
+    reconnect: Reconnect,
+    /// With `--reconnect=false`, the failure that ended the worker's connection for good.
+    lost: Option<Failure>,
 }
 
 impl Worker {
@@ -284,7 +300,8 @@ impl Worker {
             }
             // A panic (a library out of files) is this request's failure, the client's; the
             // worker lives on, its connection dropped in case the panic left it half-used.
-            let record = guarded(job.origin.elapsed(), || self.serve(&job));
+            let mut record = guarded(job.origin.elapsed(), || self.serve(&job));
+            record.client = Some(self.index);
             if record
                 .outcome
                 .as_ref()
@@ -307,6 +324,18 @@ impl Worker {
             )
             .after_waiting(job.enqueued.elapsed());
         }
+        if let Some(lost) = &self.lost {
+            // Told not to reconnect: the worker is done, and says why for each request it takes.
+            let failure = Failure::new(
+                lost.class,
+                format!(
+                    "the worker's connection was lost and --reconnect=false: {}",
+                    lost.message
+                ),
+            );
+            return RequestRecord::failed_without_running(failure, Duration::ZERO)
+                .after_waiting(job.enqueued.elapsed());
+        }
         if self.session.is_none() && !self.connect_per_request {
             // A dead connection is replaced, but not faster than the backoff allows; the
             // backoff is part of the request's wait.
@@ -328,6 +357,7 @@ impl Worker {
                     let mut record =
                         RequestRecord::failed_without_running(failure, started.elapsed());
                     record.start_offset = Some(start_offset);
+                    self.give_up_unless_reconnecting(&record);
                     return record.after_waiting(waited);
                 }
             },
@@ -342,8 +372,18 @@ impl Worker {
             request::within_deadline(record.outcome, record.latency, self.spec.timeout);
         if !usable {
             self.session = None;
+            self.give_up_unless_reconnecting(&record);
         }
         record.after_waiting(waited)
+    }
+
+    /// With `--reconnect=false`, a worker whose connection failed takes no new one.
+    fn give_up_unless_reconnecting(&mut self, record: &RequestRecord) {
+        if !self.reconnect.enabled
+            && let Err(failure) = &record.outcome
+        {
+            self.lost = Some(failure.clone());
+        }
     }
 
     fn reconnect(&mut self) -> Result<(), Failure> {
@@ -368,8 +408,8 @@ impl Worker {
                 Ok(())
             }
             Err(failure) => {
-                self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = next_backoff(self.backoff);
+                self.next_attempt = Instant::now() + jittered(self.backoff);
+                self.backoff = next_backoff(self.backoff, self.reconnect.max);
                 Err(failure)
             }
         }
@@ -388,9 +428,17 @@ mod tests {
     }
 
     #[test]
-    fn the_backoff_doubles_from_10_ms_up_to_a_second() {
+    fn the_backoff_doubles_from_10_ms_up_to_its_cap_and_is_jittered_within_half() {
+        let max = Duration::from_secs(1);
+        for backoff in [FIRST_BACKOFF, max] {
+            let wait = jittered(backoff);
+            assert!(
+                wait >= backoff / 2 && wait <= backoff,
+                "{wait:?} for {backoff:?}"
+            );
+        }
         let waits: Vec<u128> =
-            std::iter::successors(Some(FIRST_BACKOFF), |b| Some(next_backoff(*b)))
+            std::iter::successors(Some(FIRST_BACKOFF), |b| Some(next_backoff(*b, max)))
                 .take(10)
                 .map(|b| b.as_millis())
                 .collect();

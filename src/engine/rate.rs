@@ -124,12 +124,14 @@ impl Engine for Rate {
         // With a worker set, a request is handed over only to a worker waiting for it.
         let (due_tx, due_rx) = bounded::<Due>(0);
         let origin = hold_until(self.release.take());
-        for _ in 0..self.max_inflight.unwrap_or(0) {
+        for index in 0..self.max_inflight.unwrap_or(0) {
             let worker = Sender::clone(&results_tx);
             let (spec, due_rx) = (Arc::clone(&self.spec), due_rx.clone());
             let body = move || {
                 while let Ok(due) = due_rx.recv() {
-                    let _ = worker.send((step, send_request(&spec, due, origin)));
+                    let mut record = send_request(&spec, due, origin);
+                    record.client = Some(index); // the sender: an outage is measured per client
+                    let _ = worker.send((step, record));
                 }
             };
             match self.crew.run(body) {

@@ -234,6 +234,7 @@ impl WireRecord {
             latency: time(self.l),
             outcome,
             node: self.n,
+            client: None,
         }
     }
 }
@@ -252,6 +253,7 @@ mod tests {
             latency: Duration::from_micros(900),
             outcome: Err(Failure::new(FailureClass::TooManyClients, "too many")),
             node: None,
+            client: None,
         };
         let json = serde_json::to_string(&WireRecord::from(&record)).unwrap();
         let wire: WireRecord = serde_json::from_str(&json).unwrap();
@@ -293,6 +295,7 @@ mod tests {
                 ..Failure::new(longest, message)
             }),
             node: Some(u8::MAX),
+            client: None,
         };
         WireRecord::from(&record)
     }
@@ -311,6 +314,7 @@ mod tests {
             latency: Duration::from_micros(1300),
             outcome: Ok(()),
             node: None,
+            client: None,
         };
         let ordinary = serde_json::to_vec(&WireRecord::from(&ordinary))
             .unwrap()

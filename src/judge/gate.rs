@@ -4,6 +4,9 @@
 //! - `p99>250ms@100`: the step of 100 requests has a p99 above 250 ms (also p50, p90, max).
 //! - `failure-rate>0.01`: some step failed more than 1% of its requests (`@N`: that step only).
 //! - `failed>0`: some step had a failure.
+//! - `outage>5s`: some step's outage lasted over 5 s, or never ended (docs/outages.md).
+//! - `gap-p99>4s`: some step's per-client outage gaps have a p99 above 4 s.
+//! - `lost>0`: some step has requests of its schedule neither ok, failed, dropped nor unsent.
 //!
 //! Without `@N`, a per-step metric is checked on every step run. A gate naming a step size the
 //! plan does not have is refused with the options; one the run did not reach (it stopped
@@ -29,10 +32,17 @@ pub struct GateError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Capacity,
-    Latency { percentile: u8 },
+    Latency {
+        percentile: u8,
+    },
     LatencyMax,
     FailureRate,
     Failed,
+    /// From the first failure to throughput back, in milliseconds; never back: infinite.
+    Outage,
+    /// The per-client outage gaps' p99, in milliseconds.
+    GapP99,
+    Lost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,16 +119,21 @@ impl FromStr for Gate {
             "max" => Metric::LatencyMax,
             "failure-rate" => Metric::FailureRate,
             "failed" => Metric::Failed,
+            "outage" => Metric::Outage,
+            "gap-p99" => Metric::GapP99,
+            "lost" => Metric::Lost,
             _ => {
                 return Err(fail(
-                    "the metric is one of capacity, p50, p90, p99, max, failure-rate, failed",
+                    "the metric is one of capacity, p50, p90, p99, max, failure-rate, failed, outage, gap-p99, lost",
                 ));
             }
         };
         let value = match metric {
-            Metric::Latency { .. } | Metric::LatencyMax => humantime::parse_duration(value_text)
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .map_err(|_| fail("a latency needs a duration such as 250ms"))?,
+            Metric::Latency { .. } | Metric::LatencyMax | Metric::Outage | Metric::GapP99 => {
+                humantime::parse_duration(value_text)
+                    .map(|d| d.as_secs_f64() * 1000.0)
+                    .map_err(|_| fail("a latency or outage needs a duration such as 250ms"))?
+            }
             _ => value_text
                 .parse::<f64>()
                 .map_err(|_| fail("the value must be a number"))?,
@@ -142,8 +157,10 @@ fn never_true(metric: Metric, op: Op, value: f64, at: Option<u32>) -> Option<&'s
     // The largest figure the metric can take: counts are u32, a rate a share.
     let most = match metric {
         Metric::FailureRate => 1.0,
-        Metric::Capacity | Metric::Failed => f64::from(u32::MAX),
-        Metric::Latency { .. } | Metric::LatencyMax => f64::INFINITY,
+        Metric::Capacity | Metric::Failed | Metric::Lost => f64::from(u32::MAX),
+        Metric::Latency { .. } | Metric::LatencyMax | Metric::Outage | Metric::GapP99 => {
+            f64::INFINITY
+        }
     };
     if !value.is_finite() {
         Some("the value must be a finite number, not nan or inf")
@@ -240,6 +257,16 @@ impl Gate {
             Metric::LatencyMax => step.latency_max_ms(),
             Metric::FailureRate => Some(failure_rate(step)),
             Metric::Failed => Some(f64::from(step.failed)),
+            // A step without an outage had one of no length.
+            Metric::Outage => Some(step.outage.as_ref().map_or(0.0, |outage| {
+                outage
+                    .duration()
+                    .map_or(f64::INFINITY, |d| d.as_secs_f64() * 1000.0)
+            })),
+            Metric::GapP99 => {
+                Some((step.outage.as_ref()).map_or(0.0, |o| o.gap_p99.as_secs_f64() * 1000.0))
+            }
+            Metric::Lost => Some(f64::from(step.lost)),
         }
     }
 }

@@ -326,3 +326,51 @@ fn a_gate_says_what_was_measured_whether_it_held_or_not() {
         "the run has no step of 300 requests"
     );
 }
+
+#[test]
+fn outage_gates_read_the_steps_outage_and_lost_count() {
+    use crate::model::outage::Outage;
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let outage = |end: Option<u64>| Outage {
+        start: ms(1_000),
+        first_success: end.map(ms),
+        end: end.map(ms),
+        baseline_per_bin: Some(10.0),
+        failures: vec![(FailureClass::Shutdown, 3)],
+        gap_p50: ms(3_000),
+        gap_p99: ms(4_500),
+        gap_max: ms(4_600),
+        unrecovered: 0,
+        gaps: Vec::new(),
+        timeline: Vec::new(),
+    };
+    let mut step = step_result(1, 100, 3);
+    let verdict = Verdict::judge(&[], &judging(1), None);
+    assert!(
+        gate("outage>5s")
+            .breach(&verdict, &[step.clone()])
+            .is_none(),
+        "none"
+    );
+    step.outage = Some(outage(Some(7_000)));
+    let steps = [step.clone()];
+    assert!(gate("outage>5s").breach(&verdict, &steps).is_some(), "6 s");
+    assert!(gate("outage>6s").breach(&verdict, &steps).is_none());
+    assert!(gate("gap-p99>4s").breach(&verdict, &steps).is_some());
+    assert!(gate("gap-p99>5s").breach(&verdict, &steps).is_none());
+    step.outage = Some(outage(None));
+    assert!(
+        gate("outage>1h")
+            .breach(&verdict, &[step.clone()])
+            .is_some(),
+        "never back is longer than any limit"
+    );
+    assert!(gate("lost>0").breach(&verdict, &[step.clone()]).is_none());
+    step.lost = 1;
+    assert!(gate("lost>0").breach(&verdict, &[step]).is_some());
+    assert!(
+        "outage>5".parse::<Gate>().is_err(),
+        "a duration, not a number"
+    );
+}

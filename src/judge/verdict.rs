@@ -60,7 +60,16 @@ fn server_failure_rate(step: &StepResult) -> f64 {
 
 /// The rule the step just finished breaks, if any.
 pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
-    let unanswered = step.failures(FailureClass::Timeout) + step.failures(FailureClass::Refused);
+    // A server shutting down or starting up answers only to say it will not serve.
+    let unanswered = [
+        FailureClass::Timeout,
+        FailureClass::Refused,
+        FailureClass::Shutdown,
+        FailureClass::Starting,
+    ]
+    .map(|class| step.failures(class))
+    .iter()
+    .sum::<u32>();
     if rules.unresponsive && step.sent() > 0 && unanswered >= step.sent() {
         return Some(StopReason::Unresponsive);
     }

@@ -14,7 +14,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 84] = [
+pub const STEPS_HEADER: [&str; 86] = [
     "step",
     "requests",
     "ok",
@@ -99,6 +99,8 @@ pub const STEPS_HEADER: [&str; 84] = [
     "server_sessions_fatal",
     "server_deadlocks",
     "server_temp_bytes",
+    "shutdown",
+    "starting",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -229,6 +231,10 @@ pub struct StepRow {
     pub server_sessions_fatal: Option<i64>,
     pub server_deadlocks: Option<i64>,
     pub server_temp_bytes: Option<i64>,
+    /// Requests the server dropped or refused while shutting down (57P01, 57P02).
+    pub shutdown: u32,
+    /// Requests the server refused while starting up (57P03).
+    pub starting: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -306,6 +312,8 @@ impl StepRow {
             requests_by_node: (step.by_node.iter().map(u32::to_string))
                 .collect::<Vec<_>>()
                 .join(";"),
+            shutdown: class(FailureClass::Shutdown),
+            starting: class(FailureClass::Starting),
             pooler_queued: class(FailureClass::PoolerQueued),
             ..StepRow::default()
         }

@@ -63,6 +63,7 @@ mod tests {
             latency: ms(connect.unwrap_or(0) + query),
             outcome: Ok(()),
             node: None,
+            client: None,
         }
     }
 

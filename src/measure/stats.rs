@@ -60,6 +60,8 @@ impl StepResult {
             flags: Vec::new(),
             limiting_agents: Vec::new(),
             by_node: Vec::new(),
+            outage: crate::measure::outage::of(&run.records),
+            lost: 0,
         };
         for record in &run.records {
             result.add(record);
@@ -145,6 +147,7 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             outcome: Ok(()),
             node: None,
+            client: None,
         }
     }
 

@@ -2,9 +2,11 @@
 
 pub mod activity;
 pub mod facts;
+pub mod fault;
 pub mod fleet;
 pub mod hdr;
 pub mod mean_peak;
+pub mod outage;
 pub mod outcome;
 pub mod plan;
 pub mod query;

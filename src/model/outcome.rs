@@ -38,6 +38,11 @@ pub enum FailureClass {
     /// target did: held in the pooler's queue until its deadline (pgpool-II with every child
     /// busy). The pooler's client limit, not the server's.
     PoolerQueued,
+    /// SQLSTATE 57P01 / 57P02: the server is shutting down (a fast stop, a terminated backend)
+    /// or crashing, and said so before it dropped the connection.
+    Shutdown,
+    /// SQLSTATE 57P03: the server is starting up (or recovering) and takes no connection yet.
+    Starting,
 }
 
 /// Whose failure a class is: only the server's make a breaking point or trip a stop rule.
@@ -58,7 +63,7 @@ impl serde::Serialize for FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 13] = [
+    pub const ALL: [FailureClass; 15] = [
         FailureClass::Refused,
         FailureClass::TooManyClients,
         FailureClass::Auth,
@@ -72,6 +77,8 @@ impl FailureClass {
         FailureClass::PoolerTooManyClients,
         FailureClass::ReadOnly,
         FailureClass::PoolerQueued,
+        FailureClass::Shutdown,
+        FailureClass::Starting,
     ];
 
     /// The name used in logs and in the terminal.
@@ -90,6 +97,8 @@ impl FailureClass {
             FailureClass::PoolerTooManyClients => "pooler_too_many_clients",
             FailureClass::ReadOnly => "read_only",
             FailureClass::PoolerQueued => "pooler_queued",
+            FailureClass::Shutdown => "shutdown",
+            FailureClass::Starting => "starting",
         }
     }
 
@@ -178,7 +187,9 @@ mod tests {
                 "bad_value",
                 "pooler_too_many_clients",
                 "read_only",
-                "pooler_queued"
+                "pooler_queued",
+                "shutdown",
+                "starting"
             ]
         );
         let failure = Failure::new(FailureClass::Auth, "28P01: no");

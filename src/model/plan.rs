@@ -136,3 +136,21 @@ pub enum CpuChoice {
     },
     NoPin,
 }
+
+/// What a pool worker does when its kept connection fails: open a new one, after a capped
+/// exponential backoff with jitter (re-resolving the target's hosts each time), or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    pub enabled: bool,
+    /// The longest wait between two attempts.
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            enabled: true,
+            max: Duration::from_secs(1),
+        }
+    }
+}

@@ -20,6 +20,9 @@ pub struct RequestRecord {
     /// Which host of the target's list the request's connection reached (from 0); None when
     /// it reached none, or the target has one host.
     pub node: Option<u8>,
+    /// Which client sent it: the pool worker or the rate sender (from 0); None where each
+    /// request is a client of its own (a thread per request). An outage is measured per client.
+    pub client: Option<u32>,
 }
 
 impl RequestRecord {
@@ -33,6 +36,7 @@ impl RequestRecord {
             latency,
             outcome: Err(failure),
             node: None,
+            client: None,
         }
     }
 

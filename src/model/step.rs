@@ -215,6 +215,11 @@ pub struct StepResult {
     /// Requests that reached each host of the target's list, in its order; empty when the
     /// target has one host.
     pub by_node: Vec<u32>,
+    /// When the server stopped answering during the step and came back, per client too.
+    pub outage: Option<crate::model::outage::Outage>,
+    /// Requests of the step's schedule that are neither ok, failed, dropped nor unsent: none,
+    /// unless pgstress lost count of one.
+    pub lost: u32,
 }
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).

@@ -3,5 +3,6 @@
 
 pub mod format;
 pub mod metrics;
+pub mod outage;
 pub mod printer;
 pub mod progress;

@@ -169,6 +169,17 @@ impl<W: Write> Printer<W> {
                 self.line(format!("         first {class}: {message}"));
             }
         }
+        match &result.outage {
+            Some(outage) => {
+                let line = super::outage::line(outage, result.lost);
+                self.line(format!("         {line}"));
+            }
+            None if result.lost > 0 => self.line(format!(
+                "         {} requests of the schedule lost (uncounted: a pgstress bug)",
+                result.lost
+            )),
+            None => {}
+        }
         if let Some(shortfall) = result.concurrency.shortfall()
             && self.shortfalls_explained.insert(shortfall)
         {

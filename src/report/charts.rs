@@ -216,5 +216,7 @@ fn class_color(class: FailureClass) -> RGBColor {
         FailureClass::PoolerTooManyClients => RGBColor(255, 187, 120),
         FailureClass::ReadOnly => RGBColor(140, 86, 75),
         FailureClass::PoolerQueued => RGBColor(255, 152, 150),
+        FailureClass::Shutdown => RGBColor(96, 96, 160),
+        FailureClass::Starting => RGBColor(160, 160, 220),
     }
 }

@@ -54,7 +54,8 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The page. `charts` are the SVG documents in `ChartKind::ALL` order.
-pub fn page(run: &SavedRun, charts: &[(ChartKind, String)]) -> String {
+/// The page; `outages` is the outage timeline's section, drawn before the charts (or empty).
+pub fn page(run: &SavedRun, charts: &[(ChartKind, String)], outages: &str) -> String {
     let mut html = String::new();
     let title = format!("pgstress report: run of {}", run.facts.started_at);
     let _ = write!(
@@ -69,6 +70,7 @@ pub fn page(run: &SavedRun, charts: &[(ChartKind, String)]) -> String {
     verdict(&mut html, run);
     plan(&mut html, run);
     steps(&mut html, run);
+    html.push_str(outages);
     html.push_str("<h2>Charts</h2>\n");
     for (kind, svg) in charts {
         let _ = writeln!(

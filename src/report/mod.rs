@@ -9,6 +9,7 @@ mod legend;
 pub mod load;
 mod plot;
 mod series;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 
@@ -87,7 +88,8 @@ pub fn write_report(summary: &Path) -> Result<ReportPaths, ReportError> {
         svgs.push((kind, svg));
     }
     let html_path = schema::with_suffix(&prefix, schema::REPORT_PAGE);
-    write(&html_path, html::page(&run, &svgs).as_bytes())?;
+    let outages = timeline::section(&summary_path);
+    write(&html_path, html::page(&run, &svgs, &outages).as_bytes())?;
     Ok(ReportPaths {
         html: html_path,
         charts: chart_paths,

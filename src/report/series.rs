@@ -40,6 +40,8 @@ pub fn failures(row: &StepRow, class: FailureClass) -> u32 {
         FailureClass::PoolerTooManyClients => row.pooler_too_many_clients,
         FailureClass::ReadOnly => row.read_only,
         FailureClass::PoolerQueued => row.pooler_queued,
+        FailureClass::Shutdown => row.shutdown,
+        FailureClass::Starting => row.starting,
     }
 }
 

@@ -9,7 +9,9 @@ use anyhow::Context;
 use crate::config::RunConfig;
 use crate::config::data::ParamData;
 use crate::engine::Engine;
+use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::PlanFacts;
+use crate::model::server_cpu::ServerSource;
 use crate::output::printer::Printer;
 use crate::pg::target::ConnectTarget;
 
@@ -94,4 +96,30 @@ pub fn demo_data(
     let data = ParamData::load(folder.path(), 0)?;
     *dir = Some(folder);
     Ok(Some(data))
+}
+
+/// The hosts of the target's list, named; none with one host.
+pub fn node_names(target: &ConnectTarget) -> Vec<String> {
+    match target.hosts().endpoints.as_slice() {
+        [_] => Vec::new(),
+        many => many.iter().map(|e| e.describe()).collect(),
+    }
+}
+
+/// Where the server side's figures come from at the start: its processes here, else SQL.
+pub fn server_source(local: Option<LocalServer>, monitor: bool) -> ServerSource {
+    match (local, monitor) {
+        (Some(_), _) => ServerSource::Local,
+        (None, true) => ServerSource::SqlEstimate,
+        (None, false) => ServerSource::None,
+    }
+}
+
+/// What the header says of a target that turned out to be a pooler.
+pub fn detected_pooler(target: &ConnectTarget) -> Option<String> {
+    target.settings_in_band().then(|| {
+        "the target refused the `options` startup parameter, as a pooler does: settings sent in \
+         each request's transaction"
+            .to_owned()
+    })
 }

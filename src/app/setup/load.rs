@@ -50,8 +50,14 @@ pub fn build_engine(
         } => {
             let largest = config.plan.largest();
             let workers = workers.unwrap_or_else(|| pool::default_workers(clients, largest));
-            let pool = Pool::start(spec, workers, *connect_per_request, largest as usize)
-                .context("cannot start the pool's worker threads")?;
+            let pool = Pool::start(
+                spec,
+                workers,
+                *connect_per_request,
+                largest as usize,
+                config.reconnect,
+            )
+            .context("cannot start the pool's worker threads")?;
             match duration {
                 Some(duration) => Box::new(pool.timed(*duration, config.plan)),
                 None => Box::new(pool),

@@ -6,7 +6,10 @@ mod facts;
 mod load;
 mod local;
 
-pub use facts::{demo_data, describe_data, describe_target, plan_facts};
+pub use facts::{
+    demo_data, describe_data, describe_target, detected_pooler, node_names, plan_facts,
+    server_source,
+};
 pub use load::{build_engine, quiet_request_panics, request_spec, warn_if_open_files_short};
 pub use local::{
     describe_pooler, load_target, open_monitor, pooler_side, start_console, start_pooler,

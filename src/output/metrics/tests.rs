@@ -26,6 +26,7 @@ fn ok(ms: u64) -> RequestRecord {
         latency: Duration::from_millis(ms),
         outcome: Ok(()),
         node: None,
+        client: None,
     }
 }
 

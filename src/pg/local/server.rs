@@ -152,9 +152,24 @@ impl ThrowawayServer {
 
     /// Stops the server (fast shutdown) and starts it again on the same port and data.
     pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// A restart that leaves the server down for `down` between its stop and its start: an
+    /// outage longer than the server's own few hundred milliseconds.
+    pub fn restart_after(&mut self, down: Duration) -> Result<(), ServerError> {
         self.stop_postmaster();
+        std::thread::sleep(down);
         self.child = self.postmaster.launch()?;
         self.wait_until_ready()
+    }
+
+    /// Stops every process of the server (SIGSTOP) until `resume` says so or `down` passed,
+    /// then lets them run again (SIGCONT): a server that hangs without closing a connection.
+    pub fn freeze(&self, down: Duration, resume: &crossbeam_channel::Receiver<()>) {
+        signal_family(self.child.id(), Signal::SIGSTOP);
+        let _ = resume.recv_timeout(down);
+        signal_family(self.child.id(), Signal::SIGCONT);
     }
 
     fn wait_until_ready(&mut self) -> Result<(), ServerError> {
@@ -226,6 +241,11 @@ impl ThrowawayServer {
 
     fn stop_postmaster(&mut self) {
         let postmaster = self.child.id();
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            // Already gone (stopped at once by a failover): its pid may be another's now.
+            forget_live(postmaster);
+            return;
+        }
         // A stopped server (SIGSTOP) would never see the shutdown request.
         signal_family(postmaster, Signal::SIGCONT);
         let _ = signal::kill(Pid::from_raw(postmaster as i32), Signal::SIGINT);
@@ -398,3 +418,6 @@ fn run_to_end(
         }
     }
 }
+
+#[path = "standby.rs"]
+mod standby;

@@ -14,9 +14,11 @@ pub fn class_of_sqlstate(code: &str) -> FailureClass {
         "57014" => FailureClass::Timeout,
         // A write reached a standby, or a primary demoted under the load.
         "25006" => FailureClass::ReadOnly,
-        // Operator intervention: the server is shutting down or restarting (57P01, 57P02),
-        // or not yet accepting connections (57P03): it dropped or refused us.
-        "57P01" | "57P02" | "57P03" => FailureClass::Refused,
+        // Operator intervention: the server is shutting down or restarting (57P01, 57P02,
+        // also a backend terminated by pg_terminate_backend), or not yet accepting
+        // connections (57P03): what an outage looks like from the client, in the server's words.
+        "57P01" | "57P02" => FailureClass::Shutdown,
+        "57P03" => FailureClass::Starting,
         // Class 22, data exception: the value does not fit (a bad hex digit, text for an int).
         code if code.starts_with("22") => FailureClass::BadValue,
         _ => FailureClass::Query,
@@ -147,9 +149,9 @@ mod tests {
             ("28P01", FailureClass::Auth),
             ("28000", FailureClass::Auth),
             ("57014", FailureClass::Timeout),
-            ("57P01", FailureClass::Refused),
-            ("57P02", FailureClass::Refused),
-            ("57P03", FailureClass::Refused),
+            ("57P01", FailureClass::Shutdown),
+            ("57P02", FailureClass::Shutdown),
+            ("57P03", FailureClass::Starting),
             ("42P01", FailureClass::Query),
             ("22P02", FailureClass::BadValue),
             ("22023", FailureClass::BadValue),

@@ -81,9 +81,14 @@ impl KeptSession for LeanKept {
                 (result, session.conn.node())
             }
         };
-        // After the server's own error the connection is ready again (rolled back); after any
-        // other (a deadline, a reset) its state is unknown: it is replaced.
-        let usable = matches!(result, Ok(_) | Err(WireError::Server { .. }));
+        // After the server's own error the connection is ready again (rolled back), unless the
+        // error ended the session (class 57P: terminated, shutting down); after any other (a
+        // deadline, a reset) its state is unknown: it is replaced.
+        let usable = match &result {
+            Ok(_) => true,
+            Err(WireError::Server { code, .. }) => !code.starts_with("57P"),
+            Err(_) => false,
+        };
         let outcome = wire::rows_outcome(result);
         let node = spec.hosts.node_of(node);
         (
@@ -168,5 +173,6 @@ fn kept_record(
         latency: query,
         outcome,
         node,
+        client: None,
     }
 }

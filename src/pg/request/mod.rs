@@ -178,6 +178,7 @@ pub fn execute_ready(
         latency,
         outcome: within_deadline(outcome, latency, spec.timeout),
         node,
+        client: None,
     }
 }
 

@@ -167,7 +167,7 @@ impl Connection {
         let (mut parameters, mut error) = (None, None);
         loop {
             let step = "waiting for the query's description";
-            match self.reader.next(&mut self.stream, step)? {
+            match ended_by(self.reader.next(&mut self.stream, step), &mut error)? {
                 Message::ParameterDescription(body) => {
                     let count = body.parameters().count();
                     let count =
@@ -212,10 +212,11 @@ impl Connection {
     ) -> Result<u64, WireError> {
         let (mut rows, mut error) = (0u64, None);
         loop {
-            match self
-                .reader
-                .next(&mut self.stream, "waiting for the query's answer")?
-            {
+            match ended_by(
+                self.reader
+                    .next(&mut self.stream, "waiting for the query's answer"),
+                &mut error,
+            )? {
                 Message::DataRow(row) => {
                     on_row(&row)?;
                     rows += 1;
@@ -384,5 +385,14 @@ impl Session {
         self.conn.set_deadline(deadline);
         self.conn
             .in_transaction_block(STATEMENT, None, param, in_band)
+    }
+}
+
+/// The next message, or why there is none: a connection that ends after an error the server
+/// sent (FATAL: a terminated session, a shutdown) ended for the reason the server gave.
+fn ended_by<M>(next: Result<M, WireError>, error: &mut Option<WireError>) -> Result<M, WireError> {
+    match next {
+        Err(WireError::Closed) => Err(error.take().unwrap_or(WireError::Closed)),
+        other => other,
     }
 }

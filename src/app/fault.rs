@@ -1,0 +1,196 @@
+//! The fault pgstress causes on its throwaway server during the load (`--fault`): armed as
+//! the load starts, caused on a thread of its own at its time, its own instants said at the
+//! end so that the outage measured can be read against what was done.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::model::fault::{Fault, FaultKind};
+use crate::pg::local::server::ThrowawayServer;
+
+/// The servers pgstress started for the run: the primary, and its standby (`--standby`).
+pub struct Servers {
+    pub primary: Arc<Mutex<ThrowawayServer>>,
+    pub standby: Option<Arc<Mutex<ThrowawayServer>>>,
+}
+
+impl Servers {
+    pub fn new(primary: ThrowawayServer, standby: Option<ThrowawayServer>) -> Self {
+        let shared = |server| Arc::new(Mutex::new(server));
+        Servers {
+            primary: shared(primary),
+            standby: standby.map(shared),
+        }
+    }
+
+    /// The primary's postmaster (the one whose CPU is sampled).
+    pub fn postmaster_pid(&self) -> u32 {
+        lock(&self.primary).postmaster_pid()
+    }
+
+    /// The run's target: the primary, or with a standby both hosts, the writable one chosen
+    /// at each connection (`target_session_attrs=read-write`), so that the load follows a
+    /// failover.
+    pub fn target(&self) -> crate::pg::target::ConnectTarget {
+        let primary = lock(&self.primary);
+        let Some(standby) = &self.standby else {
+            return primary.target();
+        };
+        let dsn = format!(
+            "host=127.0.0.1,127.0.0.1 port={},{} user=postgres password={} dbname=postgres \
+             sslmode=disable target_session_attrs=read-write",
+            primary.port(),
+            lock(standby).port(),
+            primary.password()
+        );
+        crate::pg::target::ConnectTarget::parse(&dsn, None)
+            .expect("a DSN of two loopback hosts parses")
+    }
+
+    /// Stops and removes both, the standby first; what was stopped, for the terminal.
+    pub fn stop(self) -> Vec<&'static str> {
+        let mut stopped = Vec::new();
+        let own = |server: Arc<Mutex<ThrowawayServer>>| {
+            Arc::into_inner(server).map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))
+        };
+        if let Some(standby) = self.standby.and_then(own) {
+            standby.stop();
+            stopped.push("throwaway standby stopped and removed");
+        }
+        if let Some(primary) = own(self.primary) {
+            primary.stop();
+            stopped.push("throwaway server stopped and removed");
+        }
+        stopped
+    }
+}
+
+/// A fault waiting for its time, or being caused.
+pub struct Armed {
+    /// Dropped when the run ends: a fault not yet caused is not, a freeze ends at once.
+    cancel: Sender<()>,
+    thread: JoinHandle<String>,
+}
+
+/// Arms the run's fault, if it has one, on its throwaway server.
+pub fn arm_for(fault: Option<Fault>, servers: Option<&Servers>, sessions: &str) -> Option<Armed> {
+    let (fault, servers) = fault.zip(servers)?;
+    let servers = Servers {
+        primary: Arc::clone(&servers.primary),
+        standby: servers.standby.clone(),
+    };
+    Some(arm(fault, servers, sessions.to_owned()))
+}
+
+/// Arms `fault` on `server` from now (the load's start); `sessions` names the run's requests.
+pub fn arm(fault: Fault, servers: Servers, sessions: String) -> Armed {
+    let origin = Instant::now();
+    let (cancel, cancelled) = crossbeam_channel::bounded(1);
+    let thread = std::thread::spawn(move || cause(fault, &servers, &sessions, &cancelled, origin));
+    Armed { cancel, thread }
+}
+
+impl Armed {
+    /// What was done and when, from the load's start, once the thread is done.
+    pub fn disarm(self) -> String {
+        drop(self.cancel);
+        (self.thread.join()).unwrap_or_else(|_| "fault: its thread panicked".to_owned())
+    }
+}
+
+/// Ends the run's fault (if any) and says what it did; `ramp` passes through.
+pub fn disarm<T, W: std::io::Write>(
+    fault: Option<Armed>,
+    printer: &mut crate::output::printer::Printer<W>,
+    ramp: T,
+) -> T {
+    if let Some(fault) = fault {
+        printer.note(fault.disarm());
+    }
+    ramp
+}
+
+fn lock(server: &Mutex<ThrowawayServer>) -> MutexGuard<'_, ThrowawayServer> {
+    server
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn cause(
+    fault: Fault,
+    servers: &Servers,
+    sessions: &str,
+    cancelled: &Receiver<()>,
+    origin: Instant,
+) -> String {
+    if cancelled.recv_timeout(fault.at) != Err(RecvTimeoutError::Timeout) {
+        return format!("fault {fault}: not caused, the load ended first");
+    }
+    let at = |instant: Instant| format!("{:.3} s", (instant - origin).as_secs_f64());
+    let began = Instant::now();
+    let server = &servers.primary;
+    match fault.kind {
+        FaultKind::Failover => {
+            lock(server).stop_immediately();
+            let stopped = Instant::now();
+            let promoted = match &servers.standby {
+                Some(standby) => lock(standby).promote(),
+                None => Err("no standby to promote".to_owned()),
+            };
+            match promoted {
+                Ok(()) => format!(
+                    "fault {fault}: primary stopped (immediate) at {} to {}, the standby promoted at {}",
+                    at(began),
+                    at(stopped),
+                    at(Instant::now())
+                ),
+                Err(err) => format!(
+                    "fault {fault}: primary stopped at {}, not promoted: {err}",
+                    at(began)
+                ),
+            }
+        }
+        FaultKind::Restart => match lock(server).restart() {
+            Ok(()) => format!(
+                "fault {fault}: fast stop sent at {}, the new server answered at {}",
+                at(began),
+                at(Instant::now())
+            ),
+            Err(err) => format!(
+                "fault {fault}: stopped at {}, not started again: {err}",
+                at(began)
+            ),
+        },
+        FaultKind::KillBackends => {
+            let target = lock(server).target();
+            let killed = target
+                .connect(Duration::from_secs(10), "pgstress-fault")
+                .map_err(|err| err.to_string())
+                .and_then(|mut client| {
+                    client
+                        .query_one(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                            &[&sessions],
+                        )
+                        .map(|row| row.get::<_, i64>(0))
+                        .map_err(|err| err.to_string())
+                });
+            match killed {
+                Ok(n) => format!("fault {fault}: {n} sessions terminated at {}", at(began)),
+                Err(err) => format!("fault {fault}: not caused at {}: {err}", at(began)),
+            }
+        }
+        FaultKind::Freeze(down) => {
+            lock(server).freeze(down, cancelled);
+            format!(
+                "fault {fault}: server stopped (SIGSTOP) at {}, resumed (SIGCONT) at {}",
+                at(began),
+                at(Instant::now())
+            )
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Outages measured under load, against real clusters broken on purpose: the outage pgstress
+//! measures is compared with the downtime the test reads on its own (its clock around the
+//! fault, the new server's `pg_postmaster_start_time()`), within a tolerance derived from
+//! how finely pgstress samples (its 100 ms throughput bins, the interval between requests).
+//! Nothing here depends on how fast the machine is: every bound is the fault's own timing
+//! plus that granularity.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use pgstress::pg::local::server::ThrowawayServer;
+
+/// Every run here ends well within this; past it the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+/// The width of the bins pgstress counts throughput in (docs/outages.md).
+const BIN: Duration = Duration::from_millis(100);
+
+fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
+    run_command(logs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("pgstress hung past {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+fn control(server: &ThrowawayServer) -> postgres::Client {
+    postgres::Client::connect(&server.dsn(), postgres::NoTls).unwrap()
+}
+
+/// Transactions committed in the database so far (ended backends' included).
+fn commits(client: &mut postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until `count` more transactions than `from` committed: the load is running.
+fn wait_for_commits(server: &ThrowawayServer, from: i64, count: i64) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let mut client = control(server);
+        if commits(&mut client) >= from + count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the load never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn seconds(value: &serde_json::Value) -> Duration {
+    Duration::from_secs_f64(value.as_f64().unwrap_or_else(|| panic!("{value}")))
+}
+
+/// ok + failed + dropped + unsent = scheduled, and nothing lost.
+fn assert_every_request_accounted_for(logs: &Path, scheduled: u64) {
+    let rows = step_rows(logs);
+    let row = &rows[0];
+    let accounted: u64 = ["ok", "failed", "dropped", "unsent"]
+        .iter()
+        .map(|column| number(row, column))
+        .sum();
+    assert_eq!(
+        (number(row, "requests"), accounted),
+        (scheduled, scheduled),
+        "{row:?}"
+    );
+    assert_eq!(summary(logs)["steps"][0]["lost"], 0);
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
+    let mut server = start_server(&[]);
+    let dsn = server.dsn();
+    let logs = tempfile::tempdir().unwrap();
+    let before = commits(&mut control(&server));
+    // 200 requests a second for 8 s, a new connection each: 20 successes a 100 ms bin.
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "200",
+            "--duration",
+            "8s",
+            "--timeout",
+            "2s",
+            "--no-report",
+        ],
+    );
+    wait_for_commits(&server, before, 600);
+    let stopped = SystemTime::now();
+    // Down for a second between the stop and the start: an outage well above the granularity.
+    server.restart_after(Duration::from_secs(1)).unwrap();
+    let ready = SystemTime::now();
+    let started: f64 = control(&server)
+        .query_one(
+            "SELECT extract(epoch FROM pg_postmaster_start_time())::float8",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    let since_stop = |at: SystemTime| at.duration_since(stopped).unwrap_or_default();
+    let new_postmaster = since_stop(UNIX_EPOCH + Duration::from_secs_f64(started));
+    let answering = since_stop(ready);
+
+    assert_every_request_accounted_for(logs.path(), 1600);
+    let outage = &summary(logs.path())["steps"][0]["outage"];
+    assert!(outage.is_object(), "an outage in the summary: {stdout}");
+    let (start, first_success) = (seconds(&outage["start"]), seconds(&outage["first_success"]));
+    let measured = first_success - start;
+    // The first failure came at most an interval (5 ms) and a request's latency after the
+    // stop, and not before it; the first success came after the new postmaster started, and
+    // at most an interval and a request's latency after the server answered the test again.
+    // A request's latency: at most the step's slowest success (its own figure, not the
+    // machine's speed).
+    let interval = Duration::from_millis(5);
+    let slowest =
+        Duration::from_secs_f64(float(&step_rows(logs.path())[0], "latency_max_ms") / 1e3);
+    let low = new_postmaster.saturating_sub(interval + slowest);
+    let high = answering + interval + slowest;
+    println!(
+        "restart: measured {measured:?} within [{low:?}, {high:?}]; new postmaster after \
+         {new_postmaster:?}, answering within {answering:?}\n{stdout}"
+    );
+    assert!(
+        low <= measured && measured <= high,
+        "measured {measured:?}, the new postmaster started {new_postmaster:?} after the stop \
+         and answered within {answering:?}: {outage:#}\n{stdout}"
+    );
+    // Throughput is back (95% of before, docs/outages.md) no sooner than the first success's bin.
+    let end = seconds(&outage["end"]);
+    assert!(end + BIN > first_success, "{outage:#}");
+    // Every failure is the server's going or coming: refused, shutdown or starting.
+    let failures = outage["failures"].as_object().unwrap();
+    assert!(
+        failures
+            .keys()
+            .all(|class| ["refused", "shutdown", "starting"].contains(&class.as_str())),
+        "{failures:?}"
+    );
+    assert_eq!(outage["unrecovered"], 0, "{outage:#}");
+    assert!(
+        stdout.contains("outage ") && stdout.contains("nothing lost"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn killed_backends_cost_every_pool_worker_one_reconnect() {
+    let server = start_server(&[]);
+    let dsn = server.dsn();
+    let logs = tempfile::tempdir().unwrap();
+    // Four workers, each request at least 4 ms: 3,000 requests take at least 3 s.
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &dsn,
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--steps",
+            "1",
+            "--step",
+            "3000",
+            "--query",
+            "SELECT 1 FROM pg_sleep(0.004)",
+            "--no-report",
+        ],
+    );
+    let mut client = control(&server);
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgstress' \
+                AND query LIKE '%pg_sleep(0.004)%'";
+    let deadline = Instant::now() + RUN_DEADLINE;
+    while client.query_one(busy, &[]).unwrap().get::<_, i64>(0) < 4 {
+        assert!(Instant::now() < deadline, "the workers never ran the query");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // a throughput to come back to
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'pgstress' AND query LIKE '%pg_sleep(0.004)%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    println!("kill-backends:\n{stdout}");
+    assert_eq!(killed, 4, "{stdout}");
+    assert_every_request_accounted_for(logs.path(), 3000);
+    let step = &summary(logs.path())["steps"][0];
+    assert_eq!(
+        step["failed"], 4,
+        "one request a killed connection: {stdout}"
+    );
+    let outage = &step["outage"];
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 4, "every worker had a gap: {outage:#}");
+    for gap in gaps {
+        // One failure (the request on the killed connection, in the server's words: 57P01,
+        // terminating connection due to administrator command), then a new connection
+        // served the next request: one reconnect.
+        let failures = gap["failures"].as_object().unwrap();
+        let count: u64 = failures.values().map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(count, 1, "{gap}");
+        assert!(failures.contains_key("shutdown"), "{gap}");
+        assert!(gap["to"].is_number(), "reconnected: {gap}");
+    }
+    let clients: std::collections::BTreeSet<u64> =
+        gaps.iter().map(|g| g["client"].as_u64().unwrap()).collect();
+    assert_eq!(clients.len(), 4, "{outage:#}");
+}
+
+/// The instants a `--fault` said it acted at, from the load's start: "... at 2.001 s, ... at
+/// 2.314 s".
+fn fault_instants(stdout: &str) -> (Duration, Duration) {
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("fault "))
+        .unwrap_or_else(|| panic!("no fault line: {stdout}"));
+    let times: Vec<Duration> = line
+        .split(" at ")
+        .skip(1)
+        .map(|rest| rest.split(' ').next().unwrap().parse::<f64>().unwrap())
+        .map(Duration::from_secs_f64)
+        .collect();
+    assert_eq!(times.len(), 2, "{line}");
+    (times[0], times[1])
+}
+
+/// A rate run on the throwaway server with `fault`, 100 requests a second for 5 s, its report
+/// drawn; its stdout and its step's outage.
+fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value) {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "100",
+            "--duration",
+            "5s",
+            "--timeout",
+            timeout,
+            "--fault",
+            fault,
+        ],
+    );
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    assert_every_request_accounted_for(logs.path(), 500);
+    let mut outage = summary(logs.path())["steps"][0]["outage"].clone();
+    assert!(outage.is_object(), "{stdout}{}", text(&output.stderr));
+    let slowest = float(&step_rows(logs.path())[0], "latency_max_ms");
+    outage["max_ms"] = slowest.into(); // the run's own latency, for its tolerance
+    // The report draws the step's timeline, the outage shaded.
+    let report = std::fs::read_to_string(log_file(logs.path(), "_report.html")).unwrap();
+    assert!(report.contains("<h2>Outages</h2>") && report.contains("outage-step-1"));
+    (stdout, outage)
+}
+
+#[test]
+fn a_restart_caused_by_pgstress_is_measured_as_the_one_caused_from_outside() {
+    let (stdout, outage) = rate_run_with_fault("restart@2s", "2s");
+    println!("--fault restart@2s:\n{stdout}");
+    let (stop, answered) = fault_instants(&stdout);
+    let start = seconds(&outage["start"]);
+    let measured = seconds(&outage["first_success"]) - start;
+    // As for a restart from outside: the first failure is the first request sent after the
+    // stop (10 ms apart), the first success at most an interval and a request's latency (the
+    // step's slowest) after the new server answered.
+    let interval = Duration::from_millis(10);
+    let slowest = Duration::from_secs_f64(outage["max_ms"].as_f64().unwrap() / 1e3);
+    assert!(
+        start + Duration::from_millis(50) >= stop && start <= stop + interval + slowest,
+        "first failure at {start:?}, the stop at {stop:?}: {outage:#}"
+    );
+    assert!(
+        measured <= answered - stop + interval + slowest,
+        "measured {measured:?}, down from {stop:?} to {answered:?}: {outage:#}"
+    );
+}
+
+#[test]
+fn a_frozen_server_is_an_outage_of_the_freeze_whose_failures_are_timeouts() {
+    let (stdout, outage) = rate_run_with_fault("freeze@2s:2s", "1s");
+    println!("--fault freeze@2s:2s:\n{stdout}");
+    let (stopped, resumed) = fault_instants(&stdout);
+    let frozen = resumed - stopped;
+    let measured = seconds(&outage["first_success"]) - seconds(&outage["start"]);
+    // The first timeout is a request sent at most an interval (10 ms) after the stop, or one
+    // in flight at it (a request's latency before: the step's slowest success); nothing
+    // succeeds until the resume, and the requests pending then are answered within a
+    // request's latency.
+    let interval = Duration::from_millis(10);
+    let slowest = Duration::from_secs_f64(outage["max_ms"].as_f64().unwrap() / 1e3);
+    let (low, high) = (
+        frozen.saturating_sub(interval),
+        frozen + 2 * slowest + interval,
+    );
+    assert!(
+        low <= measured && measured <= high,
+        "measured {measured:?}, frozen {frozen:?}: {outage:#}\n{stdout}"
+    );
+    let failures = outage["failures"].as_object().unwrap();
+    assert_eq!(
+        failures.keys().collect::<Vec<_>>(),
+        ["timeout"],
+        "a frozen server closes nothing: {failures:?}"
+    );
+}
+
+#[test]
+fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_primary() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--standby",
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "50",
+            "--duration",
+            "5s",
+            "--timeout",
+            "1s",
+            "--fault",
+            "failover@2s",
+            "--no-report",
+        ],
+    );
+    let output = finish(run);
+    let stdout = text(&output.stdout);
+    println!("--standby --fault failover@2s:\n{stdout}");
+    assert_every_request_accounted_for(logs.path(), 250);
+    let (stopped, _) = fault_instants(&stdout);
+    let step = &summary(logs.path())["steps"][0];
+    let outage = &step["outage"];
+    assert!(
+        outage["end"].is_number(),
+        "the load came back: {outage:#}\n{stdout}"
+    );
+    assert!(
+        seconds(&outage["start"]) + Duration::from_millis(50) >= stopped,
+        "{outage:#}"
+    );
+    assert_eq!(
+        outage["gaps"].as_array().unwrap().len(),
+        1,
+        "the schedule: {outage:#}"
+    );
+    // Both hosts took requests: the primary until its stop, then the promoted standby. No
+    // request succeeded after the stop but on the standby: the old primary is gone.
+    let nodes: Vec<u64> = (step["requests_by_node"].as_str().unwrap().split(';'))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        nodes.len() == 2 && nodes[0] > 0 && nodes[1] > 0,
+        "{nodes:?}"
+    );
+    let failures = outage["failures"].as_object().unwrap();
+    assert!(
+        failures.keys().all(
+            |c| ["refused", "shutdown", "starting", "read_only", "timeout"].contains(&c.as_str())
+        ),
+        "{failures:?}"
+    );
+    assert!(
+        stdout.contains("throwaway standby stopped and removed"),
+        "{stdout}"
+    );
+}
