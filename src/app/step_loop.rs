@@ -262,6 +262,7 @@ impl<W: Write> StepLoop<'_, W> {
             self.cpus.host_cores,
             &self.config.thresholds,
         ));
+        crate::judge::pooler::queue_explains_late_starts(&mut flags);
         measured.with_flags(flags)
     }
 }

@@ -78,6 +78,15 @@ pub fn held_in_queue(records: &mut [RequestRecord]) -> u32 {
     held
 }
 
+/// Connections held in a pooler's queue (`pooler-queued`) keep the requests behind them from
+/// starting: a step that shows both did not start late for the client's reasons, and is not
+/// flagged `started-late`.
+pub fn queue_explains_late_starts(flags: &mut Vec<Flag>) {
+    if flags.contains(&Flag::PoolerQueued) {
+        flags.retain(|flag| *flag != Flag::StartedLate);
+    }
+}
+
 /// The first step (of those judged) with a pooler flag; a refusal says more than a busy core.
 fn first_pooler_limit(judged: &[StepResult]) -> Option<Limit> {
     judged.iter().find_map(|step| {
@@ -369,6 +378,20 @@ mod tests {
         assert!(
             matches!(&refused_limit, Some(Limit::Pooler { flag, .. }) if *flag == Flag::PoolerRefused),
             "{refused_limit:?}"
+        );
+    }
+
+    #[test]
+    fn a_pooler_queue_explains_late_starts() {
+        let mut flags = vec![Flag::StartedLate, Flag::PoolerQueued];
+        queue_explains_late_starts(&mut flags);
+        assert_eq!(flags, vec![Flag::PoolerQueued]);
+        let mut late = vec![Flag::StartedLate];
+        queue_explains_late_starts(&mut late);
+        assert_eq!(
+            late,
+            vec![Flag::StartedLate],
+            "without a queue, the client's"
         );
     }
 }

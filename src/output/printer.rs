@@ -304,6 +304,14 @@ fn wait(share: Option<f64>) -> String {
 fn shortfall_note(result: &StepResult, shortfall: Shortfall) -> String {
     let c = &result.concurrency;
     let why = match shortfall {
+        // Requests behind connections held in a pooler's queue could not start sooner.
+        Shortfall::StartedLate
+            if result
+                .flags
+                .contains(&crate::model::rules::Flag::PoolerQueued) =>
+        {
+            "connections held in the pooler's queue kept the requests behind them from starting (the pooler's: pooler-queued)"
+        }
         Shortfall::StartedLate => {
             "its threads started too late to overlap (the client's limit: started-late)"
         }
