@@ -3,39 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-
-/// Every run here ends well within this; past it the test fails instead of hanging.
-const RUN_DEADLINE: Duration = Duration::from_secs(120);
-
-fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
-    run_command(logs)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("pgstress hung past {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    waiter.join().unwrap()
-}
 
 /// Signals the postmaster and every backend (each runs in a session of its own).
 /// Signals the postmaster before its backends: once it is stopped it forks no
@@ -87,7 +60,7 @@ fn killed_postmaster_ends_the_step_in_classified_failures_and_stops_the_run() {
         Signal::SIGKILL,
     )
     .unwrap();
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -139,7 +112,7 @@ fn stopped_server_times_requests_out_and_the_run_ends() {
     wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     let postmaster = server.postmaster_pid();
     signal_server(postmaster, Signal::SIGSTOP);
-    let output = finish(run);
+    let output = finish_run(run);
     signal_server(postmaster, Signal::SIGCONT);
     let stdout = text(&output.stdout);
     assert_eq!(
@@ -190,7 +163,7 @@ fn burst_steps_after_a_server_restart_connect_anew() {
     );
     wait_for_steps(logs.path(), 1, RUN_DEADLINE);
     server.restart().unwrap();
-    let output = finish(run);
+    let output = finish_run(run);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -227,7 +200,7 @@ fn ctrl_c_writes_the_step_in_flight_and_removes_the_throwaway_server() {
     // even on a loaded machine.
     std::thread::sleep(Duration::from_millis(800));
     signal::kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -279,7 +252,7 @@ fn second_ctrl_c_exits_at_once_leaving_the_logs_intact() {
     signal::kill(pid, Signal::SIGINT).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     signal::kill(pid, Signal::SIGINT).unwrap();
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),

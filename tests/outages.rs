@@ -8,41 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use pgstress::pg::local::server::ThrowawayServer;
 
-/// Every run here ends well within this; past it the test fails instead of hanging.
-const RUN_DEADLINE: Duration = Duration::from_secs(120);
 /// The width of the bins pgstress counts throughput in (docs/outages.md).
 const BIN: Duration = Duration::from_millis(100);
-
-fn spawn_pgstress(logs: &Path, args: &[&str]) -> Child {
-    run_command(logs)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("pgstress hung past {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    waiter.join().unwrap()
-}
 
 fn control(server: &ThrowawayServer) -> postgres::Client {
     postgres::Client::connect(&server.dsn(), postgres::NoTls).unwrap()
@@ -129,7 +101,7 @@ fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
         )
         .unwrap()
         .get(0);
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     let since_stop = |at: SystemTime| at.duration_since(stopped).unwrap_or_default();
     let new_postmaster = since_stop(UNIX_EPOCH + Duration::from_secs_f64(started));
@@ -218,7 +190,7 @@ fn killed_backends_cost_every_pool_worker_one_reconnect() {
         )
         .unwrap()
         .get(0);
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     println!("kill-backends:\n{stdout}");
     assert_eq!(killed, 4, "{stdout}");
@@ -284,7 +256,7 @@ fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value
             fault,
         ],
     );
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     assert_every_request_accounted_for(logs.path(), 500);
     let mut outage = summary(logs.path())["steps"][0]["outage"].clone();
@@ -370,7 +342,7 @@ fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_p
             "--no-report",
         ],
     );
-    let output = finish(run);
+    let output = finish_run(run);
     let stdout = text(&output.stdout);
     println!("--standby --fault failover@2s:\n{stdout}");
     assert_every_request_accounted_for(logs.path(), 250);

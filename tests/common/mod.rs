@@ -302,3 +302,34 @@ impl Drop for BusyLoop {
         let _ = self.0.wait();
     }
 }
+
+/// Every run a test waits for ends well within this; past it the test fails instead of hanging.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `pgstress run` started in the background, its output captured.
+pub fn spawn_pgstress(logs: &Path, args: &[&str]) -> std::process::Child {
+    run_command(logs)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A background run's output, killed and failed past `RUN_DEADLINE`.
+pub fn finish_run(child: std::process::Child) -> Output {
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + RUN_DEADLINE;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("pgstress hung past {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
