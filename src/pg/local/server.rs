@@ -83,15 +83,8 @@ impl ThrowawayServer {
         let bin_dir = find_binaries().ok_or(ServerError::NotFound)?;
         let owner = server_owner()?;
         let leftovers = crate::pg::local::watchdog::remove_leftovers();
-        // 0700 from the first moment: the socket and the password file live in this folder,
-        // and no other local user may reach either.
-        let folder = tempfile::Builder::new()
-            .prefix("pgstress-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .map_err(ServerError::Folder)?;
+        let (folder, watchdog) = private_folder()?;
         let root = folder.path().to_owned();
-        let watchdog = Watchdog::start(&root).map_err(ServerError::Watchdog)?;
         let password: String = rand::rng()
             .sample_iter(Alphanumeric)
             .take(24)
@@ -295,6 +288,19 @@ impl Drop for ThrowawayServer {
 
 /// Has the child pin itself to `cpus` between fork and exec, so the postmaster is never
 /// seen running elsewhere and every backend it forks inherits the set.
+/// A cluster's folder, 0700 from the first moment (its socket and password file live there,
+/// and no other local user may reach either), with the watchdog that removes it whatever
+/// becomes of pgstress.
+pub(super) fn private_folder() -> Result<(TempDir, Watchdog), ServerError> {
+    let folder = tempfile::Builder::new()
+        .prefix("pgstress-")
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map_err(ServerError::Folder)?;
+    let watchdog = Watchdog::start(folder.path()).map_err(ServerError::Watchdog)?;
+    Ok((folder, watchdog))
+}
+
 fn pin_child(command: &mut Command, cpus: &[usize]) -> Result<(), ServerError> {
     use std::os::unix::process::CommandExt;
     let set = crate::sys::affinity::cpu_set(cpus).map_err(|err| {

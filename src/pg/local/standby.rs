@@ -18,13 +18,8 @@ impl ThrowawayServer {
     /// Starts a hot standby of this server, streaming from it.
     pub fn start_standby(&self) -> Result<ThrowawayServer, ServerError> {
         let owner = server_owner()?;
-        let folder = tempfile::Builder::new()
-            .prefix("pgstress-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .map_err(ServerError::Folder)?;
+        let (folder, watchdog) = private_folder()?;
         let root = folder.path().to_owned();
-        let watchdog = Watchdog::start(&root).map_err(ServerError::Watchdog)?;
         if let Some(user) = &owner {
             nix::unistd::chown(&root, Some(user.uid), Some(user.gid))
                 .map_err(|err| ServerError::Folder(err.into()))?;
