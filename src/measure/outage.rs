@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::outage::{BACK_SHARE, BASELINE, BIN, ClientGap, Outage};
+use crate::model::outage::{Apart, BACK_SHARE, BASELINE, BIN, ClientGap, Outage};
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::record::RequestRecord;
 
@@ -92,7 +92,38 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
         unrecovered: gaps.iter().filter(|g| g.to.is_none()).count() as u32,
         gaps,
         timeline: timeline(&events),
+        apart: apart(records, start, until),
+        caused_by: None,
     })
+}
+
+/// The requests that did not overlap the window from `start` to `until`: ended before it, or
+/// due (their wait included) after it. A request that never ran has no time to place: it
+/// counts as apart, against the server if the server failed it, as without an outage.
+fn apart(records: &[RequestRecord], start: Duration, until: Duration) -> Apart {
+    let mut latencies = Vec::new();
+    let mut apart = Apart::default();
+    for record in records {
+        if (record.outcome.as_ref()).is_err_and(|f| f.class == FailureClass::Spawn) {
+            continue; // never sent
+        }
+        if let Some((began, end)) = record.in_flight() {
+            let due = began.saturating_sub(record.queue_wait.unwrap_or_default());
+            if end >= start && due <= until {
+                continue;
+            }
+        }
+        apart.sent += 1;
+        match &record.outcome {
+            Ok(()) => latencies.push(record.latency),
+            Err(failure) if failure.class.side() == Side::Server => apart.server_failed += 1,
+            Err(_) => {}
+        }
+    }
+    latencies.sort();
+    apart.p99_ms =
+        (!latencies.is_empty()).then(|| nearest_rank(&latencies, 99.0).as_secs_f64() * 1000.0);
+    apart
 }
 
 /// Successes and failures per 100 ms bin, for the report's timeline.
