@@ -174,8 +174,9 @@ fn killed_backends_cost_every_pool_worker_one_reconnect() {
         ],
     );
     let mut client = control(&server);
+    // Running it, not only prepared on a connection opened before step 1.
     let busy = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgstress' \
-                AND query LIKE '%pg_sleep(0.004)%'";
+                AND query LIKE '%pg_sleep(0.004)%' AND state = 'active'";
     let deadline = Instant::now() + RUN_DEADLINE;
     while client.query_one(busy, &[]).unwrap().get::<_, i64>(0) < 4 {
         assert!(Instant::now() < deadline, "the workers never ran the query");
