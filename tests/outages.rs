@@ -524,3 +524,59 @@ fn assert_the_old_primary_took_nothing_after_its_stop(logs: &Path, stdout: &str)
         "the old primary took the load before its stop"
     );
 }
+
+/// A long single step of the pool (`--steps 1 --duration`), its sessions terminated by
+/// `--fault kill-backends`: the step runs on to its end, each worker fails once and is back
+/// after one reconnect, the verdict says the fault was pgstress's, and nothing is lost.
+#[test]
+fn a_timed_pool_step_lives_through_kill_backends_each_worker_reconnecting_once() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--steps",
+            "1",
+            "--duration",
+            "4s",
+            "--query",
+            "SELECT 1 FROM pg_sleep(0.004)",
+            "--fault",
+            "kill-backends@2s",
+            "--no-report",
+        ],
+    );
+    let output = finish_run(run);
+    let stdout = text(&output.stdout);
+    println!("--fault kill-backends@2s, a timed pool step:\n{stdout}");
+    assert!(
+        stdout.contains("fault kill-backends@2s: 4 sessions terminated at "),
+        "{stdout}"
+    );
+    let row = &step_rows(logs.path())[0];
+    let accounted: u64 = ["ok", "failed", "dropped", "unsent"]
+        .iter()
+        .map(|column| number(row, column))
+        .sum();
+    assert_eq!(accounted, number(row, "requests"), "{row:?}");
+    assert_eq!(
+        number(row, "failed"),
+        4,
+        "one request a killed connection: {stdout}"
+    );
+    assert!(
+        float(row, "wall_s") >= 4.0,
+        "the step ran to its end: {row:?}"
+    );
+    assert_judged_apart(logs.path(), &stdout, Some("kill-backends@2s"));
+    let outage = &summary(logs.path())["steps"][0]["outage"];
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 4, "every worker: {outage:#}");
+    for gap in gaps {
+        assert_eq!(gap["failures"], serde_json::json!({"shutdown": 1}), "{gap}");
+        assert!(gap["to"].is_number(), "back after one reconnect: {gap}");
+    }
+}

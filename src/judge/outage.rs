@@ -9,18 +9,21 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::verdict::Figures;
-use crate::model::outage::Outage;
+use crate::model::outage::{Apart, Outage};
 use crate::model::step::StepResult;
 
-/// What the handled rule and the stop rules read of a step: its requests outside the outage
-/// when it is judged apart from it (`Outage::judged_apart`), else all of them.
+/// What the handled rule and the stop rules read of a step: with a fault pgstress caused, its
+/// requests before the outage (after it is the fault's aftermath); with an outage from
+/// outside that throughput came back from, its requests outside it; else all of them.
 pub fn figures(step: &StepResult) -> Figures {
+    let of = |apart: &Apart| Figures {
+        server_failed: apart.server_failed,
+        sent: apart.sent,
+        p99_ms: apart.p99_ms,
+    };
     match &step.outage {
-        Some(outage) if outage.judged_apart() => Figures {
-            server_failed: outage.apart.server_failed,
-            sent: outage.apart.sent,
-            p99_ms: outage.apart.p99_ms,
-        },
+        Some(outage) if outage.caused_by.is_some() => of(&outage.before),
+        Some(outage) if outage.judged_apart() => of(&outage.apart),
         _ => Figures {
             server_failed: step.server_failed(),
             sent: step.sent(),
@@ -41,6 +44,9 @@ pub struct StepOutage {
     pub judged_apart: bool,
     /// Whether the step is the run's breaking point all the same.
     pub breaking_point: bool,
+    /// With a fault pgstress caused: the server's failures after the outage, in its
+    /// aftermath, said but not judged.
+    pub failed_after: u32,
 }
 
 impl StepOutage {
@@ -52,18 +58,26 @@ impl StepOutage {
             caused_by: outage.caused_by.clone(),
             judged_apart: outage.judged_apart(),
             breaking_point: breaking_step == Some(step.step),
+            failed_after: match outage.caused_by {
+                Some(_) => (outage.apart.server_failed).saturating_sub(outage.before.server_failed),
+                None => 0,
+            },
         })
     }
 
     /// The verdict's sentence: the outage, and what it means for the step's judgement.
     pub fn sentence(&self) -> String {
         let step = self.step;
+        let after = match self.failed_after {
+            0 => String::new(),
+            n => format!(" ({n} failed after it, in the fault's aftermath)"),
+        };
         let why = match (&self.caused_by, self.breaking_point) {
             (Some(fault), false) => format!(
-                "caused by pgstress (--fault {fault}), not the server's breaking point: step {step} is judged on its requests outside the outage"
+                "caused by pgstress (--fault {fault}), not the server's breaking point: step {step} is judged on its requests before the outage{after}"
             ),
             (Some(fault), true) => format!(
-                "caused by pgstress (--fault {fault}); step {step} failed outside the outage too, which makes it the breaking point"
+                "caused by pgstress (--fault {fault}); step {step} failed before the outage, which makes it the breaking point"
             ),
             (None, false) if self.judged_apart => format!(
                 "the server stopped answering and throughput came back; not a capacity breaking point: step {step} is judged on its requests outside the outage"
@@ -175,15 +189,19 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
-    /// A step of 10,000 requests, 1,212 of them failed by the server, all inside an outage.
-    fn step_with(outage: Outage, failed_apart: u32) -> crate::model::step::StepResult {
-        let mut step = step_with_failures(2, 10_000, 1_212, FailureClass::Refused, 10);
+    /// A step of 10,000 requests, 1,212 of them failed by the server inside an outage, and
+    /// some before it and after it.
+    fn step_with(outage: Outage, (before, after): (u32, u32)) -> crate::model::step::StepResult {
+        let mut step =
+            step_with_failures(2, 10_000, 1_212 + before + after, FailureClass::Refused, 10);
+        let apart = |sent, server_failed| Apart {
+            sent,
+            server_failed,
+            p99_ms: Some(12.0),
+        };
         step.outage = Some(Outage {
-            apart: Apart {
-                sent: 8_000,
-                server_failed: failed_apart,
-                p99_ms: Some(12.0),
-            },
+            apart: apart(8_000, before + after),
+            before: apart(4_000, before),
             ..outage
         });
         step
@@ -205,7 +223,7 @@ mod tests {
             caused_by: Some("restart@30s".to_owned()),
             ..issue_outage()
         };
-        let verdict = judge(step_with(caused.clone(), 0));
+        let verdict = judge(step_with(caused.clone(), (0, 0)));
         assert_eq!(verdict.breaking_point, None, "{:?}", verdict.sentences());
         assert_eq!(verdict.capacity, Some(10_000));
         let text = verdict.sentences().join("\n");
@@ -223,21 +241,28 @@ mod tests {
             end: None,
             ..caused.clone()
         };
-        assert_eq!(judge(step_with(never_back, 0)).breaking_point, None);
-        // Failures outside the outage are the server's all the same.
-        let verdict = judge(step_with(caused, 3));
-        assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
+        assert_eq!(judge(step_with(never_back, (0, 0))).breaking_point, None);
+        // Failures after it are the fault's aftermath, said but not judged...
+        let verdict = judge(step_with(caused.clone(), (0, 5)));
+        assert_eq!(verdict.breaking_point, None);
+        let text = verdict.sentences().join(" ");
         assert!(
-            verdict
-                .sentences()
-                .join(" ")
-                .contains("failed outside the outage too")
+            text.contains("(5 failed after it, in the fault's aftermath)"),
+            "{text}"
+        );
+        // ...failures before it, at the step's load before the fault, are the server's.
+        let verdict = judge(step_with(caused, (3, 0)));
+        assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
+        let text = verdict.sentences().join(" ");
+        assert!(
+            text.contains("failed before the outage, which makes it the breaking point"),
+            "{text}"
         );
     }
 
     #[test]
     fn an_outage_from_outside_the_load_came_back_from_is_no_capacity_breaking_point() {
-        let verdict = judge(step_with(issue_outage(), 0));
+        let verdict = judge(step_with(issue_outage(), (0, 0)));
         assert_eq!(verdict.breaking_point, None, "{:?}", verdict.sentences());
         let text = verdict.sentences().join("\n");
         assert!(
@@ -250,7 +275,7 @@ mod tests {
             end: None,
             ..issue_outage()
         };
-        let verdict = judge(step_with(gone, 0));
+        let verdict = judge(step_with(gone, (0, 0)));
         assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
         assert!(
             verdict
@@ -261,7 +286,7 @@ mod tests {
             verdict.sentences()
         );
         // Back, but failures outside it: the breaking point.
-        let verdict = judge(step_with(issue_outage(), 1));
+        let verdict = judge(step_with(issue_outage(), (0, 1)));
         assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
     }
 
@@ -272,7 +297,7 @@ mod tests {
             p99: Some(Duration::from_millis(100)),
             unresponsive: true,
         };
-        let mut step = step_with(issue_outage(), 0);
+        let mut step = step_with(issue_outage(), (0, 0));
         step.failed = 5_000;
         step.by_class[FailureClass::Refused.index()] = 5_000;
         assert_eq!(crate::judge::verdict::stop_reason(&step, &rules), None);

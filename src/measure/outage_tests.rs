@@ -127,5 +127,7 @@ fn the_requests_apart_from_the_outage_are_those_that_did_not_overlap_it() {
         "the query error; the client's is not"
     );
     assert_eq!(outage.apart.p99_ms, Some(2.0));
+    // Before it: the 300 requests started before 3.000 s.
+    assert_eq!((outage.before.sent, outage.before.server_failed), (300, 0));
     assert_eq!(outage.caused_by, None);
 }

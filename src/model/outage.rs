@@ -65,15 +65,19 @@ pub struct Outage {
     /// failures (when they showed the server gone), `[ok, failed]` each.
     pub timeline: Vec<[u32; 2]>,
     /// The step's requests that did not overlap the outage: what the step is judged on when
-    /// the outage is not the server's breaking point (docs/outages.md).
+    /// the load came back from an outage from outside (docs/outages.md).
     pub apart: Apart,
+    /// Those that ended before it began: what the step is judged on when pgstress caused the
+    /// fault, whose aftermath (a restarted server's cold cache, a promoted standby's
+    /// checkpoint) is pgstress's doing too.
+    pub before: Apart,
     /// The fault pgstress caused on its own server during the step (`--fault`), as written;
     /// None when the outage came from outside.
     pub caused_by: Option<String>,
 }
 
-/// The requests of a step that ran wholly outside its outage window: sent before the window,
-/// or after it and due after it (their wait for a free worker counted, not only their run).
+/// Requests of a step that ran wholly outside its outage window: ended before the window, or
+/// due after it (their wait for a free worker counted, not only their run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Apart {
     pub sent: u32,
