@@ -50,6 +50,13 @@ pub struct StepOutage {
 }
 
 impl StepOutage {
+    /// The outages of the steps, the breaking point's step being `breaking_step`.
+    pub fn all(steps: &[StepResult], breaking_step: Option<u32>) -> Vec<Self> {
+        (steps.iter())
+            .filter_map(|step| StepOutage::of(step, breaking_step))
+            .collect()
+    }
+
     pub fn of(step: &StepResult, breaking_step: Option<u32>) -> Option<Self> {
         let outage = step.outage.as_ref()?;
         Some(StepOutage {

@@ -322,11 +322,7 @@ impl Verdict {
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
             server_shares_host: judging.server_shares_host,
             cpus_filled,
-            outages: (steps.iter())
-                .filter_map(|step| {
-                    super::outage::StepOutage::of(step, breaking_index.map(|i| steps[i].step))
-                })
-                .collect(),
+            outages: super::outage::StepOutage::all(steps, breaking_index.map(|i| steps[i].step)),
         }
     }
 
