@@ -1,8 +1,9 @@
 //! An outage in the verdict. Its line, the same in the terminal and the report: "outage 3.4 s:
 //! first failure at 30.01 s, throughput back at 33.43 s; per-client gap p50 2.9 s, p99 3.4 s,
 //! max 3.5 s; 1,212 failed: 1,100 refused, 112 shutdown; nothing lost". And what the step is
-//! judged on: a fault pgstress caused is never the server's breaking point, nor is an outage
-//! the load came back from; the step is judged on its requests outside the outage.
+//! judged on: a fault pgstress caused is never the server's breaking point (the step is judged
+//! on its requests before the outage: what follows is the fault's aftermath), nor is an outage
+//! from outside the load came back from (judged on its requests outside the outage).
 
 use std::time::Duration;
 
