@@ -632,3 +632,90 @@ fn four_agents_through_a_transaction_pooler_check_the_query_and_run() {
     assert!(direct.status.success(), "{}", common::output_text(&direct));
     assert_eq!(summary(direct_logs.path())["steps"][0]["ok"], 4);
 }
+
+/// Two agents of two pool workers each, their sessions terminated from outside mid-step: each
+/// of the four workers has its own gap in the step's outage, numbered across the fleet (agent
+/// `i`'s worker `w` is client `i × 1,000,000 + w`), not one client per agent.
+#[test]
+fn an_outage_under_agents_counts_every_worker_of_every_agent_as_a_client() {
+    let logs = tempfile::tempdir().unwrap();
+    let address = coordinator_address();
+    let dsn = shared_dsn();
+    // Named by their query, so that only this run's sessions are terminated on the shared
+    // server; each request at least 4 ms: 2,000 requests on 4 workers take at least 2 s.
+    let query = "SELECT 'agents-outage' FROM pg_sleep(0.004)";
+    let run = coordinator(
+        logs.path(),
+        &address,
+        2,
+        &[
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--steps",
+            "1",
+            "--step",
+            "2000",
+            "--timeout",
+            "1s",
+            "--query",
+            query,
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let agents: Vec<Child> = ["a1", "a2"]
+        .iter()
+        .map(|name| agent(&address, &dsn, name).spawn().unwrap())
+        .collect();
+    let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+    let ours = "FROM pg_stat_activity WHERE query LIKE '%''agents-outage''%' \
+                AND pid <> pg_backend_pid()";
+    // Running it, not only prepared (before step 1): the step has begun.
+    let busy = format!("SELECT count(*) {ours} AND state = 'active'");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.query_one(&busy, &[]).unwrap().get::<_, i64>(0) < 4 {
+        if Instant::now() > deadline {
+            let output = finish(run, Duration::from_secs(1), "the coordinator");
+            panic!(
+                "the agents' workers never ran the query: {}",
+                output_text(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // a throughput to come back to
+    let killed: i64 = client
+        .query_one(
+            &format!("SELECT count(pg_terminate_backend(pid)) {ours}"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let output = finish(run, Duration::from_secs(60), "the coordinator");
+    for agent in agents {
+        let out = finish(agent, Duration::from_secs(10), "an agent");
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let said = output_text(&output);
+    assert_eq!(killed, 4, "{said}");
+    let step = &summary(logs.path())["steps"][0];
+    assert_eq!(step["failed"], 4, "one request a killed connection: {said}");
+    assert_eq!(step["lost"], 0);
+    let gaps = (step["outage"]["gaps"].as_array())
+        .unwrap_or_else(|| panic!("an outage: {step:#}\n{said}"));
+    let clients: std::collections::BTreeSet<u64> =
+        gaps.iter().map(|g| g["client"].as_u64().unwrap()).collect();
+    // Two workers on each agent: clients 0 and 1 of agent 0, 1,000,000 and 1,000,001 of
+    // agent 1.
+    assert_eq!(
+        clients.into_iter().collect::<Vec<_>>(),
+        [0, 1, 1_000_000, 1_000_001],
+        "{:#}",
+        step["outage"]
+    );
+    for gap in gaps {
+        assert!(gap["to"].is_number(), "each worker reconnected: {gap}");
+    }
+}

@@ -64,6 +64,33 @@ fn assert_every_request_accounted_for(logs: &Path, scheduled: u64) {
     assert_eq!(summary(logs)["steps"][0]["lost"], 0);
 }
 
+/// An outage pgstress caused (`fault`), or one from outside the load came back from, is no
+/// breaking point: the step is judged on its requests outside it, and the verdict says the
+/// outage; the steps CSV has it too, as the summary.
+fn assert_judged_apart(logs: &Path, stdout: &str, fault: Option<&str>) {
+    let summary = summary(logs);
+    let verdict = &summary["verdict"];
+    assert!(verdict["breaking_point"].is_null(), "{verdict:#}\n{stdout}");
+    let said = match fault {
+        Some(fault) => {
+            format!("caused by pgstress (--fault {fault}), not the server's breaking point")
+        }
+        None => "throughput came back; not a capacity breaking point".to_owned(),
+    };
+    assert!(
+        stdout.contains("step 1: outage ") && stdout.contains(&said),
+        "{said}: {stdout}"
+    );
+    let row = &step_rows(logs)[0];
+    let outage = &summary["steps"][0]["outage"];
+    assert_eq!(
+        float(row, "outage_start_s"),
+        outage["start"].as_f64().unwrap()
+    );
+    assert_eq!(row["outage_caused_by"], fault.unwrap_or(""));
+    assert_eq!(number(row, "lost"), 0);
+}
+
 #[test]
 fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
     let mut server = start_server(&[]);
@@ -82,6 +109,8 @@ fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
             "1",
             "--step",
             "200",
+            "--max-inflight",
+            "32",
             "--duration",
             "8s",
             "--timeout",
@@ -108,6 +137,7 @@ fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
     let answering = since_stop(ready);
 
     assert_every_request_accounted_for(logs.path(), 1600);
+    assert_judged_apart(logs.path(), &stdout, None);
     let outage = &summary(logs.path())["steps"][0]["outage"];
     assert!(outage.is_object(), "an outage in the summary: {stdout}");
     let (start, first_success) = (seconds(&outage["start"]), seconds(&outage["first_success"]));
@@ -143,6 +173,13 @@ fn a_restart_in_the_middle_of_a_rate_step_is_measured_as_the_real_downtime() {
         "{failures:?}"
     );
     assert_eq!(outage["unrecovered"], 0, "{outage:#}");
+    // The open-loop schedule went on through the outage from its senders (`--max-inflight`),
+    // each connecting again for each request: several senders failed, and each was back.
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert!(
+        gaps.len() > 1 && gaps.iter().all(|g| g["to"].is_number()),
+        "{outage:#}"
+    );
     assert!(
         stdout.contains("outage ") && stdout.contains("nothing lost"),
         "{stdout}"
@@ -174,8 +211,9 @@ fn killed_backends_cost_every_pool_worker_one_reconnect() {
         ],
     );
     let mut client = control(&server);
+    // Running it, not only prepared on a connection opened before step 1.
     let busy = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgstress' \
-                AND query LIKE '%pg_sleep(0.004)%'";
+                AND query LIKE '%pg_sleep(0.004)%' AND state = 'active'";
     let deadline = Instant::now() + RUN_DEADLINE;
     while client.query_one(busy, &[]).unwrap().get::<_, i64>(0) < 4 {
         assert!(Instant::now() < deadline, "the workers never ran the query");
@@ -205,12 +243,10 @@ fn killed_backends_cost_every_pool_worker_one_reconnect() {
     assert_eq!(gaps.len(), 4, "every worker had a gap: {outage:#}");
     for gap in gaps {
         // One failure (the request on the killed connection, in the server's words: 57P01,
-        // terminating connection due to administrator command), then a new connection
-        // served the next request: one reconnect.
-        let failures = gap["failures"].as_object().unwrap();
-        let count: u64 = failures.values().map(|n| n.as_u64().unwrap()).sum();
-        assert_eq!(count, 1, "{gap}");
-        assert!(failures.contains_key("shutdown"), "{gap}");
+        // terminating connection due to administrator command; or, when the session was
+        // terminated between two requests, a connection reset before the words were read),
+        // then a new connection served the next request: one reconnect.
+        assert_one_killed_request(gap);
         assert!(gap["to"].is_number(), "reconnected: {gap}");
     }
     let clients: std::collections::BTreeSet<u64> =
@@ -235,8 +271,9 @@ fn fault_instants(stdout: &str) -> (Duration, Duration) {
     (times[0], times[1])
 }
 
-/// A rate run on the throwaway server with `fault`, 100 requests a second for 5 s, its report
-/// drawn; its stdout and its step's outage.
+/// A rate run on the throwaway server with `fault`, 50 requests a second for 8 s (a new
+/// connection each: a frozen postmaster's backlog stays small, and the step goes on 3 s after
+/// the fault), its report drawn; its stdout and its step's outage.
 fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value) {
     let logs = tempfile::tempdir().unwrap();
     let run = spawn_pgstress(
@@ -247,9 +284,9 @@ fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value
             "--steps",
             "1",
             "--step",
-            "100",
+            "50",
             "--duration",
-            "5s",
+            "8s",
             "--timeout",
             timeout,
             "--fault",
@@ -258,11 +295,12 @@ fn rate_run_with_fault(fault: &str, timeout: &str) -> (String, serde_json::Value
     );
     let output = finish_run(run);
     let stdout = text(&output.stdout);
-    assert_every_request_accounted_for(logs.path(), 500);
+    assert_every_request_accounted_for(logs.path(), 400);
     let mut outage = summary(logs.path())["steps"][0]["outage"].clone();
     assert!(outage.is_object(), "{stdout}{}", text(&output.stderr));
     let slowest = float(&step_rows(logs.path())[0], "latency_max_ms");
     outage["max_ms"] = slowest.into(); // the run's own latency, for its tolerance
+    assert_judged_apart(logs.path(), &stdout, Some(fault));
     // The report draws the step's timeline, the outage shaded.
     let report = std::fs::read_to_string(log_file(logs.path(), "_report.html")).unwrap();
     assert!(report.contains("<h2>Outages</h2>") && report.contains("outage-step-1"));
@@ -277,9 +315,9 @@ fn a_restart_caused_by_pgstress_is_measured_as_the_one_caused_from_outside() {
     let start = seconds(&outage["start"]);
     let measured = seconds(&outage["first_success"]) - start;
     // As for a restart from outside: the first failure is the first request sent after the
-    // stop (10 ms apart), the first success at most an interval and a request's latency (the
+    // stop (20 ms apart), the first success at most an interval and a request's latency (the
     // step's slowest) after the new server answered.
-    let interval = Duration::from_millis(10);
+    let interval = Duration::from_millis(20);
     let slowest = Duration::from_secs_f64(outage["max_ms"].as_f64().unwrap() / 1e3);
     assert!(
         start + Duration::from_millis(50) >= stop && start <= stop + interval + slowest,
@@ -289,20 +327,79 @@ fn a_restart_caused_by_pgstress_is_measured_as_the_one_caused_from_outside() {
         measured <= answered - stop + interval + slowest,
         "measured {measured:?}, down from {stop:?} to {answered:?}: {outage:#}"
     );
+    // The same restart from outside (the test's own fast stop and start, what `pg_ctl
+    // restart` does), in the same run: measured the same, each against its own downtime
+    // (stop to answering again), within an interval and both runs' slowest requests.
+    let (outside, outside_down, outside_slowest) = restart_from_outside();
+    let error = |measured: Duration, down: Duration| measured.as_secs_f64() - down.as_secs_f64();
+    let (ours, theirs) = (
+        error(measured, answered - stop),
+        error(outside, outside_down),
+    );
+    let tolerance = (interval + slowest + outside_slowest).as_secs_f64();
+    println!(
+        "restart: --fault measured {measured:?} for {:?} down; from outside {outside:?} for \
+         {outside_down:?} down",
+        answered - stop
+    );
+    assert!(
+        (ours - theirs).abs() <= tolerance,
+        "--fault: measured {measured:?} for {:?} down; from outside: {outside:?} for \
+         {outside_down:?}; tolerance {tolerance} s",
+        answered - stop
+    );
+}
+
+/// The run of `rate_run_with_fault` against a server of the test's own, restarted by the test
+/// 2 s into the load: the measured outage (first failure to first success), the downtime
+/// (from the stop to the server answering the test again) and the step's slowest success.
+fn restart_from_outside() -> (Duration, Duration, Duration) {
+    let mut server = start_server(&[]);
+    let logs = tempfile::tempdir().unwrap();
+    let before = commits(&mut control(&server));
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--dsn",
+            &server.dsn(),
+            "--mode",
+            "rate",
+            "--steps",
+            "1",
+            "--step",
+            "50",
+            "--duration",
+            "8s",
+            "--timeout",
+            "2s",
+            "--no-report",
+        ],
+    );
+    wait_for_commits(&server, before, 100);
+    let stopped = Instant::now();
+    server.restart().unwrap();
+    let down = stopped.elapsed();
+    let output = finish_run(run);
+    assert_every_request_accounted_for(logs.path(), 400);
+    assert_judged_apart(logs.path(), &text(&output.stdout), None);
+    let outage = &summary(logs.path())["steps"][0]["outage"];
+    let measured = seconds(&outage["first_success"]) - seconds(&outage["start"]);
+    let slowest = float(&step_rows(logs.path())[0], "latency_max_ms") / 1e3;
+    (measured, down, Duration::from_secs_f64(slowest))
 }
 
 #[test]
 fn a_frozen_server_is_an_outage_of_the_freeze_whose_failures_are_timeouts() {
-    let (stdout, outage) = rate_run_with_fault("freeze@2s:2s", "1s");
-    println!("--fault freeze@2s:2s:\n{stdout}");
+    let (stdout, outage) = rate_run_with_fault("freeze@2s:3s", "1s");
+    println!("--fault freeze@2s:3s:\n{stdout}");
     let (stopped, resumed) = fault_instants(&stdout);
     let frozen = resumed - stopped;
     let measured = seconds(&outage["first_success"]) - seconds(&outage["start"]);
-    // The first timeout is a request sent at most an interval (10 ms) after the stop, or one
+    // The first timeout is a request sent at most an interval (20 ms) after the stop, or one
     // in flight at it (a request's latency before: the step's slowest success); nothing
     // succeeds until the resume, and the requests pending then are answered within a
     // request's latency.
-    let interval = Duration::from_millis(10);
+    let interval = Duration::from_millis(20);
     let slowest = Duration::from_secs_f64(outage["max_ms"].as_f64().unwrap() / 1e3);
     let (low, high) = (
         frozen.saturating_sub(interval),
@@ -339,6 +436,7 @@ fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_p
             "1s",
             "--fault",
             "failover@2s",
+            "--log-requests",
             "--no-report",
         ],
     );
@@ -346,6 +444,7 @@ fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_p
     let stdout = text(&output.stdout);
     println!("--standby --fault failover@2s:\n{stdout}");
     assert_every_request_accounted_for(logs.path(), 250);
+    assert_judged_apart(logs.path(), &stdout, Some("failover@2s"));
     let (stopped, _) = fault_instants(&stdout);
     let step = &summary(logs.path())["steps"][0];
     let outage = &step["outage"];
@@ -378,8 +477,116 @@ fn a_failover_to_the_standby_is_an_outage_after_which_the_load_runs_on_the_new_p
         ),
         "{failures:?}"
     );
+    assert_the_old_primary_took_nothing_after_its_stop(logs.path(), &stdout);
     assert!(
         stdout.contains("throwaway standby stopped and removed"),
         "{stdout}"
+    );
+}
+
+/// Request by request (`--log-requests`: each names the host it reached, 0 the old primary,
+/// 1 the standby): none started on the old primary after it was stopped, and none succeeded
+/// there after; requests went on, and succeeded, on the promoted standby. The fault's clock
+/// starts at most the samplers' start before the step's: a request's time on it is no earlier
+/// than its start in the step, so a request started on the old primary after its stop is
+/// caught whenever its start in the step is too.
+fn assert_the_old_primary_took_nothing_after_its_stop(logs: &Path, stdout: &str) {
+    let line = (stdout.lines())
+        .find(|line| line.contains("primary stopped (immediate) at "))
+        .unwrap_or_else(|| panic!("no failover line: {stdout}"));
+    let stopped_ms = 1000.0
+        * (line.split(" to ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|at| at.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no stop's end in {line}"));
+    let rows = read_csv_with_header(&log_file(logs, "_requests.csv"));
+    let time = |row: &Row, column: &str| row[column].parse::<f64>().unwrap_or(f64::NAN);
+    let on = |node: &'static str| rows.iter().filter(move |row| row["node"] == node);
+    let late: Vec<&Row> = on("0")
+        .filter(|row| {
+            let start = time(row, "start_ms");
+            let end = start + time(row, "service_ms");
+            start > stopped_ms || (row["outcome"] == "ok" && end > stopped_ms)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old primary took requests after its stop at {stopped_ms} ms: {late:?}"
+    );
+    let after = on("1")
+        .filter(|row| row["outcome"] == "ok" && time(row, "start_ms") > stopped_ms)
+        .count();
+    assert!(after > 0, "no request succeeded on the promoted standby");
+    assert!(
+        on("0").count() > 0,
+        "the old primary took the load before its stop"
+    );
+}
+
+/// A long single step of the pool (`--steps 1 --duration`), its sessions terminated by
+/// `--fault kill-backends`: the step runs on to its end, each worker fails once and is back
+/// after one reconnect, the verdict says the fault was pgstress's, and nothing is lost.
+#[test]
+fn a_timed_pool_step_lives_through_kill_backends_each_worker_reconnecting_once() {
+    let logs = tempfile::tempdir().unwrap();
+    let run = spawn_pgstress(
+        logs.path(),
+        &[
+            "--mode",
+            "pool",
+            "--workers",
+            "4",
+            "--steps",
+            "1",
+            "--duration",
+            "4s",
+            "--query",
+            "SELECT 1 FROM pg_sleep(0.004)",
+            "--fault",
+            "kill-backends@2s",
+            "--no-report",
+        ],
+    );
+    let output = finish_run(run);
+    let stdout = text(&output.stdout);
+    println!("--fault kill-backends@2s, a timed pool step:\n{stdout}");
+    assert!(
+        stdout.contains("fault kill-backends@2s: 4 sessions terminated at "),
+        "{stdout}"
+    );
+    let row = &step_rows(logs.path())[0];
+    let accounted: u64 = ["ok", "failed", "dropped", "unsent"]
+        .iter()
+        .map(|column| number(row, column))
+        .sum();
+    assert_eq!(accounted, number(row, "requests"), "{row:?}");
+    assert_eq!(
+        number(row, "failed"),
+        4,
+        "one request a killed connection: {stdout}"
+    );
+    assert!(
+        float(row, "wall_s") >= 4.0,
+        "the step ran to its end: {row:?}"
+    );
+    assert_judged_apart(logs.path(), &stdout, Some("kill-backends@2s"));
+    let outage = &summary(logs.path())["steps"][0]["outage"];
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 4, "every worker: {outage:#}");
+    for gap in gaps {
+        assert_one_killed_request(gap);
+        assert!(gap["to"].is_number(), "back after one reconnect: {gap}");
+    }
+}
+
+/// A worker's gap of one failure, its session terminated: `shutdown` (57P01) when the worker
+/// read the server's words, `refused` when it wrote first and met the reset.
+fn assert_one_killed_request(gap: &serde_json::Value) {
+    let failures = gap["failures"].as_object().unwrap();
+    let count: u64 = failures.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(count, 1, "{gap}");
+    assert!(
+        failures.contains_key("shutdown") || failures.contains_key("refused"),
+        "{gap}"
     );
 }

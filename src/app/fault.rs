@@ -2,7 +2,7 @@
 //! the load starts, caused on a thread of its own at its time, its own instants said at the
 //! end so that the outage measured can be read against what was done.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,24 @@ pub struct Armed {
     /// Dropped when the run ends: a fault not yet caused is not, a freeze ends at once.
     cancel: Sender<()>,
     thread: JoinHandle<String>,
+    mark: FaultMark,
+}
+
+/// The fault and the instant it was caused, once it was: the step that holds it is the
+/// fault's step, whose outage is pgstress's doing, never the server's breaking point.
+#[derive(Clone)]
+pub struct FaultMark {
+    pub fault: Fault,
+    pub caused: Arc<OnceLock<Instant>>,
+}
+
+impl FaultMark {
+    /// The fault, as written, when it was caused from `since` (None: the load's start) to
+    /// `until`.
+    pub fn caused_between(&self, since: Option<Instant>, until: Instant) -> Option<String> {
+        let at = *self.caused.get()?;
+        (since.is_none_or(|since| since <= at) && at <= until).then(|| self.fault.to_string())
+    }
 }
 
 /// Arms the run's fault, if it has one, on its throwaway server.
@@ -89,11 +107,26 @@ pub fn arm_for(fault: Option<Fault>, servers: Option<&Servers>, sessions: &str) 
 pub fn arm(fault: Fault, servers: Servers, sessions: String) -> Armed {
     let origin = Instant::now();
     let (cancel, cancelled) = crossbeam_channel::bounded(1);
-    let thread = std::thread::spawn(move || cause(fault, &servers, &sessions, &cancelled, origin));
-    Armed { cancel, thread }
+    let mark = FaultMark {
+        fault,
+        caused: Arc::new(OnceLock::new()),
+    };
+    let caused = Arc::clone(&mark.caused);
+    let thread = std::thread::spawn(move || {
+        cause(fault, &servers, &sessions, &cancelled, (origin, &caused))
+    });
+    Armed {
+        cancel,
+        thread,
+        mark,
+    }
 }
 
 impl Armed {
+    pub fn mark(&self) -> FaultMark {
+        self.mark.clone()
+    }
+
     /// What was done and when, from the load's start, once the thread is done.
     pub fn disarm(self) -> String {
         drop(self.cancel);
@@ -124,13 +157,13 @@ fn cause(
     servers: &Servers,
     sessions: &str,
     cancelled: &Receiver<()>,
-    origin: Instant,
+    (origin, caused): (Instant, &OnceLock<Instant>),
 ) -> String {
     if cancelled.recv_timeout(fault.at) != Err(RecvTimeoutError::Timeout) {
         return format!("fault {fault}: not caused, the load ended first");
     }
     let at = |instant: Instant| format!("{:.3} s", (instant - origin).as_secs_f64());
-    let began = Instant::now();
+    let began = *caused.get_or_init(Instant::now);
     let server = &servers.primary;
     match fault.kind {
         FaultKind::Failover => {

@@ -274,6 +274,7 @@ fn run_ramp(
         progress: &mut progress,
         metrics: Some((&metrics, endpoint.is_some())),
         stop_requested: &interrupt::requested,
+        fault: fault.as_ref().map(super::fault::Armed::mark),
     }
     .run(engine.as_mut());
     let ramp = super::fault::disarm(fault, printer, ramp)?;

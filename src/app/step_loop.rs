@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
+use std::time::Instant;
 
 use crate::config::RunConfig;
 use crate::config::data::ParamData;
@@ -75,6 +76,8 @@ pub struct StepLoop<'a, W: Write> {
     pub metrics: Option<(&'a RunMetrics, bool)>,
     /// Asked before each step: has the user asked the run to stop (Ctrl-C, SIGTERM)?
     pub stop_requested: &'a dyn Fn() -> bool,
+    /// The fault pgstress causes on its own server (`--fault`), to tell its step.
+    pub fault: Option<super::fault::FaultMark>,
 }
 
 impl<W: Write> StepLoop<'_, W> {
@@ -88,6 +91,7 @@ impl<W: Write> StepLoop<'_, W> {
             lost: None,
         };
         let steps = self.config.plan.steps;
+        let mut since = None;
         for index in 1..=steps {
             if index > 1 {
                 interrupt::sleep(self.config.pause);
@@ -112,7 +116,13 @@ impl<W: Write> StepLoop<'_, W> {
                 }),
             };
             let sides = (cpu_summary, pooler);
-            let result = self.judge_step(engine, index, &run, sides, &server_samples);
+            let mut result = self.judge_step(engine, index, &run, sides, &server_samples);
+            // A fault caused since the last step ended (or in the pause before this one) is
+            // this step's: its outage is pgstress's doing.
+            if let (Some(outage), Some(fault)) = (result.outage.as_mut(), &self.fault) {
+                outage.caused_by = fault.caused_between(since, Instant::now());
+            }
+            since = Some(Instant::now());
             let written = (self.logs).write_step(&result, &cpu_samples, &run.records, &run.agents);
             self.progress.suspend(|| self.printer.step(&result, steps));
             for note in agent_notes(&run) {

@@ -185,6 +185,7 @@ fn run_ramp_with(
         progress: &mut progress,
         metrics: metrics.map(|metrics| (metrics, true)),
         stop_requested,
+        fault: None,
     }
     .run(engine)
     .expect("the ramp runs");

@@ -137,6 +137,23 @@ pub struct WireRecord {
     /// The host of the agent's target list it reached, when the list has several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u8>,
+    /// The agent's worker or sender that sent it (`RequestRecord::client`), from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u32>,
+}
+
+/// The clients of one agent in the fleet's numbering: agent `i`'s worker `w` is client
+/// `i × CLIENTS_PER_AGENT + w` (agent 2's worker 5 is client 2000005), so that an outage counts
+/// every worker of every agent as a client of its own.
+pub const CLIENTS_PER_AGENT: u32 = 1_000_000;
+
+/// An agent's client in the fleet's numbering; None (the step's requests as one client) past
+/// what a u32 numbers, 4,294 agents, or for a worker number no agent has.
+pub fn fleet_client(agent: usize, client: Option<u32>) -> Option<u32> {
+    let client = client.filter(|&c| c < CLIENTS_PER_AGENT)?;
+    (u32::try_from(agent).ok()?)
+        .checked_mul(CLIENTS_PER_AGENT)?
+        .checked_add(client)
 }
 
 /// The longest failure message a record carries across, in bytes: a failure's first line is
@@ -144,10 +161,10 @@ pub struct WireRecord {
 const WIRE_MESSAGE: usize = 512;
 
 /// The most one record's JSON can take: five times of up to 20 digits with their keys (150
-/// bytes), the longest class name and the brackets (under 60), and a message of
-/// `WIRE_MESSAGE` bytes that JSON may double (`"` and `\` are escaped in two bytes; control
-/// characters, which take six, are replaced before). The test below builds that record: 1185
-/// bytes; an ordinary successful one takes 56.
+/// bytes), the longest class name and the brackets (under 60), the host and the worker (under
+/// 30), and a message of `WIRE_MESSAGE` bytes that JSON may double (`"` and `\` are escaped in
+/// two bytes; control characters, which take six, are replaced before). The test below builds
+/// that record: 1217 bytes; an ordinary successful one takes 56.
 pub const RECORD_BYTES: usize = 256 + 2 * WIRE_MESSAGE;
 
 /// The most a part takes besides its records: the agent's summary, whose latency histogram
@@ -204,14 +221,16 @@ impl From<&RequestRecord> for WireRecord {
                 .as_ref()
                 .is_err_and(|failure| failure.unanswered),
             n: record.node,
+            k: record.client,
         }
     }
 }
 
 impl WireRecord {
     /// The request as the coordinator counts it, its start moved by `shift` (from the agent's
-    /// gate to the coordinator's release time).
-    pub fn into_record(self, shift: Duration) -> RequestRecord {
+    /// gate to the coordinator's release time), its client numbered across the fleet as sent
+    /// by the `agent`-th agent.
+    pub fn into_record(self, shift: Duration, agent: usize) -> RequestRecord {
         let time = Duration::from_micros;
         let outcome = match self.f {
             None => Ok(()),
@@ -234,7 +253,7 @@ impl WireRecord {
             latency: time(self.l),
             outcome,
             node: self.n,
-            client: None,
+            client: fleet_client(agent, self.k),
         }
     }
 }
@@ -257,7 +276,7 @@ mod tests {
         };
         let json = serde_json::to_string(&WireRecord::from(&record)).unwrap();
         let wire: WireRecord = serde_json::from_str(&json).unwrap();
-        let back = wire.into_record(Duration::from_micros(100));
+        let back = wire.into_record(Duration::from_micros(100), 0);
         assert_eq!(back.start_offset, Some(Duration::from_micros(1600)));
         assert_eq!(back.connect, record.connect);
         assert_eq!(back.latency, record.latency);
@@ -272,8 +291,19 @@ mod tests {
         };
         let json = serde_json::to_string(&WireRecord::from(&queued)).unwrap();
         let wire: WireRecord = serde_json::from_str(&json).unwrap();
-        let failure = wire.into_record(Duration::ZERO).outcome.unwrap_err();
+        let failure = wire.into_record(Duration::ZERO, 0).outcome.unwrap_err();
         assert!(failure.unanswered && failure.class == FailureClass::Timeout);
+        // A worker's record keeps its worker, numbered across the fleet.
+        let worker = RequestRecord {
+            client: Some(5),
+            ..queued
+        };
+        let json = serde_json::to_string(&WireRecord::from(&worker)).unwrap();
+        let wire: WireRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(wire.into_record(Duration::ZERO, 2).client, Some(2_000_005));
+        assert_eq!(fleet_client(1, None), None, "a thread per request");
+        assert_eq!(fleet_client(4_294, Some(967_295)), Some(u32::MAX));
+        assert_eq!(fleet_client(4_295, Some(0)), None, "past u32");
     }
 
     fn worst_record() -> WireRecord {
@@ -295,7 +325,7 @@ mod tests {
                 ..Failure::new(longest, message)
             }),
             node: Some(u8::MAX),
-            client: None,
+            client: Some(u32::MAX),
         };
         WireRecord::from(&record)
     }

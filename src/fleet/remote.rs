@@ -238,8 +238,11 @@ fn merge(links: &[AgentLink], answers: Vec<Answer>, shares: &[u32], offsets: &[O
                 summary.clock_error_ms = offset.error_ns as f64 / 1e6;
                 summary.gate_late_ms = part.gate_late_us as f64 / 1e3;
                 let first = run.records.len();
-                run.records
-                    .extend(part.records.into_iter().map(|r| r.into_record(shift)));
+                run.records.extend(
+                    part.records
+                        .into_iter()
+                        .map(|r| r.into_record(shift, index)),
+                );
                 let starts = run.records[first..].iter().filter_map(|r| r.start_offset);
                 let ms = |d: Duration| d.as_secs_f64() * 1000.0;
                 summary.first_start_ms = starts.clone().min().map(ms);

@@ -342,8 +342,7 @@ fn outage_gates_read_the_steps_outage_and_lost_count() {
         gap_p99: ms(4_500),
         gap_max: ms(4_600),
         unrecovered: 0,
-        gaps: Vec::new(),
-        timeline: Vec::new(),
+        ..Outage::default()
     };
     let mut step = step_result(1, 100, 3);
     let verdict = Verdict::judge(&[], &judging(1), None);

@@ -3,5 +3,6 @@
 pub mod cpus;
 pub mod flags;
 pub mod gate;
+pub mod outage;
 pub mod pooler;
 pub mod verdict;

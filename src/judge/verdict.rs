@@ -52,10 +52,12 @@ pub fn failure_rate(step: &StepResult) -> f64 {
 }
 
 /// The share of the requests sent that failed at or because of the server: what the stop
-/// rule judges. The client's failures (threads that never started, its own limits) and the
-/// data's are not the server's, and the run goes on.
+/// rule judges, outside an outage the server is not blamed for, as the handled rule. The
+/// client's failures (threads that never started, its own limits) and the data's are not the
+/// server's, and the run goes on.
 fn server_failure_rate(step: &StepResult) -> f64 {
-    share_of_sent(step.server_failed(), step.sent())
+    let judged = super::outage::figures(step);
+    share_of_sent(judged.server_failed, judged.sent)
 }
 
 /// The rule the step just finished breaks, if any.
@@ -73,15 +75,16 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
     if rules.unresponsive && step.sent() > 0 && unanswered >= step.sent() {
         return Some(StopReason::Unresponsive);
     }
+    let judged = super::outage::figures(step);
     let rate = server_failure_rate(step);
     if let Some(limit) = rules.failure_rate
-        && step.server_failed() > 0
+        && judged.server_failed > 0
         && rate >= limit
     {
         return Some(StopReason::FailureRate { rate, limit });
     }
     if let Some(limit) = rules.p99
-        && let Some(p99) = step.latency_ms(99.0)
+        && let Some(p99) = judged.p99_ms
         && p99 > limit.as_secs_f64() * 1000.0
     {
         return Some(StopReason::P99 {
@@ -94,13 +97,11 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
 
 /// Whether the server handled a step: its failures at most `tolerate` of the requests sent
 /// (none, by default: the original's rule) and, with an SLO, p99 within it.
+/// A step with an outage the server is not blamed for is judged on its requests outside it
+/// (`judge::outage`).
 pub fn handled(step: &StepResult, judging: &Judging) -> bool {
     handled_figures(
-        &Figures {
-            server_failed: step.server_failed(),
-            sent: step.sent(),
-            p99_ms: step.latency_ms(99.0),
-        },
+        &super::outage::figures(step),
         judging.slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
         judging.tolerate,
     )
@@ -241,6 +242,8 @@ pub struct Verdict {
     pub server_shares_host: bool,
     /// Which side's CPUs filled first; None when no step measured the CPU.
     pub cpus_filled: Option<CpusFilled>,
+    /// The steps' outages, and how each step was judged for it.
+    pub outages: Vec<super::outage::StepOutage>,
 }
 
 impl Verdict {
@@ -319,6 +322,7 @@ impl Verdict {
             slo_p99_ms: slo_p99.map(|d| d.as_secs_f64() * 1000.0),
             server_shares_host: judging.server_shares_host,
             cpus_filled,
+            outages: super::outage::StepOutage::all(steps, breaking_index.map(|i| steps[i].step)),
         }
     }
 
@@ -365,6 +369,7 @@ impl Verdict {
                 self.steps_run, self.steps_planned
             )),
         }
+        lines.extend(self.outages.iter().map(super::outage::StepOutage::sentence));
         lines.extend(self.limit_sentence());
         if let Some(step) = self.client_saturated_from
             && !matches!(

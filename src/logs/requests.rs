@@ -7,7 +7,7 @@ use super::{CsvFile, LogError};
 use crate::model::fleet::AgentStep;
 use crate::model::record::RequestRecord;
 
-pub const REQUESTS_HEADER: [&str; 9] = [
+pub const REQUESTS_HEADER: [&str; 11] = [
     "step",
     "start_ms",
     "wait_ms",
@@ -17,6 +17,8 @@ pub const REQUESTS_HEADER: [&str; 9] = [
     "service_ms",
     "outcome",
     "agent",
+    "node",
+    "client",
 ];
 
 pub struct RequestsCsv {
@@ -36,7 +38,9 @@ impl RequestsCsv {
 
     /// A step's requests; `latency_ms` counts from when the request was due (its wait
     /// included), `service_ms` from when it started (rate mode's uncorrected latency); `agent`
-    /// names the agent that sent it (empty on one machine).
+    /// names the agent that sent it (empty on one machine); `node` the host of the target's
+    /// list it reached, from 0 (empty with one host); `client` the worker or sender that sent
+    /// it, as its outage gap names it (empty with a thread per request).
     pub fn write_step(
         &mut self,
         step: u32,
@@ -60,6 +64,8 @@ impl RequestsCsv {
                 ms(record.service()),
                 outcome,
                 agent.to_owned(),
+                record.node.map(|n| n.to_string()).unwrap_or_default(),
+                record.client.map(|c| c.to_string()).unwrap_or_default(),
             ])?;
         }
         self.file.flush()

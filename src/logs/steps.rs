@@ -2,11 +2,13 @@
 //! is each step's entry in the JSON summary.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{CsvFile, LogError};
 use crate::model::activity::{Activity, WaitClass};
+use crate::model::outage::Outage;
 use crate::model::outcome::FailureClass;
 use crate::model::server_cpu::ServerSource;
 use crate::model::step::{MeanPeak, StepResult};
@@ -14,7 +16,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 86] = [
+pub const STEPS_HEADER: [&str; 98] = [
     "step",
     "requests",
     "ok",
@@ -101,6 +103,18 @@ pub const STEPS_HEADER: [&str; 86] = [
     "server_temp_bytes",
     "shutdown",
     "starting",
+    "outage_start_s",
+    "outage_first_success_s",
+    "outage_end_s",
+    "outage_s",
+    "outage_gap_p50_s",
+    "outage_gap_p99_s",
+    "outage_gap_max_s",
+    "outage_failed",
+    "outage_failures",
+    "outage_unrecovered",
+    "outage_caused_by",
+    "lost",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -235,6 +249,27 @@ pub struct StepRow {
     pub shutdown: u32,
     /// Requests the server refused while starting up (57P03).
     pub starting: u32,
+    /// The step's outage (docs/outages.md), empty without one; times in seconds from the
+    /// step's release, as in the summary: its first failure, the first success after, when
+    /// throughput was back (empty: not back), and its length (first failure to back).
+    pub outage_start_s: Option<f64>,
+    pub outage_first_success_s: Option<f64>,
+    pub outage_end_s: Option<f64>,
+    pub outage_s: Option<f64>,
+    /// The per-client gaps' median, 99th percentile and maximum.
+    pub outage_gap_p50_s: Option<f64>,
+    pub outage_gap_p99_s: Option<f64>,
+    pub outage_gap_max_s: Option<f64>,
+    /// The server's failures inside the outage, and by class: `refused 1100;shutdown 112`.
+    pub outage_failed: Option<u32>,
+    pub outage_failures: String,
+    /// Clients with no success after their first failure before the step ended.
+    pub outage_unrecovered: Option<u32>,
+    /// The fault pgstress caused during the step (`restart@30s`); empty: none, or from outside.
+    pub outage_caused_by: String,
+    /// Requests of the schedule neither ok, failed, dropped nor unsent: 0 unless pgstress lost
+    /// count of one.
+    pub lost: u32,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -315,9 +350,36 @@ impl StepRow {
             shutdown: class(FailureClass::Shutdown),
             starting: class(FailureClass::Starting),
             pooler_queued: class(FailureClass::PoolerQueued),
+            lost: step.lost,
             ..StepRow::default()
         }
         .with_server_side(step)
+        .with_outage(step.outage.as_ref())
+    }
+
+    /// The outage's columns, empty without one.
+    fn with_outage(self, outage: Option<&Outage>) -> Self {
+        let Some(outage) = outage else {
+            return self;
+        };
+        let s = |d: Duration| round(d.as_secs_f64(), 3);
+        let classes: Vec<String> = (outage.failures.iter())
+            .map(|(class, n)| format!("{class} {n}"))
+            .collect();
+        StepRow {
+            outage_start_s: Some(s(outage.start)),
+            outage_first_success_s: outage.first_success.map(s),
+            outage_end_s: outage.end.map(s),
+            outage_s: outage.duration().map(s),
+            outage_gap_p50_s: Some(s(outage.gap_p50)),
+            outage_gap_p99_s: Some(s(outage.gap_p99)),
+            outage_gap_max_s: Some(s(outage.gap_max)),
+            outage_failed: Some(outage.failed()),
+            outage_failures: classes.join(";"),
+            outage_unrecovered: Some(outage.unrecovered),
+            outage_caused_by: outage.caused_by.clone().unwrap_or_default(),
+            ..self
+        }
     }
 
     /// The server side's columns: its CPU by its source, its sessions, its counters.
@@ -386,56 +448,5 @@ impl StepsCsv {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::step_result;
-
-    #[test]
-    fn header_matches_the_row_fields() {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer
-            .serialize(StepRow::of(&step_result(1, 10, 2)))
-            .unwrap();
-        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
-        assert_eq!(text.lines().next().unwrap(), STEPS_HEADER.join(","));
-    }
-
-    #[test]
-    fn failure_columns_follow_the_class_order() {
-        let classes: Vec<&str> = FailureClass::ALL.iter().map(|c| c.name()).collect();
-        assert_eq!(&STEPS_HEADER[4..12], &classes[..8]);
-        // Classes added later come after the original columns, in their order.
-        let client = STEPS_HEADER.iter().position(|c| *c == "client").unwrap();
-        assert_eq!(&STEPS_HEADER[client..client + 2], &classes[8..10]);
-        let at = |name: &str| STEPS_HEADER.iter().position(|c| *c == name);
-        assert_eq!(
-            at(classes[10]),
-            at("peak_connected").map(|p| p + 1),
-            "after the columns of the earlier versions"
-        );
-        assert_eq!(
-            at(classes[11]),
-            at("pooler_avg_wait_ms").map(|p| p + 1),
-            "after the pooler's other columns"
-        );
-        assert_eq!(
-            at(classes[12]),
-            at("requests_by_node").map(|p| p + 1),
-            "after the hosts' counts"
-        );
-    }
-
-    #[test]
-    fn missing_values_are_empty_fields() {
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::new());
-        writer
-            .serialize(StepRow::of(&step_result(1, 4, 4)))
-            .unwrap();
-        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
-        let fields: Vec<&str> = text.trim_end().split(',').collect();
-        assert_eq!(fields[5], "4", "too_many_clients");
-        assert_eq!(fields[18], "", "no p99 without a success: {text}");
-    }
-}
+#[path = "steps_tests.rs"]
+mod tests;

@@ -23,8 +23,6 @@ pub struct StepSummary {
     /// What each agent measured of its share, when agents sent the step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentStep>,
-    /// Requests of the schedule not accounted for as ok, failed, dropped or unsent.
-    pub lost: u32,
     /// When the server stopped answering and came back, per client too (docs/outages.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outage: Option<crate::model::outage::Outage>,
@@ -37,7 +35,6 @@ impl StepSummary {
             flag_list: step.flags.iter().map(|f| f.name()).collect(),
             latency_histogram_us: crate::model::hdr::encode(&step.latency),
             agents: agents.to_vec(),
-            lost: step.lost,
             outage: step.outage.clone(),
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::outage::{BACK_SHARE, BASELINE, BIN, ClientGap, Outage};
+use crate::model::outage::{Apart, BACK_SHARE, BASELINE, BIN, ClientGap, Outage};
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::record::RequestRecord;
 
@@ -78,6 +78,7 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
             .filter_map(|e| e.failed),
     );
     let gaps = client_gaps(&events, horizon);
+    let (apart, before) = apart(records, start, until);
     let mut sorted: Vec<Duration> = gaps.iter().map(|g| g.gap).collect();
     sorted.sort();
     Some(Outage {
@@ -92,7 +93,62 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
         unrecovered: gaps.iter().filter(|g| g.to.is_none()).count() as u32,
         gaps,
         timeline: timeline(&events),
+        apart,
+        before,
+        caused_by: None,
     })
+}
+
+/// Where a request lies against the outage's window, from `start` to `until`.
+#[derive(PartialEq)]
+enum Place {
+    /// Ended before the window began.
+    Before,
+    /// Ran or was due (its wait included) during the window.
+    Inside,
+    /// Due after the window ended; or never ran, with no time to place it, so counted against
+    /// the server if the server failed it, as without an outage.
+    After,
+}
+
+fn place(record: &RequestRecord, start: Duration, until: Duration) -> Place {
+    match record.in_flight() {
+        Some((_, end)) if end < start => Place::Before,
+        Some((began, _))
+            if began.saturating_sub(record.queue_wait.unwrap_or_default()) <= until =>
+        {
+            Place::Inside
+        }
+        _ => Place::After,
+    }
+}
+
+/// The step's requests that did not overlap the outage's window (`before`: those that ended
+/// before it only), sent ones only.
+fn apart(records: &[RequestRecord], start: Duration, until: Duration) -> (Apart, Apart) {
+    let sent = (records.iter())
+        .filter(|r| !(r.outcome.as_ref()).is_err_and(|f| f.class == FailureClass::Spawn));
+    let placed: Vec<(&RequestRecord, Place)> = sent.map(|r| (r, place(r, start, until))).collect();
+    let figures = |wanted: &dyn Fn(&Place) -> bool| {
+        let mut latencies = Vec::new();
+        let mut apart = Apart::default();
+        for (record, _) in placed.iter().filter(|(_, at)| wanted(at)) {
+            apart.sent += 1;
+            match &record.outcome {
+                Ok(()) => latencies.push(record.latency),
+                Err(failure) if failure.class.side() == Side::Server => apart.server_failed += 1,
+                Err(_) => {}
+            }
+        }
+        latencies.sort();
+        apart.p99_ms =
+            (!latencies.is_empty()).then(|| nearest_rank(&latencies, 99.0).as_secs_f64() * 1000.0);
+        apart
+    };
+    (
+        figures(&|at| *at != Place::Inside),
+        figures(&|at| *at == Place::Before),
+    )
 }
 
 /// Successes and failures per 100 ms bin, for the report's timeline.

@@ -110,3 +110,24 @@ fn requests_of_no_named_client_are_one_client() {
     assert_eq!(outage.gaps[0].client, None);
     assert_eq!(outage.gaps[0].gap, secs(4502 - 2992));
 }
+
+#[test]
+fn the_requests_apart_from_the_outage_are_those_that_did_not_overlap_it() {
+    let mut records = trace(6, secs(3000)..secs(4500), FailureClass::Shutdown);
+    // One failure long after the server came back: the server's own, outside the outage.
+    records[550].outcome = Err(Failure::new(FailureClass::Query, "ERROR: boom"));
+    records[551].outcome = Err(Failure::new(FailureClass::Client, "out of files"));
+    let outage = of(&records).expect("an outage");
+    // From 3.002 s to 4.5 s: the requests started 3.010 s to 4.490 s overlap it, and the one
+    // started at 3.000 s (ending at 3.002 s, when the outage began); 4.500 s is due at its end.
+    let inside = (3000..=4500).step_by(10).count() as u32;
+    assert_eq!(outage.apart.sent, 600 - inside);
+    assert_eq!(
+        outage.apart.server_failed, 1,
+        "the query error; the client's is not"
+    );
+    assert_eq!(outage.apart.p99_ms, Some(2.0));
+    // Before it: the 300 requests started before 3.000 s.
+    assert_eq!((outage.before.sent, outage.before.server_failed), (300, 0));
+    assert_eq!(outage.caused_by, None);
+}

@@ -34,7 +34,7 @@ pub struct ClientGap {
 }
 
 /// A step's outage, for the run and per client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Outage {
     /// The start of the first request that failed on the server's side.
     #[serde(serialize_with = "seconds")]
@@ -64,6 +64,27 @@ pub struct Outage {
     /// The step in 100 ms bins from its release: successes (by their end) and the server's
     /// failures (when they showed the server gone), `[ok, failed]` each.
     pub timeline: Vec<[u32; 2]>,
+    /// The step's requests that did not overlap the outage: what the step is judged on when
+    /// the load came back from an outage from outside (docs/outages.md).
+    pub apart: Apart,
+    /// Those that ended before it began: what the step is judged on when pgstress caused the
+    /// fault, whose aftermath (a restarted server's cold cache, a promoted standby's
+    /// checkpoint) is pgstress's doing too.
+    pub before: Apart,
+    /// The fault pgstress caused on its own server during the step (`--fault`), as written;
+    /// None when the outage came from outside.
+    pub caused_by: Option<String>,
+}
+
+/// Requests of a step that ran wholly outside its outage window: ended before the window, or
+/// due after it (their wait for a free worker counted, not only their run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Apart {
+    pub sent: u32,
+    /// Those that failed on the server's side.
+    pub server_failed: u32,
+    /// Their latency's p99 (the wait included), in milliseconds; None without a success.
+    pub p99_ms: Option<f64>,
 }
 
 impl Outage {
@@ -74,6 +95,12 @@ impl Outage {
 
     pub fn failed(&self) -> u32 {
         self.failures.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Whether the step is judged apart from the outage: the fault was pgstress's own, or
+    /// throughput came back within the step. An outage that never ended is the server's.
+    pub fn judged_apart(&self) -> bool {
+        self.caused_by.is_some() || self.end.is_some()
     }
 }
 

@@ -3,6 +3,5 @@
 
 pub mod format;
 pub mod metrics;
-pub mod outage;
 pub mod printer;
 pub mod progress;

@@ -171,7 +171,7 @@ impl<W: Write> Printer<W> {
         }
         match &result.outage {
             Some(outage) => {
-                let line = super::outage::line(outage, result.lost);
+                let line = crate::judge::outage::line(outage, result.lost);
                 self.line(format!("         {line}"));
             }
             None if result.lost > 0 => self.line(format!(
