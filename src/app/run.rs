@@ -82,7 +82,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     let pooler = match &config.pooler {
         Some(choice) => {
             let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
-            Some(start_pooler(&target, &choice.settings, cpus, &mut printer)?)
+            Some(start_pooler(&target, &config, choice, cpus, &mut printer)?)
         }
         None => None,
     };

@@ -50,6 +50,28 @@ fn ports_in(range: &str) -> Option<u64> {
     (high >= low).then(|| high - low + 1)
 }
 
+/// The open-file limit to give a child process (a throwaway PgBouncer) that may hold `need`
+/// descriptors, and the setting that stands in the way when it cannot have them all: root may
+/// raise a child's limit up to `fs.nr_open`, others up to their own hard limit. Never below
+/// the limit the child would inherit.
+pub fn open_files_for_child(need: u64) -> (u64, Option<&'static str>) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((0, 0));
+    let root = nix::unistd::geteuid().is_root();
+    let (ceiling, setting) = match root {
+        true => (
+            read_number("/proc/sys/fs/nr_open").unwrap_or(hard),
+            "fs.nr_open",
+        ),
+        false => (hard, "the hard open-file limit (ulimit -Hn)"),
+    };
+    let want = need.max(soft);
+    match want <= ceiling {
+        true => (want, None),
+        false => (ceiling.max(soft), Some(setting)),
+    }
+}
+
 /// Open files each `postgres` crate connection holds: its socket, and the epoll and eventfd
 /// of the runtime the blocking client runs under.
 pub const FILES_PER_CONNECTION: u64 = 3;
@@ -149,6 +171,21 @@ mod tests {
         ]);
         assert_eq!(limit, (3_000, "kernel.pid_max"));
         assert_eq!(super::lowest([(None, "a")]), (u64::MAX, "none"));
+    }
+
+    #[test]
+    fn a_child_gets_the_files_it_needs_up_to_what_this_process_may_grant() {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!(
+            super::open_files_for_child(0),
+            (soft, None),
+            "never lowered"
+        );
+        let (limit, short) = super::open_files_for_child(u64::MAX);
+        assert!(limit >= soft && limit < u64::MAX, "{limit}");
+        let named = ["fs.nr_open", "the hard open-file limit (ulimit -Hn)"];
+        assert!(short.is_some_and(|s| named.contains(&s)), "{short:?}");
     }
 
     #[test]

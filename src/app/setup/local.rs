@@ -3,14 +3,14 @@
 
 use anyhow::Context;
 
-use crate::config::RunConfig;
+use crate::config::{PoolerChoice, RunConfig};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
 use crate::model::facts::PoolerLimit;
 use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
-use crate::pg::local::pooler::ThrowawayPooler;
+use crate::pg::local::pooler::{PoolerPlan, ThrowawayPooler};
 use crate::pg::local::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::pg::wire;
@@ -39,18 +39,32 @@ pub fn start_throwaway(
     Ok(server)
 }
 
+/// The throwaway PgBouncer of `--pooler`, its processes sized to hold the run's largest step,
+/// and what it found short said before the load.
 pub fn start_pooler(
     upstream: &ConnectTarget,
-    settings: &[(String, String)],
+    config: &RunConfig,
+    choice: &PoolerChoice,
     cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayPooler> {
-    let pooler = ThrowawayPooler::start_on(upstream, settings, cpus)?;
+    let plan = PoolerPlan {
+        settings: &choice.settings,
+        processes: choice.processes,
+        largest_step: Some(config.mode.most_connections(config.plan.largest())),
+    };
+    let pooler = ThrowawayPooler::start_planned(upstream, plan, cpus)?;
+    let folders: Vec<String> = (pooler.folders().iter())
+        .map(|folder| folder.display().to_string())
+        .collect();
     printer.note(format!(
         "started a throwaway pooler: {} in {}; it is removed after the run",
         pooler.description(),
-        pooler.folder().display()
+        folders.join(", ")
     ));
+    for warning in pooler.warnings() {
+        printer.note(warning);
+    }
     Ok(pooler)
 }
 

@@ -30,15 +30,50 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
 }
 
 pub(crate) fn spawn_as(
+    command: Command,
+    owner: &Option<User>,
+    log: &Path,
+) -> std::io::Result<Child> {
+    spawn_with_files(command, owner, log, None)
+}
+
+/// The same, the child given `open_files` as its open-file limit (soft and hard) from its
+/// first instruction on. The limit is set before the child leaves root for `owner`, since
+/// only root may raise a hard limit.
+pub(crate) fn spawn_with_files(
     mut command: Command,
     owner: &Option<User>,
     log: &Path,
+    open_files: Option<u64>,
 ) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
     if let Some(user) = owner {
         nix::unistd::chown(log, Some(user.uid), Some(user.gid))?;
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let ids = owner.as_ref().map(|user| (user.uid, user.gid));
+    match (open_files, ids) {
+        (Some(files), ids) => {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+            // SAFETY: between fork and exec only async-signal-safe system calls run here
+            // (setrlimit, setgroups, setgid, setuid), on values computed before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, files, files.max(hard))?;
+                    if let Some((uid, gid)) = ids {
+                        nix::unistd::setgroups(&[])?;
+                        nix::unistd::setgid(gid)?;
+                        nix::unistd::setuid(uid)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        (None, Some((uid, gid))) => {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        (None, None) => {}
     }
     if let Some(parent) = log.parent() {
         command.current_dir(parent);
@@ -109,6 +144,29 @@ pub(crate) fn loopback_target(
         ..TlsOptions::default()
     };
     ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
+}
+
+/// The same process on its unix socket in `dir` (one process of several that share a TCP
+/// port, reached on its own).
+pub(crate) fn socket_target(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> ConnectTarget {
+    let mut config = postgres::Config::new();
+    config
+        .host_path(dir)
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname(dbname);
+    let tls = TlsOptions {
+        mode: SslMode::Disable,
+        ..TlsOptions::default()
+    };
+    ConnectTarget::from_config(config, tls).expect("a unix socket target needs no certificate")
 }
 
 /// The last lines of a log, joined on one line for an error message.
