@@ -22,7 +22,7 @@ use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
 use crate::engine::Engine;
 use crate::logs::{self, RunLogs};
-use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
+use crate::measure::sampler::cpu::{CpuProbe, LocalPooler, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
 use crate::model::facts::{
@@ -177,7 +177,13 @@ fn run_against(
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
     let (local_pooler, mut console) = pooler_side(around.pooler, target, local_server);
-    let pooler_limit = pgpool.or_else(|| console.as_mut().and_then(console::pgbouncer_limit));
+    // The throwaway pooler's console is one process's: the others are alike.
+    let processes = around.pooler.map_or(1, |pooler| pooler.pids().len() as u32);
+    let pooler_limit = pgpool.or_else(|| {
+        (console.as_mut())
+            .and_then(console::pgbouncer_limit)
+            .map(|limit| limit.across(processes))
+    });
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
@@ -193,7 +199,7 @@ fn run_against(
         throwaway: around.throwaway.is_some(),
         pooler: describe_pooler(
             around.pooler_text.or_else(|| detected_pooler(target)),
-            local_pooler,
+            local_pooler.as_ref(),
             console.is_some(),
             pooler_limit.as_ref(),
         ),
@@ -205,6 +211,7 @@ fn run_against(
         client: cpus.into(),
         cpus: server_cpus(config, local_server, pinned, printer),
     };
+    let pooler_cores = local_pooler.as_ref().and_then(LocalPooler::total_cores);
     let sides = Sides {
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
@@ -214,7 +221,6 @@ fn run_against(
     // Armed just before the samplers and step 1: `--fault ...@T` counts from here.
     let fault = super::fault::arm_for(config.fault, around.throwaway, &requests_name);
     let probes = (local_server, monitor, sides, requests_name);
-    let pooler_cores = local_pooler.and_then(|pooler| pooler.cores);
     let sides = (cpus, probes, console, pooler_cores);
     let end = (data, around.endpoint, run_start, fault);
     run_ramp(config, &facts, sides, engine, end, printer)

@@ -6,7 +6,8 @@ use super::verdict::Limit;
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::record::RequestRecord;
 use crate::model::rules::{Flag, Thresholds};
-use crate::model::step::StepResult;
+use crate::model::sample::PoolerProcessCpu;
+use crate::model::step::{PoolerSide, StepResult};
 
 /// The pooler's flags of one step. `pooler_cores`: the most CPUs the pooler can use (1 for
 /// PgBouncer), None for all the host's. A one-thread pooler whose thread was runnable (running,
@@ -21,6 +22,7 @@ pub fn pooler_flags(
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
     let cores = pooler_cores.unwrap_or(host_cores);
+    let a_process_full = step.pooler.processes.iter().any(|process| process.full);
     let busy = step
         .pooler
         .cpu
@@ -30,7 +32,7 @@ pub fn pooler_flags(
         .pooler
         .runnable_pct
         .is_some_and(|pct| one_thread && pct >= t.saturated_cpu_pct);
-    if (busy || runnable) && cpu_judged(step, t) {
+    if (busy || runnable || a_process_full) && cpu_judged(step, t) {
         flags.push(Flag::PoolerSaturated);
     }
     if step.failures(FailureClass::PoolerTooManyClients) > 0 {
@@ -40,6 +42,44 @@ pub fn pooler_flags(
         flags.push(Flag::PoolerQueued);
     }
     flags
+}
+
+/// Marks each of the pooler's one-thread processes that filled its core: its CPU, or the
+/// time its thread was runnable, reached the threshold's share of the step. Each process
+/// serves the clients the kernel handed it, so one full core limits them however idle the
+/// others are.
+pub fn judge_processes(pooler: &mut PoolerSide, t: &Thresholds) {
+    for process in &mut pooler.processes {
+        process.full = process.core_pct >= t.saturated_cpu_pct
+            || process
+                .runnable_pct
+                .is_some_and(|pct| pct >= t.saturated_cpu_pct);
+    }
+}
+
+/// Which of several processes filled its core, e.g. "process 2 of 2 (pid 4242)"; None for a
+/// pooler of one process, or none full.
+fn full_processes(step: &StepResult) -> Option<String> {
+    let processes = &step.pooler.processes;
+    let full: Vec<_> = processes.iter().filter(|p| p.full).collect();
+    if processes.len() < 2 || full.is_empty() {
+        return None;
+    }
+    let list = |f: fn(&PoolerProcessCpu) -> u32| {
+        (full.iter().map(|p| f(p).to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (noun, pid) = match full.len() {
+        1 => ("process", "pid"),
+        _ => ("processes", "pids"),
+    };
+    Some(format!(
+        "{noun} {} of {} ({pid} {})",
+        list(|p| p.index),
+        processes.len(),
+        list(|p| p.pid)
+    ))
 }
 
 /// Whether a request got its target's first answer: it succeeded, or failed on a word from the
@@ -98,6 +138,9 @@ fn first_pooler_limit(judged: &[StepResult]) -> Option<Limit> {
                 flag: *flag,
                 step: step.step,
                 requests: step.requests,
+                process: (*flag == Flag::PoolerSaturated)
+                    .then(|| full_processes(step))
+                    .flatten(),
             })
     })
 }
@@ -124,8 +167,15 @@ pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit>
     }
 }
 
-/// The verdict's sentence for the pooler's limit.
-pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
+/// The verdict's sentence for the pooler's limit; `process`, which of its processes filled
+/// its core.
+pub fn sentence(
+    flag: Flag,
+    (step, requests): (u32, u32),
+    process: Option<&str>,
+    broke: bool,
+) -> String {
+    let full_one;
     let what = match flag {
         Flag::PoolerRefused => "the pooler refused clients (its max_client_conn)",
         Flag::PoolerQueued => {
@@ -133,7 +183,16 @@ pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
              did: its client limit (pgpool-II's num_init_children, PgBouncer's max_client_conn), \
              not the server's"
         }
-        _ => "the pooler's CPU was full (PgBouncer runs on one core)",
+        _ => match process {
+            Some(process) => {
+                full_one = format!(
+                    "PgBouncer {process}: a full core (each process runs on one, and its \
+                     clients wait for it)"
+                );
+                &full_one
+            }
+            None => "the pooler's CPU was full (PgBouncer runs on one core)",
+        },
     };
     match broke {
         true => format!(
@@ -194,6 +253,57 @@ mod tests {
         // One process among many (pgpool-II): its leader's thread says nothing of the rest.
         step.pooler.runnable_pct = Some(100.0);
         assert!(pooler_flags(&step, None, 2.0, &t).is_empty());
+    }
+
+    fn process(index: u32, core_pct: f64, runnable_pct: Option<f64>) -> PoolerProcessCpu {
+        PoolerProcessCpu {
+            index,
+            pid: 4240 + index,
+            core_pct,
+            runnable_pct,
+            full: false,
+        }
+    }
+
+    #[test]
+    fn one_full_core_of_two_pgbouncer_processes_saturates_and_is_named() {
+        let t = Thresholds::default();
+        let mut step = step_result(1, 50, 0);
+        // Half the host's two cores in all, but both processes below their own core.
+        step.pooler.cpu = busy(50.0);
+        step.pooler.processes = vec![process(1, 50.0, Some(60.0)), process(2, 50.0, None)];
+        judge_processes(&mut step.pooler, &t);
+        assert!(pooler_flags(&step, Some(2.0), 2.0, &t).is_empty());
+        // The second fills its core, or its thread waits for a CPU it never gets.
+        for second in [process(2, 95.0, None), process(2, 20.0, Some(97.0))] {
+            step.pooler.processes = vec![process(1, 5.0, Some(6.0)), second];
+            judge_processes(&mut step.pooler, &t);
+            step.pooler.cpu = busy(second.core_pct / 2.0);
+            assert_eq!(
+                pooler_flags(&step, Some(2.0), 2.0, &t),
+                vec![Flag::PoolerSaturated]
+            );
+            step.flags = vec![Flag::PoolerSaturated];
+            let limit = with_pooler(None, std::slice::from_ref(&step));
+            let Some(Limit::Pooler { process, .. }) = &limit else {
+                panic!("{limit:?}")
+            };
+            assert_eq!(process.as_deref(), Some("process 2 of 2 (pid 4242)"));
+            let line = sentence(Flag::PoolerSaturated, (1, 50), process.as_deref(), false);
+            assert!(
+                line.contains("PgBouncer process 2 of 2 (pid 4242): a full core"),
+                "{line}"
+            );
+        }
+        // Both full: both named. One process alone is not named: it is the pooler.
+        step.pooler.processes = vec![process(1, 99.0, None), process(2, 99.0, None)];
+        judge_processes(&mut step.pooler, &t);
+        assert_eq!(
+            full_processes(&step).as_deref(),
+            Some("processes 1, 2 of 2 (pids 4241, 4242)")
+        );
+        step.pooler.processes.truncate(1);
+        assert_eq!(full_processes(&step), None);
     }
 
     #[test]
@@ -326,7 +436,7 @@ mod tests {
             ),
             "{limit:?}"
         );
-        let line = sentence(Flag::PoolerQueued, 1, 120, false);
+        let line = sentence(Flag::PoolerQueued, (1, 120), None, false);
         assert!(
             line.contains("pooler-queued from step 1 (120 requests)")
                 && line.contains("num_init_children"),
@@ -361,6 +471,7 @@ mod tests {
             flag: Flag::PoolerSaturated,
             step: 1,
             requests: 10,
+            process: None,
         });
         assert_eq!(with_pooler(late_client, &steps), pooler);
         assert_eq!(with_pooler(Some(Limit::Server), &steps), pooler);

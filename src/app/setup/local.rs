@@ -116,7 +116,7 @@ pub fn pooler_side(
 ) -> (Option<LocalPooler>, Option<postgres::Client>) {
     match pooler {
         Some(pooler) => (
-            Some(LocalPooler::of_pid(pooler.pid())),
+            Some(LocalPooler::of_pids(pooler.pids())),
             crate::pg::local::console::open(&pooler.console_target()),
         ),
         None => {
@@ -136,7 +136,7 @@ pub fn pooler_side(
 /// The header's pooler line, with what pgstress could see of it.
 pub fn describe_pooler(
     text: Option<String>,
-    local: Option<LocalPooler>,
+    local: Option<&LocalPooler>,
     console: bool,
     limit: Option<&PoolerLimit>,
 ) -> Option<String> {
@@ -154,9 +154,16 @@ pub fn describe_pooler(
             limit.clients, limit.setting
         )
     });
-    let cpu = local.map(|pooler| match pooler.cores {
-        Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
-        None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
+    let cpu = local.map(|pooler| match (pooler.cores, pooler.pids.as_slice()) {
+        (Some(cores), [pid]) => format!("its CPU sampled (pid {pid}, {cores} core)"),
+        (Some(cores), pids) => format!(
+            "its CPU sampled ({} processes, pids {}, {cores} core each, each judged on its own)",
+            pids.len(),
+            (pids.iter().map(u32::to_string))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, _) => format!("its CPU sampled (pid {} and its children)", pooler.pid()),
     });
     let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
     let seen: Vec<String> = cpu.into_iter().chain(console).chain(limit).collect();
