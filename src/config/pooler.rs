@@ -87,6 +87,13 @@ fn check_setting(setting: &Setting) -> Result<(String, String), ConfigError> {
     if value.contains(['\n', '\r']) {
         return Err(invalid("--pooler-setting", &key, "a value is one line"));
     }
+    if key == "so_reuseport" {
+        return Err(invalid(
+            "--pooler-setting",
+            &key,
+            "pgstress sets it for --pooler-processes",
+        ));
+    }
     if LOCKED.contains(&key.as_str()) {
         return Err(invalid(
             "--pooler-setting",
