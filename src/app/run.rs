@@ -11,7 +11,7 @@ use super::fault::Servers;
 use super::preflight::preflight;
 use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
-    quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
+    quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_before_the_load,
 };
 use super::setup::{
     describe_pooler, detected_pooler, node_names, pooler_side, server_source, start_console,
@@ -188,7 +188,8 @@ fn run_against(
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
-    let engine = engine_for(config, spec, &server, pooler_limit.as_ref(), printer)?;
+    let limits = (pooler_limit.as_ref(), local_pooler.as_ref());
+    let engine = engine_for(config, spec, &server, limits, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -303,7 +304,7 @@ fn engine_for(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     server: &ServerFacts,
-    pooler_limit: Option<&PoolerLimit>,
+    (pooler_limit, pooler): (Option<&PoolerLimit>, Option<&LocalPooler>),
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
     let clients = clients_at_once(server, pooler_limit);
@@ -311,7 +312,7 @@ fn engine_for(
         Some(fleet) => super::coordinate::remote_engine(config, fleet, clients, printer)?,
         None => {
             let engine = build_engine(config, spec, clients)?;
-            warn_if_open_files_short(config, engine.as_ref(), printer);
+            warn_before_the_load(config, engine.as_ref(), pooler, printer);
             engine
         }
     })

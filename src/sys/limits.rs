@@ -21,6 +21,86 @@ pub fn thread_limit() -> (u64, &'static str) {
     ])
 }
 
+/// The threads this process may still start, and the setting that bounds them: each limit of
+/// `thread_limit` less what already counts against it (the machine's threads for
+/// `kernel.threads-max` and `kernel.pid_max`, the cgroup's pids, the user's threads for
+/// RLIMIT_NPROC, which root is not held to).
+pub fn thread_room() -> (u64, &'static str) {
+    let machine = threads_on_machine().unwrap_or(0);
+    let room = |limit: Option<u64>, used: u64| limit.map(|limit| limit.saturating_sub(used));
+    let nproc = match nix::unistd::getuid().is_root() {
+        true => None,
+        false => nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+            .ok()
+            .filter(|(soft, _)| *soft != nix::sys::resource::RLIM_INFINITY)
+            .map(|(soft, _)| soft.saturating_sub(threads_of_this_user())),
+    };
+    lowest([
+        (nproc, "the process's RLIMIT_NPROC (ulimit -u)"),
+        (
+            room(read_number("/proc/sys/kernel/threads-max"), machine),
+            "kernel.threads-max",
+        ),
+        (
+            room(read_number("/proc/sys/kernel/pid_max"), machine),
+            "kernel.pid_max",
+        ),
+        (
+            room(
+                read_number("/sys/fs/cgroup/pids.max"),
+                read_number("/sys/fs/cgroup/pids.current").unwrap_or(0),
+            ),
+            "the cgroup's pids.max",
+        ),
+    ])
+}
+
+/// Every thread on the machine now: the last figure of /proc/loadavg's "running/total".
+fn threads_on_machine() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = text.split_whitespace().nth(3)?;
+    field.split_once('/')?.1.parse().ok()
+}
+
+/// The threads of every process of this process's real user, which RLIMIT_NPROC counts.
+fn threads_of_this_user() -> u64 {
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("status")).ok())
+        .filter(|status| {
+            let real = |line: &str| {
+                line.strip_prefix("Uid:")
+                    .and_then(|ids| ids.split_whitespace().next().map(str::to_owned))
+            };
+            status
+                .lines()
+                .find_map(real)
+                .is_some_and(|real| real == uid)
+        })
+        .filter_map(|status| {
+            let line = status.lines().find(|line| line.starts_with("Threads:"))?;
+            line["Threads:".len()..].trim().parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// A process's open-file limit (the soft one), from /proc/PID/limits; None when unreadable
+/// or unlimited.
+pub fn open_files_of(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The lowest of the limits known, with its name; unlimited when none is.
 fn lowest<const N: usize>(limits: [(Option<u64>, &'static str); N]) -> (u64, &'static str) {
     limits
@@ -186,6 +266,17 @@ mod tests {
         assert!(limit >= soft && limit < u64::MAX, "{limit}");
         let named = ["fs.nr_open", "the hard open-file limit (ulimit -Hn)"];
         assert!(short.is_some_and(|s| named.contains(&s)), "{short:?}");
+    }
+
+    #[test]
+    fn the_room_for_threads_is_below_the_limit_and_counts_those_running() {
+        let (limit, _) = super::thread_limit();
+        let (room, setting) = super::thread_room();
+        assert!(room < limit, "{room} of {limit} ({setting})");
+        assert!(super::threads_on_machine().is_some_and(|n| n > 1));
+        assert!(super::threads_of_this_user() >= 1);
+        let me = super::open_files_of(std::process::id());
+        assert_eq!(me, Some(super::open_files_limit()));
     }
 
     #[test]
