@@ -258,6 +258,13 @@ fn pooler_saturated_names_the_process_whose_core_a_busy_loop_shares() {
         row["flags"].contains("pooler-saturated"),
         "{row:?}\n{stdout}"
     );
+    let each = format!("pooler processes: 1 (pid {}) core", pids[0]);
+    assert!(stdout.contains(&each), "each process's core: {stdout}");
+    let second = stdout.split(&format!("2 (pid {}) core", pids[1])).nth(1);
+    assert!(
+        second.is_some_and(|rest| rest.lines().next().unwrap().ends_with(", full")),
+        "{stdout}"
+    );
     let named = format!("PgBouncer process 2 of 2 (pid {}): a full core", pids[1]);
     assert!(stdout.contains(&named), "{named}\n{stdout}");
     let summary = summary(logs.path());
