@@ -274,3 +274,63 @@ fn pooler_saturated_names_the_process_whose_core_a_busy_loop_shares() {
         "{summary}"
     );
 }
+
+#[test]
+fn sigkill_mid_step_still_removes_every_process_and_folder() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let logs = tempfile::tempdir().unwrap();
+    let mut child = run_command(logs.path())
+        .args(["--pooler", "pgbouncer", "--pooler-processes", "2"])
+        .args([
+            "--query",
+            "SELECT pg_sleep(5)",
+            "--steps",
+            "2",
+            "--step",
+            "4",
+        ])
+        .args(["--no-report", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Step 1 holds its connections in pg_sleep for 5 s: the kill lands in the step.
+    let deadline = Instant::now() + RUN_DEADLINE;
+    while !std::fs::read_dir(logs.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().to_string_lossy().ends_with("_steps.csv"))
+    {
+        assert!(Instant::now() < deadline, "the run never started its steps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let folders = stdout
+        .split("started a throwaway pooler: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" in ").nth(1))
+        .and_then(|rest| rest.split(';').next())
+        .expect("the pooler's folders are named");
+    let folders: Vec<&Path> = folders.split(", ").map(Path::new).collect();
+    assert_eq!(folders.len(), 2, "{stdout}");
+    // Each process's watchdog wakes when pgstress's end of its pipe closes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for folder in folders {
+        while folder.exists() || !no_process_mentions(folder) {
+            assert!(
+                Instant::now() < deadline,
+                "{} or its pgbouncer outlived pgstress",
+                folder.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
