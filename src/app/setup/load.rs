@@ -49,6 +49,13 @@ pub fn build_engine(
         } => {
             let largest = config.plan.largest();
             let workers = workers.unwrap_or_else(|| pool::default_workers(clients, largest));
+            // Said before the workers start, where a failure could only be named after.
+            let (room, setting) = crate::sys::limits::thread_room();
+            if u64::from(workers) > room {
+                anyhow::bail!(
+                    "the pool's {workers} worker threads are more than the {room} this process                      may still start ({setting}); raise {setting}, or give fewer --workers"
+                );
+            }
             let pool = Pool::start(
                 spec,
                 workers,
