@@ -21,6 +21,19 @@ pub fn thread_limit() -> (u64, &'static str) {
     ])
 }
 
+/// Whether this process holds CAP_SYS_RESOURCE, without which even root cannot raise a hard
+/// limit (a container often drops it): bit 24 of CapEff in /proc/self/status.
+fn may_raise_hard_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    (status.lines())
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
 /// The threads this process may still start, and the setting that bounds them: each limit of
 /// `thread_limit` less what already counts against it (the machine's threads for
 /// `kernel.threads-max` and `kernel.pid_max`, the cgroup's pids, the user's threads for
@@ -131,14 +144,14 @@ fn ports_in(range: &str) -> Option<u64> {
 }
 
 /// The open-file limit to give a child process (a throwaway PgBouncer) that may hold `need`
-/// descriptors, and the setting that stands in the way when it cannot have them all: root may
-/// raise a child's limit up to `fs.nr_open`, others up to their own hard limit. Never below
-/// the limit the child would inherit.
+/// descriptors, and the setting that stands in the way when it cannot have them all: a
+/// process with CAP_SYS_RESOURCE (root, outside a container that drops it) may raise a
+/// child's limit up to `fs.nr_open`, others up to their own hard limit. Never below the limit
+/// the child would inherit.
 pub fn open_files_for_child(need: u64) -> (u64, Option<&'static str>) {
     use nix::sys::resource::{Resource, getrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((0, 0));
-    let root = nix::unistd::geteuid().is_root();
-    let (ceiling, setting) = match root {
+    let (ceiling, setting) = match may_raise_hard_limits() {
         true => (
             read_number("/proc/sys/fs/nr_open").unwrap_or(hard),
             "fs.nr_open",
