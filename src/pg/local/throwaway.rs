@@ -175,3 +175,44 @@ pub(crate) fn last_lines(log: &Path) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_starts_with_the_open_file_limit_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out");
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "ulimit -Sn; ulimit -Hn"]);
+        let mut child = spawn_with_files(command, &None, &log, Some(500)).unwrap();
+        assert!(child.wait().unwrap().success());
+        // The soft limit as given; the hard one left where it was, or raised to it.
+        let (_, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let expected = format!("500\n{}\n", hard.max(500));
+        assert_eq!(fs::read_to_string(&log).unwrap(), expected);
+    }
+
+    #[test]
+    fn as_root_the_child_takes_its_limit_then_becomes_its_owner() {
+        let Some(postgres) = User::from_name("postgres").ok().flatten() else {
+            return;
+        };
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out");
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "id -u; id -g; id -G; ulimit -Sn"]);
+        let owner = Some(postgres.clone());
+        let mut child = spawn_with_files(command, &owner, &log, Some(600)).unwrap();
+        assert!(child.wait().unwrap().success());
+        let (uid, gid) = (postgres.uid, postgres.gid);
+        // No supplementary group of root's is kept.
+        let expected = format!("{uid}\n{gid}\n{gid}\n600\n");
+        assert_eq!(fs::read_to_string(&log).unwrap(), expected);
+    }
+}
