@@ -177,8 +177,11 @@ fn run_against(
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
     let (local_pooler, mut console) = pooler_side(around.pooler, target, local_server);
-    // The throwaway pooler's console is one process's: the others are alike.
-    let processes = around.pooler.map_or(1, |pooler| pooler.pids().len() as u32);
+    // Several PgBouncers on one port (the throwaway ones, or the user's with so_reuseport):
+    // the console is one process's, and the others are taken to be alike.
+    let processes = (local_pooler.as_ref())
+        .filter(|pooler| pooler.cores == Some(1.0))
+        .map_or(1, |pooler| pooler.pids.len() as u32);
     let pooler_limit = pgpool.or_else(|| {
         (console.as_mut())
             .and_then(console::pgbouncer_limit)
