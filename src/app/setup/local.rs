@@ -65,6 +65,17 @@ pub fn start_pooler(
     for warning in pooler.warnings() {
         printer.note(warning);
     }
+    if let Some(cpus) = cpus
+        && cpus.len() < choice.processes as usize
+    {
+        let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+        printer.note(format!(
+            "note: the {} PgBouncer processes run on the server's CPUs ({}), fewer CPUs than \
+             processes: they take turns; --no-pin lets them run anywhere",
+            choice.processes,
+            list.join(", ")
+        ));
+    }
     Ok(pooler)
 }
 
