@@ -11,7 +11,7 @@ use super::fault::Servers;
 use super::preflight::preflight;
 use super::setup::{
     build_engine, demo_data, describe_target, load_target, open_monitor, plan_facts,
-    quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_if_open_files_short,
+    quiet_request_panics, request_spec, start_pooler, start_throwaway, warn_before_the_load,
 };
 use super::setup::{
     describe_pooler, detected_pooler, node_names, pooler_side, server_source, start_console,
@@ -22,7 +22,7 @@ use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
 use crate::engine::Engine;
 use crate::logs::{self, RunLogs};
-use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
+use crate::measure::sampler::cpu::{CpuProbe, LocalPooler, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
 use crate::model::facts::{
@@ -82,7 +82,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<Status> {
     let pooler = match &config.pooler {
         Some(choice) => {
             let cpus = placement.as_ref().map(|(_, server)| server.as_slice());
-            Some(start_pooler(&target, &choice.settings, cpus, &mut printer)?)
+            Some(start_pooler(&target, &config, choice, cpus, &mut printer)?)
         }
         None => None,
     };
@@ -177,12 +177,22 @@ fn run_against(
     let local_server = local_server(around.throwaway, visible_server);
     let monitor = open_monitor(target, printer);
     let (local_pooler, mut console) = pooler_side(around.pooler, target, local_server);
-    let pooler_limit = pgpool.or_else(|| console.as_mut().and_then(console::pgbouncer_limit));
+    // Several PgBouncers on one port (the throwaway ones, or the user's with so_reuseport):
+    // the console is one process's, and the others are taken to be alike.
+    let processes = (local_pooler.as_ref())
+        .filter(|pooler| pooler.cores == Some(1.0))
+        .map_or(1, |pooler| pooler.pids.len() as u32);
+    let pooler_limit = pgpool.or_else(|| {
+        (console.as_mut())
+            .and_then(console::pgbouncer_limit)
+            .map(|limit| limit.across(processes))
+    });
     let spec = Arc::new(request_spec(config, target)?);
     probe(config, target, &spec, data, printer)?;
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
-    let engine = engine_for(config, spec, &server, pooler_limit.as_ref(), printer)?;
+    let limits = (pooler_limit.as_ref(), local_pooler.as_ref());
+    let engine = engine_for(config, spec, &server, limits, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -193,7 +203,7 @@ fn run_against(
         throwaway: around.throwaway.is_some(),
         pooler: describe_pooler(
             around.pooler_text.or_else(|| detected_pooler(target)),
-            local_pooler,
+            local_pooler.as_ref(),
             console.is_some(),
             pooler_limit.as_ref(),
         ),
@@ -205,6 +215,7 @@ fn run_against(
         client: cpus.into(),
         cpus: server_cpus(config, local_server, pinned, printer),
     };
+    let pooler_cores = local_pooler.as_ref().and_then(LocalPooler::total_cores);
     let sides = Sides {
         client_cpus: crate::sys::affinity::available(),
         client_cores: cpus.allowed_cores,
@@ -214,7 +225,6 @@ fn run_against(
     // Armed just before the samplers and step 1: `--fault ...@T` counts from here.
     let fault = super::fault::arm_for(config.fault, around.throwaway, &requests_name);
     let probes = (local_server, monitor, sides, requests_name);
-    let pooler_cores = local_pooler.and_then(|pooler| pooler.cores);
     let sides = (cpus, probes, console, pooler_cores);
     let end = (data, around.endpoint, run_start, fault);
     run_ramp(config, &facts, sides, engine, end, printer)
@@ -298,7 +308,7 @@ fn engine_for(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     server: &ServerFacts,
-    pooler_limit: Option<&PoolerLimit>,
+    (pooler_limit, pooler): (Option<&PoolerLimit>, Option<&LocalPooler>),
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
     let clients = clients_at_once(server, pooler_limit);
@@ -306,7 +316,7 @@ fn engine_for(
         Some(fleet) => super::coordinate::remote_engine(config, fleet, clients, printer)?,
         None => {
             let engine = build_engine(config, spec, clients)?;
-            warn_if_open_files_short(config, engine.as_ref(), printer);
+            warn_before_the_load(config, engine.as_ref(), pooler, printer);
             engine
         }
     })

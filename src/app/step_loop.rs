@@ -110,6 +110,9 @@ impl<W: Write> StepLoop<'_, W> {
             let pooler = PoolerSide {
                 cpu: PoolerSide::cpu_of(&cpu_samples, whole.as_ref()),
                 runnable_pct: whole.as_ref().and_then(|w| w.pooler_runnable_pct),
+                processes: (whole.as_ref())
+                    .map(|w| w.pooler_processes.clone())
+                    .unwrap_or_default(),
                 view: self.pooler.console.and_then(|console| {
                     let (samples, whole) = console.end_step_whole();
                     PoolerViewSummary::of(&samples, whole.as_ref())
@@ -266,6 +269,7 @@ impl<W: Write> StepLoop<'_, W> {
         if run.lost.is_some() && !flags.contains(&Flag::Partial) {
             flags.push(Flag::Partial);
         }
+        crate::judge::pooler::judge_processes(&mut measured.pooler, &self.config.thresholds);
         flags.extend(crate::judge::pooler::pooler_flags(
             &measured,
             self.pooler.cores,

@@ -239,6 +239,11 @@ pub struct RunArgs {
     #[serde(rename = "pooler-setting")]
     pub pooler_settings: Option<Vec<Setting>>,
 
+    /// PgBouncer processes of the throwaway pooler, sharing its port (so_reuseport), each on
+    /// one core with its own descriptor limit [default: 1].
+    #[arg(long, value_name = "K")]
+    pub pooler_processes: Option<u32>,
+
     /// pool: prepare the query once per kept connection (a named statement), or never (the
     /// unnamed statement with every request, as a transaction-mode pooler needs) [default:
     /// once, never when the target is a pooler].

@@ -26,7 +26,15 @@ const LOCKED: [&str; 13] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolerChoice {
     pub settings: Vec<(String, String)>,
+    /// PgBouncer processes sharing the port (`so_reuseport`), 1 or more.
+    pub processes: u32,
 }
+
+/// `--pooler-processes`' default: one PgBouncer, as PgBouncer runs by default.
+pub const DEFAULT_POOLER_PROCESSES: u32 = 1;
+
+/// More processes than this would not be the few cores a pooler is given, but a typo.
+const MOST_POOLER_PROCESSES: u32 = 64;
 
 pub(super) fn merge_pooler(options: &RunArgs) -> Result<Option<PoolerChoice>, ConfigError> {
     let settings = options
@@ -35,15 +43,31 @@ pub(super) fn merge_pooler(options: &RunArgs) -> Result<Option<PoolerChoice>, Co
         .flatten()
         .map(check_setting)
         .collect::<Result<Vec<_>, _>>()?;
+    let processes = options.pooler_processes.unwrap_or(DEFAULT_POOLER_PROCESSES);
+    if !(1..=MOST_POOLER_PROCESSES).contains(&processes) {
+        return Err(invalid(
+            "--pooler-processes",
+            processes,
+            format!("give 1 to {MOST_POOLER_PROCESSES} PgBouncer processes"),
+        ));
+    }
     match options.pooler {
-        Some(PoolerName::Pgbouncer) => Ok(Some(PoolerChoice { settings })),
-        None => match settings.first() {
-            Some((key, _)) => Err(invalid(
+        Some(PoolerName::Pgbouncer) => Ok(Some(PoolerChoice {
+            settings,
+            processes,
+        })),
+        None => match (settings.first(), options.pooler_processes) {
+            (Some((key, _)), _) => Err(invalid(
                 "--pooler-setting",
                 key,
                 "it applies to the throwaway pooler only; give --pooler pgbouncer",
             )),
-            None => Ok(None),
+            (None, Some(processes)) => Err(invalid(
+                "--pooler-processes",
+                processes,
+                "it applies to the throwaway pooler only; give --pooler pgbouncer",
+            )),
+            (None, None) => Ok(None),
         },
     }
 }
@@ -62,6 +86,13 @@ fn check_setting(setting: &Setting) -> Result<(String, String), ConfigError> {
     }
     if value.contains(['\n', '\r']) {
         return Err(invalid("--pooler-setting", &key, "a value is one line"));
+    }
+    if key == "so_reuseport" {
+        return Err(invalid(
+            "--pooler-setting",
+            &key,
+            "pgstress sets it for --pooler-processes",
+        ));
     }
     if LOCKED.contains(&key.as_str()) {
         return Err(invalid(

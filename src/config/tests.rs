@@ -290,6 +290,11 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         assert_eq!(stated_default(long), value, "--{long}");
     }
     assert!(stated_default("query").ends_with(DEFAULT_QUERY));
+    let pooled = merge(&["--pooler", "pgbouncer"], "").unwrap();
+    assert_eq!(
+        stated_default("pooler-processes"),
+        pooled.pooler.unwrap().processes.to_string()
+    );
     let rate = merge(&["--mode", "rate"], "").unwrap();
     let Mode::Rate {
         duration, arrival, ..
@@ -369,5 +374,32 @@ fn a_fault_breaks_only_the_throwaway_server() {
     assert!(
         err.contains("--standby") && err.contains("throwaway"),
         "{err}"
+    );
+}
+
+#[test]
+fn pooler_processes_need_the_throwaway_pooler_and_a_sane_count() {
+    let two = merge(&["--pooler", "pgbouncer", "--pooler-processes", "2"], "").unwrap();
+    assert_eq!(two.pooler.unwrap().processes, 2);
+    for bad in ["0", "65"] {
+        let args = ["--pooler", "pgbouncer", "--pooler-processes", bad];
+        let error = merge(&args, "").unwrap_err();
+        assert!(
+            error.contains("--pooler-processes") && error.contains("1 to 64"),
+            "{error}"
+        );
+    }
+    let alone = merge(&["--pooler-processes", "2"], "").unwrap_err();
+    assert!(alone.contains("give --pooler pgbouncer"), "{alone}");
+    let reuse = [
+        "--pooler",
+        "pgbouncer",
+        "--pooler-setting",
+        "so_reuseport=0",
+    ];
+    assert!(
+        merge(&reuse, "")
+            .unwrap_err()
+            .contains("--pooler-processes")
     );
 }

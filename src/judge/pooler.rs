@@ -6,7 +6,8 @@ use super::verdict::Limit;
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::record::RequestRecord;
 use crate::model::rules::{Flag, Thresholds};
-use crate::model::step::StepResult;
+use crate::model::sample::PoolerProcessCpu;
+use crate::model::step::{PoolerSide, StepResult};
 
 /// The pooler's flags of one step. `pooler_cores`: the most CPUs the pooler can use (1 for
 /// PgBouncer), None for all the host's. A one-thread pooler whose thread was runnable (running,
@@ -21,6 +22,7 @@ pub fn pooler_flags(
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
     let cores = pooler_cores.unwrap_or(host_cores);
+    let a_process_full = step.pooler.processes.iter().any(|process| process.full);
     let busy = step
         .pooler
         .cpu
@@ -30,7 +32,7 @@ pub fn pooler_flags(
         .pooler
         .runnable_pct
         .is_some_and(|pct| one_thread && pct >= t.saturated_cpu_pct);
-    if (busy || runnable) && cpu_judged(step, t) {
+    if (busy || runnable || a_process_full) && cpu_judged(step, t) {
         flags.push(Flag::PoolerSaturated);
     }
     if step.failures(FailureClass::PoolerTooManyClients) > 0 {
@@ -40,6 +42,44 @@ pub fn pooler_flags(
         flags.push(Flag::PoolerQueued);
     }
     flags
+}
+
+/// Marks each of the pooler's one-thread processes that filled its core: its CPU, or the
+/// time its thread was runnable, reached the threshold's share of the step. Each process
+/// serves the clients the kernel handed it, so one full core limits them however idle the
+/// others are.
+pub fn judge_processes(pooler: &mut PoolerSide, t: &Thresholds) {
+    for process in &mut pooler.processes {
+        process.full = process.core_pct >= t.saturated_cpu_pct
+            || process
+                .runnable_pct
+                .is_some_and(|pct| pct >= t.saturated_cpu_pct);
+    }
+}
+
+/// Which of several processes filled its core, e.g. "process 2 of 2 (pid 4242)"; None for a
+/// pooler of one process, or none full.
+fn full_processes(step: &StepResult) -> Option<String> {
+    let processes = &step.pooler.processes;
+    let full: Vec<_> = processes.iter().filter(|p| p.full).collect();
+    if processes.len() < 2 || full.is_empty() {
+        return None;
+    }
+    let list = |f: fn(&PoolerProcessCpu) -> u32| {
+        (full.iter().map(|p| f(p).to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (noun, pid) = match full.len() {
+        1 => ("process", "pid"),
+        _ => ("processes", "pids"),
+    };
+    Some(format!(
+        "{noun} {} of {} ({pid} {})",
+        list(|p| p.index),
+        processes.len(),
+        list(|p| p.pid)
+    ))
 }
 
 /// Whether a request got its target's first answer: it succeeded, or failed on a word from the
@@ -98,6 +138,9 @@ fn first_pooler_limit(judged: &[StepResult]) -> Option<Limit> {
                 flag: *flag,
                 step: step.step,
                 requests: step.requests,
+                process: (*flag == Flag::PoolerSaturated)
+                    .then(|| full_processes(step))
+                    .flatten(),
             })
     })
 }
@@ -124,8 +167,15 @@ pub fn with_pooler(limit: Option<Limit>, judged: &[StepResult]) -> Option<Limit>
     }
 }
 
-/// The verdict's sentence for the pooler's limit.
-pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
+/// The verdict's sentence for the pooler's limit; `process`, which of its processes filled
+/// its core.
+pub fn sentence(
+    flag: Flag,
+    (step, requests): (u32, u32),
+    process: Option<&str>,
+    broke: bool,
+) -> String {
+    let full_one;
     let what = match flag {
         Flag::PoolerRefused => "the pooler refused clients (its max_client_conn)",
         Flag::PoolerQueued => {
@@ -133,7 +183,16 @@ pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
              did: its client limit (pgpool-II's num_init_children, PgBouncer's max_client_conn), \
              not the server's"
         }
-        _ => "the pooler's CPU was full (PgBouncer runs on one core)",
+        _ => match process {
+            Some(process) => {
+                full_one = format!(
+                    "PgBouncer {process}: a full core (each process runs on one, and its \
+                     clients wait for it)"
+                );
+                &full_one
+            }
+            None => "the pooler's CPU was full (PgBouncer runs on one core)",
+        },
     };
     match broke {
         true => format!(
@@ -148,250 +207,5 @@ pub fn sentence(flag: Flag, step: u32, requests: u32, broke: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::outcome::Failure;
-    use crate::model::step::MeanPeak;
-    use crate::test_support::{step_result, step_with_failures};
-
-    fn busy(pct: f64) -> Option<MeanPeak> {
-        Some(MeanPeak {
-            mean: pct,
-            peak: None,
-        })
-    }
-
-    #[test]
-    fn one_full_core_of_two_saturates_pgbouncer() {
-        let t = Thresholds::default();
-        let mut step = step_result(1, 50, 0);
-        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
-        // 46% of a 2-core host is 0.92 of PgBouncer's one core.
-        step.pooler.cpu = busy(46.0);
-        assert_eq!(
-            pooler_flags(&step, Some(1.0), 2.0, &t),
-            vec![Flag::PoolerSaturated]
-        );
-        // A pooler that may use every core is not full at half of them.
-        assert!(pooler_flags(&step, None, 2.0, &t).is_empty());
-        step.pooler.cpu = busy(44.0);
-        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
-    }
-
-    #[test]
-    fn a_thread_waiting_for_a_cpu_it_never_got_is_saturated_too() {
-        let t = Thresholds::default();
-        let mut step = step_result(1, 50, 0);
-        // 10% of the host, but its thread runnable through the whole step.
-        step.pooler.cpu = busy(10.0);
-        step.pooler.runnable_pct = Some(95.0);
-        assert_eq!(
-            pooler_flags(&step, Some(1.0), 2.0, &t),
-            vec![Flag::PoolerSaturated]
-        );
-        step.pooler.runnable_pct = Some(85.0);
-        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
-        // One process among many (pgpool-II): its leader's thread says nothing of the rest.
-        step.pooler.runnable_pct = Some(100.0);
-        assert!(pooler_flags(&step, None, 2.0, &t).is_empty());
-    }
-
-    #[test]
-    fn a_short_step_is_not_judged_saturated() {
-        let t = Thresholds::default();
-        let mut step = step_result(1, 50, 0);
-        step.pooler.cpu = busy(46.0);
-        step.pooler.runnable_pct = Some(95.0);
-        step.wall = t.min_judged_wall;
-        assert_eq!(
-            pooler_flags(&step, Some(1.0), 2.0, &t),
-            vec![Flag::PoolerSaturated]
-        );
-        step.wall = t.min_judged_wall - std::time::Duration::from_millis(1);
-        assert!(pooler_flags(&step, Some(1.0), 2.0, &t).is_empty());
-    }
-
-    fn record(outcome: Result<(), Failure>, started: bool) -> RequestRecord {
-        let mut record = RequestRecord::failed_without_running(
-            Failure::new(FailureClass::Io, "x"),
-            std::time::Duration::from_millis(5),
-        );
-        record.outcome = outcome;
-        record.start_offset = started.then_some(std::time::Duration::ZERO);
-        record
-    }
-
-    #[test]
-    fn unanswered_connections_beside_answered_ones_were_held_in_the_poolers_queue() {
-        let unanswered = || record(Err(Failure::unanswered("deadline passed")), true);
-        let mut records = vec![unanswered(), record(Ok(()), true), unanswered()];
-        assert_eq!(held_in_queue(&mut records), 2);
-        let classes: Vec<Option<FailureClass>> = records
-            .iter()
-            .map(|r| r.outcome.as_ref().err().map(|f| f.class))
-            .collect();
-        assert_eq!(
-            classes,
-            [
-                Some(FailureClass::PoolerQueued),
-                None,
-                Some(FailureClass::PoolerQueued)
-            ]
-        );
-        let step = step_with_failures(1, 10, 3, FailureClass::PoolerQueued, 10);
-        assert_eq!(
-            pooler_flags(&step, None, 2.0, &Thresholds::default()),
-            vec![Flag::PoolerQueued]
-        );
-        assert_eq!(step.server_failed(), 0, "not the server's failure");
-    }
-
-    #[test]
-    fn with_no_answer_at_all_or_answers_from_nobody_the_timeouts_stay_the_servers() {
-        let unanswered = || record(Err(Failure::unanswered("deadline passed")), true);
-        let all_silent = &mut [unanswered(), unanswered()];
-        assert_eq!(held_in_queue(all_silent), 0);
-        assert!(all_silent.iter().all(|r| {
-            r.outcome
-                .as_ref()
-                .is_err_and(|f| f.class == FailureClass::Timeout)
-        }));
-        // None of these is an answer from the target: a refused or broken socket, the
-        // client's own failure, a request that never started.
-        for other in [
-            record(Err(Failure::new(FailureClass::Refused, "refused")), true),
-            record(Err(Failure::new(FailureClass::Io, "reset")), true),
-            record(Err(Failure::new(FailureClass::Client, "files")), true),
-            record(Err(Failure::new(FailureClass::Timeout, "queue")), false),
-        ] {
-            assert_eq!(held_in_queue(&mut [unanswered(), other]), 0);
-        }
-        // A timeout after the first answer, an error or a missing row are answers.
-        for answer in [
-            record(Err(Failure::new(FailureClass::Timeout, "57014")), true),
-            record(Err(Failure::new(FailureClass::Query, "42P01")), true),
-            record(Err(Failure::new(FailureClass::NoRow, "no row")), true),
-        ] {
-            let records = &mut [unanswered(), answer];
-            assert_eq!(held_in_queue(records), 1);
-            // A timeout that was answered first stays the server's.
-            assert!(
-                !records[1]
-                    .outcome
-                    .as_ref()
-                    .is_err_and(|f| f.class == FailureClass::PoolerQueued)
-            );
-        }
-    }
-
-    #[test]
-    fn refused_clients_are_the_poolers_and_withhold_load() {
-        let t = Thresholds::default();
-        let step = step_with_failures(1, 101, 1, FailureClass::PoolerTooManyClients, 10);
-        assert_eq!(
-            pooler_flags(&step, Some(1.0), 2.0, &t),
-            vec![Flag::PoolerRefused]
-        );
-        assert_eq!(step.server_failed(), 0, "not the server's failure");
-    }
-
-    fn flagged(step: u32, flag: Flag) -> StepResult {
-        let mut result = step_result(step, 10 * step, 0);
-        result.flags.push(flag);
-        result
-    }
-
-    #[test]
-    fn connections_held_in_the_poolers_queue_say_more_than_a_busy_client() {
-        let both = {
-            let mut step = flagged(1, Flag::ClientSaturated);
-            step.flags.push(Flag::PoolerQueued);
-            [step]
-        };
-        let client = Some(Limit::Client {
-            flag: Flag::ClientSaturated,
-            step: 1,
-            requests: 10,
-            agent: None,
-        });
-        let limit = with_pooler(client, &both);
-        assert!(
-            matches!(
-                &limit,
-                Some(Limit::Pooler {
-                    flag: Flag::PoolerQueued,
-                    step: 1,
-                    ..
-                })
-            ),
-            "{limit:?}"
-        );
-        let line = sentence(Flag::PoolerQueued, 1, 120, false);
-        assert!(
-            line.contains("pooler-queued from step 1 (120 requests)")
-                && line.contains("num_init_children"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn the_earlier_side_is_named_and_the_client_wins_a_tie() {
-        let pooler_at_2 = [
-            flagged(1, Flag::LaunchSpread),
-            flagged(2, Flag::PoolerSaturated),
-        ];
-        let client = Some(Limit::Client {
-            flag: Flag::LaunchSpread,
-            step: 1,
-            requests: 10,
-            agent: None,
-        });
-        assert_eq!(with_pooler(client.clone(), &pooler_at_2), client);
-        let steps = [
-            flagged(1, Flag::PoolerSaturated),
-            flagged(2, Flag::LaunchSpread),
-        ];
-        let late_client = Some(Limit::Client {
-            flag: Flag::LaunchSpread,
-            step: 2,
-            requests: 20,
-            agent: None,
-        });
-        let pooler = Some(Limit::Pooler {
-            flag: Flag::PoolerSaturated,
-            step: 1,
-            requests: 10,
-        });
-        assert_eq!(with_pooler(late_client, &steps), pooler);
-        assert_eq!(with_pooler(Some(Limit::Server), &steps), pooler);
-        assert_eq!(with_pooler(None, &steps), pooler);
-        assert_eq!(with_pooler(Some(Limit::Server), &[]), Some(Limit::Server));
-        // Refused clients say more than a busy CPU in the same step.
-        let refused = [flagged(1, Flag::PoolerRefused)];
-        let busy_client = Some(Limit::Client {
-            flag: Flag::ClientSaturated,
-            step: 1,
-            requests: 10,
-            agent: None,
-        });
-        let refused_limit = with_pooler(busy_client, &refused);
-        assert!(
-            matches!(&refused_limit, Some(Limit::Pooler { flag, .. }) if *flag == Flag::PoolerRefused),
-            "{refused_limit:?}"
-        );
-    }
-
-    #[test]
-    fn a_pooler_queue_explains_late_starts() {
-        let mut flags = vec![Flag::StartedLate, Flag::PoolerQueued];
-        queue_explains_late_starts(&mut flags);
-        assert_eq!(flags, vec![Flag::PoolerQueued]);
-        let mut late = vec![Flag::StartedLate];
-        queue_explains_late_starts(&mut late);
-        assert_eq!(
-            late,
-            vec![Flag::StartedLate],
-            "without a queue, the client's"
-        );
-    }
-}
+#[path = "pooler_tests.rs"]
+mod tests;

@@ -219,6 +219,9 @@ pub enum Limit {
         flag: Flag,
         step: u32,
         requests: u32,
+        /// Which of several processes filled its core, for `pooler-saturated`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        process: Option<String>,
     },
 }
 
@@ -443,7 +446,8 @@ impl Verdict {
                 flag,
                 step,
                 requests,
-            } => super::pooler::sentence(*flag, *step, *requests, broke),
+                process,
+            } => super::pooler::sentence(*flag, (*step, *requests), process.as_deref(), broke),
         })
     }
 }

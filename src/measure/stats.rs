@@ -320,6 +320,7 @@ mod tests {
             client_wait_ms: Some(3.0),
             client_cpus_busy_pct: Some(60.0),
             pooler_runnable_pct: None,
+            pooler_processes: Vec::new(),
         };
         let summary = CpuSummary::of(&[sample(0.0, Some(0.0))], Some(&whole));
         assert_eq!(

@@ -45,6 +45,21 @@ pub struct PoolerLimit {
     pub setting: String,
 }
 
+impl PoolerLimit {
+    /// The limit of `processes` alike processes sharing one port, as one console reported
+    /// it for its own process: each serves its own clients with its own pools.
+    pub fn across(self, processes: u32) -> PoolerLimit {
+        match processes {
+            0 | 1 => self,
+            n => PoolerLimit {
+                clients: self.clients.saturating_mul(n),
+                setting: format!("{} in each of {n} processes", self.setting),
+                pooler: self.pooler,
+            },
+        }
+    }
+}
+
 /// Connections the run's load can hold at once: through a pooler that reported its client
 /// limit, that limit (the server behind it sees the pooler's own connections, not the
 /// load's); else the server's usable connections.
@@ -71,6 +86,10 @@ mod tests {
             setting: "num_init_children 64".into(),
         };
         assert_eq!(clients_at_once(&server, Some(&pgpool)), 64);
+        let two = pgpool.clone().across(2);
+        assert_eq!(clients_at_once(&server, Some(&two)), 128);
+        assert_eq!(two.setting, "num_init_children 64 in each of 2 processes");
+        assert_eq!(pgpool.clone().across(1), pgpool);
     }
 
     #[test]

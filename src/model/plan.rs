@@ -88,6 +88,20 @@ impl Mode {
         }
     }
 
+    /// At most how many connections a step of this size holds at once, known before any
+    /// engine runs: a burst's every request, a pool's workers (its size when they are not
+    /// given), a rate step's in-flight cap or, without one, all its requests.
+    pub fn most_connections(&self, size: u32) -> u32 {
+        match self {
+            Mode::Burst => size,
+            Mode::Pool { workers, .. } => workers.map_or(size, |w| w.min(size)),
+            Mode::Rate { max_inflight, .. } => {
+                let requests = self.requests_for(size);
+                max_inflight.map_or(requests, |cap| cap.min(requests))
+            }
+        }
+    }
+
     /// Requests a step of this size sends: in rate mode the size is a rate per second; a timed
     /// pool step sends at least its size (as many more as its workers answer in its time).
     pub fn requests_for(&self, size: u32) -> u32 {

@@ -32,6 +32,24 @@ pub struct StepCpu {
     /// The share of the step, in percent, that the pooler's main thread was running or ready
     /// to run and waiting for a CPU: at 100 every client waits for it, however busy the host.
     pub pooler_runnable_pct: Option<f64>,
+    /// Each process of a pooler of one-thread processes (PgBouncer, one or several sharing
+    /// its port), over the step; empty for any other pooler, or none.
+    pub pooler_processes: Vec<PoolerProcessCpu>,
+}
+
+/// One process of a pooler whose processes each run on one thread (PgBouncer), over a whole
+/// step: its own core, judged on its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolerProcessCpu {
+    /// Its place among the pooler's processes, from 1, in the order they started.
+    pub index: u32,
+    pub pid: u32,
+    /// Its CPU over the step as a share of one core, in percent.
+    pub core_pct: f64,
+    /// The share of the step its thread was runnable (running or waiting for a CPU).
+    pub runnable_pct: Option<f64>,
+    /// Judged to have filled its core (`pooler-saturated`), set by the step's judging.
+    pub full: bool,
 }
 
 /// One sample of the server's sessions: pgstress's own when it was read, and the active

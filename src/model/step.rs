@@ -6,7 +6,9 @@ use hdrhistogram::Histogram;
 
 use crate::model::outcome::{FailureClass, Side};
 use crate::model::rules::Flag;
-use crate::model::sample::{CpuSample, PoolerViewSummary, ServerStatsSummary, StepCpu};
+use crate::model::sample::{
+    CpuSample, PoolerProcessCpu, PoolerViewSummary, ServerStatsSummary, StepCpu,
+};
 use crate::model::server_cpu::ServerCpu;
 
 /// Latencies are recorded in microseconds to 3 significant digits. The histograms grow to
@@ -144,11 +146,14 @@ impl Concurrency {
 }
 
 /// The pooler's side of a step: its CPU (a local pooler) and its own view (its console).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoolerSide {
     pub cpu: Option<MeanPeak>,
-    /// The share of the step its main thread was runnable (running or waiting for a CPU).
+    /// The share of the step its main thread was runnable (running or waiting for a CPU):
+    /// the most runnable one's, of several processes.
     pub runnable_pct: Option<f64>,
+    /// Each of its one-thread processes (PgBouncer's), each on its own core.
+    pub processes: Vec<PoolerProcessCpu>,
     pub view: Option<PoolerViewSummary>,
 }
 

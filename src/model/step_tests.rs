@@ -144,6 +144,7 @@ fn whole_step_counters_give_the_means_and_samples_the_peaks() {
         client_wait_ms: Some(12.0),
         client_cpus_busy_pct: Some(66.0),
         pooler_runnable_pct: None,
+        pooler_processes: Vec::new(),
     };
     let summary = CpuSummary::of(&samples, Some(&whole));
     let series = |mean, peak| Some(MeanPeak { mean, peak });
@@ -194,6 +195,7 @@ fn the_poolers_cpu_takes_its_mean_from_the_counters_and_its_peak_from_the_sample
         client_wait_ms: None,
         client_cpus_busy_pct: None,
         pooler_runnable_pct: None,
+        pooler_processes: Vec::new(),
     };
     let mean_peak = |mean, peak| Some(MeanPeak { mean, peak });
     assert_eq!(

@@ -164,6 +164,12 @@ impl<W: Write> Printer<W> {
                 .collect();
             self.line(format!("         nodes: {}", reached.join(", ")));
         }
+        if result.pooler.processes.len() > 1 {
+            self.line(format!(
+                "         pooler processes: {}",
+                pooler_processes(result)
+            ));
+        }
         for (class, message) in &result.first_messages {
             if self.classes_explained.insert(*class) {
                 self.line(format!("         first {class}: {message}"));
@@ -298,6 +304,24 @@ fn server_source(facts: &RunFacts) -> String {
 /// pgstress's threads' wait for a CPU as a share of its requests' time in flight, or "-".
 fn wait(share: Option<f64>) -> String {
     share.map_or_else(|| "-".to_owned(), |share| format!("{:.0}%", share * 100.0))
+}
+
+/// Each of several PgBouncer processes over the step: its core, its thread's runnable time,
+/// and whether it was judged full.
+fn pooler_processes(result: &StepResult) -> String {
+    let each: Vec<String> = (result.pooler.processes.iter())
+        .map(|p| {
+            let runnable = p
+                .runnable_pct
+                .map_or_else(String::new, |pct| format!(", runnable {pct:.0}%"));
+            let full = if p.full { ", full" } else { "" };
+            format!(
+                "{} (pid {}) core {:.0}%{runnable}{full}",
+                p.index, p.pid, p.core_pct
+            )
+        })
+        .collect();
+    each.join("; ")
 }
 
 /// What the step achieved against what it asked for, and whose doing the difference was.

@@ -21,6 +21,99 @@ pub fn thread_limit() -> (u64, &'static str) {
     ])
 }
 
+/// Whether this process holds CAP_SYS_RESOURCE, without which even root cannot raise a hard
+/// limit (a container often drops it): bit 24 of CapEff in /proc/self/status.
+fn may_raise_hard_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    (status.lines())
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// The threads this process may still start, and the setting that bounds them: each limit of
+/// `thread_limit` less what already counts against it (the machine's threads for
+/// `kernel.threads-max` and `kernel.pid_max`, the cgroup's pids, the user's threads for
+/// RLIMIT_NPROC, which root is not held to).
+pub fn thread_room() -> (u64, &'static str) {
+    let machine = threads_on_machine().unwrap_or(0);
+    let room = |limit: Option<u64>, used: u64| limit.map(|limit| limit.saturating_sub(used));
+    let nproc = match nix::unistd::getuid().is_root() {
+        true => None,
+        false => nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+            .ok()
+            .filter(|(soft, _)| *soft != nix::sys::resource::RLIM_INFINITY)
+            .map(|(soft, _)| soft.saturating_sub(threads_of_this_user())),
+    };
+    lowest([
+        (nproc, "the process's RLIMIT_NPROC (ulimit -u)"),
+        (
+            room(read_number("/proc/sys/kernel/threads-max"), machine),
+            "kernel.threads-max",
+        ),
+        (
+            room(read_number("/proc/sys/kernel/pid_max"), machine),
+            "kernel.pid_max",
+        ),
+        (
+            room(
+                read_number("/sys/fs/cgroup/pids.max"),
+                read_number("/sys/fs/cgroup/pids.current").unwrap_or(0),
+            ),
+            "the cgroup's pids.max",
+        ),
+    ])
+}
+
+/// Every thread on the machine now: the last figure of /proc/loadavg's "running/total".
+fn threads_on_machine() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = text.split_whitespace().nth(3)?;
+    field.split_once('/')?.1.parse().ok()
+}
+
+/// The threads of every process of this process's real user, which RLIMIT_NPROC counts.
+fn threads_of_this_user() -> u64 {
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("status")).ok())
+        .filter(|status| {
+            let real = |line: &str| {
+                line.strip_prefix("Uid:")
+                    .and_then(|ids| ids.split_whitespace().next().map(str::to_owned))
+            };
+            status
+                .lines()
+                .find_map(real)
+                .is_some_and(|real| real == uid)
+        })
+        .filter_map(|status| {
+            let line = status.lines().find(|line| line.starts_with("Threads:"))?;
+            line["Threads:".len()..].trim().parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// A process's open-file limit (the soft one), from /proc/PID/limits; None when unreadable
+/// or unlimited.
+pub fn open_files_of(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The lowest of the limits known, with its name; unlimited when none is.
 fn lowest<const N: usize>(limits: [(Option<u64>, &'static str); N]) -> (u64, &'static str) {
     limits
@@ -48,6 +141,28 @@ fn ports_in(range: &str) -> Option<u64> {
     let mut bounds = range.split_whitespace().map(|n| n.parse::<u64>().ok());
     let (low, high) = (bounds.next()??, bounds.next()??);
     (high >= low).then(|| high - low + 1)
+}
+
+/// The open-file limit to give a child process (a throwaway PgBouncer) that may hold `need`
+/// descriptors, and the setting that stands in the way when it cannot have them all: a
+/// process with CAP_SYS_RESOURCE (root, outside a container that drops it) may raise a
+/// child's limit up to `fs.nr_open`, others up to their own hard limit. Never below the limit
+/// the child would inherit.
+pub fn open_files_for_child(need: u64) -> (u64, Option<&'static str>) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((0, 0));
+    let (ceiling, setting) = match may_raise_hard_limits() {
+        true => (
+            read_number("/proc/sys/fs/nr_open").unwrap_or(hard),
+            "fs.nr_open",
+        ),
+        false => (hard, "the hard open-file limit (ulimit -Hn)"),
+    };
+    let want = need.max(soft);
+    match want <= ceiling {
+        true => (want, None),
+        false => (ceiling.max(soft), Some(setting)),
+    }
 }
 
 /// Open files each `postgres` crate connection holds: its socket, and the epoll and eventfd
@@ -149,6 +264,32 @@ mod tests {
         ]);
         assert_eq!(limit, (3_000, "kernel.pid_max"));
         assert_eq!(super::lowest([(None, "a")]), (u64::MAX, "none"));
+    }
+
+    #[test]
+    fn a_child_gets_the_files_it_needs_up_to_what_this_process_may_grant() {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!(
+            super::open_files_for_child(0),
+            (soft, None),
+            "never lowered"
+        );
+        let (limit, short) = super::open_files_for_child(u64::MAX);
+        assert!(limit >= soft && limit < u64::MAX, "{limit}");
+        let named = ["fs.nr_open", "the hard open-file limit (ulimit -Hn)"];
+        assert!(short.is_some_and(|s| named.contains(&s)), "{short:?}");
+    }
+
+    #[test]
+    fn the_room_for_threads_is_below_the_limit_and_counts_those_running() {
+        let (limit, _) = super::thread_limit();
+        let (room, setting) = super::thread_room();
+        assert!(room < limit, "{room} of {limit} ({setting})");
+        assert!(super::threads_on_machine().is_some_and(|n| n > 1));
+        assert!(super::threads_of_this_user() >= 1);
+        let me = super::open_files_of(std::process::id());
+        assert_eq!(me, Some(super::open_files_limit()));
     }
 
     #[test]

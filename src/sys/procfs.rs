@@ -155,22 +155,31 @@ pub fn name(pid: u32) -> Option<String> {
 /// when it holds the socket, no other process is scanned (a scan of every process's files
 /// takes some 15 ms).
 pub fn listener_pid(port: u16, likely: Option<u32>) -> Option<u32> {
+    listener_pids(port, likely).first().copied()
+}
+
+/// Every process listening on TCP `port`, as `listener_pid` finds one: several when they
+/// share the port with `so_reuseport` (PgBouncer's processes), each holding a socket of its
+/// own; in pid order, which is the order they started unless pids wrapped.
+pub fn listener_pids(port: u16, likely: Option<u32>) -> Vec<u32> {
     let wanted = listening_sockets(port);
     if wanted.is_empty() {
-        return None;
+        return Vec::new();
     }
     if let Some(pid) = likely.filter(|pid| holds_any(*pid, &wanted)) {
-        return Some(pid);
+        return vec![pid];
     }
-    let processes = std::fs::read_dir("/proc").ok()?;
-    let holders: Vec<u32> = processes
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut holders: Vec<u32> = processes
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| holds_any(*pid, &wanted))
         .collect();
-    holders
-        .iter()
-        .copied()
-        .find(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
+    holders.sort_unstable();
+    (holders.iter().copied())
+        .filter(|pid| parent(*pid).is_none_or(|parent| !holders.contains(&parent)))
+        .collect()
 }
 
 /// The file links (`socket:[INODE]`) of the sockets listening on TCP `port`: IPv4's, or when

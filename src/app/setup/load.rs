@@ -1,5 +1,5 @@
-//! The request every step sends, the engine that sends it, and what a step may need of
-//! this process (open files, quiet request panics).
+//! The request every step sends, the engine that sends it, and its request threads' panics
+//! kept quiet.
 
 use std::sync::Arc;
 
@@ -11,8 +11,7 @@ use crate::engine::burst::Burst;
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::model::plan::Mode;
-use crate::output::printer::Printer;
-use crate::pg::request::{Prepare, RequestClient, RequestSpec};
+use crate::pg::request::{Prepare, RequestSpec};
 use crate::pg::target::ConnectTarget;
 
 /// What every request sends: through a pooler (the target refused the `options` startup
@@ -50,6 +49,13 @@ pub fn build_engine(
         } => {
             let largest = config.plan.largest();
             let workers = workers.unwrap_or_else(|| pool::default_workers(clients, largest));
+            // Said before the workers start, where a failure could only be named after.
+            let (room, setting) = crate::sys::limits::thread_room();
+            if u64::from(workers) > room {
+                anyhow::bail!(
+                    "the pool's {workers} worker threads are more than the {room} this process                      may still start ({setting}); raise {setting}, or give fewer --workers"
+                );
+            }
             let pool = Pool::start(
                 spec,
                 workers,
@@ -75,44 +81,6 @@ pub fn build_engine(
             config.stack_size,
         )),
     })
-}
-
-/// Connections are files: a step that may hold more than this process may open measures the
-/// open-file limit, not the server.
-pub fn warn_if_open_files_short(
-    config: &RunConfig,
-    engine: &dyn Engine,
-    printer: &mut Printer<std::io::Stdout>,
-) {
-    let open_files = crate::sys::limits::raise_open_files_limit();
-    let largest_concurrency = engine
-        .concurrency(config.plan.largest())
-        .unwrap_or_else(|| config.mode.requests_for(config.plan.largest()));
-    // The lean connection holds its socket only; the postgres crate adds its runtime's epoll
-    // and eventfd.
-    let per_connection = match config.client {
-        RequestClient::Lean { .. } => 1,
-        RequestClient::Postgres => crate::sys::limits::FILES_PER_CONNECTION,
-    };
-    let files_needed = u64::from(largest_concurrency) * per_connection + 64;
-    if files_needed > open_files {
-        printer.note(format!(
-            "note: the largest step may hold {largest_concurrency} connections, about {files_needed} open files, \
-             but this process may open {open_files}: beyond that requests fail as `client` (too many open files, pgstress's own limit); \
-             raise `ulimit -n` for a clean measurement"
-        ));
-    }
-    // Every connection to one server address from one source address takes a local port of
-    // the ephemeral range, and a closed one keeps it a while (TIME_WAIT).
-    if let Some(ports) = crate::sys::limits::ephemeral_ports()
-        && u64::from(largest_concurrency) > ports
-    {
-        printer.note(format!(
-            "note: the largest step may hold {largest_concurrency} connections, but one source address has {ports} local ports \
-             (net.ipv4.ip_local_port_range): beyond that connects fail as `client` (pgstress's own limit); \
-             widen the range, or spread the load over agents on several source addresses (`pgstress agent --source-address`)"
-        ));
-    }
 }
 
 /// A panic in a request thread (or a pool worker's) is that request's failure (`client`), counted and shown in the

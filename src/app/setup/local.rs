@@ -3,14 +3,14 @@
 
 use anyhow::Context;
 
-use crate::config::RunConfig;
+use crate::config::{PoolerChoice, RunConfig};
 use crate::measure::sampler::Sampler;
 use crate::measure::sampler::cpu::{LocalPooler, LocalServer};
 use crate::measure::sampler::pooler_view::PoolerViewProbe;
 use crate::model::facts::PoolerLimit;
 use crate::model::sample::{PoolerStatsWhole, PoolerViewSample};
 use crate::output::printer::Printer;
-use crate::pg::local::pooler::ThrowawayPooler;
+use crate::pg::local::pooler::{PoolerPlan, ThrowawayPooler};
 use crate::pg::local::server::ThrowawayServer;
 use crate::pg::target::ConnectTarget;
 use crate::pg::wire;
@@ -39,18 +39,43 @@ pub fn start_throwaway(
     Ok(server)
 }
 
+/// The throwaway PgBouncer of `--pooler`, its processes sized to hold the run's largest step,
+/// and what it found short said before the load.
 pub fn start_pooler(
     upstream: &ConnectTarget,
-    settings: &[(String, String)],
+    config: &RunConfig,
+    choice: &PoolerChoice,
     cpus: Option<&[usize]>,
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<ThrowawayPooler> {
-    let pooler = ThrowawayPooler::start_on(upstream, settings, cpus)?;
+    let plan = PoolerPlan {
+        settings: &choice.settings,
+        processes: choice.processes,
+        largest_step: Some(config.mode.most_connections(config.plan.largest())),
+    };
+    let pooler = ThrowawayPooler::start_planned(upstream, plan, cpus)?;
+    let folders: Vec<String> = (pooler.folders().iter())
+        .map(|folder| folder.display().to_string())
+        .collect();
     printer.note(format!(
         "started a throwaway pooler: {} in {}; it is removed after the run",
         pooler.description(),
-        pooler.folder().display()
+        folders.join(", ")
     ));
+    for warning in pooler.warnings() {
+        printer.note(warning);
+    }
+    if let Some(cpus) = cpus
+        && cpus.len() < choice.processes as usize
+    {
+        let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+        printer.note(format!(
+            "note: the {} PgBouncer processes run on the server's CPUs ({}), fewer CPUs than \
+             processes: they take turns; --no-pin lets them run anywhere",
+            choice.processes,
+            list.join(", ")
+        ));
+    }
     Ok(pooler)
 }
 
@@ -102,7 +127,7 @@ pub fn pooler_side(
 ) -> (Option<LocalPooler>, Option<postgres::Client>) {
     match pooler {
         Some(pooler) => (
-            Some(LocalPooler::of_pid(pooler.pid())),
+            Some(LocalPooler::of_pids(pooler.pids())),
             crate::pg::local::console::open(&pooler.console_target()),
         ),
         None => {
@@ -122,7 +147,7 @@ pub fn pooler_side(
 /// The header's pooler line, with what pgstress could see of it.
 pub fn describe_pooler(
     text: Option<String>,
-    local: Option<LocalPooler>,
+    local: Option<&LocalPooler>,
     console: bool,
     limit: Option<&PoolerLimit>,
 ) -> Option<String> {
@@ -140,9 +165,16 @@ pub fn describe_pooler(
             limit.clients, limit.setting
         )
     });
-    let cpu = local.map(|pooler| match pooler.cores {
-        Some(cores) => format!("its CPU sampled (pid {}, {cores} core)", pooler.pid),
-        None => format!("its CPU sampled (pid {} and its children)", pooler.pid),
+    let cpu = local.map(|pooler| match (pooler.cores, pooler.pids.as_slice()) {
+        (Some(cores), [pid]) => format!("its CPU sampled (pid {pid}, {cores} core)"),
+        (Some(cores), pids) => format!(
+            "its CPU sampled ({} processes, pids {}, {cores} core each, each judged on its own)",
+            pids.len(),
+            (pids.iter().map(u32::to_string))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, _) => format!("its CPU sampled (pid {} and its children)", pooler.pid()),
     });
     let console = console.then(|| "its console read (SHOW POOLS, SHOW STATS)".to_owned());
     let seen: Vec<String> = cpu.into_iter().chain(console).chain(limit).collect();

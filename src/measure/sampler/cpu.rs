@@ -6,6 +6,8 @@ use std::time::Instant;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::counters::{self, HostTicks};
+pub use super::pooler_cpu::LocalPooler;
+use super::pooler_cpu::{PoolerProcesses, PoolerReading};
 use super::{Probe, StepTag};
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::sys::cpus::host_cores;
@@ -44,25 +46,24 @@ impl LocalServer {
 }
 
 /// Cumulative counters at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuReading {
     at: Instant,
     host: Option<HostTicks>,
     process_seconds: f64,
     server_seconds: Option<f64>,
-    pooler_seconds: Option<f64>,
+    /// The pooler's processes, each on its own at a step's edges.
+    pooler: PoolerReading,
     /// The run-queue wait of pgstress's threads, read at a step's edges only.
     wait_ns: Option<u64>,
     /// pgstress's CPUs' ticks, whoever ran on them, read at a step's edges only.
     client_cpus: Option<HostTicks>,
-    /// The pooler's main thread's runnable time, read at a step's edges only.
-    pooler_runnable: Option<f64>,
 }
 
 pub struct CpuProbe {
     /// The server's and the pooler's processes, read every sample.
     server_tree: Option<counters::ProcessTree>,
-    pooler_tree: Option<counters::ProcessTree>,
+    pooler_processes: Option<PoolerProcesses>,
     /// pgstress's own threads' wait for a CPU, read at the steps' edges.
     waits: crate::sys::schedstat::ProcessWait,
     /// /proc/stat, kept open.
@@ -88,43 +89,11 @@ pub struct Sides {
     pub pooler: Option<LocalPooler>,
 }
 
-/// A pooler process on this machine (the throwaway PgBouncer, or the process listening on a
-/// loopback target's port that is not PostgreSQL).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LocalPooler {
-    pub pid: u32,
-    /// The most CPUs it can use: 1 for PgBouncer, which does all its work on one thread (its
-    /// second thread only resolves names); None (all the host's) for the others (pgpool-II
-    /// forks a process per client, PgCat and Odyssey run several workers).
-    pub cores: Option<f64>,
-}
-
-impl LocalPooler {
-    pub fn of_pid(pid: u32) -> Self {
-        let name = crate::sys::procfs::name(pid).unwrap_or_default();
-        LocalPooler {
-            pid,
-            cores: (name == "pgbouncer").then_some(1.0),
-        }
-    }
-
-    /// The process listening on a loopback `port`, when it is not PostgreSQL itself. The
-    /// server's postmaster, when known, is asked first.
-    pub fn listening_on(port: u16, server: Option<LocalServer>) -> Option<Self> {
-        let postmaster = server.map(|server| server.postmaster_pid);
-        let pid = crate::sys::procfs::listener_pid(port, postmaster)?;
-        let name = crate::sys::procfs::name(pid)?;
-        (!name.starts_with("postgres")).then(|| Self::of_pid(pid))
-    }
-}
-
 impl CpuProbe {
     pub fn new(server: Option<LocalServer>, run_start: Instant, sides: Sides) -> Self {
         CpuProbe {
             server_tree: server.map(|server| counters::ProcessTree::new(server.postmaster_pid)),
-            pooler_tree: sides
-                .pooler
-                .map(|pooler| counters::ProcessTree::new(pooler.pid)),
+            pooler_processes: sides.pooler.as_ref().map(PoolerProcesses::new),
             waits: Default::default(),
             host_stat: KeptFile::new("/proc/stat"),
             _launcher: crate::sys::schedstat::watch_this_thread(),
@@ -151,10 +120,11 @@ impl CpuProbe {
             client_cpus: stat.filter(|_| edge).and_then(client_cpus),
             process_seconds: counters::own_cpu_seconds().unwrap_or(0.0),
             server_seconds: self.server_tree.as_mut().and_then(tree_seconds),
-            // A process and its children, like the server's: PgBouncer has none, pgpool-II forks.
-            pooler_seconds: self.pooler_tree.as_mut().and_then(tree_seconds),
+            // Processes and their children, like the server's: PgBouncer has none, pgpool-II forks.
+            pooler: (self.pooler_processes.as_mut())
+                .map(|processes| processes.read(edge))
+                .unwrap_or_default(),
             wait_ns: None,
-            pooler_runnable: None,
         }
     }
 }
@@ -172,10 +142,6 @@ impl Probe for CpuProbe {
     fn read_edge(&mut self) -> CpuReading {
         CpuReading {
             wait_ns: self.waits.wait_ns(),
-            pooler_runnable: self
-                .sides
-                .pooler
-                .and_then(|pooler| counters::runnable_seconds(pooler.pid)),
             ..self.reading(true)
         }
     }
@@ -207,12 +173,10 @@ impl Probe for CpuProbe {
             Some(cores) => seconds.min(wall * cores),
             None => seconds,
         });
-        let pooler = match (after.pooler_seconds, before.pooler_seconds) {
+        let pooler = match (after.pooler.seconds, before.pooler.seconds) {
             (Some(a), Some(b)) => {
-                let cores = self
-                    .sides
-                    .pooler
-                    .and_then(|p| p.cores)
+                let cores = (self.sides.pooler.as_ref())
+                    .and_then(LocalPooler::total_cores)
                     .unwrap_or(self.cores);
                 Some((a - b).min(wall * cores))
             }
@@ -242,14 +206,16 @@ impl Probe for CpuProbe {
             _ => None,
         };
         let wall = end.at.duration_since(begin.at).as_secs_f64();
-        let pooler_runnable_pct = match (end.pooler_runnable, begin.pooler_runnable) {
-            (Some(end), Some(begin)) if wall > 0.0 => {
-                Some(((end - begin) / wall * 100.0).clamp(0.0, 100.0))
-            }
-            _ => None,
-        };
+        let pooler_processes = (self.pooler_processes.as_ref())
+            .map(|processes| processes.whole(&begin.pooler, &end.pooler, wall))
+            .unwrap_or_default();
+        // The most runnable process's: at 100 every client of that process waits for it.
+        let pooler_runnable_pct = (pooler_processes.iter())
+            .filter_map(|process| process.runnable_pct)
+            .reduce(f64::max);
         Some(StepCpu {
             pooler_runnable_pct,
+            pooler_processes,
             cpu,
             client_wait_ms: wait_ns.map(|ns| ns as f64 / 1e6),
             client_cpus_busy_pct,
@@ -304,7 +270,7 @@ mod tests {
     fn probe(run_start: Instant, server_cores: Option<f64>) -> CpuProbe {
         CpuProbe {
             server_tree: None,
-            pooler_tree: None,
+            pooler_processes: None,
             waits: Default::default(),
             host_stat: KeptFile::new("/proc/stat"),
             _launcher: crate::sys::schedstat::watch_this_thread(),
@@ -328,10 +294,9 @@ mod tests {
             }),
             process_seconds: process,
             server_seconds: server,
-            pooler_seconds: None,
+            pooler: PoolerReading::default(),
             wait_ns: None,
             client_cpus: None,
-            pooler_runnable: None,
         }
     }
 

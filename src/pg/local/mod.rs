@@ -4,6 +4,7 @@
 pub mod console;
 pub mod demo;
 pub mod pooler;
+mod pooler_config;
 pub mod server;
 pub mod throwaway;
 pub mod watchdog;

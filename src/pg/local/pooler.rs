@@ -3,33 +3,33 @@
 //! with a password made for this run, a 0700 folder, loopback only, a port below 32768), and
 //! removed when the run ends, however it ends (the server's watchdog guards it too).
 
-use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{Pid, User};
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 use thiserror::Error;
 
+use super::pooler_config::{
+    Login, STATS_USER, describe, find_binary, ini_text, run_password, sized_settings, verifier,
+    version_of,
+};
 use crate::pg::local::server::server_owner;
 use crate::pg::local::throwaway::{
-    ReadyLogs, free_port, loopback_target, spawn_as, wait_until_ready, write_private,
+    ReadyLogs, free_port, loopback_target, socket_target, spawn_with_files, wait_until_ready,
+    write_private,
 };
 use crate::pg::local::watchdog::Watchdog;
-use crate::pg::target::{ConnectTarget, Credentials};
+use crate::pg::target::ConnectTarget;
 
 /// Time for PgBouncer to accept connections after it is launched.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// Time for an immediate shutdown (SIGTERM) before PgBouncer is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
-/// Time for `pgbouncer --version` to answer.
-const VERSION_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum PoolerError {
@@ -50,10 +50,19 @@ pub enum PoolerError {
     Start(String),
 }
 
-/// A running throwaway PgBouncer; dropping it stops it and removes its folder.
+/// What to start: the user's ini settings, how many PgBouncer processes share the port, and
+/// the most client connections a step of the run may hold (None: PgBouncer's own limits).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolerPlan<'a> {
+    pub settings: &'a [(String, String)],
+    pub processes: u32,
+    pub largest_step: Option<u32>,
+}
+
+/// A running throwaway PgBouncer, one process or several sharing its port (`so_reuseport`);
+/// dropping it stops them all and removes their folders.
 pub struct ThrowawayPooler {
-    folder: Option<TempDir>,
-    child: Child,
+    processes: Vec<PoolerProcess>,
     port: u16,
     user: String,
     dbname: String,
@@ -61,7 +70,27 @@ pub struct ThrowawayPooler {
     /// The password of `STATS_USER`, who may read the console's SHOW commands and nothing else.
     stats_password: String,
     description: String,
+    /// What the start found short (a descriptor limit), to be said before the load.
+    warnings: Vec<String>,
+}
+
+/// One PgBouncer process in a private folder of its own (0700), guarded by its own
+/// watchdog: its ini, pid file, log and unix socket are its own, as PgBouncer needs.
+struct PoolerProcess {
+    folder: Option<TempDir>,
+    data: PathBuf,
+    child: Child,
     watchdog: Watchdog,
+}
+
+/// What every process of one pooler shares.
+struct Shared<'a> {
+    binary: &'a Path,
+    owner: &'a Option<User>,
+    ini: &'a dyn Fn(&Path) -> Result<String, PoolerError>,
+    userlist: &'a str,
+    open_files: u64,
+    cpus: Option<&'a [usize]>,
 }
 
 impl ThrowawayPooler {
@@ -80,73 +109,89 @@ impl ThrowawayPooler {
         settings: &[(String, String)],
         cpus: Option<&[usize]>,
     ) -> Result<Self, PoolerError> {
+        let plan = PoolerPlan {
+            settings,
+            processes: 1,
+            largest_step: None,
+        };
+        Self::start_planned(upstream, plan, cpus)
+    }
+
+    /// `plan.processes` PgBouncer processes on one port, each with the descriptors its
+    /// max_client_conn needs, started one after the other, each answering on its own unix
+    /// socket before the next starts.
+    pub fn start_planned(
+        upstream: &ConnectTarget,
+        plan: PoolerPlan<'_>,
+        cpus: Option<&[usize]>,
+    ) -> Result<Self, PoolerError> {
         let binary = find_binary().ok_or(PoolerError::NotFound)?;
         let owner = server_owner().map_err(|err| PoolerError::Owner(err.to_string()))?;
-        let folder = tempfile::Builder::new()
-            .prefix("pgstress-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .map_err(PoolerError::Folder)?;
-        let root = folder.path().to_owned();
-        let watchdog = Watchdog::start_for(&root, "pgbouncer.pid").map_err(PoolerError::Folder)?;
-        // PgBouncer works in `data`, where the watchdog looks for its pid file.
-        let data = root.join("data");
-        fs::create_dir(&data).map_err(PoolerError::Folder)?;
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
-            .map_err(PoolerError::Folder)?;
+        let (settings, need) = sized_settings(plan);
+        let (open_files, short) = crate::sys::limits::open_files_for_child(need);
         let stats_password = run_password();
         let port = free_port().map_err(PoolerError::Folder)?;
-        let dbname = upstream.login().dbname;
         let Login {
             user,
             password,
             secret,
         } = Login::for_load(upstream);
-        let ini = ini_text(upstream, &data, port, settings)?;
-        write_private(&data.join("pgbouncer.ini"), &ini).map_err(PoolerError::Folder)?;
         let userlist = format!(
             "\"{user}\" \"{secret}\"\n\"{STATS_USER}\" \"{}\"\n",
             verifier(&stats_password)
         );
-        write_private(&data.join("userlist.txt"), &userlist).map_err(PoolerError::Folder)?;
-        let private = [
-            root.clone(),
-            data.clone(),
-            data.join("pgbouncer.ini"),
-            data.join("userlist.txt"),
-        ];
-        give_to(&owner, &private)?;
         let version = version_of(&binary);
-        let mut command = Command::new(&binary);
-        command.arg(data.join("pgbouncer.ini"));
-        crate::pg::target::tls::restore_ca_bundle(&mut command);
-        let child = spawn_as(command, &owner, &data.join("pgbouncer.out"))
-            .map_err(|err| PoolerError::Start(err.to_string()))?;
-        pin(&child, cpus)?;
-        let description = describe(&version, port, settings);
         let mut pooler = ThrowawayPooler {
-            folder: Some(folder),
-            child,
+            processes: Vec::new(),
             port,
             user,
-            dbname,
+            dbname: upstream.login().dbname,
             password,
             stats_password,
-            description,
-            watchdog,
+            description: describe(&version, port, &settings),
+            warnings: short
+                .map(|setting| files_warning(open_files, need, setting))
+                .into_iter()
+                .collect(),
         };
-        pooler.wait_until_ready(&data)?;
+        let ini = |data: &Path| ini_text(upstream, data, port, &settings);
+        let shared = Shared {
+            binary: &binary,
+            owner: &owner,
+            ini: &ini,
+            userlist: &userlist,
+            open_files,
+            cpus,
+        };
+        for _ in 0..plan.processes.max(1) {
+            // Pushed before the wait: a process that never answers is stopped with the rest.
+            pooler.processes.push(PoolerProcess::start(&shared)?);
+            let index = pooler.processes.len() - 1;
+            pooler.wait_until_ready(index)?;
+        }
+        if plan.processes > 1 {
+            pooler
+                .description
+                .push_str(&format!(", {} processes", plan.processes));
+        }
         Ok(pooler)
     }
 
-    fn wait_until_ready(&mut self, data: &Path) -> Result<(), PoolerError> {
-        let target = self.target();
+    fn wait_until_ready(&mut self, index: usize) -> Result<(), PoolerError> {
+        let target = self.process_console(index);
+        let process = &mut self.processes[index];
         let logs = ReadyLogs {
-            exit: &data.join("pgbouncer.out"),
-            running: &data.join("pgbouncer.log"),
+            exit: &process.data.join("pgbouncer.out"),
+            running: &process.data.join("pgbouncer.log"),
         };
-        wait_until_ready(&mut self.child, &target, "pgbouncer", READY_DEADLINE, logs)
-            .map_err(PoolerError::Start)
+        wait_until_ready(
+            &mut process.child,
+            &target,
+            "pgbouncer",
+            READY_DEADLINE,
+            logs,
+        )
+        .map_err(PoolerError::Start)
     }
 
     /// How the load reaches the pooler: SCRAM with this run's password, settings in-band
@@ -155,10 +200,24 @@ impl ThrowawayPooler {
         loopback_target(self.port, &self.user, &self.password, &self.dbname).with_settings_in_band()
     }
 
-    /// Its admin console as `STATS_USER`: SHOW commands only.
+    /// Its admin console as `STATS_USER`: SHOW commands only. On the shared port, this is
+    /// whichever process the kernel hands the connection to.
     pub fn console_target(&self) -> ConnectTarget {
         loopback_target(self.port, STATS_USER, &self.stats_password, "pgbouncer")
             .with_settings_in_band()
+    }
+
+    /// The console of process `index` (from 0), on its own unix socket.
+    pub fn process_console(&self, index: usize) -> ConnectTarget {
+        let data = &self.processes[index].data;
+        socket_target(
+            data,
+            self.port,
+            STATS_USER,
+            &self.stats_password,
+            "pgbouncer",
+        )
+        .with_settings_in_band()
     }
 
     /// The connection string, password included: for tests and tools that need a DSN.
@@ -174,32 +233,121 @@ impl ThrowawayPooler {
         &self.description
     }
 
+    /// What the start found short, each a line to say before the load.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The first process's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.processes[0].child.id()
     }
 
+    /// Every process's pid, in the order they started.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.child.id()).collect()
+    }
+
+    /// The first process's folder.
     pub fn folder(&self) -> &Path {
-        self.folder.as_ref().map_or(Path::new(""), |f| f.path())
+        self.processes[0].folder()
     }
 
-    /// Immediate shutdown (SIGTERM), SIGKILL past the deadline, then the folder is removed.
+    /// Every process's folder, in the order they started.
+    pub fn folders(&self) -> Vec<&Path> {
+        self.processes.iter().map(PoolerProcess::folder).collect()
+    }
+
+    /// Immediate shutdown (SIGTERM) of every process, SIGKILL past the deadline, then the
+    /// folders are removed.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        let Some(folder) = self.folder.take() else {
-            return;
+        // All asked at once, then each waited for: the deadline is the whole pooler's.
+        for process in &self.processes {
+            process.ask_to_stop();
+        }
+        let deadline = Instant::now() + STOP_DEADLINE;
+        for process in &mut self.processes {
+            process.finish(deadline);
+        }
+    }
+}
+
+impl Drop for ThrowawayPooler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl PoolerProcess {
+    /// A private folder and its watchdog, the ini and the logins in it, and PgBouncer
+    /// launched there as the server's owner with its descriptor limit, pinned before it
+    /// serves anyone.
+    fn start(shared: &Shared<'_>) -> Result<Self, PoolerError> {
+        let folder = tempfile::Builder::new()
+            .prefix("pgstress-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(PoolerError::Folder)?;
+        let root = folder.path().to_owned();
+        let watchdog = Watchdog::start_for(&root, "pgbouncer.pid").map_err(PoolerError::Folder)?;
+        // PgBouncer works in `data`, where the watchdog looks for its pid file.
+        let data = root.join("data");
+        fs::create_dir(&data).map_err(PoolerError::Folder)?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+            .map_err(PoolerError::Folder)?;
+        let ini = data.join("pgbouncer.ini");
+        write_private(&ini, &(shared.ini)(&data)?).map_err(PoolerError::Folder)?;
+        let userlist = data.join("userlist.txt");
+        write_private(&userlist, shared.userlist).map_err(PoolerError::Folder)?;
+        give_to(shared.owner, &[root, data.clone(), ini.clone(), userlist])?;
+        let mut command = Command::new(shared.binary);
+        command.arg(&ini);
+        crate::pg::target::tls::restore_ca_bundle(&mut command);
+        let out = data.join("pgbouncer.out");
+        let child = spawn_with_files(command, shared.owner, &out, Some(shared.open_files))
+            .map_err(|err| PoolerError::Start(err.to_string()))?;
+        let mut process = PoolerProcess {
+            folder: Some(folder),
+            data,
+            child,
+            watchdog,
         };
+        if let Err(err) = pin(&process.child, shared.cpus) {
+            process.ask_to_stop();
+            process.finish(Instant::now() + STOP_DEADLINE);
+            return Err(err);
+        }
+        Ok(process)
+    }
+
+    fn folder(&self) -> &Path {
+        self.folder.as_ref().map_or(Path::new(""), |f| f.path())
+    }
+
+    fn ask_to_stop(&self) {
+        if self.folder.is_none() {
+            return;
+        }
         let pid = Pid::from_raw(self.child.id() as i32);
         // A stopped pooler (SIGSTOP) would never see the shutdown request.
         let _ = signal::kill(pid, Signal::SIGCONT);
         let _ = signal::kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_DEADLINE;
+    }
+
+    /// Waits for the process until `deadline`, kills it past it, removes its folder and
+    /// lets its watchdog go.
+    fn finish(&mut self, deadline: Instant) {
+        let Some(folder) = self.folder.take() else {
+            return;
+        };
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -210,131 +358,13 @@ impl ThrowawayPooler {
     }
 }
 
-impl Drop for ThrowawayPooler {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// pgbouncer on PATH, else Debian's /usr/sbin (not on a normal user's PATH).
-pub fn find_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("pgbouncer"))
-            .find(|bin| bin.is_file())
-    });
-    on_path.or_else(|| {
-        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|bin| bin.is_file())
-    })
-}
-
-/// The console's reader: in `stats_users`, so it can run SHOW and nothing else.
-const STATS_USER: &str = "pgstress_stats";
-
-/// How the load logs in to PgBouncer, and what its `auth_file` line holds.
-struct Login {
-    user: String,
-    password: String,
-    secret: String,
-}
-
-impl Login {
-    /// Best, the upstream's own SCRAM verifier (readable by a superuser, as on the throwaway
-    /// server) with its user and password: the salt is fixed, so the client derives its keys
-    /// once (as against PostgreSQL) and PgBouncer derives none. PgBouncer 1.18 then logs in
-    /// to the server with the keys the client proved, which only that verifier accepts (with
-    /// any other verifier it fails the server login and retries every 15 s while the client
-    /// waits). Else a password made for this run, in plain text: PgBouncer salts it afresh
-    /// on every login, and both sides pay PBKDF2 each time.
-    fn for_load(upstream: &ConnectTarget) -> Login {
-        let Credentials { user, password, .. } = upstream.login();
-        match (password, upstream_verifier(upstream)) {
-            (Some(password), Some(secret)) => Login {
-                user,
-                password,
-                secret,
-            },
-            _ => {
-                let password = run_password();
-                Login {
-                    user,
-                    secret: password.clone(),
-                    password,
-                }
-            }
-        }
-    }
-}
-
-/// The upstream user's SCRAM verifier, when the login may read pg_authid.
-fn upstream_verifier(upstream: &ConnectTarget) -> Option<String> {
-    let mut client = upstream
-        .connect(upstream.setup_timeout(), "pgstress-setup")
-        .ok()?;
-    let query = "SELECT rolpassword FROM pg_authid WHERE rolname = current_user";
-    let row = client.query_opt(query, &[]).ok()??;
-    let secret: Option<String> = row.get(0);
-    secret.filter(|s| s.starts_with("SCRAM-SHA-256$") && !s.contains(['"', '\n']))
-}
-
-/// A SCRAM verifier for the console's reader.
-fn verifier(password: &str) -> String {
-    postgres_protocol::password::scram_sha_256(password.as_bytes())
-}
-
-fn run_password() -> String {
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect()
-}
-
-/// The ini file: the target as the one database, then the lock-down, then the user's settings.
-fn ini_text(
-    upstream: &ConnectTarget,
-    data: &Path,
-    port: u16,
-    settings: &[(String, String)],
-) -> Result<String, PoolerError> {
-    let Credentials {
-        user,
-        password,
-        dbname,
-    } = upstream.login();
-    let (host, upstream_port) = upstream.first_address();
-    let quoted = |what: &'static str, value: &str| match value.contains(['\'', '\\']) {
-        true => Err(PoolerError::Unquotable(what)),
-        false => Ok(format!("'{value}'")),
-    };
-    let mut line = format!(
-        "{dbname} = host={} port={upstream_port} dbname={} user={}",
-        quoted("host", &host)?,
-        quoted("database", &dbname)?,
-        quoted("user", &user)?
-    );
-    if let Some(password) = &password {
-        let _ = write!(line, " password={}", quoted("password", password)?);
-    }
-    let dir = data.display();
-    let tls = upstream.tls_options();
-    let mut ini = format!(
-        "[databases]\n{line}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-         unix_socket_dir = {dir}\nunix_socket_mode = 0700\nauth_type = scram-sha-256\n\
-         auth_file = {dir}/userlist.txt\npidfile = {dir}/pgbouncer.pid\n\
-         logfile = {dir}/pgbouncer.log\nstats_users = {STATS_USER}\nserver_tls_sslmode = {}\n",
-        tls.mode
-    );
-    if let Some(ca) = &tls.root_cert {
-        let _ = writeln!(ini, "server_tls_ca_file = {}", ca.display());
-    }
-    for (key, value) in settings {
-        let _ = writeln!(ini, "{key} = {value}");
-    }
-    Ok(ini)
+/// The start's note when a process may not open the descriptors its client limit needs.
+fn files_warning(open_files: u64, need: u64, setting: &str) -> String {
+    format!(
+        "warning: each PgBouncer process may open {open_files} files, but its max_client_conn \
+         needs about {need}: clients past that are refused for want of descriptors (the \
+         pooler's limit, set by this machine); raise {setting}"
+    )
 }
 
 /// Pins the just-started PgBouncer (before it serves anyone) to `cpus`.
@@ -357,44 +387,4 @@ fn give_to(owner: &Option<User>, paths: &[PathBuf]) -> Result<(), PoolerError> {
             .map_err(|err| PoolerError::Folder(err.into()))?;
     }
     Ok(())
-}
-
-/// "PgBouncer 1.18.0", or "PgBouncer" when `--version` does not answer in time.
-fn version_of(binary: &Path) -> String {
-    let child = Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else {
-        return "PgBouncer".into();
-    };
-    let deadline = Instant::now() + VERSION_DEADLINE;
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let output = child
-        .wait_with_output()
-        .map(|out| out.stdout)
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&output);
-    text.lines()
-        .next()
-        .filter(|line| line.starts_with("PgBouncer"))
-        .unwrap_or("PgBouncer")
-        .trim()
-        .to_owned()
-}
-
-fn describe(version: &str, port: u16, settings: &[(String, String)]) -> String {
-    let mut text = format!("{version} (throwaway) on 127.0.0.1:{port}");
-    if !settings.iter().any(|(key, _)| key == "pool_mode") {
-        text.push_str(", pool_mode=session (default)");
-    }
-    for (key, value) in settings {
-        let _ = write!(text, ", {key}={value}");
-    }
-    text
 }

@@ -30,15 +30,50 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
 }
 
 pub(crate) fn spawn_as(
+    command: Command,
+    owner: &Option<User>,
+    log: &Path,
+) -> std::io::Result<Child> {
+    spawn_with_files(command, owner, log, None)
+}
+
+/// The same, the child given `open_files` as its open-file limit (soft and hard) from its
+/// first instruction on. The limit is set before the child leaves root for `owner`, since
+/// only root may raise a hard limit.
+pub(crate) fn spawn_with_files(
     mut command: Command,
     owner: &Option<User>,
     log: &Path,
+    open_files: Option<u64>,
 ) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::OpenOptions::new().create(true).append(true).open(log)?;
     if let Some(user) = owner {
         nix::unistd::chown(log, Some(user.uid), Some(user.gid))?;
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let ids = owner.as_ref().map(|user| (user.uid, user.gid));
+    match (open_files, ids) {
+        (Some(files), ids) => {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+            // SAFETY: between fork and exec only async-signal-safe system calls run here
+            // (setrlimit, setgroups, setgid, setuid), on values computed before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, files, files.max(hard))?;
+                    if let Some((uid, gid)) = ids {
+                        nix::unistd::setgroups(&[])?;
+                        nix::unistd::setgid(gid)?;
+                        nix::unistd::setuid(uid)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        (None, Some((uid, gid))) => {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        (None, None) => {}
     }
     if let Some(parent) = log.parent() {
         command.current_dir(parent);
@@ -111,9 +146,73 @@ pub(crate) fn loopback_target(
     ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
 }
 
+/// The same process on its unix socket in `dir` (one process of several that share a TCP
+/// port, reached on its own).
+pub(crate) fn socket_target(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> ConnectTarget {
+    let mut config = postgres::Config::new();
+    config
+        .host_path(dir)
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname(dbname);
+    let tls = TlsOptions {
+        mode: SslMode::Disable,
+        ..TlsOptions::default()
+    };
+    ConnectTarget::from_config(config, tls).expect("a unix socket target needs no certificate")
+}
+
 /// The last lines of a log, joined on one line for an error message.
 pub(crate) fn last_lines(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_starts_with_the_open_file_limit_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out");
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "ulimit -Sn; ulimit -Hn"]);
+        let mut child = spawn_with_files(command, &None, &log, Some(500)).unwrap();
+        assert!(child.wait().unwrap().success());
+        // The soft limit as given; the hard one left where it was, or raised to it.
+        let (_, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let expected = format!("500\n{}\n", hard.max(500));
+        assert_eq!(fs::read_to_string(&log).unwrap(), expected);
+    }
+
+    #[test]
+    fn as_root_the_child_takes_its_limit_then_becomes_its_owner() {
+        let Some(postgres) = User::from_name("postgres").ok().flatten() else {
+            return;
+        };
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out");
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "id -u; id -g; id -G; ulimit -Sn"]);
+        let owner = Some(postgres.clone());
+        let mut child = spawn_with_files(command, &owner, &log, Some(600)).unwrap();
+        assert!(child.wait().unwrap().success());
+        let (uid, gid) = (postgres.uid, postgres.gid);
+        // No supplementary group of root's is kept.
+        let expected = format!("{uid}\n{gid}\n{gid}\n600\n");
+        assert_eq!(fs::read_to_string(&log).unwrap(), expected);
+    }
 }
