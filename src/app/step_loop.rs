@@ -107,18 +107,7 @@ impl<W: Write> StepLoop<'_, W> {
             }
             let (cpu_samples, whole) = cpu;
             let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
-            let pooler = PoolerSide {
-                cpu: PoolerSide::cpu_of(&cpu_samples, whole.as_ref()),
-                runnable_pct: whole.as_ref().and_then(|w| w.pooler_runnable_pct),
-                processes: (whole.as_ref())
-                    .map(|w| w.pooler_processes.clone())
-                    .unwrap_or_default(),
-                view: self.pooler.console.and_then(|console| {
-                    let (samples, whole) = console.end_step_whole();
-                    PoolerViewSummary::of(&samples, whole.as_ref())
-                }),
-            };
-            let sides = (cpu_summary, pooler);
+            let sides = (cpu_summary, self.pooler_side(&cpu_samples, whole.as_ref()));
             let mut result = self.judge_step(engine, index, &run, sides, &server_samples);
             // A fault caused since the last step ended (or in the pause before this one) is
             // this step's: its outage is pgstress's doing.
@@ -162,6 +151,21 @@ impl<W: Write> StepLoop<'_, W> {
             }
         }
         Ok(ramp)
+    }
+
+    /// The pooler's side of a step: its processes' CPU, and what its console said.
+    fn pooler_side(&self, cpu_samples: &[CpuSample], whole: Option<&StepCpu>) -> PoolerSide {
+        PoolerSide {
+            cpu: PoolerSide::cpu_of(cpu_samples, whole),
+            runnable_pct: whole.and_then(|w| w.pooler_runnable_pct),
+            processes: whole
+                .map(|w| w.pooler_processes.clone())
+                .unwrap_or_default(),
+            view: self.pooler.console.and_then(|console| {
+                let (samples, whole) = console.end_step_whole();
+                PoolerViewSummary::of(&samples, whole.as_ref())
+            }),
+        }
     }
 
     /// Draws the step's values, marks the step in the samplers and has the engine send it.
