@@ -147,3 +147,24 @@ pub struct AgentArgs {
     #[arg(long, value_name = "ADDR")]
     pub source_address: Option<std::net::IpAddr>,
 }
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("server").required(true).multiple(true))]
+pub struct WatchArgs {
+    /// The run to report to: the HOST:PORT of `pgstress run --watcher-listen ADDR:PORT`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub run: String,
+
+    /// The server's data folder: its postmaster.pid names the postmaster.
+    #[arg(long, value_name = "DIR", group = "server")]
+    pub pgdata: Option<std::path::PathBuf>,
+
+    /// The server's port, when its data folder is not at hand: the postgres process listening
+    /// on it is the postmaster.
+    #[arg(long, value_name = "PORT", group = "server")]
+    pub port: Option<u16>,
+
+    /// This watcher's name in the run's logs [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
