@@ -1,0 +1,208 @@
+//! `pgstress watch` beside a server pgstress cannot see: the server in a network and a PID
+//! namespace of its own (tests/common/netns.rs), reached over a veth pair, its watcher inside
+//! both namespaces dialing the run's `--watcher-listen` on the pair's host end.
+
+mod common;
+
+use std::process::{Child, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::netns::{HOST_END, Netns, NsServer, can_make_namespaces};
+use common::*;
+
+/// One namespace at a time: its name is this binary's, and loads would mix.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn namespaces() -> Option<(MutexGuard<'static, ()>, Netns)> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let able = can_make_namespaces();
+    if !prerequisite(able, "root, ip, unshare, nsenter, setpriv and taskset") {
+        return None;
+    }
+    let made = Netns::make();
+    prerequisite(made.is_some(), "a network namespace and a veth pair").then_some(())?;
+    Some((guard, made.unwrap()))
+}
+
+const TOKEN: &str = "watcher-test-token";
+
+/// The run's address for its watcher: a free port below the ephemeral range on the pair's
+/// host end.
+fn watcher_address() -> String {
+    let ip: std::net::IpAddr = HOST_END.parse().unwrap();
+    let port = pgstress::sys::ports::free_listener_port(ip).unwrap();
+    format!("{HOST_END}:{port}")
+}
+
+/// `pgstress run` against the namespaced server, taking its watcher on `address`.
+fn spawn_watched_run(
+    logs: &std::path::Path,
+    server: &NsServer,
+    address: &str,
+    args: &[&str],
+) -> Child {
+    run_command(logs)
+        .args(["--dsn", &server.dsn, "--quiet", "--no-report"])
+        .args(["--watcher-listen", address, "--watcher-timeout", "20s"])
+        .args(args)
+        .env("PGSTRESS_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The watcher's output once it ended (killed past 30 s: it ends with the run).
+fn finish_watcher(watcher: Child) -> Output {
+    let pid = watcher.id();
+    let waiter = std::thread::spawn(move || watcher.wait_with_output().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            kill_tree(pid);
+            panic!("the watcher outlived its run");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+/// SIGKILL to `pid`'s children, then to it (nsenter forks the watcher into the PID namespace).
+fn kill_tree(pid: u32) {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let pids = children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok());
+    for pid in pids.chain([pid as i32]) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// `SELECT count(*)` over a stream of `n` numbers: CPU only.
+fn count_to(n: u64) -> String {
+    format!("SELECT count(*) FROM (SELECT generate_series(1, {n})) AS numbers")
+}
+
+/// The count that keeps one backend busy about `seconds` alone, timed on `dsn` now.
+fn count_lasting(dsn: &str, seconds: f64) -> u64 {
+    let mut client = postgres::Client::connect(dsn, postgres::NoTls).unwrap();
+    let probe = 2_000_000;
+    client.simple_query(&count_to(probe)).unwrap();
+    let started = Instant::now();
+    client.simple_query(&count_to(probe)).unwrap();
+    (seconds / (started.elapsed().as_secs_f64() / probe as f64)) as u64
+}
+
+/// Each step's server CPU over its own CPUs.
+fn server_cpu(rows: &[Row]) -> Vec<f64> {
+    rows.iter()
+        .map(|row| float(row, "server_cpu_own_mean"))
+        .collect()
+}
+
+/// Two steps of 2 and 4 requests, each request a count busy on a CPU for about 1.5 s alone,
+/// against a server pinned to CPU 1: on its one CPU, every step is CPU-bound by construction
+/// (a backend always waits for it), whatever the machine's speed. The same server measured
+/// by its watcher across the namespaces and measured locally (pgstress finds a loopback
+/// server's processes) reads the same within 20 points of its one CPU: the other processes of
+/// this shared machine take their part of CPU 1 in either run, and more in one than the other.
+#[test]
+fn the_watchers_server_cpu_agrees_with_the_same_server_measured_locally() {
+    let Some((_guard, netns)) = namespaces() else {
+        return;
+    };
+    let args = ["--steps", "2", "--step", "2", "--timeout", "300s"];
+    let watched = {
+        let server = NsServer::start(&netns, Some("1"), &[]);
+        let query = count_to(count_lasting(&server.dsn, 1.5));
+        let logs = tempfile::tempdir().unwrap();
+        let address = watcher_address();
+        let run = spawn_watched_run(
+            logs.path(),
+            &server,
+            &address,
+            &[&args[..], &["--query", &query]].concat(),
+        );
+        let watcher = server.watch(&address, TOKEN);
+        let output = finish_run(run);
+        let said = finish_watcher(watcher);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}\n{}",
+            output_text(&output),
+            output_text(&said)
+        );
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("watcher db-watcher joined from"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("server side watcher: its CPU measured by a watcher on its host"),
+            "{stdout}"
+        );
+        assert!(
+            text(&said.stderr).contains("postmaster 1 on 1 of the"),
+            "{}",
+            output_text(&said)
+        );
+        let rows = step_rows(logs.path());
+        for row in &rows {
+            assert_eq!(row["server_source"], "watcher", "{row:?}");
+            assert_eq!(float(row, "server_cores"), 1.0, "{row:?}");
+            assert!(!row["postmaster_runnable_pct"].is_empty(), "{row:?}");
+            assert!(!row["server_host_cpu_mean"].is_empty(), "{row:?}");
+        }
+        let summary = summary(logs.path());
+        assert_eq!(summary["server_source"], "watcher");
+        server_cpu(&rows)
+    };
+    let local = {
+        let server =
+            pgstress::pg::local::server::ThrowawayServer::start_on(&[], Some(&[1])).unwrap();
+        let query = count_to(count_lasting(&server.dsn(), 1.5));
+        let logs = tempfile::tempdir().unwrap();
+        let output = run_command(logs.path())
+            .args([
+                "--dsn",
+                &server.dsn(),
+                "--quiet",
+                "--no-report",
+                "--query",
+                &query,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+        let rows = step_rows(logs.path());
+        assert!(
+            rows.iter().all(|row| row["server_source"] == "local"),
+            "{rows:?}"
+        );
+        assert!(
+            rows.iter().all(|row| float(row, "server_cores") == 1.0),
+            "{rows:?}"
+        );
+        server_cpu(&rows)
+    };
+    eprintln!("server CPU per step, watched {watched:?}, local {local:?}");
+    for (step, (w, l)) in watched.iter().zip(&local).enumerate() {
+        assert!(
+            (w - l).abs() <= 20.0,
+            "step {}: watched {w}%, local {l}%",
+            step + 1
+        );
+        assert!(
+            *w >= 50.0,
+            "step {}: a CPU-bound server read {w}%",
+            step + 1
+        );
+    }
+}
