@@ -118,7 +118,7 @@ fn the_watchers_server_cpu_agrees_with_the_same_server_measured_locally() {
     };
     let args = ["--steps", "2", "--step", "2", "--timeout", "300s"];
     let watched = {
-        let server = NsServer::start(&netns, Some("1"), &[]);
+        let server = NsServer::start(&netns, Some("1"), &[], false);
         let query = count_to(count_lasting(&server.dsn, 1.5));
         let logs = tempfile::tempdir().unwrap();
         let address = watcher_address();
@@ -205,4 +205,67 @@ fn the_watchers_server_cpu_agrees_with_the_same_server_measured_locally() {
             step + 1
         );
     }
+}
+
+/// The connection-storm limit, by construction: the server pinned to CPU 1 beside a busy loop
+/// on it, so that its postmaster gets about half of that CPU and waits for it the rest. A step
+/// of new connections, one per request from 48 workers, keeps the postmaster's thread running
+/// or waiting for its CPU (`postmaster-saturated`); a step of the same requests on kept
+/// connections gives it nothing to do.
+#[test]
+fn a_connection_storm_on_a_postmaster_whose_cpu_is_filled_saturates_it() {
+    let Some((_guard, netns)) = namespaces() else {
+        return;
+    };
+    // Without SCRAM, a connection costs its backend and pgstress little beside the fork.
+    let server = NsServer::start(&netns, Some("1"), &[("max_connections", "100")], true);
+    let _busy = BusyLoop::on_cpu(1);
+    let steps = |connect: &str| {
+        let logs = tempfile::tempdir().unwrap();
+        let address = watcher_address();
+        let args = [
+            "--mode",
+            "pool",
+            "--workers",
+            "48",
+            "--steps",
+            "1",
+            "--step",
+            "1200",
+            "--query",
+            "SELECT 1",
+            "--timeout",
+            "60s",
+            connect,
+        ];
+        let run = spawn_watched_run(logs.path(), &server, &address, &args);
+        let watcher = server.watch(&address, TOKEN);
+        let output = finish_run(run);
+        let said = finish_watcher(watcher);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}\n{}",
+            output_text(&output),
+            output_text(&said)
+        );
+        step_rows(logs.path()).remove(0)
+    };
+    let storm = steps("--connect-per-request");
+    let kept = steps("--connect-per-request=false");
+    eprintln!(
+        "postmaster runnable: storm {}% (cpu {}%, wall {}), kept {}% (cpu {}%)",
+        storm["postmaster_runnable_pct"],
+        storm["postmaster_cpu_pct"],
+        storm["wall_s"],
+        kept["postmaster_runnable_pct"],
+        kept["postmaster_cpu_pct"]
+    );
+    assert_eq!(storm["ok"], "1200", "{storm:?}");
+    assert!(storm["flags"].contains("postmaster-saturated"), "{storm:?}");
+    assert!(
+        float(&storm, "postmaster_runnable_pct") >= 90.0,
+        "{storm:?}"
+    );
+    assert!(!kept["flags"].contains("postmaster-saturated"), "{kept:?}");
 }

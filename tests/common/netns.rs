@@ -90,7 +90,14 @@ fn as_postgres(command: &mut Command) -> &mut Command {
 impl NsServer {
     /// initdb, then the postmaster in `netns` and a new PID namespace, listening on the
     /// pair's far end only; pinned to `cpus` (taskset) when given, its backends with it.
-    pub fn start(netns: &Netns, cpus: Option<&str>, settings: &[(&str, &str)]) -> NsServer {
+    /// `trust` lets the host's end in without a password (a connection then costs neither side
+    /// a SCRAM exchange); else its password is asked.
+    pub fn start(
+        netns: &Netns,
+        cpus: Option<&str>,
+        settings: &[(&str, &str)],
+        trust: bool,
+    ) -> NsServer {
         let bin = pgstress::pg::local::server::find_binaries().expect("PostgreSQL binaries");
         let folder = tempfile::Builder::new()
             .prefix("pgstress-ns-")
@@ -123,7 +130,8 @@ impl NsServer {
         assert!(initdb.success(), "initdb failed");
         let hba = data.join("pg_hba.conf");
         let mut rules = std::fs::read_to_string(&hba).unwrap();
-        rules.push_str(&format!("host all all {HOST_END}/32 scram-sha-256\n"));
+        let method = if trust { "trust" } else { "scram-sha-256" };
+        rules.push_str(&format!("host all all {HOST_END}/32 {method}\n"));
         std::fs::write(&hba, rules).unwrap();
         let port = 5432;
         let mut command = Command::new("ip");
