@@ -206,11 +206,13 @@ impl<W: Write> StepLoop<'_, W> {
         let run = engine.run_step(index, params, Some(&watch));
         self.progress.finish_step();
         let cpu_samples = self.cpu_sampler.end_step_whole();
+        // The server's host read at the step's end before the monitor's query, which takes
+        // a round trip to the server.
+        let watched = self.watcher.as_ref().map(|w| w.sampler.end_step_whole());
         let server_samples = self
             .stats_sampler
             .map(Sampler::end_step_whole)
             .unwrap_or_default();
-        let watched = self.watcher.as_ref().map(|w| w.sampler.end_step_whole());
         (run, cpu_samples, server_samples, watched)
     }
 

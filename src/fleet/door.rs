@@ -399,7 +399,11 @@ fn handshake(
             if auth::verify(token, Role::Agent, &nonce, &agent_nonce, proof));
         if !proven {
             return Err(match answer {
-                Ok(ToCoordinator::Refused { reason }) => format!("{who} refused: {reason}"),
+                // At this point a peer refuses only over the token.
+                Ok(ToCoordinator::Refused { reason }) => format!(
+                    "{who} refused: {reason}; wrong token: give both sides the same {}",
+                    super::TOKEN_VAR
+                ),
                 Ok(_) => {
                     let reason =
                         format!("wrong token; set {} to the coordinator's", super::TOKEN_VAR);
