@@ -98,6 +98,26 @@ pub struct K8sRenderArgs {
     #[command(flatten)]
     pub caps: CapsArgs,
 
+    /// Also write to FILE a patch that adds the server's watcher (`pgstress watch`) beside the
+    /// PostgreSQL container of your StatefulSet or Deployment (`kubectl patch statefulset NAME
+    /// --patch-file FILE`); the coordinator then waits for it [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub watcher_patch: Option<std::path::PathBuf>,
+
+    /// With --watcher-patch: the port the coordinator listens on for the watcher.
+    #[arg(long, value_name = "PORT", default_value_t = 7434)]
+    pub watcher_port: u32,
+
+    /// With --watcher-patch: the PostgreSQL server's port in its pod (the watcher finds the
+    /// postmaster listening on it).
+    #[arg(long, value_name = "PORT", default_value_t = 5432)]
+    pub watcher_server_port: u16,
+
+    /// With --watcher-patch: the user id the PostgreSQL container runs as (999 in the official
+    /// image); the watcher runs as it, to read the server's processes.
+    #[arg(long, value_name = "UID", default_value_t = 999)]
+    pub watcher_uid: u32,
+
     /// Options of the coordinator's `pgstress run`, after `--`, e.g. -- --mode pool --steps 20.
     #[arg(last = true, value_name = "RUN OPTIONS")]
     pub run_args: Vec<String>,
