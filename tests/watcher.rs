@@ -380,3 +380,71 @@ fn a_watcher_lost_mid_run_leaves_the_later_steps_without_a_server_side() {
         assert!(!row["flags"].contains("server-saturated"), "{row:?}");
     }
 }
+
+/// With agents: the coordinator takes its agent at its `--listen` and the watcher at its
+/// `--watcher-listen`, and every step's server side is the watcher's while the agent sends the
+/// load.
+#[test]
+fn a_coordinator_takes_its_watcher_beside_its_agents() {
+    let Some((_guard, netns)) = namespaces() else {
+        return;
+    };
+    let server = NsServer::start(&netns, None, &[], false);
+    let logs = tempfile::tempdir().unwrap();
+    let address = watcher_address();
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let agents_port = pgstress::sys::ports::free_listener_port(loopback).unwrap();
+    let listen = format!("127.0.0.1:{agents_port}");
+    let args = [
+        "--steps",
+        "2",
+        "--step",
+        "2",
+        "--query",
+        "SELECT pg_sleep(0.3)",
+        "--agents",
+        "1",
+        "--listen",
+        &listen,
+    ];
+    let run = spawn_watched_run(logs.path(), &server, &address, &with_timeout(&args));
+    let agent = pgstress()
+        .args([
+            "agent",
+            "--coordinator",
+            &listen,
+            "--name",
+            "a1",
+            "--dsn",
+            &server.dsn,
+        ])
+        .env("PGSTRESS_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watcher = server.watch(&address, TOKEN);
+    let output = finish_run(run);
+    let said = finish_watcher(watcher);
+    let agent = finish_run(agent);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}\n{}",
+        output_text(&output),
+        output_text(&said),
+        output_text(&agent)
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("agent a1 joined from") && stdout.contains("watcher db-watcher joined"),
+        "{stdout}"
+    );
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["ok"], row["requests"], "{row:?}");
+        assert_eq!(row["server_source"], "watcher", "{row:?}");
+        assert!(!row["server_cpu_own_mean"].is_empty(), "{row:?}");
+    }
+}

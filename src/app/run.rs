@@ -26,9 +26,7 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::cpu::{CpuProbe, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
-use crate::model::facts::{
-    ClientCpus, CpuFacts, PoolerLimit, RunFacts, ServerFacts, clients_at_once,
-};
+use crate::model::facts::{ClientCpus, PoolerLimit, RunFacts, ServerFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::output::metrics::RunMetrics;
@@ -209,7 +207,7 @@ fn run_against(
         ),
         client: cpus.into(),
         cpus: watching::cpus(
-            server_cpus(config, local_server, pinned, printer),
+            super::cpus::server_cpus(config, local_server, pinned, printer),
             watcher.as_ref(),
         ),
     };
@@ -333,27 +331,6 @@ fn local_server(throwaway: Option<&Servers>, visible: Option<LocalServer>) -> Op
         postmaster_pid: servers.postmaster_pid(),
     });
     throwaway.or(visible)
-}
-
-/// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
-/// to be left unused where they are.
-fn server_cpus(
-    config: &RunConfig,
-    local: Option<LocalServer>,
-    pinned: bool,
-    printer: &mut Printer<std::io::Stdout>,
-) -> CpuFacts {
-    let facts = super::cpus::facts(local.map(|s| s.postmaster_pid), config.server_cores, pinned);
-    if let Some(cores) = config.server_cores
-        && !facts.server_cores_given
-    {
-        printer.note(format!(
-            "note: --server-cores {cores} left unused: the server runs on this machine, and its \
-             own CPUs ({}) are read",
-            facts.server.as_deref().unwrap_or("all")
-        ));
-    }
-    facts
 }
 
 /// The exact request before the load, and for a pool's kept connections the same request on
