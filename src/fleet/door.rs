@@ -121,6 +121,9 @@ fn open(listen: SocketAddr, option: &str, whom: &str) -> Result<TcpListener, Fle
     Ok(listener)
 }
 
+/// Lets a proven peer in (or says why not), seeing those let in before it.
+type Take<'a, T> = dyn FnMut(Proven, &[T]) -> Result<T, String> + 'a;
+
 /// A handshake under way on its own thread, its stream kept to cut it.
 struct Pending {
     id: u64,
@@ -169,7 +172,7 @@ impl Door {
         listener: &TcpListener,
         expected: usize,
         timeout: Duration,
-        take: &mut dyn FnMut(Proven, &[T]) -> Result<T, String>,
+        take: &mut Take<'_, T>,
         note: &mut dyn FnMut(String),
     ) -> Result<Vec<T>, (usize, Option<std::io::Error>)> {
         let deadline = Instant::now() + timeout;
