@@ -269,10 +269,16 @@ fn a_connection_storm_on_a_postmaster_whose_cpu_is_filled_saturates_it() {
             output_text(&output),
             output_text(&said)
         );
-        step_rows(logs.path()).remove(0)
+        let verdict = summary(logs.path())["verdict_text"].to_string();
+        (step_rows(logs.path()).remove(0), verdict)
     };
-    let storm = steps("--connect-per-request");
-    let kept = steps("--connect-per-request=false");
+    let (storm, verdict) = steps("--connect-per-request");
+    let (kept, calm) = steps("--connect-per-request=false");
+    assert!(
+        verdict.contains("the postmaster was saturated from step 1"),
+        "{verdict}"
+    );
+    assert!(!calm.contains("postmaster"), "{calm}");
     eprintln!(
         "postmaster runnable: storm {}% (cpu {}%, wall {}), kept {}% (cpu {}%)",
         storm["postmaster_runnable_pct"],
