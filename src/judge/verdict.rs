@@ -246,6 +246,14 @@ pub struct Verdict {
     pub cpus_filled: Option<CpusFilled>,
 }
 
+/// The first step carrying `flag`.
+fn first_flagged(steps: &[StepResult], flag: Flag) -> Option<u32> {
+    steps
+        .iter()
+        .find(|s| s.flags.contains(&flag))
+        .map(|s| s.step)
+}
+
 impl Verdict {
     pub fn judge(
         steps: &[StepResult],
@@ -311,14 +319,8 @@ impl Verdict {
             unit: judging.unit,
             breaking_point,
             limit,
-            client_saturated_from: steps
-                .iter()
-                .find(|s| s.flags.contains(&Flag::ClientSaturated))
-                .map(|s| s.step),
-            postmaster_saturated_from: steps
-                .iter()
-                .find(|s| s.flags.contains(&Flag::PostmasterSaturated))
-                .map(|s| s.step),
+            client_saturated_from: first_flagged(steps, Flag::ClientSaturated),
+            postmaster_saturated_from: first_flagged(steps, Flag::PostmasterSaturated),
             stopped,
             steps_run: steps.len() as u32,
             steps_without_load: steps.iter().filter(|s| s.sent() == 0).count() as u32,
