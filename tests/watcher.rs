@@ -127,9 +127,9 @@ fn server_cpu(rows: &[Row]) -> Vec<f64> {
 /// construction (a backend always waits for it), whatever the machine's speed, and the other
 /// processes of this shared machine take little of it. The same server measured by its
 /// watcher across the namespaces and measured locally (pgstress finds a loopback server's
-/// processes) reads the same within 15 points of its one CPU, at 75% or more: the runs are
-/// seconds apart on a machine others share (in 3 runs here the steps differed by 1.2 points
-/// at most, all at 96-99%).
+/// processes) reads the same within 15 points of its one CPU, and at half of it or more (a
+/// load that is not CPU-bound would agree at nothing): the runs are seconds apart on a
+/// machine others share (in 4 runs here the steps differed by 4.4 points at most, at 77-99%).
 #[test]
 fn the_watchers_server_cpu_agrees_with_the_same_server_measured_locally() {
     let Some((_guard, netns)) = namespaces() else {
