@@ -3,6 +3,7 @@
 //! runs reach it only over the pair (it listens on the far end alone), and pgstress, which
 //! looks for a server's processes only behind a loopback target, judges it as one on another
 //! host. `pgstress watch` runs inside both namespaces, where the postmaster is pid 1.
+//! `make_veth` alone gives an address of the test's own on this host (tests/server_side.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +21,23 @@ fn ok(program: &str, args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Makes the veth pair `name` and `{name}p` (as root), the first end with `host_cidr`, both
+/// up; whether it could.
+pub fn make_veth(name: &str, host_cidr: &str) -> bool {
+    let peer = format!("{name}p");
+    ok(
+        "ip",
+        &["link", "add", name, "type", "veth", "peer", "name", &peer],
+    ) && ok("ip", &["addr", "add", host_cidr, "dev", name])
+        && ok("ip", &["link", "set", name, "up"])
+        && ok("ip", &["link", "set", &peer, "up"])
+}
+
+/// Removes the veth pair `name` (both ends go with one).
+pub fn remove_veth(name: &str) {
+    ok("ip", &["link", "del", name]);
 }
 
 /// The network namespace and its veth pair, removed on drop.
@@ -62,7 +80,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        ok("ip", &["link", "del", &self.veth]);
+        remove_veth(&self.veth);
         ok("ip", &["netns", "del", &self.name]);
     }
 }
