@@ -449,6 +449,7 @@ fn the_watcher_patch_places_a_valid_watcher_beside_postgresql_and_the_coordinato
     assert_eq!(watch[..2], ["pgstress", "watch"]);
     assert_eq!(option_value(&watch, "--run"), "load-0.load.perf.svc:7500");
     assert_eq!(option_value(&watch, "--port"), "5433");
+    assert!(watch.contains(&"--keep-watching".to_owned()), "{watch:?}");
     assert_eq!(watcher["securityContext"]["runAsUser"], 26);
     assert_eq!(
         watcher["env"][0]["valueFrom"]["secretKeyRef"]["name"],

@@ -454,3 +454,51 @@ fn a_coordinator_takes_its_watcher_beside_its_agents() {
         assert!(!row["server_cpu_own_mean"].is_empty(), "{row:?}");
     }
 }
+
+/// `--keep-watching`: one watcher serves two runs one after the other on the same address,
+/// dialing again once the first ended, and is still there when it is stopped.
+#[test]
+fn a_watcher_that_keeps_watching_serves_one_run_after_another() {
+    let Some((_guard, netns)) = namespaces() else {
+        return;
+    };
+    let server = NsServer::start(&netns, None, &[], false);
+    let address = watcher_address();
+    let watcher = server.watch_with(&address, TOKEN, &["--keep-watching"]);
+    let args = [
+        "--steps",
+        "1",
+        "--step",
+        "2",
+        "--query",
+        "SELECT pg_sleep(0.2)",
+    ];
+    for run in 1..=2 {
+        let logs = tempfile::tempdir().unwrap();
+        let child = spawn_watched_run(logs.path(), &server, &address, &with_timeout(&args));
+        let output = finish_run(child);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "run {run}: {}",
+            output_text(&output)
+        );
+        let rows = step_rows(logs.path());
+        assert_eq!(
+            rows[0]["server_source"], "watcher",
+            "run {run}: {:?}",
+            rows[0]
+        );
+    }
+    let pid = watcher.id();
+    let still =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    kill_tree(pid);
+    let said = finish_watcher(watcher);
+    let said = text(&said.stderr);
+    assert!(
+        !still.trim().is_empty(),
+        "the watcher ended after the runs: {said}"
+    );
+    assert_eq!(said.matches("the run is over").count(), 2, "{said}");
+}

@@ -187,4 +187,10 @@ pub struct WatchArgs {
     /// This watcher's name in the run's logs [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// After each run (or 2 minutes with none listening), find the server and dial again for
+    /// the next one, until stopped: a watcher that lives beside the server, as in a pod
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub keep_watching: Option<bool>,
 }

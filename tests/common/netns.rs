@@ -221,12 +221,18 @@ impl NsServer {
 
     /// `pgstress watch` inside the server's namespaces, dialing `run` with `token`.
     pub fn watch(&self, run: &str, token: &str) -> Child {
+        self.watch_with(run, token, &[])
+    }
+
+    /// The same with `more` options.
+    pub fn watch_with(&self, run: &str, token: &str, more: &[&str]) -> Child {
         let target = self.postmaster_on_host().to_string();
         Command::new("nsenter")
             .args(["-t", &target, "-n", "-p", "-m", "--"])
             .arg(env!("CARGO_BIN_EXE_pgstress"))
             .args(["watch", "--run", run, "--name", "db-watcher", "--pgdata"])
             .arg(self.data())
+            .args(more)
             .env("PGSTRESS_TOKEN", token)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

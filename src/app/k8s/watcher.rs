@@ -35,6 +35,8 @@ pub fn container(config: &RenderConfig, watcher: &WatcherPatch) -> Value {
         "command": [
             "pgstress", "watch", "--run", run,
             "--port", watcher.server_port.to_string(), "--name", CONTAINER,
+            // It lives as long as the server's pod: each run in turn.
+            "--keep-watching",
         ],
         "env": [{ "name": token, "valueFrom": { "secretKeyRef": { "name": config.secret, "key": token } } }],
         "securityContext": {
