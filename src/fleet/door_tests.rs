@@ -105,3 +105,46 @@ fn strangers_at_the_door_hold_only_their_own_handshakes() {
         assert!(ended.contains("the run ended before it began"), "{ended}");
     }
 }
+
+/// Each door takes its own role: a watcher dialing the agents' door is refused as one, and an
+/// agent dialing a watcher's door too, each told where to dial.
+#[test]
+fn a_watcher_at_the_agents_door_and_an_agent_at_the_watchers_are_refused() {
+    use crate::fleet::introduce::{Joining, join};
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let port = crate::sys::ports::free_listener_port(loopback).unwrap();
+    let settings = FleetSettings {
+        agents: 1,
+        listen: SocketAddr::new(loopback, port),
+        timeout: Duration::from_secs(3),
+        token: None,
+    };
+    let door = std::thread::spawn(move || {
+        gather(&settings, Duration::from_secs(10), 1 << 20, &mut |_| {}).map(|_| ())
+    });
+    let address = format!("127.0.0.1:{port}");
+    let refused = join(&address, "w", None, Joining::Watcher)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("refused this watcher") && refused.contains("--watcher-listen"),
+        "{refused}"
+    );
+    assert!(door.join().unwrap().is_err(), "no agent joined");
+
+    let port = crate::sys::ports::free_listener_port(loopback).unwrap();
+    let listen = SocketAddr::new(loopback, port);
+    let door = std::thread::spawn(move || {
+        let times = (Duration::from_secs(3), Duration::from_secs(10));
+        gather_watcher(listen, None, times, &mut |_| {}).map(|_| ())
+    });
+    let refused = join(&listen.to_string(), "a", None, Joining::Agent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("refused this agent") && refused.contains("--listen"),
+        "{refused}"
+    );
+    let none = door.join().unwrap().unwrap_err().to_string();
+    assert!(none.contains("no watcher joined within"), "{none}");
+}
