@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Compare(args) => app::compare::compare(args),
         Command::Prepare(args) => app::prepare::prepare(&config::PrepareConfig::from_args(args)?),
         Command::Agent(args) => app::agent::agent(args),
+        Command::Watch(args) => app::watch::watch(args),
         Command::Completions(args) => app::manual::completions(&args.shell, &mut std::io::stdout()),
         Command::Man => app::manual::man(&mut std::io::stdout()),
         Command::K8s(args) => app::k8s::k8s(args, &mut std::io::stdout()),

@@ -383,3 +383,134 @@ fn run_options_without_the_separator_are_a_usage_error_with_the_fix() {
     assert!(error.contains("`pgstress k8s render --help`"), "{error}");
     assert!(tip.is_some_and(|tip| tip.contains("-- --mode")));
 }
+
+/// `--watcher-patch FILE`: the coordinator takes the watcher on its own port of the Service,
+/// and the patch's pod spec, beside a PostgreSQL container as in the user's own StatefulSet,
+/// passes kubernetes-validate strict: the watcher shares the pod's processes, runs as the
+/// PostgreSQL user, dials the coordinator's name from the database's namespace with the token
+/// from the Secret, and finds the server by its port.
+#[test]
+fn the_watcher_patch_places_a_valid_watcher_beside_postgresql_and_the_coordinator_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let patch_file = dir.path().join("watcher.yaml");
+    let args = [
+        "--agents",
+        "2",
+        "--image",
+        "pgstress:dev",
+        "--name",
+        "load",
+        "--namespace",
+        "perf",
+        "--secret",
+        "creds",
+        "--watcher-patch",
+        patch_file.to_str().unwrap(),
+        "--watcher-port",
+        "7500",
+        "--watcher-server-port",
+        "5433",
+        "--watcher-uid",
+        "26",
+        "--",
+        "--mode",
+        "pool",
+    ];
+    let manifests = rendered(&args);
+    let documents = documents(&manifests);
+    let service = kind(&documents, "Service");
+    let ports: Vec<(String, u64)> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [("control".to_owned(), 7433), ("watcher".to_owned(), 7500)]
+    );
+    let job = kind(&documents, "Job");
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let command = string_list(&container["command"]);
+    assert_eq!(option_value(&command, "--watcher-listen"), "0.0.0.0:7500");
+    assert_eq!(container["ports"][1]["containerPort"], 7500);
+
+    let patch: Value = serde_saphyr::from_str(&std::fs::read_to_string(&patch_file).unwrap())
+        .expect("the patch parses back as YAML");
+    let mut spec = patch["spec"]["template"]["spec"].clone();
+    assert_eq!(spec["shareProcessNamespace"], true);
+    let watcher = spec["containers"][0].clone();
+    let watch = string_list(&watcher["command"]);
+    assert_eq!(watch[..2], ["pgstress", "watch"]);
+    assert_eq!(option_value(&watch, "--run"), "load-0.load.perf.svc:7500");
+    assert_eq!(option_value(&watch, "--port"), "5433");
+    assert!(watch.contains(&"--keep-watching".to_owned()), "{watch:?}");
+    assert_eq!(watcher["securityContext"]["runAsUser"], 26);
+    assert_eq!(
+        watcher["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        "creds"
+    );
+    assert_eq!(watcher["env"][0]["name"], "PGSTRESS_TOKEN");
+    // The patch merged into a PostgreSQL pod, as `kubectl patch` would: validated whole.
+    spec["containers"] = serde_json::json!([
+        { "name": "postgres", "image": "postgres:17", "ports": [{ "containerPort": 5433 }] },
+        watcher,
+    ]);
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "postgres-0", "namespace": "db" },
+        "spec": spec,
+    });
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(&file, serde_saphyr::to_string(&pod).unwrap()).unwrap();
+    let output = Command::new(validator())
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && report.contains("passed"),
+        "{report}"
+    );
+    let manifests_file = dir.path().join("run.yaml");
+    std::fs::write(&manifests_file, &manifests).unwrap();
+    let output = Command::new(validator())
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .arg(&manifests_file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    // A watcher on the agents' own port is refused, naming the value.
+    let clash = render(&[
+        "--agents",
+        "1",
+        "--image",
+        "pgstress:dev",
+        "--watcher-patch",
+        patch_file.to_str().unwrap(),
+        "--watcher-port",
+        "7433",
+    ]);
+    assert_eq!(clash.status.code(), Some(1), "{clash:?}");
+    let error = String::from_utf8_lossy(&clash.stderr);
+    assert!(
+        error.contains("--watcher-port") && error.contains("7433"),
+        "{error}"
+    );
+}

@@ -8,10 +8,11 @@ use pgstress::cli::Cli;
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/options.md");
 
 /// The subcommands whose options the page lists, by their path under `pgstress`.
-const COMMANDS: [&[&str]; 6] = [
+const COMMANDS: [&[&str]; 7] = [
     &["run"],
     &["prepare"],
     &["agent"],
+    &["watch"],
     &["compare"],
     &["k8s", "render"],
     &["k8s", "entrypoint"],

@@ -23,26 +23,13 @@ fn veth_name() -> String {
 
 /// Makes the veth pair (as root) and returns its near end's address; None when it cannot.
 fn own_address() -> Option<String> {
-    let name = veth_name();
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .is_ok_and(|out| out.status.success())
-    };
-    let peer = format!("{name}p");
-    let made = ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer])
-        && ip(&["addr", "add", &format!("{VETH_ADDRESS}/30"), "dev", &name])
-        && ip(&["link", "set", &name, "up"])
-        && ip(&["link", "set", &peer, "up"]);
-    made.then(|| VETH_ADDRESS.to_owned())
+    common::netns::make_veth(&veth_name(), &format!("{VETH_ADDRESS}/30"))
+        .then(|| VETH_ADDRESS.to_owned())
 }
 
-/// Removes the veth pair (both ends go with one).
+/// Removes the veth pair.
 fn remove_veth() {
-    let _ = std::process::Command::new("ip")
-        .args(["link", "del", &veth_name()])
-        .output();
+    common::netns::remove_veth(&veth_name());
 }
 
 /// The server as a remote one: its DSN through this machine's own address.

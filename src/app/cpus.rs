@@ -4,7 +4,9 @@
 use anyhow::{Context, anyhow};
 
 use crate::config::{RunConfig, TargetChoice};
+use crate::measure::sampler::cpu::LocalServer;
 use crate::model::facts::CpuFacts;
+use crate::output::printer::Printer;
 use crate::sys::affinity;
 
 /// `(client, server)` CPUs, with pgstress already pinned to the client's; None when nothing
@@ -43,4 +45,25 @@ pub fn facts(postmaster: Option<u32>, given_cores: Option<f64>, pinned: bool) ->
             .as_deref()
             .is_some_and(|server| affinity::overlap(server, &client)),
     }
+}
+
+/// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
+/// to be left unused where they are.
+pub fn server_cpus(
+    config: &RunConfig,
+    local: Option<LocalServer>,
+    pinned: bool,
+    printer: &mut Printer<std::io::Stdout>,
+) -> CpuFacts {
+    let facts = facts(local.map(|s| s.postmaster_pid), config.server_cores, pinned);
+    if let Some(cores) = config.server_cores
+        && !facts.server_cores_given
+    {
+        printer.note(format!(
+            "note: --server-cores {cores} left unused: the server runs on this machine, and its \
+             own CPUs ({}) are read",
+            facts.server.as_deref().unwrap_or("all")
+        ));
+    }
+    facts
 }

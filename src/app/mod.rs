@@ -14,3 +14,5 @@ pub mod report;
 pub mod run;
 pub mod setup;
 pub mod step_loop;
+pub mod watch;
+pub mod watching;

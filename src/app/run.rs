@@ -17,6 +17,7 @@ use super::setup::{
     describe_pooler, detected_pooler, node_names, pooler_side, server_source, start_console,
 };
 use super::step_loop::{PoolerWatch, Ramp, StatsSampler, StepLoop, judge_run, write_summary};
+use super::watching;
 use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
@@ -25,9 +26,7 @@ use crate::logs::{self, RunLogs};
 use crate::measure::sampler::cpu::{CpuProbe, LocalPooler, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
 use crate::measure::sampler::{Sampler, Tap};
-use crate::model::facts::{
-    ClientCpus, CpuFacts, PoolerLimit, RunFacts, ServerFacts, clients_at_once,
-};
+use crate::model::facts::{ClientCpus, PoolerLimit, RunFacts, ServerFacts, clients_at_once};
 use crate::model::plan::Mode;
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::output::metrics::RunMetrics;
@@ -193,6 +192,7 @@ fn run_against(
     let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
     let limits = (pooler_limit.as_ref(), local_pooler.as_ref());
     let engine = engine_for(config, spec, &server, limits, printer)?;
+    let watcher = super::watching::accept(config, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
         pgstress_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -209,11 +209,17 @@ fn run_against(
         ),
         pooler_limit,
         server,
-        server_cpu_visible: local_server.is_some(),
+        server_cpu_visible: local_server.is_some() || watcher.is_some(),
         server_stats_visible: monitor.is_some(),
-        server_source: server_source(local_server, monitor.is_some()),
+        server_source: watching::source(
+            server_source(local_server, monitor.is_some()),
+            watcher.as_ref(),
+        ),
         client: cpus.into(),
-        cpus: server_cpus(config, local_server, pinned, printer),
+        cpus: watching::cpus(
+            super::cpus::server_cpus(config, local_server, pinned, printer),
+            watcher.as_ref(),
+        ),
     };
     let pooler_cores = local_pooler.as_ref().and_then(LocalPooler::total_cores);
     let sides = Sides {
@@ -224,19 +230,20 @@ fn run_against(
     };
     // Armed just before the samplers and step 1: `--fault ...@T` counts from here.
     let fault = super::fault::arm_for(config.fault, around.throwaway, &requests_name);
-    let probes = (local_server, monitor, sides, requests_name);
+    let probes = (local_server, monitor, sides, requests_name, watcher);
     let sides = (cpus, probes, console, pooler_cores);
     let end = (data, around.endpoint, run_start, fault);
     run_ramp(config, &facts, sides, engine, end, printer)
 }
 
-/// What the samplers read: the local server, the monitoring connection, the sides' CPUs and
-/// the name of the run's sessions.
+/// What the samplers read: the local server, the monitoring connection, the sides' CPUs,
+/// the name of the run's sessions and the server's watcher.
 type Probes = (
     Option<LocalServer>,
     Option<crate::pg::wire::Connection>,
     Sides,
     String,
+    Option<crate::fleet::watched::Watcher>,
 );
 
 /// The logs, the metrics and the samplers, the steps, and the end of the run.
@@ -261,7 +268,10 @@ fn run_ramp(
     let mut logs = RunLogs::create_now(&config.logs_dir, config.log_requests)?;
     printer.header(facts, &logs.paths());
     let metrics = super::outputs::run_metrics(config, facts, &logs, endpoint);
+    let (local_server, monitor, sides, requests_name, watcher) = probes;
+    let probes = (local_server, monitor, sides, requests_name);
     let (cpu_sampler, stats_sampler) = start_samplers(config, probes, run_start, &metrics)?;
+    let watcher = watching::start(watcher, config, run_start)?;
     let console = start_console(
         config,
         console,
@@ -275,6 +285,7 @@ fn run_ramp(
         data,
         cpu_sampler: &cpu_sampler,
         stats_sampler: stats_sampler.as_ref(),
+        watcher,
         pooler: PoolerWatch {
             console: console.as_ref(),
             cores: pooler_cores,
@@ -333,27 +344,6 @@ fn local_server(throwaway: Option<&Servers>, visible: Option<LocalServer>) -> Op
     throwaway.or(visible)
 }
 
-/// Which CPUs each side has; `--server-cores` where the server's own are not seen, and said
-/// to be left unused where they are.
-fn server_cpus(
-    config: &RunConfig,
-    local: Option<LocalServer>,
-    pinned: bool,
-    printer: &mut Printer<std::io::Stdout>,
-) -> CpuFacts {
-    let facts = super::cpus::facts(local.map(|s| s.postmaster_pid), config.server_cores, pinned);
-    if let Some(cores) = config.server_cores
-        && !facts.server_cores_given
-    {
-        printer.note(format!(
-            "note: --server-cores {cores} left unused: the server runs on this machine, and its \
-             own CPUs ({}) are read",
-            facts.server.as_deref().unwrap_or("all")
-        ));
-    }
-    facts
-}
-
 /// The exact request before the load, and for a pool's kept connections the same request on
 /// the same connection twice (what a transaction-mode pooler would break).
 fn probe(
@@ -380,7 +370,12 @@ fn probe(
 /// handing its samples to the run's metrics as it takes them.
 fn start_samplers(
     config: &RunConfig,
-    (local_server, monitor, sides, requests_name): Probes,
+    (local_server, monitor, sides, requests_name): (
+        Option<LocalServer>,
+        Option<crate::pg::wire::Connection>,
+        Sides,
+        String,
+    ),
     run_start: Instant,
     metrics: &Arc<RunMetrics>,
 ) -> anyhow::Result<(CpuSampler, Option<StatsSampler>)> {

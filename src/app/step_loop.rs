@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::io::Write;
 use std::time::Instant;
 
+use super::watching::WatcherWatch;
 use crate::config::RunConfig;
 use crate::config::data::ParamData;
 use crate::engine::Engine;
@@ -25,6 +26,7 @@ use crate::model::sample::{
 };
 use crate::model::server_cpu::{ServerCpu, of_own_cpus};
 use crate::model::step::{CpuSummary, PoolerSide, StepResult};
+use crate::model::watch::WatchSample;
 
 /// A step's CPU samples and what its counters measured as a whole.
 type StepCpuSamples = (Vec<CpuSample>, Option<StepCpu>);
@@ -32,6 +34,8 @@ use crate::output::metrics::{RunMetrics, StepEnd};
 
 /// The monitor's samples of the server's sessions, and its counters over the step.
 type ServerSamples = (Vec<ServerStatsSample>, Option<DatabaseCounts>);
+/// The watcher's samples of the step, and its whole window.
+type WatchSamples = (Vec<WatchSample>, Option<WatchSample>);
 /// The monitor's sampler.
 pub type StatsSampler = Sampler<ServerStatsSample, DatabaseCounts>;
 use crate::output::printer::Printer;
@@ -67,6 +71,8 @@ pub struct StepLoop<'a, W: Write> {
     pub data: Option<&'a ParamData>,
     pub cpu_sampler: &'a Sampler<CpuSample, StepCpu>,
     pub stats_sampler: Option<&'a StatsSampler>,
+    /// The watcher on the server's host, if the run has one.
+    pub watcher: Option<WatcherWatch>,
     pub pooler: PoolerWatch<'a>,
     pub logs: &'a mut RunLogs,
     pub printer: &'a mut Printer<W>,
@@ -99,7 +105,7 @@ impl<W: Write> StepLoop<'_, W> {
             if (self.stop_requested)() {
                 break;
             }
-            let (mut run, cpu, server_samples) = self.send_step(engine, index, &mut rng);
+            let (mut run, cpu, server_samples, watched) = self.send_step(engine, index, &mut rng);
             // Through a pooler, a connection never answered while others were waited in its
             // queue: the pooler's limit, classed so before anything is logged or judged.
             if self.facts.pooler.is_some() {
@@ -108,7 +114,8 @@ impl<W: Write> StepLoop<'_, W> {
             let (cpu_samples, whole) = cpu;
             let cpu_summary = CpuSummary::of(&cpu_samples, whole.as_ref());
             let sides = (cpu_summary, self.pooler_side(&cpu_samples, whole.as_ref()));
-            let mut result = self.judge_step(engine, index, &run, sides, &server_samples);
+            let server = (&server_samples, watched.as_ref());
+            let mut result = self.judge_step(engine, index, &run, sides, server);
             // A fault caused since the last step ended (or in the pause before this one) is
             // this step's: its outage is pgstress's doing.
             if let (Some(outage), Some(fault)) = (result.outage.as_mut(), &self.fault) {
@@ -120,6 +127,7 @@ impl<W: Write> StepLoop<'_, W> {
             for note in agent_notes(&run) {
                 self.progress.suspend(|| self.printer.note(note.clone()));
             }
+            self.say_if_watcher_lost(index);
             ramp.stopped =
                 verdict::stop_reason(&result, &self.config.stop).map(|reason| (index, reason));
             ramp.summaries.push(StepSummary::of(&result, &run.agents));
@@ -174,7 +182,7 @@ impl<W: Write> StepLoop<'_, W> {
         engine: &mut dyn Engine,
         index: u32,
         rng: &mut impl rand::Rng,
-    ) -> (StepRun, StepCpuSamples, ServerSamples) {
+    ) -> (StepRun, StepCpuSamples, ServerSamples, Option<WatchSamples>) {
         let size = self.config.plan.requests_at(index);
         let requests = self.config.mode.requests_for(size);
         // A timed pool step draws a deck its requests take in turn, however many they are.
@@ -195,6 +203,10 @@ impl<W: Write> StepLoop<'_, W> {
         if let Some(console) = self.pooler.console {
             console.begin_step(tag);
         }
+        // The watcher's edge reading crosses the network: taken before the step's requests.
+        if let Some(watcher) = &self.watcher {
+            watcher.sampler.begin_step_read(tag);
+        }
         let known = self.config.mode.timed_pool().is_none();
         self.progress.start_step(index, known.then_some(requests));
         let size = self.config.plan.requests_at(index);
@@ -211,11 +223,23 @@ impl<W: Write> StepLoop<'_, W> {
         let run = engine.run_step(index, params, Some(&watch));
         self.progress.finish_step();
         let cpu_samples = self.cpu_sampler.end_step_whole();
+        // The server's host read at the step's end before the monitor's query, which takes
+        // a round trip to the server.
+        let watched = self.watcher.as_ref().map(|w| w.sampler.end_step_whole());
         let server_samples = self
             .stats_sampler
             .map(Sampler::end_step_whole)
             .unwrap_or_default();
-        (run, cpu_samples, server_samples)
+        (run, cpu_samples, server_samples, watched)
+    }
+
+    /// Says once that the watcher was lost: from the step it was lost in on, the server's
+    /// side is unknown.
+    fn say_if_watcher_lost(&mut self, step: u32) {
+        if let Some(why) = self.watcher.as_mut().and_then(WatcherWatch::newly_lost) {
+            let line = format!("  {why}; the server's side is unknown from step {step} on");
+            self.progress.suspend(|| self.printer.note(line));
+        }
     }
 
     /// The step's result, with its load in the mode's unit and all its flags: the diagnosis,
@@ -226,7 +250,7 @@ impl<W: Write> StepLoop<'_, W> {
         index: u32,
         run: &StepRun,
         (cpu, pooler): (CpuSummary, PoolerSide),
-        (server_samples, counts): &ServerSamples,
+        ((server_samples, counts), watched): (&ServerSamples, Option<&WatchSamples>),
     ) -> StepResult {
         let size = self.config.plan.requests_at(index);
         let mut measured = StepResult::from_run(index, size, run, &[], &[]);
@@ -238,12 +262,21 @@ impl<W: Write> StepLoop<'_, W> {
         measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));
         measured.pooler = pooler;
         measured.server = ServerStatsSummary::of(server_samples, *counts);
-        measured.server_cpu = ServerCpu::of(
-            measured.cpu.server,
-            measured.server.as_ref().and_then(|s| s.activity.as_ref()),
-            self.cpus.host_cores,
-            self.facts.cpus.server_cores,
-        );
+        let activity = measured.server.as_ref().and_then(|s| s.activity.as_ref());
+        // With a watcher, the server's CPU is its watcher's, and nothing once it was lost.
+        measured.server_cpu = match (&self.watcher, watched) {
+            (Some(watcher), Some(watched)) => {
+                let (cpu, host) = super::watching::judged(watched, watcher.cores, activity);
+                measured.watched = host;
+                cpu
+            }
+            _ => ServerCpu::of(
+                measured.cpu.server,
+                activity,
+                self.cpus.host_cores,
+                self.facts.cpus.server_cores,
+            ),
+        };
         // Every host of the list counted, those no request reached too.
         if !self.facts.nodes.is_empty() {
             let hosts = self.facts.nodes.len().max(measured.by_node.len());

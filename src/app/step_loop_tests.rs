@@ -179,6 +179,7 @@ fn run_ramp_with(
         data: None,
         cpu_sampler: &sampler,
         stats_sampler: None,
+        watcher: None,
         pooler: Default::default(),
         logs: &mut logs,
         printer: &mut printer,

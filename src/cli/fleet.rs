@@ -98,6 +98,26 @@ pub struct K8sRenderArgs {
     #[command(flatten)]
     pub caps: CapsArgs,
 
+    /// Also write to FILE a patch that adds the server's watcher (`pgstress watch`) beside the
+    /// PostgreSQL container of your StatefulSet or Deployment (`kubectl patch statefulset NAME
+    /// --patch-file FILE`); the coordinator then waits for it [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub watcher_patch: Option<std::path::PathBuf>,
+
+    /// With --watcher-patch: the port the coordinator listens on for the watcher.
+    #[arg(long, value_name = "PORT", default_value_t = 7434)]
+    pub watcher_port: u32,
+
+    /// With --watcher-patch: the PostgreSQL server's port in its pod (the watcher finds the
+    /// postmaster listening on it).
+    #[arg(long, value_name = "PORT", default_value_t = 5432)]
+    pub watcher_server_port: u16,
+
+    /// With --watcher-patch: the user id the PostgreSQL container runs as (999 in the official
+    /// image); the watcher runs as it, to read the server's processes.
+    #[arg(long, value_name = "UID", default_value_t = 999)]
+    pub watcher_uid: u32,
+
     /// Options of the coordinator's `pgstress run`, after `--`, e.g. -- --mode pool --steps 20.
     #[arg(last = true, value_name = "RUN OPTIONS")]
     pub run_args: Vec<String>,
@@ -146,4 +166,31 @@ pub struct AgentArgs {
     /// several addresses: each has its own ephemeral ports.
     #[arg(long, value_name = "ADDR")]
     pub source_address: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("server").required(true).multiple(true))]
+pub struct WatchArgs {
+    /// The run to report to: the HOST:PORT of `pgstress run --watcher-listen ADDR:PORT`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub run: String,
+
+    /// The server's data folder: its postmaster.pid names the postmaster.
+    #[arg(long, value_name = "DIR", group = "server")]
+    pub pgdata: Option<std::path::PathBuf>,
+
+    /// The server's port, when its data folder is not at hand: the postgres process listening
+    /// on it is the postmaster.
+    #[arg(long, value_name = "PORT", group = "server")]
+    pub port: Option<u16>,
+
+    /// This watcher's name in the run's logs [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// After each run (or 2 minutes with none listening), find the server and dial again for
+    /// the next one, until stopped: a watcher that lives beside the server, as in a pod
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub keep_watching: Option<bool>,
 }

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use fleet::{AgentArgs, CapsArgs, K8sArgs, K8sCommand, K8sEntrypointArgs, K8sRenderArgs};
+pub use fleet::{
+    AgentArgs, CapsArgs, K8sArgs, K8sCommand, K8sEntrypointArgs, K8sRenderArgs, WatchArgs,
+};
 pub use run::RunArgs;
 pub use target::TargetArgs;
 
@@ -42,6 +44,10 @@ pub enum Command {
     /// Send load for a coordinator (`pgstress run --agents N --listen ADDR:PORT`) to this agent's
     /// own target, each step when the coordinator releases it.
     Agent(AgentArgs),
+    /// On the database server's host: find the server's postmaster and send its host's CPU,
+    /// the server's, the postmaster's own, memory and disks to a run (`pgstress run
+    /// --watcher-listen ADDR:PORT`), which judges the server by them as it judges a local one.
+    Watch(WatchArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `pgstress man > ~/.local/share/man/man1/pgstress.1`.

@@ -299,4 +299,14 @@ pub struct RunArgs {
     /// With --agents: how long to wait for all of them to join [default: 60s].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub agents_timeout: Option<Span>,
+
+    /// Take the server's CPU from a watcher on its host (`pgstress watch --run HOST:PORT`),
+    /// which dials this address, e.g. 0.0.0.0:7434. Beyond loopback it needs the shared token
+    /// in PGSTRESS_TOKEN (on the watcher too) [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub watcher_listen: Option<ListenAddr>,
+
+    /// With --watcher-listen: how long to wait for the watcher to join [default: 60s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub watcher_timeout: Option<Span>,
 }

@@ -1,5 +1,6 @@
 //! `--agents`, `--listen`, `--agents-timeout` and the token: a run whose load comes from agents
-//! on other machines. Refused where it could not work or would be open to anyone.
+//! on other machines; `--watcher-listen` and `--watcher-timeout`: a run whose server's host is
+//! read by a watcher. Refused where it could not work or would be open to anyone.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,9 +11,11 @@ use super::values::or_default;
 use crate::cli::RunArgs;
 use crate::cli::values::ListenAddr;
 use crate::fleet::door::FleetSettings;
+use crate::fleet::watched::WatcherSettings;
 use crate::model::plan::Mode;
 
 const DEFAULT_AGENTS_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_WATCHER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The first port of Linux's default ephemeral range: a listener above it may take a port an
 /// outgoing connection needs, or find it taken.
 const EPHEMERAL_FROM: u16 = 32768;
@@ -89,13 +92,53 @@ pub(super) fn merge_fleet(
     }))
 }
 
+/// The watcher of the run's server, if it has one: for a server pgstress does not start.
+pub(super) fn merge_watcher(
+    options: &RunArgs,
+    target: &TargetChoice,
+) -> Result<Option<WatcherSettings>, ConfigError> {
+    let Some(listen) = options.watcher_listen else {
+        if let Some(timeout) = options.watcher_timeout {
+            return Err(invalid(
+                "--watcher-timeout",
+                timeout,
+                "it is for --watcher-listen ADDR:PORT; give both or neither",
+            ));
+        }
+        return Ok(None);
+    };
+    if matches!(target, TargetChoice::Throwaway { .. }) {
+        return Err(invalid(
+            "--watcher-listen",
+            listen,
+            "the throwaway server runs on this machine and its CPU is read directly; a watcher is for a server on another host: give --dsn (or DATABASE_URL, PG* variables)",
+        ));
+    }
+    let token = crate::fleet::auth::token_from_env();
+    Ok(Some(WatcherSettings {
+        listen: check_address("--watcher-listen", listen, token.is_some())?,
+        timeout: or_default(options.watcher_timeout, DEFAULT_WATCHER_TIMEOUT),
+        token,
+    }))
+}
+
 /// The address the agents dial: a port below the ephemeral range, and beyond loopback only
 /// with a token.
 fn check_listen(listen: ListenAddr, token: bool) -> Result<SocketAddr, ConfigError> {
+    check_address("--listen", listen, token)
+}
+
+/// A listener's address (`option`'s): a port below the ephemeral range, and beyond loopback
+/// only with a token.
+fn check_address(
+    option: &'static str,
+    listen: ListenAddr,
+    token: bool,
+) -> Result<SocketAddr, ConfigError> {
     let ListenAddr(address) = listen;
     if address.port() == 0 || address.port() >= EPHEMERAL_FROM {
         return Err(invalid(
-            "--listen",
+            option,
             listen,
             format!(
                 "give a port from 1 to {}, below the ephemeral ports outgoing connections use",
@@ -104,11 +147,15 @@ fn check_listen(listen: ListenAddr, token: bool) -> Result<SocketAddr, ConfigErr
         ));
     }
     if !address.ip().is_loopback() && !token {
+        let (who, where_) = match option {
+            "--listen" => ("an agent", "the agents"),
+            _ => ("a watcher", "the watcher"),
+        };
         return Err(invalid(
-            "--listen",
+            option,
             listen,
             format!(
-                "beyond loopback anyone could join as an agent; set {} to a shared secret here and on the agents",
+                "beyond loopback anyone could join as {who}; set {} to a shared secret here and on {where_}",
                 crate::fleet::TOKEN_VAR
             ),
         ));

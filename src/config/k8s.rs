@@ -50,6 +50,20 @@ pub struct RenderConfig {
     /// The agents' caps as given (checked), passed on to `pgstress agent`.
     pub caps: crate::cli::CapsArgs,
     pub run_args: Vec<String>,
+    /// The watcher to place beside the PostgreSQL container, if asked for.
+    pub watcher: Option<WatcherPatch>,
+}
+
+/// `--watcher-patch FILE` and how the watcher reaches the coordinator and finds the server.
+#[derive(Debug, Clone)]
+pub struct WatcherPatch {
+    pub file: std::path::PathBuf,
+    /// The coordinator's port for the watcher.
+    pub port: u16,
+    /// The server's port in its pod.
+    pub server_port: u16,
+    /// The PostgreSQL container's user id.
+    pub uid: u32,
 }
 
 /// Kubernetes quantities, checked, as written.
@@ -77,6 +91,7 @@ impl RenderConfig {
         }
         let Span(hold) = args.hold;
         let Span(deadline) = args.deadline;
+        let watcher = watcher_patch(&args)?;
         if deadline <= hold {
             return Err(invalid(
                 "--deadline",
@@ -112,7 +127,26 @@ impl RenderConfig {
                 args.caps
             },
             run_args: run_args(args.run_args)?,
+            watcher,
         })
+    }
+
+    /// The coordinator's run options: the user's, and where it takes the watcher.
+    pub fn coordinator_run_args(&self) -> Vec<String> {
+        let mut args = self.run_args.clone();
+        if let Some(watcher) = &self.watcher {
+            args.push("--watcher-listen".to_owned());
+            args.push(format!("0.0.0.0:{}", watcher.port));
+        }
+        args
+    }
+
+    /// The coordinator's name from any namespace when the run's is given, else from its own.
+    pub fn coordinator_from_anywhere(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{}.{namespace}.svc", self.coordinator_host()),
+            None => self.coordinator_host(),
+        }
     }
 
     /// `<job>-0.<service>`: the coordinator pod's name in the headless Service's DNS.
@@ -170,6 +204,39 @@ pub fn role(args: K8sEntrypointArgs, index: Option<&str>) -> Result<Role, Config
     agent_caps(&args.caps)?;
     agent.extend(caps_args(&args.caps));
     Ok(Role::Agent { args: agent })
+}
+
+fn watcher_patch(args: &K8sRenderArgs) -> Result<Option<WatcherPatch>, ConfigError> {
+    let Some(file) = args.watcher_patch.clone() else {
+        return Ok(None);
+    };
+    let watcher_port = port(args.watcher_port).map_err(|_| {
+        invalid(
+            "--watcher-port",
+            args.watcher_port,
+            "give a port from 1024 to 65535 (the pods run as a non-root user)",
+        )
+    })?;
+    if u32::from(watcher_port) == args.port {
+        return Err(invalid(
+            "--watcher-port",
+            watcher_port,
+            "it is the agents' --port; give the watcher a port of its own",
+        ));
+    }
+    if args.watcher_uid == 0 {
+        return Err(invalid(
+            "--watcher-uid",
+            0,
+            "give the PostgreSQL container's own user id (PostgreSQL never runs as root)",
+        ));
+    }
+    Ok(Some(WatcherPatch {
+        file,
+        port: watcher_port,
+        server_port: args.watcher_server_port,
+        uid: args.watcher_uid,
+    }))
 }
 
 fn agents(agents: u32) -> Result<u32, ConfigError> {

@@ -19,6 +19,10 @@ fn render_args(agents: u32) -> K8sRenderArgs {
         memory_request: None,
         memory_limit: None,
         caps: Default::default(),
+        watcher_patch: None,
+        watcher_port: 7434,
+        watcher_server_port: 5432,
+        watcher_uid: 999,
         run_args: Vec::new(),
     }
 }

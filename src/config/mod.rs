@@ -126,6 +126,8 @@ pub struct RunConfig {
     pub server_cores: Option<f64>,
     /// The agents that send the load instead of this process, if any.
     pub fleet: Option<crate::fleet::door::FleetSettings>,
+    /// The watcher on the server's host (`--watcher-listen`), if any.
+    pub watcher: Option<crate::fleet::watched::WatcherSettings>,
     /// The JUnit report, the Markdown summary and the live metrics, where asked for.
     pub outputs: Outputs,
 }
@@ -164,6 +166,7 @@ impl RunConfig {
         let cpus = merge_cpus(&options, &target)?;
         let server_cores = merge_server_cores(&options, &target)?;
         let fleet = fleet::merge_fleet(&options, &target, &mode, pooler.is_some())?;
+        let watcher = fleet::merge_watcher(&options, &target)?;
         let outputs = outputs::merge_outputs(&options)?;
         let data = options.data;
         let data_from_demo = data.is_none()
@@ -203,6 +206,7 @@ impl RunConfig {
             cpus,
             server_cores,
             fleet,
+            watcher,
             outputs,
         })
     }

@@ -326,6 +326,38 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     let timeout = fleet.unwrap().fleet.unwrap().timeout;
     let stated: crate::cli::values::Span = stated_default("agents-timeout").parse().unwrap();
     assert_eq!(stated.0, timeout);
+    let watched = merge(
+        &["--watcher-listen", "127.0.0.1:7434", "--dsn", "host=h"],
+        "",
+    );
+    let timeout = watched.unwrap().watcher.unwrap().timeout;
+    let stated: crate::cli::values::Span = stated_default("watcher-timeout").parse().unwrap();
+    assert_eq!(stated.0, timeout);
+}
+
+#[test]
+fn a_watcher_is_for_a_server_pgstress_does_not_start_and_beyond_loopback_needs_a_token() {
+    let throwaway = merge(&["--watcher-listen", "127.0.0.1:7434"], "").unwrap_err();
+    assert!(
+        throwaway.contains("the throwaway server runs on this machine"),
+        "{throwaway}"
+    );
+    let alone = merge(&["--watcher-timeout", "5s", "--dsn", "host=h"], "").unwrap_err();
+    assert!(alone.contains("give both or neither"), "{alone}");
+    // The tests' environment holds no PGSTRESS_TOKEN.
+    let open = merge(&["--watcher-listen", "0.0.0.0:7434", "--dsn", "host=h"], "").unwrap_err();
+    assert!(open.contains("anyone could join as a watcher"), "{open}");
+    let high = merge(
+        &["--watcher-listen", "127.0.0.1:40000", "--dsn", "host=h"],
+        "",
+    )
+    .unwrap_err();
+    assert!(
+        high.contains("--watcher-listen") && high.contains("below the ephemeral"),
+        "{high}"
+    );
+    let file = merge(&["--dsn", "host=h"], "watcher-listen = \"127.0.0.1:7434\"").unwrap();
+    assert_eq!(file.watcher.unwrap().listen.port(), 7434);
 }
 
 #[test]

@@ -2,14 +2,14 @@
 //! against the agent's own caps), then run each step's share when told, saying it is alive
 //! every second, until the coordinator says the run is over.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::auth::{self, Role};
 use super::clock::Clock;
-use super::frame::{self, HANDSHAKE_FRAME, peer_of};
+use super::frame;
+use super::introduce::{self, Joining, garbled};
 use super::messages::{
     AgentPlan, LARGEST_FROM_COORDINATOR as FROM_COORDINATOR, PartReport, StepOrder, ToAgent,
     ToCoordinator, WireRecord,
@@ -25,12 +25,6 @@ use crate::model::record::{StepObserver, StepRun, Tally};
 use crate::model::rules::Thresholds;
 use crate::model::sample::{CpuSample, StepCpu};
 use crate::model::step::{CpuSummary, StepResult};
-
-/// How long one attempt to dial the coordinator, and the whole handshake, may take.
-const DIAL_WITHIN: Duration = Duration::from_secs(10);
-/// How long an agent keeps dialing a coordinator that is not listening yet, and how often.
-pub const DIAL_FOR: Duration = Duration::from_secs(120);
-const DIAL_AGAIN: Duration = Duration::from_millis(250);
 
 /// What an agent accepts from any coordinator, whatever its token.
 #[derive(Debug, Clone, Copy)]
@@ -58,54 +52,17 @@ pub fn join(
     token: Option<&str>,
     caps: Caps,
 ) -> Result<Session, FleetError> {
-    let mut stream = dial(coordinator)?;
-    let peer = peer_of(&stream);
-    // Until the welcome, the coordinator's messages are a handshake's: small, all by then.
-    let deadline = Instant::now() + DIAL_WITHIN;
-    let nonce = auth::nonce();
-    let hello = ToCoordinator::Hello {
-        name: name.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        nonce: nonce.clone(),
-        token: token.is_some(),
-    };
-    frame::send(&mut stream, &hello, DIAL_WITHIN)?;
-    let refused = |reason: String| {
-        FleetError::Refused(format!(
-            "the coordinator at {peer} refused this agent: {reason}"
-        ))
-    };
-    let (their_nonce, proof) =
-        match frame::receive_by::<ToAgent>(&mut stream, deadline, HANDSHAKE_FRAME)? {
-            ToAgent::Challenge { nonce, proof } => (nonce, proof),
-            ToAgent::Refused { reason } => return Err(refused(reason)),
-            other => return Err(garbled(&peer, &other)),
-        };
-    if let Some(token) = token {
-        let proven = proof.is_some_and(|proof| {
-            auth::verify(token, Role::Coordinator, &nonce, &their_nonce, &proof)
-        });
-        if !proven {
-            let reason = "the coordinator did not prove the token".to_owned();
-            let _ = frame::send(&mut stream, &ToCoordinator::Refused { reason }, DIAL_WITHIN);
-            return Err(FleetError::Refused(format!(
-                "the coordinator at {peer} does not hold this agent's {}; give both the same token",
-                super::TOKEN_VAR
-            )));
-        }
-        let proof = auth::prove(token, Role::Agent, &their_nonce, &nonce);
-        frame::send(&mut stream, &ToCoordinator::Proof { proof }, DIAL_WITHIN)?;
-    }
-    match frame::receive_by::<ToAgent>(&mut stream, deadline, HANDSHAKE_FRAME)? {
-        ToAgent::Welcome => {}
-        ToAgent::Refused { reason } => return Err(refused(reason)),
-        other => return Err(garbled(&peer, &other)),
-    }
+    let (mut stream, peer) = introduce::join(coordinator, name, token, Joining::Agent)?;
     let writer = stream.try_clone().map_err(|cause| FleetError::Io {
         peer: peer.clone(),
         cause,
     })?;
     let heartbeat = Heartbeat::start(writer);
+    let refused = |reason: String| {
+        FleetError::Refused(format!(
+            "the coordinator at {peer} refused this agent: {reason}"
+        ))
+    };
     // The coordinator sends the plans once every agent joined: within this agent's lifetime.
     let plan = match frame::receive::<ToAgent>(&mut stream, caps.max_duration, FROM_COORDINATOR)? {
         ToAgent::Plan(plan) => *plan,
@@ -121,48 +78,6 @@ pub fn join(
         plan,
         ends: Instant::now() + caps.max_duration,
     })
-}
-
-/// The first of the coordinator's addresses that answers, tried again until `DIAL_FOR` has
-/// passed: the coordinator listens only once it has reached its own target, and agents are
-/// often started at the same moment (a Kubernetes Job starts every pod at once).
-fn dial(coordinator: &str) -> Result<TcpStream, FleetError> {
-    let unreachable = |why: String| {
-        FleetError::Refused(format!(
-            "cannot reach the coordinator at {coordinator} within {}: {why}; give --coordinator the HOST:PORT of `pgstress run --listen`",
-            humantime::format_duration(DIAL_FOR)
-        ))
-    };
-    let give_up = Instant::now() + DIAL_FOR;
-    loop {
-        let mut last = "no address".to_owned();
-        // Names are resolved again each time: a coordinator's DNS record may appear late.
-        match coordinator.to_socket_addrs() {
-            Ok(addresses) => {
-                for address in addresses {
-                    match TcpStream::connect_timeout(&address, DIAL_WITHIN) {
-                        Ok(stream) => {
-                            let _ = stream.set_nodelay(true);
-                            return Ok(stream);
-                        }
-                        Err(err) => last = err.to_string(),
-                    }
-                }
-            }
-            Err(err) => last = err.to_string(),
-        }
-        if Instant::now() >= give_up {
-            return Err(unreachable(last));
-        }
-        std::thread::sleep(DIAL_AGAIN);
-    }
-}
-
-fn garbled(peer: &str, message: &ToAgent) -> FleetError {
-    FleetError::Garbled {
-        peer: peer.to_owned(),
-        reason: format!("unexpected {message:?}"),
-    }
 }
 
 /// Why a plan asks more than the caps allow, if it does.

@@ -43,29 +43,86 @@ pub(super) fn gather(
     cap: usize,
     note: &mut dyn FnMut(String),
 ) -> Result<Vec<AgentLink>, FleetError> {
-    let listener = TcpListener::bind(settings.listen).map_err(|cause| {
-        FleetError::Refused(format!(
-            "cannot listen for agents on {}: {cause}; give --listen a free address and port of this machine",
-            settings.listen
-        ))
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|cause| FleetError::Io {
-            peer: settings.listen.to_string(),
-            cause,
-        })?;
+    let listener = open(settings.listen, "--listen", "agents")?;
     note(format!(
         "waiting up to {} for {} agents on {}",
         humantime::format_duration(settings.timeout),
         settings.agents,
         settings.listen
     ));
-    let mut door = Door::new(settings.token.clone(), within);
-    let joined = door.admit(&listener, settings, cap, note);
+    let mut door = Door::new(settings.token.clone(), within, false);
+    let mut take = |proven: Proven, joined: &[AgentLink]| welcome(proven, joined, cap);
+    let expected = settings.agents as usize;
+    let joined = door.admit(&listener, expected, settings.timeout, &mut take, note);
     door.close(note);
-    joined
+    joined.map_err(|(joined, cause)| match cause {
+        Some(cause) => FleetError::Io {
+            peer: settings.listen.to_string(),
+            cause,
+        },
+        None => FleetError::Refused(format!(
+            "only {joined} of {} agents joined within --agents-timeout {}; start the others with `pgstress agent --coordinator {}`",
+            settings.agents,
+            humantime::format_duration(settings.timeout),
+            settings.listen
+        )),
+    })
 }
+
+/// Listens on `listen` for one watcher (`pgstress watch`) until `timeout`, its handshake
+/// given `within`: the stream it proved the token on, welcomed, and its name.
+pub fn gather_watcher(
+    listen: SocketAddr,
+    token: Option<String>,
+    (timeout, within): (Duration, Duration),
+    note: &mut dyn FnMut(String),
+) -> Result<(TcpStream, String), FleetError> {
+    let listener = open(listen, "--watcher-listen", "a watcher")?;
+    note(format!(
+        "waiting up to {} for the server's watcher on {listen} (`pgstress watch --run {listen}` on the server's host)",
+        humantime::format_duration(timeout),
+    ));
+    let mut door = Door::new(token, within, true);
+    let mut take = |Proven { name, mut stream }: Proven, _: &[(TcpStream, String)]| {
+        let deadline = Instant::now() + LOST_AFTER;
+        frame::send(&mut stream, &ToAgent::Welcome, left(deadline))
+            .map_err(|err| err.to_string())?;
+        Ok((stream, name))
+    };
+    let joined = door.admit(&listener, 1, timeout, &mut take, note);
+    door.close(note);
+    match joined {
+        Ok(mut watchers) if !watchers.is_empty() => Ok(watchers.remove(0)),
+        Err((_, Some(cause))) => Err(FleetError::Io {
+            peer: listen.to_string(),
+            cause,
+        }),
+        _ => Err(FleetError::Refused(format!(
+            "no watcher joined within --watcher-timeout {}; start `pgstress watch --run {listen}` on the server's host, with the same {}",
+            humantime::format_duration(timeout),
+            super::TOKEN_VAR
+        ))),
+    }
+}
+
+/// The listener, not blocking (the door polls it).
+fn open(listen: SocketAddr, option: &str, whom: &str) -> Result<TcpListener, FleetError> {
+    let listener = TcpListener::bind(listen).map_err(|cause| {
+        FleetError::Refused(format!(
+            "cannot listen for {whom} on {listen}: {cause}; give {option} a free address and port of this machine"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|cause| FleetError::Io {
+            peer: listen.to_string(),
+            cause,
+        })?;
+    Ok(listener)
+}
+
+/// Lets a proven peer in (or says why not), seeing those let in before it.
+type Take<'a, T> = dyn FnMut(Proven, &[T]) -> Result<T, String> + 'a;
 
 /// A handshake under way on its own thread, its stream kept to cut it.
 struct Pending {
@@ -89,12 +146,15 @@ struct Door {
     next_id: u64,
     done_tx: Sender<(u64, Result<Proven, String>)>,
     done_rx: Receiver<(u64, Result<Proven, String>)>,
+    /// Whom the door takes: a watcher (`pgstress watch`) or agents.
+    watcher: bool,
 }
 
 impl Door {
-    fn new(token: Option<String>, within: Duration) -> Self {
+    fn new(token: Option<String>, within: Duration, watcher: bool) -> Self {
         let (done_tx, done_rx) = unbounded();
         Door {
+            watcher,
             token,
             within,
             pending: VecDeque::new(),
@@ -104,18 +164,21 @@ impl Door {
         }
     }
 
-    /// Takes connections and their handshakes' outcomes until `settings.agents` agents joined
-    /// or `settings.timeout` passed.
-    fn admit(
+    /// Takes connections and their handshakes' outcomes until `expected` peers joined (each
+    /// let in by `take`, which sees those before it) or `timeout` passed; on failure, how many
+    /// joined, and the listener's error if that was why.
+    fn admit<T>(
         &mut self,
         listener: &TcpListener,
-        settings: &FleetSettings,
-        cap: usize,
+        expected: usize,
+        timeout: Duration,
+        take: &mut Take<'_, T>,
         note: &mut dyn FnMut(String),
-    ) -> Result<Vec<AgentLink>, FleetError> {
-        let deadline = Instant::now() + settings.timeout;
-        let mut links: Vec<AgentLink> = Vec::new();
-        while links.len() < settings.agents as usize {
+    ) -> Result<Vec<T>, (usize, Option<std::io::Error>)> {
+        let deadline = Instant::now() + timeout;
+        let mut joined: Vec<T> = Vec::new();
+        let whom = self.whom();
+        while joined.len() < expected {
             // Right after a connection, look for the next one at once; else wait a little
             // for a handshake to end.
             let mut wait = ACCEPT_EVERY;
@@ -133,21 +196,10 @@ impl Door {
                             | std::io::ErrorKind::ConnectionReset
                             | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(cause) => {
-                    return Err(FleetError::Io {
-                        peer: settings.listen.to_string(),
-                        cause,
-                    });
-                }
+                Err(cause) => return Err((joined.len(), Some(cause))),
             }
             if Instant::now() >= deadline {
-                return Err(FleetError::Refused(format!(
-                    "only {} of {} agents joined within --agents-timeout {}; start the others with `pgstress agent --coordinator {}`",
-                    links.len(),
-                    settings.agents,
-                    humantime::format_duration(settings.timeout),
-                    settings.listen
-                )));
+                return Err((joined.len(), None));
             }
             let Ok((id, outcome)) = self.done_rx.recv_timeout(wait) else {
                 continue;
@@ -156,16 +208,31 @@ impl Door {
             let Some(at) = self.pending.iter().position(|p| p.id == id) else {
                 continue;
             };
-            self.pending.remove(at);
-            match outcome.and_then(|proven| welcome(proven, &links, cap)) {
-                Ok(link) => {
-                    note(format!("agent {} joined from {}", link.name, link.peer));
-                    links.push(link);
+            let peer = self.pending.remove(at).map(|p| p.peer).unwrap_or_default();
+            match outcome.and_then(|proven| {
+                let name = proven.name.clone();
+                take(proven, &joined).map(|t| (t, name))
+            }) {
+                Ok((one, name)) => {
+                    note(format!("{whom} {name} joined from {peer}"));
+                    joined.push(one);
                 }
-                Err(why) => note(format!("refused an agent: {why}")),
+                Err(why) => note(format!("{}: {why}", self.refused())),
             }
         }
-        Ok(links)
+        Ok(joined)
+    }
+
+    fn whom(&self) -> &'static str {
+        if self.watcher { "watcher" } else { "agent" }
+    }
+
+    fn refused(&self) -> &'static str {
+        if self.watcher {
+            "refused a watcher"
+        } else {
+            "refused an agent"
+        }
     }
 
     /// Hands a new connection its handshake thread, cutting the oldest handshake if too many
@@ -177,25 +244,28 @@ impl Door {
         {
             let _ = oldest.stream.shutdown(Shutdown::Both);
             note(format!(
-                "refused an agent: {} had not finished its handshake when {PENDING_AT_MOST} others were under way",
+                "{}: {} had not finished its handshake when {PENDING_AT_MOST} others were under way",
+                self.refused(),
                 oldest.peer
             ));
         }
         let Ok(kept) = stream.try_clone() else {
             note(format!(
-                "refused an agent: cannot hold the connection of {peer}"
+                "{}: cannot hold the connection of {peer}",
+                self.refused()
             ));
             return;
         };
         let id = self.next_id;
         self.next_id += 1;
         let token = self.token.clone();
+        let watcher = self.watcher;
         let done = self.done_tx.clone();
         let deadline = Instant::now() + self.within;
         let spawned = std::thread::Builder::new()
             .name("pgstress-handshake".to_owned())
             .spawn(move || {
-                let outcome = handshake(stream, token.as_deref(), deadline);
+                let outcome = handshake(stream, token.as_deref(), deadline, watcher);
                 let _ = done.send((id, outcome));
             });
         match spawned {
@@ -207,7 +277,8 @@ impl Door {
             Err(err) => {
                 let _ = kept.shutdown(Shutdown::Both);
                 note(format!(
-                    "refused an agent: no thread for the handshake of {peer}: {err}"
+                    "{}: no thread for the handshake of {peer}: {err}",
+                    self.refused()
                 ));
             }
         }
@@ -224,13 +295,13 @@ impl Door {
             self.pending.remove(at);
             let why = match outcome {
                 Ok(Proven { name, mut stream }) => {
-                    let who = format!("agent {name} at {}", peer_of(&stream));
-                    let reason = "the coordinator stopped taking agents".to_owned();
+                    let who = format!("{} {name} at {}", self.whom(), peer_of(&stream));
+                    let reason = "the run stopped taking them".to_owned();
                     refuse(&mut stream, &who, reason, Instant::now() + LOST_AFTER)
                 }
                 Err(why) => why,
             };
-            note(format!("refused an agent: {why}"));
+            note(format!("{}: {why}", self.refused()));
         }
         if self.pending.is_empty() {
             return;
@@ -271,18 +342,20 @@ fn handshake(
     mut stream: TcpStream,
     token: Option<&str>,
     deadline: Instant,
+    watcher_expected: bool,
 ) -> Result<Proven, String> {
     let peer = peer_of(&stream);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let hello = frame::receive_by::<ToCoordinator>(&mut stream, deadline, HANDSHAKE_FRAME);
-    let (name, version, agent_nonce, agent_has_token) = match hello {
+    let (name, version, agent_nonce, agent_has_token, watcher) = match hello {
         Ok(ToCoordinator::Hello {
             name,
             version,
             nonce,
             token,
-        }) => (name, version, nonce, token),
+            watcher,
+        }) => (name, version, nonce, token, watcher),
         Ok(_) => {
             return Err(format!(
                 "{peer} did not introduce itself as a pgstress agent"
@@ -301,8 +374,19 @@ fn handshake(
             "{peer} sent a name or version with control characters"
         ));
     }
-    let who = format!("agent {name} at {peer}");
-    if let Err(reason) = check_hello(&version, token.is_some(), agent_has_token) {
+    let who = match watcher {
+        true => format!("watcher {name} at {peer}"),
+        false => format!("agent {name} at {peer}"),
+    };
+    let role = match (watcher, watcher_expected) {
+        (true, false) => {
+            Err("it is a watcher; watchers dial the run's --watcher-listen".to_owned())
+        }
+        (false, true) => Err("it is an agent; agents dial the coordinator's --listen".to_owned()),
+        _ => Ok(()),
+    };
+    if let Err(reason) = role.and_then(|()| check_hello(&version, token.is_some(), agent_has_token))
+    {
         return Err(refuse(&mut stream, &who, reason, deadline));
     }
     let nonce = auth::nonce();
@@ -318,7 +402,11 @@ fn handshake(
             if auth::verify(token, Role::Agent, &nonce, &agent_nonce, proof));
         if !proven {
             return Err(match answer {
-                Ok(ToCoordinator::Refused { reason }) => format!("{who} refused: {reason}"),
+                // At this point a peer refuses only over the token.
+                Ok(ToCoordinator::Refused { reason }) => format!(
+                    "{who} refused: {reason}; wrong token: give both sides the same {}",
+                    super::TOKEN_VAR
+                ),
                 Ok(_) => {
                     let reason =
                         format!("wrong token; set {} to the coordinator's", super::TOKEN_VAR);
@@ -378,110 +466,5 @@ fn refuse(stream: &mut TcpStream, who: &str, reason: String, deadline: Instant) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fleet::agent::{self, Caps};
-    use std::io::{ErrorKind, Read, Write};
-    use std::net::{IpAddr, SocketAddr};
-    use std::sync::mpsc;
-
-    /// Dials until the coordinator listens (within 30 s).
-    fn dial(address: SocketAddr) -> TcpStream {
-        let give_up = Instant::now() + Duration::from_secs(30);
-        loop {
-            match TcpStream::connect(address) {
-                Ok(stream) => return stream,
-                Err(err) if Instant::now() > give_up => panic!("never listened: {err}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-
-    /// Whether the coordinator closed the stream (what it never writes to a stranger).
-    fn closed(stream: &mut TcpStream) -> bool {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        match stream.read(&mut [0u8; 256]) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(err) => !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        }
-    }
-
-    /// Twelve strangers reach the door first, each on a handshake deadline of an hour: four
-    /// announce 500 MiB, four send half a hello, four say nothing. Two agents dialing after
-    /// them join; the announcers were refused on their length alone, and the eight others
-    /// were still held, unheard and open, until the door closed.
-    #[test]
-    fn strangers_at_the_door_hold_only_their_own_handshakes() {
-        let loopback = IpAddr::from([127, 0, 0, 1]);
-        let port = crate::sys::ports::free_listener_port(loopback).unwrap();
-        let settings = FleetSettings {
-            agents: 2,
-            listen: SocketAddr::new(loopback, port),
-            timeout: Duration::from_secs(60),
-            token: Some("door-test-token".to_owned()),
-        };
-        let (notes_tx, notes) = mpsc::channel();
-        let coordinator = {
-            let settings = settings.clone();
-            std::thread::spawn(move || {
-                let mut note = |line: String| {
-                    let _ = notes_tx.send(line);
-                };
-                let within = Duration::from_secs(3600);
-                gather(&settings, within, 1 << 20, &mut note)
-            })
-        };
-        let mut strangers: Vec<TcpStream> = (0..12).map(|_| dial(settings.listen)).collect();
-        for (i, stranger) in strangers.iter_mut().enumerate() {
-            match i / 4 {
-                0 => stranger.write_all(&(500u32 << 20).to_be_bytes()).unwrap(),
-                1 => stranger.write_all(&[0, 0, 0, 100, b'{']).unwrap(),
-                _ => {}
-            }
-        }
-        // The announcers are refused before any agent dials: they were taken first.
-        let refused = "a message of 524288000 bytes, above the 4096";
-        let mut said: Vec<String> = Vec::new();
-        while said.iter().filter(|line| line.contains(refused)).count() < 4 {
-            said.push(notes.recv_timeout(Duration::from_secs(30)).unwrap());
-        }
-        let agents: Vec<_> = (1..=2)
-            .map(|i| {
-                let address = settings.listen.to_string();
-                std::thread::spawn(move || {
-                    let caps = Caps {
-                        max_connections: 10,
-                        max_duration: Duration::from_secs(60),
-                    };
-                    let name = format!("a{i}");
-                    agent::join(&address, &name, Some("door-test-token"), caps).map(|_| ())
-                })
-            })
-            .collect();
-        let links = coordinator.join().unwrap().unwrap();
-        let mut names: Vec<&str> = links.iter().map(|link| link.name.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["a1", "a2"]);
-        said.extend(notes.try_iter());
-        let count = |what: &str| said.iter().filter(|line| line.contains(what)).count();
-        assert_eq!(count("joined from"), 2, "{said:#?}");
-        assert_eq!(count(refused), 4, "{said:#?}");
-        assert_eq!(
-            count("closed 8 connections that had not finished their handshake"),
-            1,
-            "{said:#?}"
-        );
-        for (i, stranger) in strangers.iter_mut().enumerate() {
-            assert!(closed(stranger), "stranger {i} is still open");
-        }
-        // The agents joined and wait for their plans: the end of the run ends them.
-        drop(links);
-        for agent in agents {
-            let ended = agent.join().unwrap().unwrap_err().to_string();
-            assert!(ended.contains("the run ended before it began"), "{ended}");
-        }
-    }
-}
+#[path = "door_tests.rs"]
+mod tests;

@@ -40,12 +40,15 @@ pub enum ToAgent {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToCoordinator {
-    /// The agent's name, its version, its nonce and whether it holds a token.
+    /// The peer's name, its version, its nonce, whether it holds a token, and whether it is a
+    /// watcher (`pgstress watch`) rather than an agent.
     Hello {
         name: String,
         version: String,
         nonce: String,
         token: bool,
+        #[serde(default)]
+        watcher: bool,
     },
     /// The agent's proof over the coordinator's nonce.
     Proof {

@@ -12,6 +12,9 @@
 //! - `coordinator`: waiting for the agents, the handshake, the plan.
 //! - `remote`: the engine that sends each step to the agents and merges their answers.
 //! - `agent`: the agent's side of the conversation.
+//! - `introduce`: the dialing side's way in (dial, hello, proofs), an agent's or a watcher's.
+//! - `watcher`, `watched`: a watcher on the server's host (`pgstress watch`), which dials the
+//!   run the same way and answers its requests for the host's counters; and the run's side.
 
 pub mod agent;
 pub mod auth;
@@ -19,10 +22,13 @@ pub mod clock;
 pub mod coordinator;
 pub mod door;
 pub mod frame;
+pub mod introduce;
 pub mod link;
 pub mod messages;
 pub mod remote;
 pub mod split;
+pub mod watched;
+pub mod watcher;
 
 use std::time::Duration;
 

@@ -51,6 +51,9 @@ pub fn diagnose(
     if judged && step.server_cpu.saturated(t.saturated_cpu_pct) {
         flags.push(Flag::ServerSaturated);
     }
+    if judged && postmaster_saturated(step, t) {
+        flags.push(Flag::PostmasterSaturated);
+    }
     let lagging = step
         .queue_wait_ms(99.0)
         .is_some_and(|lag| lag > t.spread_max.as_secs_f64() * 1000.0);
@@ -102,6 +105,17 @@ fn client_saturated(step: &StepResult, cpus: &ClientCpus, t: &Thresholds) -> boo
     });
     let starved = step.cpu.starved(t.starved_wait_share);
     busy || starved
+}
+
+/// The postmaster's thread was busy (running, or ready and waiting for its CPU) the
+/// threshold's share of the step: its own work, accepting and forking, is all one thread does,
+/// so a postmaster never idle accepts no connection faster, however idle the backends' CPUs.
+/// Its runnable time, not its CPU alone: a postmaster sharing its CPU is the limit just the same.
+fn postmaster_saturated(step: &StepResult, t: &Thresholds) -> bool {
+    step.watched
+        .as_ref()
+        .and_then(|watched| watched.postmaster_runnable_pct)
+        .is_some_and(|busy| busy >= t.saturated_cpu_pct)
 }
 
 /// Whether `pct_of_host` (a share of all the host's cores) fills `threshold_pct` of `cores`.

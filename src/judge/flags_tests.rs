@@ -396,3 +396,31 @@ fn a_server_seen_only_over_sql_is_saturated_when_its_sessions_on_cpu_reach_its_c
     step.server_cpu = ServerCpu::of(None, Some(&busy), 2.0, None);
     assert!(diagnose(&step, &burst(None), &TWO_CORES, &t).is_empty());
 }
+
+#[test]
+fn a_postmaster_runnable_nine_tenths_of_the_step_is_saturated_apart_from_the_backends() {
+    use crate::model::watch::Watched;
+    let watched = |runnable: f64, cpu: f64| Watched {
+        postmaster_runnable_pct: Some(runnable),
+        postmaster_cpu_pct: Some(cpu),
+        ..Watched::default()
+    };
+    let t = Thresholds::default();
+    let flags_of = |step: &StepResult| diagnose(step, &burst(None), &TWO_CORES, &t);
+    // The server's CPU is far from full: the postmaster's thread is the limit on its own,
+    // by its runnable time (here it ran a twelfth of it, waiting for its CPU the rest).
+    let mut step = step_with(cpu(40.0, 10.0, Some(20.0)), 5, 500, 50);
+    step.watched = Some(watched(90.0, 7.5));
+    let flags = flags_of(&step);
+    assert!(flags.contains(&Flag::PostmasterSaturated), "{flags:?}");
+    assert!(!flags.contains(&Flag::ServerSaturated), "{flags:?}");
+    step.watched = Some(watched(89.9, 89.9));
+    assert!(!flags_of(&step).contains(&Flag::PostmasterSaturated));
+    // Without a watcher's figures, or on a step too short to judge, never.
+    step.watched = None;
+    assert!(!flags_of(&step).contains(&Flag::PostmasterSaturated));
+    step.watched = Some(watched(100.0, 100.0));
+    step.wall = Duration::from_millis(20);
+    assert!(!flags_of(&step).contains(&Flag::PostmasterSaturated));
+    assert!(!Flag::PostmasterSaturated.is_client_limit());
+}

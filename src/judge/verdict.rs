@@ -235,6 +235,9 @@ pub struct Verdict {
     pub limit: Option<Limit>,
     /// The first step flagged client-saturated: from there on results measure pgstress too.
     pub client_saturated_from: Option<u32>,
+    /// The first step flagged postmaster-saturated (a watcher's): from there on every new
+    /// connection waited for the postmaster's one thread.
+    pub postmaster_saturated_from: Option<u32>,
     pub stopped: Option<(u32, StopReason)>,
     pub steps_run: u32,
     /// Steps in which no request reached the server (no thread could start, nothing was sent).
@@ -247,6 +250,14 @@ pub struct Verdict {
     pub cpus_filled: Option<CpusFilled>,
     /// The steps' outages, and how each step was judged for it.
     pub outages: Vec<super::outage::StepOutage>,
+}
+
+/// The first step carrying `flag`.
+fn first_flagged(steps: &[StepResult], flag: Flag) -> Option<u32> {
+    steps
+        .iter()
+        .find(|s| s.flags.contains(&flag))
+        .map(|s| s.step)
 }
 
 impl Verdict {
@@ -314,10 +325,8 @@ impl Verdict {
             unit: judging.unit,
             breaking_point,
             limit,
-            client_saturated_from: steps
-                .iter()
-                .find(|s| s.flags.contains(&Flag::ClientSaturated))
-                .map(|s| s.step),
+            client_saturated_from: first_flagged(steps, Flag::ClientSaturated),
+            postmaster_saturated_from: first_flagged(steps, Flag::PostmasterSaturated),
             stopped,
             steps_run: steps.len() as u32,
             steps_without_load: steps.iter().filter(|s| s.sent() == 0).count() as u32,
@@ -386,6 +395,11 @@ impl Verdict {
             lines.push(format!("the client was saturated from step {step}: results from there on measure pgstress as much as the server"));
         }
         lines.extend(self.cpus_filled.as_ref().map(super::cpus::sentence));
+        if let Some(step) = self.postmaster_saturated_from {
+            lines.push(format!(
+                "the postmaster was saturated from step {step} (its one thread never idle, by                  its watcher): new connections queued for it, whatever the backends' CPUs;                  fewer new connections (a pool, or a pooler) lift this limit"
+            ));
+        }
         if self.server_shares_host {
             lines.push(
                 "the server and pgstress shared CPUs and competed for them: at their limit neither \

@@ -459,3 +459,21 @@ fn an_slo_breach_is_told_by_its_p99() {
         (0, None, Some(2.0))
     );
 }
+
+#[test]
+fn a_postmaster_saturated_step_is_named_and_is_not_the_clients() {
+    let mut steps = vec![step_result(1, 50, 0), step_result(2, 100, 0)];
+    let none = Verdict::judge(&steps, &judging(2, None), None);
+    assert_eq!(none.postmaster_saturated_from, None);
+    assert!(!none.sentences().join("\n").contains("postmaster"));
+    steps[1].flags = vec![Flag::PostmasterSaturated];
+    let verdict = Verdict::judge(&steps, &judging(2, None), None);
+    assert_eq!(verdict.postmaster_saturated_from, Some(2));
+    assert_eq!(verdict.client_saturated_from, None);
+    assert!(!matches!(verdict.limit, Some(Limit::Client { .. })));
+    let text = verdict.sentences().join("\n");
+    assert!(
+        text.contains("the postmaster was saturated from step 2"),
+        "{text}"
+    );
+}

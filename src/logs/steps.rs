@@ -12,11 +12,12 @@ use crate::model::outage::Outage;
 use crate::model::outcome::FailureClass;
 use crate::model::server_cpu::ServerSource;
 use crate::model::step::{MeanPeak, StepResult};
+use crate::model::watch::Watched;
 
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 98] = [
+pub const STEPS_HEADER: [&str; 105] = [
     "step",
     "requests",
     "ok",
@@ -115,6 +116,13 @@ pub const STEPS_HEADER: [&str; 98] = [
     "outage_unrecovered",
     "outage_caused_by",
     "lost",
+    "server_host_cpu_mean",
+    "postmaster_cpu_pct",
+    "postmaster_runnable_pct",
+    "server_backends_wait_ms",
+    "server_mem_available_mb",
+    "server_disk_busy_mean",
+    "server_disk_busy_peak",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -270,6 +278,17 @@ pub struct StepRow {
     /// Requests of the schedule neither ok, failed, dropped nor unsent: 0 unless pgstress lost
     /// count of one.
     pub lost: u32,
+    /// A watcher's figures of the server's host over the step (empty without one): its busy
+    /// share of all its CPUs; the postmaster's thread over one CPU, running, and running or
+    /// waiting for it (what `postmaster-saturated` judges); the backends' summed wait for a
+    /// CPU; the least memory available; the busiest disk's busy share.
+    pub server_host_cpu_mean: Option<f64>,
+    pub postmaster_cpu_pct: Option<f64>,
+    pub postmaster_runnable_pct: Option<f64>,
+    pub server_backends_wait_ms: Option<f64>,
+    pub server_mem_available_mb: Option<f64>,
+    pub server_disk_busy_mean: Option<f64>,
+    pub server_disk_busy_peak: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -421,6 +440,25 @@ impl StepRow {
             server_sessions_fatal: counts.sessions_fatal,
             server_deadlocks: counts.deadlocks,
             server_temp_bytes: counts.temp_bytes,
+            ..self
+        }
+        .with_watched(step.watched.as_ref())
+    }
+
+    /// A watcher's columns.
+    fn with_watched(self, watched: Option<&Watched>) -> Self {
+        let Some(w) = watched else {
+            return self;
+        };
+        let one = |value: Option<f64>| value.map(|v| round(v, 1));
+        StepRow {
+            server_host_cpu_mean: one(w.host_cpu.map(|h| h.mean)),
+            postmaster_cpu_pct: one(w.postmaster_cpu_pct),
+            postmaster_runnable_pct: one(w.postmaster_runnable_pct),
+            server_backends_wait_ms: one(w.backends_wait_ms),
+            server_mem_available_mb: one(w.mem_available_mb_min),
+            server_disk_busy_mean: one(w.disk_busy.map(|d| d.mean)),
+            server_disk_busy_peak: one(w.disk_busy.and_then(|d| d.peak)),
             ..self
         }
     }

@@ -56,6 +56,7 @@ impl StepResult {
             cpu: CpuSummary::of(cpu, None),
             server: ServerStatsSummary::of(server, None),
             server_cpu: Default::default(),
+            watched: None,
             pooler: Default::default(),
             flags: Vec::new(),
             limiting_agents: Vec::new(),

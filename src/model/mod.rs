@@ -16,3 +16,4 @@ pub mod sample;
 pub mod server_cpu;
 pub mod step;
 pub mod text;
+pub mod watch;

@@ -13,6 +13,10 @@ pub enum Flag {
     OverMaxConnections,
     /// The local server used the threshold's share of the CPUs it may run on.
     ServerSaturated,
+    /// The postmaster's single thread was running or waiting for its CPU the threshold's share
+    /// of the step (read by a watcher): no connection is accepted faster, whatever the
+    /// backends' CPUs. The connection-storm limit.
+    PostmasterSaturated,
     /// Rate mode: the client could not send the offered rate (requests dropped, or started
     /// late behind their schedule).
     RateNotMet,
@@ -47,11 +51,12 @@ pub enum Flag {
 }
 
 impl Flag {
-    pub const ALL: [Flag; 15] = [
+    pub const ALL: [Flag; 16] = [
         Flag::ClientSaturated,
         Flag::LaunchSpread,
         Flag::OverMaxConnections,
         Flag::ServerSaturated,
+        Flag::PostmasterSaturated,
         Flag::RateNotMet,
         Flag::SpawnFailed,
         Flag::ClientErrors,
@@ -71,6 +76,7 @@ impl Flag {
             Flag::LaunchSpread => "launch-spread",
             Flag::OverMaxConnections => "over-max-connections",
             Flag::ServerSaturated => "server-saturated",
+            Flag::PostmasterSaturated => "postmaster-saturated",
             Flag::RateNotMet => "rate-not-met",
             Flag::SpawnFailed => "spawn-failed",
             Flag::ClientErrors => "client-errors",
@@ -258,6 +264,7 @@ mod tests {
                 "launch-spread",
                 "over-max-connections",
                 "server-saturated",
+                "postmaster-saturated",
                 "rate-not-met",
                 "spawn-failed",
                 "client-errors",

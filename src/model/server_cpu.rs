@@ -112,6 +112,20 @@ impl ServerCpu {
         }
     }
 
+    /// The server's CPU as its watcher measured it, over `cores` (its postmaster's CPUs on its
+    /// own host); nothing where the watcher sent nothing for the step (lost).
+    pub fn watched(own: Option<MeanPeak>, cores: f64, activity: Option<&Activity>) -> Self {
+        match own {
+            Some(own) => ServerCpu {
+                source: ServerSource::Watcher,
+                cores: Some(cores),
+                own: Some(own),
+                sessions_on_cpu: activity.map(Activity::on_cpu),
+            },
+            None => ServerCpu::default(),
+        }
+    }
+
     /// The share of its CPUs from which the server counts as saturated: the threshold for a
     /// measured CPU, all of its cores for the sampled estimate (AAS on CPU reaching them, as
     /// Performance Insights and ASH judge it: a session on CPU may be waiting for one).

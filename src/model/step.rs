@@ -211,6 +211,9 @@ pub struct StepResult {
     /// The server's CPU over its own CPUs, and where it was read: what `server-saturated`
     /// and the verdict judge.
     pub server_cpu: ServerCpu,
+    /// What a watcher on the server's host measured beside its CPU (its postmaster, memory,
+    /// disks); None without a watcher, or once it was lost.
+    pub watched: Option<crate::model::watch::Watched>,
     /// The pooler's CPU and view; empty without a pooler in sight.
     pub pooler: PoolerSide,
     /// Diagnosis flags, set once the step is judged.

@@ -243,12 +243,14 @@ fn cpu(series: Option<MeanPeak>) -> String {
     format::cpu_mean_peak(series.map(|s| s.mean), series.and_then(|s| s.peak))
 }
 
-/// The server's CPU: measured here (a share of the host, as the host's and pgstress's), or
-/// the sampled estimate over its own CPUs, marked `~`.
+/// The server's CPU: measured here (a share of the host, as the host's and pgstress's), by a
+/// watcher on its host (over its own CPUs, the host's being another machine's), or the sampled
+/// estimate over its own CPUs, marked `~`.
 fn server_cpu(result: &StepResult) -> String {
     let server = &result.server_cpu;
     match (server.source, server.own) {
         (ServerSource::SqlEstimate, Some(own)) => format!("~{:.0}%", own.mean),
+        (ServerSource::Watcher, own) => cpu(own),
         _ => cpu(result.cpu.server),
     }
 }

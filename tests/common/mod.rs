@@ -9,6 +9,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use pgstress::pg::local::server::ThrowawayServer;
 
+pub mod netns;
 mod slow_door;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use slow_door::slow_door;

@@ -68,9 +68,20 @@ fn service(config: &RenderConfig) -> Value {
             // Kubernetes counts it Ready: the agents start dialing at once.
             "publishNotReadyAddresses": true,
             "selector": labels(config),
-            "ports": [{ "name": "control", "port": config.port, "targetPort": config.port, "protocol": "TCP" }],
+            "ports": service_ports(config),
         },
     })
+}
+
+/// The agents' port, and the watcher's when it has one.
+fn service_ports(config: &RenderConfig) -> Vec<Value> {
+    let mut ports = vec![
+        json!({ "name": "control", "port": config.port, "targetPort": config.port, "protocol": "TCP" }),
+    ];
+    if let Some(watcher) = &config.watcher {
+        ports.push(json!({ "name": "watcher", "port": watcher.port, "targetPort": watcher.port, "protocol": "TCP" }));
+    }
+    ports
 }
 
 fn job(config: &RenderConfig) -> Value {
@@ -147,7 +158,9 @@ fn container(config: &RenderConfig) -> Value {
         "workingDir": WORKDIR,
         "command": command(config),
         "env": env,
-        "ports": [{ "name": "control", "containerPort": config.port, "protocol": "TCP" }],
+        "ports": service_ports(config).iter().map(|port| json!({
+            "name": port["name"], "containerPort": port["port"], "protocol": "TCP",
+        })).collect::<Vec<Value>>(),
         "volumeMounts": [{ "name": "logs", "mountPath": LOGS_DIR }],
         "securityContext": {
             "allowPrivilegeEscalation": false,
@@ -171,9 +184,10 @@ pub fn command(config: &RenderConfig) -> Vec<String> {
     command.push("--hold".to_owned());
     command.push(humantime::format_duration(config.hold).to_string());
     command.extend(crate::config::k8s::caps_args(&config.caps));
-    if !config.run_args.is_empty() {
+    let run_args = config.coordinator_run_args();
+    if !run_args.is_empty() {
         command.push("--".to_owned());
-        command.extend(config.run_args.iter().cloned());
+        command.extend(run_args);
     }
     command
 }

@@ -3,6 +3,7 @@
 
 pub mod entrypoint;
 pub mod manifests;
+pub mod watcher;
 
 use std::io::Write;
 
@@ -29,5 +30,15 @@ pub fn render(config: &RenderConfig, out: &mut impl Write) -> anyhow::Result<Sta
     out.write_all(yaml.as_bytes())
         .and_then(|()| out.flush())
         .context("cannot print the manifests")?;
+    if let Some(patch) = &config.watcher {
+        let yaml = manifests::to_yaml(&[watcher::patch(config, patch)])
+            .context("cannot write the watcher's patch as YAML")?;
+        std::fs::write(&patch.file, yaml).with_context(|| {
+            format!(
+                "cannot write the watcher's patch to {}; give --watcher-patch a file in a folder you may write",
+                patch.file.display()
+            )
+        })?;
+    }
     Ok(Status::Completed)
 }

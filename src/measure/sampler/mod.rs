@@ -4,6 +4,7 @@
 
 mod counters;
 pub mod cpu;
+pub mod host_watch;
 pub mod pooler_cpu;
 pub mod pooler_view;
 pub mod server_stats;
