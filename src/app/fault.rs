@@ -76,20 +76,51 @@ pub struct Armed {
     mark: FaultMark,
 }
 
-/// The fault and the instant it was caused, once it was: the step that holds it is the
-/// fault's step, whose outage is pgstress's doing, never the server's breaking point.
+/// The fault's own instants, once they came: when it was caused, and when it was done (the
+/// restarted server answered, the standby was promoted, the frozen server resumed, the
+/// sessions were terminated). Every step they reach into is the fault's, whose outage is
+/// pgstress's doing, never the server's breaking point.
 #[derive(Clone)]
 pub struct FaultMark {
     pub fault: Fault,
     pub caused: Arc<OnceLock<Instant>>,
+    pub done: Arc<OnceLock<Instant>>,
+}
+
+/// Whether the fault reaches into a step, and from where.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reach {
+    /// Caused while the step ran.
+    During,
+    /// Caused before the step's release (in the pause before it, or in an earlier step whose
+    /// outage ran on into it).
+    Before,
 }
 
 impl FaultMark {
-    /// The fault, as written, when it was caused from `since` (None: the load's start) to
-    /// `until`.
-    pub fn caused_between(&self, since: Option<Instant>, until: Instant) -> Option<String> {
+    /// How the fault reaches a step released at `released` that ended at `ended`, `since` the
+    /// previous step ended (None: the load's start); `open` whether the fault's interval was
+    /// still open when the previous step ended (`still_open`).
+    pub fn reach(
+        &self,
+        since: Option<Instant>,
+        (released, ended): (Instant, Instant),
+        open: bool,
+    ) -> Option<Reach> {
         let at = *self.caused.get()?;
-        (since.is_none_or(|since| since <= at) && at <= until).then(|| self.fault.to_string())
+        if at > ended || since.is_some_and(|since| at < since) && !open {
+            return None;
+        }
+        Some(match at >= released {
+            true => Reach::During,
+            false => Reach::Before,
+        })
+    }
+
+    /// Whether the fault's interval runs on past a step it reached that ended at `ended`:
+    /// the fault was not done by then, or throughput was not back (`back`) in the step.
+    pub fn still_open(&self, ended: Instant, back: bool) -> bool {
+        !back || self.done.get().is_none_or(|done| *done > ended)
     }
 }
 
@@ -110,10 +141,13 @@ pub fn arm(fault: Fault, servers: Servers, sessions: String) -> Armed {
     let mark = FaultMark {
         fault,
         caused: Arc::new(OnceLock::new()),
+        done: Arc::new(OnceLock::new()),
     };
-    let caused = Arc::clone(&mark.caused);
+    let (caused, done) = (Arc::clone(&mark.caused), Arc::clone(&mark.done));
     let thread = std::thread::spawn(move || {
-        cause(fault, &servers, &sessions, &cancelled, (origin, &caused))
+        let said = cause(fault, &servers, &sessions, &cancelled, (origin, &caused));
+        done.get_or_init(Instant::now);
+        said
     });
     Armed {
         cancel,
