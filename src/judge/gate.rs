@@ -263,7 +263,9 @@ impl Gate {
                 Some((failed, sent)) => share(failed, sent),
                 None => failure_rate(step),
             }),
-            Metric::Failed => Some(f64::from(judged_failures(step).map_or(step.failed, |j| j.0))),
+            Metric::Failed => Some(f64::from(
+                judged_failures(step).map_or(step.failed, |j| j.0),
+            )),
             // A step without an outage had one of no length.
             Metric::Outage => Some(step.outage.as_ref().map_or(0.0, |outage| {
                 outage
