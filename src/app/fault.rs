@@ -261,3 +261,56 @@ fn cause(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mark for `restart@1s`, caused at `caused` and done at `done` (None: not yet).
+    fn mark(caused: Option<Instant>, done: Option<Instant>) -> FaultMark {
+        let mark = FaultMark {
+            fault: "restart@1s".parse().unwrap(),
+            caused: Arc::new(OnceLock::new()),
+            done: Arc::new(OnceLock::new()),
+        };
+        caused.map(|at| mark.caused.set(at));
+        done.map(|at| mark.done.set(at));
+        mark
+    }
+
+    #[test]
+    fn the_faults_instants_decide_which_steps_it_reaches() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Step 1 from 0 to 4 s, a pause, step 2 from 7 s to 11 s, step 3 from 11 s to 15 s.
+        let (step_1, step_2, step_3) = (
+            (at(0), at(4_000)),
+            (at(7_000), at(11_000)),
+            (at(11_000), at(15_000)),
+        );
+        assert_eq!(
+            mark(None, None).reach(None, step_1, false),
+            None,
+            "not caused"
+        );
+        let during = mark(Some(at(2_000)), Some(at(2_500)));
+        assert_eq!(during.reach(None, step_1, false), Some(Reach::During));
+        assert_eq!(during.reach(Some(at(4_000)), step_2, false), None, "closed");
+        assert_eq!(
+            during.reach(Some(at(4_000)), step_2, true),
+            Some(Reach::Before),
+            "its outage ran on past step 1"
+        );
+        let paused = mark(Some(at(5_000)), Some(at(8_000)));
+        assert_eq!(paused.reach(None, step_1, false), None, "after step 1");
+        assert_eq!(
+            paused.reach(Some(at(4_000)), step_2, false),
+            Some(Reach::Before)
+        );
+        // Open past a step while not done, or while throughput was not back.
+        assert!(paused.still_open(at(4_000), true));
+        assert!(!paused.still_open(step_2.1, true));
+        assert!(paused.still_open(step_2.1, false));
+        assert_eq!(paused.reach(Some(step_2.1), step_3, false), None);
+    }
+}

@@ -286,6 +286,49 @@ mod tests {
     }
 
     #[test]
+    fn a_step_a_fault_reached_from_before_its_release_is_judged_on_its_requests_after_it() {
+        let reached = |after: u32, back: bool| {
+            let outage = Outage {
+                caused_by: Some("freeze@6s:4s".to_owned()),
+                fault_began_before: true,
+                end: back.then_some(Duration::from_millis(33_430)),
+                ..issue_outage()
+            };
+            let mut step = step_with(outage, (0, after));
+            let outage = step.outage.as_mut().unwrap();
+            outage.before = Apart::default(); // nothing of the step came before the fault
+            if !back {
+                outage.apart = Apart::default();
+            }
+            step
+        };
+        let verdict = judge(reached(0, true));
+        assert_eq!(verdict.breaking_point, None, "{:?}", verdict.sentences());
+        assert_eq!(verdict.capacity, Some(10_000));
+        let text = verdict.sentences().join("\n");
+        assert!(
+            text.contains(
+                "nothing lost; caused by pgstress (--fault freeze@6s:4s), not the server's \
+                 breaking point: the fault began before step 2, which is judged on its requests \
+                 after the outage"
+            ) && !text.contains("aftermath"),
+            "{text}"
+        );
+        // Its failures after the outage are judged: nothing came before to judge it on.
+        let verdict = judge(reached(5, true));
+        assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
+        let text = verdict.sentences().join(" ");
+        assert!(
+            text.contains("which began before step 2; the step failed after the outage"),
+            "{text}"
+        );
+        // Covered whole (never back): not the breaking point, and no capacity shown at its load.
+        let verdict = judge(reached(0, false));
+        assert_eq!(verdict.breaking_point, None);
+        assert_eq!(verdict.capacity, Some(5_000));
+    }
+
+    #[test]
     fn an_outage_from_outside_the_load_came_back_from_is_no_capacity_breaking_point() {
         let verdict = judge(step_with(issue_outage(), (0, 0)));
         assert_eq!(verdict.breaking_point, None, "{:?}", verdict.sentences());
