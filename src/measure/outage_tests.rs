@@ -136,15 +136,25 @@ fn the_requests_apart_from_the_outage_are_those_that_did_not_overlap_it() {
 fn a_step_a_fault_reached_from_before_its_release_has_an_outage_from_its_first_request() {
     // The server gone from the step's release to 1.5 s: no success came before the failures.
     let records = trace(4, secs(0)..secs(1500), FailureClass::Timeout);
-    assert_eq!(of(&records), None, "no success before: no outage of its own reckoning");
+    assert_eq!(
+        of(&records),
+        None,
+        "no success before: no outage of its own reckoning"
+    );
     let outage = through_fault(&records).expect("the fault's outage");
     assert_eq!(outage.start, secs(0));
     assert_eq!(outage.first_success, Some(secs(1502)));
     // No baseline: back at the first success's bin.
-    assert_eq!((outage.baseline_per_bin, outage.end), (None, Some(secs(1500))));
+    assert_eq!(
+        (outage.baseline_per_bin, outage.end),
+        (None, Some(secs(1500)))
+    );
     assert_eq!(outage.failures, [(FailureClass::Timeout, 150)]);
     // Nothing came before it; the requests sent after its end (1.5 s, the first success's
     // start itself inside) are apart.
     assert_eq!((outage.before.sent, outage.apart.sent), (0, 249));
-    assert_eq!(through_fault(&trace(1, secs(0)..secs(0), FailureClass::Timeout)), None);
+    assert_eq!(
+        through_fault(&trace(1, secs(0)..secs(0), FailureClass::Timeout)),
+        None
+    );
 }
