@@ -590,3 +590,174 @@ fn assert_one_killed_request(gap: &serde_json::Value) {
         "{gap}"
     );
 }
+
+/// A two-step run with `fault` and the options of `load`: its stdout, summary and steps'
+/// rows, every request of each step accounted for.
+fn two_steps_with_fault(load: &[&str], fault: &str) -> (String, serde_json::Value, Vec<Row>) {
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = vec!["--steps", "2", "--no-report", "--fault", fault];
+    args.extend(load);
+    let output = finish_run(spawn_pgstress(logs.path(), &args));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let rows = step_rows(logs.path());
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for row in &rows {
+        let accounted: u64 = ["ok", "failed", "dropped", "unsent"]
+            .iter()
+            .map(|column| number(row, column))
+            .sum();
+        assert_eq!(number(row, "requests"), accounted, "{row:?}");
+        assert_eq!(number(row, "lost"), 0);
+    }
+    (stdout, summary(logs.path()), rows)
+}
+
+/// The fault reached step 2 from before its release: step 2 has an outage, pgstress's,
+/// judged apart, which the verdict says; no step is the breaking point.
+fn assert_step_2_reached_from_before(fault: &str, stdout: &str, summary: &serde_json::Value) {
+    let verdict = &summary["verdict"];
+    assert!(verdict["breaking_point"].is_null(), "{verdict:#}\n{stdout}");
+    let outages = verdict["outages"].as_array().unwrap();
+    let second = (outages.iter())
+        .find(|outage| outage["step"] == 2)
+        .unwrap_or_else(|| panic!("step 2 has no outage in the verdict: {verdict:#}\n{stdout}"));
+    assert_eq!(second["caused_by"], fault, "{second:#}");
+    assert_eq!(second["fault_began_before"], true, "{second:#}");
+    assert_eq!(second["breaking_point"], false, "{second:#}");
+    assert!(
+        stdout.contains(&format!(
+            "step 2: {}; caused by pgstress (--fault {fault}), not the server's breaking \
+             point: the fault began before step 2, which is judged on its requests after the outage",
+            second["line"].as_str().unwrap()
+        )),
+        "{stdout}"
+    );
+    let outage = &summary["steps"][1]["outage"];
+    assert_eq!(outage["caused_by"], fault);
+}
+
+/// The classes of the failures in step `index`'s outage.
+fn outage_classes(summary: &serde_json::Value, index: usize) -> Vec<String> {
+    let outage = &summary["steps"][index]["outage"];
+    let failures = outage["failures"].as_object().unwrap();
+    failures.keys().cloned().collect()
+}
+
+/// Rate steps of 50 then 100 requests a second for `duration`, `pause` between them.
+fn rate_steps<'a>(duration: &'a str, pause: &'a str) -> [&'a str; 10] {
+    [
+        "--mode",
+        "rate",
+        "--step",
+        "50",
+        "--duration",
+        duration,
+        "--pause",
+        pause,
+        "--timeout",
+        "1s",
+    ]
+}
+
+/// A freeze caused in the pause between two steps and still on when the second begins: the
+/// second step's first requests fail before any succeeds, so it has no outage of its own
+/// reckoning (no success before the failures); the fault's instants make it the fault's.
+#[test]
+fn a_fault_in_the_pause_between_steps_is_not_the_next_steps_breaking_point() {
+    // Step 1 ends by 5 s (4 s and its last requests' 1 s deadline), before the freeze at
+    // 6 s; step 2 begins 4 s after step 1's end, by 9 s, before the freeze ends at 10 s.
+    let fault = "freeze@6s:4s";
+    let (stdout, summary, rows) = two_steps_with_fault(&rate_steps("4s", "4s"), fault);
+    println!("--fault {fault} in the pause:\n{stdout}");
+    let (stopped, resumed) = fault_instants(&stdout);
+    let step_1_end = Duration::from_secs_f64(float(&rows[0], "wall_s"));
+    let step_2_release = step_1_end + Duration::from_secs(4);
+    assert!(
+        step_1_end < stopped && stopped < step_2_release && step_2_release < resumed,
+        "the freeze ({stopped:?} to {resumed:?}) is not in the pause from {step_1_end:?} and \
+         on at step 2's release: {stdout}"
+    );
+    assert!(summary["steps"][0]["outage"].is_null(), "{stdout}");
+    assert!(number(&rows[1], "failed") > 0, "{stdout}");
+    assert_step_2_reached_from_before(fault, &stdout, &summary);
+    assert_eq!(outage_classes(&summary, 1), ["timeout"], "{stdout}");
+    assert_eq!(rows[1]["outage_caused_by"], fault);
+}
+
+/// A freeze caused in step 1 that runs on into step 2: step 1 is judged on its requests
+/// before the outage, step 2, whose first requests fail, on those after it; neither is the
+/// breaking point, and the verdict says both outages.
+#[test]
+fn an_outage_that_runs_on_into_the_next_step_is_not_its_breaking_point() {
+    // Step 1 runs from 0 to 3 s and its last requests' deadline (4 s at most); the freeze,
+    // from 2 s to 5 s, outlasts it.
+    let fault = "freeze@2s:3s";
+    let (stdout, summary, rows) = two_steps_with_fault(&rate_steps("3s", "0s"), fault);
+    println!("--fault {fault} across the step boundary:\n{stdout}");
+    let (stopped, resumed) = fault_instants(&stdout);
+    let step_1_end = Duration::from_secs_f64(float(&rows[0], "wall_s"));
+    assert!(
+        stopped < step_1_end && step_1_end < resumed,
+        "the freeze ({stopped:?} to {resumed:?}) does not span step 1's end at {step_1_end:?}: \
+         {stdout}"
+    );
+    let first = &summary["verdict"]["outages"][0];
+    assert_eq!(
+        (
+            &first["step"],
+            &first["caused_by"],
+            &first["fault_began_before"]
+        ),
+        (&1.into(), &fault.into(), &false.into()),
+        "{first:#}"
+    );
+    assert!(
+        stdout.contains(
+            "caused by pgstress (--fault freeze@2s:3s), not the server's breaking point: step 1 \
+             is judged on its requests before the outage"
+        ),
+        "{stdout}"
+    );
+    assert_step_2_reached_from_before(fault, &stdout, &summary);
+    assert_eq!(outage_classes(&summary, 1), ["timeout"], "{stdout}");
+    assert_eq!(rows[1]["outage_caused_by"], fault);
+}
+
+/// A restart in the pause between two timed pool steps closes the pool's 4 sessions: each
+/// worker's first request of step 2 fails, once, when it comes to it, after the server is
+/// back. Those failures are the fault's, never step 2's breaking point.
+#[test]
+fn a_restart_in_the_pause_costs_each_pool_worker_one_request_not_a_breaking_point() {
+    // Step 1 ends at 3 s (its last requests a few ms after), the restart at 4 s, step 2 at 6 s.
+    let fault = "restart@4s";
+    let load = [
+        "--mode",
+        "pool",
+        "--workers",
+        "4",
+        "--duration",
+        "3s",
+        "--pause",
+        "3s",
+    ];
+    let (stdout, summary, rows) = two_steps_with_fault(&load, fault);
+    println!("--fault {fault} in the pause of a pool:\n{stdout}");
+    let (stopped, answered) = fault_instants(&stdout);
+    let step_1_end = Duration::from_secs_f64(float(&rows[0], "wall_s"));
+    assert!(
+        step_1_end < stopped && answered < step_1_end + Duration::from_secs(3),
+        "the restart ({stopped:?} to {answered:?}) is not in the pause from {step_1_end:?}: \
+         {stdout}"
+    );
+    assert_eq!(number(&rows[0], "failed"), 0, "{stdout}");
+    assert_step_2_reached_from_before(fault, &stdout, &summary);
+    let outage = &summary["steps"][1]["outage"];
+    // One failure per worker, each `shutdown` or `refused` (assert_one_killed_request), and
+    // each worker back after one reconnect; nothing of step 2 judged failed.
+    assert_eq!(number(&rows[1], "failed"), 4, "{stdout}");
+    let gaps = outage["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 4, "{outage:#}");
+    gaps.iter().for_each(assert_one_killed_request);
+    assert_eq!(outage["apart"]["server_failed"], 0, "{outage:#}");
+}

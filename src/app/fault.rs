@@ -76,20 +76,51 @@ pub struct Armed {
     mark: FaultMark,
 }
 
-/// The fault and the instant it was caused, once it was: the step that holds it is the
-/// fault's step, whose outage is pgstress's doing, never the server's breaking point.
+/// The fault's own instants, once they came: when it was caused, and when it was done (the
+/// restarted server answered, the standby was promoted, the frozen server resumed, the
+/// sessions were terminated). Every step they reach into is the fault's, whose outage is
+/// pgstress's doing, never the server's breaking point.
 #[derive(Clone)]
 pub struct FaultMark {
     pub fault: Fault,
     pub caused: Arc<OnceLock<Instant>>,
+    pub done: Arc<OnceLock<Instant>>,
+}
+
+/// Whether the fault reaches into a step, and from where.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reach {
+    /// Caused while the step ran.
+    During,
+    /// Caused before the step's release (in the pause before it, or in an earlier step whose
+    /// outage ran on into it).
+    Before,
 }
 
 impl FaultMark {
-    /// The fault, as written, when it was caused from `since` (None: the load's start) to
-    /// `until`.
-    pub fn caused_between(&self, since: Option<Instant>, until: Instant) -> Option<String> {
+    /// How the fault reaches a step released at `released` that ended at `ended`, `since` the
+    /// previous step ended (None: the load's start); `open` whether the fault's interval was
+    /// still open when the previous step ended (`still_open`).
+    pub fn reach(
+        &self,
+        since: Option<Instant>,
+        (released, ended): (Instant, Instant),
+        open: bool,
+    ) -> Option<Reach> {
         let at = *self.caused.get()?;
-        (since.is_none_or(|since| since <= at) && at <= until).then(|| self.fault.to_string())
+        if at > ended || since.is_some_and(|since| at < since) && !open {
+            return None;
+        }
+        Some(match at >= released {
+            true => Reach::During,
+            false => Reach::Before,
+        })
+    }
+
+    /// Whether the fault's interval runs on past a step it reached that ended at `ended`:
+    /// the fault was not done by then, or throughput was not back (`back`) in the step.
+    pub fn still_open(&self, ended: Instant, back: bool) -> bool {
+        !back || self.done.get().is_none_or(|done| *done > ended)
     }
 }
 
@@ -110,10 +141,13 @@ pub fn arm(fault: Fault, servers: Servers, sessions: String) -> Armed {
     let mark = FaultMark {
         fault,
         caused: Arc::new(OnceLock::new()),
+        done: Arc::new(OnceLock::new()),
     };
-    let caused = Arc::clone(&mark.caused);
+    let (caused, done) = (Arc::clone(&mark.caused), Arc::clone(&mark.done));
     let thread = std::thread::spawn(move || {
-        cause(fault, &servers, &sessions, &cancelled, (origin, &caused))
+        let said = cause(fault, &servers, &sessions, &cancelled, (origin, &caused));
+        done.get_or_init(Instant::now);
+        said
     });
     Armed {
         cancel,
@@ -225,5 +259,58 @@ fn cause(
                 at(Instant::now())
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mark for `restart@1s`, caused at `caused` and done at `done` (None: not yet).
+    fn mark(caused: Option<Instant>, done: Option<Instant>) -> FaultMark {
+        let mark = FaultMark {
+            fault: "restart@1s".parse().unwrap(),
+            caused: Arc::new(OnceLock::new()),
+            done: Arc::new(OnceLock::new()),
+        };
+        caused.map(|at| mark.caused.set(at));
+        done.map(|at| mark.done.set(at));
+        mark
+    }
+
+    #[test]
+    fn the_faults_instants_decide_which_steps_it_reaches() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Step 1 from 0 to 4 s, a pause, step 2 from 7 s to 11 s, step 3 from 11 s to 15 s.
+        let (step_1, step_2, step_3) = (
+            (at(0), at(4_000)),
+            (at(7_000), at(11_000)),
+            (at(11_000), at(15_000)),
+        );
+        assert_eq!(
+            mark(None, None).reach(None, step_1, false),
+            None,
+            "not caused"
+        );
+        let during = mark(Some(at(2_000)), Some(at(2_500)));
+        assert_eq!(during.reach(None, step_1, false), Some(Reach::During));
+        assert_eq!(during.reach(Some(at(4_000)), step_2, false), None, "closed");
+        assert_eq!(
+            during.reach(Some(at(4_000)), step_2, true),
+            Some(Reach::Before),
+            "its outage ran on past step 1"
+        );
+        let paused = mark(Some(at(5_000)), Some(at(8_000)));
+        assert_eq!(paused.reach(None, step_1, false), None, "after step 1");
+        assert_eq!(
+            paused.reach(Some(at(4_000)), step_2, false),
+            Some(Reach::Before)
+        );
+        // Open past a step while not done, or while throughput was not back.
+        assert!(paused.still_open(at(4_000), true));
+        assert!(!paused.still_open(step_2.1, true));
+        assert!(paused.still_open(step_2.1, false));
+        assert_eq!(paused.reach(Some(step_2.1), step_3, false), None);
     }
 }

@@ -97,7 +97,8 @@ impl<W: Write> StepLoop<'_, W> {
             lost: None,
         };
         let steps = self.config.plan.steps;
-        let mut since = None;
+        // The previous step's end, and whether the fault's interval ran on past it.
+        let mut since = (None, false);
         for index in 1..=steps {
             if index > 1 {
                 interrupt::sleep(self.config.pause);
@@ -105,7 +106,9 @@ impl<W: Write> StepLoop<'_, W> {
             if (self.stop_requested)() {
                 break;
             }
+            let released = Instant::now();
             let (mut run, cpu, server_samples, watched) = self.send_step(engine, index, &mut rng);
+            let ended = Instant::now();
             // Through a pooler, a connection never answered while others were waited in its
             // queue: the pooler's limit, classed so before anything is logged or judged.
             if self.facts.pooler.is_some() {
@@ -116,12 +119,8 @@ impl<W: Write> StepLoop<'_, W> {
             let sides = (cpu_summary, self.pooler_side(&cpu_samples, whole.as_ref()));
             let server = (&server_samples, watched.as_ref());
             let mut result = self.judge_step(engine, index, &run, sides, server);
-            // A fault caused since the last step ended (or in the pause before this one) is
-            // this step's: its outage is pgstress's doing.
-            if let (Some(outage), Some(fault)) = (result.outage.as_mut(), &self.fault) {
-                outage.caused_by = fault.caused_between(since, Instant::now());
-            }
-            since = Some(Instant::now());
+            let open = self.mark_fault(&mut result, &run.records, since, (released, ended));
+            since = (Some(ended), open);
             let written = (self.logs).write_step(&result, &cpu_samples, &run.records, &run.agents);
             self.progress.suspend(|| self.printer.step(&result, steps));
             for note in agent_notes(&run) {
@@ -174,6 +173,34 @@ impl<W: Write> StepLoop<'_, W> {
                 PoolerViewSummary::of(&samples, whole.as_ref())
             }),
         }
+    }
+
+    /// Marks the step's outage as pgstress's doing when the fault reaches into the step (caused
+    /// while it ran, in the pause before it, or earlier with its interval still open): the
+    /// fault's instants decide, not the step's outage, so a step every request of which
+    /// failed from its release still has one. Whether the fault's interval runs on past it.
+    fn mark_fault(
+        &self,
+        result: &mut StepResult,
+        records: &[RequestRecord],
+        (since, open): (Option<Instant>, bool),
+        span: (Instant, Instant),
+    ) -> bool {
+        let Some(fault) = &self.fault else {
+            return false;
+        };
+        let Some(reach) = fault.reach(since, span, open) else {
+            return false;
+        };
+        if result.outage.is_none() {
+            result.outage = crate::measure::outage::through_fault(records);
+        }
+        if let Some(outage) = result.outage.as_mut() {
+            outage.caused_by = Some(fault.fault.to_string());
+            outage.fault_began_before = reach == super::fault::Reach::Before;
+        }
+        let back = (result.outage.as_ref()).is_none_or(|outage| outage.end.is_some());
+        fault.still_open(span.1, back)
     }
 
     /// Draws the step's values, marks the step in the samplers and has the engine send it.

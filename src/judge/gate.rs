@@ -4,6 +4,10 @@
 //! - `p99>250ms@100`: the step of 100 requests has a p99 above 250 ms (also p50, p90, max).
 //! - `failure-rate>0.01`: some step failed more than 1% of its requests (`@N`: that step only).
 //! - `failed>0`: some step had a failure.
+//!
+//! A fault pgstress caused (`--fault`) is never the server's failure, in the gates as in the
+//! verdict: `failure-rate` and `failed` count a step it reached on the requests the verdict
+//! judges it on, and its outage is the outage gates' to judge:
 //! - `outage>5s`: some step's outage lasted over 5 s, or never ended (docs/outages.md).
 //! - `gap-p99>4s`: some step's per-client outage gaps have a p99 above 4 s.
 //! - `lost>0`: some step has requests of its schedule neither ok, failed, dropped nor unsent.
@@ -255,8 +259,13 @@ impl Gate {
             Metric::Capacity => None,
             Metric::Latency { percentile } => step.latency_ms(f64::from(percentile)),
             Metric::LatencyMax => step.latency_max_ms(),
-            Metric::FailureRate => Some(failure_rate(step)),
-            Metric::Failed => Some(f64::from(step.failed)),
+            Metric::FailureRate => Some(match judged_failures(step) {
+                Some((failed, sent)) => share(failed, sent),
+                None => failure_rate(step),
+            }),
+            Metric::Failed => Some(f64::from(
+                judged_failures(step).map_or(step.failed, |j| j.0),
+            )),
             // A step without an outage had one of no length.
             Metric::Outage => Some(step.outage.as_ref().map_or(0.0, |outage| {
                 outage
@@ -268,6 +277,25 @@ impl Gate {
             }
             Metric::Lost => Some(f64::from(step.lost)),
         }
+    }
+}
+
+/// A step a fault pgstress caused reached, as the failure gates count it: its failures less
+/// the server's the verdict does not judge (in the fault's outage and aftermath), over the
+/// requests it judges. None: no such fault, every failure counts. An outage from outside
+/// counts whole, though the verdict may judge it apart: pgstress cannot tell it from one the
+/// load caused (a backend killed by the OOM killer), and a CI gate is where that must show.
+fn judged_failures(step: &StepResult) -> Option<(u32, u32)> {
+    step.outage.as_ref()?.caused_by.as_ref()?;
+    let judged = crate::judge::outage::figures(step);
+    let unjudged = step.server_failed().saturating_sub(judged.server_failed);
+    Some((step.failed.saturating_sub(unjudged), judged.sent))
+}
+
+fn share(failed: u32, sent: u32) -> f64 {
+    match sent {
+        0 => 0.0,
+        sent => f64::from(failed.min(sent)) / f64::from(sent),
     }
 }
 

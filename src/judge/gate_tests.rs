@@ -373,3 +373,59 @@ fn outage_gates_read_the_steps_outage_and_lost_count() {
         "a duration, not a number"
     );
 }
+
+#[test]
+fn a_fault_pgstress_caused_is_judged_by_the_outage_gates_not_by_the_failure_gates() {
+    use crate::model::outage::{Apart, Outage};
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    // 1,000 requests, 100 refused in a 2 s outage the fault caused, `before` failed before it
+    // (of 500 that ended before it), `after` in its aftermath (of 400 after it).
+    let step = |caused: bool, began_before: bool, (before, after): (u32, u32)| {
+        let mut step =
+            step_with_failures(1, 1_000, 100 + before + after, FailureClass::Refused, 10);
+        let apart = |sent, server_failed| Apart {
+            sent,
+            server_failed,
+            p99_ms: Some(10.0),
+        };
+        step.outage = Some(Outage {
+            start: ms(1_000),
+            first_success: Some(ms(2_500)),
+            end: Some(ms(3_000)),
+            failures: vec![(FailureClass::Refused, 100)],
+            gap_p99: ms(1_500),
+            before: apart(500, before),
+            apart: apart(900, before + after),
+            caused_by: caused.then(|| "restart@1s".to_owned()),
+            fault_began_before: began_before,
+            ..Outage::default()
+        });
+        vec![step]
+    };
+    let verdict = Verdict::judge(&[], &judging(1), None);
+    let breached = |text: &str, steps: &[StepResult]| gate(text).breach(&verdict, steps);
+    // The fault's own outage and aftermath: no failure gate breached, the outage gates read it.
+    let steps = step(true, false, (0, 5));
+    assert_eq!(breached("failure-rate>0", &steps), None);
+    assert_eq!(breached("failed>0", &steps), None);
+    assert!(breached("outage>1.5s", &steps).is_some());
+    assert!(breached("gap-p99>1s", &steps).is_some());
+    assert_eq!(breached("outage>2.5s", &steps), None);
+    // Failures before the fault are the server's: 2 of the 500 judged.
+    let steps = step(true, false, (2, 5));
+    let why = breached("failure-rate>0.001", &steps).unwrap();
+    assert!(why.ends_with("has 0.004"), "{why}");
+    let why = breached("failed>0", &steps).unwrap();
+    assert!(why.ends_with("has 2.000"), "{why}");
+    // A fault that began before the step: judged on its requests after the outage, the
+    // aftermath included (nothing came before it).
+    let steps = step(true, true, (0, 9));
+    let why = breached("failure-rate>0", &steps).unwrap();
+    assert!(why.ends_with("has 0.010"), "{why}");
+    // An outage from outside counts whole: pgstress cannot tell it from one the load caused.
+    let steps = step(false, false, (0, 0));
+    let why = breached("failure-rate>0.05", &steps).unwrap();
+    assert!(why.ends_with("has 0.100"), "{why}");
+    assert!(breached("failed>99", &steps).is_some());
+}

@@ -2,8 +2,9 @@
 //! first failure at 30.01 s, throughput back at 33.43 s; per-client gap p50 2.9 s, p99 3.4 s,
 //! max 3.5 s; 1,212 failed: 1,100 refused, 112 shutdown; nothing lost". And what the step is
 //! judged on: a fault pgstress caused is never the server's breaking point (the step is judged
-//! on its requests before the outage: what follows is the fault's aftermath), nor is an outage
-//! from outside the load came back from (judged on its requests outside the outage).
+//! on its requests before the outage: what follows is the fault's aftermath; a step the fault
+//! reached from before its release, on its requests after it), nor is an outage from outside
+//! the load came back from (judged on its requests outside the outage).
 
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use crate::model::outage::{Apart, Outage};
 use crate::model::step::StepResult;
 
 /// What the handled rule and the stop rules read of a step: with a fault pgstress caused, its
-/// requests before the outage (after it is the fault's aftermath); with an outage from
-/// outside that throughput came back from, its requests outside it; else all of them.
+/// requests before the outage (after it is the fault's aftermath), or, when the fault began
+/// before the step (nothing came before), those after it; with an outage from outside that
+/// throughput came back from, its requests outside it; else all of them.
 pub fn figures(step: &StepResult) -> Figures {
     let of = |apart: &Apart| Figures {
         server_failed: apart.server_failed,
@@ -23,6 +25,9 @@ pub fn figures(step: &StepResult) -> Figures {
         p99_ms: apart.p99_ms,
     };
     match &step.outage {
+        Some(outage) if outage.caused_by.is_some() && outage.fault_began_before => {
+            of(&outage.apart)
+        }
         Some(outage) if outage.caused_by.is_some() => of(&outage.before),
         Some(outage) if outage.judged_apart() => of(&outage.apart),
         _ => Figures {
@@ -45,6 +50,9 @@ pub struct StepOutage {
     pub judged_apart: bool,
     /// Whether the step is the run's breaking point all the same.
     pub breaking_point: bool,
+    /// The fault began before the step (in the pause before it, or in an earlier step): the
+    /// step is judged on its requests after the outage.
+    pub fault_began_before: bool,
     /// With a fault pgstress caused: the server's failures after the outage, in its
     /// aftermath, said but not judged.
     pub failed_after: u32,
@@ -66,9 +74,12 @@ impl StepOutage {
             caused_by: outage.caused_by.clone(),
             judged_apart: outage.judged_apart(),
             breaking_point: breaking_step == Some(step.step),
+            fault_began_before: outage.fault_began_before,
             failed_after: match outage.caused_by {
-                Some(_) => (outage.apart.server_failed).saturating_sub(outage.before.server_failed),
-                None => 0,
+                Some(_) if !outage.fault_began_before => {
+                    (outage.apart.server_failed).saturating_sub(outage.before.server_failed)
+                }
+                _ => 0,
             },
         })
     }
@@ -81,6 +92,12 @@ impl StepOutage {
             n => format!(" ({n} failed after it, in the fault's aftermath)"),
         };
         let why = match (&self.caused_by, self.breaking_point) {
+            (Some(fault), false) if self.fault_began_before => format!(
+                "caused by pgstress (--fault {fault}), not the server's breaking point: the fault began before step {step}, which is judged on its requests after the outage"
+            ),
+            (Some(fault), true) if self.fault_began_before => format!(
+                "caused by pgstress (--fault {fault}), which began before step {step}; the step failed after the outage, which makes it the breaking point"
+            ),
             (Some(fault), false) => format!(
                 "caused by pgstress (--fault {fault}), not the server's breaking point: step {step} is judged on its requests before the outage{after}"
             ),
@@ -266,6 +283,49 @@ mod tests {
             text.contains("failed before the outage, which makes it the breaking point"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_step_a_fault_reached_from_before_its_release_is_judged_on_its_requests_after_it() {
+        let reached = |after: u32, back: bool| {
+            let outage = Outage {
+                caused_by: Some("freeze@6s:4s".to_owned()),
+                fault_began_before: true,
+                end: back.then_some(Duration::from_millis(33_430)),
+                ..issue_outage()
+            };
+            let mut step = step_with(outage, (0, after));
+            let outage = step.outage.as_mut().unwrap();
+            outage.before = Apart::default(); // nothing of the step came before the fault
+            if !back {
+                outage.apart = Apart::default();
+            }
+            step
+        };
+        let verdict = judge(reached(0, true));
+        assert_eq!(verdict.breaking_point, None, "{:?}", verdict.sentences());
+        assert_eq!(verdict.capacity, Some(10_000));
+        let text = verdict.sentences().join("\n");
+        assert!(
+            text.contains(
+                "nothing lost; caused by pgstress (--fault freeze@6s:4s), not the server's \
+                 breaking point: the fault began before step 2, which is judged on its requests \
+                 after the outage"
+            ) && !text.contains("aftermath"),
+            "{text}"
+        );
+        // Its failures after the outage are judged: nothing came before to judge it on.
+        let verdict = judge(reached(5, true));
+        assert_eq!(verdict.breaking_point.as_ref().map(|b| b.step), Some(2));
+        let text = verdict.sentences().join(" ");
+        assert!(
+            text.contains("which began before step 2; the step failed after the outage"),
+            "{text}"
+        );
+        // Covered whole (never back): not the breaking point, and no capacity shown at its load.
+        let verdict = judge(reached(0, false));
+        assert_eq!(verdict.breaking_point, None);
+        assert_eq!(verdict.capacity, Some(5_000));
     }
 
     #[test]

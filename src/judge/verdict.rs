@@ -273,10 +273,12 @@ impl Verdict {
             .position(|step| step.sent() > 0 && !handled(step, judging));
         let before_break = &steps[..breaking_index.unwrap_or(steps.len())];
         // A step whose load the client could not send (requests dropped, threads that never
-        // started) did not test the server at that load.
+        // started) did not test the server at that load; nor did one a fault of pgstress's
+        // covered whole (nothing outside its outage to judge).
         let capacity = before_break
             .iter()
             .filter(|s| !s.flags.iter().any(|f| f.withholds_load()))
+            .filter(|s| super::outage::figures(s).sent > 0)
             .map(|s| s.load)
             .max();
         let breaking_point = breaking_index.map(|i| {

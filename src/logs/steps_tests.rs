@@ -60,7 +60,11 @@ fn the_outage_columns_follow_the_earlier_ones_and_are_empty_without_one() {
         at("starting") + 1,
         "after the earlier columns"
     );
-    assert_eq!(at("lost"), at("outage_start_s") + 11, "the outage's twelve, together");
+    assert_eq!(
+        at("lost"),
+        at("outage_start_s") + 11,
+        "the outage's twelve, together"
+    );
     let row = StepRow::of(&step_result(1, 4, 0));
     assert_eq!(
         (row.outage_start_s, row.outage_failures.as_str()),

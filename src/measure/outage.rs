@@ -60,28 +60,53 @@ fn seen(event: &Event) -> Option<Duration> {
 pub fn of(records: &[RequestRecord]) -> Option<Outage> {
     let events = events(records);
     let start = events.iter().filter_map(seen).min()?;
-    if !events.iter().any(|e| e.failed.is_none() && e.end <= start) {
-        return None;
-    }
+    let had_the_server = events.iter().any(|e| e.failed.is_none() && e.end <= start);
+    had_the_server.then(|| measured(records, &events, start, false))
+}
+
+/// The outage of a step a fault pgstress caused reached into from before its release (in
+/// the pause before it, or from an earlier step): the server was known gone, so its failures
+/// are an outage even when no success came before them (then without a baseline, throughput
+/// is back at the first success's bin). Its window runs on until every client that failed
+/// is back: a pool's sessions the fault closed in the pause fail on their first use, each
+/// when its worker comes to it, after the server and the throughput are back.
+pub fn through_fault(records: &[RequestRecord]) -> Option<Outage> {
+    let events = events(records);
+    let start = events.iter().filter_map(seen).min()?;
+    Some(measured(records, &events, start, true))
+}
+
+fn measured(
+    records: &[RequestRecord],
+    events: &[Event],
+    start: Duration,
+    until_clients_back: bool,
+) -> Outage {
     let first_success = (events.iter())
         .filter(|e| e.failed.is_none() && e.start >= start)
         .map(|e| e.end)
         .min();
     let horizon = events.iter().map(|e| e.start).max().unwrap_or(start);
-    let bins = success_bins(&events);
+    let bins = success_bins(events);
     let baseline = baseline(&bins, start);
     let end = first_success.and_then(|first| back_at(&bins, first, horizon, baseline));
-    let until = end.unwrap_or(Duration::MAX);
+    let gaps = client_gaps(events, horizon);
+    let until = match end {
+        Some(end) if until_clients_back => (gaps.iter())
+            .map(|gap| gap.to.unwrap_or(Duration::MAX))
+            .fold(end, Duration::max),
+        Some(end) => end,
+        None => Duration::MAX,
+    };
     let failures = count_classes(
         (events.iter())
             .filter(|e| seen(e).is_some_and(|at| at >= start && at <= until))
             .filter_map(|e| e.failed),
     );
-    let gaps = client_gaps(&events, horizon);
     let (apart, before) = apart(records, start, until);
     let mut sorted: Vec<Duration> = gaps.iter().map(|g| g.gap).collect();
     sorted.sort();
-    Some(Outage {
+    Outage {
         start,
         first_success,
         end,
@@ -92,11 +117,12 @@ pub fn of(records: &[RequestRecord]) -> Option<Outage> {
         gap_max: sorted.last().copied().unwrap_or_default(),
         unrecovered: gaps.iter().filter(|g| g.to.is_none()).count() as u32,
         gaps,
-        timeline: timeline(&events),
+        timeline: timeline(events),
         apart,
         before,
         caused_by: None,
-    })
+        fault_began_before: false,
+    }
 }
 
 /// Where a request lies against the outage's window, from `start` to `until`.

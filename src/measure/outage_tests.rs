@@ -131,3 +131,49 @@ fn the_requests_apart_from_the_outage_are_those_that_did_not_overlap_it() {
     assert_eq!((outage.before.sent, outage.before.server_failed), (300, 0));
     assert_eq!(outage.caused_by, None);
 }
+
+#[test]
+fn a_step_a_fault_reached_from_before_its_release_has_an_outage_from_its_first_request() {
+    // The server gone from the step's release to 1.5 s: no success came before the failures.
+    let records = trace(4, secs(0)..secs(1500), FailureClass::Timeout);
+    assert_eq!(
+        of(&records),
+        None,
+        "no success before: no outage of its own reckoning"
+    );
+    let outage = through_fault(&records).expect("the fault's outage");
+    assert_eq!(outage.start, secs(0));
+    assert_eq!(outage.first_success, Some(secs(1502)));
+    // No baseline: back at the first success's bin.
+    assert_eq!(
+        (outage.baseline_per_bin, outage.end),
+        (None, Some(secs(1500)))
+    );
+    assert_eq!(outage.failures, [(FailureClass::Timeout, 150)]);
+    // Nothing came before it; the requests sent after every sender was back (the 4th with
+    // its request of 1.53 s) are apart.
+    assert_eq!((outage.before.sent, outage.apart.sent), (0, 246));
+    assert_eq!(
+        through_fault(&trace(1, secs(0)..secs(0), FailureClass::Timeout)),
+        None
+    );
+}
+
+#[test]
+fn a_pool_whose_sessions_a_fault_closed_before_the_step_is_back_when_each_worker_is() {
+    // 4 workers, each request 2 ms; each worker's first request fails (its session closed in
+    // the pause) when it comes to it, worker 3 last, at 40 ms, after the others are back.
+    let mut records = trace(2, secs(0)..secs(0), FailureClass::Shutdown);
+    for (k, record) in records.iter_mut().enumerate().take(4) {
+        record.outcome = Err(Failure::new(FailureClass::Shutdown, "57P01"));
+        record.start_offset = Some(secs(10 * k as u64 + 10));
+        record.client = Some(k as u32);
+    }
+    let outage = through_fault(&records).expect("the fault's outage");
+    assert_eq!(outage.failures, [(FailureClass::Shutdown, 4)]);
+    assert_eq!(outage.gaps.len(), 4);
+    // Every failed request lies inside the window: none is judged, nor any success before
+    // the last worker was back.
+    assert_eq!(outage.apart.server_failed, 0);
+    assert!(outage.apart.sent < 200 - 4, "{:?}", outage.apart);
+}

@@ -74,6 +74,10 @@ pub struct Outage {
     /// The fault pgstress caused on its own server during the step (`--fault`), as written;
     /// None when the outage came from outside.
     pub caused_by: Option<String>,
+    /// The fault began before the step's release (in the pause before it, or in an earlier
+    /// step whose outage ran on into it): nothing of the step came before it, and the step
+    /// is judged on its requests after the outage.
+    pub fault_began_before: bool,
 }
 
 /// Requests of a step that ran wholly outside its outage window: ended before the window, or
