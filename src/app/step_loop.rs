@@ -178,7 +178,7 @@ impl<W: Write> StepLoop<'_, W> {
         if let Some(console) = self.pooler.console {
             console.begin_step(tag);
         }
-        let known = self.config.mode.timed_pool().is_none();
+        let known = self.config.mode.timed().is_none();
         self.progress.start_step(index, known.then_some(requests));
         let size = self.config.plan.requests_at(index);
         if let Some((metrics, _)) = self.metrics {
@@ -243,6 +243,16 @@ impl<W: Write> StepLoop<'_, W> {
             )),
         };
         measured.concurrency.asked = context.concurrency;
+        if let Some(hold) = measured.hold.as_mut() {
+            let host_cores = self.cpus.host_cores;
+            let held = f64::from(hold.held);
+            let per_held = |cpu: Option<crate::model::step::MeanPeak>| {
+                (cpu.filter(|_| held > 0.0)).map(|cpu| cpu.mean / 100.0 * host_cores * 1e6 / held)
+            };
+            hold.client_cpu_us_per_held = per_held(measured.cpu.process);
+            hold.pooler_cpu_us_per_held = per_held(measured.pooler.cpu);
+            hold.server_cpu_us_per_held = per_held(measured.cpu.server);
+        }
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         // A step where any agent was the limit is client-limited as a whole.
         for agent in &run.agents {

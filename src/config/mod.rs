@@ -15,6 +15,7 @@ mod outputs;
 mod plan;
 mod pooler;
 mod prepare;
+mod sources;
 mod values;
 
 use std::path::PathBuf;
@@ -90,6 +91,8 @@ pub struct RunConfig {
     pub allow_writes: bool,
     /// What sends the requests that open a connection each.
     pub client: RequestClient,
+    /// The local addresses the connections leave from, in turn; empty: the system's choice.
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// A throwaway pooler in front of the target, which the load goes through.
     pub pooler: Option<PoolerChoice>,
     /// How pool mode's kept connections run the query; None: once, never through a pooler.
@@ -146,6 +149,7 @@ impl RunConfig {
     fn validate(options: RunArgs, env: &EnvTarget) -> Result<Self, ConfigError> {
         let judging = Judging::merge(&options)?;
         let client = merge_client(&options)?;
+        let source_addresses = sources::merge_source_addresses(&options, client)?;
         let steps = options.steps.unwrap_or(DEFAULT_STEPS);
         let step = options.step.unwrap_or(DEFAULT_STEP);
         let start = options.start.unwrap_or(step);
@@ -182,6 +186,7 @@ impl RunConfig {
             skip_header: options.skip_header.unwrap_or(false),
             allow_writes: options.allow_writes.unwrap_or(false),
             client,
+            source_addresses,
             pooler,
             prepare: options.prepare,
             logs_dir: options.logs.unwrap_or_else(|| PathBuf::from("logs")),

@@ -14,7 +14,7 @@ use crate::model::step::{MeanPeak, StepResult};
 /// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
 /// classes added later (`client`, `bad_value`), which come last with the other late columns
 /// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 86] = [
+pub const STEPS_HEADER: [&str; 98] = [
     "step",
     "requests",
     "ok",
@@ -101,6 +101,18 @@ pub const STEPS_HEADER: [&str; 86] = [
     "server_temp_bytes",
     "shutdown",
     "starting",
+    "held",
+    "held_opened",
+    "held_reopened",
+    "held_dropped",
+    "client_kib_per_held",
+    "pooler_kib_per_held",
+    "server_backends",
+    "server_kib_per_backend",
+    "server_kib_per_held",
+    "client_cpu_us_per_held",
+    "pooler_cpu_us_per_held",
+    "server_cpu_us_per_held",
 ];
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
@@ -235,6 +247,23 @@ pub struct StepRow {
     pub shutdown: u32,
     /// Requests the server refused while starting up (57P03).
     pub starting: u32,
+    /// Hold mode (empty otherwise): connections up at the step's end, opened by the step, of
+    /// those opened in place of one missing, and held ones that broke (`model::hold`).
+    pub held: Option<u32>,
+    pub held_opened: Option<u32>,
+    pub held_reopened: Option<u32>,
+    pub held_dropped: Option<u32>,
+    /// Memory per held connection above each side's own before the first one, in KiB; the
+    /// server's backends and each one's own memory (private pages and page tables).
+    pub client_kib_per_held: Option<f64>,
+    pub pooler_kib_per_held: Option<f64>,
+    pub server_backends: Option<u32>,
+    pub server_kib_per_backend: Option<f64>,
+    pub server_kib_per_held: Option<f64>,
+    /// CPU time per second per held connection, in microseconds, each side.
+    pub client_cpu_us_per_held: Option<f64>,
+    pub pooler_cpu_us_per_held: Option<f64>,
+    pub server_cpu_us_per_held: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -318,6 +347,30 @@ impl StepRow {
             ..StepRow::default()
         }
         .with_server_side(step)
+        .with_hold(step)
+    }
+
+    /// Hold mode's columns: the crowd held and what it cost each side.
+    fn with_hold(self, step: &StepResult) -> Self {
+        let Some(hold) = &step.hold else {
+            return self;
+        };
+        let r = |value: Option<f64>| value.map(|v| round(v, 2));
+        StepRow {
+            held: Some(hold.held),
+            held_opened: Some(hold.opened),
+            held_reopened: Some(hold.reopened),
+            held_dropped: Some(hold.dropped),
+            client_kib_per_held: r(hold.client_kib_per_held),
+            pooler_kib_per_held: r(hold.pooler_kib_per_held),
+            server_backends: hold.server_backends,
+            server_kib_per_backend: r(hold.server_kib_per_backend),
+            server_kib_per_held: r(hold.server_kib_per_held),
+            client_cpu_us_per_held: r(hold.client_cpu_us_per_held),
+            pooler_cpu_us_per_held: r(hold.pooler_cpu_us_per_held),
+            server_cpu_us_per_held: r(hold.server_cpu_us_per_held),
+            ..self
+        }
     }
 
     /// The server side's columns: its CPU by its source, its sessions, its counters.

@@ -8,12 +8,14 @@ use anyhow::Context;
 use crate::config::RunConfig;
 use crate::engine::Engine;
 use crate::engine::burst::Burst;
+use crate::engine::hold::{Hold, HoldSides};
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::model::plan::Mode;
 use crate::output::printer::Printer;
 use crate::pg::request::{Prepare, RequestClient, RequestSpec};
 use crate::pg::target::ConnectTarget;
+use crate::pg::wire::SourceAddresses;
 
 /// What every request sends: through a pooler (the target refused the `options` startup
 /// parameter) the settings go in each transaction and kept connections prepare nothing.
@@ -30,16 +32,23 @@ pub fn request_spec(config: &RunConfig, target: &ConnectTarget) -> anyhow::Resul
         config.timeout,
         config.client,
     )?;
-    Ok(spec.with_settings(target.in_band(config.timeout, config.allow_writes), prepare))
+    let mut spec = spec.with_settings(target.in_band(config.timeout, config.allow_writes), prepare);
+    // The postgres client was refused with --source-address when the options were read.
+    if let Some(lean) = spec.lean.as_mut() {
+        lean.source = SourceAddresses::new(config.source_addresses.clone());
+    }
+    Ok(spec)
 }
 
 /// The engine of the chosen mode; a pool opens its connections here, before step 1.
 /// `clients`: the connections the load can hold at once (the server's usable ones, or a
-/// pooler's client limit), which the pool's default workers leave a margin under.
+/// pooler's client limit), which the pool's default workers leave a margin under. `sides`:
+/// the local pooler and server whose memory a hold step reads.
 pub fn build_engine(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     clients: u32,
+    sides: HoldSides,
 ) -> anyhow::Result<Box<dyn Engine>> {
     Ok(match &config.mode {
         Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
@@ -74,6 +83,13 @@ pub fn build_engine(
             *max_inflight,
             config.stack_size,
         )),
+        Mode::Hold { every, duration } => Box::new(Hold::new(
+            spec,
+            (*every, *duration),
+            config.plan,
+            config.stack_size,
+            sides,
+        )),
     })
 }
 
@@ -103,14 +119,21 @@ pub fn warn_if_open_files_short(
         ));
     }
     // Every connection to one server address from one source address takes a local port of
-    // the ephemeral range, and a closed one keeps it a while (TIME_WAIT).
+    // the ephemeral range, and a closed one keeps it a while (TIME_WAIT): each source address
+    // listed adds its own range.
+    let addresses = config.source_addresses.len().max(1) as u64;
     if let Some(ports) = crate::sys::limits::ephemeral_ports()
-        && u64::from(largest_concurrency) > ports
+        && u64::from(largest_concurrency) > ports * addresses
     {
+        let capacity = ports * addresses;
+        let sources = match addresses {
+            1 => "one source address has".to_owned(),
+            n => format!("{n} source addresses have {ports} each,"),
+        };
         printer.note(format!(
-            "note: the largest step may hold {largest_concurrency} connections, but one source address has {ports} local ports \
+            "note: the largest step may hold {largest_concurrency} connections, but {sources} {capacity} local ports \
              (net.ipv4.ip_local_port_range): beyond that connects fail as `client` (pgstress's own limit); \
-             widen the range, or spread the load over agents on several source addresses (`pgstress agent --source-address`)"
+             widen the range, or spread the connections over more source addresses (`--source-address 127.0.0.2,127.0.0.3`)"
         ));
     }
 }

@@ -80,9 +80,9 @@ pub struct ConnectParams {
     pub scram_per_connection: bool,
     /// Settings sent in each request's transaction rather than in `extra` (through a pooler).
     pub in_band: Option<InBand>,
-    /// The local address TCP connections leave from; None: the system's choice. Each source
-    /// address has its own ephemeral ports (an agent on a host with several addresses).
-    pub source: Option<std::net::IpAddr>,
+    /// The local addresses TCP connections leave from, in turn; empty: the system's choice.
+    /// Each source address has its own ephemeral ports (~28k each).
+    pub source: SourceAddresses,
     pub channel_binding: ChannelBinding,
     /// TCP keepalives on the socket (libpq's `keepalives`), with their idle time
     /// (`keepalives_idle`; None: the system's). Off unless asked: a request's connection lives
@@ -110,10 +110,44 @@ impl ConnectParams {
             tls: WireTls::from_options(tls)?,
             scram_per_connection: false,
             in_band: None,
-            source: None,
+            source: SourceAddresses::default(),
             channel_binding: ChannelBinding::default(),
             keepalives: None,
         })
+    }
+}
+
+/// The source addresses a run's connections leave from, taken round-robin: one counter
+/// shared by every clone, so connections made on many threads spread evenly.
+#[derive(Clone, Default)]
+pub struct SourceAddresses {
+    addresses: std::sync::Arc<[std::net::IpAddr]>,
+    turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SourceAddresses {
+    pub fn new(addresses: Vec<std::net::IpAddr>) -> Self {
+        SourceAddresses {
+            addresses: addresses.into(),
+            turn: Default::default(),
+        }
+    }
+
+    /// The address of the next connection; None when the system chooses.
+    pub fn next(&self) -> Option<std::net::IpAddr> {
+        if self.addresses.is_empty() {
+            return None;
+        }
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(self.addresses[turn % self.addresses.len()])
+    }
+
+    pub fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
     }
 }
 
@@ -414,7 +448,7 @@ fn new_socket(
     )?;
     // Requests are single writes: send each at once, never wait on Nagle.
     socket.set_tcp_nodelay(true)?;
-    if let Some(source) = params.source {
+    if let Some(source) = params.source.next() {
         socket.bind(&std::net::SocketAddr::new(source, 0).into())?;
     }
     match params.keepalives {

@@ -15,7 +15,9 @@ mod route;
 mod scram;
 mod stream;
 
-pub use connect::{Address, ChannelBinding, ConnectParams, Connection, ReadySocket, WireTls};
+pub use connect::{
+    Address, ChannelBinding, ConnectParams, Connection, ReadySocket, SourceAddresses, WireTls,
+};
 pub use error::WireError;
 pub use query::{InBand, Session, Timed, rows_outcome, run_once, timed_request};
 pub use reader::{MAX_MESSAGE_LEN, MessageReader};

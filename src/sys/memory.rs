@@ -1,0 +1,52 @@
+//! Resident memory read from /proc: this process's, another's, and a server's backends' own.
+
+/// A process's resident set in KiB (VmRSS), None when it cannot be read (gone, not ours).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(&read_status(pid)?, "VmRSS:")
+}
+
+/// This process's resident set in KiB.
+pub fn own_rss_kib() -> Option<u64> {
+    rss_kib(std::process::id())
+}
+
+/// The memory a process has to itself, in KiB: its private anonymous pages (RssAnon) and its
+/// page tables (VmPTE). A backend's shared buffers (RssShmem) are the server's, not the
+/// backend's, and are left out.
+pub fn own_kib(pid: u32) -> Option<u64> {
+    let status = read_status(pid)?;
+    Some(status_kib(&status, "RssAnon:")? + status_kib(&status, "VmPTE:").unwrap_or(0))
+}
+
+/// The children of a server's postmaster and each one's own memory (`own_kib`): its backends
+/// and its background processes.
+pub fn children_own_kib(postmaster: u32) -> Vec<u64> {
+    crate::sys::procfs::children(postmaster)
+        .into_iter()
+        .filter_map(own_kib)
+        .collect()
+}
+
+fn read_status(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+}
+
+/// The value of a `Key:   123 kB` line of /proc/PID/status.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_line_reads_as_kib_and_this_process_has_memory() {
+        let status = "Name:\tx\nVmRSS:\t   2048 kB\nRssAnon:\t 1000 kB\nVmPTE:\t 24 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(2048));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+        assert!(own_rss_kib().is_some_and(|kib| kib > 0));
+        assert!(own_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
+}
