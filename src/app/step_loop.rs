@@ -216,7 +216,13 @@ impl<W: Write> StepLoop<'_, W> {
         // ok + failed + dropped + unsent = scheduled, for every step: whatever is missing was lost.
         let scheduled = self.config.mode.requests_for(size);
         measured.lost = scheduled.saturating_sub(measured.requests);
-        measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
+        // A held crowd's threads sleep between queries and none is watched: their wait for a
+        // CPU is not read, and the launcher's over the queries' time would mean nothing.
+        let in_flight = match run.hold {
+            Some(_) => std::time::Duration::ZERO,
+            None => stats::in_flight(&run.records),
+        };
+        measured.cpu = cpu.with_wait_over(in_flight);
         let own = of_own_cpus(1.0, self.cpus.host_cores, self.cpus.allowed_cores);
         measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));
         measured.pooler = pooler;

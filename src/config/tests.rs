@@ -177,7 +177,7 @@ fn a_pool_step_may_last_a_time_and_a_burst_may_not() {
     );
     let err = merge(&["--duration", "2s"], "").unwrap_err();
     assert!(
-        err.contains("--duration '2s'") && err.contains("--mode pool and --mode rate"),
+        err.contains("--duration '2s'") && err.contains("--mode pool, rate and hold"),
         "{err}"
     );
     let err = merge(&["--mode", "pool", "--duration", "0s"], "").unwrap_err();
@@ -297,9 +297,28 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     else {
         panic!("{:?}", rate.mode)
     };
+    let hold = merge(&["--mode", "hold"], "").unwrap();
+    let Mode::Hold {
+        every,
+        duration: held_for,
+    } = hold.mode
+    else {
+        panic!("{:?}", hold.mode)
+    };
     assert_eq!(
         stated_default("duration"),
-        format!("rate {}; pool none", span(duration))
+        format!(
+            "rate {}; hold {}; pool none",
+            span(duration),
+            span(held_for)
+        )
+    );
+    assert_eq!(stated_default("every"), span(every));
+    assert!(hold.source_addresses.is_empty());
+    assert_eq!(
+        stated_default("source-address"),
+        "the system's choice",
+        "no address bound"
     );
     let pool = merge(&["--mode", "pool"], "").unwrap();
     assert_eq!(pool.mode.timed_pool(), None);
@@ -370,4 +389,43 @@ fn a_fault_breaks_only_the_throwaway_server() {
         err.contains("--standby") && err.contains("throwaway"),
         "{err}"
     );
+}
+
+#[test]
+fn hold_mode_takes_every_and_duration_and_source_addresses_a_list() {
+    let config = merge(
+        &[
+            "--mode",
+            "hold",
+            "--every",
+            "50s",
+            "--duration",
+            "2m",
+            "--source-address",
+            "127.0.0.2,127.0.0.3",
+            "--source-address",
+            "127.0.0.4",
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        config.mode,
+        Mode::Hold {
+            every: Duration::from_secs(50),
+            duration: Duration::from_secs(120),
+        }
+    );
+    assert_eq!(config.source_addresses.len(), 3);
+    assert_eq!(config.mode.values_for(10), crate::model::plan::POOL_DECK);
+    let twice = merge(&["--source-address", "127.0.0.2,127.0.0.2"], "").unwrap_err();
+    assert!(twice.contains("listed twice"), "{twice}");
+    let every = merge(&["--every", "1s"], "").unwrap_err();
+    assert!(every.contains("--mode hold"), "{every}");
+    let file = merge(
+        &[],
+        "mode = \"hold\"\nsource-address = [\"127.0.0.2\"]\nevery = \"5s\"",
+    )
+    .unwrap();
+    assert_eq!(file.source_addresses.len(), 1);
 }

@@ -251,11 +251,12 @@ impl Engine for Hold {
             collector.take_until(&self.results, Instant::now() + POLL, None);
         }
         collector.take_until(&self.results, Instant::now(), None);
+        let wall = origin.elapsed();
         let hold = self.measure(to_open, reopened);
         StepRun {
             records: collector.records,
             launch,
-            wall: origin.elapsed(),
+            wall,
             hold: Some(hold),
             ..StepRun::default()
         }
@@ -350,8 +351,10 @@ fn hold_one(shared: &Shared, step: u32, origin: Instant) {
 /// Opens the connection (a connect token held meanwhile) and sends its first query, reported
 /// as the step's with the connect time; None when either failed (reported as a failure).
 fn connect(shared: &Shared, step: u32, origin: Instant) -> Option<Kept> {
-    let started = Instant::now();
+    // The wait for a connect slot is pgstress's own pacing: neither the connect's time nor
+    // the query's.
     let token = shared.opening.1.recv_timeout(shared.spec.timeout).ok();
+    let started = Instant::now();
     let opened = match token {
         Some(()) => guarded_open(&shared.spec),
         None => Err(Failure::new(
@@ -370,6 +373,7 @@ fn connect(shared: &Shared, step: u32, origin: Instant) -> Option<Kept> {
         Err(failure) => {
             let mut record = RequestRecord::failed_without_running(failure, started.elapsed());
             record.start_offset = Some(started - origin);
+            record.connect = Some(started.elapsed());
             let _ = shared.results.send((step, record));
             None
         }
@@ -389,8 +393,9 @@ fn guarded_open(spec: &RequestSpec) -> Result<Kept, Failure> {
 }
 
 /// Sends one query on the held connection and reports it when a step counts it (`first`: the
-/// connection's first, always counted, with its connect time). Whether the connection is
-/// still up.
+/// connection's first, always counted, with its connect time). Its latency is the query's
+/// alone: the crowd's connects are the step's connect histogram.
+/// Whether the connection is still up.
 fn query(
     shared: &Shared,
     session: &mut Kept,
@@ -411,11 +416,10 @@ fn query(
         usable = up;
         record
     });
+    record.outcome = request::within_deadline(record.outcome, record.latency, shared.spec.timeout);
     if let Some((_, connect)) = first {
         record.connect = Some(connect);
-        record.latency += connect;
     }
-    record.outcome = request::within_deadline(record.outcome, record.latency, shared.spec.timeout);
     if step != 0 {
         let _ = shared.results.send((step, record));
     }

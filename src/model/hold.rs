@@ -27,7 +27,8 @@ pub struct HoldStep {
     /// The server's backends at the step's end (the postmaster's children that serve a
     /// session).
     pub server_backends: Option<u32>,
-    /// Each backend's own memory (private resident pages and page tables), mean, in KiB.
+    /// Each server process's own memory (the resident pages it alone maps, and its page
+    /// tables), mean, in KiB.
     pub server_kib_per_backend: Option<f64>,
     /// The server's own memory added since before the first connection, per held connection,
     /// in KiB.

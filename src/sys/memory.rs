@@ -10,12 +10,15 @@ pub fn own_rss_kib() -> Option<u64> {
     rss_kib(std::process::id())
 }
 
-/// The memory a process has to itself, in KiB: its private anonymous pages (RssAnon) and its
-/// page tables (VmPTE). A backend's shared buffers (RssShmem) are the server's, not the
-/// backend's, and are left out.
+/// The memory a process has to itself, in KiB: the resident pages no other process maps
+/// (Private_Clean and Private_Dirty of /proc/PID/smaps_rollup, its unique set) and its page
+/// tables (VmPTE). A backend's shared buffers, and the pages it still shares with the
+/// postmaster it was forked from (which RssAnon would count in every backend), are left out.
 pub fn own_kib(pid: u32) -> Option<u64> {
-    let status = read_status(pid)?;
-    Some(status_kib(&status, "RssAnon:")? + status_kib(&status, "VmPTE:").unwrap_or(0))
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let private = status_kib(&rollup, "Private_Clean:")? + status_kib(&rollup, "Private_Dirty:")?;
+    let tables = read_status(pid).and_then(|status| status_kib(&status, "VmPTE:"));
+    Some(private + tables.unwrap_or(0))
 }
 
 /// The children of a server's postmaster and each one's own memory (`own_kib`): its backends
@@ -31,7 +34,7 @@ fn read_status(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
 }
 
-/// The value of a `Key:   123 kB` line of /proc/PID/status.
+/// The value of a `Key:   123 kB` line of /proc/PID/status or smaps_rollup.
 fn status_kib(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()

@@ -82,7 +82,7 @@ pub struct ConnectParams {
     pub in_band: Option<InBand>,
     /// The local addresses TCP connections leave from, in turn; empty: the system's choice.
     /// Each source address has its own ephemeral ports (~28k each).
-    pub source: SourceAddresses,
+    pub source: super::SourceAddresses,
     pub channel_binding: ChannelBinding,
     /// TCP keepalives on the socket (libpq's `keepalives`), with their idle time
     /// (`keepalives_idle`; None: the system's). Off unless asked: a request's connection lives
@@ -110,44 +110,10 @@ impl ConnectParams {
             tls: WireTls::from_options(tls)?,
             scram_per_connection: false,
             in_band: None,
-            source: SourceAddresses::default(),
+            source: Default::default(),
             channel_binding: ChannelBinding::default(),
             keepalives: None,
         })
-    }
-}
-
-/// The source addresses a run's connections leave from, taken round-robin: one counter
-/// shared by every clone, so connections made on many threads spread evenly.
-#[derive(Clone, Default)]
-pub struct SourceAddresses {
-    addresses: std::sync::Arc<[std::net::IpAddr]>,
-    turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl SourceAddresses {
-    pub fn new(addresses: Vec<std::net::IpAddr>) -> Self {
-        SourceAddresses {
-            addresses: addresses.into(),
-            turn: Default::default(),
-        }
-    }
-
-    /// The address of the next connection; None when the system chooses.
-    pub fn next(&self) -> Option<std::net::IpAddr> {
-        if self.addresses.is_empty() {
-            return None;
-        }
-        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(self.addresses[turn % self.addresses.len()])
-    }
-
-    pub fn len(&self) -> usize {
-        self.addresses.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.addresses.is_empty()
     }
 }
 
