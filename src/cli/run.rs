@@ -175,7 +175,8 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub scram_per_connection: Option<bool>,
 
-    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
+    /// Stack size of each request thread (hold: each held connection's thread) in KiB, 64 to
+    /// 1048576 [default: 256; hold 128].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
 

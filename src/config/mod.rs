@@ -53,6 +53,13 @@ const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// docs/performance.md). Only touched pages cost memory, so the default keeps three times the
 /// deepest debug path.
 const DEFAULT_STACK_KIB: usize = 256;
+/// A held connection's thread lives as long as its connection, and tens of thousands live at
+/// once: the smallest stack measured safe, with a margin (`benches/hold.sh stack`,
+/// docs/performance.md). The deepest path, the `postgres` crate over TLS, overflowed 32 KiB in
+/// a release build (48 held) and 64 KiB in a debug build (96 held); the lean connection held
+/// at 16 KiB in both. Only touched pages cost memory: pgstress's RSS per held connection was
+/// the same from 256 KiB down to 32.
+const HOLD_STACK_KIB: usize = 128;
 /// Twice the deepest release path measured.
 const MIN_STACK_KIB: usize = 64;
 /// Far above what a request thread touches: beyond it a typo, not a need, is the likely cause,
@@ -158,7 +165,7 @@ impl RunConfig {
         let reconnect = outage::merge_reconnect(&options, &mode)?;
         check_gate_steps(&judging.gates, &plan, &mode)?;
         let (query, takes_parameter) = merge_query(&options)?;
-        let timing = Timing::merge(&options)?;
+        let timing = Timing::merge(&options, matches!(mode, Mode::Hold { .. }))?;
         let mut judging = judging;
         judging.thresholds.min_judged_wall =
             crate::model::rules::min_judged_wall(timing.sample_every);
@@ -265,7 +272,7 @@ struct Timing {
 }
 
 impl Timing {
-    fn merge(options: &RunArgs) -> Result<Self, ConfigError> {
+    fn merge(options: &RunArgs, hold: bool) -> Result<Self, ConfigError> {
         let timeout = or_default(options.timeout, DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return Err(invalid(
@@ -283,7 +290,10 @@ impl Timing {
             ));
         }
         let pause = or_default(options.pause, Duration::ZERO);
-        let stack_kib = options.stack_kib.unwrap_or(DEFAULT_STACK_KIB);
+        let stack_kib = (options.stack_kib).unwrap_or(match hold {
+            true => HOLD_STACK_KIB,
+            false => DEFAULT_STACK_KIB,
+        });
         if stack_kib < MIN_STACK_KIB {
             return Err(invalid("--stack-kib", stack_kib, "use at least 64 (KiB)"));
         }

@@ -267,7 +267,10 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         ("timeout", span(config.timeout)),
         ("sample-every", span(config.sample_every)),
         ("pause", span(config.pause)),
-        ("stack-kib", (config.stack_size / 1024).to_string()),
+        (
+            "stack-kib",
+            format!("{}; hold 128", config.stack_size / 1024),
+        ),
         (
             "stop-failure-rate",
             config.stop.failure_rate.unwrap().to_string(),
@@ -314,6 +317,7 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         )
     );
     assert_eq!(stated_default("every"), span(every));
+    assert_eq!(hold.stack_size, 128 * 1024);
     assert!(hold.source_addresses.is_empty());
     assert_eq!(
         stated_default("source-address"),
