@@ -9,8 +9,9 @@
 # BIN (default target/release/pgstress), EVERY (10s), DURATION (30s) and STEP / STEPS change
 # the load. The PgBouncer run spreads its clients over SOURCES (default 127.0.0.2 to
 # 127.0.0.9: each source address has its own ~28k ephemeral ports). pgstress raises its own
-# open-file limit to the hard limit; run it as root with `ulimit -Hn` raised for more than
-# 20,000 connections (see the document for the limits this machine has).
+# open-file limit to the hard limit; past 20,000 connections run as root with NOFILE=120000
+# and PID_MAX=131072 (restored on exit), e.g.
+#   NOFILE=120000 PID_MAX=131072 STEP=10000 STEPS=5 benches/hold.sh pgbouncer
 #
 # Needs the PostgreSQL server binaries, pgbouncer, openssl and a `postgres` OS user.
 set -euo pipefail
@@ -26,11 +27,21 @@ die() { echo "hold.sh: $*" >&2; exit 1; }
 [ -x "$PGBIN/initdb" ] || die "no PostgreSQL server binaries in '$PGBIN'"
 id postgres >/dev/null 2>&1 || die "no 'postgres' OS user to run the server as"
 
+# Connections are descriptors: with NOFILE set (root with CAP_SYS_RESOURCE), this shell,
+# pgstress and PgBouncer may open that many (at most fs.nr_open). With PID_MAX set (root), kernel.pid_max is raised for
+# the run (a held connection is a thread, and each thread takes a pid) and restored after.
+if [ -n "${NOFILE:-}" ]; then
+    ulimit -Hn "$NOFILE" && ulimit -n "$NOFILE" || echo "hold.sh: the open-file limit stays $(ulimit -Hn)" >&2
+fi
+OLD_PID_MAX=$(cat /proc/sys/kernel/pid_max)
+[ -n "${PID_MAX:-}" ] && echo "$PID_MAX" >/proc/sys/kernel/pid_max
+
 WORK=$(mktemp -d /tmp/pgstress-hold.XXXXXX)
 chmod 755 "$WORK"
 PGDATA=$WORK/pgdata
 BOUNCER=
 cleanup() {
+    [ -n "${PID_MAX:-}" ] && echo "$OLD_PID_MAX" >/proc/sys/kernel/pid_max
     [ -n "$BOUNCER" ] && kill "$BOUNCER" 2>/dev/null || true
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -88,6 +99,7 @@ pgbouncer)
     STEP=${STEP:-5000} STEPS=${STEPS:-10}
     SOURCES=${SOURCES:-127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9}
     BPORT=$((PORT + 1))
+    mkdir -p "$WORK/bouncer" && chown postgres: "$WORK/bouncer"
     printf '"postgres" "%s"\n' "$PASSWORD" >"$WORK/userlist.txt"
     cat >"$WORK/pgbouncer.ini" <<INI
 [databases]
@@ -103,8 +115,8 @@ default_pool_size = 20
 max_client_conn = 60000
 ignore_startup_parameters = options,extra_float_digits
 admin_users = postgres
-pidfile = $WORK/pgbouncer.pid
-logfile = $WORK/pgbouncer.log
+pidfile = $WORK/bouncer/pgbouncer.pid
+logfile = $WORK/bouncer/pgbouncer.log
 log_connections = 0
 log_disconnections = 0
 INI
@@ -115,7 +127,7 @@ INI
     sleep 1
     run --dsn "host=127.0.0.1 port=$BPORT user=postgres password=$PASSWORD dbname=postgres" \
         --mode hold --steps "$STEPS" --step "$STEP" --every "$EVERY" --duration "$DURATION" \
-        --query 'SELECT 1' --timeout 60s --source-address "$SOURCES" --no-stop
+        --query 'SELECT 1' --timeout 60s --source-address "$SOURCES" --no-stop --prepare never
     cat "$WORK"/logs/*_steps.csv
     ;;
 *) die "say stack, direct or pgbouncer" ;;

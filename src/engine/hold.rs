@@ -129,12 +129,15 @@ impl Hold {
     /// connection's failure (`spawn`), reported at once.
     fn open(&mut self, step: u32, count: u32, origin: Instant) {
         self.handles.retain(|handle| !handle.is_finished());
+        // A connection still waiting for a connect slot when the opening is over never
+        // reached the server: pgstress's pacing, not the server's answer.
+        let opening_ends = origin + self.opening_bound(count);
         for _ in 0..count {
             let shared = Arc::clone(&self.shared);
             let spawned = thread::Builder::new()
                 .name(HOLD_THREAD.to_owned())
                 .stack_size(self.stack_size)
-                .spawn(move || hold_one(&shared, step, origin));
+                .spawn(move || hold_one(&shared, step, (origin, opening_ends)));
             match spawned {
                 Ok(handle) => self.handles.push(handle),
                 Err(err) => {
@@ -207,8 +210,11 @@ impl Engine for Hold {
         None
     }
 
+    /// A step opens its growth (the first step its start), and replacements for those that
+    /// went missing: at most its size, bounded by a connect deadline per round of slots.
     fn step_bound(&self, size: u32) -> Duration {
-        self.opening_bound(size) + self.duration + self.shared.spec.timeout + REPORT_GRACE
+        let growth = self.plan.start.max(self.plan.step).min(size);
+        self.opening_bound(growth) + self.duration + self.shared.spec.timeout + REPORT_GRACE
     }
 
     fn release_next_at(&mut self, at: Instant) {
@@ -330,8 +336,8 @@ impl<'a> Collector<'a> {
 
 /// One held connection's life: connect and send a first query (one record, with the connect
 /// time), then a query about every `every` until the engine stops or the connection breaks.
-fn hold_one(shared: &Shared, step: u32, origin: Instant) {
-    let Some(mut session) = connect(shared, step, origin) else {
+fn hold_one(shared: &Shared, step: u32, (origin, opening_ends): (Instant, Instant)) {
+    let Some(mut session) = connect(shared, step, origin, opening_ends) else {
         return;
     };
     shared.held.fetch_add(1, Ordering::SeqCst);
@@ -350,16 +356,16 @@ fn hold_one(shared: &Shared, step: u32, origin: Instant) {
 
 /// Opens the connection (a connect token held meanwhile) and sends its first query, reported
 /// as the step's with the connect time; None when either failed (reported as a failure).
-fn connect(shared: &Shared, step: u32, origin: Instant) -> Option<Kept> {
+fn connect(shared: &Shared, step: u32, origin: Instant, slot_by: Instant) -> Option<Kept> {
     // The wait for a connect slot is pgstress's own pacing: neither the connect's time nor
     // the query's.
-    let token = shared.opening.1.recv_timeout(shared.spec.timeout).ok();
+    let token = shared.opening.1.recv_deadline(slot_by).ok();
     let started = Instant::now();
     let opened = match token {
         Some(()) => guarded_open(&shared.spec),
         None => Err(Failure::new(
-            FailureClass::Timeout,
-            "no connect slot within the deadline (pgstress's own)",
+            FailureClass::Client,
+            "never connected: pgstress's connect slots stayed busy to the end of the opening",
         )),
     };
     if token.is_some() {
