@@ -28,6 +28,10 @@ pub const HOLD_THREAD: &str = "pgstress-held";
 /// one after another anyway. Enough to keep a two-core server busy logging in.
 pub const OPENING_AT_ONCE: usize = 64;
 
+/// Memory maps left to the rest of the process when the held connections' threads are
+/// counted against `vm.max_map_count`.
+const MAPS_KEPT: u64 = 1024;
+
 /// The processes whose memory a hold step reads, when they run on this machine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HoldSides {
@@ -132,7 +136,21 @@ impl Hold {
         // A connection still waiting for a connect slot when the opening is over never
         // reached the server: pgstress's pacing, not the server's answer.
         let opening_ends = origin + self.opening_bound(count);
-        for _ in 0..count {
+        // Maps kept for the rest of the process (its files, its other threads, malloc).
+        let threads_left = memory::maps_left().map_or(u64::MAX, |left| {
+            left.saturating_sub(MAPS_KEPT) / memory::MAPS_PER_THREAD
+        });
+        for index in 0..count {
+            if u64::from(index) >= threads_left {
+                let failure = Failure::new(
+                    FailureClass::Client,
+                    "no thread for this held connection: this process is at vm.max_map_count \
+                     (each thread takes 4 memory maps); raise it (sysctl vm.max_map_count)",
+                );
+                let record = RequestRecord::failed_without_running(failure, Duration::ZERO);
+                let _ = self.shared.results.send((step, record));
+                continue;
+            }
             let shared = Arc::clone(&self.shared);
             let spawned = thread::Builder::new()
                 .name(HOLD_THREAD.to_owned())
