@@ -300,30 +300,6 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     else {
         panic!("{:?}", rate.mode)
     };
-    let hold = merge(&["--mode", "hold"], "").unwrap();
-    let Mode::Hold {
-        every,
-        duration: held_for,
-    } = hold.mode
-    else {
-        panic!("{:?}", hold.mode)
-    };
-    assert_eq!(
-        stated_default("duration"),
-        format!(
-            "rate {}; hold {}; pool none",
-            span(duration),
-            span(held_for)
-        )
-    );
-    assert_eq!(stated_default("every"), span(every));
-    assert_eq!(hold.stack_size, 128 * 1024);
-    assert!(hold.source_addresses.is_empty());
-    assert_eq!(
-        stated_default("source-address"),
-        "the system's choice",
-        "no address bound"
-    );
     let pool = merge(&["--mode", "pool"], "").unwrap();
     assert_eq!(pool.mode.timed_pool(), None);
     assert_eq!(
@@ -432,4 +408,36 @@ fn hold_mode_takes_every_and_duration_and_source_addresses_a_list() {
     )
     .unwrap();
     assert_eq!(file.source_addresses.len(), 1);
+}
+
+#[test]
+fn hold_modes_stated_defaults_are_the_ones_applied() {
+    let span = |d: Duration| humantime::format_duration(d).to_string();
+    let Mode::Rate { duration, .. } = merge(&["--mode", "rate"], "").unwrap().mode else {
+        panic!("rate")
+    };
+    let hold = merge(&["--mode", "hold"], "").unwrap();
+    let Mode::Hold {
+        every,
+        duration: held_for,
+    } = hold.mode
+    else {
+        panic!("{:?}", hold.mode)
+    };
+    assert_eq!(
+        stated_default("duration"),
+        format!(
+            "rate {}; hold {}; pool none",
+            span(duration),
+            span(held_for)
+        )
+    );
+    assert_eq!(stated_default("every"), span(every));
+    assert_eq!(hold.stack_size, 128 * 1024);
+    assert!(hold.source_addresses.is_empty());
+    assert_eq!(
+        stated_default("source-address"),
+        "the system's choice",
+        "no address bound"
+    );
 }
