@@ -294,10 +294,7 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
     }
     assert!(stated_default("query").ends_with(DEFAULT_QUERY));
     let rate = merge(&["--mode", "rate"], "").unwrap();
-    let Mode::Rate {
-        duration, arrival, ..
-    } = rate.mode
-    else {
+    let Mode::Rate { arrival, .. } = rate.mode else {
         panic!("{:?}", rate.mode)
     };
     let pool = merge(&["--mode", "pool"], "").unwrap();
