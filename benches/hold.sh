@@ -6,8 +6,8 @@
 #   benches/hold.sh direct             # STEP=2000 STEPS=5: 10,000 held on max_connections=10100
 #   benches/hold.sh pgbouncer          # STEP=5000 STEPS=10 through one PgBouncer, toward 50,000
 #
-# BIN (default target/release/pgstress), EVERY (10s), DURATION (30s) and STEP / STEPS change
-# the load. The PgBouncer run spreads its clients over SOURCES (default 127.0.0.2 to
+# BIN (default target/release/pgstress), EVERY (10s), DURATION (30s), STEP / STEPS and
+# SSLMODE (prefer: TLS, the server has it; disable: plain TCP) change the load. The PgBouncer run spreads its clients over SOURCES (default 127.0.0.2 to
 # 127.0.0.9: each source address has its own ~28k ephemeral ports). pgstress raises its own
 # open-file limit to the hard limit; past 20,000 connections run as root with NOFILE=120000
 # and PID_MAX=131072 (restored on exit), e.g.
@@ -66,7 +66,7 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -
     -o "-c port=$PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$WORK/socket \
         -c max_connections=$MAX_CONNECTIONS -c fsync=off -c ssl=on -c shared_buffers=128MB" \
     start >/dev/null
-DSN="host=127.0.0.1 port=$PORT user=postgres password=$PASSWORD dbname=postgres"
+DSN="host=127.0.0.1 port=$PORT user=postgres password=$PASSWORD dbname=postgres sslmode=${SSLMODE:-prefer}"
 
 run() { timeout "${BOUND:-1800}" "$BIN" run --no-report --quiet --logs "$WORK/logs" "$@"; }
 

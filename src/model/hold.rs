@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct HoldStep {
     /// Connections up at the step's end.
     pub held: u32,
-    /// Connections opened by the step (its growth, and any replacement).
+    /// Connections the step set out to open (its growth, and any replacement), whether
+    /// they opened or failed.
     pub opened: u32,
     /// Of those, the ones opened in place of a connection an earlier step held that dropped
     /// or never opened: each was counted where it went missing, none silently.
