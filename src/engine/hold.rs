@@ -131,11 +131,8 @@ impl Hold {
 
     /// Starts `count` held connections' threads; a thread the system refuses is that
     /// connection's failure (`spawn`), reported at once.
-    fn open(&mut self, step: u32, count: u32, origin: Instant) {
+    fn open(&mut self, step: u32, count: u32, (origin, opening_ends): (Instant, Instant)) {
         self.handles.retain(|handle| !handle.is_finished());
-        // A connection still waiting for a connect slot when the opening is over never
-        // reached the server: pgstress's pacing, not the server's answer.
-        let opening_ends = origin + self.opening_bound(count);
         // Maps kept for the rest of the process (its files, its other threads, malloc).
         let threads_left = memory::maps_left().map_or(u64::MAX, |left| {
             left.saturating_sub(MAPS_KEPT) / memory::MAPS_PER_THREAD
@@ -175,6 +172,13 @@ impl Hold {
     fn opening_bound(&self, count: u32) -> Duration {
         let rounds = (count as usize).div_ceil(OPENING_AT_ONCE).max(1) as u32;
         self.shared.spec.timeout * rounds + REPORT_GRACE
+    }
+
+    /// The most connections a step's opening waits for: its growth (the first step its
+    /// start). Replacements for connections gone missing open in the same time, and those
+    /// not open by then are counted when they open, or fail, during the step.
+    fn largest_opening(&self, size: u32) -> u32 {
+        self.plan.start.max(self.plan.step).min(size)
     }
 
     /// The step's crowd: held, opened and dropped, and each side's memory above its baseline.
@@ -228,11 +232,11 @@ impl Engine for Hold {
         None
     }
 
-    /// A step opens its growth (the first step its start), and replacements for those that
-    /// went missing: at most its size, bounded by a connect deadline per round of slots.
     fn step_bound(&self, size: u32) -> Duration {
-        let growth = self.plan.start.max(self.plan.step).min(size);
-        self.opening_bound(growth) + self.duration + self.shared.spec.timeout + REPORT_GRACE
+        self.opening_bound(self.largest_opening(size))
+            + self.duration
+            + self.shared.spec.timeout
+            + REPORT_GRACE
     }
 
     fn release_next_at(&mut self, at: Instant) {
@@ -261,10 +265,12 @@ impl Engine for Hold {
         let to_open = size.saturating_sub(self.shared.held.load(Ordering::SeqCst));
         let reopened = to_open.saturating_sub(size.saturating_sub(before));
         self.shared.step.store(step, Ordering::SeqCst);
-        self.open(step, to_open, origin);
+        // A connection still waiting for a connect slot when the opening is over never
+        // reached the server: pgstress's pacing, not the server's answer.
+        let opened_by = origin + self.opening_bound(to_open.min(self.largest_opening(size)));
+        self.open(step, to_open, (origin, opened_by));
         let mut collector = Collector::new(step, observer);
         // The opening: every new connection reports its connect and first query, or its failure.
-        let opened_by = origin + self.opening_bound(to_open);
         collector.take_until(&self.results, opened_by, Some(to_open as usize));
         let launch = origin.elapsed();
         collector.take_until(&self.results, Instant::now() + self.duration, None);
