@@ -153,7 +153,10 @@ fn a_table_states_the_definitions_default_and_help() {
         "{run}"
     );
     assert!(run.contains("| `--quiet[=BOOL]` | false |"), "{run}");
-    assert!(run.contains("(one of `burst`, `pool`, `rate`)"), "{run}");
+    assert!(
+        run.contains("(one of `burst`, `pool`, `rate`, `hold`)"),
+        "{run}"
+    );
     let prepare = table(&["prepare"]);
     assert!(prepare.contains("| `--rows N` | 100000 |"), "{prepare}");
     let agent = table(&["agent"]);

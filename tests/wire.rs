@@ -135,7 +135,7 @@ impl Cluster {
             tls: None,
             scram_per_connection: false,
             in_band: None,
-            source: None,
+            source: Default::default(),
             channel_binding: Default::default(),
             keepalives: None,
         }

@@ -55,11 +55,11 @@ fn run_plan(session: Session, args: &AgentArgs, name: &str) -> anyhow::Result<()
                         "--source-address needs the lean client, and the plan has --client postgres"
                     );
                 };
-                lean.source = Some(source);
+                lean.source = crate::pg::wire::SourceAddresses::new(vec![source]);
             }
             // The plan names the workers; the limit only sizes a plan that did not.
             let clients = clients_at_once(&server, pgpool.as_ref());
-            let engine = build_engine(&config, Arc::new(spec), clients)?;
+            let engine = build_engine(&config, Arc::new(spec), clients, Default::default())?;
             Ok(engine)
         });
     let mut engine = match prepared {

@@ -72,7 +72,8 @@ fn plan_for(
             arrival,
             max_inflight: max_inflight.map(share_of),
         },
-        Mode::Burst => Mode::Burst,
+        // Refused with --agents (config::fleet): each agent would hold its share alone.
+        mode @ (Mode::Burst | Mode::Hold { .. }) => mode,
     };
     AgentPlan {
         index,
@@ -118,7 +119,7 @@ fn shape(config: &RunConfig, agents: u32, workers: Option<u32>) -> Shape {
                 }),
             }
         }
-        Mode::Rate { duration, .. } => Shape {
+        Mode::Rate { duration, .. } | Mode::Hold { duration, .. } => Shape {
             describe,
             concurrency: Box::new(|_| None),
             step_bound: Box::new(move |_| duration + timeout + REPORT_GRACE + EXIT_GRACE),

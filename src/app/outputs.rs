@@ -88,7 +88,7 @@ pub fn run_metrics(
 pub fn judge_gates(config: &RunConfig, verdict: &Verdict, ramp: &Ramp) -> Vec<GateOutcome> {
     // A timed pool step is named by its size (the requests it kept queued), its request
     // count known only after it.
-    let size_of: fn(&crate::model::step::StepResult) -> u32 = match config.mode.timed_pool() {
+    let size_of: fn(&crate::model::step::StepResult) -> u32 = match config.mode.timed() {
         Some(_) => |step| step.load,
         None => |step| step.requests,
     };

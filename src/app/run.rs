@@ -22,6 +22,7 @@ use crate::Status;
 use crate::config::data::ParamData;
 use crate::config::{RunConfig, TargetChoice};
 use crate::engine::Engine;
+use crate::engine::hold::HoldSides;
 use crate::logs::{self, RunLogs};
 use crate::measure::sampler::cpu::{CpuProbe, LocalPooler, LocalServer, Sides};
 use crate::measure::sampler::server_stats::ServerStatsProbe;
@@ -191,7 +192,11 @@ fn run_against(
     // The server's view counts the run's own sessions, named as its requests are.
     let requests_name = (spec.config.get_application_name().unwrap_or("pgstress")).to_owned();
     let limits = (pooler_limit.as_ref(), local_pooler.as_ref());
-    let engine = engine_for(config, spec, &server, limits, printer)?;
+    let sides = HoldSides {
+        pooler_pids: (local_pooler.as_ref()).map_or_else(Vec::new, |pooler| pooler.pids.clone()),
+        postmaster_pid: local_server.map(|server| server.postmaster_pid),
+    };
+    let engine = engine_for(config, spec, (&server, sides), limits, printer)?;
     let watcher = super::watching::accept(config, printer)?;
     let cpus = crate::sys::cpus::this_process();
     let facts = RunFacts {
@@ -318,7 +323,7 @@ fn tap<S: 'static>(metrics: &Arc<RunMetrics>, take: fn(&RunMetrics, &S)) -> Tap<
 fn engine_for(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
-    server: &ServerFacts,
+    (server, sides): (&ServerFacts, HoldSides),
     (pooler_limit, pooler): (Option<&PoolerLimit>, Option<&LocalPooler>),
     printer: &mut Printer<std::io::Stdout>,
 ) -> anyhow::Result<Box<dyn Engine>> {
@@ -326,7 +331,7 @@ fn engine_for(
     Ok(match &config.fleet {
         Some(fleet) => super::coordinate::remote_engine(config, fleet, clients, printer)?,
         None => {
-            let engine = build_engine(config, spec, clients)?;
+            let engine = build_engine(config, spec, clients, sides)?;
             warn_before_the_load(config, engine.as_ref(), pooler, printer);
             engine
         }
@@ -356,14 +361,22 @@ fn probe(
     for note in super::preflight::probe_requests(spec, data)? {
         printer.note(note);
     }
-    if let Mode::Pool {
-        connect_per_request: false,
-        ..
-    } = config.mode
-    {
+    if keeps_connections(&config.mode) {
         super::preflight::probe_kept(target, spec, data)?;
     }
     Ok(())
+}
+
+/// Whether the mode keeps its connections across requests: a pool's workers (unless each
+/// request connects anew) and a hold's crowd.
+fn keeps_connections(mode: &Mode) -> bool {
+    matches!(
+        mode,
+        Mode::Pool {
+            connect_per_request: false,
+            ..
+        } | Mode::Hold { .. }
+    )
 }
 
 /// The CPU sampler and, with a monitoring connection, the server statistics sampler, each
@@ -395,14 +408,8 @@ fn start_samplers(
                     client,
                     requests_name.clone(),
                     config.timeout,
-                    // All but a pool's kept connections close after each request.
-                    !matches!(
-                        config.mode,
-                        Mode::Pool {
-                            connect_per_request: false,
-                            ..
-                        }
-                    ),
+                    // All but a pool's and a hold's kept connections close after each request.
+                    !keeps_connections(&config.mode),
                 ),
                 Some(tap(metrics, RunMetrics::server_sample)),
             )

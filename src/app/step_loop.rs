@@ -234,7 +234,7 @@ impl<W: Write> StepLoop<'_, W> {
         if let Some(watcher) = &self.watcher {
             watcher.sampler.begin_step_read(tag);
         }
-        let known = self.config.mode.timed_pool().is_none();
+        let known = self.config.mode.timed().is_none();
         self.progress.start_step(index, known.then_some(requests));
         let size = self.config.plan.requests_at(index);
         if let Some((metrics, _)) = self.metrics {
@@ -284,7 +284,13 @@ impl<W: Write> StepLoop<'_, W> {
         // ok + failed + dropped + unsent = scheduled, for every step: whatever is missing was lost.
         let scheduled = self.config.mode.requests_for(size);
         measured.lost = scheduled.saturating_sub(measured.requests);
-        measured.cpu = cpu.with_wait_over(stats::in_flight(&run.records));
+        // A held crowd's threads sleep between queries and none is watched: their wait for a
+        // CPU is not read, and the launcher's over the queries' time would mean nothing.
+        let in_flight = match run.hold {
+            Some(_) => std::time::Duration::ZERO,
+            None => stats::in_flight(&run.records),
+        };
+        measured.cpu = cpu.with_wait_over(in_flight);
         let own = of_own_cpus(1.0, self.cpus.host_cores, self.cpus.allowed_cores);
         measured.cpu.process_own = measured.cpu.process.map(|process| process.times(own));
         measured.pooler = pooler;
@@ -320,6 +326,7 @@ impl<W: Write> StepLoop<'_, W> {
             )),
         };
         measured.concurrency.asked = context.concurrency;
+        cpu_per_held(&mut measured, self.cpus.host_cores);
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         // A step where any agent was the limit is client-limited as a whole.
         for agent in &run.agents {
@@ -343,6 +350,20 @@ impl<W: Write> StepLoop<'_, W> {
         crate::judge::pooler::queue_explains_late_starts(&mut flags);
         measured.with_flags(flags)
     }
+}
+
+/// A hold step's CPU per held connection, for each side: µs of CPU per second.
+fn cpu_per_held(measured: &mut StepResult, host_cores: f64) {
+    let Some(hold) = measured.hold.as_mut() else {
+        return;
+    };
+    let held = f64::from(hold.held);
+    let per_held = |cpu: Option<crate::model::step::MeanPeak>| {
+        (cpu.filter(|_| held > 0.0)).map(|cpu| cpu.mean / 100.0 * host_cores * 1e6 / held)
+    };
+    hold.client_cpu_us_per_held = per_held(measured.cpu.process);
+    hold.pooler_cpu_us_per_held = per_held(measured.pooler.cpu);
+    hold.server_cpu_us_per_held = per_held(measured.cpu.server);
 }
 
 /// The lines naming which agent limited a step, or was lost during it.

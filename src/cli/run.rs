@@ -76,8 +76,10 @@ pub struct RunArgs {
     pub logs: Option<PathBuf>,
 
     /// How the load is sent: burst (a thread and a new connection per request, all released
-    /// together), pool (a fixed set of workers take the step's requests from a queue) or rate
-    /// (step i offers i * step requests per second, each at its scheduled time) [default: burst].
+    /// together), pool (a fixed set of workers take the step's requests from a queue), rate
+    /// (step i offers i * step requests per second, each at its scheduled time) or hold (step
+    /// i holds start + (i-1) * step client connections, kept from step to step, each sending
+    /// the query every --every) [default: burst].
     #[arg(long, value_name = "MODE")]
     pub mode: Option<ModeName>,
 
@@ -117,9 +119,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub reconnect_max: Option<Span>,
 
-    /// rate: how long each step offers its rate; pool: how long each step keeps its size of
-    /// requests queued, each answered one replaced by the next, like pgbench -T (without it a
-    /// pool step's requests are queued once and drained) [default: rate 1s; pool none].
+    /// hold: how often each held connection sends the query, jittered (each wait drawn between
+    /// half and one and a half of it), e.g. 10s or 50s [default: 10s].
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub every: Option<Span>,
+
+    /// rate: how long each step offers its rate; hold: how long each step holds its
+    /// connections once they are open; pool: how long each step keeps its size of requests
+    /// queued, each answered one replaced by the next, like pgbench -T (without it a pool
+    /// step's requests are queued once and drained) [default: rate 1s; hold 30s; pool none].
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<Span>,
 
@@ -155,12 +163,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "CLIENT")]
     pub client: Option<ClientName>,
 
+    /// Local addresses the run's connections leave from, in turn (round-robin), e.g.
+    /// 127.0.0.2,127.0.0.3 (repeatable): each has its own ~28k ephemeral ports. Needs the lean
+    /// client [default: the system's choice].
+    #[arg(long = "source-address", value_name = "ADDR", value_delimiter = ',')]
+    #[serde(rename = "source-address")]
+    pub source_addresses: Option<Vec<std::net::IpAddr>>,
+
     /// Derive SCRAM's keys on every connection, as a libpq client does, instead of once per
     /// run (the server's work is the same either way) [default: false].
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub scram_per_connection: Option<bool>,
 
-    /// Stack size of each request thread in KiB, 64 to 1048576 [default: 256].
+    /// Stack size of each request thread (hold: each held connection's thread) in KiB, 64 to
+    /// 1048576 [default: 256; hold 128].
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
 

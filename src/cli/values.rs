@@ -127,6 +127,8 @@ pub enum ModeName {
     Pool,
     /// Step i offers i * step requests per second, each at its scheduled time.
     Rate,
+    /// Step i holds its number of client connections, kept from step to step.
+    Hold,
 }
 
 /// The client library of the requests (`--client`).

@@ -72,6 +72,11 @@ fn agent_options(target: TargetArgs, plan: &AgentPlan) -> RunArgs {
             options.arrival = Some(arrival);
             options.max_inflight = max_inflight;
         }
+        Mode::Hold { every, duration } => {
+            options.mode = Some(ModeName::Hold);
+            options.every = Some(Span(every));
+            options.duration = Some(Span(duration));
+        }
     }
     options
 }

@@ -15,6 +15,7 @@ mod outputs;
 mod plan;
 mod pooler;
 mod prepare;
+mod sources;
 mod values;
 
 use std::path::PathBuf;
@@ -52,6 +53,13 @@ const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// docs/performance.md). Only touched pages cost memory, so the default keeps three times the
 /// deepest debug path.
 const DEFAULT_STACK_KIB: usize = 256;
+/// A held connection's thread lives as long as its connection, and tens of thousands live at
+/// once: the smallest stack measured safe, with a margin (`benches/hold.sh stack`,
+/// docs/performance.md). The deepest path, the `postgres` crate over TLS, overflowed 32 KiB in
+/// a release build (48 held) and 64 KiB in a debug build (96 held); the lean connection held
+/// at 16 KiB in both. Only touched pages cost memory: pgstress's RSS per held connection was
+/// the same from 256 KiB down to 32.
+const HOLD_STACK_KIB: usize = 128;
 /// Twice the deepest release path measured.
 const MIN_STACK_KIB: usize = 64;
 /// Far above what a request thread touches: beyond it a typo, not a need, is the likely cause,
@@ -90,6 +98,8 @@ pub struct RunConfig {
     pub allow_writes: bool,
     /// What sends the requests that open a connection each.
     pub client: RequestClient,
+    /// The local addresses the connections leave from, in turn; empty: the system's choice.
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// A throwaway pooler in front of the target, which the load goes through.
     pub pooler: Option<PoolerChoice>,
     /// How pool mode's kept connections run the query; None: once, never through a pooler.
@@ -148,6 +158,7 @@ impl RunConfig {
     fn validate(options: RunArgs, env: &EnvTarget) -> Result<Self, ConfigError> {
         let judging = Judging::merge(&options)?;
         let client = merge_client(&options)?;
+        let source_addresses = sources::merge_source_addresses(&options, client)?;
         let steps = options.steps.unwrap_or(DEFAULT_STEPS);
         let step = options.step.unwrap_or(DEFAULT_STEP);
         let start = options.start.unwrap_or(step);
@@ -156,7 +167,7 @@ impl RunConfig {
         let reconnect = outage::merge_reconnect(&options, &mode)?;
         check_gate_steps(&judging.gates, &plan, &mode)?;
         let (query, takes_parameter) = merge_query(&options)?;
-        let timing = Timing::merge(&options)?;
+        let timing = Timing::merge(&options, matches!(mode, Mode::Hold { .. }))?;
         let mut judging = judging;
         judging.thresholds.min_judged_wall =
             crate::model::rules::min_judged_wall(timing.sample_every);
@@ -185,6 +196,7 @@ impl RunConfig {
             skip_header: options.skip_header.unwrap_or(false),
             allow_writes: options.allow_writes.unwrap_or(false),
             client,
+            source_addresses,
             pooler,
             prepare: options.prepare,
             logs_dir: options.logs.unwrap_or_else(|| PathBuf::from("logs")),
@@ -264,7 +276,7 @@ struct Timing {
 }
 
 impl Timing {
-    fn merge(options: &RunArgs) -> Result<Self, ConfigError> {
+    fn merge(options: &RunArgs, hold: bool) -> Result<Self, ConfigError> {
         let timeout = or_default(options.timeout, DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return Err(invalid(
@@ -282,7 +294,10 @@ impl Timing {
             ));
         }
         let pause = or_default(options.pause, Duration::ZERO);
-        let stack_kib = options.stack_kib.unwrap_or(DEFAULT_STACK_KIB);
+        let stack_kib = (options.stack_kib).unwrap_or(match hold {
+            true => HOLD_STACK_KIB,
+            false => DEFAULT_STACK_KIB,
+        });
         if stack_kib < MIN_STACK_KIB {
             return Err(invalid("--stack-kib", stack_kib, "use at least 64 (KiB)"));
         }

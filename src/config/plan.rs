@@ -48,6 +48,7 @@ struct ModeOptions {
     duration: Option<Span>,
     arrival: Option<Arrival>,
     max_inflight: Option<u32>,
+    every: Option<Span>,
 }
 
 pub(super) fn merge_mode(options: &RunArgs, plan: &StepPlan) -> Result<Mode, ConfigError> {
@@ -58,12 +59,14 @@ pub(super) fn merge_mode(options: &RunArgs, plan: &StepPlan) -> Result<Mode, Con
         duration: options.duration,
         arrival: options.arrival,
         max_inflight: options.max_inflight,
+        every: options.every,
     };
     refuse_misplaced(name, &mode_options)?;
     match name {
         ModeName::Burst => burst_mode(plan),
         ModeName::Pool => pool_mode(&mode_options, plan),
         ModeName::Rate => rate_mode(&mode_options, plan),
+        ModeName::Hold => hold_mode(&mode_options, plan),
     }
 }
 
@@ -94,7 +97,7 @@ fn refuse_misplaced(name: ModeName, options: &ModeOptions) -> Result<(), ConfigE
         return Err(invalid(
             "--duration",
             d,
-            "it applies to --mode pool and --mode rate; add one of them or drop it",
+            "it applies to --mode pool, rate and hold; add one of them or drop it",
         ));
     }
     if name != ModeName::Rate {
@@ -104,6 +107,11 @@ fn refuse_misplaced(name: ModeName, options: &ModeOptions) -> Result<(), ConfigE
         if let Some(m) = options.max_inflight {
             return Err(misplaced("--max-inflight", m.to_string(), "rate"));
         }
+    }
+    if name != ModeName::Hold
+        && let Some(every) = options.every
+    {
+        return Err(misplaced("--every", every.to_string(), "hold"));
     }
     Ok(())
 }
@@ -165,6 +173,29 @@ fn rate_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError
     Ok(mode)
 }
 
+/// A held connection sends the query about every `--every` for `--duration`: both above zero,
+/// and its threads, one per held connection, within this process's limit.
+fn hold_mode(options: &ModeOptions, plan: &StepPlan) -> Result<Mode, ConfigError> {
+    let every = or_default(options.every, DEFAULT_EVERY);
+    let duration = or_default(options.duration, DEFAULT_HOLD_DURATION);
+    for (option, value) in [("--every", every), ("--duration", duration)] {
+        if value.is_zero() {
+            return Err(invalid(
+                option,
+                "0s",
+                "hold mode needs a time above zero, e.g. 10s",
+            ));
+        }
+    }
+    check_thread_limit(plan)?;
+    Ok(Mode::Hold { every, duration })
+}
+
+/// How often a held connection sends the query unless told (`--every`).
+pub(super) const DEFAULT_EVERY: Duration = Duration::from_secs(10);
+/// How long a hold step holds its connections unless told (`--duration`).
+pub(super) const DEFAULT_HOLD_DURATION: Duration = Duration::from_secs(30);
+
 /// The pool's queue and the rate's schedule hold a whole step in memory.
 fn check_queued_step(mode: &Mode, plan: &StepPlan) -> Result<(), ConfigError> {
     let largest = mode.requests_for(plan.largest());
@@ -218,7 +249,8 @@ fn plan_error(plan: &StepPlan, reason: String) -> ConfigError {
     )
 }
 
-/// A burst step runs all its requests' threads at once.
+/// A burst step runs all its requests' threads at once; a hold step a thread per held
+/// connection.
 fn check_thread_limit(plan: &StepPlan) -> Result<(), ConfigError> {
     let largest = u64::from(plan.largest());
     let (limit, setting) = crate::sys::limits::thread_limit();

@@ -177,7 +177,7 @@ fn a_pool_step_may_last_a_time_and_a_burst_may_not() {
     );
     let err = merge(&["--duration", "2s"], "").unwrap_err();
     assert!(
-        err.contains("--duration '2s'") && err.contains("--mode pool and --mode rate"),
+        err.contains("--duration '2s'") && err.contains("--mode pool, rate and hold"),
         "{err}"
     );
     let err = merge(&["--mode", "pool", "--duration", "0s"], "").unwrap_err();
@@ -267,7 +267,10 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         ("timeout", span(config.timeout)),
         ("sample-every", span(config.sample_every)),
         ("pause", span(config.pause)),
-        ("stack-kib", (config.stack_size / 1024).to_string()),
+        (
+            "stack-kib",
+            format!("{}; hold 128", config.stack_size / 1024),
+        ),
         (
             "stop-failure-rate",
             config.stop.failure_rate.unwrap().to_string(),
@@ -296,16 +299,9 @@ fn the_defaults_the_help_states_are_the_ones_applied() {
         pooled.pooler.unwrap().processes.to_string()
     );
     let rate = merge(&["--mode", "rate"], "").unwrap();
-    let Mode::Rate {
-        duration, arrival, ..
-    } = rate.mode
-    else {
+    let Mode::Rate { arrival, .. } = rate.mode else {
         panic!("{:?}", rate.mode)
     };
-    assert_eq!(
-        stated_default("duration"),
-        format!("rate {}; pool none", span(duration))
-    );
     let pool = merge(&["--mode", "pool"], "").unwrap();
     assert_eq!(pool.mode.timed_pool(), None);
     assert_eq!(
@@ -435,3 +431,6 @@ fn pooler_processes_need_the_throwaway_pooler_and_a_sane_count() {
             .contains("--pooler-processes")
     );
 }
+
+#[path = "hold_tests.rs"]
+mod hold;

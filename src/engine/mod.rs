@@ -10,6 +10,7 @@
 
 pub mod burst;
 pub mod crew;
+pub mod hold;
 pub mod pool;
 pub mod rate;
 pub mod squad;
@@ -85,7 +86,9 @@ pub const POOL_THREAD: &str = "pgstress-pool-";
 
 /// Whether a thread of this name runs requests, whose panics are their failures.
 pub fn runs_requests(thread_name: Option<&str>) -> bool {
-    thread_name.is_some_and(|name| name == REQUEST_THREAD || name.starts_with(POOL_THREAD))
+    thread_name.is_some_and(|name| {
+        name == REQUEST_THREAD || name == hold::HOLD_THREAD || name.starts_with(POOL_THREAD)
+    })
 }
 
 /// Runs one request, turning a panic inside it (a library that panics on a resource limit,

@@ -87,7 +87,7 @@ pub fn check_caps(plan: &AgentPlan, caps: Caps) -> Result<(), String> {
             .unwrap_or(plan.largest_share)
             .min(plan.largest_share),
         Mode::Rate { max_inflight, .. } => max_inflight.unwrap_or(plan.largest_share),
-        Mode::Burst => plan.largest_share,
+        Mode::Burst | Mode::Hold { .. } => plan.largest_share,
     };
     if connections > caps.max_connections {
         return Err(format!(

@@ -96,15 +96,27 @@ pub fn stop_reason(step: &StepResult, rules: &StopRules) -> Option<StopReason> {
 }
 
 /// Whether the server handled a step: its failures at most `tolerate` of the requests sent
-/// (none, by default: the original's rule) and, with an SLO, p99 within it.
-/// A step with an outage the server is not blamed for is judged on its requests outside it
-/// (`judge::outage`).
+/// (none, by default: the original's rule) and, with an SLO, p99 within it; a hold step also
+/// kept every connection it held (`crowd_kept`). A step with an outage the server is not
+/// blamed for is judged on its requests outside it (`judge::outage`).
 pub fn handled(step: &StepResult, judging: &Judging) -> bool {
-    handled_figures(
-        &super::outage::figures(step),
-        judging.slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
-        judging.tolerate,
-    )
+    crowd_kept(step)
+        && handled_figures(
+            &super::outage::figures(step),
+            judging.slo_p99.map(|slo| slo.as_secs_f64() * 1000.0),
+            judging.tolerate,
+        )
+}
+
+/// A hold step kept its crowd when no held connection dropped and every connection it asked
+/// for is up, or failed to open for a reason that is not the server's (pgstress's own limit,
+/// a pooler's `max_client_conn`: flagged as theirs, never the server's breaking point).
+fn crowd_kept(step: &StepResult) -> bool {
+    let Some(hold) = &step.hold else {
+        return true;
+    };
+    let not_the_servers = step.failed.saturating_sub(step.server_failed());
+    hold.dropped == 0 && hold.held + not_the_servers >= step.load
 }
 
 /// What the handled rule reads of a step: the same from a live step or a logged row.

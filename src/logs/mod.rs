@@ -12,6 +12,7 @@ pub mod read;
 mod requests;
 pub mod schema;
 mod steps;
+mod steps_header;
 mod summary;
 
 use std::fs::File;

@@ -14,116 +14,7 @@ use crate::model::server_cpu::ServerSource;
 use crate::model::step::{MeanPeak, StepResult};
 use crate::model::watch::Watched;
 
-/// The columns: failure classes in `FailureClass::ALL` order after `failed`, except the
-/// classes added later (`client`, `bad_value`), which come last with the other late columns
-/// so that a script reading the earlier columns by position keeps working.
-pub const STEPS_HEADER: [&str; 105] = [
-    "step",
-    "requests",
-    "ok",
-    "failed",
-    "refused",
-    "too_many_clients",
-    "auth",
-    "timeout",
-    "query",
-    "no_row",
-    "spawn",
-    "io",
-    "dropped",
-    "wall_s",
-    "throughput_rps",
-    "launch_spread_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "latency_max_ms",
-    "connect_p50_ms",
-    "connect_p99_ms",
-    "queue_wait_p50_ms",
-    "queue_wait_p99_ms",
-    "service_p50_ms",
-    "service_p99_ms",
-    "host_cpu_mean",
-    "host_cpu_peak",
-    "process_cpu_mean",
-    "process_cpu_peak",
-    "server_cpu_mean",
-    "server_cpu_peak",
-    "server_connections_peak",
-    "server_active_peak",
-    "server_xact_commit",
-    "server_xact_rollback",
-    "flags",
-    "client",
-    "bad_value",
-    "server_failed",
-    "attempts_rps",
-    "unsent",
-    "client_cpu_wait_ms",
-    "client_cpu_wait_share",
-    "client_cpus_busy_pct",
-    "concurrency_asked",
-    "peak_in_flight",
-    "peak_connected",
-    "pooler_too_many_clients",
-    "pooler_cpu_mean",
-    "pooler_cpu_peak",
-    "pooler_runnable_pct",
-    "pooler_clients_waiting_peak",
-    "pooler_max_wait_ms",
-    "pooler_avg_wait_ms",
-    "read_only",
-    "requests_by_node",
-    "pooler_queued",
-    "server_source",
-    "server_cores",
-    "process_cpu_own_mean",
-    "process_cpu_own_peak",
-    "server_cpu_own_mean",
-    "server_cpu_own_peak",
-    "server_aas_samples",
-    "server_aas_mean",
-    "server_aas_peak",
-    "server_aas_cpu",
-    "server_aas_lwlock",
-    "server_aas_lock",
-    "server_aas_io",
-    "server_aas_ipc",
-    "server_aas_client",
-    "server_aas_timeout",
-    "server_aas_bufferpin",
-    "server_aas_extension",
-    "server_aas_activity",
-    "server_aas_other",
-    "server_wait_events",
-    "server_sessions",
-    "server_sessions_abandoned",
-    "server_sessions_fatal",
-    "server_deadlocks",
-    "server_temp_bytes",
-    "shutdown",
-    "starting",
-    "outage_start_s",
-    "outage_first_success_s",
-    "outage_end_s",
-    "outage_s",
-    "outage_gap_p50_s",
-    "outage_gap_p99_s",
-    "outage_gap_max_s",
-    "outage_failed",
-    "outage_failures",
-    "outage_unrecovered",
-    "outage_caused_by",
-    "lost",
-    "server_host_cpu_mean",
-    "postmaster_cpu_pct",
-    "postmaster_runnable_pct",
-    "server_backends_wait_ms",
-    "server_mem_available_mb",
-    "server_disk_busy_mean",
-    "server_disk_busy_peak",
-];
+pub use super::steps_header::STEPS_HEADER;
 
 /// One step as logged. Field names are the CSV columns; None is an empty field (JSON null).
 /// Read back by `pgstress compare`, where a column an older version did not write is empty.
@@ -289,6 +180,23 @@ pub struct StepRow {
     pub server_mem_available_mb: Option<f64>,
     pub server_disk_busy_mean: Option<f64>,
     pub server_disk_busy_peak: Option<f64>,
+    /// Hold mode (empty otherwise): connections up at the step's end, opened by the step, of
+    /// those opened in place of one missing, and held ones that broke (`model::hold`).
+    pub held: Option<u32>,
+    pub held_opened: Option<u32>,
+    pub held_reopened: Option<u32>,
+    pub held_dropped: Option<u32>,
+    /// Memory per held connection above each side's own before the first one, in KiB; the
+    /// server's backends and each one's own memory (private pages and page tables).
+    pub client_kib_per_held: Option<f64>,
+    pub pooler_kib_per_held: Option<f64>,
+    pub server_backends: Option<u32>,
+    pub server_kib_per_backend: Option<f64>,
+    pub server_kib_per_held: Option<f64>,
+    /// CPU time per second per held connection, in microseconds, each side.
+    pub client_cpu_us_per_held: Option<f64>,
+    pub pooler_cpu_us_per_held: Option<f64>,
+    pub server_cpu_us_per_held: Option<f64>,
 }
 
 /// Rounded for the log: a tenth of a percent, a microsecond.
@@ -374,6 +282,7 @@ impl StepRow {
         }
         .with_server_side(step)
         .with_outage(step.outage.as_ref())
+        .with_hold(step)
     }
 
     /// The outage's columns, empty without one.
@@ -397,6 +306,29 @@ impl StepRow {
             outage_failures: classes.join(";"),
             outage_unrecovered: Some(outage.unrecovered),
             outage_caused_by: outage.caused_by.clone().unwrap_or_default(),
+            ..self
+        }
+    }
+
+    /// Hold mode's columns: the crowd held and what it cost each side.
+    fn with_hold(self, step: &StepResult) -> Self {
+        let Some(hold) = &step.hold else {
+            return self;
+        };
+        let r = |value: Option<f64>| value.map(|v| round(v, 2));
+        StepRow {
+            held: Some(hold.held),
+            held_opened: Some(hold.opened),
+            held_reopened: Some(hold.reopened),
+            held_dropped: Some(hold.dropped),
+            client_kib_per_held: r(hold.client_kib_per_held),
+            pooler_kib_per_held: r(hold.pooler_kib_per_held),
+            server_backends: hold.server_backends,
+            server_kib_per_backend: r(hold.server_kib_per_backend),
+            server_kib_per_held: r(hold.server_kib_per_held),
+            client_cpu_us_per_held: r(hold.client_cpu_us_per_held),
+            pooler_cpu_us_per_held: r(hold.pooler_cpu_us_per_held),
+            server_cpu_us_per_held: r(hold.server_cpu_us_per_held),
             ..self
         }
     }

@@ -63,6 +63,7 @@ impl StepResult {
             by_node: Vec::new(),
             outage: crate::measure::outage::of(&run.records),
             lost: 0,
+            hold: run.hold.clone(),
         };
         for record in &run.records {
             result.add(record);

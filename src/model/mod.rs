@@ -5,6 +5,7 @@ pub mod facts;
 pub mod fault;
 pub mod fleet;
 pub mod hdr;
+pub mod hold;
 pub mod mean_peak;
 pub mod outage;
 pub mod outcome;

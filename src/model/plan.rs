@@ -6,7 +6,7 @@ use std::time::Duration;
 pub const DEMO_ROWS: u64 = 100_000;
 
 /// The names `--mode` takes, in `Mode`'s order.
-pub const MODE_NAMES: [&str; 3] = ["burst", "pool", "rate"];
+pub const MODE_NAMES: [&str; 4] = ["burst", "pool", "rate", "hold"];
 
 /// The ramp: step i (1-based) sends `start + (i - 1) * step` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,9 @@ pub enum Mode {
         /// None: a thread per request.
         max_inflight: Option<u32>,
     },
+    /// Step i holds its size of client connections, opened on top of those the step before
+    /// held, each sending the query about every `every` for `duration`.
+    Hold { every: Duration, duration: Duration },
 }
 
 impl Mode {
@@ -76,6 +79,7 @@ impl Mode {
             Mode::Burst => MODE_NAMES[0],
             Mode::Pool { .. } => MODE_NAMES[1],
             Mode::Rate { .. } => MODE_NAMES[2],
+            Mode::Hold { .. } => MODE_NAMES[3],
         }
     }
 
@@ -85,15 +89,17 @@ impl Mode {
             Mode::Burst => CONCURRENT,
             Mode::Pool { .. } => "requests queued at once",
             Mode::Rate { .. } => "requests per second",
+            Mode::Hold { .. } => HELD,
         }
     }
 
     /// At most how many connections a step of this size holds at once, known before any
     /// engine runs: a burst's every request, a pool's workers (its size when they are not
-    /// given), a rate step's in-flight cap or, without one, all its requests.
+    /// given), a rate step's in-flight cap or, without one, all its requests, a hold step's
+    /// crowd.
     pub fn most_connections(&self, size: u32) -> u32 {
         match self {
-            Mode::Burst => size,
+            Mode::Burst | Mode::Hold { .. } => size,
             Mode::Pool { workers, .. } => workers.map_or(size, |w| w.min(size)),
             Mode::Rate { max_inflight, .. } => {
                 let requests = self.requests_for(size);
@@ -121,10 +127,19 @@ impl Mode {
         }
     }
 
-    /// The parameter values a step of this size draws: a timed pool step draws a deck of at
+    /// A step whose request count is known only after it ends, and how long it lasts: a
+    /// timed pool step, or a hold step (its held connections' queries, after the opening).
+    pub fn timed(&self) -> Option<Duration> {
+        match self {
+            Mode::Hold { duration, .. } => Some(*duration),
+            _ => self.timed_pool(),
+        }
+    }
+
+    /// The parameter values a step of this size draws: a timed step draws a deck of at
     /// least `POOL_DECK`, which its requests take in turn (again from the top when it runs out).
     pub fn values_for(&self, size: u32) -> u32 {
-        match self.timed_pool() {
+        match self.timed() {
             Some(_) => size.max(POOL_DECK),
             None => self.requests_for(size),
         }
@@ -133,6 +148,9 @@ impl Mode {
 
 /// The fewest parameter values a timed pool step draws for its requests to take in turn.
 pub const POOL_DECK: u32 = 4096;
+
+/// The unit of a hold step's load.
+pub const HELD: &str = "connections held";
 
 /// The unit of a burst step's load.
 pub const CONCURRENT: &str = "concurrent requests";

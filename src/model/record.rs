@@ -84,6 +84,8 @@ pub struct StepRun {
     pub agents: Vec<crate::model::fleet::AgentStep>,
     /// An agent was lost during the step (why): the step is incomplete and the run stops.
     pub lost: Option<String>,
+    /// Hold mode: the connections held and what holding them cost.
+    pub hold: Option<crate::model::hold::HoldStep>,
 }
 
 /// Requests of the step in flight that have ended so far.

@@ -228,6 +228,8 @@ pub struct StepResult {
     /// Requests of the step's schedule that are neither ok, failed, dropped nor unsent: none,
     /// unless pgstress lost count of one.
     pub lost: u32,
+    /// Hold mode: the connections held and what holding them cost each side.
+    pub hold: Option<crate::model::hold::HoldStep>,
 }
 
 /// An empty histogram of a step's latencies (the one the per-request hot path records into).

@@ -186,6 +186,9 @@ impl<W: Write> Printer<W> {
             )),
             None => {}
         }
+        if let Some(hold) = &result.hold {
+            self.line(format!("         {}", hold_line(hold)));
+        }
         if let Some(shortfall) = result.concurrency.shortfall()
             && self.shortfalls_explained.insert(shortfall)
         {
@@ -350,5 +353,29 @@ fn shortfall_note(result: &StepResult, shortfall: Shortfall) -> String {
         c.asked.unwrap_or_default(),
         c.peak_in_flight,
         c.peak_connected
+    )
+}
+
+/// A hold step's crowd in one line: "held 300 (opened 100, 0 reopened, 0 dropped); per held
+/// connection: pgstress 14.2 KiB, pooler 2.1 KiB, server 1,234.0 KiB (301 backends of 1.2 MiB)".
+pub fn hold_line(hold: &crate::model::hold::HoldStep) -> String {
+    let kib = |value: Option<f64>| value.map_or("?".to_owned(), |v| format!("{v:.1} KiB"));
+    let mut sides = vec![format!("pgstress {}", kib(hold.client_kib_per_held))];
+    if hold.pooler_kib_per_held.is_some() {
+        sides.push(format!("pooler {}", kib(hold.pooler_kib_per_held)));
+    }
+    if let (Some(backends), Some(each)) = (hold.server_backends, hold.server_kib_per_backend) {
+        sides.push(format!(
+            "server {} ({backends} server processes of {each:.0} KiB each)",
+            kib(hold.server_kib_per_held)
+        ));
+    }
+    format!(
+        "held {} (opened {}, {} reopened, {} dropped); memory per held connection: {}",
+        hold.held,
+        hold.opened,
+        hold.reopened,
+        hold.dropped,
+        sides.join(", ")
     )
 }

@@ -259,7 +259,7 @@ fn cluster_free_params() -> ConnectParams {
         tls: None,
         scram_per_connection: false,
         in_band: None,
-        source: None,
+        source: Default::default(),
         channel_binding: Default::default(),
         keepalives: None,
     }

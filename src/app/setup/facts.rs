@@ -58,7 +58,7 @@ pub fn plan_facts(config: &RunConfig, data: Option<&ParamData>, engine: &dyn Eng
         saturated_cpu_pct: config.thresholds.saturated_cpu_pct,
         allow_writes: config.allow_writes,
         tolerate: config.tolerate,
-        step_duration_s: config.mode.timed_pool().map(|d| d.as_secs_f64()),
+        step_duration_s: config.mode.timed().map(|d| d.as_secs_f64()),
     }
 }
 

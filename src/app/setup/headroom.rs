@@ -70,7 +70,7 @@ pub fn shortfalls(steps: &[StepNeed], room: &Room) -> Vec<String> {
             "from step {} ({} connections over {sources} source address{}) one source address \
              needs {} local ports, but has {ports} (net.ipv4.ip_local_port_range): past that, \
              connects fail as `client` (pgstress's own limit); widen the range, or spread the \
-             load over source addresses (`pgstress agent --source-address`)",
+             connections over source addresses (`--source-address 127.0.0.2,127.0.0.3`)",
             step.step,
             step.connections,
             if sources == 1 { "" } else { "es" },
@@ -107,7 +107,7 @@ pub fn shortfalls(steps: &[StepNeed], room: &Room) -> Vec<String> {
 }
 
 /// What each step of the run needs: its connections (the engine's own count where it knows
-/// it) and, for a burst, a thread per request.
+/// it) and, for a burst or a hold step, a thread per connection.
 pub fn step_needs(config: &RunConfig, engine: &dyn Engine) -> Vec<StepNeed> {
     (1..=config.plan.steps)
         .map(|index| {
@@ -119,7 +119,7 @@ pub fn step_needs(config: &RunConfig, engine: &dyn Engine) -> Vec<StepNeed> {
                 step: index,
                 connections: u64::from(connections),
                 threads: match config.mode {
-                    Mode::Burst => u64::from(size),
+                    Mode::Burst | Mode::Hold { .. } => u64::from(size),
                     _ => 0,
                 },
             }
@@ -139,7 +139,7 @@ pub fn room(config: &RunConfig, pooler: Option<&LocalPooler>) -> Room {
             RequestClient::Postgres => limits::FILES_PER_CONNECTION,
         },
         ports: limits::ephemeral_ports(),
-        sources: 1,
+        sources: config.source_addresses.len().max(1) as u64,
         threads: limits::thread_room(),
         // PgBouncer's processes each serve their share of the clients on their own
         // descriptors; another pooler's children would not say what one process holds.

@@ -8,11 +8,13 @@ use anyhow::Context;
 use crate::config::RunConfig;
 use crate::engine::Engine;
 use crate::engine::burst::Burst;
+use crate::engine::hold::{Hold, HoldSides};
 use crate::engine::pool::{self, Pool};
 use crate::engine::rate::Rate;
 use crate::model::plan::Mode;
 use crate::pg::request::{Prepare, RequestSpec};
 use crate::pg::target::ConnectTarget;
+use crate::pg::wire::SourceAddresses;
 
 /// What every request sends: through a pooler (the target refused the `options` startup
 /// parameter) the settings go in each transaction and kept connections prepare nothing.
@@ -29,16 +31,23 @@ pub fn request_spec(config: &RunConfig, target: &ConnectTarget) -> anyhow::Resul
         config.timeout,
         config.client,
     )?;
-    Ok(spec.with_settings(target.in_band(config.timeout, config.allow_writes), prepare))
+    let mut spec = spec.with_settings(target.in_band(config.timeout, config.allow_writes), prepare);
+    // The postgres client was refused with --source-address when the options were read.
+    if let Some(lean) = spec.lean.as_mut() {
+        lean.source = SourceAddresses::new(config.source_addresses.clone());
+    }
+    Ok(spec)
 }
 
 /// The engine of the chosen mode; a pool opens its connections here, before step 1.
 /// `clients`: the connections the load can hold at once (the server's usable ones, or a
-/// pooler's client limit), which the pool's default workers leave a margin under.
+/// pooler's client limit), which the pool's default workers leave a margin under. `sides`:
+/// the local pooler and server whose memory a hold step reads.
 pub fn build_engine(
     config: &RunConfig,
     spec: Arc<RequestSpec>,
     clients: u32,
+    sides: HoldSides,
 ) -> anyhow::Result<Box<dyn Engine>> {
     Ok(match &config.mode {
         Mode::Burst => Box::new(Burst::new(spec, config.stack_size)),
@@ -79,6 +88,13 @@ pub fn build_engine(
             *arrival,
             *max_inflight,
             config.stack_size,
+        )),
+        Mode::Hold { every, duration } => Box::new(Hold::new(
+            spec,
+            (*every, *duration),
+            config.plan,
+            config.stack_size,
+            sides,
         )),
     })
 }

@@ -104,6 +104,7 @@ impl ThrowawayServer {
         run_to_end(initdb, &owner, &root.join("initdb.log"), INITDB_DEADLINE)
             .map_err(ServerError::Initdb)?;
         let _ = fs::remove_file(&password_file);
+        allow_loopback_sources(&data).map_err(ServerError::Folder)?;
 
         let port = free_port().map_err(ServerError::Folder)?;
         let mut args: Vec<String> = vec![
@@ -351,6 +352,18 @@ pub(crate) fn server_owner() -> Result<Option<User>, ServerError> {
         Ok(Some(user)) => Ok(Some(user)),
         _ => Err(ServerError::NoPostgresUser),
     }
+}
+
+/// initdb lets TCP clients in from 127.0.0.1 only: a run that spreads its connections over
+/// other loopback addresses (`--source-address 127.0.0.2,...`) logs in from them too, with
+/// the same password. The server still listens on 127.0.0.1 alone.
+fn allow_loopback_sources(data: &Path) -> std::io::Result<()> {
+    let hba = data.join("pg_hba.conf");
+    let rules = fs::read_to_string(&hba)?;
+    fs::write(
+        &hba,
+        format!("host all all 127.0.0.0/8 scram-sha-256\n{rules}"),
+    )
 }
 
 /// initdb of a cluster whose superuser `postgres` has the password in `password_file`.

@@ -80,9 +80,9 @@ pub struct ConnectParams {
     pub scram_per_connection: bool,
     /// Settings sent in each request's transaction rather than in `extra` (through a pooler).
     pub in_band: Option<InBand>,
-    /// The local address TCP connections leave from; None: the system's choice. Each source
-    /// address has its own ephemeral ports (an agent on a host with several addresses).
-    pub source: Option<std::net::IpAddr>,
+    /// The local addresses TCP connections leave from, in turn; empty: the system's choice.
+    /// Each source address has its own ephemeral ports (~28k each).
+    pub source: super::SourceAddresses,
     pub channel_binding: ChannelBinding,
     /// TCP keepalives on the socket (libpq's `keepalives`), with their idle time
     /// (`keepalives_idle`; None: the system's). Off unless asked: a request's connection lives
@@ -110,7 +110,7 @@ impl ConnectParams {
             tls: WireTls::from_options(tls)?,
             scram_per_connection: false,
             in_band: None,
-            source: None,
+            source: Default::default(),
             channel_binding: ChannelBinding::default(),
             keepalives: None,
         })
@@ -414,7 +414,7 @@ fn new_socket(
     )?;
     // Requests are single writes: send each at once, never wait on Nagle.
     socket.set_tcp_nodelay(true)?;
-    if let Some(source) = params.source {
+    if let Some(source) = params.source.next() {
         socket.bind(&std::net::SocketAddr::new(source, 0).into())?;
     }
     match params.keepalives {

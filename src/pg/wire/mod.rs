@@ -13,6 +13,7 @@ mod query;
 mod reader;
 mod route;
 mod scram;
+mod source;
 mod stream;
 
 pub use connect::{Address, ChannelBinding, ConnectParams, Connection, ReadySocket, WireTls};
@@ -21,3 +22,4 @@ pub use query::{InBand, Session, Timed, rows_outcome, run_once, timed_request};
 pub use reader::{MAX_MESSAGE_LEN, MessageReader};
 pub use route::{Endpoint, Hosts, NodeKind, SessionAttrs};
 pub use scram::{ScramClient, clear_key_cache, key_derivations};
+pub use source::SourceAddresses;
