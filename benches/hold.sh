@@ -166,6 +166,7 @@ pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 60000
 ignore_startup_parameters = options,extra_float_digits
+admin_users = postgres
 pidfile = $WORK/bouncer$i/pgbouncer.pid
 logfile = $WORK/bouncer$i/pgbouncer.log
 log_connections = 0
