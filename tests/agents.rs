@@ -719,3 +719,95 @@ fn an_outage_under_agents_counts_every_worker_of_every_agent_as_a_client() {
         assert!(gap["to"].is_number(), "each worker reconnected: {gap}");
     }
 }
+
+/// Hold mode from two agents, each on its own source address: each holds its share of every
+/// step, kept from one step to the next; the server sees the whole crowd, half from each
+/// address, and the coordinator's step is the agents' crowds summed, none dropped.
+#[test]
+fn two_agents_hold_their_shares_of_the_crowd_from_their_own_addresses() {
+    let server = common::start_server(&[("max_connections", "400")]);
+    let dsn = server.dsn();
+    let mut watcher = allow_loopback_sources(&dsn);
+    let logs = tempfile::tempdir().unwrap();
+    let address = coordinator_address();
+    let mut run = common::run_command(logs.path());
+    run.env_remove("PGSTRESS_TOKEN")
+        .args(["--dsn", &dsn, "--agents", "2", "--listen", &address])
+        .args(["--agents-timeout", "40s", "--no-report", "--quiet"])
+        .args(["--mode", "hold", "--query", "SELECT 1", "--every", "300ms"])
+        .args(["--duration", "5s", "--steps", "2", "--step", "150"])
+        .args(["--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = run.spawn().unwrap();
+    let agents: Vec<Child> = (2..=3)
+        .map(|i| {
+            agent(&address, &dsn, &format!("h{i}"))
+                .args(["--source-address", &format!("127.0.0.{i}")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Each step's crowd as the server sees it while the step holds it: backend pid → address.
+    let backends = |client: &mut postgres::Client| -> std::collections::BTreeMap<i32, String> {
+        let rows = client
+            .query(
+                "SELECT pid, host(client_addr) FROM pg_stat_activity \
+                 WHERE host(client_addr) IN ('127.0.0.2', '127.0.0.3')",
+                &[],
+            )
+            .unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let mut seen = Vec::new();
+    for step in 1..=2usize {
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut now = backends(&mut watcher);
+        while now.len() != step * 150 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+            now = backends(&mut watcher);
+        }
+        if now.len() != step * 150 {
+            let mut run = run;
+            let _ = run.kill();
+            let out = run.wait_with_output().unwrap();
+            panic!(
+                "step {step}: the server saw {} of the crowd: {}",
+                now.len(),
+                output_text(&out)
+            );
+        }
+        seen.push(now);
+    }
+    let output = finish(run, Duration::from_secs(120), "the coordinator");
+    for agent in agents {
+        let out = finish(agent, Duration::from_secs(30), "an agent");
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    assert!(output.status.success(), "{}", output_text(&output));
+    let kept = seen[0].keys().all(|pid| seen[1].contains_key(pid));
+    assert!(kept, "a connection of step 1 was not kept into step 2");
+    for address in ["127.0.0.2", "127.0.0.3"] {
+        let from = seen[1].values().filter(|a| *a == address).count();
+        assert_eq!(from, 150, "from {address}: {:?}", seen[1]);
+    }
+    let json = summary(logs.path());
+    for (i, step) in json["steps"].as_array().unwrap().iter().enumerate() {
+        let size = 150 * (i as u64 + 1);
+        assert_eq!(step["held"], size, "{step}");
+        assert_eq!(step["held_dropped"], 0, "{step}");
+        assert_eq!(
+            step["held_opened"], 150,
+            "each step opens its growth only: {step}"
+        );
+        assert_eq!(step["held_reopened"], 0, "{step}");
+        assert!(step["client_kib_per_held"].as_f64().is_some(), "{step}");
+        assert_eq!(step["failed"], 0, "{step}");
+        let agents = step["agents"].as_array().unwrap();
+        let held: Vec<u64> = agents
+            .iter()
+            .map(|a| a["hold"]["held"].as_u64().unwrap())
+            .collect();
+        assert_eq!(held, [size / 2, size / 2], "{step}");
+    }
+}

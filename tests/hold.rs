@@ -249,7 +249,7 @@ fn source_addresses_each_carry_their_share_of_the_held_connections() {
 }
 
 #[test]
-fn source_addresses_need_the_lean_client_and_hold_mode_no_agents() {
+fn source_addresses_need_the_lean_client_and_every_a_span() {
     let logs = tempfile::tempdir().unwrap();
     let refused = |args: &[&str]| {
         let output = pgstress_run(logs.path()).args(args).output().unwrap();
@@ -259,20 +259,6 @@ fn source_addresses_need_the_lean_client_and_hold_mode_no_agents() {
     let error = refused(&["--client", "postgres", "--source-address", "127.0.0.2"]);
     assert!(
         error.contains("--source-address") && error.contains("lean"),
-        "{error}"
-    );
-    let error = refused(&[
-        "--mode",
-        "hold",
-        "--agents",
-        "2",
-        "--listen",
-        "127.0.0.1:7999",
-        "--dsn",
-        "host=127.0.0.1",
-    ]);
-    assert!(
-        error.contains("hold mode is not split among agents"),
         "{error}"
     );
     let error = refused(&["--mode", "hold", "--every", "0s"]);

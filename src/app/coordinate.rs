@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::RunConfig;
-use crate::engine::{EXIT_GRACE, Engine, REPORT_GRACE, burst, pool};
+use crate::engine::{EXIT_GRACE, Engine, REPORT_GRACE, burst, hold, pool};
 use crate::fleet::coordinator;
 use crate::fleet::door::FleetSettings;
 use crate::fleet::messages::AgentPlan;
@@ -72,7 +72,8 @@ fn plan_for(
             arrival,
             max_inflight: max_inflight.map(share_of),
         },
-        // Refused with --agents (config::fleet): each agent would hold its share alone.
+        // Each agent's share of a step comes with the step (its parameter values): a burst
+        // sends them at once, a hold keeps that many connections.
         mode @ (Mode::Burst | Mode::Hold { .. }) => mode,
     };
     AgentPlan {
@@ -119,7 +120,18 @@ fn shape(config: &RunConfig, agents: u32, workers: Option<u32>) -> Shape {
                 }),
             }
         }
-        Mode::Rate { duration, .. } | Mode::Hold { duration, .. } => Shape {
+        Mode::Hold { duration, .. } => {
+            // The agent with the largest share of a step's growth opens its connections last.
+            let growth = config.plan.start.max(config.plan.step).div_ceil(agents);
+            Shape {
+                describe,
+                concurrency: Box::new(|_| None),
+                step_bound: Box::new(move |_| {
+                    hold::opening_bound(timeout, growth) + duration + timeout + REPORT_GRACE
+                }),
+            }
+        }
+        Mode::Rate { duration, .. } => Shape {
             describe,
             concurrency: Box::new(|_| None),
             step_bound: Box::new(move |_| duration + timeout + REPORT_GRACE + EXIT_GRACE),

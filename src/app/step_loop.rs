@@ -17,6 +17,7 @@ use crate::measure::sampler::{Sampler, StepTag};
 use crate::measure::stats;
 use crate::model::activity::DatabaseCounts;
 use crate::model::facts::{ClientCpus, RunFacts, clients_at_once};
+use crate::model::hold::cpu_us_per_held;
 use crate::model::plan::Mode;
 use crate::model::record::{RequestRecord, StepObserver, StepRun, Tally};
 use crate::model::rules::Flag;
@@ -326,7 +327,7 @@ impl<W: Write> StepLoop<'_, W> {
             )),
         };
         measured.concurrency.asked = context.concurrency;
-        cpu_per_held(&mut measured, self.cpus.host_cores);
+        cpu_per_held(&mut measured, self.cpus.host_cores, !run.agents.is_empty());
         let mut flags = flags::diagnose(&measured, &context, &self.cpus, &self.config.thresholds);
         // A step where any agent was the limit is client-limited as a whole.
         for agent in &run.agents {
@@ -352,16 +353,19 @@ impl<W: Write> StepLoop<'_, W> {
     }
 }
 
-/// A hold step's CPU per held connection, for each side: µs of CPU per second.
-fn cpu_per_held(measured: &mut StepResult, host_cores: f64) {
+/// A hold step's CPU per held connection, for each side: µs of CPU per second. With agents
+/// the client's is theirs (merged from their own), not this process's.
+fn cpu_per_held(measured: &mut StepResult, host_cores: f64, agents: bool) {
     let Some(hold) = measured.hold.as_mut() else {
         return;
     };
-    let held = f64::from(hold.held);
+    let held = hold.held;
     let per_held = |cpu: Option<crate::model::step::MeanPeak>| {
-        (cpu.filter(|_| held > 0.0)).map(|cpu| cpu.mean / 100.0 * host_cores * 1e6 / held)
+        cpu.and_then(|cpu| cpu_us_per_held(cpu.mean, host_cores, held))
     };
-    hold.client_cpu_us_per_held = per_held(measured.cpu.process);
+    if !agents {
+        hold.client_cpu_us_per_held = per_held(measured.cpu.process);
+    }
     hold.pooler_cpu_us_per_held = per_held(measured.pooler.cpu);
     hold.server_cpu_us_per_held = per_held(measured.cpu.server);
 }

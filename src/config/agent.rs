@@ -26,14 +26,16 @@ impl RunConfig {
     }
 }
 
-/// An agent's options: one step of its share (a pool's queue holds the largest; the other
-/// modes take their size from the parameters each step brings).
+/// An agent's options: one step of its share (a pool's queue holds the largest, as does a
+/// hold's crowd; every mode takes its size from the parameters each step brings).
 fn agent_options(target: TargetArgs, plan: &AgentPlan) -> RunArgs {
     let mut options = RunArgs {
         target,
         steps: Some(1),
         step: Some(match plan.mode {
-            Mode::Pool { .. } => plan.largest_share.max(1),
+            // A hold engine's opening waits for its largest share, and the pre-load checks
+            // count it.
+            Mode::Pool { .. } | Mode::Hold { .. } => plan.largest_share.max(1),
             _ => 1,
         }),
         query: Some(plan.query.clone()),

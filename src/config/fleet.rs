@@ -60,14 +60,6 @@ pub(super) fn merge_fleet(
             format!("each of the {agents} agents needs a worker at least"),
         ));
     }
-    if let Mode::Hold { .. } = mode {
-        return Err(invalid(
-            "--mode",
-            "hold",
-            "hold mode is not split among agents yet: drop --agents, and spread this process's \
-             connections over --source-address instead",
-        ));
-    }
     if let Some(duration) = mode.timed_pool() {
         return Err(invalid(
             "--duration",

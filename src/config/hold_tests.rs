@@ -28,7 +28,8 @@ fn hold_mode_takes_every_and_duration_and_source_addresses_a_list() {
         }
     );
     assert_eq!(config.source_addresses.len(), 3);
-    assert_eq!(config.mode.values_for(10), crate::model::plan::POOL_DECK);
+    // A value per held connection: the values say the step's size (an agent's share too).
+    assert_eq!(config.mode.values_for(10), 10);
     let twice = merge(&["--source-address", "127.0.0.2,127.0.0.2"], "").unwrap_err();
     assert!(twice.contains("listed twice"), "{twice}");
     let every = merge(&["--every", "1s"], "").unwrap_err();

@@ -82,6 +82,8 @@ pub struct Hold {
     handles: Vec<JoinHandle<()>>,
     stop: Option<Sender<()>>,
     release: Option<Instant>,
+    /// The step before's size: what this step keeps.
+    kept: u32,
 }
 
 impl Hold {
@@ -127,6 +129,7 @@ impl Hold {
             handles: Vec::new(),
             stop: Some(stop),
             release: None,
+            kept: 0,
         }
     }
 
@@ -168,11 +171,8 @@ impl Hold {
         }
     }
 
-    /// The longest the opening of `count` connections takes: a connect deadline per round
-    /// of `OPENING_AT_ONCE`.
     fn opening_bound(&self, count: u32) -> Duration {
-        let rounds = (count as usize).div_ceil(OPENING_AT_ONCE).max(1) as u32;
-        self.shared.spec.timeout * rounds + REPORT_GRACE
+        opening_bound(self.shared.spec.timeout, count)
     }
 
     /// The most connections a step's opening waits for: its growth (the first step its
@@ -208,6 +208,13 @@ impl Hold {
             ..HoldStep::default()
         }
     }
+}
+
+/// The longest the opening of `count` connections takes: a connect deadline (`timeout`) per
+/// round of `OPENING_AT_ONCE`.
+pub fn opening_bound(timeout: Duration, count: u32) -> Duration {
+    let rounds = (count as usize).div_ceil(OPENING_AT_ONCE).max(1) as u32;
+    timeout * rounds + REPORT_GRACE
 }
 
 /// The server's own memory: its backends' and background processes' (`memory::own_kib`).
@@ -251,6 +258,9 @@ impl Engine for Hold {
         observer: Option<&dyn StepObserver>,
     ) -> StepRun {
         let origin = hold_until(self.release.take());
+        // A value per held connection: the step's size here, an agent's share of it there.
+        let size = params.len() as u32;
+        let growth = size.saturating_sub(std::mem::replace(&mut self.kept, size));
         if !params.is_empty() {
             *self
                 .shared
@@ -258,17 +268,13 @@ impl Engine for Hold {
                 .write()
                 .expect("the deck is never poisoned") = Arc::new(params);
         }
-        let size = self.plan.requests_at(step);
-        let before = match step {
-            1 => 0,
-            _ => self.plan.requests_at(step - 1),
-        };
         let to_open = size.saturating_sub(self.shared.held.load(Ordering::SeqCst));
-        let reopened = to_open.saturating_sub(size.saturating_sub(before));
+        let reopened = to_open.saturating_sub(growth);
         self.shared.step.store(step, Ordering::SeqCst);
         // A connection still waiting for a connect slot when the opening is over never
         // reached the server: pgstress's pacing, not the server's answer.
-        let opened_by = origin + self.opening_bound(to_open.min(self.largest_opening(size)));
+        let opened_by =
+            origin + self.opening_bound(to_open.min(growth.max(self.largest_opening(size))));
         self.open(step, to_open, (origin, opened_by));
         let mut collector = Collector::new(step, observer);
         // The opening: every new connection reports its connect and first query, or its failure.

@@ -20,6 +20,7 @@ use crate::judge::flags::{self, StepContext};
 use crate::measure::sampler::{Sampler, StepTag};
 use crate::model::facts::ClientCpus;
 use crate::model::fleet::AgentStep;
+use crate::model::hold::{HoldStep, cpu_us_per_held};
 use crate::model::plan::Mode;
 use crate::model::record::{StepObserver, StepRun, Tally};
 use crate::model::rules::Thresholds;
@@ -224,6 +225,13 @@ impl Session {
         };
         let cpus: ClientCpus = crate::sys::cpus::this_process();
         let raised = flags::diagnose(&measured, &context, &cpus, &thresholds);
+        // A held crowd's cost to this agent: its own memory (the engine read it) and CPU.
+        let hold = run.hold.clone().map(|hold| HoldStep {
+            client_cpu_us_per_held: cpu
+                .process
+                .and_then(|p| cpu_us_per_held(p.mean, cpus.host_cores, hold.held)),
+            ..hold
+        });
         AgentStep {
             requests: measured.requests,
             ok: measured.ok,
@@ -246,6 +254,7 @@ impl Session {
                 })
                 .collect(),
             latency_histogram_us: crate::model::hdr::encode(&measured.latency),
+            hold,
             ..AgentStep::default()
         }
     }

@@ -273,5 +273,10 @@ fn merge(links: &[AgentLink], answers: Vec<Answer>, shares: &[u32], offsets: &[O
     if !lost.is_empty() {
         run.lost = Some(lost.join("; "));
     }
+    // A hold step's crowd is every agent's: a lost agent's connections are not counted held.
+    let crowds: Vec<_> = run.agents.iter().filter_map(|a| a.hold.as_ref()).collect();
+    if !crowds.is_empty() {
+        run.hold = Some(crate::model::hold::merged(&crowds));
+    }
     run
 }

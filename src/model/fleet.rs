@@ -40,6 +40,10 @@ pub struct AgentStep {
     /// Records of this agent in the step's request list (they come in agent order).
     #[serde(skip)]
     pub records: usize,
+    /// Hold mode: the agent's crowd, and what holding it cost the agent (its memory and CPU
+    /// per held connection; the pooler and the server are the coordinator's to read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<crate::model::hold::HoldStep>,
     /// The agent was lost during the step: its share's outcome is unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,

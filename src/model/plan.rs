@@ -137,11 +137,13 @@ impl Mode {
     }
 
     /// The parameter values a step of this size draws: a timed step draws a deck of at
-    /// least `POOL_DECK`, which its requests take in turn (again from the top when it runs out).
+    /// least `POOL_DECK`, which its requests take in turn (again from the top when it runs out);
+    /// a hold step a value per held connection, so that its values say its size (an agent's
+    /// share of it too).
     pub fn values_for(&self, size: u32) -> u32 {
         match self.timed() {
-            Some(_) => size.max(POOL_DECK),
-            None => self.requests_for(size),
+            Some(_) if !matches!(self, Mode::Hold { .. }) => size.max(POOL_DECK),
+            _ => self.requests_for(size),
         }
     }
 }

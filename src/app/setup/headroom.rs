@@ -9,6 +9,7 @@ use crate::measure::sampler::cpu::LocalPooler;
 use crate::model::plan::Mode;
 use crate::output::printer::Printer;
 use crate::pg::request::RequestClient;
+use crate::sys::memory::MAPS_PER_THREAD;
 
 /// What one step of the run needs of this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Room {
     pub sources: u64,
     /// The threads pgstress may still start, and the setting that bounds them.
     pub threads: (u64, &'static str),
+    /// The memory maps this process may still make (`vm.max_map_count` less those it has):
+    /// each thread takes `memory::MAPS_PER_THREAD`.
+    pub maps: Option<u64>,
     /// A local PgBouncer's processes' open-file limits (pid, limit): the clients spread over
     /// them.
     pub pooler_files: Vec<(u32, u64)>,
@@ -84,6 +88,20 @@ pub fn shortfalls(steps: &[StepNeed], room: &Room) -> Vec<String> {
              ({setting}): past that, requests fail as `client` (pgstress's own limit); raise \
              {setting}",
             step.step, step.threads
+        ));
+    }
+    let maps = |step: &StepNeed| step.threads * MAPS_PER_THREAD;
+    if let Some(left) = room.maps
+        && let Some(step) = first(&|step| maps(step) > left)
+    {
+        lines.push(format!(
+            "from step {} ({} threads) pgstress needs about {} memory maps ({MAPS_PER_THREAD} a \
+             thread), but may make {left} more (vm.max_map_count): past that, its threads fail \
+             as `client` (pgstress's own limit); raise vm.max_map_count, or spread the load over \
+             --agents",
+            step.step,
+            step.threads,
+            maps(&step)
         ));
     }
     let processes = room.pooler_files.len() as u64;
@@ -141,6 +159,7 @@ pub fn room(config: &RunConfig, pooler: Option<&LocalPooler>) -> Room {
         ports: limits::ephemeral_ports(),
         sources: config.source_addresses.len().max(1) as u64,
         threads: limits::thread_room(),
+        maps: crate::sys::memory::maps_left(),
         // PgBouncer's processes each serve their share of the clients on their own
         // descriptors; another pooler's children would not say what one process holds.
         pooler_files: pooler
@@ -187,6 +206,7 @@ mod tests {
             ports: Some(28_232),
             sources: 1,
             threads: (100_000, "kernel.threads-max"),
+            maps: Some(1_000_000),
             pooler_files: vec![(41, 1_000_000), (42, 1_000_000)],
         }
     }
@@ -235,6 +255,25 @@ mod tests {
             "{lines:?}"
         );
         assert!(shortfalls(&steps(&[100, 200], false), &few).is_empty());
+    }
+
+    #[test]
+    fn threads_past_the_memory_maps_left_name_vm_max_map_count() {
+        // 65,530 maps, 1,530 of them taken: room for 16,000 threads at 4 maps each.
+        let room = Room {
+            maps: Some(64_000),
+            ..ample()
+        };
+        assert!(shortfalls(&steps(&[8_000, 16_000], true), &room).is_empty());
+        let lines = shortfalls(&steps(&[8_000, 16_000, 16_001], true), &room);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("from step 3 (16001 threads) pgstress needs about 64004 memory maps (4 a thread), but may make 64000 more (vm.max_map_count)")
+                && lines[0].contains("raise vm.max_map_count"),
+            "{lines:?}"
+        );
+        // A pool's threads were started before step 1.
+        assert!(shortfalls(&steps(&[20_000], false), &room).is_empty());
     }
 
     #[test]
