@@ -24,8 +24,10 @@ pub fn assemble(
     plan_for: &dyn Fn(u32) -> AgentPlan,
     note: &mut dyn FnMut(String),
 ) -> Result<(Vec<AgentLink>, Vec<String>), FleetError> {
-    // Agent 1 has the largest share (the first ones get one more).
-    let cap = messages::largest_from_agent(plan_for(1).largest_share);
+    // Agent 1 has the largest share (the first ones get one more); a hold step logs several
+    // records per connection.
+    let first = plan_for(1);
+    let cap = messages::largest_from_agent(first.mode.most_records(first.largest_share));
     let mut links = gather(settings, HANDSHAKE_WITHIN, cap, note)?;
     let engines = send_plans(&mut links, plan_for)?;
     Ok((links, engines))

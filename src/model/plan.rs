@@ -119,6 +119,20 @@ impl Mode {
         }
     }
 
+    /// The most request records a step of this size may log: a hold step's connections each
+    /// log their connect and a query at most every half `--every` (the jitter's shortest wait)
+    /// over its duration; every other mode, a record per request.
+    pub fn most_records(&self, size: u32) -> u32 {
+        match self {
+            Mode::Hold { every, duration } => {
+                let shortest_wait = every.as_secs_f64() / 2.0;
+                let queries = (duration.as_secs_f64() / shortest_wait).ceil() as u32 + 1;
+                size.saturating_mul(queries.saturating_add(1))
+            }
+            _ => self.requests_for(size),
+        }
+    }
+
     /// A timed pool step's duration: its request count is not known before it ends.
     pub fn timed_pool(&self) -> Option<Duration> {
         match self {
@@ -186,5 +200,26 @@ impl Default for Reconnect {
             enabled: true,
             max: Duration::from_secs(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_step_may_log_its_connect_and_a_query_every_half_every_per_connection() {
+        let hold = Mode::Hold {
+            every: Duration::from_secs(10),
+            duration: Duration::from_secs(30),
+        };
+        // Waits of at least 5 s over 30 s: at most 7 queries, and the connect.
+        assert_eq!(hold.most_records(1_000), 8_000);
+        let long = Mode::Hold {
+            every: Duration::from_secs(1),
+            duration: Duration::from_secs(120),
+        };
+        assert_eq!(long.most_records(12_500), 12_500 * 242);
+        assert_eq!(Mode::Burst.most_records(750), 750);
     }
 }
