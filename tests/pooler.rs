@@ -7,15 +7,9 @@ mod common;
 
 use std::path::Path;
 
+use common::pooler::*;
 use common::*;
 use pgstress::pg::local::pooler::ThrowawayPooler;
-
-fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn run(logs: &Path, dsn: &str, args: &[&str]) -> std::process::Output {
     pgstress_run(logs)
@@ -155,7 +149,7 @@ fn a_throwaway_pgbouncer_is_recorded_and_removed_after_the_run() {
         .expect("the pooler's folder is named");
     assert!(!Path::new(folder).exists(), "{folder} is still there");
     assert!(
-        no_process_mentions(folder),
+        no_process_mentions(Path::new(folder)),
         "a pgbouncer of {folder} still runs"
     );
     let summary = std::fs::read_to_string(log_file(logs.path(), "_summary.json")).unwrap();
@@ -163,14 +157,6 @@ fn a_throwaway_pgbouncer_is_recorded_and_removed_after_the_run() {
 }
 
 /// No process's command line names `folder` (PgBouncer runs with its ini file inside it).
-fn no_process_mentions(folder: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().all(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(folder))
-            .unwrap_or(true)
-    })
-}
-
 /// The throwaway pooler's folder, from the note pgstress prints when it starts it.
 fn pooler_folder(stdout: &str) -> Option<String> {
     stdout
@@ -222,7 +208,7 @@ fn sigterm_mid_step_removes_the_throwaway_pooler() {
     let folder = pooler_folder(&stdout).expect("the pooler's folder is named");
     assert!(!Path::new(&folder).exists(), "{folder} is still there");
     assert!(
-        no_process_mentions(&folder),
+        no_process_mentions(Path::new(&folder)),
         "a pgbouncer of {folder} still runs"
     );
 }
@@ -307,34 +293,6 @@ fn the_pools_default_workers_are_sized_by_pgbouncers_client_limit() {
         let row = &step_rows(logs.path())[0];
         assert_eq!(number(row, "failed"), 0, "{mode}: {row:?}");
     }
-}
-
-/// A key and certificate for PgBouncer (RSA 4096: some 6 ms of its one thread per handshake),
-/// owned by the user it runs as.
-fn slow_handshake_certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("pooler.crt"), dir.join("pooler.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("this test needs the openssl command (apt-get install openssl)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        for path in [dir, &cert, &key] {
-            nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
-        }
-    }
-    (cert.display().to_string(), key.display().to_string())
 }
 
 #[test]

@@ -7,15 +7,9 @@ mod common;
 
 use std::path::Path;
 
+use common::pooler::*;
 use common::*;
 use pgstress::pg::local::pooler::{PoolerPlan, ThrowawayPooler};
-
-fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn two_processes<'a>(settings: &'a [(String, String)], largest: Option<u32>) -> PoolerPlan<'a> {
     PoolerPlan {
@@ -53,15 +47,6 @@ fn open_files_limit(pid: u32) -> u64 {
 }
 
 /// No process's command line names `folder` (PgBouncer runs with its ini file inside it).
-fn no_process_mentions(folder: &Path) -> bool {
-    let folder = folder.display().to_string();
-    std::fs::read_dir("/proc").unwrap().flatten().all(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(&folder))
-            .unwrap_or(true)
-    })
-}
-
 #[test]
 fn both_processes_take_connections_with_their_own_limits_and_are_gone_after_stop() {
     let server = start_server(&[]);
@@ -181,34 +166,6 @@ fn a_run_with_two_processes_removes_both_and_counts_both_client_limits() {
             folder.display()
         );
     }
-}
-
-/// A key and certificate for PgBouncer (RSA 4096: some 6 ms of its one thread per handshake),
-/// owned by the user it runs as.
-fn slow_handshake_certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("pooler.crt"), dir.join("pooler.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("this test needs the openssl command (apt-get install openssl)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        for path in [dir, &cert, &key] {
-            nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
-        }
-    }
-    (cert.display().to_string(), key.display().to_string())
 }
 
 fn pin(pid: u32, cpu: usize) {

@@ -10,6 +10,7 @@ use assert_cmd::Command;
 use pgstress::pg::local::server::ThrowawayServer;
 
 pub mod netns;
+pub mod pooler;
 mod slow_door;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use slow_door::slow_door;

@@ -133,17 +133,8 @@ pub(crate) fn loopback_target(
     dbname: &str,
 ) -> ConnectTarget {
     let mut config = postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user(user)
-        .password(password)
-        .dbname(dbname);
-    let tls = TlsOptions {
-        mode: SslMode::Disable,
-        ..TlsOptions::default()
-    };
-    ConnectTarget::from_config(config, tls).expect("a plain-TCP target needs no certificate")
+    config.host("127.0.0.1");
+    without_tls(config, port, (user, password, dbname))
 }
 
 /// The same process on its unix socket in `dir` (one process of several that share a TCP
@@ -156,8 +147,18 @@ pub(crate) fn socket_target(
     dbname: &str,
 ) -> ConnectTarget {
     let mut config = postgres::Config::new();
+    config.host_path(dir);
+    without_tls(config, port, (user, password, dbname))
+}
+
+/// The target of a throwaway process reached at `config`'s host without TLS: a loopback or
+/// unix socket connection needs no certificate.
+fn without_tls(
+    mut config: postgres::Config,
+    port: u16,
+    (user, password, dbname): (&str, &str, &str),
+) -> ConnectTarget {
     config
-        .host_path(dir)
         .port(port)
         .user(user)
         .password(password)
@@ -166,7 +167,7 @@ pub(crate) fn socket_target(
         mode: SslMode::Disable,
         ..TlsOptions::default()
     };
-    ConnectTarget::from_config(config, tls).expect("a unix socket target needs no certificate")
+    ConnectTarget::from_config(config, tls).expect("a target without TLS needs no certificate")
 }
 
 /// The last lines of a log, joined on one line for an error message.
