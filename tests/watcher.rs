@@ -228,10 +228,13 @@ fn the_watchers_server_cpu_agrees_with_the_same_server_measured_locally() {
             step + 1
         );
     }
-    // The third step's five counts cost about 5/3 of the second's three, in either run.
+    // The third step's five counts cost about 5/3 of the second's three, in either run: the
+    // CPU a count costs varies between steps on a shared virtual machine (a local run read
+    // 2.09 once, beside a build on the other CPU), so the bounds only tell work that scales
+    // from a reading that does not (1 or 3 and more).
     for (name, run) in [("watched", &watched), ("local", &local)] {
         let ratio = run[2].1 / run[1].1;
-        assert!((1.4..=2.0).contains(&ratio), "{name}: {run:?}");
+        assert!((1.3..=2.3).contains(&ratio), "{name}: {run:?}");
     }
 }
 
