@@ -51,10 +51,13 @@ impl Standby {
         backup
             .arg("-D")
             .arg(&data)
+            // A fast checkpoint: the default spreads it over most of checkpoint_timeout.
             .args([
                 "-R",
                 "-X",
                 "stream",
+                "-c",
+                "fast",
                 "-w",
                 "-h",
                 "127.0.0.1",
