@@ -6,129 +6,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use common::*;
 use pgstress::pg::local::server::ThrowawayServer;
-
-/// A program of the primary's own PostgreSQL installation (its `postgres` may be a link on
-/// `PATH` into it).
-fn server_binary(primary: &ThrowawayServer, name: &str) -> PathBuf {
-    let postgres = std::fs::canonicalize(primary.bin_dir().join("postgres")).unwrap();
-    postgres.parent().unwrap().join(name)
-}
-
-/// A hot standby of `primary`, on a port of its own, logging every statement to a file.
-struct Standby {
-    child: Child,
-    folder: tempfile::TempDir,
-    port: u16,
-}
-
-/// Runs as the `postgres` OS user when the tests run as root (initdb and postgres refuse root).
-fn as_server_user(command: &mut Command, folder: &Path) {
-    if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        nix::unistd::chown(folder, Some(user.uid), Some(user.gid)).unwrap();
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-    }
-}
-
-impl Standby {
-    fn of(primary: &ThrowawayServer) -> Standby {
-        let folder = tempfile::Builder::new()
-            .prefix("pgstress-standby-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let data = folder.path().join("data");
-        let mut backup = Command::new(server_binary(primary, "pg_basebackup"));
-        backup
-            .arg("-D")
-            .arg(&data)
-            // A fast checkpoint: the default spreads it over most of checkpoint_timeout.
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-                "-w",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .args(["-p", &primary.port().to_string()])
-            .env("PGPASSWORD", primary.password());
-        as_server_user(&mut backup, folder.path());
-        let made = backup.output().expect("pg_basebackup");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let port = pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).unwrap();
-        let log = std::fs::File::create(folder.path().join("server.log")).unwrap();
-        let mut postgres = Command::new(server_binary(primary, "postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "log_statement=all"])
-            .arg("-c")
-            .arg(format!(
-                "unix_socket_directories={}",
-                folder.path().display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        as_server_user(&mut postgres, folder.path());
-        let standby = Standby {
-            child: postgres.spawn().expect("postgres"),
-            folder,
-            port,
-        };
-        let dsn = node_dsn(primary, port);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let recovering = postgres::Client::connect(&dsn, postgres::NoTls)
-                .and_then(|mut c| c.query_one("SELECT pg_is_in_recovery()", &[]))
-                .map(|row| row.get::<_, bool>(0));
-            if matches!(recovering, Ok(true)) {
-                return standby;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the standby never answered: {recovering:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.folder.path().join("server.log")
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One node's DSN, for the test's own connections.
 fn node_dsn(primary: &ThrowawayServer, port: u16) -> String {
@@ -140,7 +23,7 @@ fn node_dsn(primary: &ThrowawayServer, port: u16) -> String {
 
 struct Pair {
     primary: ThrowawayServer,
-    standby: Standby,
+    standby: ThrowawayServer,
 }
 
 /// The primary (logging every statement) and its standby, shared by the tests of this binary.
@@ -148,7 +31,9 @@ fn pair() -> &'static Pair {
     static PAIR: OnceLock<Pair> = OnceLock::new();
     PAIR.get_or_init(|| {
         let primary = start_server(&[("log_statement", "all")]);
-        let standby = Standby::of(&primary);
+        // pgstress's own standby: its watchdog removes it with the test binary, which never
+        // drops this static.
+        let standby = (primary.start_standby()).expect("a streaming standby of the primary");
         Pair { primary, standby }
     })
 }
@@ -174,7 +59,7 @@ fn spread_of(pair: &Pair, dsn: &str, requests: u32, extra: &[&str]) -> (usize, u
     let primary_log = pair.primary.folder().join("server.log");
     let before = (
         load_connections(&primary_log),
-        load_connections(&pair.standby.log()),
+        load_connections(&pair.standby.folder().join("server.log")),
     );
     let logs = tempfile::tempdir().unwrap();
     let stdout = run_ok(
@@ -190,7 +75,7 @@ fn spread_of(pair: &Pair, dsn: &str, requests: u32, extra: &[&str]) -> (usize, u
     assert_eq!(number(&rows[0], "ok"), u64::from(requests), "{stdout}");
     let spread = (
         load_connections(&primary_log) - before.0,
-        load_connections(&pair.standby.log()) - before.1,
+        load_connections(&pair.standby.folder().join("server.log")) - before.1,
     );
     // What pgstress says it reached is what the nodes ran (less the request tried first).
     let nodes = &summary(logs.path())["facts"]["nodes"];
@@ -209,7 +94,7 @@ fn spread_of(pair: &Pair, dsn: &str, requests: u32, extra: &[&str]) -> (usize, u
                 .sum::<usize>()
         };
         assert_eq!(
-            counted(pair.primary.port()) + counted(pair.standby.port),
+            counted(pair.primary.port()) + counted(pair.standby.port()),
             requests as usize
         );
         assert!(
@@ -217,7 +102,7 @@ fn spread_of(pair: &Pair, dsn: &str, requests: u32, extra: &[&str]) -> (usize, u
             "{by_node:?} {spread:?}"
         );
         assert!(
-            counted(pair.standby.port) <= spread.1,
+            counted(pair.standby.port()) <= spread.1,
             "{by_node:?} {spread:?}"
         );
         assert!(stdout.contains("nodes: "), "{stdout}");
@@ -245,7 +130,7 @@ fn psql_port(dsn: &str) -> u16 {
 #[test]
 fn the_load_reaches_the_node_psql_reaches() {
     let pair = pair();
-    let (p, s) = (pair.primary.port(), pair.standby.port);
+    let (p, s) = (pair.primary.port(), pair.standby.port());
     let down = pgstress::sys::ports::free_listener_port([127, 0, 0, 1].into()).unwrap();
     let login = format!(
         "user=postgres dbname=postgres password={}",
@@ -318,7 +203,7 @@ fn load_balance_hosts_random_spreads_a_step_over_both_nodes() {
     let dsn = format!(
         "host=127.0.0.1,127.0.0.1 port={},{} load_balance_hosts=random {}",
         pair.primary.port(),
-        pair.standby.port,
+        pair.standby.port(),
         format_args!(
             "user=postgres dbname=postgres password={}",
             pair.primary.password()
@@ -358,7 +243,7 @@ fn a_target_with_no_node_of_the_kind_asked_is_refused_naming_it() {
     let pair = pair();
     let dsn = format!(
         "host=127.0.0.1 port={} target_session_attrs=read-write {}",
-        pair.standby.port,
+        pair.standby.port(),
         format_args!(
             "user=postgres dbname=postgres password={}",
             pair.primary.password()
