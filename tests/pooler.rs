@@ -141,32 +141,14 @@ fn a_throwaway_pgbouncer_is_recorded_and_removed_after_the_run() {
         stdout.contains("throwaway pooler stopped and removed"),
         "{stdout}"
     );
-    let folder = stdout
-        .split("started a throwaway pooler: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" in ").nth(1))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the pooler's folder is named");
-    assert!(!Path::new(folder).exists(), "{folder} is still there");
-    assert!(
-        no_process_mentions(Path::new(folder)),
-        "a pgbouncer of {folder} still runs"
-    );
+    let folders = pooler_folders(&stdout);
+    assert_eq!(folders.len(), 1, "{stdout}");
+    assert_pooler_gone(&folders[0]);
     let summary = std::fs::read_to_string(log_file(logs.path(), "_summary.json")).unwrap();
     assert!(summary.contains("\"pooler\": \"PgBouncer"), "{summary}");
 }
 
 /// No process's command line names `folder` (PgBouncer runs with its ini file inside it).
-/// The throwaway pooler's folder, from the note pgstress prints when it starts it.
-fn pooler_folder(stdout: &str) -> Option<String> {
-    stdout
-        .split("started a throwaway pooler: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" in ").nth(1))
-        .and_then(|rest| rest.split(';').next())
-        .map(str::to_owned)
-}
-
 #[test]
 fn sigterm_mid_step_removes_the_throwaway_pooler() {
     use std::io::Read;
@@ -205,12 +187,9 @@ fn sigterm_mid_step_removes_the_throwaway_pooler() {
         .read_to_string(&mut stdout)
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(143), "{stdout}");
-    let folder = pooler_folder(&stdout).expect("the pooler's folder is named");
-    assert!(!Path::new(&folder).exists(), "{folder} is still there");
-    assert!(
-        no_process_mentions(Path::new(&folder)),
-        "a pgbouncer of {folder} still runs"
-    );
+    let folders = pooler_folders(&stdout);
+    assert_eq!(folders.len(), 1, "{stdout}");
+    assert_pooler_gone(&folders[0]);
 }
 
 #[test]

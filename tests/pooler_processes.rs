@@ -150,21 +150,10 @@ fn a_run_with_two_processes_removes_both_and_counts_both_client_limits() {
         stdout.contains("throwaway pooler stopped and removed"),
         "{stdout}"
     );
-    let folders = stdout
-        .split("started a throwaway pooler: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" in ").nth(1))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the pooler's folders are named");
-    let folders: Vec<&Path> = folders.split(", ").map(Path::new).collect();
+    let folders = pooler_folders(&stdout);
     assert_eq!(folders.len(), 2, "{stdout}");
-    for folder in folders {
-        assert!(!folder.exists(), "{} is still there", folder.display());
-        assert!(
-            no_process_mentions(folder),
-            "a pgbouncer of {} still runs",
-            folder.display()
-        );
+    for folder in &folders {
+        assert_pooler_gone(folder);
     }
 }
 
@@ -275,17 +264,11 @@ fn sigkill_mid_step_still_removes_every_process_and_folder() {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    let folders = stdout
-        .split("started a throwaway pooler: ")
-        .nth(1)
-        .and_then(|rest| rest.split(" in ").nth(1))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the pooler's folders are named");
-    let folders: Vec<&Path> = folders.split(", ").map(Path::new).collect();
+    let folders = pooler_folders(&stdout);
     assert_eq!(folders.len(), 2, "{stdout}");
     // Each process's watchdog wakes when pgstress's end of its pipe closes.
     let deadline = Instant::now() + Duration::from_secs(60);
-    for folder in folders {
+    for folder in &folders {
         while folder.exists() || !no_process_mentions(folder) {
             assert!(
                 Instant::now() < deadline,

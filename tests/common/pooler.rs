@@ -1,7 +1,7 @@
 //! A throwaway PgBouncer's test helpers: its settings, a certificate slow to hand shake, and
 //! whether any process still runs from its folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `(name, value)` pairs as the pooler's settings.
 pub fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -47,4 +47,26 @@ pub fn no_process_mentions(folder: &Path) -> bool {
             .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(&folder))
             .unwrap_or(true)
     })
+}
+
+/// The throwaway pooler's folders, one a process, from the note pgstress prints when it starts
+/// them (`started a throwaway pooler: ... in FOLDER, FOLDER; ...`).
+pub fn pooler_folders(stdout: &str) -> Vec<PathBuf> {
+    let folders = stdout
+        .split("started a throwaway pooler: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" in ").nth(1))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("the pooler's folders are named: {stdout}"));
+    folders.split(", ").map(PathBuf::from).collect()
+}
+
+/// The pooler of this folder is gone: its folder removed, and no process left running from it.
+pub fn assert_pooler_gone(folder: &Path) {
+    assert!(!folder.exists(), "{} is still there", folder.display());
+    assert!(
+        no_process_mentions(folder),
+        "a pgbouncer of {} still runs",
+        folder.display()
+    );
 }
